@@ -1,0 +1,65 @@
+"""Command line: ``python app.py [COMMAND] ...``; with no command the UI starts.
+
+Each command lives in its own module exposing ``add_parser(subparsers)`` and
+``run(args, settings) -> int`` (the exit status); this module only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from netids.config import Settings, load_settings
+
+# command name -> module implementing it
+COMMANDS = {
+    "score": "netids.score_command",
+}
+
+
+class CommandError(Exception):
+    """A failure to report to the user as one line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="database URL (default: NETIDS_DB or sqlite:///db/netids.sqlite)")
+    parser.add_argument("--model", help="model checkpoint (default: models/default.pt)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command")
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).add_parser(sub, name)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    from pathlib import Path
+
+    return load_settings().with_overrides(
+        db_url=getattr(args, "db", None),
+        model_path=Path(args.model) if getattr(args, "model", None) else None,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command and return its exit status; errors become one line on stderr."""
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(COMMANDS[args.command])
+    try:
+        return int(module.run(args, settings_from(args)))
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

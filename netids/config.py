@@ -1,0 +1,57 @@
+"""One typed settings object, read once at start-up and passed down.
+
+No other module reads ``os.environ`` or hard-codes paths and limits; they take a
+:class:`Settings` (or the part of it they need).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB_URL = f"sqlite:///{PROJECT_ROOT / 'db' / 'netids.sqlite'}"
+DEFAULT_MODEL = PROJECT_ROOT / "models" / "default.pt"
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSettings:
+    """Limits of the capture stage."""
+
+    batch_size: int = 4096  # frames handed to the pipeline at most per batch
+    batch_timeout: float = 0.1  # seconds a partial batch may wait before it is handed over
+    queue_batches: int = 64  # bounded queue between capture thread and pipeline, in batches
+    rcvbuf_bytes: int = 32 * 1024 * 1024  # kernel receive buffer of the AF_PACKET socket
+    snaplen: int = 65535  # bytes kept of each live frame
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, with the defaults a first run uses."""
+
+    db_url: str = DEFAULT_DB_URL
+    model_path: Path = DEFAULT_MODEL
+    models_dir: Path = PROJECT_ROOT / "models"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    sensor: str = "local"
+    threshold: float | None = None  # None: the threshold stored in the model checkpoint
+    torch_threads: int = 1  # leave the other core to capture and the UI
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the given fields replaced; ``None`` values are ignored."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from defaults and ``NETIDS_*`` environment variables."""
+    env = os.environ if environ is None else environ
+    base = Settings()
+    return base.with_overrides(
+        db_url=env.get("NETIDS_DB"),
+        model_path=Path(env["NETIDS_MODEL"]) if "NETIDS_MODEL" in env else None,
+        sensor=env.get("NETIDS_SENSOR"),
+    )

@@ -1,0 +1,270 @@
+"""Streaming pcap and pcapng reader, and a pcap writer.
+
+Files are read in chunks and handed on as :class:`FrameBatch` views of each chunk, so a
+capture of any size is processed in bounded memory and no frame is copied one by one.
+Every record yields a frame, whatever its link type: the decoder decides what it understands,
+so ``score`` can still write one row per packet of the file.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from netids.frames import LINKTYPE_ETHERNET, FrameBatch
+
+PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BYTE_ORDER = 0x1A2B3C4D
+MAX_RECORD = 16 * 1024 * 1024  # a larger record length means the file is corrupt
+CHUNK = 4 * 1024 * 1024
+
+
+class CaptureFileError(Exception):
+    """A capture file that cannot be read; the message is meant for the user as it is."""
+
+
+@dataclass(slots=True)
+class _Columns:
+    """Per-frame columns collected while walking one chunk."""
+
+    start: list[int]
+    caplen: list[int]
+    wirelen: list[int]
+    ts: list[float]
+    linktype: list[int]
+
+    @classmethod
+    def empty(cls) -> _Columns:
+        return cls([], [], [], [], [])
+
+    def add(self, start: int, caplen: int, wirelen: int, ts: float, linktype: int) -> None:
+        self.start.append(start)
+        self.caplen.append(caplen)
+        self.wirelen.append(wirelen)
+        self.ts.append(ts)
+        self.linktype.append(linktype)
+
+    def batch(self, buf: bytes, first_index: int) -> FrameBatch:
+        return FrameBatch(
+            buf=np.frombuffer(buf, dtype=np.uint8),
+            start=np.array(self.start, dtype=np.int64),
+            caplen=np.array(self.caplen, dtype=np.int32),
+            wirelen=np.array(self.wirelen, dtype=np.int32),
+            ts=np.array(self.ts, dtype=np.float64),
+            linktype=np.array(self.linktype, dtype=np.uint16),
+            first_index=first_index,
+        )
+
+
+def read_batches(path: str | Path, batch_size: int = 4096) -> Iterator[FrameBatch]:
+    """Yield the frames of a pcap or pcapng file in file order, ``batch_size`` at most at once.
+
+    Raises :class:`CaptureFileError` for a missing, empty, foreign or truncated file; frames
+    read before a truncation are yielded first, so nothing already read is lost.
+    """
+    path = Path(path)
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise CaptureFileError(f"{path}: cannot open ({exc.strerror})") from exc
+    with fh:
+        head = fh.read(4)
+        if not head:
+            raise CaptureFileError(f"{path}: the file is empty")
+        if head in PCAP_MAGIC:
+            yield from _PcapReader(fh, path, head, batch_size).batches()
+        elif len(head) == 4 and struct.unpack("<I", head)[0] == PCAPNG_SHB:
+            fh.seek(0)
+            yield from _PcapngReader(fh, path, batch_size).batches()
+        else:
+            raise CaptureFileError(f"{path}: not a pcap or pcapng file (starts with {head.hex()})")
+
+
+class _PcapReader:
+    """Classic libpcap format: a 24-byte header, then 16-byte record headers."""
+
+    def __init__(self, fh: BinaryIO, path: Path, magic: bytes, batch_size: int) -> None:
+        self.fh, self.path, self.batch_size = fh, path, batch_size
+        order, self.tick = PCAP_MAGIC[magic]
+        rest = fh.read(20)
+        if len(rest) < 20:
+            raise CaptureFileError(f"{path}: truncated pcap header")
+        self.linktype = struct.unpack(order + "HHiIII", rest)[5] & 0x0FFFFFFF
+        self.record = struct.Struct(order + "IIII")
+
+    def batches(self) -> Iterator[FrameBatch]:
+        unpack, tick, linktype = self.record.unpack_from, self.tick, self.linktype
+        index, pending = 0, b""
+        while True:
+            data = self.fh.read(CHUNK)
+            buf = pending + data if pending else data
+            if not buf:
+                return
+            cols, off, end = _Columns.empty(), 0, len(buf)
+            while off + 16 <= end:
+                sec, frac, incl, orig = unpack(buf, off)
+                if incl > MAX_RECORD:
+                    raise CaptureFileError(
+                        f"{self.path}: corrupt record after packet {index + len(cols.start)} "
+                        f"(claims {incl} bytes)"
+                    )
+                if off + 16 + incl > end:
+                    break
+                cols.add(off + 16, incl, max(orig, incl), sec + frac * tick, linktype)
+                off += 16 + incl
+                if len(cols.start) == self.batch_size:
+                    yield cols.batch(buf, index)
+                    index += len(cols.start)
+                    cols = _Columns.empty()
+            if cols.start:
+                yield cols.batch(buf, index)
+                index += len(cols.start)
+            pending = buf[off:]
+            if not data:
+                if pending:
+                    raise CaptureFileError(
+                        f"{self.path}: truncated after packet {index} "
+                        f"({len(pending)} bytes of an incomplete record at the end)"
+                    )
+                return
+
+
+@dataclass(slots=True)
+class _Interface:
+    linktype: int
+    tick: float
+    snaplen: int
+
+
+class _PcapngReader:
+    """pcapng: blocks of (type, length, body, length); frames come from EPB and SPB blocks."""
+
+    def __init__(self, fh: BinaryIO, path: Path, batch_size: int) -> None:
+        self.fh, self.path, self.batch_size = fh, path, batch_size
+        self.order = "<"
+        self.interfaces: list[_Interface] = []
+
+    def batches(self) -> Iterator[FrameBatch]:
+        index, pending = 0, b""
+        while True:
+            data = self.fh.read(CHUNK)
+            buf = pending + data if pending else data
+            if not buf:
+                return
+            cols, off = _Columns.empty(), 0
+            for off, frame in self._frames(buf):
+                if frame is not None:
+                    cols.add(*frame)
+                    if len(cols.start) == self.batch_size:
+                        yield cols.batch(buf, index)
+                        index += len(cols.start)
+                        cols = _Columns.empty()
+            if cols.start:
+                yield cols.batch(buf, index)
+                index += len(cols.start)
+            pending = buf[off:]
+            if not data:
+                if pending:
+                    raise CaptureFileError(
+                        f"{self.path}: truncated after packet {index} "
+                        f"({len(pending)} bytes of an incomplete block at the end)"
+                    )
+                return
+
+    def _frames(
+        self, buf: bytes
+    ) -> Iterator[tuple[int, tuple[int, int, int, float, int] | None]]:
+        """Walk whole blocks of ``buf``; yield (offset after block, frame columns or None)."""
+        off, end = 0, len(buf)
+        yield 0, None
+        while off + 12 <= end:
+            btype = struct.unpack_from(self.order + "I", buf, off)[0]
+            if btype == PCAPNG_SHB:
+                bom = buf[off + 8 : off + 12]
+                if bom == b"\x4d\x3c\x2b\x1a":
+                    self.order = "<"
+                elif bom == b"\x1a\x2b\x3c\x4d":
+                    self.order = ">"
+                else:
+                    raise CaptureFileError(f"{self.path}: not a pcapng file (bad byte-order mark)")
+                self.interfaces = []
+            blen = struct.unpack_from(self.order + "I", buf, off + 4)[0]
+            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                raise CaptureFileError(f"{self.path}: corrupt pcapng block of length {blen}")
+            if off + blen > end:
+                return
+            frame = self._block(buf, off, btype, blen)
+            off += blen
+            yield off, frame
+
+    def _block(
+        self, buf: bytes, off: int, btype: int, blen: int
+    ) -> tuple[int, int, int, float, int] | None:
+        o = self.order
+        if btype == 1:  # Interface Description Block
+            linktype, _, snaplen = struct.unpack_from(o + "HHI", buf, off + 8)
+            self.interfaces.append(
+                _Interface(linktype, _tsresol(buf, off + 16, off + blen - 4, o), snaplen)
+            )
+            return None
+        if btype == 6:  # Enhanced Packet Block
+            ifid, hi, lo, incl, orig = struct.unpack_from(o + "IIIII", buf, off + 8)
+            if incl > blen - 32:
+                raise CaptureFileError(f"{self.path}: corrupt packet block (length {incl})")
+            iface = self._interface(ifid)
+            return off + 28, incl, max(orig, incl), ((hi << 32) | lo) * iface.tick, iface.linktype
+        if btype == 3:  # Simple Packet Block: no timestamp
+            orig = struct.unpack_from(o + "I", buf, off + 8)[0]
+            iface = self._interface(0)
+            incl = min(orig, blen - 16, iface.snaplen or orig)
+            return off + 12, incl, orig, 0.0, iface.linktype
+        return None
+
+    def _interface(self, ifid: int) -> _Interface:
+        if ifid >= len(self.interfaces):
+            raise CaptureFileError(f"{self.path}: packet names interface {ifid}, never described")
+        return self.interfaces[ifid]
+
+
+def _tsresol(buf: bytes, off: int, end: int, order: str) -> float:
+    """Seconds per timestamp tick from an IDB's options (``if_tsresol``, default 1 us)."""
+    while off + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", buf, off)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            v = buf[off + 4]
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
+        off += 4 + ((length + 3) & ~3)
+    return 1e-6
+
+
+def write_pcap(
+    path: str | Path,
+    frames: Iterable[tuple[float, bytes] | tuple[float, bytes, int]],
+    linktype: int = LINKTYPE_ETHERNET,
+    snaplen: int = 262144,
+) -> int:
+    """Write (timestamp, frame[, wire length]) records as a nanosecond pcap; return the count."""
+    n = 0
+    with Path(path).open("wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, snaplen, linktype))
+        for rec in frames:
+            ts, data = rec[0], rec[1]
+            wire = rec[2] if len(rec) > 2 else len(data)  # type: ignore[misc]
+            ns = round(ts * 1e9)
+            fh.write(struct.pack("<IIII", ns // 10**9, ns % 10**9, len(data), wire))
+            fh.write(data)
+            n += 1
+    return n

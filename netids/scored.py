@@ -1,0 +1,36 @@
+"""What the pipeline hands on after scoring a batch: the contract between detection, event
+aggregation, storage and the UI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netids.frames import FrameBatch
+from netids.packets import PacketBatch
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredBatch:
+    """One pipeline batch after decoding, context features and scoring.
+
+    ``kinds`` and ``explanations`` have one entry per anomalous packet, in the order of
+    ``np.flatnonzero(anomalous)``.
+    """
+
+    frames: FrameBatch
+    packets: PacketBatch
+    features: np.ndarray  # float32 [n, F], context features in netids.context.FEATURE_NAMES order
+    scores: np.ndarray  # float32 [n], calibrated 0..1, higher is more anomalous
+    threshold: float
+    anomalous: np.ndarray  # bool [n], scores >= threshold
+    kinds: list[str]  # short kind of deviation per anomalous packet ("port scan", "flood", ...)
+    explanations: list[str]  # plain words per anomalous packet ("480 SYN/s from ..., normal is 2")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def anomaly_index(self) -> np.ndarray:
+        return np.flatnonzero(self.anomalous)
