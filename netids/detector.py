@@ -1,0 +1,152 @@
+"""The detector the pipeline calls: batched scoring, explanations, and the threshold policy.
+
+Higher score means more anomalous; scores are calibrated 0..1 (see :mod:`netids.calibration`).
+Scoring and deciding are separate: :class:`Detector` scores, :class:`ThresholdPolicy` classifies.
+
+Packets are scored in tumbling windows of ``config.window`` consecutive packets, starting at the
+first packet of each call; the last partial window is padded and the padding masked out of
+attention, so a packet's score depends only on the packets of its own window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netids import explain as words
+from netids.checkpoint import Checkpoint, CheckpointError, load
+from netids.packets import PacketBatch
+from netids.scaling import categorical_codes, raw_numeric
+
+__all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy", "combine_errors"]
+
+WINDOWS_PER_CALL = 64  # 64 windows of 16 = 1024 packets per model call
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    scores: np.ndarray  # float32 [n], calibrated 0..1, higher is more anomalous
+    raw: np.ndarray  # float32 [n], combined normalised reconstruction error
+    errors: np.ndarray  # float32 [n, n_inputs], per-input error / its typical value
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdPolicy:
+    """Decides which scores are anomalies: ``score >= threshold``."""
+
+    threshold: float
+
+    def classify(self, scores: np.ndarray) -> np.ndarray:
+        """bool mask, True where anomalous.
+
+        >>> ThresholdPolicy(0.99).classify(np.array([0.5, 0.99, 1.0])).tolist()
+        [False, True, True]
+        """
+        return np.asarray(scores) >= self.threshold
+
+
+def combine_errors(errors: np.ndarray) -> np.ndarray:
+    """One raw anomaly value per packet from its normalised per-input errors [n, k]:
+    the mean plus the mean of the three largest, so one badly reconstructed input counts."""
+    top = np.sort(errors, axis=1)[:, -3:]
+    return (errors.mean(axis=1) + top.mean(axis=1)).astype(np.float32)
+
+
+class Detector:
+    def __init__(self, checkpoint: Checkpoint, threads: int = 1) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.build_model()
+        self.threads = max(1, int(threads))
+        self.window = checkpoint.config.window
+        self.threshold = checkpoint.threshold
+        self.feature_names = tuple(checkpoint.feature_names)
+        self.input_names = list(checkpoint.numeric_names) + list(checkpoint.categorical_names)
+        self._error_scale = np.asarray(checkpoint.error_scale, dtype=np.float32)
+        self._typical = checkpoint.scaler.typical()
+
+    @classmethod
+    def load(cls, path: Path, threads: int = 1) -> Detector:
+        """Load a checkpoint; :class:`CheckpointError` (plain message) when it is unusable."""
+        return cls(load(path), threads)
+
+    def policy(self, threshold: float | None = None) -> ThresholdPolicy:
+        return ThresholdPolicy(self.threshold if threshold is None else threshold)
+
+    def score_batch(self, packets: PacketBatch, features: np.ndarray) -> Scores:
+        """Score consecutive packets; ``features`` is float32 [n, F] in ``feature_names`` order."""
+        n = len(packets)
+        if features.shape[1] != len(self.feature_names):
+            raise ValueError(f"expected {len(self.feature_names)} feature columns, "
+                             f"got {features.shape[1]}")
+        errors = self.input_errors(packets, features)
+        errors /= self._error_scale
+        raw = combine_errors(errors) if n else np.zeros(0, np.float32)
+        return Scores(self.checkpoint.calibrator.transform(raw), raw, errors)
+
+    def input_errors(self, packets: PacketBatch, features: np.ndarray) -> np.ndarray:
+        """float32 [n, n_inputs] reconstruction error of every model input (not normalised)."""
+        n, T = len(packets), self.window
+        k = len(self.input_names)
+        if n == 0:
+            return np.zeros((0, k), np.float32)
+        numeric = self.checkpoint.scaler.transform(raw_numeric(packets, features))
+        codes = categorical_codes(packets)
+        m = -(-n // T) * T  # padded length, a multiple of the window
+        num = np.zeros((m, numeric.shape[1]), np.float32)
+        num[:n] = numeric
+        cod = np.zeros((m, codes.shape[1]), np.int64)
+        cod[:n] = codes
+        pad = np.zeros(m, bool)
+        pad[n:] = True
+        num_t = torch.from_numpy(num).view(m // T, T, -1)  # [W, T, n_numeric]
+        cod_t = torch.from_numpy(cod).view(m // T, T, -1)  # [W, T, n_fields]
+        pad_t = torch.from_numpy(pad).view(m // T, T)  # [W, T]
+        out = np.empty((m, k), np.float32)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                for w in range(0, m // T, WINDOWS_PER_CALL):
+                    sl = slice(w, w + WINDOWS_PER_CALL)
+                    p = pad_t[sl] if bool(pad_t[sl].any()) else None
+                    err = self.model.errors(num_t[sl], cod_t[sl], p)  # [w, T, k]
+                    out[w * T:(w + err.shape[0]) * T] = err.reshape(-1, k).numpy()
+        finally:
+            torch.set_num_threads(before)
+        return out[:n]
+
+    def explain(self, packets: PacketBatch, features: np.ndarray, scores: Scores,
+                index: np.ndarray) -> tuple[list[str], list[str]]:
+        """(kind, explanation) for each row in ``index`` (positions in this batch)."""
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) == 0:
+            return [], []
+        sub = packets.take(index)
+        values = raw_numeric(sub, features[index])
+        codes = categorical_codes(sub)
+        cat_values = np.stack([sub.proto, sub.tcp_flags, sub.sport, sub.dport, sub.icmp_type,
+                               sub.arp_op, sub.status], axis=1).astype(np.int64)
+        n_num = values.shape[1]
+        kinds, texts = [], []
+        for row, i in enumerate(index):
+            err = scores.errors[i]
+            top = np.argsort(-err)[:3]
+            kinds.append(words.kind_of([self.input_names[j] for j in top],
+                                       [float(err[j]) for j in top]))
+            parts = []
+            for j in top[:2]:
+                name = self.input_names[j]
+                if j < n_num:
+                    parts.append(words.describe(name, values[row, j], self._typical[j]))
+                else:
+                    c = j - n_num
+                    parts.append(words.describe_code(name, int(codes[row, c]),
+                                                     int(cat_values[row, c])))
+            texts.append("; ".join(parts))
+        return kinds, texts

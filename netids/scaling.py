@@ -1,0 +1,153 @@
+"""Turn decoded packets and their context features into model inputs.
+
+Two kinds of input per packet:
+
+- **numeric**: a few per-packet sizes (length, TTL, TCP window, UDP length, payload) plus every
+  context feature column, made comparable by :class:`RobustScaler` (median / IQR fitted on
+  training traffic, ``log1p`` first for heavy-tailed columns, clipped);
+- **categorical**: protocol, TCP flags, source and destination port class, ICMP type, ARP
+  opcode and decoder status, as small integer codes the model embeds. They are never fed as raw
+  numbers: port 443 is not "443 times more" than port 1.
+
+>>> import numpy as np
+>>> port_class(np.array([-1, 80, 1000, 8081, 60000]))
+array([ 0, 10, 42, 43, 44])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netids.packets import ETHERTYPE_ARP, FLAG_FRAGMENT, PacketBatch
+
+# per-packet numeric fields taken from PacketBatch (before the context feature columns)
+PACKET_NUMERIC = ("length", "ttl", "window", "udp_len", "payload")
+
+# Ports with a class of their own; any other port falls into one of three range classes.
+KNOWN_PORTS = (20, 21, 22, 23, 25, 53, 67, 68, 69, 80, 88, 110, 111, 123, 135, 137, 138, 139,
+               143, 161, 162, 389, 443, 445, 500, 502, 514, 520, 546, 547, 587, 853, 993, 995,
+               1900, 3306, 3389, 5353, 5355, 8080, 8443)
+_PORT_LOOKUP = np.zeros(65536, dtype=np.int64)
+_PORT_LOOKUP[:1024] = len(KNOWN_PORTS) + 1  # other system port
+_PORT_LOOKUP[1024:49152] = len(KNOWN_PORTS) + 2  # registered
+_PORT_LOOKUP[49152:] = len(KNOWN_PORTS) + 3  # ephemeral
+for _i, _p in enumerate(KNOWN_PORTS):
+    _PORT_LOOKUP[_p] = _i + 1
+PORT_CLASSES = len(KNOWN_PORTS) + 4  # 0 = no port
+
+# categorical field name -> vocabulary size (the model's embedding tables)
+CATEGORICAL = {
+    "protocol": 8,  # see protocol_class
+    "tcp_flags": 513,  # 9 flag bits + 1, 0 = not TCP
+    "sport_class": PORT_CLASSES,
+    "dport_class": PORT_CLASSES,
+    "icmp_type": 257,  # type + 1, 0 = not ICMP
+    "arp_op": 4,  # 0 none, 1 request, 2 reply, 3 other
+    "status": 64,  # decoder status bits 3..8 (truncated, malformed, fragment, options, ...)
+}
+PROTOCOL_NAMES = ("other link layer", "ARP", "TCP", "UDP", "ICMP", "ICMPv6", "other IP protocol",
+                  "IP fragment")
+
+
+def port_class(port: np.ndarray) -> np.ndarray:
+    """Class code of each port: 0 none, 1.. a known service, then system/registered/ephemeral."""
+    out = _PORT_LOOKUP[np.clip(port, 0, 65535)]
+    return np.where(port < 0, 0, out)
+
+
+def protocol_class(packets: PacketBatch) -> np.ndarray:
+    """Code of each packet's protocol, indexing :data:`PROTOCOL_NAMES`."""
+    proto = packets.proto.astype(np.int64)
+    out = np.full(len(packets), 6, dtype=np.int64)
+    out[proto == 6] = 2
+    out[proto == 17] = 3
+    out[proto == 1] = 4
+    out[proto == 58] = 5
+    out[(packets.status & FLAG_FRAGMENT) != 0] = 7
+    out[proto < 0] = 0
+    out[packets.ethertype == ETHERTYPE_ARP] = 1
+    return out
+
+
+def categorical_codes(packets: PacketBatch) -> np.ndarray:
+    """int64 [n, len(CATEGORICAL)], one code per categorical field, in CATEGORICAL order."""
+    arp = packets.arp_op.astype(np.int64)
+    cols = [
+        protocol_class(packets),
+        np.clip(packets.tcp_flags.astype(np.int64) + 1, 0, 512),
+        port_class(packets.sport),
+        port_class(packets.dport),
+        np.clip(packets.icmp_type.astype(np.int64) + 1, 0, 256),
+        np.where(arp < 0, 0, np.where((arp == 1) | (arp == 2), arp, 3)),
+        (packets.status.astype(np.int64) >> 3) & 63,
+    ]
+    out = np.stack(cols, axis=1)
+    assert out.shape == (len(packets), len(CATEGORICAL))
+    return out
+
+
+def raw_numeric(packets: PacketBatch, features: np.ndarray) -> np.ndarray:
+    """float64 [n, len(PACKET_NUMERIC) + F]: per-packet sizes, then the context features."""
+    assert features.ndim == 2 and len(features) == len(packets), (features.shape, len(packets))
+    own = np.stack([getattr(packets, name).astype(np.float64) for name in PACKET_NUMERIC], axis=1)
+    return np.concatenate([own, features.astype(np.float64)], axis=1)
+
+
+@dataclass
+class RobustScaler:
+    """Per column: optional signed ``log1p``, then ``(x - median) / scale``, clipped.
+
+    A column gets the log when it is heavy-tailed in training data: non-negative (``-1``,
+    meaning "absent", allowed) with a 99th percentile above 10. ``scale`` is IQR/1.349 (the
+    standard deviation for Gaussian data), falling back to the standard deviation, then 1, for
+    columns that are nearly constant in training.
+
+    >>> s = RobustScaler.fit(np.array([[1.0, 0.0], [2.0, 1000.0], [3.0, 10.0], [4.0, 50.0]]))
+    >>> s.log.tolist()
+    [False, True]
+    >>> [round(float(v), 1) for v in s.transform(np.array([[2.5, 30.0]]))[0]]
+    [0.0, 0.1]
+    """
+
+    median: np.ndarray  # float64 [F], after the log
+    scale: np.ndarray  # float64 [F], > 0
+    log: np.ndarray  # bool [F], signed log1p applied first
+    clip: float = 12.0  # scaled values are clipped to +-clip
+
+    @classmethod
+    def fit(cls, x: np.ndarray, clip: float = 12.0) -> RobustScaler:
+        x = np.nan_to_num(np.asarray(x, dtype=np.float64))
+        log = (x.min(axis=0) >= -1) & (np.percentile(x, 99, axis=0) > 10)
+        y = np.where(log, _slog(x), x)
+        q25, median, q75 = np.percentile(y, [25, 50, 75], axis=0)
+        scale = (q75 - q25) / 1.349
+        std = y.std(axis=0)
+        scale = np.where(scale > 1e-6, scale, np.where(std > 1e-6, std, 1.0))
+        return cls(median=median, scale=scale, log=log, clip=clip)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """float32 [n, F] scaled values."""
+        x = np.nan_to_num(np.asarray(x, dtype=np.float64))
+        assert x.shape[1] == len(self.median), (x.shape, len(self.median))
+        y = np.where(self.log, _slog(x), x)
+        return np.clip((y - self.median) / self.scale, -self.clip, self.clip).astype(np.float32)
+
+    def typical(self) -> np.ndarray:
+        """The median of each column in its original units (undoing the log)."""
+        return np.where(self.log, np.sign(self.median) * np.expm1(np.abs(self.median)), self.median)
+
+    def state(self) -> dict:
+        return {"median": self.median.tolist(), "scale": self.scale.tolist(),
+                "log": self.log.tolist(), "clip": self.clip}
+
+    @classmethod
+    def from_state(cls, state: dict) -> RobustScaler:
+        return cls(median=np.asarray(state["median"], dtype=np.float64),
+                   scale=np.asarray(state["scale"], dtype=np.float64),
+                   log=np.asarray(state["log"], dtype=bool), clip=float(state["clip"]))
+
+
+def _slog(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))

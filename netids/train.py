@@ -1,0 +1,307 @@
+"""Train a detector on normal traffic: a function with a config, returning a report.
+
+The same function serves ``python app.py train`` and the UI's capture-and-retrain (run it in a
+worker thread; it reports progress through a callback and stops when a ``threading.Event`` is
+set). Data is cut into tumbling windows per capture; blocks of windows are split at random
+into training, validation (early stopping, learning-rate schedule) and calibration (never
+trained on: the calibrated score is fitted there).
+
+Minimum data: :data:`MIN_PACKETS` normal packets (about a minute of a busy lab network), so
+that at least 1,000 packets are held back for calibration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netids import __version__
+from netids.calibration import MIN_CALIBRATION, Calibrator, threshold_for
+from netids.checkpoint import Checkpoint
+from netids.detector import Detector, combine_errors
+from netids.model import ModelConfig, PacketAutoencoder
+from netids.packets import PacketBatch
+from netids.scaling import CATEGORICAL, PACKET_NUMERIC, RobustScaler, categorical_codes, raw_numeric
+
+log = logging.getLogger(__name__)
+
+MIN_PACKETS = 8000  # normal packets needed to train (20% of them calibrate: >= 1,000)
+BLOCK_WINDOWS = 32  # windows per block when splitting train / validation / calibration
+
+
+class TrainingError(Exception):
+    """Training cannot run (too little data, nothing readable): the message says why."""
+
+
+class TrainingCancelled(Exception):
+    """The cancel event was set."""
+
+
+@dataclass
+class TrainConfig:
+    window: int = 16  # packets per tumbling window
+    d_model: int = 32  # model width (see ModelConfig)
+    n_layer: int = 2  # encoder layers
+    n_head: int = 4  # attention heads
+    latent: int = 8  # per-packet bottleneck
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    batch_windows: int = 64  # windows per optimisation step (1,024 packets)
+    lr: float = 3e-3  # initial learning rate (AdamW), lowered on plateau
+    weight_decay: float = 1e-4
+    patience: int = 4  # epochs without validation improvement before stopping
+    val_fraction: float = 0.15  # share of window blocks for validation
+    calib_fraction: float = 0.2  # share of window blocks held back for calibration
+    max_train_windows: int = 20000  # windows sampled per epoch at most (keeps runs short)
+    target_false_alarm: float = 0.001  # default threshold = 1 - this
+    seed: int = 0
+    threads: int = 2  # torch threads while training
+
+
+@dataclass
+class TrainReport:
+    checkpoint: Checkpoint
+    epochs: int
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, lr
+    seconds: float = 0.0
+    packets: int = 0
+    stopped_early: bool = False
+
+
+Progress = Callable[[int, float, float], None]  # (epoch, train_loss, val_loss)
+
+
+def train(
+    captures: Sequence[tuple[PacketBatch, np.ndarray]],
+    feature_names: Sequence[str],
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    sources: Sequence[str] = (),
+) -> TrainReport:
+    """Train on normal captures, each ``(packets, features)``; return the report."""
+    config = config or TrainConfig()
+    started = time.monotonic()
+    n_total = sum(len(p) for p, _ in captures)
+    if n_total < MIN_PACKETS:
+        raise TrainingError(f"too little normal traffic: {n_total} packets, training needs at "
+                            f"least {MIN_PACKETS} (about a minute of a busy network)")
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    before_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _train(captures, list(feature_names), config, progress, cancel, sources, rng,
+                      started, n_total)
+    finally:
+        torch.set_num_threads(before_threads)
+
+
+def _train(captures, feature_names, config, progress, cancel, sources, rng, started, n_total):
+    T = config.window
+    raw = np.concatenate([raw_numeric(p, f) for p, f in captures])
+    scaler = RobustScaler.fit(raw)
+    num_w, cod_w, pad_w = [], [], []
+    for packets, feats in captures:
+        n, w = _windows(scaler.transform(raw_numeric(packets, feats)),
+                        categorical_codes(packets), T)
+        num_w.append(n)
+        cod_w.append(w[0])
+        pad_w.append(w[1])
+    num = torch.from_numpy(np.concatenate(num_w))  # [W, T, n_numeric]
+    cod = torch.from_numpy(np.concatenate(cod_w))  # [W, T, n_fields]
+    pad = torch.from_numpy(np.concatenate(pad_w))  # [W, T]
+    split = _split(len(num), config, rng)
+    if (~pad[split == 2]).sum() < MIN_CALIBRATION:
+        raise TrainingError(f"too little normal traffic to hold back {MIN_CALIBRATION} packets "
+                            f"for calibration; give more than {MIN_PACKETS} packets")
+    idx_train, idx_val, idx_cal = (np.flatnonzero(split == k) for k in range(3))
+
+    mconf = ModelConfig(n_numeric=num.shape[2], vocab_sizes=tuple(CATEGORICAL.values()),
+                        window=T, d_model=config.d_model, n_head=config.n_head,
+                        n_layer=config.n_layer, latent=config.latent)
+    model = PacketAutoencoder(mconf)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=1)
+    best, best_state, best_epoch, bad, history = np.inf, None, 0, 0, []
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = rng.permutation(idx_train)[: config.max_train_windows]
+        losses = []
+        for s in range(0, len(order), config.batch_windows):
+            if cancel is not None and cancel.is_set():
+                raise TrainingCancelled("training cancelled")
+            b = torch.from_numpy(order[s:s + config.batch_windows])
+            loss = _loss(model, num[b], cod[b], pad[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+        val = _evaluate_loss(model, num, cod, pad, idx_val, config.batch_windows)
+        sched.step(val)
+        train_loss = float(np.mean(losses))
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val,
+                        "lr": opt.param_groups[0]["lr"]})
+        log.info("epoch %d train %.4f val %.4f", epoch, train_loss, val)
+        if progress is not None:
+            progress(epoch, train_loss, val)
+        if val < best - 1e-4:
+            best, best_epoch, bad = val, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+
+    # typical error of each input on training windows, then calibration on held-back windows
+    train_err = _errors(model, num, cod, pad, idx_train[:config.max_train_windows])
+    error_scale = train_err.mean(axis=0) + 1e-3
+    cal_err = _errors(model, num, cod, pad, idx_cal) / error_scale
+    calibrator = Calibrator.fit(combine_errors(cal_err))
+    threshold = threshold_for(config.target_false_alarm)
+    ts = np.concatenate([p.ts for p, _ in captures])
+    ts = ts[np.isfinite(ts) & (ts > 0)]
+    metadata = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "netids_version": __version__,
+        "sources": list(sources),
+        "packets": int(n_total),
+        "windows": {"train": len(idx_train), "val": len(idx_val), "calibration": len(idx_cal)},
+        "time_span": {"first": float(ts.min()) if len(ts) else None,
+                      "last": float(ts.max()) if len(ts) else None,
+                      "seconds": float(ts.max() - ts.min()) if len(ts) else 0.0},
+        "train_config": asdict(config),
+        "metrics": {"best_val_loss": float(best), "best_epoch": best_epoch,
+                    "epochs_run": len(history), "history": history,
+                    "calibration_packets": int(calibrator.n)},
+        "params": model.n_params(),
+    }
+    ckpt = Checkpoint(
+        config=mconf,
+        state_dict=model.state_dict(),
+        scaler=scaler,
+        calibrator=calibrator,
+        error_scale=error_scale.tolist(),
+        threshold=threshold,
+        feature_names=list(feature_names),
+        numeric_names=list(PACKET_NUMERIC) + list(feature_names),
+        categorical_names=list(CATEGORICAL),
+        metadata=metadata,
+    )
+    seconds = time.monotonic() - started
+    metadata["metrics"]["train_seconds"] = round(seconds, 1)
+    return TrainReport(checkpoint=ckpt, epochs=len(history), best_epoch=best_epoch,
+                       history=history, seconds=seconds, packets=int(n_total),
+                       stopped_early=len(history) < config.epochs)
+
+
+def detector_from(report: TrainReport, threads: int = 1) -> Detector:
+    return Detector(report.checkpoint, threads)
+
+
+def _windows(numeric: np.ndarray, codes: np.ndarray, T: int):
+    """Pad one capture to whole windows: numeric [W, T, k], (codes [W, T, c], pad [W, T])."""
+    n = len(numeric)
+    m = -(-n // T) * T
+    num = np.zeros((m, numeric.shape[1]), np.float32)
+    num[:n] = numeric
+    cod = np.zeros((m, codes.shape[1]), np.int64)
+    cod[:n] = codes
+    pad = np.zeros(m, bool)
+    pad[n:] = True
+    return num.reshape(m // T, T, -1), (cod.reshape(m // T, T, -1), pad.reshape(m // T, T))
+
+
+def _split(n_windows: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """0 train / 1 validation / 2 calibration per window, assigned in contiguous blocks."""
+    n_blocks = -(-n_windows // BLOCK_WINDOWS)
+    u = rng.random(n_blocks)
+    block = np.where(u < config.calib_fraction, 2,
+                     np.where(u < config.calib_fraction + config.val_fraction, 1, 0))
+    return np.repeat(block, BLOCK_WINDOWS)[:n_windows]
+
+
+def _loss(model, num, cod, pad) -> torch.Tensor:
+    err = model.errors(num, cod, pad)  # [B, T, k]
+    keep = (~pad).unsqueeze(-1).float()  # [B, T, 1]
+    return (err * keep).sum() / (keep.sum() * err.shape[2]).clamp(min=1)
+
+
+def _evaluate_loss(model, num, cod, pad, idx, bs) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for s in range(0, len(idx), bs * 4):
+            b = torch.from_numpy(idx[s:s + bs * 4])
+            k = float((~pad[b]).sum())
+            total += float(_loss(model, num[b], cod[b], pad[b])) * k
+            count += k
+    return total / max(count, 1.0)
+
+
+def _errors(model, num, cod, pad, idx) -> np.ndarray:
+    """Per-input errors [n_real_packets, k] of the given windows (padding dropped)."""
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(idx), 256):
+            b = torch.from_numpy(idx[s:s + 256])
+            p = pad[b]
+            err = model.errors(num[b], cod[b], p)  # [B, T, k]
+            out.append(err[~p].numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def save_report(report: TrainReport, path: str | Path) -> Path:
+    from netids.checkpoint import save
+
+    return save(report.checkpoint, path)
+
+
+def feature_names() -> tuple[str, ...]:
+    """The context feature columns this netids computes (``netids.context.FEATURE_NAMES``)."""
+    try:
+        from netids.context import FEATURE_NAMES
+    except ImportError:  # context features not built yet: per-packet fields only
+        return ()
+    return tuple(FEATURE_NAMES)
+
+
+def read_capture(path: str | Path, batch_size: int = 4096) -> tuple[PacketBatch, np.ndarray]:
+    """Decode a whole capture file and compute its context features (fresh state per file)."""
+    from netids.decode import decode
+    from netids.pcapfile import read_batches
+
+    try:
+        from netids.context import ContextFeatures
+    except ImportError:
+        ContextFeatures = None
+    ctx = ContextFeatures() if ContextFeatures is not None else None
+    packets, feats = [], []
+    for frames in read_batches(path, batch_size):
+        p = decode(frames)
+        packets.append(p)
+        feats.append(ctx.update(p) if ctx is not None else np.zeros((len(p), 0), np.float32))
+    if not packets:
+        return _empty_packets(), np.zeros((0, len(feature_names())), np.float32)
+    return PacketBatch.concat(packets), np.concatenate(feats).astype(np.float32)
+
+
+def _empty_packets() -> PacketBatch:
+    from netids.decode import decode
+    from netids.frames import FrameBatch
+
+    z = np.zeros(0, np.int64)
+    return decode(FrameBatch(np.zeros(0, np.uint8), z, z.astype(np.int32), z.astype(np.int32),
+                             z.astype(np.float64), z.astype(np.uint16)))
