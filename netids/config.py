@@ -28,6 +28,22 @@ class CaptureSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Limits of the event store (netids.storage)."""
+
+    flush_interval: float = 0.25  # seconds between writes at most: SIGKILL loses no more than this
+    batch_rows: int = 5000  # rows per executemany inside one transaction
+    max_pending: int = 100_000  # events held in memory while the database is locked or away
+    retry_min: float = 0.1  # seconds before the first retry of a failed write; doubles each time
+    retry_max: float = 5.0  # longest wait between retries
+    close_timeout: float = 10.0  # seconds close() keeps retrying before it gives up and logs loss
+    busy_timeout_ms: int = 2000  # SQLite waits this long for another writer's lock
+    retention_days: float | None = 90.0  # events last seen longer ago are deleted; None keeps all
+    retention_rows: int | None = 1_000_000  # newest events kept at most; None: no row limit
+    retention_interval: float = 300.0  # seconds between retention runs of the writer
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable, with the defaults a first run uses."""
 
@@ -40,6 +56,7 @@ class Settings:
     threshold: float | None = None  # None: the threshold stored in the model checkpoint
     torch_threads: int = 1  # leave the other core to capture and the UI
     capture: CaptureSettings = field(default_factory=CaptureSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored."""
