@@ -17,6 +17,7 @@ from netids.config import Settings, load_settings
 # command name -> module implementing it
 COMMANDS = {
     "score": "netids.score_command",
+    "lab": "netids.lab_command",
 }
 
 
