@@ -18,6 +18,7 @@ from netids.config import Settings, load_settings
 COMMANDS = {
     "score": "netids.score_command",
     "lab": "netids.lab_command",
+    "export": "netids.export_command",
 }
 
 
