@@ -255,7 +255,9 @@ class EventAggregator:
             k = tuple(key[first].tolist())
             ev = self._open.get(k)
             t0, t1 = float(ts_s[s]), float(ts_s[e - 1])
-            if ev is not None and (t0 - ev.last_seen > cfg.gap or t1 - ev.first_seen > cfg.max_duration):
+            if ev is not None and (
+                t0 - ev.last_seen > cfg.gap or t1 - ev.first_seen > cfg.max_duration
+            ):
                 del self._open[k]
                 ev = None
             if ev is None and len(self._open) >= cfg.max_open:
@@ -328,14 +330,14 @@ class EventAggregator:
 
     def _new_event(self, k: tuple, p: PacketBatch, i: int, t0: float) -> _Event:
         merged = k[6]
-        src = "" if merged & 1 else (format_ip(p.src_hi[i], p.src_lo[i]) or format_mac(p.src_mac[i]))
-        dst = "" if merged & 2 else (format_ip(p.dst_hi[i], p.dst_lo[i]) or format_mac(p.dst_mac[i]))
+        src = format_ip(p.src_hi[i], p.src_lo[i]) or format_mac(p.src_mac[i])
+        dst = format_ip(p.dst_hi[i], p.dst_lo[i]) or format_mac(p.dst_mac[i])
         return _Event(
             id=uuid.uuid4().hex,
             first_seen=t0,
             last_seen=t0,
-            src=src,
-            dst=dst,
+            src="" if merged & 1 else src,
+            dst="" if merged & 2 else dst,
             src_port=None,
             dst_port=None,
             proto=protocol_name(int(p.ethertype[i]), int(p.proto[i])),

@@ -188,7 +188,7 @@ class EventStore:
         self._thread.join()
         stats = self.stats
         if stats.pending:
-            log.error("event store closed with %d events unwritten: %s", stats.pending, stats.last_error)
+            log.error("store closed, %d events unwritten: %s", stats.pending, stats.last_error)
         return stats
 
     @property
@@ -518,7 +518,9 @@ def top_targets(
     return _top(Event.dst, session, filter, limit)
 
 
-def _top(col: Any, session: Session, f: EventFilter | None, limit: int) -> list[tuple[str, int, int]]:
+def _top(
+    col: Any, session: Session, f: EventFilter | None, limit: int
+) -> list[tuple[str, int, int]]:
     n = func.count().label("n")
     packets = func.sum(Event.packets).label("packets")
     stmt = (
