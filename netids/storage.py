@@ -74,7 +74,9 @@ def make_engine(url: str, settings: StorageSettings | None = None) -> Engine:
         return engine
     if not url.startswith("postgresql"):
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql+psycopg://...")
-    return create_engine(url, pool_pre_ping=True)
+    # a lock held elsewhere fails the write after the same wait as SQLite's busy timeout
+    options = f"-c lock_timeout={int(settings.busy_timeout_ms)}"
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

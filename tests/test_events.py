@@ -1,0 +1,200 @@
+"""Event aggregation: anomalous packets merge into a few readable events."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from netids.decode import decode
+from netids.events import EventAggregator, EventConfig, EventUpdate, _test_packets, severity
+from netids.frames import FrameBatch
+from netids.packets import PacketBatch
+from netids.pcapfile import read_batches
+from netids.scored import ScoredBatch
+from tests.data_paths import shared_data
+
+SYN_FLOOD = "attack/stopddos__pkt.TCP.synflood.spoofed.pcap"
+
+
+def scored(
+    packets: PacketBatch,
+    scores: np.ndarray | float = 0.95,
+    kinds: str | list[str] = "flood",
+    threshold: float = 0.5,
+    frames: FrameBatch | None = None,
+) -> ScoredBatch:
+    """Score every packet of ``packets`` as given; explanation names the packet's position."""
+    n = len(packets)
+    scores = np.broadcast_to(np.asarray(scores, np.float32), (n,)).copy()
+    if frames is None:
+        frames = FrameBatch.from_frames([i.to_bytes(4, "big") * 15 for i in range(n)], packets.ts)
+    anomalous = scores >= threshold
+    idx = np.flatnonzero(anomalous)
+    kinds = [kinds] * n if isinstance(kinds, str) else kinds
+    return ScoredBatch(
+        frames=frames,
+        packets=packets,
+        features=np.zeros((n, 1), np.float32),
+        scores=scores,
+        threshold=threshold,
+        anomalous=anomalous,
+        kinds=[kinds[i] for i in idx],
+        explanations=[f"packet {i} score {scores[i]:.3f}" for i in idx],
+    )
+
+
+def latest(updates: list[EventUpdate]) -> dict[str, EventUpdate]:
+    """The last state of every event among successive updates."""
+    out: dict[str, EventUpdate] = {}
+    for u in updates:
+        out[u.id] = u
+    return out
+
+
+def test_real_spoofed_syn_flood_of_75k_packets_becomes_one_event() -> None:
+    path = shared_data() / SYN_FLOOD
+    agg = EventAggregator()
+    updates: list[EventUpdate] = []
+    total = 0
+    for rerun in range(2):  # the 37,841-packet capture twice: one 47 s flood of 75,682 packets
+        shift = rerun * 23.7
+        for frames in read_batches(path, batch_size=4096):
+            packets = decode(frames)
+            packets = replace(packets, ts=packets.ts + shift)
+            updates += agg.add(scored(packets, frames=frames))
+            total += len(packets)
+    updates += agg.flush()
+    events = latest(updates)
+    assert total == 75_682
+    assert 1 <= len(events) <= 5
+    assert sum(e.packets for e in events.values()) == total
+    big = max(events.values(), key=lambda e: e.packets)
+    assert (big.src, big.dst, big.dst_port, big.proto, big.kind) == (
+        "", "10.10.10.10", 25565, "TCP", "flood",
+    )
+    assert big.packets == total and big.src_count > 10_000
+    assert big.last_seen - big.first_seen == pytest.approx(23.7 + 23.68, abs=0.1)
+    samples = [s for u in updates if u.id == big.id for s in u.new_samples]
+    assert len(samples) == 5 and [s.seq for s in samples] == [0, 1, 2, 3, 4]
+    first = next(read_batches(path, batch_size=5))
+    assert [s.data for s in samples] == [first.frame(i) for i in range(5)]
+    assert "TCP" in samples[0].summary and "flags [S]" in samples[0].summary
+
+
+def test_port_scan_of_one_host_is_one_event_with_no_single_port() -> None:
+    n = 1000
+    pk = _test_packets(n, src="198.51.100.9", dst="10.0.0.5")
+    pk = replace(pk, dport=np.arange(1, n + 1, dtype=np.int32))
+    (event,) = EventAggregator().add(scored(pk, kinds="port scan"))
+    assert (event.src, event.dst, event.dst_port, event.src_port) == (
+        "198.51.100.9", "10.0.0.5", None, 40000,
+    )
+    assert event.packets == n and event.src_count == event.dst_count == 1
+
+
+def test_host_sweep_merges_targets_and_counts_them() -> None:
+    n = 200
+    pk = _test_packets(n, src="198.51.100.9", dst=[f"10.0.1.{i}" for i in range(n)])
+    (event,) = EventAggregator().add(scored(pk, kinds="host sweep"))
+    assert (event.src, event.dst, event.packets, event.dst_count) == ("198.51.100.9", "", n, n)
+
+
+def test_a_few_sources_keep_their_own_events() -> None:
+    pk = _test_packets(30, src=["192.0.2.1", "192.0.2.2", "192.0.2.3"] * 10, dst="10.0.0.1")
+    events = EventAggregator().add(scored(pk))
+    assert sorted((e.src, e.packets) for e in events) == [
+        ("192.0.2.1", 10), ("192.0.2.2", 10), ("192.0.2.3", 10),
+    ]
+
+
+def test_flood_trickling_in_ends_in_one_merged_event_after_a_handful() -> None:
+    agg = EventAggregator(EventConfig(max_sources=16))
+    updates = []
+    for i in range(500):  # one spoofed packet per batch
+        pk = _test_packets(1, src=f"10.9.{i // 200}.{i % 200}", dst="10.0.0.1", ts=[i * 0.01])
+        updates += agg.add(scored(pk))
+    events = latest(updates)
+    assert len(events) == 17  # 16 sources on their own, then "many sources"
+    merged = [e for e in events.values() if e.src == ""]
+    assert len(merged) == 1 and merged[0].packets == 500 - 16
+    assert sum(e.packets for e in events.values()) == 500
+
+
+def test_kinds_and_protocols_are_separate_events() -> None:
+    pk = _test_packets(4, src="192.0.2.1", dst="10.0.0.1")
+    events = EventAggregator().add(scored(pk, kinds=["flood", "scan", "flood", "scan"]))
+    assert sorted((e.kind, e.packets) for e in events) == [("flood", 2), ("scan", 2)]
+    udp = _test_packets(3, src="192.0.2.1", dst="10.0.0.1", proto=17, ts=[0.1, 0.2, 0.3])
+    (event,) = EventAggregator().add(scored(udp))
+    assert event.proto == "UDP"
+
+
+def test_a_quiet_gap_starts_a_new_event_even_inside_one_batch() -> None:
+    cfg = EventConfig(gap=60)
+    ts = np.array([0.0, 1.0, 2.0, 200.0, 201.0])
+    pk = _test_packets(5, src="192.0.2.1", dst="10.0.0.1", ts=ts + 1e9)
+    events = EventAggregator(cfg).add(scored(pk))
+    assert sorted(e.packets for e in events) == [2, 3]
+    agg = EventAggregator(cfg)
+    first = agg.add(scored(_test_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9])))
+    again = agg.add(scored(_test_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9 + 30])))
+    later = agg.add(scored(_test_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9 + 100])))
+    assert first[0].id == again[0].id != later[0].id
+    assert again[0].packets == 2 and later[0].packets == 1
+
+
+def test_only_anomalous_packets_count_and_the_top_explanation_wins() -> None:
+    pk = _test_packets(6, src="192.0.2.1", dst="10.0.0.1")
+    scores = np.array([0.1, 0.6, 0.97, 0.7, 0.2, 0.55], np.float32)
+    (event,) = EventAggregator().add(scored(pk, scores=scores))
+    assert event.packets == 4
+    assert event.score_max == pytest.approx(0.97)
+    assert event.score_mean == pytest.approx((0.6 + 0.97 + 0.7 + 0.55) / 4)
+    assert event.explanation == "packet 2 score 0.970"
+    assert event.severity == "anomalous" and event.threshold == 0.5
+
+
+def test_severity_follows_the_calibrated_score() -> None:
+    cfg = EventConfig(suspicious_at=0.4, anomalous_at=0.9)
+    assert [severity(s, cfg) for s in (0.1, 0.4, 0.89, 0.9)] == [
+        "normal", "suspicious", "suspicious", "anomalous",
+    ]
+    pk = _test_packets(2, src="192.0.2.1", dst="10.0.0.1")
+    (event,) = EventAggregator(cfg).add(scored(pk, scores=0.6))
+    assert event.severity == "suspicious"
+
+
+def test_samples_are_kept_once_and_capped() -> None:
+    agg = EventAggregator(EventConfig(samples=3))
+    a = agg.add(scored(_test_packets(2, src="192.0.2.1", dst="10.0.0.1")))
+    b = agg.add(scored(_test_packets(4, src="192.0.2.1", dst="10.0.0.1", ts=np.arange(4) + 1.0)))
+    c = agg.add(scored(_test_packets(4, src="192.0.2.1", dst="10.0.0.1", ts=np.arange(4) + 9.0)))
+    assert [s.seq for s in a[0].new_samples] == [0, 1]
+    assert [s.seq for s in b[0].new_samples] == [2]
+    assert c[0].new_samples == () and c[0].packets == 10
+
+
+def test_flush_ends_idle_events_only() -> None:
+    agg = EventAggregator(EventConfig(gap=10))
+    agg.add(scored(_test_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[100.0])))
+    agg.add(scored(_test_packets(1, src="192.0.2.2", dst="10.0.0.1", ts=[108.0])))
+    ended = agg.flush(now=115.0)
+    assert [e.src for e in ended] == ["192.0.2.1"] and agg.open_events == 1
+    assert [e.src for e in agg.flush()] == ["192.0.2.2"] and agg.open_events == 0
+
+
+def test_open_events_are_capped() -> None:
+    agg = EventAggregator(EventConfig(max_open=5, max_sources=1000, max_targets=1000))
+    pk = _test_packets(50, src=[f"192.0.2.{i}" for i in range(50)],
+                       dst=[f"10.0.0.{i}" for i in range(50)])
+    events = agg.add(scored(pk))
+    assert agg.open_events == 6
+    assert sum(e.packets for e in events) == 50
+    assert [(e.src, e.dst, e.packets) for e in events if e.src == ""] == [("", "", 45)]
+
+
+def test_nothing_anomalous_gives_no_updates() -> None:
+    pk = _test_packets(10, src="192.0.2.1", dst="10.0.0.1")
+    assert EventAggregator().add(scored(pk, scores=0.1)) == []
