@@ -1,0 +1,338 @@
+"""Context features: what a single header cannot show, such as a scan, a flood or a spoofed ARP.
+
+Per source host, destination host, host pair and socket, the engine keeps exponentially
+decayed statistics over several time windows, like Kitsune's AfterImage: a packet seen
+``dt`` seconds ago weighs ``2 ** (-lambda * dt)``. For a window ``lambda`` the decayed count
+``w`` turns into a rate (``w * lambda * ln 2`` packets/s for steady traffic), and decayed sums
+of a value and its square into its mean and spread. Every feature is the state *after* the
+packet it belongs to, so a flood's packets carry the flood's rate.
+
+The update runs a whole batch at once: packets are grouped by key, and each group's decayed
+sums are a cumulative sum of ``x * 2 ** (lambda * (t - T0))`` scaled back by
+``2 ** (-lambda * (t - T0))`` plus the group's carried-in state. Batches are cut into chunks
+short enough (``lambda * span <= MAX_EXPONENT``) for that to stay exact in float64. State is
+bounded: each key table holds ``capacity`` keys and recycles the idlest ones.
+
+All features are listed, with their meaning, in :data:`FEATURE_DOCS` (README's feature table
+is made from it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from netids.decode import decode
+from netids.frames import FrameBatch
+from netids.keytable import KeyTable
+from netids.packets import ETHERTYPE_ARP, PacketBatch
+from netids.pcapfile import read_batches
+
+MAX_EXPONENT = 8.0  # largest lambda * (t - T0) inside one chunk: values stay within 2**8
+LN2 = math.log(2.0)
+SYN, ACK = 0x02, 0x10
+
+
+@dataclass(frozen=True, slots=True)
+class ContextConfig:
+    """Windows and limits of the context engine."""
+
+    lambdas: tuple[float, ...] = (1.0, 0.1, 0.01)  # decay rates: half-lives of 1 s, 10 s, 100 s
+    capacity: int = 1 << 16  # keys tracked per table (hosts, pairs, sockets, services)
+    arp_hold: float = 300.0  # seconds an IP-to-MAC binding is remembered for conflict checks
+    arp_capacity: int = 4096  # IP-to-MAC bindings remembered at most
+
+    def __post_init__(self) -> None:
+        assert self.lambdas and all(lam > 0 for lam in self.lambdas)
+
+
+def _window_names(lambdas: tuple[float, ...]) -> list[str]:
+    return [f"{1 / lam:g}s" for lam in lambdas]
+
+
+# (name template, meaning); {w} is a window's half-life
+PER_WINDOW = (
+    ("src_rate_{w}", "packets/s sent by the source host"),
+    ("src_size_mean_{w}", "mean packet length sent by the source host (bytes)"),
+    ("src_size_std_{w}", "spread of packet lengths sent by the source host (bytes)"),
+    ("src_iat_mean_{w}", "mean gap between the source host's packets (s)"),
+    ("src_iat_std_{w}", "spread of the gaps between the source host's packets (s)"),
+    ("src_syn_rate_{w}", "TCP SYNs without ACK per second from the source host"),
+    ("src_new_port_rate_{w}", "new (destination, port, protocol) services contacted per second "
+                              "by the source host: distinct destination ports"),
+    ("src_new_dst_rate_{w}", "new destination hosts contacted per second by the source host"),
+    ("dst_rate_{w}", "packets/s received by the destination host"),
+    ("dst_new_src_rate_{w}", "new source hosts per second reaching the destination host"),
+    ("pair_rate_{w}", "packets/s from the source to the destination host"),
+    ("pair_size_mean_{w}", "mean packet length from the source to the destination (bytes)"),
+    ("pair_size_std_{w}", "spread of packet lengths from the source to the destination"),
+    ("sock_rate_{w}", "packets/s on this socket (addresses, ports, protocol)"),
+    ("sock_size_mean_{w}", "mean packet length on this socket (bytes)"),
+    ("sock_size_std_{w}", "spread of packet lengths on this socket (bytes)"),
+)
+GLOBAL = (
+    ("arp_conflict", "1 when this ARP packet binds its sender IP to a MAC other than the one "
+                     "that IP had in the last arp_hold seconds (ARP spoofing), else 0"),
+    ("arp_mac_ips", "distinct IPs the ARP sender's MAC has claimed in the last arp_hold seconds"),
+)
+
+
+def feature_docs(config: ContextConfig = ContextConfig()) -> dict[str, str]:
+    """Name and meaning of every feature, in column order."""
+    docs: dict[str, str] = {}
+    for window in _window_names(config.lambdas):
+        for template, meaning in PER_WINDOW:
+            docs[template.format(w=window)] = f"{meaning}, half-life {window}"
+    docs.update(GLOBAL)
+    return docs
+
+
+FEATURE_DOCS = feature_docs()
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
+
+
+class _DecayedSums:
+    """Decayed sums of several value channels per slot of a :class:`KeyTable`, per window."""
+
+    def __init__(self, capacity: int, lambdas: np.ndarray, channels: int) -> None:
+        self.lambdas = lambdas  # [L]
+        self.sums = np.zeros((capacity, len(lambdas), channels))  # state at last_t
+        self.last_t = np.zeros(capacity)
+
+    def reset(self, slots: np.ndarray, ts: np.ndarray) -> None:
+        self.sums[slots] = 0.0
+        self.last_t[slots] = ts
+
+    def update(self, slots: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Add ``x`` [n, C] at times ``ts`` to the slots; return the sums after each packet,
+        [n, L, C]. ``ts`` spans at most MAX_EXPONENT / max(lambda) seconds."""
+        n = len(slots)
+        order = np.argsort(slots, kind="stable")
+        s, t = slots[order], ts[order]
+        t0 = t.min()
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = s[1:] != s[:-1]
+        group = np.cumsum(starts) - 1  # [n], group id of each sorted packet
+        first = np.flatnonzero(starts)
+
+        rel = (t - t0)[:, None] * self.lambdas  # [n, L], 0 .. MAX_EXPONENT
+        grow = np.exp2(rel)
+        terms = grow[:, :, None] * x[order][:, None, :]  # [n, L, C]
+        csum = np.cumsum(terms, axis=0)
+        before = np.zeros((len(first),) + csum.shape[1:])
+        before[1:] = csum[first[1:] - 1]
+        gslots = s[first]
+        age = np.maximum(t0 - self.last_t[gslots], 0.0)[:, None] * self.lambdas  # [G, L]
+        carried = self.sums[gslots] * np.exp2(-age)[:, :, None]  # state decayed to t0
+        after = (csum - before[group] + carried[group]) * np.exp2(-rel)[:, :, None]
+
+        last = np.append(first[1:] - 1, n - 1)
+        self.sums[gslots] = after[last]
+        self.last_t[gslots] = t[last]
+        out = np.empty_like(after)
+        out[order] = after
+        return out
+
+
+class ContextFeatures:
+    """Stateful feature engine: feed batches in time order, get one feature row per packet.
+
+    >>> from scapy.all import Ether, IP, TCP
+    >>> from netids.frames import FrameBatch
+    >>> frames = [bytes(Ether() / IP(src="10.0.0.9", dst="10.0.0.1") / TCP(dport=p, flags="S"))
+    ...           for p in range(1, 201)]
+    >>> packets = decode(FrameBatch.from_frames(frames, np.linspace(0, 1, 200)))
+    >>> f = ContextFeatures().update(packets)
+    >>> col = FEATURE_NAMES.index("src_new_port_rate_1s")
+    >>> bool(f[-1, col] > 100)  # 200 ports in one second: a scan
+    True
+    """
+
+    def __init__(self, config: ContextConfig = ContextConfig()) -> None:
+        self.config = config
+        cap, lam = config.capacity, np.asarray(config.lambdas)
+        self.lambdas = lam
+        self.tables = {name: KeyTable(cap) for name in ("src", "dst", "pair", "sock", "service")}
+        # src channels: 1, size, size^2, syn, new service, new dst, iat count, iat, iat^2
+        self.src = _DecayedSums(cap, lam, 9)
+        self.src_prev = np.full(cap, np.nan)  # time of the source's previous packet
+        self.dst = _DecayedSums(cap, lam, 2)  # 1, new source
+        self.pair = _DecayedSums(cap, lam, 3)  # 1, size, size^2
+        self.sock = _DecayedSums(cap, lam, 3)
+        self.arp = _ArpWatch(config.arp_hold, config.arp_capacity)
+        self.max_span = MAX_EXPONENT / float(lam.max())
+
+    @property
+    def evicted(self) -> int:
+        """Keys recycled so far because a table was full (state is bounded, not lossless)."""
+        return sum(t.evicted for t in self.tables.values())
+
+    def update(self, packets: PacketBatch) -> np.ndarray:
+        """Feature rows (float32 [n, len(FEATURE_NAMES)]) for a batch, advancing the state."""
+        step = self.config.capacity // 4  # a key table takes at most capacity / 2 new keys
+        if len(packets) > step:
+            return np.concatenate([self._update(packets.take(slice(lo, lo + step)))
+                                   for lo in range(0, len(packets), step)])
+        return self._update(packets)
+
+    def _update(self, packets: PacketBatch) -> np.ndarray:
+        n = len(packets)
+        out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+        if n == 0:
+            return out
+        ts = packets.ts
+        keys = _keys(packets)
+        slots, new = {}, {}
+        for name, table in self.tables.items():
+            slots[name], new[name] = table.lookup(keys[name], ts)
+        self.src.reset(slots["src"][new["src"]], ts[new["src"]])
+        self.src_prev[slots["src"][new["src"]]] = np.nan
+        self.dst.reset(slots["dst"][new["dst"]], ts[new["dst"]])
+        self.pair.reset(slots["pair"][new["pair"]], ts[new["pair"]])
+        self.sock.reset(slots["sock"][new["sock"]], ts[new["sock"]])
+
+        size = packets.length.astype(np.float64)
+        syn = ((packets.tcp_flags >= 0) & (packets.tcp_flags & (SYN | ACK) == SYN)).astype(float)
+        new_service = new["service"].astype(float)
+        new_pair = new["pair"].astype(float)
+        iat, has_prev = self._gaps(slots["src"], ts)
+
+        per_window = len(PER_WINDOW)
+        for lo, hi in _chunks(ts, self.max_span):
+            c = slice(lo, hi)
+            src = self.src.update(slots["src"][c], ts[c], np.stack(
+                [np.ones(hi - lo), size[c], size[c] ** 2, syn[c], new_service[c], new_pair[c],
+                 has_prev[c], iat[c], iat[c] ** 2], axis=1))
+            dst = self.dst.update(slots["dst"][c], ts[c], np.stack(
+                [np.ones(hi - lo), new_pair[c]], axis=1))
+            pair = self.pair.update(slots["pair"][c], ts[c], _size_channels(size[c]))
+            sock = self.sock.update(slots["sock"][c], ts[c], _size_channels(size[c]))
+            for li, lam in enumerate(self.lambdas):
+                rate = lam * LN2
+                cols = np.stack([
+                    src[:, li, 0] * rate, *_mean_std(src[:, li, 0], src[:, li, 1], src[:, li, 2]),
+                    *_mean_std(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
+                    src[:, li, 3] * rate, src[:, li, 4] * rate, src[:, li, 5] * rate,
+                    dst[:, li, 0] * rate, dst[:, li, 1] * rate,
+                    pair[:, li, 0] * rate, *_mean_std(*pair[:, li].T),
+                    sock[:, li, 0] * rate, *_mean_std(*sock[:, li].T),
+                ], axis=1)
+                out[c, li * per_window:(li + 1) * per_window] = cols
+        out[:, -2:] = self.arp.update(packets)
+        return out
+
+    def _gaps(self, slots: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gap to the same source's previous packet (0 and flag 0 when there is none)."""
+        order = np.argsort(slots, kind="stable")
+        s, t = slots[order], ts[order]
+        prev = np.empty(len(s))
+        prev[0] = np.nan
+        prev[1:] = t[:-1]
+        starts = np.ones(len(s), dtype=bool)
+        starts[1:] = s[1:] != s[:-1]
+        prev[starts] = self.src_prev[s[starts]]
+        last = np.append(np.flatnonzero(starts)[1:] - 1, len(s) - 1)
+        self.src_prev[s[last]] = t[last]
+        gap = np.empty(len(s))
+        gap[order] = np.maximum(t - prev, 0.0)
+        has = ~np.isnan(gap)
+        return np.where(has, gap, 0.0), has.astype(float)
+
+
+def _size_channels(size: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones(len(size)), size, size**2], axis=1)
+
+
+def _mean_std(w: np.ndarray, s: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    safe = np.maximum(w, 1e-12)
+    mean = np.where(w > 1e-12, s / safe, 0.0)
+    var = np.where(w > 1e-12, ss / safe - mean**2, 0.0)
+    return mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def _chunks(ts: np.ndarray, span: float) -> Iterator[tuple[int, int]]:
+    """Consecutive index ranges whose timestamps stay within ``span`` of their first."""
+    running = np.maximum.accumulate(ts)
+    lo, n = 0, len(ts)
+    while lo < n:
+        hi = int(np.searchsorted(running, running[lo] + span, side="right"))
+        hi = max(hi, lo + 1)
+        yield lo, hi
+        lo = hi
+
+
+_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(31)
+
+
+def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of two uint64 columns (wrapping arithmetic)."""
+    h = (a * _M1) ^ (b + _M2 + (a << np.uint64(6)) + (a >> np.uint64(2)))
+    return (h ^ (h >> _M3)) * _M2
+
+
+def _keys(p: PacketBatch) -> dict[str, np.ndarray]:
+    """Hash keys of each packet's source, destination, pair, socket and service.
+
+    Hosts are IP addresses (ARP sender/target IPs for ARP); frames without one are keyed by
+    their MAC addresses, so non-IP talkers still get statistics.
+    """
+    with np.errstate(over="ignore"):
+        no_ip_src = (p.src_hi == 0) & (p.src_lo == 0)
+        no_ip_dst = (p.dst_hi == 0) & (p.dst_lo == 0)
+        src = np.where(no_ip_src, _mix(p.src_mac, np.uint64(1)), _mix(p.src_hi, p.src_lo))
+        dst = np.where(no_ip_dst, _mix(p.dst_mac, np.uint64(1)), _mix(p.dst_hi, p.dst_lo))
+        pair = _mix(src, dst)
+        proto = p.proto.astype(np.int64).astype(np.uint64)
+        ports = (p.sport.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(16)
+        dport = (p.dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
+        sock = _mix(pair, (proto << np.uint64(32)) | ports | dport)
+        service = _mix(_mix(pair, np.uint64(2)), (proto << np.uint64(32)) | dport)
+    return {"src": src, "dst": dst, "pair": pair, "sock": sock, "service": service}
+
+
+class _ArpWatch:
+    """IP-to-MAC bindings seen in ARP, to flag a binding that changes (spoofing)."""
+
+    def __init__(self, hold: float, capacity: int) -> None:
+        self.hold, self.capacity = hold, capacity
+        self.binding: dict[int, tuple[int, float]] = {}  # ip -> (mac, last seen)
+        self.claims: dict[int, dict[int, float]] = {}  # mac -> {ip: last seen}
+
+    def update(self, p: PacketBatch) -> np.ndarray:
+        out = np.zeros((len(p), 2), dtype=np.float32)
+        rows = np.flatnonzero((p.ethertype == ETHERTYPE_ARP) & (p.arp_sha != 0))
+        for i, ip, mac, t in zip(rows.tolist(), p.src_lo[rows].tolist(),
+                                 p.arp_sha[rows].tolist(), p.ts[rows].tolist(), strict=True):
+            if ip & 0xFFFF_FFFF == 0:  # ARP probes announce 0.0.0.0: no binding
+                continue
+            held = self.binding.get(ip)
+            if held is not None and held[0] != mac and t - held[1] <= self.hold:
+                out[i, 0] = 1.0
+            self.binding[ip] = (mac, t)
+            claims = self.claims.setdefault(mac, {})
+            claims[ip] = t
+            for old in [k for k, seen in claims.items() if t - seen > self.hold]:
+                del claims[old]
+            out[i, 1] = len(claims)
+        if len(self.binding) > self.capacity:
+            self._prune()
+        return out
+
+    def _prune(self) -> None:
+        keep = sorted(self.binding.items(), key=lambda kv: kv[1][1])[-self.capacity // 2:]
+        self.binding = dict(keep)
+        self.claims = dict(list(self.claims.items())[-self.capacity // 2:])
+
+
+def file_features(
+    path: str | Path, config: ContextConfig = ContextConfig(), batch_size: int = 4096
+) -> Iterator[tuple[FrameBatch, PacketBatch, np.ndarray]]:
+    """Decode a capture file and compute its context features, batch by batch."""
+    engine = ContextFeatures(config)
+    for frames in read_batches(path, batch_size):
+        packets = decode(frames)
+        yield frames, packets, engine.update(packets)
