@@ -202,7 +202,7 @@ class LiveSource:
             if self.interface == "lo" or (ifindex and _arphrd(self.interface) == ARPHRD_LOOPBACK):
                 _setsockopt_int(sock, PACKET_IGNORE_OUTGOING, 1)
             ring = _Ring(sock, self.settings)
-            sock.bind((self.interface or "", ETH_P_ALL))
+            _bind(sock, ifindex)
             if self.promisc and ifindex:
                 mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
                 sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
@@ -251,11 +251,13 @@ class LiveSource:
             if not pending.n:
                 deadline = time.monotonic() + settings.batch_timeout
             for part in _walk_block(block, settings.snaplen, settings.batch_size, ignore_lo_out):
-                pending.add(part)
-                if pending.n >= settings.batch_size:
-                    self._flush(pending)
-                    pending = _Pending()
-                    deadline = time.monotonic() + settings.batch_timeout
+                while part is not None:
+                    head, part = part.split(settings.batch_size - pending.n)
+                    pending.add(head)
+                    if pending.n >= settings.batch_size:
+                        self._flush(pending)
+                        pending = _Pending()
+                        deadline = time.monotonic() + settings.batch_timeout
             if pending.n and time.monotonic() >= deadline:
                 self._flush(pending)
                 pending = _Pending()
@@ -614,6 +616,16 @@ class _Part:
     ts: list[float]
     linktype: list[int]
 
+    def split(self, k: int) -> tuple[_Part, _Part | None]:
+        """The first ``k`` frames, and the rest (None when nothing is left)."""
+        if len(self.start) <= k:
+            return self, None
+        head = _Part(self.buf, self.start[:k], self.caplen[:k], self.wirelen[:k], self.ts[:k],
+                     self.linktype[:k])
+        tail = _Part(self.buf, self.start[k:], self.caplen[k:], self.wirelen[k:], self.ts[k:],
+                     self.linktype[k:])
+        return head, tail
+
 
 class _Pending:
     """Parts collected for the next batch."""
@@ -685,6 +697,18 @@ def _walk_block(block: bytes, snaplen: int, batch_size: int, ignore_lo_out: bool
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _bind(sock: socket.socket, ifindex: int) -> None:
+    """Bind to one interface, or to all with ifindex 0 (Python's bind() wants a name)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    addr = struct.pack("=HHiHBB8s", socket.AF_PACKET, socket.htons(ETH_P_ALL), ifindex, 0, 0, 0,
+                       b"")
+    if _libc.bind(sock.fileno(), addr, len(addr)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def _setsockopt_int(sock: socket.socket, opt: int, value: int) -> None:
