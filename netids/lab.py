@@ -259,7 +259,7 @@ ATTACKS: dict[str, Attack] = {
                 "-p", "22,80", "{srv}")),
         Attack("host_sweep", "host_sweep", 6,
                ("nmap", "-sn", "-n", "--send-ip", "-PE", "-PS80,443", "-PA80",
-                "{srv},{web2},{dns},{c1},{c2},{c3}")),
+                "{srv}", "{web2}", "{dns}", "{c1}", "{c2}", "{c3}")),
         Attack("syn_flood", "syn_flood", 5,
                ("hping3", "-q", "-S", "-p", "80", "-i", "u400", "-c", "7500", "{srv}")),
         Attack("udp_flood", "udp_flood", 5,

@@ -1,0 +1,78 @@
+"""The traffic lab as its user runs it: a short session, its pcap and labels, and cleanup."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from netids.lab import (
+    PREFIX,
+    LabError,
+    LabNetwork,
+    lab_namespaces,
+    parse_attacks,
+    remove_stale_namespaces,
+    run_lab,
+)
+from netids.pcapfile import read_batches
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+
+@pytest.mark.slow
+def test_short_lab_session_writes_labelled_capture_and_leaves_nothing(tmp_path: Path) -> None:
+    report = run_lab(tmp_path, "short", 14, parse_attacks("syn_scan,syn_flood"), seed=3)
+
+    frames = [(b.frame(i), float(b.ts[i]), int(b.wirelen[i]))
+              for b in read_batches(tmp_path / "short.pcap") for i in range(len(b))]
+    with (tmp_path / "short.labels.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["index", "timestamp", "label", "attack_kind"]
+    assert len(rows) == len(frames) == report.packets > 1000
+    assert [int(r["index"]) for r in rows] == list(range(len(rows)))
+    assert all(abs(float(r["timestamp"]) - f[1]) < 1e-5 for r, f in zip(rows, frames, strict=True))
+
+    attacker = bytes([10, 77, 0, 66])
+    kinds = {r["attack_kind"] for r in rows if r["label"] == "1"}
+    assert kinds == {"port_scan", "syn_flood"}
+    assert all(r["attack_kind"] == "" for r in rows if r["label"] == "0")
+    for (frame, _, _), row in zip(frames, rows, strict=True):
+        if frame[12:14] == b"\x08\x00" and attacker in (frame[26:30], frame[30:34]):
+            assert row["label"] == "1"  # every IPv4 packet to or from the attacker is an attack
+    benign = [f for (f, _, _), r in zip(frames, rows, strict=True) if r["label"] == "0"]
+    ports = {int.from_bytes(f[34:36], "big") for f in benign if f[12:14] == b"\x08\x00"} | {
+        int.from_bytes(f[36:38], "big") for f in benign if f[12:14] == b"\x08\x00"
+    }
+    assert {53, 80} <= ports  # DNS and HTTP among the normal traffic
+    assert any(f[12:14] == b"\x08\x00" and f[23] == 1 for f in benign)  # ICMP
+    assert max(w for _, _, w in frames) <= 1514 + 4  # offloads off: no GSO super-frames
+    assert report.kernel_drops == report.queue_drops == 0
+    mine = f"{PREFIX}{os.getpid()}-"  # other lab runs on this machine may be going on
+    assert lab_namespaces(mine) == []
+    assert not any(p.name.startswith(mine) for p in Path("/etc/netns").glob("*"))
+
+
+def test_lab_network_is_removed_after_an_error() -> None:
+    with pytest.raises(RuntimeError), LabNetwork({"x": 31, "y": 32}) as net:
+        net.popen("x", "sleep", "60")  # a process inside keeps a namespace alive unless killed
+        assert len(lab_namespaces(net.prefix)) == 3
+        raise RuntimeError("boom")
+    assert lab_namespaces(net.prefix) == []
+
+
+def test_namespaces_of_a_dead_lab_run_are_removed() -> None:
+    stale = f"{PREFIX}999999999-dead-sw"
+    subprocess.run(["ip", "netns", "add", stale], check=True)
+    remove_stale_namespaces()
+    assert stale not in lab_namespaces()
+
+
+def test_unknown_attack_names_are_refused_plainly() -> None:
+    with pytest.raises(LabError, match="unknown attack"):
+        parse_attacks("syn_scan,teleport")
+    assert parse_attacks("none") == []
+    assert {a.name for a in parse_attacks("all")} >= {"syn_scan", "udp_scan", "arp_spoof"}
