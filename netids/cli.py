@@ -26,12 +26,28 @@ class CommandError(Exception):
     """A failure to report to the user as one line, without a traceback."""
 
 
+def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
+    parser.add_argument("--db", default=default,
+                        help="database URL (default: NETIDS_DB or sqlite:///db/netids.sqlite)")
+    parser.add_argument("--model", default=default,
+                        help="model checkpoint (default: models/default.pt)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default or False,
+                        help="log progress")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: also takes the common options after the command name."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("conflict_handler", "resolve")
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        _add_common(self, default=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--db", help="database URL (default: NETIDS_DB or sqlite:///db/netids.sqlite)")
-    parser.add_argument("--model", help="model checkpoint (default: models/default.pt)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command")
+    _add_common(parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub, name)
     return parser
@@ -61,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.run(args, settings_from(args)))
     except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         return 130

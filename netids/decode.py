@@ -76,7 +76,9 @@ class _Decoder:
         self.status[frames.caplen < frames.wirelen] |= FLAG_SNAPPED
 
     # -- reading --------------------------------------------------------------------------
-    def have(self, pos: np.ndarray, size: int | np.ndarray, limit: np.ndarray | None = None) -> np.ndarray:
+    def have(
+        self, pos: np.ndarray, size: int | np.ndarray, limit: np.ndarray | None = None
+    ) -> np.ndarray:
         """Whether ``size`` bytes at ``pos`` lie inside the frame (and before ``limit``)."""
         end = self.end if limit is None else np.minimum(self.end, limit)
         return (pos >= self.start) & (pos + size <= end)
@@ -237,7 +239,8 @@ class _Decoder:
         wire_end = np.where(stated, l3 + total, self.start + self.f.wirelen)
         l4 = l3 + ihl
         has_l4 = good & (frag == 0)
-        out["payload"] = np.where(good, np.maximum(wire_end - l4, 0), out["payload"]).astype(np.int32)
+        payload = np.where(good, np.maximum(wire_end - l4, 0), out["payload"])
+        out["payload"] = payload.astype(np.int32)
         return l4, np.where(has_l4, proto, -1), l4_end, wire_end
 
     def ipv6(self, l3: np.ndarray, is_ip: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -279,7 +282,8 @@ class _Decoder:
         self.status[good & (frag > 0)] |= FLAG_FRAGMENT
         out["proto"] = np.where(good, nh, out["proto"]).astype(np.int16)
         out["frag"] = np.where(good & (frag >= 0), frag, out["frag"]).astype(np.int32)
-        out["payload"] = np.where(good, np.maximum(data_end - l4, 0), out["payload"]).astype(np.int32)
+        payload = np.where(good, np.maximum(data_end - l4, 0), out["payload"])
+        out["payload"] = payload.astype(np.int32)
         proto = np.where(good & (frag <= 0) & ~np.isin(nh, (*IPV6_EXT_PLAIN, 44, 51)), nh, -1)
         return l4, proto, l4_end, data_end
 

@@ -163,7 +163,8 @@ class _PcapngReader:
             if not buf:
                 return
             cols, off = _Columns.empty(), 0
-            for off, frame in self._frames(buf):
+            for end_of_block, frame in self._frames(buf):
+                off = end_of_block
                 if frame is not None:
                     cols.add(*frame)
                     if len(cols.start) == self.batch_size:

@@ -5,8 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from scapy.all import (  # noqa: F401  (loads every layer binding scapy has)
-    ARP, ICMP, IP, TCP, UDP, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Dot3, Ether, IPv6,
-    IPv6ExtHdrFragment, Loopback, conf,
+    ARP,
+    ICMP,
+    IP,
+    TCP,
+    UDP,
+    CookedLinux,
+    CookedLinuxV2,
+    Dot1AD,
+    Dot1Q,
+    Dot3,
+    Ether,
+    IPv6,
+    IPv6ExtHdrFragment,
+    Loopback,
+    conf,
 )
 from scapy.layers.inet6 import _IPv6ExtHdr
 from scapy.layers.ipsec import AH

@@ -79,7 +79,8 @@ def test_a_port_scan_and_a_flood_stand_out_from_a_steady_client() -> None:
     scan = [bytes(Ether() / IP(src="10.0.0.66", dst="10.0.0.1") / TCP(sport=5555, dport=port,
                                                                       flags="S"))
             for port in range(1, 1001)]
-    p = packets_of(normal + scan, np.concatenate([np.linspace(0, 20, 200), np.linspace(20, 21, 1000)]))
+    ts = np.concatenate([np.linspace(0, 20, 200), np.linspace(20, 21, 1000)])
+    p = packets_of(normal + scan, ts)
     f = ContextFeatures().update(p)
     ports, syn = FEATURE_NAMES.index("src_new_port_rate_1s"), FEATURE_NAMES.index("src_syn_rate_1s")
     assert f[199, ports] < 1 and f[-1, ports] > 300

@@ -6,15 +6,33 @@ import random
 
 import numpy as np
 from scapy.all import (
-    ARP, ICMP, IP, TCP, UDP, CookedLinux, Dot1Q, Ether, ICMPv6EchoRequest, IPv6,
-    IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, fuzz,
+    ARP,
+    ICMP,
+    IP,
+    TCP,
+    UDP,
+    CookedLinux,
+    Dot1Q,
+    Ether,
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    fuzz,
 )
 
 from netids.decode import decode
 from netids.frames import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, FrameBatch
 from netids.packets import (
-    FLAG_FRAGMENT, FLAG_L4, FLAG_MALFORMED, FLAG_SNAPPED, FLAG_TRUNCATED,
-    FLAG_UNSUPPORTED_LINK, format_ip, format_mac, summary,
+    FLAG_FRAGMENT,
+    FLAG_L4,
+    FLAG_MALFORMED,
+    FLAG_SNAPPED,
+    FLAG_TRUNCATED,
+    FLAG_UNSUPPORTED_LINK,
+    format_ip,
+    format_mac,
+    summary,
 )
 
 
@@ -70,8 +88,8 @@ def test_ipv6_extension_headers_lead_to_the_transport() -> None:
 def test_icmpv6_arp_cooked_and_raw_links() -> None:
     frames = [
         bytes(Ether() / IPv6() / ICMPv6EchoRequest()),
-        bytes(Ether(src="02:00:00:00:00:09", dst="02:00:00:00:00:01") / ARP(op=2, hwsrc="02:00:00:00:00:09",
-                                                   psrc="10.0.0.1", pdst="10.0.0.7")),
+        bytes(Ether(src="02:00:00:00:00:09", dst="02:00:00:00:00:01")
+              / ARP(op=2, hwsrc="02:00:00:00:00:09", psrc="10.0.0.1", pdst="10.0.0.7")),
         bytes(CookedLinux(proto=0x0800) / IP(dst="10.0.0.3") / ICMP(type=8)),
         bytes(IP(dst="10.0.0.4") / UDP(dport=7)),
     ]

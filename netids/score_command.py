@@ -1,0 +1,186 @@
+"""``python app.py score CAPTURE --out SCORES.csv``: score every packet of a capture file.
+
+SCORES.csv has one row per packet of the file, in file order, including packets that could
+not be decoded (their fields are empty). With ``--db`` the anomalies are also aggregated into
+events and stored, exactly as the live app does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from netids.checkpoint import CheckpointError
+from netids.cli import CommandError
+from netids.config import Settings
+from netids.detector import Detector
+from netids.packets import (
+    STATUS_NAMES,
+    PacketBatch,
+    format_ip,
+    format_tcp_flags,
+    protocol_name,
+)
+from netids.pcapfile import CaptureFileError, read_batches
+from netids.pipeline import Pipeline
+from netids.scored import ScoredBatch
+
+log = logging.getLogger(__name__)
+
+HEADER = ("index", "timestamp", "score", "anomaly", "length", "protocol", "src", "dst",
+          "sport", "dport", "ttl", "tcp_flags", "window", "udp_len", "icmp_type", "icmp_code",
+          "arp_op", "status", "kind", "explanation")
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(name, help="score every packet of a pcap/pcapng file")
+    p.add_argument("capture", type=Path, help="pcap or pcapng file")
+    p.add_argument("--out", type=Path, required=True, help="CSV to write, one row per packet")
+    p.add_argument("--threshold", type=float, help="anomaly threshold 0..1 (default: model's)")
+    p.add_argument("--batch-size", type=int, default=4096, help="packets per pipeline batch")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CommandError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    try:
+        detector = Detector.load(settings.model_path, threads=settings.torch_threads)
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from exc
+    pipeline = Pipeline(detector, threshold=args.threshold)
+    sink = _EventSink.open(settings) if getattr(args, "db", None) else None
+    started = time.perf_counter()
+    error: CaptureFileError | None = None
+    try:
+        with _open_out(args.out) as out:
+            out.write(",".join(HEADER) + "\n")
+            try:
+                for frames in read_batches(args.capture, args.batch_size):
+                    scored = pipeline.process(frames)
+                    out.write(format_rows(scored))
+                    if sink:
+                        sink.add(scored)
+            except CaptureFileError as exc:
+                error = exc  # rows already written stay; say what went wrong below
+    finally:
+        if sink:
+            sink.close()
+    s = pipeline.stats
+    if error is not None:
+        raise CommandError(f"{error} ({s.packets} packets scored and written to {args.out})")
+    if s.packets == 0:
+        raise CommandError(f"{args.capture}: the capture holds no packets")
+    elapsed = time.perf_counter() - started
+    sys.stderr.write(f"{s.packets} packets scored in {elapsed:.1f} s "
+                     f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
+                     f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
+    return 0
+
+
+def _open_out(path: Path) -> TextIO:
+    try:
+        return path.open("w", newline="")
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+class _EventSink:
+    """Aggregates anomalies into events and stores them, as the live app does."""
+
+    def __init__(self, settings: Settings) -> None:
+        from netids.events import EventAggregator
+        from netids.storage import EventStore, open_database
+
+        self.aggregator = EventAggregator()
+        self.store = EventStore(open_database(settings.db_url), sensor=settings.sensor)
+
+    @classmethod
+    def open(cls, settings: Settings) -> _EventSink:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return cls(settings)
+        except (SQLAlchemyError, OSError) as exc:
+            raise CommandError(f"cannot open the database: {exc}") from exc
+
+    def add(self, scored: ScoredBatch) -> None:
+        self.store.write(self.aggregator.add(scored))
+        if len(scored):
+            self.store.write(self.aggregator.flush(float(scored.packets.ts[-1])))
+
+    def close(self) -> None:
+        self.store.write(self.aggregator.flush())
+        stats = self.store.close()
+        if stats.pending or stats.dropped:
+            raise CommandError(f"{stats.pending + stats.dropped} events could not be stored: "
+                               f"{stats.last_error}")
+
+
+def format_rows(scored: ScoredBatch) -> str:
+    """CSV text of a scored batch, one line per packet, built column by column."""
+    p, n = scored.packets, len(scored)
+    if n == 0:
+        return ""
+    kind = np.full(n, "", dtype=object)
+    explanation = np.full(n, "", dtype=object)
+    kind[scored.anomaly_index] = [_csv_text(k) for k in scored.kinds]
+    explanation[scored.anomaly_index] = [_csv_text(e) for e in scored.explanations]
+    cols = [
+        (scored.frames.first_index + np.arange(n)).astype(str),
+        np.char.mod("%.6f", p.ts),
+        np.char.mod("%.6f", scored.scores.astype(np.float64)),
+        scored.anomalous.astype(np.int8).astype(str),
+        p.length.astype(str),
+        _protocols(p),
+        _addresses(p.src_hi, p.src_lo),
+        _addresses(p.dst_hi, p.dst_lo),
+        _optional(p.sport), _optional(p.dport), _optional(p.ttl),
+        _lookup(p.tcp_flags, format_tcp_flags), _optional(p.window), _optional(p.udp_len),
+        _optional(p.icmp_type), _optional(p.icmp_code), _optional(p.arp_op),
+        _lookup(p.status, _status_text),
+        kind, explanation,
+    ]
+    return "\n".join(map(",".join, zip(*(c.tolist() for c in cols), strict=True))) + "\n"
+
+
+def _optional(values: np.ndarray) -> np.ndarray:
+    """Integers as text, '' where missing (-1)."""
+    text = values.astype(str).astype(object)
+    text[values < 0] = ""
+    return text
+
+
+def _lookup(values: np.ndarray, fmt: object) -> np.ndarray:
+    """Format each distinct value once (columns repeat a few values many times)."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return np.array([fmt(v) for v in uniq.tolist()], dtype=object)[inverse]  # type: ignore[operator]
+
+
+def _addresses(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    pairs = np.stack([hi, lo], axis=1)
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    text = np.array([format_ip(h, low) for h, low in uniq.tolist()], dtype=object)
+    return text[inverse.reshape(-1)]
+
+
+def _protocols(p: PacketBatch) -> np.ndarray:
+    pairs = np.stack([p.ethertype.astype(np.int64), p.proto.astype(np.int64)], axis=1)
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    text = np.array([protocol_name(e, pr) for e, pr in uniq.tolist()], dtype=object)
+    return text[inverse.reshape(-1)]
+
+
+def _status_text(status: int) -> str:
+    return "|".join(text.replace(" ", "_") for bit, text in STATUS_NAMES.items() if status & bit)
+
+
+def _csv_text(text: str) -> str:
+    """A free-text field as one CSV cell (quoted; hostile content stays inert text)."""
+    return '"' + text.replace('"', '""').replace("\n", " ").replace("\r", " ") + '"'
+
