@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +23,12 @@ def lab_net() -> Iterator[object]:
 
     with LabNetwork({"a": 21, "b": 22}) as net:
         yield net
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Path:
+    """The model that ships in models/: tests score with what users get on first run."""
+    from netids.config import DEFAULT_MODEL
+
+    assert DEFAULT_MODEL.exists(), f"{DEFAULT_MODEL} must ship with the project"
+    return DEFAULT_MODEL
