@@ -22,6 +22,7 @@ newest batch and counts it, it never blocks and memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -285,10 +286,8 @@ class LiveSource:
         loop, queue = self._loop, self._queue
         if loop is None or queue is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
             loop.call_soon_threadsafe(queue.put_nowait, batch)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            pass
 
     # -- kernel counters
 
@@ -367,7 +366,9 @@ class FileSource:
                     raise CaptureError(str(exc)) from exc
                 if batch is None:
                     return
-                parts = [batch] if clock is None else _time_slices(batch, self.settings.batch_timeout)
+                parts = (
+                    [batch] if clock is None else _time_slices(batch, self.settings.batch_timeout)
+                )
                 for part in parts:
                     if clock is not None:
                         await clock.wait_until(float(part.ts[-1]))
@@ -583,8 +584,12 @@ class _Ring:
             "IIIIIII", self.block_size, self.block_nr, frame_size, frame_nr, tov_ms, 0, 0
         )
         sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
-        self.map = mmap.mmap(sock.fileno(), self.block_size * self.block_nr, mmap.MAP_SHARED,
-                             mmap.PROT_READ | mmap.PROT_WRITE)
+        self.map = mmap.mmap(
+            sock.fileno(),
+            self.block_size * self.block_nr,
+            mmap.MAP_SHARED,
+            mmap.PROT_READ | mmap.PROT_WRITE,
+        )
         self.view = memoryview(self.map)
         self.current = 0
 
@@ -620,10 +625,22 @@ class _Part:
         """The first ``k`` frames, and the rest (None when nothing is left)."""
         if len(self.start) <= k:
             return self, None
-        head = _Part(self.buf, self.start[:k], self.caplen[:k], self.wirelen[:k], self.ts[:k],
-                     self.linktype[:k])
-        tail = _Part(self.buf, self.start[k:], self.caplen[k:], self.wirelen[k:], self.ts[k:],
-                     self.linktype[k:])
+        head = _Part(
+            self.buf,
+            self.start[:k],
+            self.caplen[:k],
+            self.wirelen[:k],
+            self.ts[:k],
+            self.linktype[:k],
+        )
+        tail = _Part(
+            self.buf,
+            self.start[k:],
+            self.caplen[k:],
+            self.wirelen[k:],
+            self.ts[k:],
+            self.linktype[k:],
+        )
         return head, tail
 
 
@@ -704,8 +721,9 @@ def _bind(sock: socket.socket, ifindex: int) -> None:
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
-    addr = struct.pack("=HHiHBB8s", socket.AF_PACKET, socket.htons(ETH_P_ALL), ifindex, 0, 0, 0,
-                       b"")
+    addr = struct.pack(
+        "=HHiHBB8s", socket.AF_PACKET, socket.htons(ETH_P_ALL), ifindex, 0, 0, 0, b""
+    )
     if _libc.bind(sock.fileno(), addr, len(addr)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -731,8 +749,9 @@ def _as_capture_error(exc: BaseException, interface: str | None) -> CaptureError
 _libc = None
 
 
-def _in_netns(netns: str | None, fn: Callable[[], tuple[socket.socket, _Ring]]
-              ) -> tuple[socket.socket, _Ring]:
+def _in_netns(
+    netns: str | None, fn: Callable[[], tuple[socket.socket, _Ring]]
+) -> tuple[socket.socket, _Ring]:
     """Run ``fn`` in network namespace ``netns`` (in a short-lived thread), or here."""
     if netns is None:
         return fn()
@@ -754,8 +773,9 @@ def _in_netns(netns: str | None, fn: Callable[[], tuple[socket.socket, _Ring]]
                     err = ctypes.get_errno()
                     if err == errno.EPERM:
                         raise CaptureError(PERMISSION_HINT)
-                    raise CaptureError(f"cannot enter network namespace {netns!r}: "
-                                       f"{os.strerror(err)}")
+                    raise CaptureError(
+                        f"cannot enter network namespace {netns!r}: {os.strerror(err)}"
+                    )
             finally:
                 os.close(fd)
             result.append(fn())

@@ -74,7 +74,9 @@ class LabNetwork:
         self.prefix = f"{PREFIX}{self.tag}-"
         self.switch = f"{self.prefix}sw"
         self.hosts = {
-            name: Host(name, f"{self.prefix}{name}", f"{SUBNET}.{octet}", f"02:77:00:00:00:{octet:02x}")
+            name: Host(
+                name, f"{self.prefix}{name}", f"{SUBNET}.{octet}", f"02:77:00:00:00:{octet:02x}"
+            )
             for name, octet in hosts.items()
         }
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -103,13 +105,38 @@ class LabNetwork:
         _ns(sw, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
         _ns(sw, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
         _ip("-n", sw, "link", "set", "lo", "up")
-        _ip("-n", sw, "link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        _ip(
+            "-n",
+            sw,
+            "link",
+            "add",
+            BRIDGE,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        )
         _ip("-n", sw, "link", "set", BRIDGE, "up")
         for i, host in enumerate(self.hosts.values()):
             port = f"p{i}-{host.name}"[:15]
             _ip("netns", "add", host.ns)
             _ip("-n", host.ns, "link", "set", "lo", "up")
-            _ip("-n", sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", host.ns)
+            _ip(
+                "-n",
+                sw,
+                "link",
+                "add",
+                port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                host.ns,
+            )
             _ip("-n", host.ns, "link", "set", "eth0", "address", host.mac)
             _ip("-n", host.ns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
             _ip("-n", sw, "link", "set", port, "master", BRIDGE)
@@ -135,10 +162,14 @@ class LabNetwork:
         """Run a command in ``host``'s namespace to completion; return its stdout."""
         done = subprocess.run(
             ["ip", "netns", "exec", self.hosts[host].ns, *cmd],
-            capture_output=True, timeout=timeout, check=False,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
         if check and done.returncode != 0:
-            raise LabError(f"{host}: {' '.join(cmd)} failed: {done.stderr.decode(errors='replace').strip()}")
+            raise LabError(
+                f"{host}: {' '.join(cmd)} failed: {done.stderr.decode(errors='replace').strip()}"
+            )
         return done.stdout.decode(errors="replace")
 
     def popen(self, host: str, *cmd: str, **kw: object) -> subprocess.Popen[bytes]:
@@ -147,7 +178,9 @@ class LabNetwork:
         kw.setdefault("stderr", subprocess.DEVNULL)
         proc = subprocess.Popen(  # noqa: S603 - fixed tool names, our own arguments
             ["ip", "netns", "exec", self.hosts[host].ns, *cmd],
-            stdin=subprocess.DEVNULL, start_new_session=True, **kw,  # type: ignore[call-overload]
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **kw,  # type: ignore[call-overload]
         )
         self._procs.append(proc)
         return proc
@@ -155,8 +188,14 @@ class LabNetwork:
     async def exec(self, host: str, *cmd: str, timeout: float) -> int:
         """Run a command in ``host`` from async code, killed after ``timeout`` seconds."""
         proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", self.hosts[host].ns, *cmd,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            "ip",
+            "netns",
+            "exec",
+            self.hosts[host].ns,
+            *cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         try:
@@ -171,14 +210,18 @@ class LabNetwork:
 
 def lab_namespaces(prefix: str = PREFIX) -> list[str]:
     """Names of existing network namespaces starting with ``prefix``."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
     return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
 
 
 def remove_namespaces(prefix: str) -> None:
     """Kill the processes in, and delete, every namespace starting with ``prefix``."""
     for ns in lab_namespaces(prefix):
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
+        pids = subprocess.run(
+            ["ip", "netns", "pids", ns], capture_output=True, text=True, check=False
+        )
         for pid in pids.stdout.split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
@@ -206,9 +249,28 @@ def _ns(ns: str, *cmd: str) -> None:
 
 def _offloads_off(ns: str, dev: str) -> None:
     done = subprocess.run(
-        ["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-         "tx", "off", "rx", "off"],
-        capture_output=True, text=True, check=False,
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "ethtool",
+            "-K",
+            dev,
+            "tso",
+            "off",
+            "gso",
+            "off",
+            "gro",
+            "off",
+            "tx",
+            "off",
+            "rx",
+            "off",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode not in (0, 80):  # 80: some feature could not be changed
         raise LabError(f"ethtool -K {dev}: {done.stderr.strip()}")
@@ -246,30 +308,138 @@ class Attack:
 ATTACKS: dict[str, Attack] = {
     a.name: a
     for a in (
-        Attack("syn_scan", "port_scan", 8,
-               ("nmap", "-sS", "-Pn", "-n", "-T4", "--max-retries", "1", "--max-rate", "3000",
-                "-p", "1-1000", "{srv}")),
-        Attack("connect_scan", "port_scan", 8,
-               ("nmap", "-sT", "-Pn", "-n", "-T4", "--max-retries", "1", "-p", "1-600", "{web2}")),
-        Attack("udp_scan", "port_scan", 10,
-               ("nmap", "-sU", "-Pn", "-n", "-T4", "--max-retries", "1", "--host-timeout", "9s",
-                "-p", "40-80,110-140,160-170", "{dns}")),
-        Attack("os_scan", "os_fingerprint", 12,
-               ("nmap", "-O", "-Pn", "-n", "--max-retries", "1", "--host-timeout", "11s",
-                "-p", "22,80", "{srv}")),
-        Attack("host_sweep", "host_sweep", 6,
-               ("nmap", "-sn", "-n", "--send-ip", "-PE", "-PS80,443", "-PA80",
-                "{srv}", "{web2}", "{dns}", "{c1}", "{c2}", "{c3}")),
-        Attack("syn_flood", "syn_flood", 5,
-               ("hping3", "-q", "-S", "-p", "80", "-i", "u400", "-c", "7500", "{srv}")),
-        Attack("udp_flood", "udp_flood", 5,
-               ("hping3", "-q", "--udp", "-p", "9999", "-d", "120", "-i", "u400", "-c", "7500",
-                "{dns}")),
-        Attack("icmp_flood", "icmp_flood", 5,
-               ("hping3", "-q", "--icmp", "-d", "56", "-i", "u400", "-c", "7500", "{web2}")),
-        Attack("arp_spoof", "arp_spoof_mitm", 10,
-               ("timeout", "-s", "INT", "-k", "3", "6", "arpspoof", "-i", "eth0", "-t", "{c1}",
-                "{srv}")),
+        Attack(
+            "syn_scan",
+            "port_scan",
+            8,
+            (
+                "nmap",
+                "-sS",
+                "-Pn",
+                "-n",
+                "-T4",
+                "--max-retries",
+                "1",
+                "--max-rate",
+                "3000",
+                "-p",
+                "1-1000",
+                "{srv}",
+            ),
+        ),
+        Attack(
+            "connect_scan",
+            "port_scan",
+            8,
+            ("nmap", "-sT", "-Pn", "-n", "-T4", "--max-retries", "1", "-p", "1-600", "{web2}"),
+        ),
+        Attack(
+            "udp_scan",
+            "port_scan",
+            10,
+            (
+                "nmap",
+                "-sU",
+                "-Pn",
+                "-n",
+                "-T4",
+                "--max-retries",
+                "1",
+                "--host-timeout",
+                "9s",
+                "-p",
+                "40-80,110-140,160-170",
+                "{dns}",
+            ),
+        ),
+        Attack(
+            "os_scan",
+            "os_fingerprint",
+            12,
+            (
+                "nmap",
+                "-O",
+                "-Pn",
+                "-n",
+                "--max-retries",
+                "1",
+                "--host-timeout",
+                "11s",
+                "-p",
+                "22,80",
+                "{srv}",
+            ),
+        ),
+        Attack(
+            "host_sweep",
+            "host_sweep",
+            6,
+            (
+                "nmap",
+                "-sn",
+                "-n",
+                "--send-ip",
+                "-PE",
+                "-PS80,443",
+                "-PA80",
+                "{srv}",
+                "{web2}",
+                "{dns}",
+                "{c1}",
+                "{c2}",
+                "{c3}",
+            ),
+        ),
+        Attack(
+            "syn_flood",
+            "syn_flood",
+            5,
+            ("hping3", "-q", "-S", "-p", "80", "-i", "u400", "-c", "7500", "{srv}"),
+        ),
+        Attack(
+            "udp_flood",
+            "udp_flood",
+            5,
+            (
+                "hping3",
+                "-q",
+                "--udp",
+                "-p",
+                "9999",
+                "-d",
+                "120",
+                "-i",
+                "u400",
+                "-c",
+                "7500",
+                "{dns}",
+            ),
+        ),
+        Attack(
+            "icmp_flood",
+            "icmp_flood",
+            5,
+            ("hping3", "-q", "--icmp", "-d", "56", "-i", "u400", "-c", "7500", "{web2}"),
+        ),
+        Attack(
+            "arp_spoof",
+            "arp_spoof_mitm",
+            10,
+            (
+                "timeout",
+                "-s",
+                "INT",
+                "-k",
+                "3",
+                "6",
+                "arpspoof",
+                "-i",
+                "eth0",
+                "-t",
+                "{c1}",
+                "{srv}",
+            ),
+        ),
     )
 }
 
@@ -323,8 +493,10 @@ def run_lab(
         raise LabError("lab duration must be between 3 and 3600 seconds")
     for tool in ("nmap", "hping3", "arpspoof", "dnsmasq", "iperf3", "curl", "wget", "dig", "ping"):
         if shutil.which(tool) is None:
-            raise LabError(f"the lab needs {tool!r} installed (apt install nmap hping3 dsniff "
-                           "dnsmasq iperf3 curl wget dnsutils iputils-ping ethtool)")
+            raise LabError(
+                f"the lab needs {tool!r} installed (apt install nmap hping3 dsniff "
+                "dnsmasq iperf3 curl wget dnsutils iputils-ping ethtool)"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = LabReport(out / f"{name}.pcap", out / f"{name}.labels.csv")
@@ -333,7 +505,9 @@ def run_lab(
     with tempfile.TemporaryDirectory(prefix="netids-lab-") as tmp, LabNetwork(HOSTS) as net:
         try:
             _start_servers(net, Path(tmp))
-            asyncio.run(_session(net, report, duration, list(attacks), random.Random(seed), settings))
+            asyncio.run(
+                _session(net, report, duration, list(attacks), random.Random(seed), settings)
+            )
         finally:
             _remove_resolv_confs(net)
     return report
@@ -350,17 +524,49 @@ def _start_servers(net: LabNetwork, tmp: Path) -> None:
         etc = Path("/etc/netns") / host.ns
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "resolv.conf").write_text(f"nameserver {net.ip('dns')}\nsearch {DOMAIN}\n")
-    net.popen("srv", "python3", "-m", "http.server", "80", "--bind", net.ip("srv"), "--directory", str(www))
-    net.popen("web2", "python3", "-m", "http.server", "8080", "--bind", net.ip("web2"), "--directory", str(www))
+    net.popen(
+        "srv",
+        "python3",
+        "-m",
+        "http.server",
+        "80",
+        "--bind",
+        net.ip("srv"),
+        "--directory",
+        str(www),
+    )
+    net.popen(
+        "web2",
+        "python3",
+        "-m",
+        "http.server",
+        "8080",
+        "--bind",
+        net.ip("web2"),
+        "--directory",
+        str(www),
+    )
     for port in (5201, 5202, 5203):
         net.popen("srv", "iperf3", "-s", "-p", str(port), "-B", net.ip("srv"))
-    records = [f"--address=/{n}.{DOMAIN}/{net.ip('srv' if i % 2 else 'web2')}"
-               for i, n in enumerate(NAMES[:6])]
+    records = [
+        f"--address=/{n}.{DOMAIN}/{net.ip('srv' if i % 2 else 'web2')}"
+        for i, n in enumerate(NAMES[:6])
+    ]
     net.popen(
-        "dns", "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
-        f"--pid-file={tmp / 'dnsmasq.pid'}", f"--listen-address={net.ip('dns')}", "--bind-interfaces",
-        "--user=root", f"--local=/{DOMAIN}/", f"--txt-record={DOMAIN},v=spf1 -all",
-        f"--mx-host={DOMAIN},mail.{DOMAIN},10", *records,
+        "dns",
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        f"--pid-file={tmp / 'dnsmasq.pid'}",
+        f"--listen-address={net.ip('dns')}",
+        "--bind-interfaces",
+        "--user=root",
+        f"--local=/{DOMAIN}/",
+        f"--txt-record={DOMAIN},v=spf1 -all",
+        f"--mx-host={DOMAIN},mail.{DOMAIN},10",
+        *records,
     )
     net.run(ATTACKER, "sysctl", "-qw", "net.ipv4.ip_forward=1")  # arpspoof as a man in the middle
     _wait_listening(net, "srv", 80)
@@ -397,7 +603,9 @@ async def _session(
     labeller = _Labeller(net.hosts[ATTACKER], report.spans)
     writer = asyncio.create_task(_write(source, report, labeller))
     t0 = time.time()
-    tasks = [asyncio.create_task(_client(net, c, rng.randrange(2**32), t0 + duration)) for c in CLIENTS]
+    tasks = [
+        asyncio.create_task(_client(net, c, rng.randrange(2**32), t0 + duration)) for c in CLIENTS
+    ]
     tasks.append(asyncio.create_task(_attacks(net, attacks, report, t0, duration)))
     try:
         await asyncio.wait(tasks, timeout=duration + 30)
@@ -415,8 +623,9 @@ async def _session(
             raise t.exception()  # type: ignore[misc]
 
 
-async def _attacks(net: LabNetwork, attacks: list[Attack], report: LabReport, t0: float,
-                   duration: float) -> None:
+async def _attacks(
+    net: LabNetwork, attacks: list[Attack], report: LabReport, t0: float, duration: float
+) -> None:
     start = t0 + max(3.0, 0.2 * duration)
     await asyncio.sleep(max(0.0, start - time.time()))
     ips = {h.name: h.ip for h in net.hosts.values()}
@@ -448,25 +657,66 @@ async def _client(net: LabNetwork, host: str, seed: int, end: float) -> None:
         roll = rng.random()
         if roll < 0.35:
             target = rng.choice([f"www.{DOMAIN}", f"api.{DOMAIN}", srv])
-            files = [f"f{rng.choices(FILE_SIZES, FILE_WEIGHTS)[0]}.bin" for _ in range(rng.randint(1, 3))]
+            files = [
+                f"f{rng.choices(FILE_SIZES, FILE_WEIGHTS)[0]}.bin" for _ in range(rng.randint(1, 3))
+            ]
             cmd = ["curl", "-s", "--max-time", "8"]
             for f in files:
                 cmd += ["-o", "/dev/null", f"http://{target}/{f}"]
         elif roll < 0.45:
-            cmd = ["wget", "-q", "-O", "/dev/null", "-T", "8", "-t", "1",
-                   f"http://{web2}:8080/f{size}.bin"]
+            cmd = [
+                "wget",
+                "-q",
+                "-O",
+                "/dev/null",
+                "-T",
+                "8",
+                "-t",
+                "1",
+                f"http://{web2}:8080/f{size}.bin",
+            ]
         elif roll < 0.50:
-            cmd = ["curl", "-s", "-o", "/dev/null", "--max-time", "5", "-I",
-                   f"http://files.{DOMAIN}:8080/"]
+            cmd = [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "5",
+                "-I",
+                f"http://files.{DOMAIN}:8080/",
+            ]
         elif roll < 0.75:
             qtype = rng.choice(["A", "A", "A", "AAAA", "TXT", "MX"])
             cmd = ["dig", "+tries=1", "+time=2", f"{name}.{DOMAIN}", qtype]
         elif roll < 0.87:
-            cmd = ["ping", "-c", str(rng.randint(1, 4)), "-i", "0.2", "-W", "1", "-s",
-                   str(rng.choice([56, 56, 120, 1000])), rng.choice([srv, web2, net.ip("dns")])]
+            cmd = [
+                "ping",
+                "-c",
+                str(rng.randint(1, 4)),
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "-s",
+                str(rng.choice([56, 56, 120, 1000])),
+                rng.choice([srv, web2, net.ip("dns")]),
+            ]
         elif roll < 0.95:
-            cmd = ["iperf3", "-c", srv, "-p", port, "-u", "-b", f"{rng.choice([300, 800, 1500])}K",
-                   "-t", "1", "-l", str(rng.choice([200, 600, 1200]))]
+            cmd = [
+                "iperf3",
+                "-c",
+                srv,
+                "-p",
+                port,
+                "-u",
+                "-b",
+                f"{rng.choice([300, 800, 1500])}K",
+                "-t",
+                "1",
+                "-l",
+                str(rng.choice([200, 600, 1200])),
+            ]
         else:
             cmd = ["iperf3", "-c", srv, "-p", port, "-n", f"{rng.choice([100, 300, 600])}K"]
         with contextlib.suppress(TimeoutError):
@@ -518,11 +768,19 @@ def _pcap_header(fh: BinaryIO, snaplen: int) -> None:
     fh.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
 
 
-def _write_batch(fh: BinaryIO, rows: csv.writer, batch: FrameBatch, report: LabReport,  # type: ignore[valid-type]
-                 labeller: _Labeller) -> None:
+def _write_batch(
+    fh: BinaryIO,
+    rows: csv.writer,
+    batch: FrameBatch,
+    report: LabReport,  # type: ignore[valid-type]
+    labeller: _Labeller,
+) -> None:
     pack, buf = struct.Struct("<IIII").pack, batch.buf
     for s, cap, wire, ts in zip(
-        batch.start.tolist(), batch.caplen.tolist(), batch.wirelen.tolist(), batch.ts.tolist(),
+        batch.start.tolist(),
+        batch.caplen.tolist(),
+        batch.wirelen.tolist(),
+        batch.ts.tolist(),
         strict=True,
     ):
         frame = buf[s : s + cap].tobytes()
@@ -543,3 +801,34 @@ def iter_labels(path: str | Path) -> Iterator[tuple[int, float, int, str]]:
     with Path(path).open(newline="") as fh:
         for row in csv.DictReader(fh):
             yield int(row["index"]), float(row["timestamp"]), int(row["label"]), row["attack_kind"]
+
+
+def write_udp_burst(
+    path: str | Path, count: int, src: Host, dst: Host, port: int, payload: int = 18
+) -> None:
+    """A pcap of ``count`` UDP datagrams ``src`` -> ``dst``:``port`` for tcpreplay pushes."""
+    eth = bytes.fromhex(dst.mac.replace(":", "") + src.mac.replace(":", "")) + b"\x08\x00"
+    sip, dip = (bytes(int(x) for x in h.ip.split(".")) for h in (src, dst))
+    with Path(path).open("wb") as fh:
+        _pcap_header(fh, 65535)
+        rec = struct.Struct("<IIII")
+        for i in range(count):
+            udp = struct.pack("!HHHH", 40000 + i % 20000, port, 8 + payload, 0) + bytes(payload)
+            ip = struct.pack(
+                "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0, sip, dip
+            )
+            ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+            frame = eth + ip + udp
+            fh.write(
+                rec.pack(
+                    1_700_000_000 + i // 100_000, (i % 100_000) * 10_000, len(frame), len(frame)
+                )
+            )
+            fh.write(frame)
+
+
+def _checksum(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -61,8 +64,10 @@ async def test_live_capture_counts_exactly_the_datagrams_sent(lab_net) -> None:
     source = LiveSource("br0", f"udp and dst port {port}", SETTINGS, netns=lab_net.switch)
     t0 = time.time()
     batches = await capture_while(
-        source, lambda: lab_net.run("a", sys.executable, "-c", SEND_UDP, str(n), lab_net.ip("b"),
-                                    str(port), "100")
+        source,
+        lambda: lab_net.run(
+            "a", sys.executable, "-c", SEND_UDP, str(n), lab_net.ip("b"), str(port), "100"
+        ),
     )
     frames = sum(len(b) for b in batches)
     assert frames == n
@@ -102,8 +107,10 @@ async def test_loopback_packets_are_counted_once(interface) -> None:
     source = LiveSource(interface, f"udp and dst port {port}", SETTINGS)
     code = SEND_UDP
     batches = await capture_while(
-        source, lambda: subprocess.run([sys.executable, "-c", code, str(n), "127.0.0.1",
-                                        str(port), "20"], check=True)
+        source,
+        lambda: subprocess.run(
+            [sys.executable, "-c", code, str(n), "127.0.0.1", str(port), "20"], check=True
+        ),
     )
     assert sum(len(b) for b in batches) == n
 
@@ -134,7 +141,10 @@ def test_capture_without_cap_net_raw_says_how_to_fix_it(tmp_path: Path) -> None:
     )
     done = subprocess.run(
         ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw", sys.executable, "-c", script],
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
     )
     assert done.returncode == 0, done.stderr
@@ -153,8 +163,9 @@ async def test_interface_that_vanishes_stops_the_capture_with_a_plain_error() ->
     ns = f"netids-lab-{os.getpid()}-vanish"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
-                       check=True)
+        subprocess.run(
+            ["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"], check=True
+        )
         subprocess.run(["ip", "-n", ns, "link", "set", "d0", "up"], check=True)
         source = LiveSource("d0", None, SETTINGS, netns=ns)
         source.start()
@@ -176,8 +187,11 @@ async def test_a_slow_consumer_loses_whole_batches_counted_never_blocks() -> Non
     source.start()
     try:
         await asyncio.sleep(0.2)  # nobody consumes while the datagrams arrive
-        await asyncio.to_thread(subprocess.run, [sys.executable, "-c", SEND_UDP, str(n),
-                                                 "127.0.0.1", str(port), "20"], check=True)
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", SEND_UDP, str(n), "127.0.0.1", str(port), "20"],
+            check=True,
+        )
         await asyncio.sleep(0.5)
     finally:
         source.stop()
@@ -216,3 +230,74 @@ async def test_file_source_has_the_live_api(tmp_path: Path) -> None:
 async def test_file_source_reports_a_missing_file_plainly(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="no such capture file"):
         FileSource(tmp_path / "nope.pcap", SETTINGS).start()
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@needs_root
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tcpreplay") is None, reason="needs tcpreplay")
+async def test_100k_packets_per_second_for_10_s_without_drops_in_bounded_memory(
+    lab_net, tmp_path: Path
+) -> None:
+    from netids.lab import write_udp_burst
+
+    port = 47100
+    pcap = tmp_path / "burst.pcap"
+    write_udp_burst(pcap, 100_000, lab_net.hosts["a"], lab_net.hosts["b"], port)
+    source = LiveSource(
+        "eth0", f"udp dst port {port}", CaptureSettings(), netns=lab_net.hosts["b"].ns
+    )
+    source.start()
+    counted, peak = 0, 0.0
+
+    async def consume() -> None:
+        nonlocal counted
+        async for batch in source.batches():
+            counted += len(batch)
+
+    async def watch_memory() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, rss_mb())
+            await asyncio.sleep(0.2)
+
+    consumer, watcher = asyncio.create_task(consume()), asyncio.create_task(watch_memory())
+    await asyncio.sleep(0.5)
+    base = rss_mb()
+    out = await asyncio.to_thread(
+        lab_net.run,
+        "a",
+        "tcpreplay",
+        "-q",
+        "-i",
+        "eth0",
+        "-K",
+        "--pps",
+        "100000",
+        "--loop",
+        "10",
+        str(pcap),
+        timeout=120,
+    )
+    await asyncio.sleep(0.5)
+    source.stop()
+    await consumer
+    watcher.cancel()
+    sent = int(re.search(r"Successful packets:\s+(\d+)", out).group(1))
+    seconds = float(re.search(r"sent in ([\d.]+) seconds", out).group(1))
+    stats = source.stats()
+    logging.getLogger(__name__).warning(
+        f"pushed {sent} in {seconds:.2f} s, captured {counted}, kernel drops "
+        f"{stats.kernel_drops}, queue drops {stats.queue_drops}, RSS +{peak - base:.1f} MB"
+    )
+    assert sent == 1_000_000 and seconds < 12
+    assert counted + stats.queue_drops == stats.packets  # every frame is accounted for
+    assert stats.packets + stats.kernel_drops == sent
+    assert stats.kernel_drops == 0 and stats.queue_drops == 0
+    assert peak - base < 64  # MB: the ring is mapped before `base`; batches come and go

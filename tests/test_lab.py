@@ -27,8 +27,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 def test_short_lab_session_writes_labelled_capture_and_leaves_nothing(tmp_path: Path) -> None:
     report = run_lab(tmp_path, "short", 14, parse_attacks("syn_scan,syn_flood"), seed=3)
 
-    frames = [(b.frame(i), float(b.ts[i]), int(b.wirelen[i]))
-              for b in read_batches(tmp_path / "short.pcap") for i in range(len(b))]
+    frames = [
+        (b.frame(i), float(b.ts[i]), int(b.wirelen[i]))
+        for b in read_batches(tmp_path / "short.pcap")
+        for i in range(len(b))
+    ]
     with (tmp_path / "short.labels.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["index", "timestamp", "label", "attack_kind"]
