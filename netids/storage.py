@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, create_engine, delete, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, select
 
 from netids.config import PROJECT_ROOT, StorageSettings
@@ -140,7 +140,7 @@ class EventStore:
         self, engine: Engine, *, sensor: str = "local", settings: StorageSettings | None = None
     ) -> None:
         self.engine = engine
-        self.sensor = sensor
+        self.sensor = _clean(sensor, 64)
         self.settings = settings or StorageSettings()
         self._cond = threading.Condition()
         self._pending: dict[str, EventUpdate] = {}
@@ -229,7 +229,7 @@ class EventStore:
                 continue
             try:
                 self._commit(events, samples)
-            except SQLAlchemyError as exc:
+            except (OperationalError, InterfaceError) as exc:  # locked, away: keep and retry
                 error = str(exc).splitlines()[0][:300]
                 with self._cond:
                     self._failures += 1
@@ -246,6 +246,9 @@ class EventStore:
                 delay = min(max(delay * 2, self.settings.retry_min), self.settings.retry_max)
                 time.sleep(min(delay, self.settings.retry_max))
                 continue
+            except SQLAlchemyError as exc:  # a row the database refuses: isolate it, keep the rest
+                log.error("event write refused (%s); writing one event at a time", exc)
+                self._salvage(events, samples)
             delay = self.settings.flush_interval
             with self._cond:
                 self._written += len(events)
@@ -277,6 +280,16 @@ class EventStore:
                 conn.execute(update(Sensor).where(Sensor.name == self.sensor).values(last_seen=now))
         self._sensor_known = True
 
+    def _salvage(self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]]) -> None:
+        for eid, u in events.items():
+            try:
+                self._commit({eid: u}, {eid: samples.get(eid, [])})
+            except SQLAlchemyError as exc:
+                with self._cond:
+                    self._dropped += 1
+                    self._last_error = str(exc).splitlines()[0][:300]
+                log.error("event %s dropped: %s", eid, exc)
+
     def _bound(self) -> None:
         """Drop the oldest queued events beyond ``max_pending`` (caller holds the lock)."""
         while len(self._pending) > self.settings.max_pending:
@@ -307,25 +320,31 @@ def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def _clean(text: str, size: int | None = None) -> str:
+    """Text a database column takes: no NUL (PostgreSQL refuses it), at most ``size`` chars."""
+    text = text.replace("\x00", "")
+    return text if size is None else text[:size]
+
+
 def _event_row(u: EventUpdate, sensor: str, now: datetime) -> dict[str, Any]:
     return {
         "id": u.id,
-        "sensor": sensor[:64],
+        "sensor": _clean(sensor, 64),
         "first_seen": _ts(u.first_seen),
         "last_seen": _ts(u.last_seen),
-        "src": u.src[:64],
+        "src": _clean(u.src, 64),
         "src_key": address_key(u.src),
         "src_port": u.src_port,
-        "dst": u.dst[:64],
+        "dst": _clean(u.dst, 64),
         "dst_key": address_key(u.dst),
         "dst_port": u.dst_port,
-        "proto": u.proto[:16],
-        "kind": u.kind[:64],
+        "proto": _clean(u.proto, 16),
+        "kind": _clean(u.kind, 64),
         "packets": u.packets,
         "score_max": u.score_max,
         "score_mean": u.score_mean,
         "severity": u.severity,
-        "explanation": u.explanation,
+        "explanation": _clean(u.explanation),
         "threshold": u.threshold,
         "src_count": u.src_count,
         "dst_count": u.dst_count,
@@ -342,7 +361,7 @@ def _sample_row(event_id: str, s: Sample) -> dict[str, Any]:
         "wirelen": s.wirelen,
         "data": s.data,
         "score": s.score,
-        "summary": s.summary,
+        "summary": _clean(s.summary),
     }
 
 
@@ -422,6 +441,9 @@ def event_conditions(f: EventFilter | None) -> list[ColumnElement[bool]]:
     """SQL conditions of a filter; every value becomes a bound parameter."""
     if f is None:
         return []
+    for name in ("sensor", "src", "dst", "proto", "kind", "min_severity", "text"):
+        if "\x00" in (getattr(f, name) or ""):
+            raise ValueError(f"{name} filter contains a NUL character")
     cond: list[ColumnElement[bool]] = []
     if f.since is not None:
         cond.append(Event.last_seen >= f.since)
