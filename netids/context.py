@@ -107,13 +107,13 @@ class _DecayedSums:
         self.sums[slots] = 0.0
         self.last_t[slots] = ts
 
-    def update(self, slots: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def update(self, slots: np.ndarray, ts: np.ndarray, x: np.ndarray, t0: float) -> np.ndarray:
         """Add ``x`` [n, C] at times ``ts`` to the slots; return the sums after each packet,
-        [n, L, C]. ``ts`` spans at most MAX_EXPONENT / max(lambda) seconds."""
+        [n, L, C]. ``ts`` lies within MAX_EXPONENT / max(lambda) seconds after ``t0``."""
         n = len(slots)
         order = np.argsort(slots, kind="stable")
-        s, t = slots[order], ts[order]
-        t0 = t.min()
+        s = slots[order]
+        t = np.clip(ts[order], t0, t0 + MAX_EXPONENT / self.lambdas.max())
         starts = np.ones(n, dtype=bool)
         starts[1:] = s[1:] != s[:-1]
         group = np.cumsum(starts) - 1  # [n], group id of each sorted packet
@@ -202,15 +202,15 @@ class ContextFeatures:
         iat, has_prev = self._gaps(slots["src"], ts)
 
         per_window = len(PER_WINDOW)
-        for lo, hi in _chunks(ts, self.max_span):
+        for lo, hi, t0 in _chunks(ts, self.max_span):
             c = slice(lo, hi)
             src = self.src.update(slots["src"][c], ts[c], np.stack(
                 [np.ones(hi - lo), size[c], size[c] ** 2, syn[c], new_service[c], new_pair[c],
-                 has_prev[c], iat[c], iat[c] ** 2], axis=1))
+                 has_prev[c], iat[c], iat[c] ** 2], axis=1), t0)
             dst = self.dst.update(slots["dst"][c], ts[c], np.stack(
-                [np.ones(hi - lo), new_pair[c]], axis=1))
-            pair = self.pair.update(slots["pair"][c], ts[c], _size_channels(size[c]))
-            sock = self.sock.update(slots["sock"][c], ts[c], _size_channels(size[c]))
+                [np.ones(hi - lo), new_pair[c]], axis=1), t0)
+            pair = self.pair.update(slots["pair"][c], ts[c], _size_channels(size[c]), t0)
+            sock = self.sock.update(slots["sock"][c], ts[c], _size_channels(size[c]), t0)
             for li, lam in enumerate(self.lambdas):
                 rate = lam * LN2
                 cols = np.stack([
@@ -254,14 +254,15 @@ def _mean_std(w: np.ndarray, s: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray,
     return mean, np.sqrt(np.maximum(var, 0.0))
 
 
-def _chunks(ts: np.ndarray, span: float) -> Iterator[tuple[int, int]]:
-    """Consecutive index ranges whose timestamps stay within ``span`` of their first."""
+def _chunks(ts: np.ndarray, span: float) -> Iterator[tuple[int, int, float]]:
+    """Consecutive index ranges ``(lo, hi, t0)`` whose timestamps stay within ``span`` of ``t0``,
+    the latest timestamp seen when the range starts (earlier-stamped packets count as at t0)."""
     running = np.maximum.accumulate(ts)
     lo, n = 0, len(ts)
     while lo < n:
         hi = int(np.searchsorted(running, running[lo] + span, side="right"))
         hi = max(hi, lo + 1)
-        yield lo, hi
+        yield lo, hi, float(running[lo])
         lo = hi
 
 
