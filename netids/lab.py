@@ -27,6 +27,7 @@ import signal
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -235,6 +236,8 @@ def remove_stale_namespaces() -> None:
         owner = ns[len(PREFIX) :].split("-", 1)[0]
         if owner.isdigit() and not Path(f"/proc/{owner}").exists():
             remove_namespaces(ns)
+    with contextlib.suppress(OSError):
+        Path("/etc/netns").rmdir()  # only if empty
 
 
 def _ip(*args: str) -> None:
@@ -355,7 +358,7 @@ ATTACKS: dict[str, Attack] = {
         Attack(
             "os_scan",
             "os_fingerprint",
-            12,
+            9,
             (
                 "nmap",
                 "-O",
@@ -364,7 +367,7 @@ ATTACKS: dict[str, Attack] = {
                 "--max-retries",
                 "1",
                 "--host-timeout",
-                "11s",
+                "8s",
                 "-p",
                 "22,80",
                 "{srv}",
@@ -502,6 +505,9 @@ def run_lab(
     report = LabReport(out / f"{name}.pcap", out / f"{name}.labels.csv")
     settings = settings or CaptureSettings()
     remove_stale_namespaces()
+    previous = None  # `kill` tears the lab down like Ctrl-C does
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     with tempfile.TemporaryDirectory(prefix="netids-lab-") as tmp, LabNetwork(HOSTS) as net:
         try:
             _start_servers(net, Path(tmp))
@@ -510,7 +516,13 @@ def run_lab(
             )
         finally:
             _remove_resolv_confs(net)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return report
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _start_servers(net: LabNetwork, tmp: Path) -> None:
