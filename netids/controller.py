@@ -1,0 +1,255 @@
+"""The controller: runs one monitoring session (live or file) through the pipeline, events and
+store, and publishes what the UI shows.
+
+The UI never touches the capture thread, the model or the database writer directly: it calls
+the commands here (start, stop, threshold) and reads :attr:`Controller.live`, a bounded set of
+aggregates updated once per batch. Nothing here loops over packets in Python; per batch it
+does a handful of numpy reductions, so the UI's cost does not grow with the packet rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from netids.capture import CaptureError, FileSource, LiveSource
+from netids.checkpoint import CheckpointError
+from netids.config import Settings
+from netids.detector import Detector
+from netids.events import EventAggregator, EventUpdate
+from netids.pcapfile import CaptureFileError
+from netids.pipeline import Pipeline
+from netids.scored import ScoredBatch
+from netids.storage import EventStore, StoreStats, open_database
+
+log = logging.getLogger(__name__)
+
+HISTORY_SECONDS = 300  # points kept in each timeline (one per second)
+RECENT_EVENTS = 500  # events kept for the live table; the database keeps them all
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Per-second series for the charts, bounded to HISTORY_SECONDS points."""
+
+    seconds: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+    packets: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+    max_score: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+    anomalies: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+
+    def add(self, scored: ScoredBatch) -> None:
+        """Fold a batch into per-second buckets keyed by packet time."""
+        ts = scored.packets.ts
+        if len(ts) == 0:
+            return
+        second = np.floor(ts)
+        keys, inverse = np.unique(second, return_inverse=True)
+        counts = np.bincount(inverse, minlength=len(keys))
+        peaks = np.full(len(keys), 0.0)
+        np.maximum.at(peaks, inverse, scored.scores.astype(np.float64))
+        flagged = np.bincount(inverse, weights=scored.anomalous, minlength=len(keys))
+        for k, c, p, a in zip(keys.tolist(), counts.tolist(), peaks.tolist(), flagged.tolist(),
+                              strict=True):
+            if self.seconds and k == self.seconds[-1]:
+                self.packets[-1] += c
+                self.max_score[-1] = max(self.max_score[-1], p)
+                self.anomalies[-1] += int(a)
+            elif not self.seconds or k > self.seconds[-1]:
+                self.seconds.append(k)
+                self.packets.append(c)
+                self.max_score.append(p)
+                self.anomalies.append(int(a))
+
+
+@dataclass(slots=True)
+class LiveState:
+    """What the dashboard shows; replaced field by field as batches arrive."""
+
+    running: bool = False
+    source: str = ""  # "eth0 (filter: tcp)", "capture.pcap", ...
+    message: str = ""  # last plain-words status or error, for a notification
+    error: str = ""  # why the session stopped, '' when it ended normally or runs
+    packets: int = 0
+    tcp: int = 0
+    udp: int = 0
+    other: int = 0
+    anomalies: int = 0
+    undecoded: int = 0
+    kernel_drops: int = 0
+    queue_drops: int = 0
+    packets_per_second: float = 0.0
+    threshold: float = 0.0
+    protocols: dict[str, int] = field(default_factory=dict)
+    timeline: Timeline = field(default_factory=Timeline)
+    events: deque[EventUpdate] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    store: StoreStats | None = None
+    generation: int = 0  # increases on every change, so timers redraw only when needed
+
+
+class Controller:
+    """Owns the detector, the store and at most one running monitoring session."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.live = LiveState()
+        self.detector: Detector | None = None
+        self.model_error = ""
+        self.store: EventStore | None = None
+        self.db_error = ""
+        self._threshold = settings.threshold
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netids-pipeline")
+        self._task: asyncio.Task[None] | None = None
+        self._source: LiveSource | FileSource | None = None
+        self._listeners: list[Callable[[ScoredBatch], None]] = []
+
+    # -- life cycle (app.on_startup / app.on_shutdown) ---------------------------------------
+    def open(self) -> None:
+        """Load the model and open the database; failures are kept as plain messages."""
+        self.load_model(self.settings.model_path)
+        try:
+            self.store = EventStore(open_database(self.settings.db_url, self.settings.storage),
+                                    sensor=self.settings.sensor,
+                                    settings=self.settings.storage)
+        except Exception as exc:  # noqa: BLE001 - any database failure is shown, not raised
+            self.db_error = f"database unavailable ({self.settings.db_url}): {exc}"
+            log.error("%s", self.db_error)
+
+    async def close(self) -> None:
+        await self.stop()
+        if self.store is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.store.close)
+            self.store = None
+        self._pool.shutdown(wait=True)
+
+    def load_model(self, path: Path) -> bool:
+        """Switch to the checkpoint at ``path``; keep the previous model if it fails."""
+        try:
+            detector = Detector.load(path, threads=self.settings.torch_threads)
+        except CheckpointError as exc:
+            self.model_error = str(exc)
+            self.live.message = f"model not loaded: {exc}"
+            return False
+        self.detector, self.model_error = detector, ""
+        self.live.threshold = detector.threshold if self._threshold is None else self._threshold
+        self.live.message = f"model {path.name} active"
+        self.live.generation += 1
+        return True
+
+    # -- commands ---------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self.live.threshold
+
+    def set_threshold(self, value: float) -> None:
+        """Applies to the next batch, live; events keep the score they were detected with."""
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("threshold must be between 0 and 1")
+        self._threshold = float(value)
+        self.live.threshold = float(value)
+        self.live.generation += 1
+
+    def on_batch(self, listener: Callable[[ScoredBatch], None]) -> None:
+        """Call ``listener`` with every scored batch (training capture, tests)."""
+        self._listeners.append(listener)
+
+    async def start_live(self, interface: str | None, bpf: str | None = None) -> None:
+        """Start monitoring an interface (None: all); raises CaptureError in plain words."""
+        source = LiveSource(interface, bpf, self.settings.capture)
+        label = (interface or "all interfaces") + (f" (filter: {bpf})" if bpf else "")
+        await self._start(source, label)
+
+    async def start_file(self, path: Path, *, realtime: bool = False) -> None:
+        """Analyse a capture file through the same pipeline as live traffic."""
+        source = FileSource(path, self.settings.capture, realtime=realtime, max_gap=1.0)
+        await self._start(source, path.name)
+
+    async def stop(self) -> None:
+        if self._source is not None:
+            self._source.stop()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def wait(self) -> None:
+        """Until the running session ends (a file is finished, or stop())."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    # -- the session ------------------------------------------------------------------------
+    async def _start(self, source: LiveSource | FileSource, label: str) -> None:
+        if self.detector is None:
+            raise CaptureError(f"no model loaded: {self.model_error}")
+        await self.stop()
+        source.start(asyncio.get_running_loop())
+        self._source = source
+        threshold = self.detector.threshold if self._threshold is None else self._threshold
+        pipeline = Pipeline(self.detector, threshold=threshold)
+        self.live = LiveState(running=True, source=label, threshold=threshold,
+                              events=self.live.events, message=f"monitoring {label}")
+        self._task = asyncio.create_task(self._run(source, pipeline, EventAggregator()))
+
+    async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
+                   aggregator: EventAggregator) -> None:
+        loop = asyncio.get_running_loop()
+        live = self.live
+        started = time.monotonic()
+        try:
+            async for frames in source.batches():
+                pipeline.threshold = live.threshold
+                scored = await loop.run_in_executor(self._pool, pipeline.process, frames)
+                updates = aggregator.add(scored)
+                if len(scored):
+                    updates += aggregator.flush(float(scored.packets.ts[-1]))
+                self._publish(live, pipeline, scored, updates, source, started)
+        except (CaptureError, CaptureFileError) as exc:
+            live.error = live.message = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the app stays up and says what happened
+            log.exception("monitoring stopped")
+            live.error = live.message = f"monitoring stopped: {exc}"
+        finally:
+            source.stop()
+            self._publish(live, pipeline, None, aggregator.flush(), source, started)
+            live.running = False
+            if not live.error:
+                live.message = f"finished {live.source}: {live.packets} packets, " \
+                               f"{live.anomalies} anomalous"
+            live.generation += 1
+
+    def _publish(self, live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
+                 updates: list[EventUpdate], source: LiveSource | FileSource,
+                 started: float) -> None:
+        if updates and self.store is not None:
+            self.store.write(updates)
+        for u in updates:
+            live.events.append(u)
+        if scored is not None:
+            live.timeline.add(scored)
+            _count_protocols(live.protocols, scored)
+            for listener in self._listeners:
+                listener(scored)
+        s, cap = pipeline.stats, source.stats()
+        live.packets, live.tcp, live.udp, live.other = s.packets, s.tcp, s.udp, s.other
+        live.anomalies, live.undecoded = s.anomalies, s.undecoded
+        live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
+        live.packets_per_second = s.packets / max(time.monotonic() - started, 1e-3)
+        live.store = self.store.stats if self.store is not None else None
+        live.generation += 1
+
+
+def _count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:
+    from netids.packets import protocol_name
+
+    p = scored.packets
+    pairs = np.stack([p.ethertype.astype(np.int64), p.proto.astype(np.int64)], axis=1)
+    uniq, n = np.unique(pairs, axis=0, return_counts=True)
+    for (ethertype, proto), c in zip(uniq.tolist(), n.tolist(), strict=True):
+        name = protocol_name(ethertype, proto)
+        counts[name] = counts.get(name, 0) + c

@@ -1,0 +1,72 @@
+"""The controller runs a capture file through the live pipeline, stores events, publishes state."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from netids.config import PROJECT_ROOT, Settings
+from netids.controller import Controller
+from netids.pcapfile import read_batches
+from netids.storage import make_engine
+from netids.tables import Event
+
+SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
+
+
+@pytest.fixture
+def controller(tmp_path: Path, trained_model: Path) -> Controller:
+    settings = replace(Settings(), db_url=f"sqlite:///{tmp_path / 'c.sqlite'}",
+                       model_path=trained_model)
+    c = Controller(settings)
+    c.open()
+    return c
+
+
+async def test_a_file_runs_through_the_pipeline_into_the_database(controller: Controller) -> None:
+    await controller.start_file(SAMPLE)
+    await controller.wait()
+    live = controller.live
+    assert not live.running and live.error == ""
+    assert live.packets == sum(len(b) for b in read_batches(SAMPLE))
+    assert live.tcp + live.udp + live.other == live.packets
+    assert sum(live.timeline.packets) == live.packets
+    assert live.anomalies > 0 and len(live.events) > 0
+    url = controller.settings.db_url
+    await controller.close()
+    with Session(make_engine(url)) as session:
+        stored = session.exec(select(Event)).all()
+    assert {e.id for e in stored} == {u.id for u in live.events}
+
+
+async def test_threshold_applies_to_the_next_batches(controller: Controller) -> None:
+    controller.set_threshold(1.0)
+    await controller.start_file(SAMPLE)
+    await controller.wait()
+    assert controller.live.anomalies == 0
+    with pytest.raises(ValueError):
+        controller.set_threshold(1.5)
+    await controller.close()
+
+
+async def test_a_bad_file_is_reported_in_plain_words(controller: Controller,
+                                                     tmp_path: Path) -> None:
+    bad = tmp_path / "notes.pcap"
+    bad.write_text("just some text")
+    await controller.start_file(bad)
+    await controller.wait()
+    assert "not a pcap or pcapng file" in controller.live.error
+    await controller.close()
+
+
+async def test_a_broken_model_keeps_the_previous_one(controller: Controller,
+                                                     tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"garbage")
+    before = controller.detector
+    assert controller.load_model(broken) is False
+    assert controller.detector is before and controller.model_error
+    await controller.close()
