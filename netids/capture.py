@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import fcntl
 import itertools
 import json
 import logging
@@ -104,7 +105,7 @@ class LiveSource:
         netns: str | None = None,
         promisc: bool = True,
     ) -> None:
-        self.interface = interface or None
+        self.interface = None if interface in (None, "", "any") else interface
         self.bpf = bpf.strip() if bpf and bpf.strip() else None
         self.settings = settings
         self.netns = netns
@@ -131,6 +132,7 @@ class LiveSource:
             return
         self._loop = loop or asyncio.get_running_loop()
         self._queue = asyncio.Queue()
+        self._slots = threading.BoundedSemaphore(max(1, self.settings.queue_batches))
         self._stop.clear()
         self._error = None
         self._sock, self._ring = _in_netns(self.netns, self._open)
@@ -160,6 +162,7 @@ class LiveSource:
         while True:
             batch = await queue.get()
             if batch is None:
+                queue.put_nowait(None)  # a second iteration ends too
                 if self._error is not None:
                     raise _as_capture_error(self._error, self.interface)
                 return
@@ -198,9 +201,13 @@ class LiveSource:
                     ifindex = socket.if_nametoindex(self.interface)
                 except OSError as exc:
                     raise CaptureError(f"no network interface named {self.interface!r}") from exc
-            if self._program is not None:
-                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, self._program.fprog)
-            if self.interface == "lo" or (ifindex and _arphrd(self.interface) == ARPHRD_LOOPBACK):
+            hwtype = _hwtype(sock, self.interface) if self.interface else -1
+            program = self._program
+            if self.bpf and linktype_of(hwtype) == LINKTYPE_RAW:  # tun: frames start at IP
+                program = compile_filter(self.bpf, LINKTYPE_RAW)
+            if program is not None:
+                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program.fprog)
+            if hwtype == ARPHRD_LOOPBACK:  # lo shows every packet twice: keep the incoming copy
                 _setsockopt_int(sock, PACKET_IGNORE_OUTGOING, 1)
             ring = _Ring(sock, self.settings)
             _bind(sock, ifindex)
@@ -482,13 +489,13 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _arphrd(name: str | None) -> int:
-    if not name:
-        return -1
+def _hwtype(sock: socket.socket, name: str) -> int:
+    """ARPHRD_* type of interface ``name`` in the socket's namespace (SIOCGIFHWADDR)."""
     try:
-        return int(_read(Path("/sys/class/net") / name / "type") or "-1")
-    except ValueError:
+        ifreq = fcntl.ioctl(sock.fileno(), 0x8927, struct.pack("16s16x", name.encode()[:15]))
+    except OSError:
         return -1
+    return int(struct.unpack_from("H", ifreq, 16)[0])
 
 
 # --------------------------------------------------------------------------- BPF
