@@ -556,6 +556,8 @@ TPACKET_V3 = 2
 SO_ATTACH_FILTER = 26
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
+TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_VLAN_TPID_VALID = 0x40
 PACKET_OUTGOING = 4
 ARPHRD_LOOPBACK = 772
 _LINKTYPES = {
@@ -570,7 +572,7 @@ _LINKTYPES = {
     803: LINKTYPE_IEEE802_11_RADIOTAP,
 }
 # tpacket3_hdr (48 bytes) and the sockaddr_ll that follows it, in one read
-_FRAME = struct.Struct("=IIIIIIHH12x8xHHiHBB")
+_FRAME = struct.Struct("=IIIIIIHHIIHH8xHHiHBB")
 # tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1
 _BLOCK = struct.Struct("=IIIIII")
 
@@ -694,17 +696,29 @@ def _concat(lists: object) -> list:
 
 
 def _walk_block(block: bytes, snaplen: int, batch_size: int, ignore_lo_out: bool) -> list[_Part]:
-    """Per-frame columns of one ring block, in parts of at most ``batch_size`` frames."""
+    """Per-frame columns of one ring block, in parts of at most ``batch_size`` frames.
+
+    The kernel strips 802.1Q tags into the frame header; like libpcap, tagged frames get their
+    tag back (those frames are copied into an extra area after the block).
+    """
     _, _, _, num, first, _ = _BLOCK.unpack_from(block, 0)
     unpack, linktypes = _FRAME.unpack_from, _LINKTYPES
-    parts, off = [], first
+    parts, off, extra = [], first, bytearray()
     p = _Part(block, [], [], [], [], [])
     for _ in range(num):
-        nxt, sec, nsec, cap, wire, _st, mac, _net, _fam, _proto, _ifi, hatype, pkttype, _hl = (
-            unpack(block, off)
-        )
+        (nxt, sec, nsec, cap, wire, status, mac, _net, _hash, tci, tpid, _pad,
+         _fam, _proto, _ifi, hatype, pkttype, _hl) = unpack(block, off)  # fmt: skip
         if not (ignore_lo_out and pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK):
-            p.start.append(off + mac)
+            start = off + mac
+            if status & TP_STATUS_VLAN_VALID and hatype == 1 and cap >= 12:
+                tag = struct.pack(
+                    "!HH", tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100, tci
+                )
+                frame = block[start : start + 12] + tag + block[start + 12 : start + cap]
+                start = len(block) + len(extra)
+                extra += frame
+                cap, wire = cap + 4, wire + 4
+            p.start.append(start)
             p.caplen.append(min(cap, snaplen))
             p.wirelen.append(wire)
             p.ts.append(sec + nsec * 1e-9)
@@ -717,6 +731,10 @@ def _walk_block(block: bytes, snaplen: int, batch_size: int, ignore_lo_out: bool
         off += nxt
     if p.start:
         parts.append(p)
+    if extra:
+        buf = block + bytes(extra)
+        for part in parts:
+            part.buf = buf
     return parts
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -301,3 +302,22 @@ async def test_100k_packets_per_second_for_10_s_without_drops_in_bounded_memory(
     assert stats.packets + stats.kernel_drops == sent
     assert stats.kernel_drops == 0 and stats.queue_drops == 0
     assert peak - base < 64  # MB: the ring is mapped before `base`; batches come and go
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("tcpreplay") is None, reason="needs tcpreplay")
+async def test_vlan_tags_stripped_by_the_kernel_are_put_back(lab_net, tmp_path: Path) -> None:
+    a, b = lab_net.hosts["a"], lab_net.hosts["b"]
+    mac = bytes.fromhex(b.mac.replace(":", "")) + bytes.fromhex(a.mac.replace(":", ""))
+    ip = bytes.fromhex("4500001c00000000401100000a4d00150a4d0016")  # 10.77.0.21 -> .22, UDP
+    udp = struct.pack("!HHHH", 40000, 47005, 8, 0)
+    tagged = mac + b"\x81\x00\x00\x0a" + b"\x08\x00" + ip + udp  # VLAN 10
+    pcap = tmp_path / "vlan.pcap"
+    write_pcap(pcap, [(1.0 + i, tagged) for i in range(20)])
+    source = LiveSource("eth0", "udp dst port 47005", SETTINGS, netns=b.ns)
+    batches = await capture_while(
+        source, lambda: lab_net.run("a", "tcpreplay", "-q", "-i", "eth0", "--topspeed", str(pcap))
+    )
+    frames = [batch.frame(i) for batch in batches for i in range(len(batch))]
+    assert frames == [tagged] * 20
+    assert all(int(w) == len(tagged) for batch in batches for w in batch.wirelen)
