@@ -258,19 +258,33 @@ class LiveSource:
                 continue
             if not pending.n:
                 deadline = time.monotonic() + settings.batch_timeout
-            for part in _walk_block(block, settings.snaplen, settings.batch_size, ignore_lo_out):
-                while part is not None:
-                    head, part = part.split(settings.batch_size - pending.n)
-                    pending.add(head)
-                    if pending.n >= settings.batch_size:
-                        self._flush(pending)
-                        pending = _Pending()
-                        deadline = time.monotonic() + settings.batch_timeout
+            pending, deadline = self._take(block, pending, deadline, ignore_lo_out)
             if pending.n and time.monotonic() >= deadline:
                 self._flush(pending)
                 pending = _Pending()
+        for _ in range(ring.block_nr):  # on stop: what the kernel already handed over
+            block = ring.next_block()
+            if block is None:
+                break
+            pending, deadline = self._take(block, pending, deadline, ignore_lo_out)
         if pending.n:
             self._flush(pending)
+
+    def _take(
+        self, block: bytes, pending: _Pending, deadline: float, ignore_lo_out: bool
+    ) -> tuple[_Pending, float]:
+        """Add a block's frames to ``pending``, flushing every full batch."""
+        size = self.settings.batch_size
+        for whole in _walk_block(block, self.settings.snaplen, size, ignore_lo_out):
+            rest: _Part | None = whole
+            while rest is not None:
+                head, rest = rest.split(size - pending.n)
+                pending.add(head)
+                if pending.n >= size:
+                    self._flush(pending)
+                    pending = _Pending()
+                    deadline = time.monotonic() + self.settings.batch_timeout
+        return pending, deadline
 
     def _flush(self, pending: _Pending) -> None:
         batch = pending.batch(self._index)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from netids.capture import LiveSource
 from netids.config import CaptureSettings
@@ -289,8 +289,8 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 # --------------------------------------------------------------------------- the session
 
-HOSTS = {"srv": 10, "web2": 11, "dns": 53, "c1": 21, "c2": 22, "c3": 23, "atk": 66}
-CLIENTS = ("c1", "c2", "c3")
+HOSTS = {"srv": 10, "web2": 11, "dns": 53, "c1": 21, "c2": 22, "c3": 23, "c4": 24, "atk": 66}
+CLIENTS = ("c1", "c2", "c3", "c4")
 ATTACKER = "atk"
 DOMAIN = "lab.test"
 NAMES = ("www", "files", "cdn", "api", "mail", "intranet", "nosuch", "missing")
@@ -391,6 +391,7 @@ ATTACKS: dict[str, Attack] = {
                 "{c1}",
                 "{c2}",
                 "{c3}",
+                "{c4}",
             ),
         ),
         Attack(
@@ -558,12 +559,11 @@ def _start_servers(net: LabNetwork, tmp: Path) -> None:
         "--directory",
         str(www),
     )
-    for port in (5201, 5202, 5203):
+    for port in range(5201, 5201 + len(CLIENTS)):
         net.popen("srv", "iperf3", "-s", "-p", str(port), "-B", net.ip("srv"))
-    records = [
-        f"--address=/{n}.{DOMAIN}/{net.ip('srv' if i % 2 else 'web2')}"
-        for i, n in enumerate(NAMES[:6])
-    ]
+    served_by = {"www": "srv", "api": "srv", "intranet": "srv", "files": "web2", "cdn": "web2",
+                 "mail": "web2"}  # fmt: skip
+    records = [f"--address=/{n}.{DOMAIN}/{net.ip(h)}" for n, h in served_by.items()]
     net.popen(
         "dns",
         "dnsmasq",
@@ -658,82 +658,66 @@ async def _attacks(
 
 
 async def _client(net: LabNetwork, host: str, seed: int, end: float) -> None:
-    """Normal behaviour of one client until ``end``: web, DNS, ping and bulk UDP/TCP."""
+    """Normal behaviour of one client until ``end``: web, DNS, ping and bulk UDP/TCP.
+
+    Activity comes in sessions: every few actions the mean pause between actions is drawn
+    again, so clients alternate between busy and quiet stretches.
+    """
     rng = random.Random(seed)
     port = str(5201 + CLIENTS.index(host))
-    srv, web2 = net.ip("srv"), net.ip("web2")
+    srv, web2, dns = net.ip("srv"), net.ip("web2"), net.ip("dns")
+    pause, left_in_session = 1.0, 0
     while time.time() < end - 0.5:
+        if left_in_session <= 0:
+            pause, left_in_session = rng.uniform(0.15, 2.5), rng.randint(3, 15)
+        left_in_session -= 1
         left = end - time.time()
-        size = rng.choices(FILE_SIZES, FILE_WEIGHTS)[0]
-        name = rng.choice(NAMES)
-        roll = rng.random()
-        if roll < 0.35:
-            target = rng.choice([f"www.{DOMAIN}", f"api.{DOMAIN}", srv])
-            files = [
-                f"f{rng.choices(FILE_SIZES, FILE_WEIGHTS)[0]}.bin" for _ in range(rng.randint(1, 3))
-            ]
-            cmd = ["curl", "-s", "--max-time", "8"]
-            for f in files:
-                cmd += ["-o", "/dev/null", f"http://{target}/{f}"]
-        elif roll < 0.45:
-            cmd = [
-                "wget",
-                "-q",
-                "-O",
-                "/dev/null",
-                "-T",
-                "8",
-                "-t",
-                "1",
-                f"http://{web2}:8080/f{size}.bin",
-            ]
-        elif roll < 0.50:
-            cmd = [
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "--max-time",
-                "5",
-                "-I",
-                f"http://files.{DOMAIN}:8080/",
-            ]
-        elif roll < 0.75:
-            qtype = rng.choice(["A", "A", "A", "AAAA", "TXT", "MX"])
-            cmd = ["dig", "+tries=1", "+time=2", f"{name}.{DOMAIN}", qtype]
-        elif roll < 0.87:
-            cmd = [
-                "ping",
-                "-c",
-                str(rng.randint(1, 4)),
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                "-s",
-                str(rng.choice([56, 56, 120, 1000])),
-                rng.choice([srv, web2, net.ip("dns")]),
-            ]
-        elif roll < 0.95:
-            cmd = [
-                "iperf3",
-                "-c",
-                srv,
-                "-p",
-                port,
-                "-u",
-                "-b",
-                f"{rng.choice([300, 800, 1500])}K",
-                "-t",
-                "1",
-                "-l",
-                str(rng.choice([200, 600, 1200])),
-            ]
-        else:
-            cmd = ["iperf3", "-c", srv, "-p", port, "-n", f"{rng.choice([100, 300, 600])}K"]
+        cmd = _client_action(rng, port, srv, web2, dns)
         with contextlib.suppress(TimeoutError):
             await net.exec(host, *cmd, timeout=min(10.0, max(0.5, left)))
-        await asyncio.sleep(min(rng.expovariate(1 / 0.6), 3.0))
+        await asyncio.sleep(min(rng.expovariate(1 / pause), 4.0))
+
+
+def _client_action(rng: random.Random, port: str, srv: str, web2: str, dns: str) -> list[str]:
+    """One command line of normal client behaviour."""
+
+    def size() -> int:
+        return rng.choices(FILE_SIZES, FILE_WEIGHTS)[0]
+
+    roll = rng.random()
+    if roll < 0.25:  # downloads, one connection after the other
+        target = rng.choice([f"www.{DOMAIN}", f"api.{DOMAIN}", srv])
+        cmd = ["curl", "-s", "--max-time", "8"]
+        for _ in range(rng.randint(1, 3)):
+            cmd += ["-o", "/dev/null", f"http://{target}/f{size()}.bin"]
+        return cmd
+    if roll < 0.35:  # a page with its resources, fetched in parallel like a browser
+        base = f"http://{rng.choice(['www', 'intranet'])}.{DOMAIN}"
+        cmd = ["curl", "-s", "-Z", "--max-time", "8", "-o", "/dev/null", f"{base}/index.html"]
+        for _ in range(rng.randint(2, 6)):
+            cmd += ["-o", "/dev/null", f"{base}/f{rng.choice(FILE_SIZES[:5])}.bin"]
+        return cmd
+    if roll < 0.43:
+        return [
+            *["wget", "-q", "-O", "/dev/null", "-T", "8", "-t", "1"],
+            f"http://{web2}:8080/f{size()}.bin",
+        ]
+    if roll < 0.47:
+        return [
+            *["curl", "-s", "-o", "/dev/null", "--max-time", "5", "-I"],
+            f"http://files.{DOMAIN}:8080/",
+        ]
+    if roll < 0.72:
+        qtype = rng.choice(["A", "A", "A", "AAAA", "TXT", "MX"])
+        return ["dig", "+tries=1", "+time=2", f"{rng.choice(NAMES)}.{DOMAIN}", qtype]
+    if roll < 0.85:
+        count, length = str(rng.randint(1, 4)), str(rng.choice([56, 56, 120, 1000]))
+        return ["ping", "-c", count, "-i", "0.2", "-W", "1", "-s", length,
+                rng.choice([srv, web2, dns])]  # fmt: skip
+    if roll < 0.94:  # a short UDP stream
+        rate, length = f"{rng.choice([300, 800, 1500])}K", str(rng.choice([200, 600, 1200]))
+        return ["iperf3", "-c", srv, "-p", port, "-u", "-b", rate, "-t", "1", "-l", length]
+    return ["iperf3", "-c", srv, "-p", port, "-n", f"{rng.choice([100, 300, 600])}K"]
 
 
 # --------------------------------------------------------------------------- labels and pcap
@@ -782,9 +766,9 @@ def _pcap_header(fh: BinaryIO, snaplen: int) -> None:
 
 def _write_batch(
     fh: BinaryIO,
-    rows: csv.writer,
+    rows: Any,  # a csv.writer
     batch: FrameBatch,
-    report: LabReport,  # type: ignore[valid-type]
+    report: LabReport,
     labeller: _Labeller,
 ) -> None:
     pack, buf = struct.Struct("<IIII").pack, batch.buf
