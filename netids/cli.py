@@ -19,6 +19,9 @@ COMMANDS = {
     "score": "netids.score_command",
     "lab": "netids.lab_command",
     "export": "netids.export_command",
+    "train": "netids.train_command",
+    "evaluate": "netids.evaluate_command",
+    "mix": "netids.mix_command",
 }
 
 
