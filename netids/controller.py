@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from netids.capture import CaptureError, FileSource, LiveSource
 from netids.checkpoint import CheckpointError
@@ -27,8 +31,25 @@ from netids.detector import Detector
 from netids.events import EventAggregator, EventUpdate
 from netids.pcapfile import CaptureFileError
 from netids.pipeline import Pipeline
+from netids.retrain import (
+    TrafficCollector,
+    TrainingCancelled,
+    TrainingError,
+    TrainingState,
+    describe,
+    run_training,
+)
 from netids.scored import ScoredBatch
-from netids.storage import EventStore, StoreStats, open_database
+from netids.storage import (
+    EventStore,
+    StoreStats,
+    activate_model_version,
+    add_model_version,
+    list_model_versions,
+    open_database,
+)
+from netids.tables import ModelVersion
+from netids.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +124,11 @@ class Controller:
         self.detector: Detector | None = None
         self.model_error = ""
         self.store: EventStore | None = None
+        self.engine: Engine | None = None
         self.db_error = ""
+        self.training = TrainingState()
+        self._collector: TrafficCollector | None = None
+        self._cancel = threading.Event()
         self._threshold = settings.threshold
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netids-pipeline")
         self._task: asyncio.Task[None] | None = None
@@ -113,16 +138,32 @@ class Controller:
     # -- life cycle (app.on_startup / app.on_shutdown) ---------------------------------------
     def open(self) -> None:
         """Load the model and open the database; failures are kept as plain messages."""
-        self.load_model(self.settings.model_path)
         try:
-            self.store = EventStore(open_database(self.settings.db_url, self.settings.storage),
-                                    sensor=self.settings.sensor,
+            self.engine = open_database(self.settings.db_url, self.settings.storage)
+            self.store = EventStore(self.engine, sensor=self.settings.sensor,
                                     settings=self.settings.storage)
         except Exception as exc:  # noqa: BLE001 - any database failure is shown, not raised
             self.db_error = f"database unavailable ({self.settings.db_url}): {exc}"
             log.error("%s", self.db_error)
+        self.load_model(self._active_model_path())
+
+    def _active_model_path(self) -> Path:
+        """The model marked active in the database, else the configured one (which is then
+        recorded as the first version, so a roll-back can always return to it)."""
+        if self.engine is None:
+            return self.settings.model_path
+        versions = self._versions()
+        for version in versions:
+            if version.active and Path(version.path).is_file():
+                return Path(version.path)
+        if not versions and self.settings.model_path.is_file():
+            with Session(self.engine) as session:
+                add_model_version(self.settings.model_path.stem, str(self.settings.model_path),
+                                  session=session, activate=True)
+        return self.settings.model_path
 
     async def close(self) -> None:
+        self.cancel_training()
         await self.stop()
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
@@ -182,6 +223,111 @@ class Controller:
         """Until the running session ends (a file is finished, or stop())."""
         if self._task is not None:
             await asyncio.shield(self._task)
+
+    # -- training -----------------------------------------------------------------------------
+    async def start_training_capture(self, interface: str | None, bpf: str | None = None) -> None:
+        """Monitor an interface and keep its traffic as normal traffic to train on."""
+        await self.start_live(interface, bpf)
+        self._begin_collecting(self.live.source)
+
+    async def start_training_file(self, path: Path) -> None:
+        """Use a capture file of normal traffic for training (it is analysed as it is read)."""
+        await self.start_file(path)
+        self._begin_collecting(path.name)
+
+    def _begin_collecting(self, source: str) -> None:
+        self.training = TrainingState(phase="capturing", source=source)
+        self._collector = TrafficCollector(self.training)
+        self._listeners.append(self._collector)
+
+    async def stop_and_train(self, name: str, config: TrainConfig | None = None) -> bool:
+        """Stop collecting, train, save ``models/NAME.pt`` and make it the active model.
+
+        A failure leaves the previous model active and says why in ``training.error``.
+        """
+        state, collector = self.training, self._collector
+        if collector is None or state.phase != "capturing":
+            raise TrainingError("start a capture for training first")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+            raise TrainingError("a model name uses letters, digits, '.', '_' and '-' only")
+        out = self.settings.models_dir / f"{name}.pt"
+        taken = {v.name for v in await asyncio.get_running_loop().run_in_executor(
+            None, self._versions)}
+        if name in taken or out.exists():
+            raise TrainingError(f"a model named {name!r} exists already: choose another name")
+        if self.live.running and isinstance(self._source, LiveSource):
+            await self.stop()
+        else:
+            await self.wait()
+        self._listeners.remove(collector)
+        self._collector = None
+        state.phase, state.generation = "training", state.generation + 1
+        self._cancel.clear()
+        loop = asyncio.get_running_loop()
+        feature_names = self.detector.feature_names if self.detector else ()
+        try:
+            report = await loop.run_in_executor(
+                None, run_training, collector, out, tuple(feature_names) or _features(),
+                self._cancel, config)
+        except (TrainingError, TrainingCancelled) as exc:
+            return self._training_failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a failed training never takes the app down
+            log.exception("training failed")
+            return self._training_failed(f"training failed: {exc}")
+        state.report, state.model = describe(report), name
+        await self._register(name, out, report.checkpoint.metadata)
+        if not self.load_model(out):
+            return self._training_failed(f"the new model could not be loaded: {self.model_error}")
+        state.phase = "done"
+        state.generation += 1
+        return True
+
+    def cancel_training(self) -> None:
+        self._cancel.set()
+
+    def _training_failed(self, why: str) -> bool:
+        self.training.phase, self.training.error = "failed", why
+        self.training.generation += 1
+        self.live.message = f"training failed, previous model kept: {why}"
+        return False
+
+    async def _register(self, name: str, path: Path, details: dict) -> None:
+        if self.engine is None:
+            return
+
+        def write() -> None:
+            with Session(self.engine) as session:
+                add_model_version(name, str(path), session=session, activate=True,
+                                  details=_json_safe(details))
+
+        await asyncio.get_running_loop().run_in_executor(None, write)
+
+    def model_versions(self) -> list[ModelVersion]:
+        """Stored model versions, newest first (blocking: call through run.io_bound)."""
+        return self._versions()
+
+    def _versions(self) -> list[ModelVersion]:
+        if self.engine is None:
+            return []
+        with Session(self.engine) as session:
+            return list_model_versions(session=session)
+
+    async def activate_model(self, name: str) -> bool:
+        """Make a stored model version active (also how a roll-back is done)."""
+        versions = {v.name: v for v in await asyncio.get_running_loop().run_in_executor(
+            None, self._versions)}
+        if name not in versions:
+            self.live.message = f"no model version named {name!r}"
+            return False
+        if not self.load_model(Path(versions[name].path)):
+            return False
+
+        def write() -> None:
+            with Session(self.engine) as session:
+                activate_model_version(name, session=session)
+
+        await asyncio.get_running_loop().run_in_executor(None, write)
+        return True
 
     # -- the session ------------------------------------------------------------------------
     async def _start(self, source: LiveSource | FileSource, label: str) -> None:
@@ -253,3 +399,16 @@ def _count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:
     for (ethertype, proto), c in zip(uniq.tolist(), n.tolist(), strict=True):
         name = protocol_name(ethertype, proto)
         counts[name] = counts.get(name, 0) + c
+
+
+def _features() -> tuple[str, ...]:
+    from netids.context import FEATURE_NAMES
+
+    return FEATURE_NAMES
+
+
+def _json_safe(value: object) -> object:
+    """Checkpoint metadata as plain JSON types for the model_versions table."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))

@@ -11,8 +11,11 @@ from sqlmodel import Session, select
 from netids.config import PROJECT_ROOT, Settings
 from netids.controller import Controller
 from netids.pcapfile import read_batches
+from netids.retrain import TrainingError
 from netids.storage import make_engine
 from netids.tables import Event
+from netids.train import TrainConfig
+from tests.data_paths import shared_data
 
 SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
 
@@ -70,3 +73,43 @@ async def test_a_broken_model_keeps_the_previous_one(controller: Controller,
     assert controller.load_model(broken) is False
     assert controller.detector is before and controller.model_error
     await controller.close()
+
+
+@pytest.fixture
+def trainable(tmp_path: Path, trained_model: Path) -> Controller:
+    settings = replace(Settings(), db_url=f"sqlite:///{tmp_path / 't.sqlite'}",
+                       model_path=trained_model, models_dir=tmp_path / "models")
+    c = Controller(settings)
+    c.open()
+    return c
+
+
+async def test_capture_and_retrain_activates_the_new_model_and_rolls_back(
+        trainable: Controller) -> None:
+    normal = shared_data() / "benign" / "iotlab__schlage-lock-01.pcap"
+    await trainable.start_training_file(normal)
+    assert trainable.training.phase == "capturing"
+    assert await trainable.stop_and_train("lab-1", TrainConfig(epochs=2, max_train_windows=400))
+    state = trainable.training
+    assert state.phase == "done" and state.error == "" and state.packets == 11150
+    assert [epoch for epoch, _, _ in state.history] == [1, 2]
+    assert "validation loss" in state.report and "false-alarm rate" in state.report
+    assert (trainable.settings.models_dir / "lab-1.pt").is_file()
+    versions = {v.name: v.active for v in trainable.model_versions()}
+    assert versions == {"default": False, "lab-1": True}
+    assert await trainable.activate_model("default")
+    assert {v.name: v.active for v in trainable.model_versions()}["default"] is True
+    await trainable.close()
+
+
+async def test_failed_training_keeps_the_previous_model(trainable: Controller) -> None:
+    before = trainable.detector
+    await trainable.start_training_file(shared_data() / "benign" / "zeek__wikipedia.pcap")
+    assert not await trainable.stop_and_train("too-small")
+    assert trainable.training.phase == "failed"
+    assert "too little normal traffic" in trainable.training.error
+    assert trainable.detector is before
+    assert [v.name for v in trainable.model_versions()] == ["default"]
+    with pytest.raises(TrainingError):
+        await trainable.stop_and_train("again")
+    await trainable.close()
