@@ -44,6 +44,22 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Credentials and sessions for serving beyond loopback (netids.auth, netids.ui.login)."""
+
+    users_file: Path = PROJECT_ROOT / "db" / "users.json"  # hashed credentials, mode 0600
+    secret_file: Path = PROJECT_ROOT / "db" / "storage_secret"  # signs session cookies, 0600
+    admin_password_hash: str | None = None  # NETIDS_ADMIN_PASSWORD_HASH: an extra admin account
+    admin_name: str = "admin"  # NETIDS_ADMIN_USER: that account's name
+    require_login: bool = False  # NETIDS_REQUIRE_LOGIN=1 / --require-login: login even on loopback
+    session_idle_seconds: float = 3600.0  # a session ends after this long without a request
+    session_max_seconds: float = 12 * 3600.0  # and this long after its login, whatever happens
+    login_free_attempts: int = 3  # failed logins per user name / address before back-off starts
+    login_base_delay: float = 2.0  # seconds of the first back-off; doubles with every failure
+    login_max_delay: float = 300.0  # longest back-off
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable, with the defaults a first run uses."""
 
@@ -57,6 +73,7 @@ class Settings:
     torch_threads: int = 1  # leave the other core to capture and the UI
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -71,4 +88,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         db_url=env.get("NETIDS_DB"),
         model_path=Path(env["NETIDS_MODEL"]) if "NETIDS_MODEL" in env else None,
         sensor=env.get("NETIDS_SENSOR"),
+        auth=_auth_from(env, base.auth),
     )
+
+
+def _auth_from(env: Mapping[str, str], auth: AuthSettings) -> AuthSettings:
+    users_file = Path(env["NETIDS_USERS_FILE"]) if env.get("NETIDS_USERS_FILE") else None
+    return replace(auth, **{k: v for k, v in {
+        "users_file": users_file,
+        "secret_file": users_file.with_name(users_file.stem + ".secret") if users_file else None,
+        "admin_password_hash": env.get("NETIDS_ADMIN_PASSWORD_HASH") or None,
+        "admin_name": env.get("NETIDS_ADMIN_USER") or None,
+        "require_login": env.get("NETIDS_REQUIRE_LOGIN", "").lower() in {"1", "true", "yes"} or None,
+    }.items() if v is not None})
