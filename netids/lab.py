@@ -638,21 +638,25 @@ async def _session(
 async def _attacks(
     net: LabNetwork, attacks: list[Attack], report: LabReport, t0: float, duration: float
 ) -> None:
+    """Run the attacks one after the other, spread over the session after a quiet start."""
     start = t0 + max(3.0, 0.2 * duration)
-    await asyncio.sleep(max(0.0, start - time.time()))
+    slot = (t0 + duration - 1 - start) / max(1, len(attacks))  # each attack's share of time
     ips = {h.name: h.ip for h in net.hosts.values()}
-    for attack in attacks:
+    for i, attack in enumerate(attacks):
+        await asyncio.sleep(max(0.0, start + i * slot - time.time()))
         now = time.time()
-        if now + attack.budget > t0 + duration - 1:
+        remaining = t0 + duration - 1 - now
+        if remaining < min(attack.budget, 3.0):  # an attack may be cut short, not to nothing
             report.skipped.append(attack.name)
             log.warning("no time left for attack %s; skipped", attack.name)
             continue
         argv = [a.format(**ips) for a in attack.argv]
-        span = Span(attack, now, now + attack.budget + ATTACK_TAIL)
+        budget = min(attack.budget, remaining)
+        span = Span(attack, now, now + budget + ATTACK_TAIL)
         report.spans.append(span)  # the labeller sees it while it runs
         log.info("attack %s: %s", attack.name, " ".join(argv))
         with contextlib.suppress(TimeoutError):
-            await net.exec(ATTACKER, *argv, timeout=attack.budget)
+            await net.exec(ATTACKER, *argv, timeout=budget)
         span.end = time.time() + ATTACK_TAIL
         await asyncio.sleep(ATTACK_GAP)
 
