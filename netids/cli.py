@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "netids.train_command",
     "evaluate": "netids.evaluate_command",
     "mix": "netids.mix_command",
+    "users": "netids.users_command",
 }
 
 
