@@ -307,7 +307,7 @@ class LoginThrottle:
     >>> now = [0.0]
     >>> t = LoginThrottle(free_attempts=2, base_delay=1, max_delay=8, clock=lambda: now[0])
     >>> for _ in range(4):
-    ...     t.failure("ann", "10.0.0.9")
+    ...     wait = t.failure("ann", "10.0.0.9")
     >>> t.retry_after("ann", "10.0.0.9"), t.retry_after("bob", "10.0.0.9")
     (2.0, 2.0)
     >>> t.retry_after("ann", "10.0.0.7")
