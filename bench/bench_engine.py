@@ -25,7 +25,7 @@ from netids.decode import decode  # noqa: E402
 from netids.detector import Detector  # noqa: E402
 from netids.pcapfile import read_batches, write_pcap  # noqa: E402
 from netids.pipeline import Pipeline  # noqa: E402
-from netids.score_command import format_rows  # noqa: E402
+from netids.score_command import score_file  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 MIN_PACKETS = 200_000
@@ -83,8 +83,7 @@ def main() -> None:
         pipeline = Pipeline(Detector.load(args.model, threads=1))
         t = time.perf_counter()
         with open(Path(tmp) / "scores.csv", "w") as out:
-            for frames in read_batches(capture):
-                out.write(format_rows(pipeline.process(frames)))
+            score_file(capture, out, pipeline)
         score_s = time.perf_counter() - t
 
         from scapy.all import Ether

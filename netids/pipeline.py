@@ -14,10 +14,12 @@ import numpy as np
 
 from netids.context import ContextConfig, ContextFeatures
 from netids.decode import decode
-from netids.detector import Detector
+from netids.detector import Detector, Scores
 from netids.frames import FrameBatch
-from netids.packets import FLAG_L3
+from netids.packets import FLAG_L3, PacketBatch
 from netids.scored import ScoredBatch
+
+MAX_EXPLAINED = 256  # distinct explanations computed per batch at most
 
 
 @dataclass(slots=True)
@@ -49,12 +51,21 @@ class Pipeline:
 
     def process(self, frames: FrameBatch) -> ScoredBatch:
         """Decode, featurise and score one batch, in stream order."""
+        return self.score(*self.featurise(frames))
+
+    def featurise(self, frames: FrameBatch) -> tuple[FrameBatch, PacketBatch, np.ndarray]:
+        """First stage: decode and context features (advances the stream state; in order)."""
         packets = decode(frames)
-        features = self.context.update(packets)
+        return frames, packets, self.context.update(packets)
+
+    def score(self, frames: FrameBatch, packets: PacketBatch,
+              features: np.ndarray) -> ScoredBatch:
+        """Second stage: model, threshold and explanations. It may run on another thread
+        while the next batch is featurised, as long as batches reach it in order."""
         scores = self.detector.score_batch(packets, features)
         anomalous = self.detector.policy(self.threshold).classify(scores.scores)
         index = np.flatnonzero(anomalous)
-        kinds, explanations = self.detector.explain(packets, features, scores, index)
+        kinds, explanations = self._explain(packets, features, scores, index)
         self._count(packets.proto, packets.status, len(index))
         return ScoredBatch(
             frames=frames,
@@ -66,6 +77,29 @@ class Pipeline:
             kinds=kinds,
             explanations=explanations,
         )
+
+    def _explain(self, packets: PacketBatch, features: np.ndarray, scores: Scores,
+                 index: np.ndarray) -> tuple[list[str], list[str]]:
+        """Explain one representative per group of alike anomalies and share its words.
+
+        A flood makes thousands of anomalous packets a batch that deviate the same way; they
+        are grouped by source, target, protocol and most deviating input (by target alone when
+        sources are spoofed), so explaining costs the same for ten packets or ten thousand.
+        """
+        if len(index) == 0:
+            return [], []
+        top = np.argmax(scores.errors[index], axis=1)
+        target = [packets.dst_hi[index], packets.dst_lo[index], packets.proto[index], top]
+        keys = np.stack([packets.src_hi[index], packets.src_lo[index], *target], axis=1)
+        groups, first, inverse = np.unique(keys.astype(np.uint64), axis=0, return_index=True,
+                                           return_inverse=True)
+        if len(groups) > MAX_EXPLAINED:
+            keys = np.stack(target, axis=1).astype(np.uint64)
+            groups, first, inverse = np.unique(keys, axis=0, return_index=True,
+                                               return_inverse=True)
+        kinds, texts = self.detector.explain(packets, features, scores, index[first])
+        inverse = inverse.reshape(-1)
+        return [kinds[g] for g in inverse], [texts[g] for g in inverse]
 
     def _count(self, proto: np.ndarray, status: np.ndarray, anomalies: int) -> None:
         s = self.stats

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -20,6 +21,7 @@ from netids.checkpoint import CheckpointError
 from netids.cli import CommandError
 from netids.config import Settings
 from netids.detector import Detector
+from netids.frames import FrameBatch
 from netids.packets import (
     STATUS_NAMES,
     PacketBatch,
@@ -59,15 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     error: CaptureFileError | None = None
     try:
         with _open_out(args.out) as out:
-            out.write(",".join(HEADER) + "\n")
-            try:
-                for frames in read_batches(args.capture, args.batch_size):
-                    scored = pipeline.process(frames)
-                    out.write(format_rows(scored))
-                    if sink:
-                        sink.add(scored)
-            except CaptureFileError as exc:
-                error = exc  # rows already written stay; say what went wrong below
+            error = score_file(args.capture, out, pipeline, sink, args.batch_size)
     finally:
         if sink:
             sink.close()
@@ -81,6 +75,37 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
     return 0
+
+
+def score_file(capture: Path, out: TextIO, pipeline: Pipeline, sink: _EventSink | None = None,
+               batch_size: int = 4096) -> CaptureFileError | None:
+    """Write the CSV of ``capture`` to ``out``; return the file error that ended it early.
+
+    Two stages overlap: while the model scores batch k on a worker thread (torch releases the
+    GIL), the main thread decodes and featurises batch k + 1.
+    """
+    out.write(",".join(HEADER) + "\n")
+
+    def finish(stage: tuple[FrameBatch, PacketBatch, np.ndarray]) -> None:
+        scored = pipeline.score(*stage)
+        out.write(format_rows(scored))
+        if sink:
+            sink.add(scored)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="netids-score") as pool:
+        pending: Future[None] | None = None
+        try:
+            for frames in read_batches(capture, batch_size):
+                stage = pipeline.featurise(frames)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(finish, stage)
+        except CaptureFileError as exc:
+            return exc  # rows already written stay; the caller says what went wrong
+        finally:
+            if pending is not None:
+                pending.result()
+    return None
 
 
 def _open_out(path: Path) -> TextIO:
@@ -129,12 +154,13 @@ def format_rows(scored: ScoredBatch) -> str:
         return ""
     kind = np.full(n, "", dtype=object)
     explanation = np.full(n, "", dtype=object)
-    kind[scored.anomaly_index] = [_csv_text(k) for k in scored.kinds]
-    explanation[scored.anomaly_index] = [_csv_text(e) for e in scored.explanations]
+    quoted: dict[str, str] = {}  # alike anomalies share their words: quote each text once
+    kind[scored.anomaly_index] = [_csv_text(k, quoted) for k in scored.kinds]
+    explanation[scored.anomaly_index] = [_csv_text(e, quoted) for e in scored.explanations]
     cols = [
         (scored.frames.first_index + np.arange(n)).astype(str),
-        np.char.mod("%.6f", p.ts),
-        np.char.mod("%.6f", scored.scores.astype(np.float64)),
+        np.round(p.ts, 6).astype(str),
+        np.round(scored.scores.astype(np.float64), 6).astype(str),
         scored.anomalous.astype(np.int8).astype(str),
         p.length.astype(str),
         _protocols(p),
@@ -180,7 +206,11 @@ def _status_text(status: int) -> str:
     return "|".join(text.replace(" ", "_") for bit, text in STATUS_NAMES.items() if status & bit)
 
 
-def _csv_text(text: str) -> str:
+def _csv_text(text: str, cache: dict[str, str]) -> str:
     """A free-text field as one CSV cell (quoted; hostile content stays inert text)."""
-    return '"' + text.replace('"', '""').replace("\n", " ").replace("\r", " ") + '"'
+    cell = cache.get(text)
+    if cell is None:
+        cell = '"' + text.replace('"', '""').replace("\n", " ").replace("\r", " ") + '"'
+        cache[text] = cell
+    return cell
 
