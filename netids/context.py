@@ -107,34 +107,48 @@ class _DecayedSums:
         self.sums[slots] = 0.0
         self.last_t[slots] = ts
 
-    def update(self, slots: np.ndarray, ts: np.ndarray, x: np.ndarray, t0: float) -> np.ndarray:
+    def update(self, slots: np.ndarray, ts: np.ndarray, x: np.ndarray, chunk: np.ndarray,
+               chunk_t0: np.ndarray) -> np.ndarray:
         """Add ``x`` [n, C] at times ``ts`` to the slots; return the sums after each packet,
-        [n, L, C]. ``ts`` lies within MAX_EXPONENT / max(lambda) seconds after ``t0``."""
-        n = len(slots)
-        order = np.argsort(slots, kind="stable")
-        s = slots[order]
+        [n, L, C].
+
+        Packet ``j`` belongs to time chunk ``chunk[j]`` starting at ``chunk_t0[chunk[j]]`` and
+        spanning at most MAX_EXPONENT / max(lambda) seconds. Within a chunk every (slot)
+        group is a scaled cumulative sum, computed for all chunks at once; only the state
+        carried from one chunk to the next is a (short) loop over chunks.
+        """
+        n, cap = len(slots), len(self.last_t)
+        order = np.argsort(chunk * cap + slots, kind="stable")
+        s, c = slots[order], chunk[order]
+        t0 = chunk_t0[c]
         t = np.clip(ts[order], t0, t0 + MAX_EXPONENT / self.lambdas.max())
         starts = np.ones(n, dtype=bool)
-        starts[1:] = s[1:] != s[:-1]
-        group = np.cumsum(starts) - 1  # [n], group id of each sorted packet
+        starts[1:] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
+        group = np.cumsum(starts) - 1  # [n], (chunk, slot) group of each sorted packet
         first = np.flatnonzero(starts)
+        last = np.append(first[1:] - 1, n - 1)
 
         rel = (t - t0)[:, None] * self.lambdas  # [n, L], 0 .. MAX_EXPONENT
-        grow = np.exp2(rel)
-        terms = grow[:, :, None] * x[order][:, None, :]  # [n, L, C]
+        terms = np.exp2(rel)[:, :, None] * x[order][:, None, :]  # [n, L, C]
         csum = np.cumsum(terms, axis=0)
         before = np.zeros((len(first),) + csum.shape[1:])
         before[1:] = csum[first[1:] - 1]
-        gslots = s[first]
-        age = np.maximum(t0 - self.last_t[gslots], 0.0)[:, None] * self.lambdas  # [G, L]
-        carried = self.sums[gslots] * np.exp2(-age)[:, :, None]  # state decayed to t0
-        after = (csum - before[group] + carried[group]) * np.exp2(-rel)[:, :, None]
+        local = csum - before[group]  # scaled sums of each group's own packets
+        shrink = np.exp2(-rel)[:, :, None]
 
-        last = np.append(first[1:] - 1, n - 1)
-        self.sums[gslots] = after[last]
-        self.last_t[gslots] = t[last]
-        out = np.empty_like(after)
-        out[order] = after
+        gslots, gchunk = s[first], c[first]
+        carried = np.empty_like(before)  # [G, L, C], slot state decayed to its chunk's t0
+        bounds = np.searchsorted(gchunk, np.arange(len(chunk_t0) + 1))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            if lo == hi:
+                continue
+            sl, ends = gslots[lo:hi], last[lo:hi]
+            age = np.maximum(t0[first[lo]] - self.last_t[sl], 0.0)[:, None] * self.lambdas
+            carried[lo:hi] = self.sums[sl] * np.exp2(-age)[:, :, None]
+            self.sums[sl] = (local[ends] + carried[lo:hi]) * shrink[ends]
+            self.last_t[sl] = t[ends]
+        out = np.empty_like(local)
+        out[order] = (local + carried[group]) * shrink
         return out
 
 
@@ -201,27 +215,26 @@ class ContextFeatures:
         new_pair = new["pair"].astype(float)
         iat, has_prev = self._gaps(slots["src"], ts)
 
+        chunk, chunk_t0 = _chunks(ts, self.max_span)
+        ones = np.ones(n)
+        src = self.src.update(slots["src"], ts, np.stack(
+            [ones, size, size**2, syn, new_service, new_pair, has_prev, iat, iat**2], axis=1),
+            chunk, chunk_t0)
+        dst = self.dst.update(slots["dst"], ts, np.stack([ones, new_pair], axis=1),
+                              chunk, chunk_t0)
+        pair = self.pair.update(slots["pair"], ts, _size_channels(size), chunk, chunk_t0)
+        sock = self.sock.update(slots["sock"], ts, _size_channels(size), chunk, chunk_t0)
         per_window = len(PER_WINDOW)
-        for lo, hi, t0 in _chunks(ts, self.max_span):
-            c = slice(lo, hi)
-            src = self.src.update(slots["src"][c], ts[c], np.stack(
-                [np.ones(hi - lo), size[c], size[c] ** 2, syn[c], new_service[c], new_pair[c],
-                 has_prev[c], iat[c], iat[c] ** 2], axis=1), t0)
-            dst = self.dst.update(slots["dst"][c], ts[c], np.stack(
-                [np.ones(hi - lo), new_pair[c]], axis=1), t0)
-            pair = self.pair.update(slots["pair"][c], ts[c], _size_channels(size[c]), t0)
-            sock = self.sock.update(slots["sock"][c], ts[c], _size_channels(size[c]), t0)
-            for li, lam in enumerate(self.lambdas):
-                rate = lam * LN2
-                cols = np.stack([
-                    src[:, li, 0] * rate, *_mean_std(src[:, li, 0], src[:, li, 1], src[:, li, 2]),
-                    *_mean_std(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
-                    src[:, li, 3] * rate, src[:, li, 4] * rate, src[:, li, 5] * rate,
-                    dst[:, li, 0] * rate, dst[:, li, 1] * rate,
-                    pair[:, li, 0] * rate, *_mean_std(*pair[:, li].T),
-                    sock[:, li, 0] * rate, *_mean_std(*sock[:, li].T),
-                ], axis=1)
-                out[c, li * per_window:(li + 1) * per_window] = cols
+        for li, lam in enumerate(self.lambdas):
+            rate = lam * LN2
+            out[:, li * per_window:(li + 1) * per_window] = np.stack([
+                src[:, li, 0] * rate, *_mean_std(src[:, li, 0], src[:, li, 1], src[:, li, 2]),
+                *_mean_std(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
+                src[:, li, 3] * rate, src[:, li, 4] * rate, src[:, li, 5] * rate,
+                dst[:, li, 0] * rate, dst[:, li, 1] * rate,
+                pair[:, li, 0] * rate, *_mean_std(*pair[:, li].T),
+                sock[:, li, 0] * rate, *_mean_std(*sock[:, li].T),
+            ], axis=1)
         out[:, -2:] = self.arp.update(packets)
         return out
 
@@ -254,16 +267,25 @@ def _mean_std(w: np.ndarray, s: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray,
     return mean, np.sqrt(np.maximum(var, 0.0))
 
 
-def _chunks(ts: np.ndarray, span: float) -> Iterator[tuple[int, int, float]]:
-    """Consecutive index ranges ``(lo, hi, t0)`` whose timestamps stay within ``span`` of ``t0``,
-    the latest timestamp seen when the range starts (earlier-stamped packets count as at t0)."""
+def _chunks(ts: np.ndarray, span: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a batch into time chunks of at most ``span`` seconds: each packet's chunk number,
+    and each chunk's start time (the latest timestamp seen when it starts, so a packet
+    stamped earlier than one before it counts as arriving then).
+
+    >>> chunk, t0 = _chunks(np.array([0.0, 1.0, 9.0, 9.5, 30.0]), 8.0)
+    >>> chunk.tolist(), t0.tolist()
+    ([0, 0, 1, 1, 2], [0.0, 9.0, 30.0])
+    """
     running = np.maximum.accumulate(ts)
+    chunk = np.zeros(len(ts), dtype=np.int64)
+    starts = []
     lo, n = 0, len(ts)
     while lo < n:
-        hi = int(np.searchsorted(running, running[lo] + span, side="right"))
-        hi = max(hi, lo + 1)
-        yield lo, hi, float(running[lo])
+        starts.append(float(running[lo]))
+        hi = max(int(np.searchsorted(running, running[lo] + span, side="right")), lo + 1)
+        chunk[lo:hi] = len(starts) - 1
         lo = hi
+    return chunk, np.array(starts)
 
 
 _M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(31)
