@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import socket
 import threading
 import time
@@ -156,6 +157,8 @@ class EventStore:
         self._sensor_known = False
         self._last_retention = time.monotonic()
         self._upsert = _event_upsert(engine.dialect.name)
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._fast = _FastSQLiteUpsert(self._upsert) if self._sqlite else None
         self._insert_samples = _sample_insert(engine.dialect.name)
         self._thread = threading.Thread(target=self._run, name="netids-event-writer", daemon=True)
         self._thread.start()
@@ -228,9 +231,16 @@ class EventStore:
                 self._maybe_retain()
                 continue
             try:
-                self._commit(events, samples)
-            except (OperationalError, InterfaceError) as exc:  # locked, away: keep and retry
-                error = str(exc).splitlines()[0][:300]
+                try:
+                    self._commit(events, samples)
+                except SQLAlchemyError:
+                    raise
+                except Exception as exc:  # the thread must not die: count it and retry
+                    raise _Unexpected(f"{type(exc).__name__}: {exc}") from exc
+            except (OperationalError, InterfaceError, _Unexpected) as exc:  # keep, retry
+                if not isinstance(exc, SQLAlchemyError):
+                    log.exception("event writer error")
+                error = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
                 with self._cond:
                     self._failures += 1
                     self._last_error = error
@@ -248,10 +258,12 @@ class EventStore:
                 continue
             except SQLAlchemyError as exc:  # a row the database refuses: isolate it, keep the rest
                 log.error("event write refused (%s); writing one event at a time", exc)
-                self._salvage(events, samples)
+                written = self._salvage(events, samples)
+            else:
+                written = len(events)
             delay = self.settings.flush_interval
             with self._cond:
-                self._written += len(events)
+                self._written += written
                 self._sample_count += sum(len(s) for s in samples.values())
                 self._last_error = ""
                 self._last_write = utcnow()
@@ -260,15 +272,20 @@ class EventStore:
                 if not self._pending:
                     self._urgent = False
                 self._cond.notify_all()
+            self._maybe_retain()
 
     def _commit(self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]]) -> None:
         now = utcnow()
-        rows = [_event_row(u, self.sensor, now) for u in events.values()]
+        stamp: Any = _sqlite_text(now) if self._sqlite else now
+        rows = [_event_row(u, self.sensor, stamp, self._sqlite) for u in events.values()]
         sample_rows = [_sample_row(eid, s) for eid, ss in samples.items() for s in ss]
         step = self.settings.batch_rows
         with self.engine.begin() as conn:
             for i in range(0, len(rows), step):
-                conn.execute(self._upsert, rows[i : i + step])
+                if self._fast is not None:
+                    self._fast.execute(conn, rows[i : i + step])
+                else:
+                    conn.execute(self._upsert, rows[i : i + step])
             for i in range(0, len(sample_rows), step):
                 conn.execute(self._insert_samples, sample_rows[i : i + step])
             if not self._sensor_known:
@@ -280,15 +297,19 @@ class EventStore:
                 conn.execute(update(Sensor).where(Sensor.name == self.sensor).values(last_seen=now))
         self._sensor_known = True
 
-    def _salvage(self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]]) -> None:
+    def _salvage(self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]]) -> int:
+        """Write events one transaction each, dropping (and counting) those refused."""
+        written = 0
         for eid, u in events.items():
             try:
                 self._commit({eid: u}, {eid: samples.get(eid, [])})
+                written += 1
             except SQLAlchemyError as exc:
                 with self._cond:
                     self._dropped += 1
                     self._last_error = str(exc).splitlines()[0][:300]
                 log.error("event %s dropped: %s", eid, exc)
+        return written
 
     def _bound(self) -> None:
         """Drop the oldest queued events beyond ``max_pending`` (caller holds the lock)."""
@@ -316,6 +337,10 @@ class EventStore:
             log.warning("retention failed: %s", exc)
 
 
+class _Unexpected(Exception):
+    """Not a database error: a bug. Kept apart so the writer thread survives it."""
+
+
 def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -326,12 +351,17 @@ def _clean(text: str, size: int | None = None) -> str:
     return text if size is None else text[:size]
 
 
-def _event_row(u: EventUpdate, sensor: str, now: datetime) -> dict[str, Any]:
+def _event_row(u: EventUpdate, sensor: str, now: Any, sqlite: bool = False) -> dict[str, Any]:
+    """Column values of an event; with ``sqlite`` timestamps (and ``now``) are the stored text."""
+    if sqlite:
+        first_seen, last_seen, updated = _sqlite_ts(u.first_seen), _sqlite_ts(u.last_seen), now
+    else:
+        first_seen, last_seen, updated = _ts(u.first_seen), _ts(u.last_seen), now
     return {
         "id": u.id,
         "sensor": _clean(sensor, 64),
-        "first_seen": _ts(u.first_seen),
-        "last_seen": _ts(u.last_seen),
+        "first_seen": first_seen,
+        "last_seen": last_seen,
         "src": _clean(u.src, 64),
         "src_key": address_key(u.src),
         "src_port": u.src_port,
@@ -348,7 +378,7 @@ def _event_row(u: EventUpdate, sensor: str, now: datetime) -> dict[str, Any]:
         "threshold": u.threshold,
         "src_count": u.src_count,
         "dst_count": u.dst_count,
-        "updated_at": now,
+        "updated_at": updated,
     }
 
 
@@ -371,6 +401,48 @@ def _insert(dialect: str, table: Any) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(table)
     raise ValueError(f"unsupported database {dialect!r}")
+
+
+class _FastSQLiteUpsert:
+    """The event upsert on SQLite, values converted once here instead of per bind by SQLAlchemy
+    and handed to the driver's executemany: about twice the rows per second."""
+
+    def __init__(self, stmt: Any) -> None:
+        self.sql = str(stmt.compile(dialect=sqlite.dialect(paramstyle="named")))
+
+    def execute(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        """Run inside ``conn``'s transaction; ``rows`` from ``_event_row(..., sqlite=True)``."""
+        conn.exec_driver_sql(self.sql, rows)  # sqlite3 takes named parameters as dicts
+
+
+def _sqlite_text(value: datetime) -> str:
+    """What SQLAlchemy's SQLite DATETIME stores for an aware datetime: naive UTC text."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_SECONDS_TEXT: dict[float, str] = {}
+
+
+def _sqlite_ts(seconds: float) -> str:
+    """``_sqlite_text(datetime.fromtimestamp(seconds, UTC))``, rounded the same way, faster.
+
+    >>> _sqlite_ts(1764000000.1234565), _sqlite_ts(-0.5), _sqlite_ts(1.9999999)
+    ('2025-11-24 16:00:00.123456', '1969-12-31 23:59:59.500000', '1970-01-01 00:00:02.000000')
+    """
+    frac, whole = math.modf(seconds)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    prefix = _SECONDS_TEXT.get(whole)
+    if prefix is None:
+        if len(_SECONDS_TEXT) > 4096:
+            _SECONDS_TEXT.clear()
+        prefix = _SECONDS_TEXT[whole] = datetime.fromtimestamp(whole, UTC).strftime(
+            "%Y-%m-%d %H:%M:%S."
+        )
+    return f"{prefix}{us:06d}"
 
 
 def _event_upsert(dialect: str) -> Any:

@@ -11,6 +11,7 @@ in ``db/migrations``; change both together.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=65536)
 def address_key(text: str) -> str:
     """Sortable key of an address: 32 hex digits, IPv4 mapped into ``::ffff:0:0/96``; '' if none.
 
@@ -74,12 +76,12 @@ class Event(SQLModel, table=True):
     dst: str = Field(default="", max_length=64)
     dst_key: str = Field(default="", index=True, max_length=32)
     dst_port: int | None = None
-    proto: str = Field(index=True, max_length=16)
+    proto: str = Field(max_length=16)  # few distinct values: an index would not pay
     kind: str = Field(index=True, max_length=64)
-    packets: int = Field(index=True)
+    packets: int
     score_max: float = Field(index=True)
     score_mean: float
-    severity: str = Field(index=True, max_length=16)
+    severity: str = Field(max_length=16)  # three values; score_max is indexed
     explanation: str = Field(default="", sa_type=Text)
     threshold: float = 0.0
     src_count: int = 1  # revision 0002

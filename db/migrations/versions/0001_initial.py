@@ -41,8 +41,7 @@ def upgrade() -> None:
         sa.Column("threshold", sa.Float(), nullable=False),
         sa.Column("updated_at", TS, nullable=False),
     )
-    for col in ("sensor", "first_seen", "last_seen", "src_key", "dst_key", "proto", "kind",
-                "packets", "score_max", "severity"):
+    for col in ("sensor", "first_seen", "last_seen", "src_key", "dst_key", "kind", "score_max"):
         op.create_index(f"ix_events_{col}", "events", [col])
     op.create_table(
         "sample_packets",

@@ -1,0 +1,98 @@
+"""Event rows per second into SQLite: the batched writer beside one ORM commit per row.
+
+    python bench/bench_storage.py [--rows 200000] [--orm-rows 3000] [--db sqlite:///FILE]
+
+Both run in the same process on the same kind of database (a fresh SQLite file each, WAL,
+synchronous=NORMAL). The batched figure is the whole EventStore path: ``write(updates)`` from
+the caller, then the writer thread's upserts (SQLAlchemy Core executemany, one transaction)
+until ``flush()`` returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlmodel import Session
+
+from netids.config import StorageSettings
+from netids.events import EventUpdate
+from netids.storage import EventStore, count_events, open_database
+from netids.tables import Event, address_key, utcnow
+
+
+def updates(n: int, t0: float = 1.76e9) -> list[EventUpdate]:
+    return [
+        EventUpdate(
+            id=uuid.uuid4().hex, first_seen=t0 + i * 0.001, last_seen=t0 + i * 0.001 + 2.5,
+            src=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", dst="192.0.2.10",
+            src_port=40000 + i % 20000, dst_port=443, proto="TCP", kind="port scan",
+            packets=1 + i % 100, score_max=0.9, score_mean=0.8, severity="anomalous",
+            explanation=f"{i % 500} SYN/s to 192.0.2.10, normal is 2", threshold=0.5,
+            src_count=1, dst_count=1,
+        )
+        for i in range(n)
+    ]
+
+
+def batched(url: str, rows: list[EventUpdate]) -> float:
+    engine = open_database(url)
+    settings = StorageSettings(flush_interval=60, max_pending=len(rows))
+    store = EventStore(engine, sensor="bench", settings=settings)
+    t = time.perf_counter()
+    store.write(rows)
+    assert store.flush(timeout=600)
+    elapsed = time.perf_counter() - t
+    store.close()
+    with Session(engine) as session:
+        assert count_events(session=session) == len(rows)
+    engine.dispose()
+    return elapsed
+
+
+def orm_per_row(url: str, rows: list[EventUpdate]) -> float:
+    engine = open_database(url)
+    t = time.perf_counter()
+    with Session(engine) as session:
+        for u in rows:
+            session.add(Event(
+                id=u.id, sensor="bench", first_seen=datetime.fromtimestamp(u.first_seen, UTC),
+                last_seen=datetime.fromtimestamp(u.last_seen, UTC), src=u.src,
+                src_key=address_key(u.src), src_port=u.src_port, dst=u.dst,
+                dst_key=address_key(u.dst), dst_port=u.dst_port, proto=u.proto, kind=u.kind,
+                packets=u.packets, score_max=u.score_max, score_mean=u.score_mean,
+                severity=u.severity, explanation=u.explanation, threshold=u.threshold,
+                src_count=u.src_count, dst_count=u.dst_count, updated_at=utcnow(),
+            ))
+            session.commit()
+    elapsed = time.perf_counter() - t
+    engine.dispose()
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="rows for the batched writer")
+    parser.add_argument("--orm-rows", type=int, default=3000, help="rows for the ORM baseline")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        fast = batched(f"sqlite:///{Path(tmp) / 'batched.sqlite'}", updates(args.rows))
+        slow = orm_per_row(f"sqlite:///{Path(tmp) / 'orm.sqlite'}", updates(args.orm_rows))
+    fast_rate, slow_rate = args.rows / fast, args.orm_rows / slow
+    out = sys.stdout
+    out.write("SQLite, WAL, synchronous=NORMAL\n")
+    out.write(f"batched EventStore (executemany upsert, 1 tx):{args.rows:>8} rows in "
+              f"{fast:6.2f} s = {fast_rate:>9,.0f} rows/s\n")
+    out.write(f"ORM add + commit per row (baseline):          {args.orm_rows:>8} rows in "
+              f"{slow:6.2f} s = {slow_rate:>9,.0f} rows/s\n")
+    out.write(f"ratio: {fast_rate / slow_rate:.0f}x\n")
+    return 0 if fast_rate >= 50_000 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
