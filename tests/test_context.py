@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from scapy.all import ARP, IP, TCP, UDP, Ether
 
-from netids.context import FEATURE_DOCS, FEATURE_NAMES, ContextConfig, ContextFeatures
+from netids.config import PROJECT_ROOT
+from netids.context import (
+    FEATURE_DOCS,
+    FEATURE_NAMES,
+    GLOBAL,
+    PER_WINDOW,
+    ContextConfig,
+    ContextFeatures,
+)
 from netids.decode import decode
 from netids.frames import FrameBatch
 from netids.keytable import KeyTable
@@ -124,3 +132,12 @@ def test_empty_and_single_packet_batches(batch: int) -> None:
     assert engine.update(packets_of([], np.array([]))).shape == (0, len(FEATURE_NAMES))
     frames = [bytes(Ether() / IP() / UDP())] * batch
     assert np.isfinite(engine.update(packets_of(frames, np.zeros(batch)))).all()
+
+
+def test_readme_documents_every_feature() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    windows = "{" + ",".join(f"{1 / lam:g}s" for lam in ContextConfig().lambdas) + "}"
+    for template, _ in PER_WINDOW:
+        assert f"`{template.format(w=windows)}`" in readme
+    for name, _ in GLOBAL:
+        assert f"`{name}`" in readme
