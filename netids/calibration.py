@@ -10,8 +10,8 @@ scores keep rising smoothly past the largest normal error seen instead of sticki
 >>> rng = np.random.default_rng(0)
 >>> cal = Calibrator.fit(rng.lognormal(size=20000))
 >>> fresh = cal.transform(rng.lognormal(size=20000))
->>> round(float((fresh > 0.99).mean()), 3)
-0.01
+>>> abs(float((fresh > 0.99).mean()) - 0.01) < 0.003
+True
 >>> float(cal.transform(np.array([1e9]))[0]) > 0.9999
 True
 """
@@ -87,3 +87,57 @@ def threshold_for(false_alarm_rate: float) -> float:
     """
     assert 0.0 < false_alarm_rate < 1.0
     return round(1.0 - false_alarm_rate, 12)
+
+
+@dataclass
+class InputSurprise:
+    """How rare each model input's reconstruction error is on normal traffic, in nats.
+
+    Per input, the same empirical-CDF-with-exponential-tail as :class:`Calibrator`, read as a
+    surprise ``-log(P(normal error >= e))``: 0 for a typical error, about 6.9 for one normal
+    packet in a thousand, growing linearly in ``log(e)`` past the tail. Summing the largest few
+    surprises of a packet gives one anomaly value in which every input counts on the same scale,
+    whatever its units or its usual noise.
+
+    >>> rng = np.random.default_rng(0)
+    >>> s = InputSurprise.fit(rng.lognormal(size=(5000, 2)))
+    >>> [round(float(v), 1) for v in s.transform(np.array([[1.0, 1e6]]))[0]]
+    [0.7, 42.8]
+    """
+
+    knots: np.ndarray  # float64 [k, K], log error at ``probs`` per input
+    probs: np.ndarray  # float64 [K]
+    tail_prob: float
+    tail_scale: np.ndarray  # float64 [k]
+
+    @classmethod
+    def fit(cls, errors: np.ndarray, tail_prob: float = 0.99, n_knots: int = 257) -> InputSurprise:
+        cals = [Calibrator.fit(errors[:, j], tail_prob, n_knots) for j in range(errors.shape[1])]
+        return cls(knots=np.stack([c.knots for c in cals]), probs=cals[0].probs,
+                   tail_prob=tail_prob, tail_scale=np.array([c.tail_scale for c in cals]))
+
+    def transform(self, errors: np.ndarray) -> np.ndarray:
+        """float32 [n, k] surprise of each input's error."""
+        x = np.log(np.maximum(np.nan_to_num(np.asarray(errors, np.float64), nan=np.inf), _EPS))
+        out = np.empty(x.shape, np.float32)
+        base = -np.log1p(-self.tail_prob)
+        for j in range(x.shape[1]):
+            u = self.knots[j, -1]
+            body = -np.log1p(-np.interp(x[:, j], self.knots[j], self.probs))
+            tail = base + (x[:, j] - u) / self.tail_scale[j]
+            out[:, j] = np.where(x[:, j] > u, tail, body)
+        return out
+
+    def state(self) -> dict:
+        return {"knots": self.knots.tolist(), "probs": self.probs.tolist(),
+                "tail_prob": self.tail_prob, "tail_scale": self.tail_scale.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> InputSurprise:
+        knots = np.asarray(state["knots"], dtype=np.float64)
+        probs = np.asarray(state["probs"], dtype=np.float64)
+        scale = np.asarray(state["tail_scale"], dtype=np.float64)
+        if knots.ndim != 2 or knots.shape[1] != len(probs) or len(scale) != len(knots):
+            raise ValueError("per-input calibration table is malformed")
+        return cls(knots=knots, probs=probs, tail_prob=float(state["tail_prob"]),
+                   tail_scale=scale)

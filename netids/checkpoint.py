@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from netids.calibration import Calibrator
+from netids.calibration import Calibrator, InputSurprise
 from netids.model import ModelConfig, PacketAutoencoder
 from netids.scaling import RobustScaler
 
@@ -34,7 +34,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     scaler: RobustScaler
     calibrator: Calibrator
-    error_scale: list[float]  # typical error of each model input on training traffic
+    surprise: InputSurprise  # how rare each input's error is on training traffic
     threshold: float  # default calibrated threshold (1 - target false-alarm rate)
     feature_names: list[str]  # context feature columns the model was trained on, in order
     numeric_names: list[str]  # every numeric model input: packet fields then features
@@ -62,7 +62,7 @@ def save(checkpoint: Checkpoint, path: str | Path) -> Path:
         "state_dict": {k: v.detach().cpu().clone() for k, v in checkpoint.state_dict.items()},
         "scaler": checkpoint.scaler.state(),
         "calibrator": checkpoint.calibrator.state(),
-        "error_scale": [float(v) for v in checkpoint.error_scale],
+        "surprise": checkpoint.surprise.state(),
         "threshold": float(checkpoint.threshold),
         "feature_names": list(checkpoint.feature_names),
         "numeric_names": list(checkpoint.numeric_names),
@@ -104,7 +104,7 @@ def load(path: str | Path) -> Checkpoint:
             state_dict=dict(payload["state_dict"]),
             scaler=RobustScaler.from_state(payload["scaler"]),
             calibrator=Calibrator.from_state(payload["calibrator"]),
-            error_scale=[float(v) for v in payload["error_scale"]],
+            surprise=InputSurprise.from_state(payload["surprise"]),
             threshold=float(payload["threshold"]),
             feature_names=[str(n) for n in payload["feature_names"]],
             numeric_names=[str(n) for n in payload["numeric_names"]],
@@ -114,7 +114,7 @@ def load(path: str | Path) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is an incomplete netids checkpoint ({exc})") from None
     n_inputs = checkpoint.config.n_numeric + len(checkpoint.config.vocab_sizes)
-    if (len(checkpoint.error_scale) != n_inputs
+    if (len(checkpoint.surprise.knots) != n_inputs
             or len(checkpoint.numeric_names) != checkpoint.config.n_numeric
             or len(checkpoint.scaler.median) != checkpoint.config.n_numeric
             or not 0.0 < checkpoint.threshold < 1.0):

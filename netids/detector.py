@@ -29,8 +29,8 @@ WINDOWS_PER_CALL = 64  # 64 windows of 16 = 1024 packets per model call
 @dataclass(frozen=True, slots=True)
 class Scores:
     scores: np.ndarray  # float32 [n], calibrated 0..1, higher is more anomalous
-    raw: np.ndarray  # float32 [n], combined normalised reconstruction error
-    errors: np.ndarray  # float32 [n, n_inputs], per-input error / its typical value
+    raw: np.ndarray  # float32 [n], combined surprise (sum of the largest per-input ones)
+    errors: np.ndarray  # float32 [n, n_inputs], surprise of each input's reconstruction error
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -51,11 +51,19 @@ class ThresholdPolicy:
         return np.asarray(scores) >= self.threshold
 
 
-def combine_errors(errors: np.ndarray) -> np.ndarray:
-    """One raw anomaly value per packet from its normalised per-input errors [n, k]:
-    the mean plus the mean of the three largest, so one badly reconstructed input counts."""
-    top = np.sort(errors, axis=1)[:, -3:]
-    return (errors.mean(axis=1) + top.mean(axis=1)).astype(np.float32)
+TOP_INPUTS = 5  # surprises summed per packet
+
+
+def combine_errors(surprise: np.ndarray) -> np.ndarray:
+    """One raw anomaly value per packet from its per-input surprises [n, k]: the sum of the
+    ``TOP_INPUTS`` largest, so a packet is as anomalous as its few most unusual inputs (a
+    mean over all inputs would drown a scan's one extreme rate in the noise of the others).
+
+    >>> combine_errors(np.array([[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])).tolist()
+    [20.0]
+    """
+    k = min(TOP_INPUTS, surprise.shape[1])
+    return np.sort(surprise, axis=1)[:, -k:].sum(axis=1).astype(np.float32)
 
 
 class Detector:
@@ -67,7 +75,6 @@ class Detector:
         self.threshold = checkpoint.threshold
         self.feature_names = tuple(checkpoint.feature_names)
         self.input_names = list(checkpoint.numeric_names) + list(checkpoint.categorical_names)
-        self._error_scale = np.asarray(checkpoint.error_scale, dtype=np.float32)
         self._typical = checkpoint.scaler.typical()
 
     @classmethod
@@ -84,10 +91,9 @@ class Detector:
         if features.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
                              f"got {features.shape[1]}")
-        errors = self.input_errors(packets, features)
-        errors /= self._error_scale
-        raw = combine_errors(errors) if n else np.zeros(0, np.float32)
-        return Scores(self.checkpoint.calibrator.transform(raw), raw, errors)
+        surprise = self.checkpoint.surprise.transform(self.input_errors(packets, features))
+        raw = combine_errors(surprise) if n else np.zeros(0, np.float32)
+        return Scores(self.checkpoint.calibrator.transform(raw), raw, surprise)
 
     def input_errors(self, packets: PacketBatch, features: np.ndarray) -> np.ndarray:
         """float32 [n, n_inputs] reconstruction error of every model input (not normalised)."""
@@ -95,16 +101,20 @@ class Detector:
         k = len(self.input_names)
         if n == 0:
             return np.zeros((0, k), np.float32)
-        numeric = self.checkpoint.scaler.transform(raw_numeric(packets, features))
+        scaler = self.checkpoint.scaler
+        numeric = scaler.transform(raw_numeric(packets, features))
         codes = categorical_codes(packets)
         m = -(-n // T) * T  # padded length, a multiple of the window
         num = np.zeros((m, numeric.shape[1]), np.float32)
-        num[:n] = numeric
+        num[:n] = scaler.clamp(numeric)
+        tgt = np.zeros((m, numeric.shape[1]), np.float32)
+        tgt[:n] = numeric
         cod = np.zeros((m, codes.shape[1]), np.int64)
         cod[:n] = codes
         pad = np.zeros(m, bool)
         pad[n:] = True
         num_t = torch.from_numpy(num).view(m // T, T, -1)  # [W, T, n_numeric]
+        tgt_t = torch.from_numpy(tgt).view(m // T, T, -1)  # [W, T, n_numeric]
         cod_t = torch.from_numpy(cod).view(m // T, T, -1)  # [W, T, n_fields]
         pad_t = torch.from_numpy(pad).view(m // T, T)  # [W, T]
         out = np.empty((m, k), np.float32)
@@ -115,7 +125,7 @@ class Detector:
                 for w in range(0, m // T, WINDOWS_PER_CALL):
                     sl = slice(w, w + WINDOWS_PER_CALL)
                     p = pad_t[sl] if bool(pad_t[sl].any()) else None
-                    err = self.model.errors(num_t[sl], cod_t[sl], p)  # [w, T, k]
+                    err = self.model.errors(num_t[sl], cod_t[sl], p, tgt_t[sl])  # [w, T, k]
                     out[w * T:(w + err.shape[0]) * T] = err.reshape(-1, k).numpy()
         finally:
             torch.set_num_threads(before)

@@ -86,11 +86,17 @@ class PacketAutoencoder(nn.Module):
         return Reconstruction(self.numeric_out(h), [head(h) for head in self.categorical_out])
 
     def errors(self, numeric: torch.Tensor, codes: torch.Tensor,
-               pad: torch.Tensor | None = None) -> torch.Tensor:
+               pad: torch.Tensor | None = None,
+               target: torch.Tensor | None = None) -> torch.Tensor:
         """Per-input reconstruction error [B, T, n_numeric + n_fields]: squared error of each
-        numeric input, then cross-entropy of each categorical field."""
+        numeric input, then cross-entropy of each categorical field. ``target`` [B, T,
+        n_numeric] is what the numeric part should reconstruct (default: ``numeric``); the
+        detector feeds inputs clamped to the training range and targets unclamped, so a value
+        beyond anything seen in training costs its full distance."""
         rec = self(numeric, codes, pad)
-        sq = (rec.numeric - numeric) ** 2  # [B, T, n_numeric]
+        target = numeric if target is None else target
+        assert target.shape == numeric.shape
+        sq = (rec.numeric - target) ** 2  # [B, T, n_numeric]
         ce = [
             F.cross_entropy(lg.flatten(0, 1), codes[:, :, i].flatten(), reduction="none")
             .view(codes.shape[0], codes.shape[1], 1)  # [B, T, 1]

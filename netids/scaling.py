@@ -115,6 +115,8 @@ class RobustScaler:
     scale: np.ndarray  # float64 [F], > 0
     log: np.ndarray  # bool [F], signed log1p applied first
     clip: float = 12.0  # scaled values are clipped to +-clip
+    lo: np.ndarray | None = None  # float32 [F], smallest scaled value seen in training
+    hi: np.ndarray | None = None  # float32 [F], largest scaled value seen in training
 
     @classmethod
     def fit(cls, x: np.ndarray, clip: float = 12.0) -> RobustScaler:
@@ -125,7 +127,10 @@ class RobustScaler:
         scale = (q75 - q25) / 1.349
         std = y.std(axis=0)
         scale = np.where(scale > 1e-6, scale, np.where(std > 1e-6, std, 1.0))
-        return cls(median=median, scale=scale, log=log, clip=clip)
+        scaler = cls(median=median, scale=scale, log=log, clip=clip)
+        seen = scaler.transform(x)
+        scaler.lo, scaler.hi = seen.min(axis=0), seen.max(axis=0)
+        return scaler
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """float32 [n, F] scaled values."""
@@ -134,19 +139,30 @@ class RobustScaler:
         y = np.where(self.log, _slog(x), x)
         return np.clip((y - self.median) / self.scale, -self.clip, self.clip).astype(np.float32)
 
+    def clamp(self, scaled: np.ndarray) -> np.ndarray:
+        """Scaled values limited to the range seen in training: the model's *input*, so it
+        cannot extrapolate to values it never saw, while its target stays unclamped."""
+        if self.lo is None or self.hi is None:
+            return scaled
+        return np.clip(scaled, self.lo, self.hi)
+
     def typical(self) -> np.ndarray:
         """The median of each column in its original units (undoing the log)."""
         return np.where(self.log, np.sign(self.median) * np.expm1(np.abs(self.median)), self.median)
 
     def state(self) -> dict:
         return {"median": self.median.tolist(), "scale": self.scale.tolist(),
-                "log": self.log.tolist(), "clip": self.clip}
+                "log": self.log.tolist(), "clip": self.clip,
+                "lo": None if self.lo is None else self.lo.tolist(),
+                "hi": None if self.hi is None else self.hi.tolist()}
 
     @classmethod
     def from_state(cls, state: dict) -> RobustScaler:
         return cls(median=np.asarray(state["median"], dtype=np.float64),
                    scale=np.asarray(state["scale"], dtype=np.float64),
-                   log=np.asarray(state["log"], dtype=bool), clip=float(state["clip"]))
+                   log=np.asarray(state["log"], dtype=bool), clip=float(state["clip"]),
+                   lo=None if state.get("lo") is None else np.asarray(state["lo"], np.float32),
+                   hi=None if state.get("hi") is None else np.asarray(state["hi"], np.float32))
 
 
 def _slog(x: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from netids import __version__
-from netids.calibration import MIN_CALIBRATION, Calibrator, threshold_for
+from netids.calibration import MIN_CALIBRATION, Calibrator, InputSurprise, threshold_for
 from netids.checkpoint import Checkpoint
 from netids.detector import Detector, combine_errors
 from netids.model import ModelConfig, PacketAutoencoder
@@ -107,25 +107,30 @@ def train(
 
 def _train(captures, feature_names, config, progress, cancel, sources, rng, started, n_total):
     T = config.window
-    raw = np.concatenate([raw_numeric(p, f) for p, f in captures])
-    scaler = RobustScaler.fit(raw)
-    num_w, cod_w, pad_w = [], [], []
+    raw_w, cod_w, pad_w = [], [], []
     for packets, feats in captures:
-        n, w = _windows(scaler.transform(raw_numeric(packets, feats)),
-                        categorical_codes(packets), T)
-        num_w.append(n)
-        cod_w.append(w[0])
-        pad_w.append(w[1])
-    num = torch.from_numpy(np.concatenate(num_w))  # [W, T, n_numeric]
+        r, (c, p) = _windows(raw_numeric(packets, feats), categorical_codes(packets), T)
+        raw_w.append(r)
+        cod_w.append(c)
+        pad_w.append(p)
+    raw = np.concatenate(raw_w)  # [W, T, n_numeric], unscaled
     cod = torch.from_numpy(np.concatenate(cod_w))  # [W, T, n_fields]
     pad = torch.from_numpy(np.concatenate(pad_w))  # [W, T]
-    split = _split(len(num), config, rng)
+    split = np.concatenate([_split(len(r), config, rng) for r in raw_w])
     if (~pad[split == 2]).sum() < MIN_CALIBRATION:
         raise TrainingError(f"too little normal traffic to hold back {MIN_CALIBRATION} packets "
                             f"for calibration; give more than {MIN_PACKETS} packets")
+    # scaling (and the input range) from training windows only: held-back windows see the
+    # model exactly as fresh traffic will
+    train_rows = raw[split == 0][~pad.numpy()[split == 0]]  # [n_train, n_numeric]
+    scaler = RobustScaler.fit(train_rows)
+    W, k = raw.shape[0], raw.shape[2]
+    scaled = scaler.transform(raw.reshape(W * T, k))
+    target = torch.from_numpy(scaled.reshape(W, T, k))  # [W, T, n_numeric]
+    num = torch.from_numpy(scaler.clamp(scaled).reshape(W, T, k))  # model input
     idx_train, idx_val, idx_cal = (np.flatnonzero(split == k) for k in range(3))
 
-    mconf = ModelConfig(n_numeric=num.shape[2], vocab_sizes=tuple(CATEGORICAL.values()),
+    mconf = ModelConfig(n_numeric=k, vocab_sizes=tuple(CATEGORICAL.values()),
                         window=T, d_model=config.d_model, n_head=config.n_head,
                         n_layer=config.n_layer, latent=config.latent)
     model = PacketAutoencoder(mconf)
@@ -140,13 +145,13 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
             if cancel is not None and cancel.is_set():
                 raise TrainingCancelled("training cancelled")
             b = torch.from_numpy(order[s:s + config.batch_windows])
-            loss = _loss(model, num[b], cod[b], pad[b])
+            loss = _loss(model, num[b], cod[b], pad[b], target[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             losses.append(loss.item())
-        val = _evaluate_loss(model, num, cod, pad, idx_val, config.batch_windows)
+        val = _evaluate_loss(model, num, cod, pad, target, idx_val, config.batch_windows)
         sched.step(val)
         train_loss = float(np.mean(losses))
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val,
@@ -165,11 +170,11 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     model.load_state_dict(best_state)
     model.eval()
 
-    # typical error of each input on training windows, then calibration on held-back windows
-    train_err = _errors(model, num, cod, pad, idx_train[:config.max_train_windows])
-    error_scale = train_err.mean(axis=0) + 1e-3
-    cal_err = _errors(model, num, cod, pad, idx_cal) / error_scale
-    calibrator = Calibrator.fit(combine_errors(cal_err))
+    # how rare each input's error is (training windows), then calibration on held-back windows
+    train_err = _errors(model, num, cod, pad, target, idx_train[:config.max_train_windows])
+    surprise = InputSurprise.fit(train_err)
+    cal_err = _errors(model, num, cod, pad, target, idx_cal)
+    calibrator = Calibrator.fit(combine_errors(surprise.transform(cal_err)))
     threshold = threshold_for(config.target_false_alarm)
     ts = np.concatenate([p.ts for p, _ in captures])
     ts = ts[np.isfinite(ts) & (ts > 0)]
@@ -193,7 +198,7 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
         state_dict=model.state_dict(),
         scaler=scaler,
         calibrator=calibrator,
-        error_scale=error_scale.tolist(),
+        surprise=surprise,
         threshold=threshold,
         feature_names=list(feature_names),
         numeric_names=list(PACKET_NUMERIC) + list(feature_names),
@@ -215,7 +220,7 @@ def _windows(numeric: np.ndarray, codes: np.ndarray, T: int):
     """Pad one capture to whole windows: numeric [W, T, k], (codes [W, T, c], pad [W, T])."""
     n = len(numeric)
     m = -(-n // T) * T
-    num = np.zeros((m, numeric.shape[1]), np.float32)
+    num = np.zeros((m, numeric.shape[1]), numeric.dtype)
     num[:n] = numeric
     cod = np.zeros((m, codes.shape[1]), np.int64)
     cod[:n] = codes
@@ -225,40 +230,43 @@ def _windows(numeric: np.ndarray, codes: np.ndarray, T: int):
 
 
 def _split(n_windows: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
-    """0 train / 1 validation / 2 calibration per window, assigned in contiguous blocks."""
+    """0 train / 1 validation / 2 calibration for the windows of one capture, assigned in
+    random contiguous blocks of ``BLOCK_WINDOWS`` (neighbouring windows are alike, so whole
+    blocks are held back). Held-back blocks come from the same period as training; traffic
+    from a later period drifts, and the false-alarm rate measured on it is higher (README)."""
     n_blocks = -(-n_windows // BLOCK_WINDOWS)
     u = rng.random(n_blocks)
     block = np.where(u < config.calib_fraction, 2,
                      np.where(u < config.calib_fraction + config.val_fraction, 1, 0))
-    return np.repeat(block, BLOCK_WINDOWS)[:n_windows]
+    return np.repeat(block, BLOCK_WINDOWS)[:n_windows].astype(np.int64)
 
 
-def _loss(model, num, cod, pad) -> torch.Tensor:
-    err = model.errors(num, cod, pad)  # [B, T, k]
+def _loss(model, num, cod, pad, target) -> torch.Tensor:
+    err = model.errors(num, cod, pad, target)  # [B, T, k]
     keep = (~pad).unsqueeze(-1).float()  # [B, T, 1]
     return (err * keep).sum() / (keep.sum() * err.shape[2]).clamp(min=1)
 
 
-def _evaluate_loss(model, num, cod, pad, idx, bs) -> float:
+def _evaluate_loss(model, num, cod, pad, target, idx, bs) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.inference_mode():
         for s in range(0, len(idx), bs * 4):
             b = torch.from_numpy(idx[s:s + bs * 4])
             k = float((~pad[b]).sum())
-            total += float(_loss(model, num[b], cod[b], pad[b])) * k
+            total += float(_loss(model, num[b], cod[b], pad[b], target[b])) * k
             count += k
     return total / max(count, 1.0)
 
 
-def _errors(model, num, cod, pad, idx) -> np.ndarray:
+def _errors(model, num, cod, pad, target, idx) -> np.ndarray:
     """Per-input errors [n_real_packets, k] of the given windows (padding dropped)."""
     out = []
     with torch.inference_mode():
         for s in range(0, len(idx), 256):
             b = torch.from_numpy(idx[s:s + 256])
             p = pad[b]
-            err = model.errors(num[b], cod[b], p)  # [B, T, k]
+            err = model.errors(num[b], cod[b], p, target[b])  # [B, T, k]
             out.append(err[~p].numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
