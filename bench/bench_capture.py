@@ -77,20 +77,28 @@ def rss_mb() -> float:
 async def with_live_source(net: LabNetwork, pcap: Path, rate: str, loops: int) -> Result:
     source = LiveSource("eth0", f"udp dst port {PORT}", CaptureSettings(), netns=net.hosts["b"].ns)
     source.start()
-    count = 0
+    count, peak = 0, 0.0
 
     async def consume() -> None:
         nonlocal count
         async for batch in source.batches():
             count += len(batch)
 
+    async def watch_memory() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, rss_mb())
+            await asyncio.sleep(0.1)
+
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.3)
-    rss0 = rss_mb()
+    rss0 = rss_mb()  # the ring is mapped by now
+    watcher = asyncio.create_task(watch_memory())
     sent, secs = await asyncio.to_thread(replay, net, pcap, rate, loops)
     await asyncio.sleep(0.5)
     source.stop()
     await task
+    watcher.cancel()
     stats = source.stats()
     return Result(
         "netids LiveSource",
@@ -98,7 +106,7 @@ async def with_live_source(net: LabNetwork, pcap: Path, rate: str, loops: int) -
         count,
         stats.kernel_drops + stats.queue_drops,
         secs,
-        rss_mb() - rss0,
+        peak - rss0,
     )
 
 
@@ -149,7 +157,7 @@ def main() -> int:
                     f"{r.who:22s} pushed {r.pushed:8d} in {r.seconds:5.2f} s"
                     f"  captured {r.captured:8d}"
                     f"  dropped {r.dropped:7d}  {r.rate / 1000:7.1f} k packets/s"
-                    + (f"  RSS {r.rss_growth_mb:+.1f} MB" if r is live else "")
+                    + (f"  peak RSS {r.rss_growth_mb:+.1f} MB" if r is live else "")
                 )
             ratio = live.captured / dump.captured if dump.captured else float("nan")
             print(f"ratio netids/tcpdump captured: {ratio:.3f}")
