@@ -35,6 +35,7 @@ def add_parser(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from netids.capture import CaptureError
     from netids.cli import CommandError
     from netids.lab import LabError, parse_attacks, run_lab
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         report = run_lab(
             args.out, args.name, args.duration, attacks, seed=args.seed, settings=capture
         )
-    except LabError as exc:
+    except (LabError, CaptureError) as exc:
         raise CommandError(str(exc)) from exc
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.by_kind.items())) or "none"
     print(  # noqa: T201 - the command's result for the user

@@ -79,3 +79,13 @@ def test_unknown_attack_names_are_refused_plainly() -> None:
         parse_attacks("syn_scan,teleport")
     assert parse_attacks("none") == []
     assert {a.name for a in parse_attacks("all")} >= {"syn_scan", "udp_scan", "arp_spoof"}
+
+
+def test_lab_command_refuses_bad_arguments_in_one_line(tmp_path: Path, capsys) -> None:
+    from netids.cli import main
+
+    assert main(["lab", "--out", str(tmp_path), "--attacks", "syn_scan,teleport"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown attack(s) teleport; known: ")
+    assert main(["lab", "--out", str(tmp_path), "--duration", "1"]) == 2
+    assert "between 3 and 3600 seconds" in capsys.readouterr().err
+    assert lab_namespaces(f"{PREFIX}{os.getpid()}-") == []
