@@ -5,4 +5,7 @@ import sys
 from netids.cli import main
 
 if __name__ in {"__main__", "__mp_main__"}:
-    sys.exit(main())
+    status = main()
+    if status:  # a clean return (the UI stopped, a command succeeded) must not raise SystemExit:
+        sys.exit(status)  # NiceGUI's test fixtures run this file and carry on
+

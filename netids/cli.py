@@ -51,6 +51,14 @@ class _CommandParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
     _add_common(parser)
+    ui_group = parser.add_argument_group("the app (when no command is given)")
+    ui_group.add_argument("--host", default=None,
+                          help="address to serve the UI on (default: 127.0.0.1)")
+    ui_group.add_argument("--port", type=int, default=None, help="port (default: 8080)")
+    ui_group.add_argument("--native", action="store_true",
+                          help="open the UI in a desktop window instead of the browser")
+    ui_group.add_argument("--models-dir", default=None,
+                          help="folder for trained models (default: models/)")
     sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub, name)
@@ -66,6 +74,25 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """No command: serve the UI (``python app.py``) until it is stopped."""
+    from pathlib import Path
+
+    from netids.ui.login import LanConfigError
+    from netids.webapp import serve
+
+    settings = settings_from(args).with_overrides(
+        host=args.host, port=args.port,
+        models_dir=Path(args.models_dir) if args.models_dir else None,
+    )
+    try:
+        serve(settings, native=args.native)
+    except LanConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command and return its exit status; errors become one line on stderr."""
     parser = build_parser()
@@ -75,8 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command is None:
-        parser.print_help()
-        return 0
+        return _serve(args)
     module = importlib.import_module(COMMANDS[args.command])
     try:
         return int(module.run(args, settings_from(args)))

@@ -1,0 +1,452 @@
+"""The live dashboard: start/stop, filter, files, threshold, counters, charts, the event table.
+
+Two throttled timers read :attr:`Controller.live` (never packets): counters every
+``COUNTER_SECONDS`` and charts plus the event table every ``CHART_SECONDS``, and only when
+``live.generation`` moved. So the browser receives aggregates at most a few times a second,
+whatever the packet rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nicegui import events, ui
+
+from netids.capture import CaptureError, compile_filter, list_interfaces
+from netids.config import PROJECT_ROOT
+from netids.controller import Controller, LiveState
+from netids.events import EventUpdate
+from netids.ui import event_detail, theme
+from netids.ui.frame import admin_only, is_admin, is_dark, require_admin
+
+log = logging.getLogger(__name__)
+
+SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
+COUNTER_SECONDS = 0.5  # counters and status: 2 updates a second
+CHART_SECONDS = 1.0  # charts and the event table: 1 update a second
+MAX_ROWS = 500  # events kept in the browser's table
+PCAP_SUFFIXES = (".pcap", ".pcapng", ".cap")
+UPLOAD_LIMIT = 512 * 1024 * 1024
+
+
+def page(controller: Controller) -> None:
+    """Build the dashboard for one browser tab."""
+    Dashboard(controller)
+
+
+class Dashboard:
+    def __init__(self, controller: Controller) -> None:
+        self.c = controller
+        self.seen_generation = -1
+        self.seen_counters = -1
+        self.seen_message = (id(controller.live), controller.live.message)
+        self.permission_shown = ""
+        self.permission_dialog = self._permission_dialog()
+        with ui.row().classes("w-full gap-4 items-stretch flex-wrap"):
+            self._controls()
+            self._file_card()
+        self._counters()
+        with ui.row().classes("w-full gap-4 flex-nowrap max-lg:flex-wrap"):
+            self.rate_chart = _chart(_rate_options()).classes("flex-1 min-w-[300px] h-64") \
+                .mark("rate-chart")
+            self.proto_chart = _chart(_protocol_options()).classes("flex-1 min-w-[300px] h-64") \
+                .mark("protocol-chart")
+            self.score_chart = _chart(_score_options()).classes("flex-1 min-w-[300px] h-64") \
+                .mark("score-chart")
+        self._grid()
+        self._startup_notes()
+        ui.timer(COUNTER_SECONDS, self.refresh_counters)
+        ui.timer(CHART_SECONDS, self.refresh_charts)
+        self.refresh_counters()
+        self.refresh_charts()
+
+    # -- layout ------------------------------------------------------------------------------
+    def _controls(self) -> None:
+        with ui.card().classes("flex-1 min-w-[380px]"):
+            ui.label("Live capture").classes("text-lg font-semibold")
+            with ui.row().classes("w-full items-start gap-2"):
+                self.interface = ui.select(_interface_options(), value="any", label="Interface") \
+                    .classes("min-w-[180px]").mark("interface")
+                self.bpf = ui.input("Capture filter (BPF)", placeholder="e.g. tcp or arp",
+                                    validation=_filter_problem).classes("flex-1 min-w-[200px]") \
+                    .props("clearable").mark("bpf")
+                admin_only(self.interface)
+                admin_only(self.bpf)
+            with ui.row().classes("items-center gap-2"):
+                self.start_button = admin_only(ui.button("Start monitoring", icon="play_arrow",
+                                                         on_click=self.start_live)
+                                               .props("color=positive").mark("start"))
+                self.stop_button = admin_only(ui.button("Stop", icon="stop", on_click=self.stop)
+                                              .props("color=negative outline").mark("stop"))
+            with ui.row().classes("w-full items-center gap-3"):
+                ui.label("Threshold").classes("text-sm")
+                self.threshold = ui.slider(min=0, max=1, step=0.01,
+                                           value=round(self.c.threshold, 2),
+                                           on_change=self.set_threshold) \
+                    .classes("flex-1").mark("threshold")
+                admin_only(self.threshold)
+                self.threshold_label = ui.label(f"{self.c.threshold:.3f}") \
+                    .classes("nid-count text-base w-16").mark("threshold-value")
+            self.status = ui.label("").classes("text-sm opacity-80").mark("status")
+
+    def _file_card(self) -> None:
+        with ui.card().classes("flex-1 min-w-[380px]"):
+            ui.label("Analyse a capture file").classes("text-lg font-semibold")
+            with ui.row().classes("w-full items-center gap-2"):
+                self.path = ui.input("Path to a pcap / pcapng file").classes("flex-1") \
+                    .mark("pcap-path")
+                admin_only(ui.button("Analyse", icon="insights", on_click=self.analyse_path)
+                           .mark("analyse"))
+            self.realtime = ui.switch("Play back at capture speed").mark("realtime")
+            upload = ui.upload(label="…or upload one", auto_upload=True,
+                               max_file_size=UPLOAD_LIMIT, on_upload=self.analyse_upload,
+                               on_rejected=lambda: ui.notify(
+                                   "That file is too large to upload: give its path instead.",
+                                   type="warning")) \
+                .props(f'accept="{",".join(PCAP_SUFFIXES)}" flat bordered') \
+                .classes("w-full max-h-24").mark("upload")
+            admin_only(upload)
+            with ui.row().classes("items-center gap-2"):
+                admin_only(ui.button("Try the bundled sample", icon="science",
+                                     on_click=self.try_sample)
+                           .props("color=amber-8 unelevated").mark("try-sample"))
+                ui.label("30 s of lab traffic with a sweep, a port scan, a SYN flood and ARP "
+                         "spoofing").classes("text-xs opacity-70")
+
+    def _counters(self) -> None:
+        self.counter_labels: dict[str, ui.label] = {}
+        with ui.row().classes("w-full gap-3 flex-wrap"):
+            for key, title in (("packets", "Total packets"), ("tcp", "TCP"), ("udp", "UDP"),
+                               ("other", "Other"), ("rate", "Packets/s"), ("drops", "Drops"),
+                               ("anomalies", "Anomalous packets"), ("events", "Events")):
+                with ui.card().classes("nid-counter min-w-[120px] flex-1").tight(), \
+                        ui.card_section():
+                        ui.label(title).classes("text-xs uppercase opacity-70")
+                        self.counter_labels[key] = ui.label("0").classes("nid-count") \
+                            .mark(f"count-{key}")
+
+    def _grid(self) -> None:
+        with ui.card().classes("w-full"):
+            with ui.row().classes("w-full items-center"):
+                ui.label("Anomaly events").classes("text-lg font-semibold")
+                ui.label("newest first · click a row for details · colours follow the "
+                         "threshold").classes("text-xs opacity-70")
+            self.grid = ui.aggrid(_grid_options(), theme="quartz") \
+                .classes("w-full h-[420px]").mark("events-grid")
+            self.grid.on("cellClicked", self._open_event)
+
+    def _permission_dialog(self) -> ui.dialog:
+        python = Path(sys.executable).resolve()
+        with ui.dialog() as dialog, ui.card().classes("max-w-xl").mark("permission-dialog"):
+            ui.label("No permission to capture packets").classes("text-lg font-semibold")
+            ui.label("Capturing live traffic needs the CAP_NET_RAW capability. Do one of these, "
+                     "then start netids again:")
+            ui.label("1. Run netids as root:")
+            ui.label("sudo python app.py").classes("nid-mono")
+            ui.label("2. Or allow this Python binary to capture, once:")
+            ui.label(f"sudo setcap cap_net_raw,cap_net_admin+eip {python}").classes("nid-mono") \
+                .mark("setcap-command")
+            ui.label("Analysing pcap files works without it, and so does the bundled sample.") \
+                .classes("text-sm opacity-80")
+            with ui.row():
+                ui.button("Try the bundled sample", on_click=lambda: (dialog.close(),
+                                                                      self.try_sample()))
+                ui.button("Close", on_click=dialog.close).props("flat").mark("permission-close")
+        return dialog
+
+    def _startup_notes(self) -> None:
+        if self.c.model_error:
+            ui.notify(f"No model loaded: {self.c.model_error}. Train one on the Training page.",
+                      type="warning", multi_line=True)
+        if self.c.db_error:
+            ui.notify(f"{self.c.db_error}. Events are shown here but not stored.",
+                      type="warning", multi_line=True)
+
+    # -- commands ------------------------------------------------------------------------------
+    async def start_live(self) -> None:
+        if not require_admin():
+            return
+        bpf = (self.bpf.value or "").strip() or None
+        problem = _filter_problem(bpf or "")
+        if problem:
+            ui.notify(problem, type="negative")
+            return
+        interface = None if self.interface.value in (None, "", "any") else self.interface.value
+        try:
+            await self.c.start_live(interface, bpf)
+        except CaptureError as exc:
+            self._capture_failed(str(exc))
+            return
+        self.refresh_counters()
+
+    async def stop(self) -> None:
+        if require_admin():
+            await self.c.stop()
+            self.refresh_counters()
+
+    async def analyse_path(self) -> None:
+        if not require_admin():
+            return
+        text = (self.path.value or "").strip()
+        if not text:
+            ui.notify("Give the path of a pcap or pcapng file first.", type="warning")
+            return
+        await self.analyse(Path(text).expanduser())
+
+    async def analyse_upload(self, e: events.UploadEventArguments) -> None:
+        if not require_admin():
+            return
+        name = Path(e.file.name).name or "upload.pcap"
+        folder = Path(tempfile.mkdtemp(prefix="netids-upload-"))
+        target = folder / name
+        await e.file.save(target)
+        await self.analyse(target)
+
+    async def try_sample(self) -> None:
+        if require_admin():
+            await self.analyse(SAMPLE, realtime=True)
+
+    async def analyse(self, path: Path, realtime: bool | None = None) -> None:
+        if not path.is_file():
+            ui.notify(f"No such file: {path}", type="negative")
+            return
+        try:
+            await self.c.start_file(path, realtime=self.realtime.value if realtime is None
+                                    else realtime)
+        except CaptureError as exc:
+            ui.notify(str(exc), type="negative", multi_line=True)
+            return
+        self.seen_message = (id(self.c.live), self.c.live.message)
+        ui.notify(f"Analysing {path.name}", type="info")
+        self.refresh_counters()
+
+    def set_threshold(self, e: events.ValueChangeEventArguments) -> None:
+        value = float(e.value)
+        if abs(value - self.c.threshold) < 1e-9:
+            return
+        if not require_admin():
+            self.threshold.set_value(round(self.c.threshold, 2))
+            return
+        self.c.set_threshold(value)
+        self.threshold_label.set_text(f"{value:.3f}")
+
+    async def _open_event(self, e: events.GenericEventArguments) -> None:
+        data = (e.args or {}).get("data") or {}
+        if data.get("id"):
+            await event_detail.show(self.c, str(data["id"]))
+
+    def _capture_failed(self, message: str) -> None:
+        if "CAP_NET_RAW" in message or "permission" in message.lower():
+            self.permission_dialog.open()
+        else:
+            ui.notify(message, type="negative", multi_line=True)
+
+    # -- refresh -------------------------------------------------------------------------------
+    def refresh_counters(self) -> None:
+        live = self.c.live
+        marker = live.generation + id(live)
+        if marker == self.seen_counters:
+            return
+        self.seen_counters = marker
+        labels = self.counter_labels
+        labels["packets"].set_text(f"{live.packets:,}")
+        labels["tcp"].set_text(f"{live.tcp:,}")
+        labels["udp"].set_text(f"{live.udp:,}")
+        labels["other"].set_text(f"{live.other:,}")
+        labels["rate"].set_text(f"{live.packets_per_second:,.0f}" if live.running else "–")
+        labels["drops"].set_text(f"{live.kernel_drops + live.queue_drops:,}")
+        labels["anomalies"].set_text(f"{live.anomalies:,}")
+        labels["events"].set_text(f"{len({u.id for u in live.events}):,}")
+        self.status.set_text(_status_text(live, self.c))
+        if abs(self.threshold.value - live.threshold) > 0.005:
+            self.threshold.set_value(round(live.threshold, 2))
+        self.threshold_label.set_text(f"{live.threshold:.3f}")
+        self.start_button.set_enabled(not live.running and self._admin())
+        self.stop_button.set_enabled(live.running and self._admin())
+        message = (id(live), live.message)
+        if message != self.seen_message:
+            self.seen_message = message
+            if live.error:
+                self._capture_failed(live.error)
+            elif live.message:
+                ui.notify(live.message, type="info")
+
+    def refresh_charts(self) -> None:
+        live = self.c.live
+        marker = live.generation + id(live)
+        if marker == self.seen_generation:
+            return
+        self.seen_generation = marker
+        dark = is_dark()
+        seconds = [s * 1000.0 for s in live.timeline.seconds]
+        rate = self.rate_chart.options
+        rate.update(theme.chart_theme(dark))
+        rate["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.packets,
+                                                          strict=True)]
+        self.rate_chart.update()
+        protocols = sorted(live.protocols.items(), key=lambda kv: -kv[1])[:10]
+        proto = self.proto_chart.options
+        proto.update(theme.chart_theme(dark))
+        proto["xAxis"]["data"] = [name for name, _ in protocols]
+        proto["series"][0]["data"] = [n for _, n in protocols]
+        self.proto_chart.update()
+        score = self.score_chart.options
+        score.update(theme.chart_theme(dark))
+        score["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.max_score,
+                                                           strict=True)]
+        score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 2),
+                                                   "name": "threshold"}]
+        self.score_chart.update()
+        rows = event_rows(live.events, live.threshold)
+        self.grid.options["rowData"] = rows  # the server copy, for a re-render
+        self.grid.run_grid_method("setGridOption", "rowData", rows)
+
+    def _admin(self) -> bool:
+        return is_admin()
+
+
+# -- rows and options --------------------------------------------------------------------------
+def event_rows(updates: Iterable[EventUpdate], threshold: float,
+               limit: int = MAX_ROWS) -> list[dict]:
+    """Table rows of the latest state of each event, newest first, at most ``limit``."""
+    latest: dict[str, EventUpdate] = {}
+    for u in updates:
+        latest[u.id] = u
+    newest = sorted(latest.values(), key=lambda u: (u.last_seen, u.first_seen), reverse=True)
+    return [event_row(u, threshold) for u in newest[:limit]]
+
+
+def event_row(u: EventUpdate, threshold: float) -> dict:
+    """One row: plain values only (AG Grid shows them as text)."""
+    return {
+        "id": u.id,
+        "first_seen": _time(u.first_seen),
+        "last_seen": _time(u.last_seen),
+        "src": u.src or f"{u.src_count} sources",
+        "src_port": u.src_port,
+        "dst": u.dst or f"{u.dst_count} targets",
+        "dst_port": u.dst_port,
+        "proto": u.proto,
+        "kind": u.kind,
+        "packets": u.packets,
+        "score": round(u.score_max, 4),
+        "status": theme.display_severity(u.score_max, threshold),
+        "explanation": u.explanation,
+        "css": theme.row_class(u.score_max, threshold),
+    }
+
+
+def _time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _grid_options() -> dict:
+    columns = [
+        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 150}),
+        ("first_seen", "First seen (UTC)", {"minWidth": 150}),
+        ("status", "Status", {"minWidth": 105}),
+        ("score", "Score", {"minWidth": 85, "type": "numericColumn"}),
+        ("kind", "Kind", {"minWidth": 110}),
+        ("src", "Source", {"minWidth": 130}),
+        ("src_port", "Src port", {"minWidth": 90, "type": "numericColumn"}),
+        ("dst", "Destination", {"minWidth": 130}),
+        ("dst_port", "Dst port", {"minWidth": 90, "type": "numericColumn"}),
+        ("proto", "Proto", {"minWidth": 80}),
+        ("packets", "Packets", {"minWidth": 90, "type": "numericColumn"}),
+        ("explanation", "Why", {"minWidth": 260, "tooltipField": "explanation"}),
+    ]
+    return {
+        "columnDefs": [{"field": f, "headerName": h, **extra} for f, h, extra in columns],
+        "defaultColDef": {"sortable": True, "resizable": True, "filter": True},
+        "rowData": [],
+        ":getRowId": "params => params.data.id",
+        ":getRowClass": "params => params.data.css",
+        "animateRows": False,
+        "suppressCellFocus": True,
+        "overlayNoRowsTemplate": "No anomaly events yet",
+    }
+
+
+def _chart(options: dict) -> ui.echart:
+    return ui.echart(options)
+
+
+TIME_AXIS = {"type": "time", "axisLabel": {"hideOverlap": True}, "splitNumber": 4}
+
+
+def _base(title: str) -> dict:
+    return {
+        "animation": False,
+        "backgroundColor": "transparent",
+        "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 13}},
+        "grid": {"left": 50, "right": 18, "top": 40, "bottom": 30},
+        "tooltip": {"trigger": "axis"},
+    }
+
+
+def _rate_options() -> dict:
+    return {**_base("Packets per second"), "xAxis": TIME_AXIS,
+            "yAxis": {"type": "value", "minInterval": 1},
+            "series": [{"type": "line", "name": "packets", "showSymbol": False, "data": [],
+                        "areaStyle": {"opacity": 0.15}, "color": "#3b82f6"}]}
+
+
+def _protocol_options() -> dict:
+    return {**_base("Protocols"), "xAxis": {"type": "category", "data": []},
+            "yAxis": {"type": "value"},
+            "series": [{"type": "bar", "name": "packets", "data": [], "color": "#14b8a6"}]}
+
+
+def _score_options() -> dict:
+    return {**_base("Highest anomaly score per second"), "xAxis": TIME_AXIS,
+            "yAxis": {"type": "value", "min": 0, "max": 1},
+            "series": [{"type": "line", "name": "max score", "showSymbol": False, "data": [],
+                        "color": "#ef4444",
+                        "markLine": {"symbol": "none", "silent": True,
+                                     "lineStyle": {"type": "dashed", "color": "#f59e0b"},
+                                     "label": {"formatter": "threshold {c}"},
+                                     "data": []}}]}
+
+
+def _interface_options() -> dict[str, str]:
+    options = {"any": "all interfaces"}
+    try:
+        for i in list_interfaces():
+            extra = f" ({', '.join(i.addresses)})" if i.addresses else ""
+            options[i.name] = f"{i.name}{extra}" + ("" if i.up else " – down")
+    except OSError as exc:  # the picker still offers "all interfaces"
+        log.warning("cannot list interfaces: %s", exc)
+    return options
+
+
+def _filter_problem(expr: str) -> str | None:
+    """Why a BPF filter is invalid, in plain words, or None when it compiles (or is empty)."""
+    if not expr or not expr.strip():
+        return None
+    try:
+        compile_filter(expr.strip())
+    except CaptureError as exc:
+        return str(exc)
+    return None
+
+
+def _status_text(live: LiveState, controller: Controller) -> str:
+    if live.running:
+        state = f"Monitoring {live.source}"
+    elif live.source:
+        state = f"Stopped · last: {live.source}"
+    else:
+        state = "Idle · start monitoring, open a capture file or try the bundled sample"
+    store = live.store
+    if store is not None and (store.pending > 1000 or store.failures):
+        state += f" · database: {store.pending} events waiting"
+        if store.last_error:
+            state += f" ({store.last_error})"
+    if controller.db_error:
+        state += " · events not stored (database unavailable)"
+    return state

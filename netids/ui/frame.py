@@ -1,0 +1,89 @@
+"""The shared page frame: header with navigation, dark/light toggle, and the admin check.
+
+Every control that changes state (start/stop, filter, threshold, training, model activation)
+asks :func:`is_admin` first. Without LAN mode everybody is admin; the LAN security module
+plugs its role check in with :func:`set_admin_check` (viewer: read only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from nicegui import app, ui
+
+from netids.ui import theme
+
+_admin_check: Callable[[], bool] | None = None
+_header_extras: list[Callable[[], None]] = []  # e.g. "signed in as ... / sign out" from auth
+
+PAGES = (("/", "Live", "monitor_heart"), ("/history", "History", "history"),
+         ("/training", "Training", "model_training"))
+
+
+def set_admin_check(check: Callable[[], bool] | None) -> None:
+    """Install the role check of the current user (``None``: everybody is admin)."""
+    global _admin_check
+    _admin_check = check
+
+
+def add_header_extra(builder: Callable[[], None]) -> None:
+    """Add something to the right of every page header (called inside the header row)."""
+    _header_extras.append(builder)
+
+
+def reset() -> None:
+    """Forget installed hooks (a new app is being built)."""
+    set_admin_check(None)
+    _header_extras.clear()
+
+
+def is_admin() -> bool:
+    """Whether the current user may change state; True when no role check is installed."""
+    return True if _admin_check is None else bool(_admin_check())
+
+
+def require_admin() -> bool:
+    """:func:`is_admin`, telling a viewer in plain words when it is not."""
+    if is_admin():
+        return True
+    ui.notify("Only an admin can do that: you are signed in as a viewer.", type="warning")
+    return False
+
+
+def admin_only(element: ui.element) -> ui.element:
+    """Disable a control for viewers (its handler checks :func:`require_admin` as well)."""
+    if not is_admin():
+        element.disable()
+        element.tooltip("admin only")
+    return element
+
+
+def is_dark() -> bool:
+    return bool(app.storage.user.get("dark", False))
+
+
+@contextmanager
+def frame(title: str) -> Iterator[None]:
+    """Header, navigation and the dark toggle; the page content goes inside the ``with``."""
+    ui.add_css(theme.CSS)
+    app.storage.user.setdefault("dark", False)
+    dark = ui.dark_mode().bind_value(app.storage.user, "dark")
+    ui.page_title(f"netids · {title}")
+    with ui.header(elevated=True).classes("items-center gap-4 px-4 py-2 bg-slate-800"):
+        ui.icon("shield", size="28px").classes("text-amber-400")
+        ui.label("netids").classes("text-xl font-semibold tracking-wide")
+        with ui.row().classes("gap-1"):
+            for path, label, icon in PAGES:
+                link = ui.link(target=path).classes("no-underline")
+                with link:
+                    ui.button(label, icon=icon).props(
+                        f"flat no-caps color=white {'outline' if label == title else ''}"
+                    ).mark(f"nav-{label.lower()}")
+        ui.space()
+        for extra in _header_extras:
+            extra()
+        ui.button(icon="dark_mode", on_click=dark.toggle).props("flat round color=white") \
+            .tooltip("dark / light").mark("dark-toggle")
+    with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4"):
+        yield

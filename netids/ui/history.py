@@ -1,0 +1,355 @@
+"""The history page: the stored anomaly log, filtered, paged and sorted by the database.
+
+Every query goes through :mod:`netids.storage` in ``run.io_bound``; the browser only ever
+holds one page of rows. Sorting a column in the grid re-queries the database, so the order
+is over all matching events, not just the page shown.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nicegui import events, run, ui
+from sqlmodel import Session
+
+from netids.controller import Controller
+from netids.events import SEVERITIES
+from netids.export import export_events
+from netids.storage import (
+    EventFilter,
+    address_range,
+    count_events,
+    events_per_minute,
+    list_sensors,
+    query_events,
+    top_sources,
+    top_targets,
+)
+from netids.tables import Event
+from netids.ui import event_detail, theme
+from netids.ui.frame import is_dark
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100
+PROTOCOLS = ("TCP", "UDP", "ICMP", "ICMPv6", "ARP", "IGMP", "GRE", "ESP", "IPv4", "IPv6", "other")
+
+
+def page(controller: Controller) -> None:
+    History(controller)
+
+
+@dataclass(slots=True)
+class Page:
+    rows: list[dict]
+    total: int
+    per_minute: list[tuple[datetime, int, int]]
+    sources: list[tuple[str, int, int]]
+    targets: list[tuple[str, int, int]]
+    sensors: list[str]
+
+
+class History:
+    def __init__(self, controller: Controller) -> None:
+        self.c = controller
+        self.offset = 0
+        self.sort = "last_seen"
+        self.descending = True
+        self.filter = EventFilter()
+        if controller.engine is None:
+            ui.label(f"The event history needs the database: {controller.db_error or 'not open'}")\
+                .classes("text-negative").mark("history-unavailable")
+        self._filters()
+        with ui.row().classes("w-full gap-4 flex-nowrap max-lg:flex-wrap"):
+            self.minute_chart = ui.echart(_minute_options()).classes("flex-[2] min-w-[320px] h-60")\
+                .mark("minute-chart")
+            self.sources_chart = ui.echart(_top_options("Top sources", "#8b5cf6")) \
+                .classes("flex-1 min-w-[260px] h-60").mark("sources-chart")
+            self.targets_chart = ui.echart(_top_options("Top targets", "#ef4444")) \
+                .classes("flex-1 min-w-[260px] h-60").mark("targets-chart")
+        with ui.card().classes("w-full"):
+            with ui.row().classes("w-full items-center gap-2"):
+                ui.label("Stored events").classes("text-lg font-semibold")
+                self.summary = ui.label("").classes("text-sm opacity-80").mark("history-summary")
+                ui.space()
+                self.prev = ui.button(icon="chevron_left", on_click=lambda: self.turn(-1)) \
+                    .props("flat round").mark("history-prev")
+                self.page_label = ui.label("").classes("text-sm").mark("history-page")
+                self.next = ui.button(icon="chevron_right", on_click=lambda: self.turn(1)) \
+                    .props("flat round").mark("history-next")
+            self.grid = ui.aggrid(_grid_options(), theme="quartz").classes("w-full h-[480px]") \
+                .mark("history-grid")
+            self.grid.on("cellClicked", self._open_event)
+            self.grid.on("sortChanged", self._sort_changed)
+        ui.timer(0.05, self.reload, once=True)
+
+    def _filters(self) -> None:
+        with ui.card().classes("w-full"), ui.row().classes("w-full items-start gap-3"):
+            self.since = ui.input("From (UTC)").props('type="datetime-local" stack-label') \
+                .classes("w-52").mark("filter-since")
+            self.until = ui.input("To (UTC)").props('type="datetime-local" stack-label') \
+                .classes("w-52").mark("filter-until")
+            self.sensor = ui.select({"": "any sensor"}, value="", label="Sensor") \
+                .classes("w-36").mark("filter-sensor")
+            self.src = ui.input("Source address or CIDR", validation=_address_problem) \
+                .classes("w-52").mark("filter-src")
+            self.dst = ui.input("Destination address or CIDR", validation=_address_problem) \
+                .classes("w-52").mark("filter-dst")
+            self.proto = ui.select({"": "any", **{p: p for p in PROTOCOLS}}, value="",
+                                   label="Protocol").classes("w-28").mark("filter-proto")
+            self.kind = ui.input("Kind").classes("w-32").mark("filter-kind")
+            self.min_score = ui.number("Min score", min=0, max=1, step=0.01, format="%.2f") \
+                .classes("w-28").mark("filter-score")
+            self.severity = ui.select({"": "any", **{s: f"{s} or worse" for s in SEVERITIES}},
+                                      value="", label="Severity").classes("w-40") \
+                .mark("filter-severity")
+            with ui.row().classes("items-center gap-2 self-center"):
+                ui.button("Apply", icon="filter_alt", on_click=self.apply).mark("filter-apply")
+                ui.button("Clear", on_click=self.clear).props("flat").mark("filter-clear")
+                ui.button("CSV", icon="download", on_click=lambda: self.export("csv")) \
+                    .props("outline").mark("export-csv")
+                ui.button("JSON lines", icon="download", on_click=lambda: self.export("jsonl")) \
+                    .props("outline").mark("export-jsonl")
+
+    # -- commands ------------------------------------------------------------------------------
+    async def apply(self) -> None:
+        try:
+            self.filter = self._read_filter()
+        except ValueError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        self.offset = 0
+        await self.reload()
+
+    async def clear(self) -> None:
+        for element in (self.since, self.until, self.src, self.dst, self.kind):
+            element.set_value("")
+        for element in (self.sensor, self.proto, self.severity):
+            element.set_value("")
+        self.min_score.set_value(None)
+        await self.apply()
+
+    async def turn(self, step: int) -> None:
+        self.offset = max(0, self.offset + step * PAGE_SIZE)
+        await self.reload()
+
+    async def reload(self) -> None:
+        if self.c.engine is None:
+            return
+        try:
+            data = await run.io_bound(self._query)
+        except Exception as exc:  # noqa: BLE001 - database trouble is a notification
+            log.warning("history query failed: %s", exc)
+            ui.notify(f"Cannot read the event history: {exc}", type="negative", multi_line=True)
+            return
+        if self.offset and self.offset >= data.total:
+            self.offset = max(0, (data.total - 1) // PAGE_SIZE * PAGE_SIZE)
+        self._show(data)
+
+    async def export(self, fmt: str) -> None:
+        if self.c.engine is None:
+            ui.notify("No database: nothing to export.", type="warning")
+            return
+        try:
+            self.filter = self._read_filter()
+            content, n = await run.io_bound(self._export, fmt)
+        except ValueError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        except Exception as exc:  # noqa: BLE001
+            ui.notify(f"Export failed: {exc}", type="negative")
+            return
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        ui.download.content(content, f"netids-events-{stamp}.{fmt}")
+        ui.notify(f"Exported {n} events as {fmt.upper()}")
+
+    async def _open_event(self, e: events.GenericEventArguments) -> None:
+        data = (e.args or {}).get("data") or {}
+        if data.get("id"):
+            await event_detail.show(self.c, str(data["id"]))
+
+    async def _sort_changed(self, _: events.GenericEventArguments) -> None:
+        try:
+            state = await self.grid.run_grid_method("getColumnState")
+        except TimeoutError:
+            return
+        sorted_cols = [s for s in state or [] if s.get("sort")]
+        await self.sort_by(sorted_cols[0]["colId"] if sorted_cols else "last_seen",
+                           (sorted_cols[0]["sort"] == "desc") if sorted_cols else True)
+
+    async def sort_by(self, column: str, descending: bool) -> None:
+        """Order all matching events by ``column`` (a grid field) and show the first page."""
+        column = GRID_TO_DB.get(column, column)
+        if (column, descending) == (self.sort, self.descending):
+            return
+        self.sort, self.descending, self.offset = column, descending, 0
+        await self.reload()
+
+    # -- blocking helpers (run.io_bound) ---------------------------------------------------------
+    def _query(self) -> Page:
+        f = self.filter
+        with Session(self.c.engine) as session:
+            rows = query_events(session=session, filter=f, sort=self.sort,
+                                descending=self.descending, offset=self.offset, limit=PAGE_SIZE)
+            return Page(
+                rows=[history_row(e) for e in rows],
+                total=count_events(session=session, filter=f),
+                per_minute=events_per_minute(session=session, filter=f),
+                sources=top_sources(session=session, filter=f, limit=8),
+                targets=top_targets(session=session, filter=f, limit=8),
+                sensors=[s.name for s in list_sensors(session=session)],
+            )
+
+    def _export(self, fmt: str) -> tuple[bytes, int]:
+        out = io.StringIO()
+        with Session(self.c.engine) as session:
+            n = export_events(out, fmt, session=session, filter=self.filter)
+        return out.getvalue().encode(), n
+
+    # -- display ---------------------------------------------------------------------------------
+    def _show(self, data: Page) -> None:
+        dark = is_dark()
+        sensors = {"": "any sensor", **{s: s for s in data.sensors}}
+        if self.sensor.options != sensors:
+            self.sensor.set_options(sensors, value=self.sensor.value
+                                    if self.sensor.value in sensors else "")
+        first = self.offset + 1 if data.total else 0
+        last = min(self.offset + PAGE_SIZE, data.total)
+        self.summary.set_text(f"{data.total:,} events match")
+        self.page_label.set_text(f"{first:,}–{last:,} of {data.total:,}")
+        self.prev.set_enabled(self.offset > 0)
+        self.next.set_enabled(last < data.total)
+        self.grid.options["rowData"] = data.rows
+        for col in self.grid.options["columnDefs"]:
+            field = GRID_TO_DB.get(col["field"], col["field"])
+            col["sort"] = ("desc" if self.descending else "asc") if field == self.sort else None
+        self.grid.update()
+        minute = self.minute_chart.options
+        minute.update(theme.chart_theme(dark))
+        minute["series"][0]["data"] = [[m.timestamp() * 1000, n] for m, n, _ in data.per_minute]
+        self.minute_chart.update()
+        for chart, top, many in ((self.sources_chart, data.sources, "many sources"),
+                                 (self.targets_chart, data.targets, "many targets")):
+            chart.options.update(theme.chart_theme(dark))
+            top = list(reversed(top))
+            chart.options["yAxis"]["data"] = [name or many for name, _, _ in top]
+            chart.options["series"][0]["data"] = [n for _, n, _ in top]
+            chart.update()
+
+    def _read_filter(self) -> EventFilter:
+        for box in (self.src, self.dst):
+            problem = _address_problem(box.value or "")
+            if problem:
+                raise ValueError(problem)
+        score = self.min_score.value
+        if score is not None and not 0 <= float(score) <= 1:
+            raise ValueError("the minimum score is between 0 and 1")
+        return EventFilter(
+            since=_parse_time(self.since.value),
+            until=_parse_time(self.until.value),
+            sensor=self.sensor.value or None,
+            src=(self.src.value or "").strip() or None,
+            dst=(self.dst.value or "").strip() or None,
+            proto=self.proto.value or None,
+            kind=(self.kind.value or "").strip() or None,
+            min_score=float(score) if score is not None else None,
+            min_severity=self.severity.value or None,
+        )
+
+
+GRID_TO_DB = {"score": "score_max"}
+
+
+def history_row(e: Event) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "first_seen": _when(e.first_seen),
+        "last_seen": _when(e.last_seen),
+        "sensor": e.sensor,
+        "src": e.src or f"{e.src_count} sources",
+        "src_port": e.src_port,
+        "dst": e.dst or f"{e.dst_count} targets",
+        "dst_port": e.dst_port,
+        "proto": e.proto,
+        "kind": e.kind,
+        "packets": e.packets,
+        "score": round(e.score_max, 4),
+        "severity": e.severity,
+        "explanation": e.explanation,
+        "css": f"nid-{e.severity}" if e.severity != "normal" else "nid-normal-2",
+    }
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text or not text.strip():
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not a date and time: {text!r}") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _address_problem(text: str) -> str | None:
+    if not text or not text.strip():
+        return None
+    try:
+        address_range(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _grid_options() -> dict:
+    columns = [
+        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 150}),
+        ("first_seen", "First seen (UTC)", {"minWidth": 150}),
+        ("severity", "Severity", {"minWidth": 105}),
+        ("score", "Score", {"minWidth": 85, "type": "numericColumn"}),
+        ("kind", "Kind", {"minWidth": 110}),
+        ("src", "Source", {"minWidth": 130}),
+        ("src_port", "Src port", {"minWidth": 90, "type": "numericColumn"}),
+        ("dst", "Destination", {"minWidth": 130}),
+        ("dst_port", "Dst port", {"minWidth": 90, "type": "numericColumn"}),
+        ("proto", "Proto", {"minWidth": 80}),
+        ("packets", "Packets", {"minWidth": 90, "type": "numericColumn"}),
+        ("sensor", "Sensor", {"minWidth": 90}),
+        ("explanation", "Why", {"minWidth": 260, "tooltipField": "explanation"}),
+    ]
+    return {
+        "columnDefs": [{"field": f, "headerName": h, **extra} for f, h, extra in columns],
+        "defaultColDef": {"sortable": True, "resizable": True},
+        "rowData": [],
+        ":getRowId": "params => params.data.id",
+        ":getRowClass": "params => params.data.css",
+        "animateRows": False,
+        "suppressCellFocus": True,
+        "overlayNoRowsTemplate": "No stored events match",
+    }
+
+
+def _minute_options() -> dict:
+    return {"animation": False, "backgroundColor": "transparent",
+            "title": {"text": "Events per minute", "left": 8, "top": 4,
+                      "textStyle": {"fontSize": 13}},
+            "grid": {"left": 45, "right": 15, "top": 40, "bottom": 30},
+            "tooltip": {"trigger": "axis"}, "xAxis": {"type": "time"},
+            "yAxis": {"type": "value", "minInterval": 1},
+            "series": [{"type": "bar", "name": "events", "data": [], "color": "#f59e0b"}]}
+
+
+def _top_options(title: str, color: str) -> dict:
+    return {"animation": False, "backgroundColor": "transparent",
+            "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 13}},
+            "grid": {"left": 110, "right": 15, "top": 40, "bottom": 25},
+            "tooltip": {"trigger": "axis"}, "xAxis": {"type": "value", "minInterval": 1},
+            "yAxis": {"type": "category", "data": []},
+            "series": [{"type": "bar", "name": "events", "data": [], "color": color}]}

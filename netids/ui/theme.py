@@ -1,0 +1,56 @@
+"""Severity colours and the small CSS the pages share.
+
+Rows of the event tables are coloured by how anomalous they are *at the current threshold*:
+an event whose highest score reaches the threshold is "anomalous" (red); below it, a score
+from ``EventConfig.suspicious_at`` is "suspicious" (orange); lower scores are "normal", shaded
+from white to yellow as the score rises. Moving the threshold therefore recolours the table.
+
+>>> display_severity(0.95, 0.9), display_severity(0.95, 0.99), display_severity(0.2, 0.99)
+('anomalous', 'suspicious', 'normal')
+>>> row_class(0.95, 0.99), row_class(0.1, 0.99), row_class(0.45, 0.99)
+('nid-suspicious', 'nid-normal-0', 'nid-normal-3')
+"""
+
+from __future__ import annotations
+
+from netids.events import EventConfig
+
+SUSPICIOUS_AT = EventConfig().suspicious_at
+NORMAL_SHADES = 5  # white -> yellow steps for scores below SUSPICIOUS_AT
+
+SEVERITY_COLORS = {"normal": "#fde047", "suspicious": "#f97316", "anomalous": "#dc2626"}
+
+CSS = """
+.nid-anomalous { background-color: rgba(220, 38, 38, 0.30) !important; }
+.nid-suspicious { background-color: rgba(249, 115, 22, 0.28) !important; }
+.nid-normal-0 { background-color: rgba(255, 255, 255, 0) !important; }
+.nid-normal-1 { background-color: rgba(253, 224, 71, 0.08) !important; }
+.nid-normal-2 { background-color: rgba(253, 224, 71, 0.16) !important; }
+.nid-normal-3 { background-color: rgba(253, 224, 71, 0.26) !important; }
+.nid-normal-4 { background-color: rgba(253, 224, 71, 0.38) !important; }
+.nid-counter .q-card__section { padding: 8px 14px; }
+.nid-count { font-size: 1.6rem; font-weight: 600; font-variant-numeric: tabular-nums; }
+.nid-mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem; }
+"""
+
+
+def display_severity(score: float, threshold: float) -> str:
+    """'anomalous' at or above the threshold, else 'suspicious' or 'normal' by score."""
+    if score >= threshold:
+        return "anomalous"
+    return "suspicious" if score >= SUSPICIOUS_AT else "normal"
+
+
+def row_class(score: float, threshold: float) -> str:
+    """CSS class of a table row (see CSS above)."""
+    status = display_severity(score, threshold)
+    if status != "normal":
+        return f"nid-{status}"
+    step = min(NORMAL_SHADES - 1, int(max(score, 0.0) / SUSPICIOUS_AT * NORMAL_SHADES))
+    return f"nid-normal-{step}"
+
+
+def chart_theme(dark: bool) -> dict:
+    """ECharts colours matching the page's dark or light mode."""
+    text = "#e5e7eb" if dark else "#374151"
+    return {"backgroundColor": "transparent", "textStyle": {"color": text}}

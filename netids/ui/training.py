@@ -1,0 +1,262 @@
+"""The training page: capture normal traffic (live or a file), stop and train with a live loss
+curve, read the final report, and activate or roll back model versions.
+
+It reads :attr:`Controller.training` on a throttled timer and calls the controller's
+training commands; a failed training leaves the previous model active and says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nicegui import run, ui
+
+from netids.capture import CaptureError
+from netids.controller import Controller
+from netids.retrain import TrainingError
+from netids.train import TrainConfig
+from netids.ui import theme
+from netids.ui.dashboard import SAMPLE, _filter_problem, _interface_options
+from netids.ui.frame import admin_only, is_admin, is_dark, require_admin
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 0.5
+PHASE_TEXT = {
+    "idle": "Not capturing. Capture normal traffic first: a few minutes of an ordinary day, "
+            "or a capture file of it (at least 8,000 packets).",
+    "capturing": "Capturing normal traffic…",
+    "training": "Training…",
+    "done": "Done: the new model is active.",
+    "failed": "Training failed: the previous model stays active.",
+}
+
+
+def page(controller: Controller) -> None:
+    TrainingPage(controller)
+
+
+class TrainingPage:
+    def __init__(self, controller: Controller) -> None:
+        self.c = controller
+        self.seen = -1
+        self.seen_phase = controller.training.phase
+        with ui.row().classes("w-full gap-4 items-stretch flex-wrap"):
+            self._capture_card()
+            self._train_card()
+        with ui.row().classes("w-full gap-4 items-stretch flex-nowrap max-lg:flex-wrap"):
+            with ui.card().classes("flex-[3] min-w-[360px]"):
+                self.loss_chart = ui.echart(_loss_options()).classes("w-full h-72") \
+                    .mark("loss-chart")
+            with ui.card().classes("flex-[2] min-w-[320px]"):
+                ui.label("Final report").classes("text-lg font-semibold")
+                self.report = ui.label("").classes("whitespace-pre-wrap text-sm") \
+                    .mark("training-report")
+                self.error = ui.label("").classes("text-negative whitespace-pre-wrap") \
+                    .mark("training-error")
+        with ui.card().classes("w-full"):
+            with ui.row().classes("w-full items-center"):
+                ui.label("Model versions").classes("text-lg font-semibold")
+                self.active = ui.label("").classes("text-sm opacity-80").mark("active-model")
+            self.versions = ui.column().classes("w-full gap-1").mark("model-versions")
+        ui.timer(REFRESH_SECONDS, self.refresh)
+        self.refresh()
+        ui.timer(0.05, self.show_versions, once=True)
+
+    def _capture_card(self) -> None:
+        with ui.card().classes("flex-1 min-w-[380px]"):
+            ui.label("1 · Capture normal traffic").classes("text-lg font-semibold")
+            with ui.row().classes("w-full items-start gap-2"):
+                self.interface = admin_only(ui.select(_interface_options(), value="any",
+                                                      label="Interface")
+                                            .classes("min-w-[180px]").mark("train-interface"))
+                self.bpf = admin_only(ui.input("Capture filter (BPF)",
+                                               validation=_filter_problem)
+                                      .classes("flex-1").mark("train-bpf"))
+            admin_only(ui.button("Start capture for training", icon="fiber_manual_record",
+                                 on_click=self.start_capture).mark("train-start-capture"))
+            with ui.row().classes("w-full items-center gap-2"):
+                self.path = admin_only(ui.input("…or a pcap / pcapng file of normal traffic")
+                                       .classes("flex-1").mark("train-path"))
+                admin_only(ui.button("Use file", icon="description", on_click=self.use_file)
+                           .mark("train-use-file"))
+            with ui.row().classes("items-center gap-3"):
+                ui.label("Packets collected").classes("text-sm opacity-70")
+                self.packets = ui.label("0").classes("nid-count").mark("train-packets")
+            self.phase = ui.label("").classes("text-sm").mark("train-phase")
+
+    def _train_card(self) -> None:
+        with ui.card().classes("flex-1 min-w-[320px]"):
+            ui.label("2 · Train").classes("text-lg font-semibold")
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+            self.name = admin_only(ui.input("Name of the new model", value=f"model-{stamp}")
+                                   .classes("w-full").mark("train-name"))
+            self.epochs = admin_only(ui.number("Max epochs (stops early when it stops "
+                                               "improving)", value=TrainConfig.epochs, min=1,
+                                               max=200, step=1, format="%d")
+                                     .classes("w-full").mark("train-epochs"))
+            with ui.row().classes("gap-2"):
+                self.train_button = admin_only(ui.button("Stop & train", icon="model_training",
+                                                         on_click=self.stop_and_train)
+                                               .props("color=primary").mark("train-go"))
+                self.cancel_button = admin_only(ui.button("Cancel", on_click=self.cancel)
+                                                .props("flat").mark("train-cancel"))
+
+    # -- commands ------------------------------------------------------------------------------
+    async def start_capture(self) -> None:
+        if not require_admin():
+            return
+        bpf = (self.bpf.value or "").strip() or None
+        problem = _filter_problem(bpf or "")
+        if problem:
+            ui.notify(problem, type="negative")
+            return
+        interface = None if self.interface.value in (None, "", "any") else self.interface.value
+        try:
+            await self.c.start_training_capture(interface, bpf)
+        except CaptureError as exc:
+            ui.notify(str(exc), type="negative", multi_line=True)
+            return
+        self.refresh()
+
+    async def use_file(self) -> None:
+        if not require_admin():
+            return
+        text = (self.path.value or "").strip()
+        path = Path(text).expanduser() if text else SAMPLE
+        if not path.is_file():
+            ui.notify(f"No such file: {path}", type="negative")
+            return
+        try:
+            await self.c.start_training_file(path)
+        except CaptureError as exc:
+            ui.notify(str(exc), type="negative", multi_line=True)
+            return
+        self.refresh()
+
+    async def stop_and_train(self) -> None:
+        if not require_admin():
+            return
+        epochs = int(self.epochs.value or TrainConfig.epochs)
+        name = (self.name.value or "").strip()
+        try:
+            task = self.c.stop_and_train(name, TrainConfig(epochs=max(1, epochs)))
+            self.train_button.disable()
+            ok = await task
+        except TrainingError as exc:
+            ui.notify(str(exc), type="negative", multi_line=True)
+            return
+        finally:
+            self.train_button.set_enabled(is_admin())
+        self.refresh()
+        await self.show_versions()
+        if ok:
+            ui.notify(f"Model {name} trained and active.", type="positive")
+
+    def cancel(self) -> None:
+        if require_admin():
+            self.c.cancel_training()
+
+    async def activate(self, name: str) -> None:
+        if not require_admin():
+            return
+        if await self.c.activate_model(name):
+            ui.notify(f"Model {name} is active.", type="positive")
+        else:
+            ui.notify(f"Model {name} not activated: {self.c.live.message}", type="negative",
+                      multi_line=True)
+        await self.show_versions()
+
+    # -- display -------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        t = self.c.training
+        if t.generation == self.seen and t.phase == self.seen_phase:
+            return
+        self.seen = t.generation
+        self.packets.set_text(f"{t.packets:,}")
+        text = PHASE_TEXT.get(t.phase, t.phase)
+        if t.phase == "capturing" and t.source:
+            text = f"Capturing normal traffic from {t.source}…"
+        if t.phase == "training" and t.history:
+            text = f"Training… epoch {t.history[-1][0]}"
+        self.phase.set_text(text)
+        self.report.set_text(t.report)
+        self.error.set_text(t.error if t.phase == "failed" else "")
+        opts = self.loss_chart.options
+        opts.update(theme.chart_theme(is_dark()))
+        opts["xAxis"]["data"] = [e for e, _, _ in t.history]
+        opts["series"][0]["data"] = [round(v, 5) for _, v, _ in t.history]
+        opts["series"][1]["data"] = [round(v, 5) for _, _, v in t.history]
+        self.loss_chart.update()
+        admin = is_admin()
+        self.train_button.set_enabled(admin and t.phase == "capturing")
+        self.cancel_button.set_enabled(admin and t.phase == "training")
+        if t.phase != self.seen_phase:
+            self.seen_phase = t.phase
+            if t.phase == "failed":
+                ui.notify(f"Training failed, the previous model stays active: {t.error}",
+                          type="negative", multi_line=True)
+
+    async def show_versions(self) -> None:
+        try:
+            versions = await run.io_bound(self.c.model_versions)
+        except Exception as exc:  # noqa: BLE001 - database trouble is a notification
+            ui.notify(f"Cannot list model versions: {exc}", type="negative")
+            return
+        active = next((v for v in versions if v.active), None)
+        self.active.set_text(f"active: {active.name}" if active else
+                             "no version recorded (database unavailable?)")
+        self.versions.clear()
+        with self.versions:
+            if not versions:
+                ui.label("No model versions recorded yet.").classes("text-sm opacity-70")
+            previous = _previous(versions)
+            for v in versions:
+                with ui.row().classes("w-full items-center gap-3 border-b py-1") \
+                        .mark(f"version-{v.name}"):
+                    ui.icon("check_circle" if v.active else "radio_button_unchecked",
+                            color="positive" if v.active else "grey")
+                    ui.label(v.name).classes("font-medium min-w-[160px]")
+                    ui.label(v.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")) \
+                        .classes("text-sm opacity-70")
+                    ui.label(_details(v.details)).classes("text-sm opacity-70 flex-1")
+                    if not v.active:
+                        label = "Roll back" if previous and v.name == previous else "Activate"
+                        admin_only(ui.button(label, on_click=lambda n=v.name: self.activate(n))
+                                   .props("outline dense no-caps").mark(f"activate-{v.name}"))
+
+
+def _previous(versions: list) -> str | None:
+    """The version created before the active one: what 'roll back' returns to."""
+    ordered = sorted(versions, key=lambda v: v.created_at)
+    for i, v in enumerate(ordered):
+        if v.active and i > 0:
+            return str(ordered[i - 1].name)
+    return None
+
+
+def _details(details: dict | None) -> str:
+    if not details:
+        return ""
+    metrics = details.get("metrics", {}) if isinstance(details, dict) else {}
+    parts = []
+    if "best_val_loss" in metrics:
+        parts.append(f"validation loss {metrics['best_val_loss']:.4f}")
+    if "packets" in details:
+        parts.append(f"{details['packets']:,} packets")
+    return " · ".join(parts)
+
+
+def _loss_options() -> dict:
+    return {"animation": False, "backgroundColor": "transparent",
+            "title": {"text": "Loss per epoch", "left": 8, "top": 4,
+                      "textStyle": {"fontSize": 13}},
+            "legend": {"top": 4, "right": 10},
+            "grid": {"left": 55, "right": 15, "top": 40, "bottom": 30},
+            "tooltip": {"trigger": "axis"},
+            "xAxis": {"type": "category", "name": "epoch", "data": []},
+            "yAxis": {"type": "log", "name": "loss"},
+            "series": [{"type": "line", "name": "training", "data": [], "color": "#3b82f6"},
+                       {"type": "line", "name": "validation", "data": [], "color": "#f59e0b"}]}

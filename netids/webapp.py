@@ -1,0 +1,81 @@
+"""The NiceGUI app: builds the pages around one :class:`~netids.controller.Controller` and
+serves them.
+
+``build(controller)`` registers the pages and ties the controller's life to the app's
+(``app.on_startup(controller.open)``, ``app.on_shutdown(controller.close)``); ``serve(settings)``
+does that and calls ``ui.run``. Importing this module starts nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from nicegui import app, ui
+
+from netids.config import Settings
+from netids.controller import Controller
+from netids.ui import dashboard, frame, history, training
+
+log = logging.getLogger(__name__)
+
+# LAN security hook, called once while the app is built: by default
+# ``netids.ui.login.install_auth(settings, host=settings.host)``, which (beyond loopback) puts
+# the login gate in front of every page, upload and socket message, installs the role check
+# with ``frame.set_admin_check`` and header items with ``frame.add_header_extra``; it raises
+# ``LanConfigError`` when a login is needed and no account exists.
+AuthHook = Callable[[Settings], object]
+
+
+def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
+    """Register the pages and the controller's start-up and shut-down."""
+    frame.reset()
+    app.state.controller = controller  # for tests and add-ons; pages get it passed
+    app.on_startup(controller.open)
+    app.on_shutdown(controller.close)
+    install_auth(controller.settings, auth)
+
+    @ui.page("/")
+    def dashboard_page() -> None:
+        with frame.frame("Live"):
+            dashboard.page(controller)
+
+    @ui.page("/history")
+    def history_page() -> None:
+        with frame.frame("History"):
+            history.page(controller)
+
+    @ui.page("/training")
+    def training_page() -> None:
+        with frame.frame("Training"):
+            training.page(controller)
+
+
+def install_auth(settings: Settings, auth: AuthHook | None = None) -> None:
+    """Plug in LAN security: the given hook, else the login gate of ``netids.ui.login``."""
+    if auth is None:
+        from netids.ui import login
+
+        login.install_auth(settings, host=settings.host)
+    else:
+        auth(settings)
+
+
+def serve(settings: Settings, *, native: bool = False, storage_secret: str | None = None,
+          show: bool = False, auth: AuthHook | None = None) -> None:
+    """Build the app around a new controller and run it (returns when the server stops)."""
+    from netids.ui import login
+
+    controller = Controller(settings)
+    build(controller, auth=auth)
+    ui.run(
+        host=settings.host,
+        port=settings.port,
+        title="netids",
+        favicon="🛡️",
+        native=native,
+        reload=False,
+        show=show,
+        storage_secret=storage_secret or login.storage_secret(settings),
+        show_welcome_message=True,
+    )
