@@ -24,7 +24,7 @@ from netids.capture import (
     list_interfaces,
 )
 from netids.config import CaptureSettings
-from netids.frames import LINKTYPE_ETHERNET
+from netids.frames import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from netids.pcapfile import write_pcap
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
@@ -321,3 +321,51 @@ async def test_vlan_tags_stripped_by_the_kernel_are_put_back(lab_net, tmp_path: 
     frames = [batch.frame(i) for batch in batches for i in range(len(batch))]
     assert frames == [tagged] * 20
     assert all(int(w) == len(tagged) for batch in batches for w in batch.wirelen)
+
+
+TUN_INJECT = """
+import fcntl, os, struct, subprocess, sys, time
+n, port = int(sys.argv[1]), int(sys.argv[2])
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", b"tun0", 0x0001 | 0x1000))  # IFF_TUN|IFF_NO_PI
+subprocess.run(["ip", "addr", "add", "10.78.0.1/24", "dev", "tun0"], check=True)
+subprocess.run(["ip", "link", "set", "tun0", "up"], check=True)
+print("ready", flush=True)
+sys.stdin.readline()
+udp = struct.pack("!HHHH", 40000, port, 12, 0) + b"tun!"
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                 bytes([10, 78, 0, 2]), bytes([10, 78, 0, 1]))
+for _ in range(n):
+    os.write(fd, ip + udp)
+    os.write(fd, ip[:9] + bytes([1]) + ip[10:] + udp)  # the same as "ICMP": filtered out
+print("sent", flush=True)
+sys.stdin.readline()
+"""
+
+
+@needs_root
+async def test_tun_frames_are_raw_ip_and_filtered_as_raw_ip() -> None:
+    ns = f"netids-lab-{os.getpid()}-tun"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    injector = subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", TUN_INJECT, "25", "47010"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert injector.stdout is not None and injector.stdin is not None
+        assert injector.stdout.readline().strip() == "ready"
+        source = LiveSource("tun0", "udp dst port 47010", SETTINGS, netns=ns)
+
+        def inject() -> None:
+            injector.stdin.write("go\n")
+            injector.stdin.flush()
+            assert injector.stdout.readline().strip() == "sent"
+
+        batches = await capture_while(source, inject)
+        frames = [b.frame(i) for b in batches for i in range(len(b))]
+        assert len(frames) == 25 and frames[0][0] == 0x45 and frames[0][9] == 17
+        assert {int(t) for b in batches for t in b.linktype} == {LINKTYPE_RAW}
+    finally:
+        injector.kill()
+        injector.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
