@@ -296,7 +296,6 @@ DOMAIN = "lab.test"
 NAMES = ("www", "files", "cdn", "api", "mail", "intranet", "nosuch", "missing")
 FILE_SIZES = (300, 1200, 4000, 9000, 20000, 48000, 120000, 350000, 1000000)
 FILE_WEIGHTS = (12, 14, 14, 12, 10, 8, 5, 3, 1)
-ATTACK_TAIL = 1.5  # seconds after an attack process ends in which its replies still count
 ATTACK_GAP = 2.5  # benign-only seconds between attacks
 
 
@@ -652,12 +651,12 @@ async def _attacks(
             continue
         argv = [a.format(**ips) for a in attack.argv]
         budget = min(attack.budget, remaining)
-        span = Span(attack, now, now + budget + ATTACK_TAIL)
+        span = Span(attack, now, now + budget)
         report.spans.append(span)  # the labeller sees it while it runs
         log.info("attack %s: %s", attack.name, " ".join(argv))
         with contextlib.suppress(TimeoutError):
             await net.exec(ATTACKER, *argv, timeout=budget)
-        span.end = time.time() + ATTACK_TAIL
+        span.end = time.time()
         await asyncio.sleep(ATTACK_GAP)
 
 
@@ -728,7 +727,13 @@ def _client_action(rng: random.Random, port: str, srv: str, web2: str, dns: str)
 
 
 class _Labeller:
-    """Label frames by the attacker's MAC/IP and the time spans of the attacks."""
+    """Label frames by the attacker's MAC/IP and the time spans of the attacks.
+
+    A frame to or from the attacker belongs to the attack that started last before it: the
+    attacker does nothing else, and what follows an attack (late replies, retransmissions,
+    a victim still using a poisoned ARP entry) is still its doing. The attacker's IPv6
+    housekeeping (neighbour and router solicitations, no attack uses IPv6) stays benign.
+    """
 
     def __init__(self, attacker: Host, spans: list[Span]) -> None:
         self.mac = bytes.fromhex(attacker.mac.replace(":", ""))
@@ -740,14 +745,16 @@ class _Labeller:
         if not self._involved(frame):
             return ""
         for span in reversed(self.spans):
-            if span.start - 0.2 <= ts <= span.end:
+            if span.start - 0.2 <= ts:
                 return span.attack.kind
         return ""
 
     def _involved(self, f: bytes) -> bool:
+        etype = f[12:14]
+        if etype == b"\x86\xdd":
+            return False
         if f[0:6] == self.mac or f[6:12] == self.mac:
             return True
-        etype = f[12:14]
         if etype == b"\x08\x00":
             return f[26:30] == self.ip or f[30:34] == self.ip
         if etype == b"\x08\x06":

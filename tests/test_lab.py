@@ -44,8 +44,9 @@ def test_short_lab_session_writes_labelled_capture_and_leaves_nothing(tmp_path: 
     assert kinds == {"port_scan", "syn_flood"}
     assert all(r["attack_kind"] == "" for r in rows if r["label"] == "0")
     for (frame, _, _), row in zip(frames, rows, strict=True):
-        if frame[12:14] == b"\x08\x00" and attacker in (frame[26:30], frame[30:34]):
-            assert row["label"] == "1"  # every IPv4 packet to or from the attacker is an attack
+        ip = frame[12:14] == b"\x08\x00" and frame[23] in (1, 6, 17)  # ICMP, TCP, UDP
+        if ip and attacker in (frame[26:30], frame[30:34]):
+            assert row["label"] == "1"  # every packet to or from the attacker is an attack
     benign = [f for (f, _, _), r in zip(frames, rows, strict=True) if r["label"] == "0"]
     ports = {int.from_bytes(f[34:36], "big") for f in benign if f[12:14] == b"\x08\x00"} | {
         int.from_bytes(f[36:38], "big") for f in benign if f[12:14] == b"\x08\x00"
