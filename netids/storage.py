@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, create_engine, delete, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from netids.config import PROJECT_ROOT, StorageSettings
 from netids.events import SEVERITIES, EventUpdate, Sample, severities_at_least
@@ -43,6 +43,10 @@ from netids.tables import (
 )
 
 log = logging.getLogger(__name__)
+
+EVENTS: Any = Event.__table__  # type: ignore[attr-defined]
+SAMPLES: Any = SamplePacket.__table__  # type: ignore[attr-defined]
+SENSORS: Any = Sensor.__table__  # type: ignore[attr-defined]
 
 MIGRATIONS = PROJECT_ROOT / "db" / "migrations"
 PG_MIGRATION_LOCK = 0x6E657469  # advisory lock id: two sensors starting at once upgrade in turn
@@ -294,7 +298,9 @@ class EventStore:
                     "last_seen": now,
                 }])
             else:
-                conn.execute(update(Sensor).where(Sensor.name == self.sensor).values(last_seen=now))
+                conn.execute(
+                    update(Sensor).where(col(Sensor.name) == self.sensor).values(last_seen=now)
+                )
         self._sensor_known = True
 
     def _salvage(self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]]) -> int:
@@ -353,6 +359,8 @@ def _clean(text: str, size: int | None = None) -> str:
 
 def _event_row(u: EventUpdate, sensor: str, now: Any, sqlite: bool = False) -> dict[str, Any]:
     """Column values of an event; with ``sqlite`` timestamps (and ``now``) are the stored text."""
+    first_seen: Any
+    last_seen: Any
     if sqlite:
         first_seen, last_seen, updated = _sqlite_ts(u.first_seen), _sqlite_ts(u.last_seen), now
     else:
@@ -446,7 +454,7 @@ def _sqlite_ts(seconds: float) -> str:
 
 
 def _event_upsert(dialect: str) -> Any:
-    table = Event.__table__
+    table = EVENTS
     ins = _insert(dialect, table)
     keep = {"id", "sensor", "first_seen"}
     return ins.on_conflict_do_update(
@@ -456,13 +464,13 @@ def _event_upsert(dialect: str) -> Any:
 
 
 def _sample_insert(dialect: str) -> Any:
-    return _insert(dialect, SamplePacket.__table__).on_conflict_do_nothing(
+    return _insert(dialect, SAMPLES).on_conflict_do_nothing(
         index_elements=["event_id", "seq"]
     )
 
 
 def _sensor_upsert(dialect: str) -> Any:
-    ins = _insert(dialect, Sensor.__table__)
+    ins = _insert(dialect, SENSORS)
     return ins.on_conflict_do_update(
         index_elements=["name"],
         set_={"hostname": ins.excluded.hostname, "last_seen": ins.excluded.last_seen},
@@ -488,7 +496,7 @@ class EventFilter:
     text: str | None = None  # substring of the explanation, case-insensitive
 
 
-SORT_COLUMNS = tuple(c.name for c in Event.__table__.columns)
+SORT_COLUMNS = tuple(c.name for c in EVENTS.columns)
 
 
 def address_range(text: str) -> tuple[str, str]:
@@ -518,27 +526,27 @@ def event_conditions(f: EventFilter | None) -> list[ColumnElement[bool]]:
             raise ValueError(f"{name} filter contains a NUL character")
     cond: list[ColumnElement[bool]] = []
     if f.since is not None:
-        cond.append(Event.last_seen >= f.since)
+        cond.append(col(Event.last_seen) >= f.since)
     if f.until is not None:
-        cond.append(Event.first_seen <= f.until)
+        cond.append(col(Event.first_seen) <= f.until)
     if f.sensor:
-        cond.append(Event.sensor == f.sensor)
-    for text, key in ((f.src, Event.src_key), (f.dst, Event.dst_key)):
+        cond.append(col(Event.sensor) == f.sensor)
+    for text, key in ((f.src, col(Event.src_key)), (f.dst, col(Event.dst_key))):
         if text:
             lo, hi = address_range(text)
             cond.append(key.between(lo, hi))
     if f.proto:
-        cond.append(func.upper(Event.proto) == f.proto.upper())
+        cond.append(func.upper(col(Event.proto)) == f.proto.upper())
     if f.kind:
-        cond.append(Event.kind == f.kind)
+        cond.append(col(Event.kind) == f.kind)
     if f.min_score is not None:
-        cond.append(Event.score_max >= f.min_score)
+        cond.append(col(Event.score_max) >= f.min_score)
     if f.min_severity:
         if f.min_severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
-        cond.append(Event.severity.in_(severities_at_least(f.min_severity)))
+        cond.append(col(Event.severity).in_(severities_at_least(f.min_severity)))
     if f.text:
-        cond.append(Event.explanation.icontains(f.text, autoescape=True))
+        cond.append(col(Event.explanation).icontains(f.text, autoescape=True))
     return cond
 
 
@@ -554,8 +562,8 @@ def query_events(
     """One page of events, sorted by any column (ties broken by id, so pages never overlap)."""
     if sort not in SORT_COLUMNS:
         raise ValueError(f"cannot sort by {sort!r}; choose one of {', '.join(SORT_COLUMNS)}")
-    col = Event.__table__.c[sort]
-    order = (col.desc(), Event.id.desc()) if descending else (col.asc(), Event.id.asc())
+    column, tie = EVENTS.c[sort], col(Event.id)
+    order = (column.desc(), tie.desc()) if descending else (column.asc(), tie.asc())
     stmt = select(Event).where(*event_conditions(filter)).order_by(*order).offset(max(offset, 0))
     if limit is not None:
         stmt = stmt.limit(limit)
@@ -573,7 +581,11 @@ def get_event(event_id: str, *, session: Session) -> Event | None:
 
 
 def event_samples(event_id: str, *, session: Session) -> list[SamplePacket]:
-    stmt = select(SamplePacket).where(SamplePacket.event_id == event_id).order_by(SamplePacket.seq)
+    stmt = (
+        select(SamplePacket)
+        .where(col(SamplePacket.event_id) == event_id)
+        .order_by(col(SamplePacket.seq))
+    )
     return list(session.exec(stmt))
 
 
@@ -582,11 +594,11 @@ def events_per_minute(
 ) -> list[tuple[datetime, int, int]]:
     """(minute, events started, their packets) per minute with events, oldest first."""
     if session.get_bind().dialect.name == "sqlite":
-        bucket: Any = func.strftime("%Y-%m-%d %H:%M:00", Event.first_seen)
+        bucket: Any = func.strftime("%Y-%m-%d %H:%M:00", col(Event.first_seen))
     else:
-        bucket = func.date_trunc("minute", Event.first_seen)
+        bucket = func.date_trunc("minute", col(Event.first_seen))
     stmt = (
-        select(bucket.label("minute"), func.count(), func.sum(Event.packets))
+        select(bucket.label("minute"), func.count(), func.sum(col(Event.packets)))
         .where(*event_conditions(filter))
         .group_by(bucket)
         .order_by(bucket)
@@ -604,26 +616,26 @@ def top_sources(
     *, session: Session, filter: EventFilter | None = None, limit: int = 10
 ) -> list[tuple[str, int, int]]:
     """(source, events, packets) of the busiest sources; '' stands for merged 'many sources'."""
-    return _top(Event.src, session, filter, limit)
+    return _top(col(Event.src), session, filter, limit)
 
 
 def top_targets(
     *, session: Session, filter: EventFilter | None = None, limit: int = 10
 ) -> list[tuple[str, int, int]]:
     """(target, events, packets) of the most targeted destinations."""
-    return _top(Event.dst, session, filter, limit)
+    return _top(col(Event.dst), session, filter, limit)
 
 
 def _top(
-    col: Any, session: Session, f: EventFilter | None, limit: int
+    address: Any, session: Session, f: EventFilter | None, limit: int
 ) -> list[tuple[str, int, int]]:
     n = func.count().label("n")
-    packets = func.sum(Event.packets).label("packets")
+    packets = func.sum(col(Event.packets)).label("packets")
     stmt = (
-        select(col, n, packets)
+        select(address, n, packets)
         .where(*event_conditions(f))
-        .group_by(col)
-        .order_by(n.desc(), packets.desc(), col)
+        .group_by(address)
+        .order_by(n.desc(), packets.desc(), address)
         .limit(limit)
     )
     return [(a, int(c), int(p or 0)) for a, c, p in session.exec(stmt)]
@@ -641,16 +653,18 @@ def apply_retention(
     doomed: list[Any] = []
     if max_age is not None:
         cutoff = (now or utcnow()) - max_age
-        doomed.append(select(Event.id).where(Event.last_seen < cutoff))
+        doomed.append(select(col(Event.id)).where(col(Event.last_seen) < cutoff))
     if max_rows is not None:
         doomed.append(
-            select(Event.id).order_by(Event.last_seen.desc(), Event.id.desc()).offset(max_rows)
+            select(col(Event.id))
+            .order_by(col(Event.last_seen).desc(), col(Event.id).desc())
+            .offset(max_rows)
         )
     deleted = 0
     for ids in doomed:
         sub = select(ids.subquery().c.id)
-        session.exec(delete(SamplePacket).where(SamplePacket.event_id.in_(sub)))
-        result = session.exec(delete(Event).where(Event.id.in_(sub)))
+        session.exec(delete(SamplePacket).where(col(SamplePacket.event_id).in_(sub)))
+        result = session.exec(delete(Event).where(col(Event.id).in_(sub)))
         deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
     session.commit()
     return deleted
@@ -660,7 +674,7 @@ def apply_retention(
 
 
 def list_sensors(*, session: Session) -> list[Sensor]:
-    return list(session.exec(select(Sensor).order_by(Sensor.name)))
+    return list(session.exec(select(Sensor).order_by(col(Sensor.name))))
 
 
 def start_capture_session(
@@ -687,7 +701,7 @@ def end_capture_session(
 
 
 def list_capture_sessions(*, session: Session, limit: int = 100) -> list[CaptureSession]:
-    stmt = select(CaptureSession).order_by(CaptureSession.started_at.desc()).limit(limit)
+    stmt = select(CaptureSession).order_by(col(CaptureSession.started_at).desc()).limit(limit)
     return list(session.exec(stmt))
 
 
@@ -711,7 +725,7 @@ def add_model_version(
 
 def activate_model_version(name: str, *, session: Session) -> ModelVersion:
     """Make ``name`` the only active model version."""
-    row = session.exec(select(ModelVersion).where(ModelVersion.name == name)).first()
+    row = session.exec(select(ModelVersion).where(col(ModelVersion.name) == name)).first()
     if row is None:
         raise ValueError(f"no model version named {name!r}")
     _activate(row, session)
@@ -721,16 +735,16 @@ def activate_model_version(name: str, *, session: Session) -> ModelVersion:
 
 
 def _activate(row: ModelVersion, session: Session) -> None:
-    session.exec(update(ModelVersion).where(ModelVersion.id != row.id).values(active=False))
+    session.exec(update(ModelVersion).where(col(ModelVersion.id) != row.id).values(active=False))
     row.active = True
     session.add(row)
 
 
 def active_model_version(*, session: Session) -> ModelVersion | None:
-    return session.exec(select(ModelVersion).where(ModelVersion.active)).first()
+    return session.exec(select(ModelVersion).where(col(ModelVersion.active))).first()
 
 
 def list_model_versions(*, session: Session) -> list[ModelVersion]:
-    return list(session.exec(select(ModelVersion).order_by(ModelVersion.created_at.desc())))
+    return list(session.exec(select(ModelVersion).order_by(col(ModelVersion.created_at).desc())))
 
 
