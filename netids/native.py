@@ -1,0 +1,232 @@
+"""``python app.py --native``: the UI in a desktop window (pywebview with Qt WebEngine).
+
+NiceGUI opens the window in a child process. Before going native, :func:`prepare` checks that
+there is a display and a working Qt (in a throw-away subprocess, so a missing system library
+or an unreachable display is one line for the user, never a hang or a window process left
+running a headless server). Shutting down ends the window process and its Qt WebEngine
+helpers, also on SIGTERM (which by default kills the server and leaves them behind).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PROBE_SECONDS = 20.0  # a Qt start-up that takes longer than this counts as failed
+QT_APT = "libxcb-icccm4 libxcb-keysyms1"  # what Debian/Ubuntu images usually lack for Qt's xcb
+INSTALL_HINT = (f'pip install "pywebview[qt]" and, on Debian/Ubuntu, apt install {QT_APT}; '
+                "or run without --native and open the printed address in a browser")
+# one Qt start in a clean interpreter: the platform plugin and WebEngine must load
+_PROBE = ("import sys\n"
+          "from qtpy.QtWidgets import QApplication\n"
+          "from qtpy import QtWebEngineWidgets  # noqa: F401\n"
+          "app = QApplication(sys.argv[:1])\n"
+          "print(app.platformName())\n")
+_QT_BINDINGS = ("PyQt6", "PySide6", "PyQt5", "PySide2")
+
+
+class NativeError(Exception):
+    """Native mode cannot start here (one line saying why and what to do)."""
+
+
+def prepare(environ: MutableMapping[str, str] | None = None) -> None:
+    """Check the display and Qt, set Qt's environment, and arrange a clean shutdown.
+
+    Raises :class:`NativeError` with the one line to show. Call it in the main process
+    before ``ui.run(native=True)``.
+    """
+    if multiprocessing.current_process().name != "MainProcess":
+        return  # the window process re-imports app.py: it must not check or install again
+    env = os.environ if environ is None else environ
+    problem = native_problem(env)
+    if problem:
+        raise NativeError(problem)
+    env.setdefault("PYWEBVIEW_GUI", "qt")  # pywebview would try GTK first
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        env.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # Chromium's sandbox refuses root
+    _arrange_cleanup()
+
+
+def native_problem(environ: Mapping[str, str]) -> str | None:
+    """Why a native window cannot open here (one line), or None when it can."""
+    display = environ.get("WAYLAND_DISPLAY") or environ.get("DISPLAY")
+    if not display:
+        return ("--native needs a graphical display, but DISPLAY and WAYLAND_DISPLAY are not "
+                "set: start it from a desktop session, or run without --native and open "
+                "the printed address in a browser")
+    missing = [name for name in ("webview", "qtpy") if importlib.util.find_spec(name) is None]
+    if not any(_has_webengine(binding) for binding in _QT_BINDINGS):
+        missing.append("Qt WebEngine")
+    if missing:
+        return f"--native needs pywebview with Qt ({', '.join(missing)} missing): {INSTALL_HINT}"
+    return _probe_qt(environ, display)
+
+
+def _has_webengine(binding: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"{binding}.QtWebEngineWidgets") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _probe_qt(environ: Mapping[str, str], display: str) -> str | None:
+    """Start Qt once in a subprocess; a failure becomes one line naming the cause."""
+    env = dict(environ)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        env.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _PROBE], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    except OSError as exc:
+        return f"--native cannot run the Qt check ({exc}): {INSTALL_HINT}"
+    try:
+        _, err = proc.communicate(timeout=PROBE_SECONDS)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        proc.communicate()
+        return (f"--native: Qt did not start within {PROBE_SECONDS:.0f} s on display {display}; "
+                "run without --native and open the printed address in a browser")
+    if proc.returncode == 0:
+        return None
+    if "could not connect to display" in err or "cannot open display" in err.lower():
+        return (f"--native cannot open display {display} (is the X server running and may this "
+                "user connect?); or run without --native and open the printed address in a "
+                "browser")
+    libs = _missing_qt_libraries()
+    if libs:
+        return (f"--native: Qt cannot start, missing system libraries {', '.join(libs)}: "
+                f"{INSTALL_HINT}")
+    reason = next((line.strip() for line in err.splitlines() if line.strip()
+                   and "qt.qpa" not in line), f"exit status {proc.returncode}")
+    return f"--native: Qt cannot start ({reason[:160]}): {INSTALL_HINT}"
+
+
+def _missing_qt_libraries() -> list[str]:
+    """Shared libraries Qt's xcb platform plugin needs but the system lacks (via ldd)."""
+    for binding in _QT_BINDINGS:
+        spec = importlib.util.find_spec(binding)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations)))
+        for plugin in root.glob("**/platforms/libqxcb.so"):
+            try:
+                out = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True,
+                                     timeout=10, check=False).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                return []
+            return sorted(set(re.findall(r"^\s*(\S+) => not found", out, re.MULTILINE)))
+    return []
+
+
+# -- shutdown ----------------------------------------------------------------------------------
+_cleanup_arranged = False
+
+
+def _arrange_cleanup() -> None:
+    """End the window and its helpers on every way out: shutdown, SIGTERM, interpreter exit."""
+    global _cleanup_arranged  # noqa: PLW0603
+    if _cleanup_arranged:
+        return
+    _cleanup_arranged = True
+    from nicegui import app
+
+    # registered from start-up so it runs after the app's own shutdown handlers
+    app.on_startup(lambda: app.on_shutdown(end_window_processes))
+    atexit.register(end_window_processes)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it found:
+    # exit normally from there (atexit runs) instead of dying with the window still open
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    end_window_processes()
+    raise SystemExit(128 + signum)
+
+
+def end_window_processes(grace: float = 3.0) -> list[int]:
+    """Terminate the native window process and its Qt helpers (children of this process).
+
+    The whole tree is listed first: once the window process dies its helpers are re-parented
+    and could no longer be found. Returns the pids that were signalled.
+    """
+    tree = _descendants(os.getpid())  # pid -> (ppid, command line)
+    # the window process is a multiprocessing child; NiceGUI's process pool workers are too,
+    # and at shutdown they may go as well. The resource tracker stays: it exits by itself.
+    targets = {pid for pid, (_, cmd) in tree.items()
+               if "spawn_main" in cmd or "QtWebEngineProcess" in cmd}
+    grown = True
+    while grown:
+        below = {pid for pid, (ppid, _) in tree.items() if ppid in targets} - targets
+        targets |= below
+        grown = bool(below)
+    if not targets:
+        return []
+    for pid in sorted(targets):
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(pid) for pid in targets):
+        time.sleep(0.05)
+    for pid in targets:
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+    log.info("ended %d window process(es)", len(targets))
+    return sorted(targets)
+
+
+def _descendants(root: int) -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process below ``root`` (from /proc)."""
+    parents: dict[int, int] = {}
+    cmds: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # the command name in parentheses may contain spaces: the ppid follows the last ')'
+        fields = stat[stat.rfind(")") + 2:].split()
+        parents[int(entry.name)] = int(fields[1])
+        cmds[int(entry.name)] = cmd
+    found: dict[int, tuple[int, str]] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = (ppid, cmds[pid])
+                frontier.append(pid)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"  # a zombie is gone, just not reaped
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
