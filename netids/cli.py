@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui_group.add_argument("--port", type=int, default=None, help="port (default: 8080)")
     ui_group.add_argument("--native", action="store_true",
                           help="open the UI in a desktop window instead of the browser")
+    ui_group.add_argument("--require-login", action="store_true", default=None,
+                          help="ask for a login even on 127.0.0.1 (always on beyond loopback)")
     ui_group.add_argument("--models-dir", default=None,
                           help="folder for trained models (default: models/)")
     sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
@@ -76,8 +78,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     """No command: serve the UI (``python app.py``) until it is stopped."""
+    from dataclasses import replace
     from pathlib import Path
 
+    from netids.native import NativeError
     from netids.ui.login import LanConfigError
     from netids.webapp import serve
 
@@ -85,9 +89,15 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port,
         models_dir=Path(args.models_dir) if args.models_dir else None,
     )
+    if args.require_login:
+        settings = replace(settings, auth=replace(settings.auth, require_login=True))
     try:
+        if args.native:
+            from netids.native import prepare
+
+            prepare()  # display and Qt present, clean shutdown; NativeError otherwise
         serve(settings, native=args.native)
-    except LanConfigError as exc:
+    except (LanConfigError, NativeError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     return 0
