@@ -1,0 +1,98 @@
+"""The network and the detector around it: shapes, invariants, batch independence, words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from netids.detector import Detector, ThresholdPolicy
+from netids.model import ModelConfig, PacketAutoencoder
+from netids.train import TrainConfig, feature_names, read_capture, train
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    packets, feats = read_capture(CAPTURE)
+    cut = 20000
+    report = train([(packets.take(slice(0, cut)), feats[:cut])], feature_names(),
+                   TrainConfig(epochs=2, max_train_windows=1000, threads=2))
+    return Detector(report.checkpoint, threads=2), packets.take(slice(cut, None)), feats[cut:]
+
+
+def test_reconstruction_has_one_error_per_input_and_packet():
+    config = ModelConfig(n_numeric=10, vocab_sizes=(8, 513, 4), window=16)
+    model = PacketAutoencoder(config).eval()
+    numeric = torch.randn(3, 16, 10)  # [B, T, n_numeric]
+    codes = torch.zeros(3, 16, 3, dtype=torch.long)  # [B, T, n_fields]
+    errors = model.errors(numeric, codes)
+    assert errors.shape == (3, 16, 13)
+    assert bool((errors >= 0).all())
+
+
+def test_config_rejects_a_bottleneck_as_wide_as_the_input():
+    with pytest.raises(AssertionError):
+        PacketAutoencoder(ModelConfig(n_numeric=4, vocab_sizes=(8,), latent=5))
+
+
+def test_padding_does_not_change_the_real_packets():
+    model = PacketAutoencoder(ModelConfig(n_numeric=6, vocab_sizes=(8,), window=8, latent=4)).eval()
+    numeric, codes = torch.randn(1, 8, 6), torch.zeros(1, 8, 1, dtype=torch.long)
+    pad = torch.tensor([[False] * 5 + [True] * 3])
+    with torch.inference_mode():
+        full = model.errors(numeric, codes, pad)[0, :5]
+        other = numeric.clone()
+        other[0, 5:] = 100.0  # different padding content
+        again = model.errors(other, codes, pad)[0, :5]
+    torch.testing.assert_close(full, again)
+
+
+def test_scores_are_calibrated_floats_between_0_and_1(trained):
+    detector, packets, feats = trained
+    scores = detector.score_batch(packets.take(slice(0, 5000)), feats[:5000])
+    assert scores.scores.dtype == np.float32 and scores.scores.shape == (5000,)
+    assert scores.scores.min() >= 0.0 and scores.scores.max() <= 1.0
+    assert scores.errors.shape == (5000, len(detector.input_names))
+    assert 0.5 < detector.threshold < 1.0
+
+
+def test_scores_do_not_depend_on_how_the_stream_is_cut(trained):
+    detector, packets, feats = trained
+    n, w = 4000, detector.window
+    whole = detector.score_batch(packets.take(slice(0, n)), feats[:n]).scores
+    cuts = [0, 1024, 2048, 3072, n]  # batch edges on window edges: identical scores
+    parts = [detector.score_batch(packets.take(slice(a, b)), feats[a:b]).scores
+             for a, b in zip(cuts, cuts[1:], strict=False)]
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-5, atol=1e-6)
+    # a partial last window is padded: its packets score as if scored alone
+    tail = detector.score_batch(packets.take(slice(n - 5, n)), feats[n - 5:n]).scores
+    alone = detector.score_batch(packets.take(slice(n - 5 - w, n)), feats[n - 5 - w:n]).scores
+    np.testing.assert_allclose(alone[w:], tail, rtol=1e-5, atol=1e-6)
+
+
+def test_empty_batch_scores_to_nothing(trained):
+    detector, packets, feats = trained
+    scores = detector.score_batch(packets.take(slice(0, 0)), feats[:0])
+    assert len(scores) == 0
+
+
+def test_explanations_speak_plain_words(trained):
+    detector, packets, feats = trained
+    scores = detector.score_batch(packets.take(slice(0, 2000)), feats[:2000])
+    rows = np.argsort(-scores.scores)[:5]
+    kinds, texts = detector.explain(packets.take(slice(0, 2000)), feats[:2000], scores, rows)
+    assert len(kinds) == len(texts) == 5
+    assert all(k and len(k) < 30 for k in kinds)
+    assert all("normal is" in t or "rare here" in t or "maps" in t or "decoder" in t
+               for t in texts), texts
+
+
+def test_threshold_policy_decides_separately():
+    policy = ThresholdPolicy(0.99)
+    assert policy.classify(np.array([0.1, 0.99, 0.999])).tolist() == [False, True, True]
