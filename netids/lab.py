@@ -26,6 +26,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -538,7 +539,7 @@ def _start_servers(net: LabNetwork, tmp: Path) -> None:
         (etc / "resolv.conf").write_text(f"nameserver {net.ip('dns')}\nsearch {DOMAIN}\n")
     net.popen(
         "srv",
-        "python3",
+        sys.executable,
         "-m",
         "http.server",
         "80",
@@ -549,7 +550,7 @@ def _start_servers(net: LabNetwork, tmp: Path) -> None:
     )
     net.popen(
         "web2",
-        "python3",
+        sys.executable,
         "-m",
         "http.server",
         "8080",
