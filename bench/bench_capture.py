@@ -40,6 +40,7 @@ class Result:
     dropped: int
     seconds: float
     rss_growth_mb: float = 0.0
+    cpu_us_per_packet: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -65,6 +66,11 @@ def replay(net: LabNetwork, pcap: Path, rate: str, loops: int) -> tuple[int, flo
     sent = int(re.search(r"Successful packets:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
     secs = float(re.search(r"packets \(\d+ bytes\) sent in ([\d.]+) seconds", out).group(1))  # type: ignore[union-attr]
     return sent, secs
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # not the children: tcpreplay is one
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_mb() -> float:
@@ -94,11 +100,13 @@ async def with_live_source(net: LabNetwork, pcap: Path, rate: str, loops: int) -
     await asyncio.sleep(0.3)
     rss0 = rss_mb()  # the ring is mapped by now
     watcher = asyncio.create_task(watch_memory())
+    cpu0 = cpu_seconds()
     sent, secs = await asyncio.to_thread(replay, net, pcap, rate, loops)
     await asyncio.sleep(0.5)
     source.stop()
     await task
     watcher.cancel()
+    cpu = cpu_seconds() - cpu0  # capture thread + consumer + this process's waiting
     stats = source.stats()
     return Result(
         "netids LiveSource",
@@ -107,6 +115,7 @@ async def with_live_source(net: LabNetwork, pcap: Path, rate: str, loops: int) -
         stats.kernel_drops + stats.queue_drops,
         secs,
         peak - rss0,
+        cpu / max(1, count) * 1e6,
     )
 
 
@@ -157,7 +166,12 @@ def main() -> int:
                     f"{r.who:22s} pushed {r.pushed:8d} in {r.seconds:5.2f} s"
                     f"  captured {r.captured:8d}"
                     f"  dropped {r.dropped:7d}  {r.rate / 1000:7.1f} k packets/s"
-                    + (f"  peak RSS {r.rss_growth_mb:+.1f} MB" if r is live else "")
+                    + (
+                        f"  peak RSS {r.rss_growth_mb:+.1f} MB"
+                        f"  CPU {r.cpu_us_per_packet:.2f} us/packet"
+                        if r is live
+                        else ""
+                    )
                 )
             ratio = live.captured / dump.captured if dump.captured else float("nan")
             print(f"ratio netids/tcpdump captured: {ratio:.3f}")
