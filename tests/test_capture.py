@@ -344,6 +344,7 @@ sys.stdin.readline()
 
 
 @needs_root
+@pytest.mark.skipif(not Path("/dev/net/tun").exists(), reason="needs /dev/net/tun")
 async def test_tun_frames_are_raw_ip_and_filtered_as_raw_ip() -> None:
     ns = f"netids-lab-{os.getpid()}-tun"
     subprocess.run(["ip", "netns", "add", ns], check=True)
