@@ -17,6 +17,11 @@ blocks out, walks their frame headers with one ``struct`` call per frame (no dis
 hands :class:`FrameBatch` es to the event loop with ``call_soon_threadsafe``. At most
 ``queue_batches`` batches are in flight: when the consumer falls behind the thread drops the
 newest batch and counts it, it never blocks and memory stays bounded.
+
+Known limits: on all interfaces at once the filter is compiled for Ethernet, so it does not
+match frames of raw-IP interfaces (tun, wireguard); and the kernel has taken 802.1Q tags out
+of the frames before the filter runs, so ``vlan`` in a filter matches nothing (the tags are
+put back in the frames handed on).
 """
 
 from __future__ import annotations
