@@ -27,6 +27,7 @@ from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     until,
 )
 
+
 def sample_packets() -> int:
     return sum(len(b) for b in read_batches(SAMPLE))
 
@@ -80,7 +81,7 @@ async def test_the_bundled_sample_shows_detections_within_seconds(user: User) ->
 
 
 async def test_a_pcap_path_runs_through_the_pipeline_into_counters_charts_grid_and_db(
-        user: User, app_paths: AppPaths) -> None:
+        user: User, app_paths: AppPaths) -> None:  # noqa: F811
     await analyse_whole_sample(user)
     await user.should_see("finished lab_sample.pcap", retries=20)
     tcp, udp, other = count(user, "tcp"), count(user, "udp"), count(user, "other")

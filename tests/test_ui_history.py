@@ -4,6 +4,7 @@ database, charts of events over time and top sources/targets, and database troub
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from nicegui.testing import User
@@ -145,7 +146,8 @@ def read_export_text(text: str) -> dict:
 
 
 @pytest.fixture
-def broken_db(app_paths: AppPaths, monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
+def broken_db(app_paths: AppPaths, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+              tmp_path: Path) -> str:
     """A database URL that cannot be opened: a file where a folder should be."""
     (tmp_path / "not-a-dir").write_text("x")
     url = f"sqlite:///{tmp_path / 'not-a-dir' / 'netids.sqlite'}"
