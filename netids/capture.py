@@ -18,10 +18,10 @@ hands :class:`FrameBatch` es to the event loop with ``call_soon_threadsafe``. At
 ``queue_batches`` batches are in flight: when the consumer falls behind the thread drops the
 newest batch and counts it, it never blocks and memory stays bounded.
 
-Known limits: on all interfaces at once the filter is compiled for Ethernet, so it does not
-match frames of raw-IP interfaces (tun, wireguard); and the kernel has taken 802.1Q tags out
-of the frames before the filter runs, so ``vlan`` in a filter matches nothing (the tags are
-put back in the frames handed on).
+On one interface the filter is compiled by libpcap for that live interface (its link type,
+VLAN tags kept out of band by the kernel), as tcpdump does. Known limit: on all interfaces at
+once it is compiled for Ethernet, so it does not match frames of raw-IP interfaces (tun,
+wireguard), and ``vlan`` matches nothing there.
 """
 
 from __future__ import annotations
@@ -208,8 +208,10 @@ class LiveSource:
                     raise CaptureError(f"no network interface named {self.interface!r}") from exc
             hwtype = _hwtype(sock, self.interface) if self.interface else -1
             program = self._program
-            if self.bpf and linktype_of(hwtype) == LINKTYPE_RAW:  # tun: frames start at IP
-                program = compile_filter(self.bpf, LINKTYPE_RAW)
+            if self.bpf and self.interface:  # libpcap's program for this very interface
+                program = _compile_live(self.bpf, self.interface) or program
+                if program is self._program and linktype_of(hwtype) == LINKTYPE_RAW:
+                    program = compile_filter(self.bpf, LINKTYPE_RAW)  # tun: frames start at IP
             if program is not None:
                 sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, program.fprog)
             if hwtype == ARPHRD_LOOPBACK:  # lo shows every packet twice: keep the incoming copy
@@ -559,6 +561,39 @@ def compile_filter(expr: str, linktype: int = LINKTYPE_ETHERNET) -> _BpfProgram:
     except Exception:
         log.debug("pcap_freecode failed", exc_info=True)
     return _BpfProgram(insns, count)
+
+
+def _compile_live(expr: str, interface: str) -> _BpfProgram | None:
+    """libpcap's program for a live interface of this namespace, or None if it cannot open it.
+
+    Unlike a program compiled for a link type alone, it knows the interface's real link type
+    and that the kernel keeps VLAN tags out of the frame (so ``vlan`` filters work).
+    """
+    try:
+        from scapy.libs.structures import bpf_program
+        from scapy.libs.winpcapy import (
+            PCAP_ERRBUF_SIZE,
+            pcap_close,
+            pcap_compile,
+            pcap_freecode,
+            pcap_open_live,
+        )
+    except (ImportError, OSError):
+        return None
+    err = ctypes.create_string_buffer(PCAP_ERRBUF_SIZE)
+    pcap = pcap_open_live(interface.encode(), 65535, 0, 0, err)
+    if not pcap:
+        return None
+    try:
+        prog = bpf_program()
+        if pcap_compile(pcap, ctypes.byref(prog), expr.encode(), 1, -1) == -1:
+            return None
+        count = int(prog.bf_len)
+        insns = ctypes.string_at(prog.bf_insns, count * 8)
+        pcap_freecode(ctypes.byref(prog))
+        return _BpfProgram(insns, count)
+    finally:
+        pcap_close(pcap)
 
 
 # --------------------------------------------------------------------------- TPACKET_V3 ring

@@ -314,7 +314,7 @@ async def test_vlan_tags_stripped_by_the_kernel_are_put_back(lab_net, tmp_path: 
     tagged = mac + b"\x81\x00\x00\x0a" + b"\x08\x00" + ip + udp  # VLAN 10
     pcap = tmp_path / "vlan.pcap"
     write_pcap(pcap, [(1.0 + i, tagged) for i in range(20)])
-    source = LiveSource("eth0", "udp dst port 47005", SETTINGS, netns=b.ns)
+    source = LiveSource("eth0", "vlan 10 and udp dst port 47005", SETTINGS, netns=b.ns)
     batches = await capture_while(
         source, lambda: lab_net.run("a", "tcpreplay", "-q", "-i", "eth0", "--topspeed", str(pcap))
     )
