@@ -116,7 +116,7 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     raw = np.concatenate(raw_w)  # [W, T, n_numeric], unscaled
     cod = torch.from_numpy(np.concatenate(cod_w))  # [W, T, n_fields]
     pad = torch.from_numpy(np.concatenate(pad_w))  # [W, T]
-    split = np.concatenate([_split(len(r), config, rng) for r in raw_w])
+    split = _split(len(raw), T, config, rng)
     if (~pad[split == 2]).sum() < MIN_CALIBRATION:
         raise TrainingError(f"too little normal traffic to hold back {MIN_CALIBRATION} packets "
                             f"for calibration; give more than {MIN_PACKETS} packets")
@@ -229,16 +229,21 @@ def _windows(numeric: np.ndarray, codes: np.ndarray, T: int):
     return num.reshape(m // T, T, -1), (cod.reshape(m // T, T, -1), pad.reshape(m // T, T))
 
 
-def _split(n_windows: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
-    """0 train / 1 validation / 2 calibration for the windows of one capture, assigned in
-    random contiguous blocks of ``BLOCK_WINDOWS`` (neighbouring windows are alike, so whole
-    blocks are held back). Held-back blocks come from the same period as training; traffic
-    from a later period drifts, and the false-alarm rate measured on it is higher (README)."""
+def _split(n_windows: int, T: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """0 train / 1 validation / 2 calibration per window, assigned in random contiguous blocks
+    of ``BLOCK_WINDOWS`` (neighbouring windows are alike, so whole blocks are held back), with
+    enough calibration blocks for ``MIN_CALIBRATION`` packets. Held-back blocks come from the
+    same period as training; traffic from a later period drifts, and its false-alarm rate is
+    higher (measured in the README)."""
     n_blocks = -(-n_windows // BLOCK_WINDOWS)
-    u = rng.random(n_blocks)
-    block = np.where(u < config.calib_fraction, 2,
-                     np.where(u < config.calib_fraction + config.val_fraction, 1, 0))
-    return np.repeat(block, BLOCK_WINDOWS)[:n_windows].astype(np.int64)
+    n_cal = max(round(config.calib_fraction * n_blocks),
+                -(-MIN_CALIBRATION // (BLOCK_WINDOWS * T)) + 1)
+    n_val = max(round(config.val_fraction * n_blocks), 1)
+    block = np.zeros(n_blocks, np.int64)
+    order = rng.permutation(n_blocks)
+    block[order[:n_cal]] = 2
+    block[order[n_cal:n_cal + n_val]] = 1
+    return np.repeat(block, BLOCK_WINDOWS)[:n_windows]
 
 
 def _loss(model, num, cod, pad, target) -> torch.Tensor:

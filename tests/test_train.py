@@ -1,0 +1,109 @@
+"""Training: a small model on a real capture, calibrated on fresh traffic; limits and controls."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from netids import train_command
+from netids.checkpoint import load
+from netids.cli import CommandError
+from netids.config import Settings
+from netids.detector import Detector
+from netids.train import (
+    MIN_PACKETS,
+    TrainConfig,
+    TrainingCancelled,
+    TrainingError,
+    feature_names,
+    read_capture,
+    train,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"  # 46,656 packets of a smart-lock hub
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
+
+# Calibration promise, checked on traffic the model never saw: for threshold t the share of
+# fresh normal packets scoring above t is within CALIBRATION_TOLERANCE * (1 - t) of 1 - t.
+CALIBRATION_TOLERANCE = 0.5
+
+
+@pytest.fixture(scope="module")
+def capture():
+    return read_capture(CAPTURE)
+
+
+def test_small_model_trains_in_under_a_minute_and_is_calibrated_on_fresh_traffic(capture):
+    packets, feats = capture
+    cut = int(len(packets) * 0.6)  # train on the first 60%, the rest is fresh
+    epochs = []
+    started = time.monotonic()
+    report = train([(packets.take(slice(0, cut)), feats[:cut])], feature_names(),
+                   TrainConfig(epochs=8, max_train_windows=4000, threads=2),
+                   progress=lambda epoch, tl, vl: epochs.append((epoch, tl, vl)))
+    assert time.monotonic() - started < 60
+    assert [e for e, _, _ in epochs] == list(range(1, report.epochs + 1))
+    assert epochs[-1][2] < epochs[0][2]  # validation loss went down
+
+    scores = Detector(report.checkpoint, threads=2).score_batch(
+        packets.take(slice(cut, None)), feats[cut:]).scores
+    for t in (0.9, 0.99):
+        share = float((scores > t).mean())
+        assert abs(share - (1 - t)) <= CALIBRATION_TOLERANCE * (1 - t), (t, share)
+
+
+def test_too_little_traffic_says_how_much_is_needed(capture):
+    packets, feats = capture
+    with pytest.raises(TrainingError, match=f"at least {MIN_PACKETS}"):
+        train([(packets.take(slice(0, 500)), feats[:500])], feature_names())
+
+
+def test_cancel_stops_training(capture):
+    packets, feats = capture
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(TrainingCancelled):
+        train([(packets.take(slice(0, 10000)), feats[:10000])], feature_names(),
+              TrainConfig(epochs=2), cancel=cancel)
+
+
+def test_same_seed_same_model(capture):
+    packets, feats = capture
+    data = [(packets.take(slice(0, 9000)), feats[:9000])]
+    config = TrainConfig(epochs=1, max_train_windows=200, threads=1, seed=7)
+    a, b = train(data, feature_names(), config), train(data, feature_names(), config)
+    assert a.history[0]["val_loss"] == b.history[0]["val_loss"]
+
+
+def _args(**kw):
+    parser = argparse.ArgumentParser()
+    train_command.add_parser(parser.add_subparsers(dest="command"), "train")
+    return parser.parse_args(["train", *kw.pop("argv")])
+
+
+def test_train_command_writes_a_checkpoint_with_metadata(tmp_path, capsys):
+    out = tmp_path / "models" / "lab.pt"
+    assert train_command.run(_args(argv=[str(CAPTURE), "--out", str(out), "--epochs", "1",
+                                         "--part", "0:0.3"]), Settings()) == 0
+    meta = load(out).metadata
+    assert meta["part"] == [0.0, 0.3] and meta["sources"] == [str(CAPTURE.resolve())]
+    assert meta["packets"] == round(0.3 * 46656)
+    assert "wrote" in capsys.readouterr().out
+    assert out.stat().st_size < 5_000_000
+
+
+def test_train_command_errors_are_one_line(tmp_path):
+    with pytest.raises(CommandError, match="not found"):
+        train_command.run(_args(argv=["/nonexistent.pcap", "--out", str(tmp_path / "m.pt")]),
+                          Settings())
+    with pytest.raises(CommandError, match="at least"):
+        train_command.run(_args(argv=[str(DATA / "benign" / "sanders__dns.pcap"),
+                                      "--out", str(tmp_path / "m.pt")]), Settings())
+    assert not (tmp_path / "m.pt").exists()
+    np.testing.assert_equal(MIN_PACKETS, 8000)
