@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import re
 import signal
@@ -137,24 +138,29 @@ _cleanup_arranged = False
 
 
 def _arrange_cleanup() -> None:
-    """End the window and its helpers on every way out: shutdown, SIGTERM, interpreter exit."""
+    """End the window and its helpers on every way out: window closed, SIGTERM, SIGINT."""
     global _cleanup_arranged  # noqa: PLW0603
     if _cleanup_arranged:
         return
     _cleanup_arranged = True
-    from nicegui import app
-
-    # registered from start-up so it runs after the app's own shutdown handlers
-    app.on_startup(lambda: app.on_shutdown(end_window_processes))
+    # Closing the window stops the app through NiceGUI, which runs atexit handlers at the end.
     atexit.register(end_window_processes)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it with the handler it found:
-    # exit normally from there (atexit runs) instead of dying with the window still open
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # On SIGTERM/SIGINT uvicorn shuts the app down gracefully, then re-raises the signal with
+    # the handler it found: this one. Ending the window any earlier would make NiceGUI's
+    # window watcher start a second shutdown in the middle of the first.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_after_shutdown)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
+def _exit_after_shutdown(signum: int, frame: object) -> None:
     end_window_processes()
-    raise SystemExit(128 + signum)
+    with contextlib.suppress(Exception):  # unlink the window queues' semaphores (no joins)
+        multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(128 + signum)  # the app has shut down; skip NiceGUI's window watcher thread
 
 
 def end_window_processes(grace: float = 3.0) -> list[int]:
