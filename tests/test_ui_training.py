@@ -1,0 +1,99 @@
+"""The training page (``user`` fixture): capture normal traffic from a file, stop & train with
+a live loss curve and a final report, the new model active, roll back, and failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nicegui.testing import User
+
+from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
+    SAMPLE,
+    AppPaths,
+    app_paths,
+    controller_of_app,
+    small_pcap,
+    until,
+)
+
+
+async def capture_file(user: User, path: Path) -> None:
+    user.find(marker="train-path").type(str(path))
+    user.find(marker="train-use-file").click()
+    c = controller_of_app()
+    await until(lambda: c.training.phase == "capturing", 10, "capturing")
+    await until(lambda: not c.live.running, 60, "the file to be read")
+
+
+async def test_train_from_a_file_shows_the_loss_curve_report_and_activates_the_model(
+        user: User, app_paths: AppPaths) -> None:  # noqa: F811
+    await user.open("/training")
+    original = app_paths.model.stem
+    await user.should_see(f"active: {original}", retries=20)
+    await capture_file(user, SAMPLE)
+    c = controller_of_app()
+    await user.should_see(f"{c.training.packets:,}", retries=20)
+    assert c.training.packets > 8000
+    before = c.detector
+    user.find(marker="train-name").clear().type("office-week")
+    user.find(marker="train-epochs").elements.pop().set_value(2)
+    user.find(marker="train-go").click()
+    await until(lambda: c.training.phase == "training", 10, "training to start")
+    await until(lambda: c.training.phase in ("done", "failed"), 120, "training to end")
+    assert c.training.phase == "done", c.training.error
+    await user.should_see("validation loss", retries=20)
+    await user.should_see("false-alarm rate")
+    chart = user.find(marker="loss-chart").elements.pop().options
+    assert chart["xAxis"]["data"] == [1, 2] and len(chart["series"][1]["data"]) == 2
+    assert c.detector is not before
+    assert (app_paths.models_dir / "office-week.pt").is_file()
+    await user.should_see("active: office-week", retries=20)
+    await user.should_see(marker=f"version-{original}")
+    user.find(marker=f"activate-{original}").click()  # roll back
+    await user.should_see(f"active: {original}", retries=20)
+    await user.should_see(f"Model {original} is active.")
+    user.find(marker="activate-office-week").click()
+    await user.should_see("active: office-week", retries=20)
+
+
+async def test_a_failed_training_keeps_the_previous_model_and_says_why(
+        user: User, app_paths: AppPaths, tmp_path: Path) -> None:  # noqa: F811
+    await user.open("/training")
+    await capture_file(user, small_pcap(tmp_path / "short.pcap", 2000))
+    c = controller_of_app()
+    before = c.detector
+    user.find(marker="train-name").clear().type("too-short")
+    user.find(marker="train-go").click()
+    await until(lambda: c.training.phase == "failed", 30, "training to fail")
+    await user.should_see("Training failed, the previous model stays active", retries=20)
+    await user.should_see(c.training.error)
+    assert c.detector is before
+    assert not (app_paths.models_dir / "too-short.pt").exists()
+    await user.should_see(f"active: {app_paths.model.stem}", retries=20)
+
+
+async def test_training_needs_a_capture_and_a_valid_name(user: User, tmp_path: Path) -> None:
+    await user.open("/training")
+    assert not user.find(marker="train-go").elements.pop().enabled
+    await capture_file(user, small_pcap(tmp_path / "some.pcap", 500))
+    await user.should_see("500", retries=20)
+    user.find(marker="train-name").clear().type("bad name!")
+    user.find(marker="train-go").click()
+    await user.should_see("a model name uses letters, digits", retries=20)
+
+
+async def test_a_live_training_capture_counts_packets(user: User) -> None:
+    import socket
+
+    await user.open("/training")
+    user.find(marker="train-interface").elements.pop().set_value("lo")
+    user.find(marker="train-bpf").type("udp port 50998")
+    user.find(marker="train-start-capture").click()
+    c = controller_of_app()
+    await until(lambda: c.training.phase == "capturing" and c.live.running, 10, "capturing")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(100):
+            s.sendto(b"y" * 64, ("127.0.0.1", 50998))
+    await until(lambda: c.training.packets >= 100, 10, "collected packets")
+    await user.should_see(f"{c.training.packets:,}", retries=20)
+    await c.stop()
