@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNTIME_APT=(libpcap0.8 iproute2 python3-venv)
-DEV_APT=(tcpdump tcpreplay nmap hping3 dsniff dnsmasq iperf3 ethtool iputils-ping curl wget
+DEV_APT=(tcpdump tcpreplay nmap hping3 dsniff dnsmasq-base iperf3 ethtool iputils-ping curl wget
          dnsutils postgresql libcap2-bin procps)
 packages=("${RUNTIME_APT[@]}")
 requirements=requirements.txt
