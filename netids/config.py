@@ -99,5 +99,12 @@ def _auth_from(env: Mapping[str, str], auth: AuthSettings) -> AuthSettings:
         "secret_file": users_file.with_name(users_file.stem + ".secret") if users_file else None,
         "admin_password_hash": env.get("NETIDS_ADMIN_PASSWORD_HASH") or None,
         "admin_name": env.get("NETIDS_ADMIN_USER") or None,
-        "require_login": env.get("NETIDS_REQUIRE_LOGIN", "").lower() in {"1", "true", "yes"} or None,
+        "require_login": env.get("NETIDS_REQUIRE_LOGIN", "").lower() in {"1", "true", "yes"}
+        or None,
+        "session_idle_seconds": _number(env.get("NETIDS_SESSION_IDLE_SECONDS")),
+        "session_max_seconds": _number(env.get("NETIDS_SESSION_MAX_SECONDS")),
     }.items() if v is not None})
+
+
+def _number(text: str | None) -> float | None:
+    return float(text) if text else None
