@@ -19,7 +19,7 @@ upserts by ``id``).
 >>> frames = FrameBatch.from_frames([b"x" * 60] * n, np.arange(n) * 0.001)
 >>> packets = _test_packets(n, src=[f"10.0.{i // 250}.{i % 250}" for i in range(n)],
 ...                         dst="192.0.2.1", dport=80)
->>> scores = np.full(n, 0.95, np.float32)
+>>> scores = np.full(n, 0.9995, np.float32)
 >>> batch = ScoredBatch(frames, packets, np.zeros((n, 1), np.float32), scores, 0.5,
 ...                     scores >= 0.5, ["flood"] * n, ["SYN rate 1000/s, normal 2/s"] * n)
 >>> agg = EventAggregator(EventConfig(samples=3))
@@ -56,8 +56,10 @@ class EventConfig:
     max_open: int = 10_000  # open events at most; past it new keys merge into "many -> many"
     max_distinct: int = 65_536  # distinct sources/targets counted per event at most
     samples: int = 5  # sample packets kept per event, as raw bytes
+    # Calibrated scores are the share of normal traffic scoring lower (netids.calibration):
+    # 0.999 means one normal packet in a thousand scores as high.
     suspicious_at: float = 0.5  # calibrated score from which an event is "suspicious"
-    anomalous_at: float = 0.8  # calibrated score from which an event is "anomalous"
+    anomalous_at: float = 0.999  # calibrated score from which an event is "anomalous"
 
     def __post_init__(self) -> None:
         assert self.gap > 0 and self.max_duration >= self.gap
@@ -68,7 +70,7 @@ class EventConfig:
 def severity(score: float, config: EventConfig = EventConfig()) -> str:
     """Severity of a calibrated score: 'normal', 'suspicious' or 'anomalous'.
 
-    >>> severity(0.2), severity(0.6), severity(0.99)
+    >>> severity(0.2), severity(0.6), severity(0.9995)
     ('normal', 'suspicious', 'anomalous')
     """
     if score >= config.anomalous_at:

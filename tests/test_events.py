@@ -20,7 +20,7 @@ SYN_FLOOD = "attack/stopddos__pkt.TCP.synflood.spoofed.pcap"
 
 def scored(
     packets: PacketBatch,
-    scores: np.ndarray | float = 0.95,
+    scores: np.ndarray | float = 0.9995,
     kinds: str | list[str] = "flood",
     threshold: float = 0.5,
     frames: FrameBatch | None = None,
@@ -41,7 +41,7 @@ def scored(
         threshold=threshold,
         anomalous=anomalous,
         kinds=[kinds[i] for i in idx],
-        explanations=[f"packet {i} score {scores[i]:.3f}" for i in idx],
+        explanations=[f"packet {i} score {scores[i]:.4f}" for i in idx],
     )
 
 
@@ -147,12 +147,12 @@ def test_a_quiet_gap_starts_a_new_event_even_inside_one_batch() -> None:
 
 def test_only_anomalous_packets_count_and_the_top_explanation_wins() -> None:
     pk = _test_packets(6, src="192.0.2.1", dst="10.0.0.1")
-    scores = np.array([0.1, 0.6, 0.97, 0.7, 0.2, 0.55], np.float32)
+    scores = np.array([0.1, 0.6, 0.9995, 0.7, 0.2, 0.55], np.float32)
     (event,) = EventAggregator().add(scored(pk, scores=scores))
     assert event.packets == 4
-    assert event.score_max == pytest.approx(0.97)
-    assert event.score_mean == pytest.approx((0.6 + 0.97 + 0.7 + 0.55) / 4)
-    assert event.explanation == "packet 2 score 0.970"
+    assert event.score_max == pytest.approx(0.9995)
+    assert event.score_mean == pytest.approx((0.6 + 0.9995 + 0.7 + 0.55) / 4)
+    assert event.explanation == "packet 2 score 0.9995"
     assert event.severity == "anomalous" and event.threshold == 0.5
 
 

@@ -255,8 +255,8 @@ def test_filters_sorting_and_pages(engine: sa.Engine) -> None:
     assert len(ids(src="0.0.0.0/0")) == 5  # IPv4 only; the merged flood has no one source
     assert len(ids(proto="udp")) == 5 and len(ids(proto="ICMPv6")) == 1
     assert len(ids(kind="port scan")) == 5 and len(ids(kind="flood")) == 1
-    assert len(ids(min_score=0.7)) == 3  # flood 0.95, scans 0.7 and 0.8
-    assert len(ids(min_severity="anomalous")) == 2 and len(ids(min_severity="suspicious")) == 6
+    assert len(ids(min_score=0.7)) == 3  # flood 0.9995, scans 0.7 and 0.8
+    assert len(ids(min_severity="anomalous")) == 1 and len(ids(min_severity="suspicious")) == 6
     assert len(ids(min_severity="normal")) == 7
     assert len(ids(since=datetime.fromtimestamp(T0 + 150, UTC))) == 2  # scans 3 and 4
     assert len(ids(until=datetime.fromtimestamp(T0 + 30, UTC))) == 3
