@@ -32,3 +32,50 @@ def trained_model() -> Path:
 
     assert DEFAULT_MODEL.exists(), f"{DEFAULT_MODEL} must ship with the project"
     return DEFAULT_MODEL
+
+
+# databases (storage tests) -------------------------------------------------------------------
+
+PG_DEFAULT_URL = "postgresql+psycopg://netids:netids@127.0.0.1:5432/netids_test"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A reachable PostgreSQL: NETIDS_TEST_PG_URL, else scripts/start_postgres.sh's default."""
+    import sqlalchemy
+
+    url = os.environ.get("NETIDS_TEST_PG_URL", PG_DEFAULT_URL)
+    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.skip(
+            f"PostgreSQL not reachable at {engine.url.render_as_string(hide_password=True)} "
+            f"(run scripts/start_postgres.sh or set NETIDS_TEST_PG_URL): "
+            f"{str(exc).splitlines()[0]}"
+        )
+    finally:
+        engine.dispose()
+    return url
+
+
+def reset_postgres(url: str) -> None:
+    """An empty public schema, so every test starts from a database without tables."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An empty database: a fresh SQLite file, or the test PostgreSQL with its schema emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db')}/netids.sqlite"
+    url = request.getfixturevalue("pg_url")
+    reset_postgres(url)
+    return url

@@ -22,7 +22,7 @@ from netids.scored import ScoredBatch
 from netids.storage import EventStore, open_database, query_events
 from tests.data_paths import shared_data
 from tests.test_events import SYN_FLOOD, scored
-from tests.test_storage import FAST, T0, pg_url, storage_url  # noqa: F401 - fixtures
+from tests.test_storage import FAST, T0
 
 AWKWARD = 'he said "stop", then left;\nnew line, tab\t, ünïcode ✓, quote \' and \\ backslash'
 
@@ -45,7 +45,7 @@ def app_here(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.Compl
 
 
 @pytest.fixture
-def filled(storage_url: str) -> str:  # noqa: F811 - the fixture imported above
+def filled(storage_url: str) -> str:
     """A database with a flood, scans and an event whose explanation is hard to quote."""
     engine = open_database(storage_url, FAST)
     agg = EventAggregator()
@@ -132,7 +132,7 @@ def test_export_errors_are_one_line(
     assert len(stored_records(filled)) == 5
 
 
-def test_sample_packets_export_as_a_pcap_tcpdump_reads(storage_url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_sample_packets_export_as_a_pcap_tcpdump_reads(storage_url: str, tmp_path: Path) -> None:
     frames = next(read_batches(shared_data() / SYN_FLOOD, batch_size=300))
     engine = open_database(storage_url, FAST)
     store = EventStore(engine, sensor="s", settings=FAST)
