@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import signal
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +87,44 @@ def test_real_spoofed_syn_flood_of_75k_packets_becomes_one_event() -> None:
     first = next(read_batches(path, batch_size=5))
     assert [s.data for s in samples] == [first.frame(i) for i in range(5)]
     assert "TCP" in samples[0].summary and "flags [S]" in samples[0].summary
+
+
+@pytest.mark.slow
+def test_lab_hping3_spoofed_syn_flood_becomes_one_event(lab_net, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """hping3 floods host b from a with random spoofed sources; b's tcpdump records it."""
+    if shutil.which("hping3") is None or shutil.which("tcpdump") is None:
+        pytest.skip("needs hping3 and tcpdump (apt install hping3 tcpdump)")
+    pcap = tmp_path / "flood.pcap"
+    dump = lab_net.popen("b", "tcpdump", "-nn", "-i", "eth0", "-B", "65536", "-w", str(pcap),
+                         "tcp[tcpflags] & tcp-syn != 0 and dst port 80")
+    deadline = time.monotonic() + 10
+    while not pcap.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    lab_net.run("a", "hping3", "-q", "-S", "-p", "80", "--rand-source", "-i", "u15",
+                "-c", "65000", lab_net.ip("b"), timeout=120, check=False)
+    time.sleep(1.0)
+    os.killpg(dump.pid, signal.SIGINT)
+    dump.wait(timeout=10)
+
+    agg = EventAggregator()
+    updates: list[EventUpdate] = []
+    total = 0
+    for frames in read_batches(pcap, batch_size=4096):
+        updates += agg.add(scored(decode(frames), frames=frames))
+        total += len(frames)
+    updates += agg.flush()
+    events = latest(updates)
+    assert total >= 50_000
+    assert 1 <= len(events) <= 5
+    assert sum(e.packets for e in events.values()) == total
+    big = max(events.values(), key=lambda e: e.packets)
+    assert (big.src, big.dst, big.dst_port, big.proto) == ("", lab_net.ip("b"), 80, "TCP")
+    assert big.packets >= total - 16 and big.src_count > 1000
+    logging.getLogger(__name__).info(
+        "lab flood: %d SYN packets captured -> %d events, largest %d packets from %d sources",
+        total, len(events), big.packets, big.src_count,
+    )
 
 
 def test_port_scan_of_one_host_is_one_event_with_no_single_port() -> None:
