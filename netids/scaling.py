@@ -37,13 +37,27 @@ for _i, _p in enumerate(KNOWN_PORTS):
     _PORT_LOOKUP[_p] = _i + 1
 PORT_CLASSES = len(KNOWN_PORTS) + 4  # 0 = no port
 
-# categorical field name -> vocabulary size (the model's embedding tables)
+# TCP flag combinations with a class of their own (0 = not TCP, 1 = any other combination):
+# the everyday ones, the empty, FIN and Xmas probes of scans, and ECN variants OSes send
+TCP_FLAG_COMBOS = (0x000, 0x001, 0x002, 0x004, 0x008, 0x010, 0x011, 0x012, 0x014, 0x018,
+                   0x019, 0x029, 0x03F, 0x0C2, 0x052, 0x050, 0x090, 0x0D2, 0x110, 0x112)
+_FLAG_LOOKUP = np.ones(512, dtype=np.int64)
+for _i, _f in enumerate(TCP_FLAG_COMBOS):
+    _FLAG_LOOKUP[_f] = _i + 2
+# ICMP / ICMPv6 types with a class of their own (0 = not ICMP, 1 = any other type)
+ICMP_TYPES = (0, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 1, 2, 128, 129, 130, 131,
+              133, 134, 135, 136, 137, 143)
+_ICMP_LOOKUP = np.ones(256, dtype=np.int64)
+for _i, _t in enumerate(ICMP_TYPES):
+    _ICMP_LOOKUP[_t] = _i + 2
+
+# categorical field name -> vocabulary size (the model's embedding tables and output heads)
 CATEGORICAL = {
     "protocol": 8,  # see protocol_class
-    "tcp_flags": 513,  # 9 flag bits + 1, 0 = not TCP
+    "tcp_flags": len(TCP_FLAG_COMBOS) + 2,  # see TCP_FLAG_COMBOS
     "sport_class": PORT_CLASSES,
     "dport_class": PORT_CLASSES,
-    "icmp_type": 257,  # type + 1, 0 = not ICMP
+    "icmp_type": len(ICMP_TYPES) + 2,  # see ICMP_TYPES
     "arp_op": 4,  # 0 none, 1 request, 2 reply, 3 other
     "status": 64,  # decoder status bits 3..8 (truncated, malformed, fragment, options, ...)
 }
@@ -76,10 +90,10 @@ def categorical_codes(packets: PacketBatch) -> np.ndarray:
     arp = packets.arp_op.astype(np.int64)
     cols = [
         protocol_class(packets),
-        np.clip(packets.tcp_flags.astype(np.int64) + 1, 0, 512),
+        _code(packets.tcp_flags, _FLAG_LOOKUP),
         port_class(packets.sport),
         port_class(packets.dport),
-        np.clip(packets.icmp_type.astype(np.int64) + 1, 0, 256),
+        _code(packets.icmp_type, _ICMP_LOOKUP),
         np.where(arp < 0, 0, np.where((arp == 1) | (arp == 2), arp, 3)),
         (packets.status.astype(np.int64) >> 3) & 63,
     ]
@@ -163,6 +177,12 @@ class RobustScaler:
                    log=np.asarray(state["log"], dtype=bool), clip=float(state["clip"]),
                    lo=None if state.get("lo") is None else np.asarray(state["lo"], np.float32),
                    hi=None if state.get("hi") is None else np.asarray(state["hi"], np.float32))
+
+
+def _code(values: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Class of each value through ``lookup``; 0 where the value is absent (-1)."""
+    v = values.astype(np.int64)
+    return np.where(v < 0, 0, lookup[np.clip(v, 0, len(lookup) - 1)])
 
 
 def _slog(x: np.ndarray) -> np.ndarray:
