@@ -13,6 +13,7 @@ Queries are free functions taking ``session=`` keyword-only; from async code cal
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import logging
 import math
@@ -158,6 +159,7 @@ class EventStore:
         self._last_error = ""
         self._last_write: datetime | None = None
         self._inflight = 0
+        self._close_deadline = float("inf")
         self._sensor_known = False
         self._last_retention = time.monotonic()
         self._upsert = _event_upsert(engine.dialect.name)
@@ -166,6 +168,7 @@ class EventStore:
         self._insert_samples = _sample_insert(engine.dialect.name)
         self._thread = threading.Thread(target=self._run, name="netids-event-writer", daemon=True)
         self._thread.start()
+        atexit.register(self.close)  # a caller that forgets close() still loses nothing
 
     def write(self, updates: Iterable[EventUpdate]) -> None:
         """Queue updates for the next transaction; never blocks on the database."""
@@ -188,6 +191,7 @@ class EventStore:
 
     def close(self, timeout: float | None = None) -> StoreStats:
         """Write what is queued (retrying up to ``close_timeout``) and stop the thread."""
+        atexit.unregister(self.close)
         with self._cond:
             self._closing = True
             self._close_deadline = time.monotonic() + (

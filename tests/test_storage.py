@@ -535,6 +535,24 @@ def test_two_sensor_processes_writing_at_once_lose_nothing(storage_url: str) -> 
     engine.dispose()
 
 
+def test_a_process_that_forgets_close_still_writes_everything(storage_url: str) -> None:
+    code = (
+        "import sys\n"
+        "from netids.config import StorageSettings\n"
+        "from netids.storage import EventStore, open_database\n"
+        "from tests.test_storage import flood_and_scans\n"
+        "store = EventStore(open_database(sys.argv[1]), sensor='forgetful',\n"
+        "                   settings=StorageSettings(flush_interval=60))\n"
+        "store.write(flood_and_scans(500))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    subprocess.run([sys.executable, "-c", code, storage_url], check=True, env=env,
+                   cwd=PROJECT_ROOT, timeout=60)
+    engine = make_engine(storage_url)
+    assert len(stored(engine, sensor="forgetful")) == 501
+    engine.dispose()
+
+
 # the other tables ----------------------------------------------------------------------------
 
 
