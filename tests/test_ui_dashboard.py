@@ -37,8 +37,9 @@ def count(user: User, key: str) -> int:
     return int(label.text.replace(",", "") or 0)
 
 
-def grid_rows(user: User, marker: str = "events-grid") -> list[dict]:
-    return user.find(marker=marker).elements.pop().options["rowData"]
+def grid_rows(user: User) -> list[dict]:
+    """The rows the event table shows (last sent to the browser)."""
+    return user.find(marker="events-grid").elements.pop().rows
 
 
 async def analyse_whole_sample(user: User) -> None:

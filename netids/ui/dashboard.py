@@ -136,7 +136,7 @@ class Dashboard:
                 ui.label("Anomaly events").classes("text-lg font-semibold")
                 ui.label("newest first · click a row for details · colours follow the "
                          "threshold").classes("text-xs opacity-70")
-            self.grid = ui.aggrid(_grid_options(), theme="quartz") \
+            self.grid = EventGrid(_grid_options(), theme="quartz") \
                 .classes("w-full h-[420px]").mark("events-grid")
             self.grid.on("cellClicked", self._open_event)
 
@@ -302,12 +302,24 @@ class Dashboard:
         score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 2),
                                                    "name": "threshold"}]
         self.score_chart.update()
-        rows = event_rows(live.events, live.threshold)
-        self.grid.options["rowData"] = rows  # the server copy, for a re-render
-        self.grid.run_grid_method("setGridOption", "rowData", rows)
+        self.grid.show(event_rows(live.events, live.threshold))
 
     def _admin(self) -> bool:
         return is_admin()
+
+
+class EventGrid(ui.aggrid):
+    """The event table: rows are replaced in the browser (AG Grid keeps the user's sort and
+    scroll position and matches rows by id) without rebuilding the grid."""
+
+    rows: list[dict]
+
+    def show(self, rows: list[dict]) -> None:
+        self.rows = rows  # what the browser shows now
+        if self.client.has_socket_connection:
+            self.run_grid_method("setGridOption", "rowData", rows)
+        else:  # not in a browser yet: the rows go with the grid's first rendering
+            self.options["rowData"] = rows
 
 
 # -- rows and options --------------------------------------------------------------------------
@@ -365,7 +377,7 @@ def _grid_options() -> dict:
         "defaultColDef": {"sortable": True, "resizable": True, "filter": True},
         "rowData": [],
         ":getRowId": "params => params.data.id",
-        ":getRowClass": "params => params.data.css",
+        "rowClassRules": theme.row_class_rules(),
         "animateRows": False,
         "suppressCellFocus": True,
         "overlayNoRowsTemplate": "No anomaly events yet",

@@ -329,7 +329,7 @@ def _grid_options() -> dict:
         "defaultColDef": {"sortable": True, "resizable": True},
         "rowData": [],
         ":getRowId": "params => params.data.id",
-        ":getRowClass": "params => params.data.css",
+        "rowClassRules": theme.row_class_rules(),
         "animateRows": False,
         "suppressCellFocus": True,
         "overlayNoRowsTemplate": "No stored events match",

@@ -50,6 +50,16 @@ def row_class(score: float, threshold: float) -> str:
     return f"nid-normal-{step}"
 
 
+ROW_CLASSES = ("nid-anomalous", "nid-suspicious",
+               *(f"nid-normal-{i}" for i in range(NORMAL_SHADES)))
+
+
+def row_class_rules() -> dict[str, str]:
+    """AG Grid ``rowClassRules`` giving each row the class in its ``css`` field; unlike
+    ``getRowClass`` they are re-evaluated when a row's data changes (threshold moved)."""
+    return {f":{name}": f"params => params.data.css === '{name}'" for name in ROW_CLASSES}
+
+
 def chart_theme(dark: bool) -> dict:
     """ECharts colours matching the page's dark or light mode."""
     text = "#e5e7eb" if dark else "#374151"

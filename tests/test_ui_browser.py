@@ -1,0 +1,216 @@
+"""What only a browser shows (NiceGUI ``screen`` fixture, Debian's headless Chromium): live
+updates and their rate, AG Grid sorting and colours, the threshold recolouring events, dark
+mode, history filtering and export. Also writes the screenshots in docs/."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+from nicegui.testing import Screen
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from sqlmodel import Session
+
+from netids.storage import EventFilter, count_events
+from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
+    DOCS,
+    SAMPLE,
+    AppPaths,
+    app_paths,
+    controller_of_app,
+    wait_until,
+)
+
+WIDE = (1440, 1000)
+TALL = (1440, 1560)  # the whole dashboard, for the docs screenshots
+
+
+def open_page(screen: Screen, path: str, size: tuple[int, int] = WIDE) -> None:
+    screen.selenium.set_window_size(*size)
+    screen.open(path, timeout=20)  # the first start imports torch and the app
+
+
+def js(screen: Screen, code: str):
+    return screen.selenium.execute_script(code)
+
+
+def counter(screen: Screen, title: str) -> int:
+    label = screen.selenium.find_element(
+        By.XPATH, f'//div[text()="{title}"]/following-sibling::div')
+    return int(label.text.replace(",", "") or 0)
+
+
+def grid_column(screen: Screen, col: str, grid: int = 0) -> list[str]:
+    """Texts of column ``col`` in the rendered rows of the ``grid``-th grid, in screen order."""
+    return js(screen, f"""
+        const grid = document.querySelectorAll('.nicegui-aggrid')[{grid}];
+        const rows = [...grid.querySelectorAll('.ag-center-cols-container .ag-row')];
+        rows.sort((a, b) => +a.getAttribute('row-index') - +b.getAttribute('row-index'));
+        return rows.map(r => r.querySelector('[col-id="{col}"]').innerText);
+    """)
+
+
+def row_classes(screen: Screen) -> list[tuple[float, str]]:
+    return [(float(s), c) for s, c in js(screen, """
+        const grid = document.querySelectorAll('.nicegui-aggrid')[0];
+        return [...grid.querySelectorAll('.ag-center-cols-container .ag-row')].map(r =>
+            [r.querySelector('[col-id="score"]').innerText,
+             [...r.classList].find(c => c.startsWith('nid-')) || '']);
+    """)]
+
+
+def analyse_sample_fully(screen: Screen) -> None:
+    """Type the sample's path, analyse at full speed, wait for the end in the browser."""
+    box = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Path to a '
+                                                 'pcap")]]//input')
+    box.send_keys(str(SAMPLE))
+    press(screen, "Analyse")
+    wait_until(lambda: not controller_of_app().live.running
+               and controller_of_app().live.packets > 0, 60, "the analysis")
+    wait_until(lambda: counter(screen, "Total packets") == controller_of_app().live.packets, 10,
+               "the counter to show every packet")
+    wait_until(lambda: len(grid_column(screen, "score")) > 0, 10, "rows in the grid")
+
+
+def press(screen: Screen, label: str) -> None:
+    """Click the button labelled ``label`` (not some other text containing it)."""
+    screen.selenium.find_element(
+        By.XPATH, f'//button[.//span[normalize-space(text())="{label}"]]').click()
+
+
+def shot(screen: Screen, name: str) -> None:
+    time.sleep(1.2)  # one chart refresh after the last change; charts have no animation
+    DOCS.mkdir(exist_ok=True)
+    screen.selenium.save_screenshot(str(DOCS / name))
+
+
+def test_dashboard_updates_live_while_a_pcap_plays_at_most_10_updates_a_second(
+        screen: Screen) -> None:
+    open_page(screen, "/")
+    js(screen, """window.nidMessages = [];
+                  window.socket.onAny((type) => window.nidMessages.push([Date.now(), type]));""")
+    press(screen, "Try the bundled sample")
+    screen.should_contain("Monitoring lab_sample.pcap")
+    wait_until(lambda: counter(screen, "Total packets") > 0, 10, "packets counted")
+    first = counter(screen, "Total packets")
+    wait_until(lambda: counter(screen, "Total packets") > first, 10, "the counter to grow")
+    wait_until(lambda: len(grid_column(screen, "score")) > 0, 20, "events in the grid")
+    assert controller_of_app().live.running, "events appeared while the sample was playing"
+    points = js(screen, "return getElement(document.querySelector('.nicegui-echart'))"
+                        ".chart.getOption().series[0].data.length")
+    assert points > 1
+    time.sleep(3)
+    stamps = [t for t, _ in js(screen, "return window.nidMessages")]
+    per_second: dict[int, int] = {}
+    for t in stamps:
+        per_second[t // 1000] = per_second.get(t // 1000, 0) + 1
+    assert len(stamps) > 5 and max(per_second.values()) <= 10, per_second
+    press(screen, "Stop")
+    screen.wait_for(lambda: not controller_of_app().live.running)
+
+
+def test_grid_sorting_threshold_colours_and_dark_mode(screen: Screen) -> None:
+    open_page(screen, "/", TALL)
+    analyse_sample_fully(screen)
+    shot(screen, "dashboard-light.png")
+    screen.find_by_css('.ag-header-cell[col-id="score"]').click()  # newest first -> by score
+    wait_until(lambda: grid_column(screen, "score") == sorted(grid_column(screen, "score"),
+                                                             key=float), 5, "ascending scores")
+    screen.find_by_css('.ag-header-cell[col-id="score"]').click()
+    wait_until(lambda: grid_column(screen, "score") == sorted(grid_column(screen, "score"),
+                                                             key=float, reverse=True), 5,
+               "descending scores")
+    screen.find_by_css('.ag-header-cell[col-id="src"]').click()
+    wait_until(lambda: grid_column(screen, "src") == sorted(grid_column(screen, "src")), 5,
+               "sources in order")
+
+    before = row_classes(screen)
+    assert any(c == "nid-anomalous" for _, c in before)
+    below_one = [s for s, _ in before if s < 1.0]
+    assert below_one
+    screen.find_by_css(".q-slider").click()  # a click on the slider's middle: about 0.5
+    handle = screen.selenium.switch_to.active_element
+    handle.send_keys(*[Keys.PAGE_UP] * 11)  # Quasar: 10 steps a key, up to threshold 1.0
+    screen.should_contain("1.000")
+    wait_until(lambda: all(c != "nid-anomalous" for s, c in row_classes(screen) if s < 1.0), 5,
+               "events under the new threshold to lose the anomalous colour")
+    assert any(c == "nid-suspicious" for _, c in row_classes(screen))
+    handle.send_keys(*[Keys.PAGE_DOWN] * 11)  # threshold 0.0: everything anomalous
+    screen.should_contain("0.000")
+    wait_until(lambda: all(c == "nid-anomalous" for _, c in row_classes(screen)), 5,
+               "every event anomalous")
+    handle.send_keys(*[Keys.PAGE_UP] * 11)
+    screen.should_contain("1.000")
+
+    assert "body--dark" not in screen.find_by_tag("body").get_attribute("class")
+    screen.selenium.find_element(By.XPATH, '//i[text()="dark_mode"]/ancestor::button').click()
+    wait_until(lambda: "body--dark" in screen.find_by_tag("body").get_attribute("class"), 5,
+               "dark mode")
+    screen.open("/")  # remembered for this user
+    assert "body--dark" in screen.find_by_tag("body").get_attribute("class")
+    wait_until(lambda: len(grid_column(screen, "score")) > 0, 10, "rows after reload")
+    assert screen.find_by_css(".nicegui-aggrid").get_attribute("data-ag-theme-mode") == "dark"
+    shot(screen, "dashboard-dark.png")
+
+
+def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> None:  # noqa: F811
+    from nicegui.testing import screen_plugin
+
+    open_page(screen, "/")
+    analyse_sample_fully(screen)
+    c = controller_of_app()
+    assert c.store.flush(10)
+    with Session(c.engine) as session:
+        total = count_events(session=session)
+        some = next(e for e in __import__("netids.storage", fromlist=["x"]).query_events(
+            session=session, limit=50) if e.dst and "." in e.dst)
+    screen.selenium.set_window_size(*TALL)
+    screen.open("/history")
+    screen.should_contain(f"{total:,} events match")
+    cidr = some.dst.rsplit(".", 1)[0] + ".0/24"
+    box = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Destination '
+                                                 'address")]]//input')
+    box.send_keys(cidr)
+    press(screen, "Apply")
+    with Session(c.engine) as session:
+        n = count_events(session=session, filter=EventFilter(dst=cidr))
+    screen.should_contain(f"{n:,} events match")
+    prefix = cidr.rsplit(".", 1)[0] + "."
+    wait_until(lambda: grid_column(screen, "dst")
+               and all(d.startswith(prefix) for d in grid_column(screen, "dst")), 5,
+               "only destinations in the CIDR")
+    shot(screen, "history.png")
+    press(screen, "CSV")
+    folder = screen_plugin.DOWNLOAD_DIR
+    wait_until(lambda: any(folder.glob("netids-events-*.csv")), 10, "the CSV download")
+    path = next(folder.glob("netids-events-*.csv"))
+    wait_until(lambda: path.stat().st_size > 0 and not any(folder.glob("*.crdownload")), 5,
+               "the download to complete")
+    records = list(csv.DictReader(path.open()))
+    assert len(records) == n and all(r["dest_ip"].startswith(prefix) for r in records)
+
+
+def test_training_page_after_a_training(screen: Screen, app_paths: AppPaths) -> None:  # noqa: F811
+    open_page(screen, "/training", (1440, 1100))
+    box = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "file of '
+                                                 'normal traffic")]]//input')
+    box.send_keys(str(SAMPLE))
+    press(screen, "Use file")
+    c = controller_of_app()
+    wait_until(lambda: c.training.phase == "capturing" and not c.live.running, 60, "capture")
+    epochs = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Max '
+                                                    'epochs")]]//input')
+    epochs.send_keys(Keys.CONTROL, "a")
+    epochs.send_keys("3", Keys.TAB)
+    name = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Name of the '
+                                                  'new model")]]//input')
+    name.send_keys(Keys.CONTROL, "a")
+    name.send_keys("lab-normal", Keys.TAB)
+    press(screen, "Stop & train")
+    wait_until(lambda: c.training.phase in ("done", "failed"), 120, "training")
+    assert c.training.phase == "done", c.training.error
+    screen.should_contain("false-alarm rate")
+    screen.should_contain("active: lab-normal")
+    assert (app_paths.models_dir / "lab-normal.pt").is_file()
+    shot(screen, "training.png")
