@@ -80,9 +80,17 @@ def make_engine(url: str, settings: StorageSettings | None = None) -> Engine:
         return engine
     if not url.startswith("postgresql"):
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql+psycopg://...")
-    # a lock held elsewhere fails the write after the same wait as SQLite's busy timeout
-    options = f"-c lock_timeout={int(settings.busy_timeout_ms)}"
-    return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
+    connect_args = {
+        # a lock held elsewhere fails the write after the same wait as SQLite's busy timeout
+        "options": f"-c lock_timeout={int(settings.busy_timeout_ms)}",
+        # a server that vanished without a reset is noticed in seconds, not hours
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+    }
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -47,6 +49,7 @@ from netids.storage import (
     upgrade,
 )
 from netids.tables import TABLES, Event
+from tests.conftest import reset_postgres
 from tests.test_events import latest, scored
 
 FAST = StorageSettings(
@@ -387,6 +390,73 @@ def test_locked_database_queues_in_memory_and_lands_when_released(engine: sa.Eng
     stats = store.close()
     assert (stats.pending, stats.dropped, stats.last_error) == (0, 0, "")
     assert len(stored(engine)) == 2 + 21
+
+
+class TcpProxy:
+    """A TCP forwarder to the database server that can be switched off: the server 'goes away'."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.conns: list[socket.socket] = []
+        self.start()
+
+    def start(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=True)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
+        self.listener.close()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def test_postgres_going_away_queues_events_until_it_is_back(pg_url: str) -> None:
+    reset_postgres(pg_url)
+    url = sa.engine.make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    engine = open_database(url.set(port=proxy.port).render_as_string(hide_password=False), FAST)
+    store = EventStore(engine, sensor="a", settings=FAST)
+    try:
+        store.write(flood_and_scans(1))
+        assert store.flush(timeout=10)
+        proxy.stop()  # the server is away: connections cut, new ones refused
+        store.write(flood_and_scans(5))
+        assert wait_for(lambda: store.stats.failures >= 2)
+        assert store.stats.pending == 6 and store.stats.last_error
+        proxy.start()
+        assert store.flush(timeout=20)
+        stats = store.close()
+        assert (stats.pending, stats.dropped, stats.last_error) == (0, 0, "")
+    finally:
+        proxy.stop()
+    engine.dispose()
+    assert len(stored(make_engine(pg_url))) == 2 + 6
 
 
 def test_memory_queue_is_bounded_and_counts_what_it_drops(engine: sa.Engine) -> None:
