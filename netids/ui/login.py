@@ -335,7 +335,7 @@ def _guarded(event: str, original: Callable[..., Any]) -> Callable[..., Any]:
         session_id = (scope.get("session") or {}).get("id")
         client = Client.instances.get(client_id)
         if client is None or session_id is None or _client_session_id(client) != session_id:
-            log.warning("dropped a %s message for a page of another session", event)
+            log.warning("dropped a Socket.IO %r message: not from the session of its page", event)
             return False
         return gate.check(session_id, touch=event == "event") is not None
 
