@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import time
+from pathlib import Path
 
 from nicegui.testing import Screen
 from selenium.webdriver.common.by import By
@@ -19,6 +20,7 @@ from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     AppPaths,
     app_paths,
     controller_of_app,
+    small_pcap,
     wait_until,
 )
 
@@ -110,10 +112,21 @@ def test_dashboard_updates_live_while_a_pcap_plays_at_most_10_updates_a_second(
     screen.wait_for(lambda: not controller_of_app().live.running)
 
 
-def test_grid_sorting_threshold_colours_and_dark_mode(screen: Screen) -> None:
+def test_dark_mode_grid_sorting_and_threshold_colours(screen: Screen) -> None:
     open_page(screen, "/", TALL)
     analyse_sample_fully(screen)
     shot(screen, "dashboard-light.png")
+
+    assert "body--dark" not in screen.find_by_tag("body").get_attribute("class")
+    screen.selenium.find_element(By.XPATH, '//i[text()="dark_mode"]/ancestor::button').click()
+    wait_until(lambda: "body--dark" in screen.find_by_tag("body").get_attribute("class"), 5,
+               "dark mode")
+    screen.open("/")  # remembered for this user
+    assert "body--dark" in screen.find_by_tag("body").get_attribute("class")
+    wait_until(lambda: len(grid_column(screen, "score")) > 0, 10, "rows after reload")
+    assert screen.find_by_css(".nicegui-aggrid").get_attribute("data-ag-theme-mode") == "dark"
+    shot(screen, "dashboard-dark.png")
+
     screen.find_by_css('.ag-header-cell[col-id="score"]').click()  # newest first -> by score
     wait_until(lambda: grid_column(screen, "score") == sorted(grid_column(screen, "score"),
                                                              key=float), 5, "ascending scores")
@@ -127,8 +140,7 @@ def test_grid_sorting_threshold_colours_and_dark_mode(screen: Screen) -> None:
 
     before = row_classes(screen)
     assert any(c == "nid-anomalous" for _, c in before)
-    below_one = [s for s, _ in before if s < 1.0]
-    assert below_one
+    assert [s for s, _ in before if s < 1.0]
     screen.find_by_css(".q-slider").click()  # a click on the slider's middle: about 0.5
     handle = screen.selenium.switch_to.active_element
     handle.send_keys(*[Keys.PAGE_UP] * 11)  # Quasar: 10 steps a key, up to threshold 1.0
@@ -136,22 +148,12 @@ def test_grid_sorting_threshold_colours_and_dark_mode(screen: Screen) -> None:
     wait_until(lambda: all(c != "nid-anomalous" for s, c in row_classes(screen) if s < 1.0), 5,
                "events under the new threshold to lose the anomalous colour")
     assert any(c == "nid-suspicious" for _, c in row_classes(screen))
+    wait_until(lambda: grid_column(screen, "src") == sorted(grid_column(screen, "src")), 5,
+               "the user's sort kept while rows update")
     handle.send_keys(*[Keys.PAGE_DOWN] * 11)  # threshold 0.0: everything anomalous
     screen.should_contain("0.000")
     wait_until(lambda: all(c == "nid-anomalous" for _, c in row_classes(screen)), 5,
                "every event anomalous")
-    handle.send_keys(*[Keys.PAGE_UP] * 11)
-    screen.should_contain("1.000")
-
-    assert "body--dark" not in screen.find_by_tag("body").get_attribute("class")
-    screen.selenium.find_element(By.XPATH, '//i[text()="dark_mode"]/ancestor::button').click()
-    wait_until(lambda: "body--dark" in screen.find_by_tag("body").get_attribute("class"), 5,
-               "dark mode")
-    screen.open("/")  # remembered for this user
-    assert "body--dark" in screen.find_by_tag("body").get_attribute("class")
-    wait_until(lambda: len(grid_column(screen, "score")) > 0, 10, "rows after reload")
-    assert screen.find_by_css(".nicegui-aggrid").get_attribute("data-ag-theme-mode") == "dark"
-    shot(screen, "dashboard-dark.png")
 
 
 def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> None:  # noqa: F811
@@ -191,18 +193,20 @@ def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> No
     assert len(records) == n and all(r["dest_ip"].startswith(prefix) for r in records)
 
 
-def test_training_page_after_a_training(screen: Screen, app_paths: AppPaths) -> None:  # noqa: F811
+def test_training_page_after_a_training(screen: Screen, app_paths: AppPaths,  # noqa: F811
+                                       tmp_path: Path) -> None:
+    normal = small_pcap(tmp_path / "normal.pcap", 12_000)  # training needs 8,000 at least
     open_page(screen, "/training", (1440, 1100))
     box = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "file of '
                                                  'normal traffic")]]//input')
-    box.send_keys(str(SAMPLE))
+    box.send_keys(str(normal))
     press(screen, "Use file")
     c = controller_of_app()
     wait_until(lambda: c.training.phase == "capturing" and not c.live.running, 60, "capture")
     epochs = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Max '
                                                     'epochs")]]//input')
     epochs.send_keys(Keys.CONTROL, "a")
-    epochs.send_keys("3", Keys.TAB)
+    epochs.send_keys("4", Keys.TAB)
     name = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Name of the '
                                                   'new model")]]//input')
     name.send_keys(Keys.CONTROL, "a")

@@ -265,3 +265,13 @@ async def test_a_viewer_cannot_change_anything(user: User) -> None:
     user.find(marker="threshold").elements.pop().set_value(0.1)
     await user.should_see("Only an admin can do that")
     assert c.threshold == before and not c.live.running
+
+
+async def test_the_header_navigates_between_the_pages(user: User) -> None:
+    await user.open("/")
+    user.find(marker="nav-history").click()
+    await user.should_see("Stored events")
+    user.find(marker="nav-training").click()
+    await user.should_see("Stop & train")
+    user.find(marker="nav-live").click()
+    await user.should_see("Try the bundled sample")

@@ -22,7 +22,7 @@ from netids.config import PROJECT_ROOT
 from netids.controller import Controller, LiveState
 from netids.events import EventUpdate
 from netids.ui import event_detail, theme
-from netids.ui.frame import admin_only, is_admin, is_dark, require_admin
+from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Dashboard:
         ui.timer(CHART_SECONDS, self.refresh_charts)
         self.refresh_counters()
         self.refresh_charts()
+        on_dark_change(lambda: self.refresh_charts(force=True))
 
     # -- layout ------------------------------------------------------------------------------
     def _controls(self) -> None:
@@ -276,27 +277,27 @@ class Dashboard:
             elif live.message:
                 ui.notify(live.message, type="info")
 
-    def refresh_charts(self) -> None:
+    def refresh_charts(self, force: bool = False) -> None:
         live = self.c.live
         marker = live.generation + id(live)
-        if marker == self.seen_generation:
+        if marker == self.seen_generation and not force:
             return
         self.seen_generation = marker
         dark = is_dark()
         seconds = [s * 1000.0 for s in live.timeline.seconds]
         rate = self.rate_chart.options
-        rate.update(theme.chart_theme(dark))
+        theme.apply_chart_theme(rate, dark)
         rate["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.packets,
                                                           strict=True)]
         self.rate_chart.update()
         protocols = sorted(live.protocols.items(), key=lambda kv: -kv[1])[:10]
         proto = self.proto_chart.options
-        proto.update(theme.chart_theme(dark))
+        theme.apply_chart_theme(proto, dark)
         proto["xAxis"]["data"] = [name for name, _ in protocols]
         proto["series"][0]["data"] = [n for _, n in protocols]
         self.proto_chart.update()
         score = self.score_chart.options
-        score.update(theme.chart_theme(dark))
+        theme.apply_chart_theme(score, dark)
         score["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.max_score,
                                                            strict=True)]
         score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 2),
@@ -354,14 +355,14 @@ def event_row(u: EventUpdate, threshold: float) -> dict:
 
 
 def _time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%m-%d %H:%M:%S")
 
 
 def _grid_options() -> dict:
     columns = [
-        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 150}),
-        ("first_seen", "First seen (UTC)", {"minWidth": 150}),
-        ("status", "Status", {"minWidth": 105}),
+        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 145}),
+        ("first_seen", "First seen (UTC)", {"minWidth": 145}),
+        ("status", "Status", {"minWidth": 110}),
         ("score", "Score", {"minWidth": 85, "type": "numericColumn"}),
         ("kind", "Kind", {"minWidth": 110}),
         ("src", "Source", {"minWidth": 130}),
@@ -421,7 +422,8 @@ def _score_options() -> dict:
                         "color": "#ef4444",
                         "markLine": {"symbol": "none", "silent": True,
                                      "lineStyle": {"type": "dashed", "color": "#f59e0b"},
-                                     "label": {"formatter": "threshold {c}"},
+                                     "label": {"formatter": "threshold {c}",
+                                               "position": "insideEndTop"},
                                      "data": []}}]}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from nicegui import app, ui
+from nicegui import app, context, ui
 
 from netids.ui import theme
 
@@ -63,6 +63,20 @@ def is_dark() -> bool:
     return bool(app.storage.user.get("dark", False))
 
 
+def on_dark_change(callback: Callable[[], None]) -> None:
+    """Call ``callback`` when this page's user switches dark/light (charts recolour)."""
+    _dark_hooks.setdefault(context.client.id, []).append(callback)
+
+
+_dark_hooks: dict[str, list[Callable[[], None]]] = {}
+
+
+def _toggle_dark(dark: ui.dark_mode) -> None:
+    dark.toggle()
+    for callback in _dark_hooks.get(context.client.id, []):
+        callback()
+
+
 @contextmanager
 def frame(title: str) -> Iterator[None]:
     """Header, navigation and the dark toggle; the page content goes inside the ``with``."""
@@ -70,20 +84,20 @@ def frame(title: str) -> Iterator[None]:
     app.storage.user.setdefault("dark", False)
     dark = ui.dark_mode().bind_value(app.storage.user, "dark")
     ui.page_title(f"netids · {title}")
+    client_id = context.client.id
+    context.client.on_delete(lambda: _dark_hooks.pop(client_id, None))
     with ui.header(elevated=True).classes("items-center gap-4 px-4 py-2 bg-slate-800"):
         ui.icon("shield", size="28px").classes("text-amber-400")
         ui.label("netids").classes("text-xl font-semibold tracking-wide")
         with ui.row().classes("gap-1"):
             for path, label, icon in PAGES:
-                link = ui.link(target=path).classes("no-underline")
-                with link:
-                    ui.button(label, icon=icon).props(
-                        f"flat no-caps color=white {'outline' if label == title else ''}"
-                    ).mark(f"nav-{label.lower()}")
+                ui.button(label, icon=icon, on_click=lambda p=path: ui.navigate.to(p)).props(
+                    f"flat no-caps color=white {'outline' if label == title else ''}"
+                ).mark(f"nav-{label.lower()}")
         ui.space()
         for extra in _header_extras:
             extra()
-        ui.button(icon="dark_mode", on_click=dark.toggle).props("flat round color=white") \
-            .tooltip("dark / light").mark("dark-toggle")
+        ui.button(icon="dark_mode", on_click=lambda: _toggle_dark(dark)) \
+            .props("flat round color=white").tooltip("dark / light").mark("dark-toggle")
     with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4"):
         yield

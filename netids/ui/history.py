@@ -31,7 +31,7 @@ from netids.storage import (
 )
 from netids.tables import Event
 from netids.ui import event_detail, theme
-from netids.ui.frame import is_dark
+from netids.ui.frame import is_dark, on_dark_change
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class History:
         self.sort = "last_seen"
         self.descending = True
         self.filter = EventFilter()
+        self.data: Page | None = None
         if controller.engine is None:
             ui.label(f"The event history needs the database: {controller.db_error or 'not open'}")\
                 .classes("text-negative").mark("history-unavailable")
@@ -86,6 +87,7 @@ class History:
             self.grid.on("cellClicked", self._open_event)
             self.grid.on("sortChanged", self._sort_changed)
         ui.timer(0.05, self.reload, once=True)
+        on_dark_change(lambda: self._draw_charts(self.data) if self.data else None)
 
     def _filters(self) -> None:
         with ui.card().classes("w-full"), ui.row().classes("w-full items-start gap-3"):
@@ -142,6 +144,8 @@ class History:
             return
         try:
             data = await run.io_bound(self._query)
+            if data is None:  # the app is shutting down
+                return
         except Exception as exc:  # noqa: BLE001 - database trouble is a notification
             log.warning("history query failed: %s", exc)
             ui.notify(f"Cannot read the event history: {exc}", type="negative", multi_line=True)
@@ -212,7 +216,7 @@ class History:
 
     # -- display ---------------------------------------------------------------------------------
     def _show(self, data: Page) -> None:
-        dark = is_dark()
+        self.data = data
         sensors = {"": "any sensor", **{s: s for s in data.sensors}}
         if self.sensor.options != sensors:
             self.sensor.set_options(sensors, value=self.sensor.value
@@ -228,13 +232,18 @@ class History:
             field = GRID_TO_DB.get(col["field"], col["field"])
             col["sort"] = ("desc" if self.descending else "asc") if field == self.sort else None
         self.grid.update()
+        self._draw_charts(data)
+
+    def _draw_charts(self, data: Page) -> None:
+        dark = is_dark()
         minute = self.minute_chart.options
-        minute.update(theme.chart_theme(dark))
-        minute["series"][0]["data"] = [[m.timestamp() * 1000, n] for m, n, _ in data.per_minute]
+        theme.apply_chart_theme(minute, dark)
+        minute["xAxis"]["data"] = [m.strftime("%m-%d %H:%M") for m, _, _ in data.per_minute]
+        minute["series"][0]["data"] = [n for _, n, _ in data.per_minute]
         self.minute_chart.update()
         for chart, top, many in ((self.sources_chart, data.sources, "many sources"),
                                  (self.targets_chart, data.targets, "many targets")):
-            chart.options.update(theme.chart_theme(dark))
+            theme.apply_chart_theme(chart.options, dark)
             top = list(reversed(top))
             chart.options["yAxis"]["data"] = [name or many for name, _, _ in top]
             chart.options["series"][0]["data"] = [n for _, n, _ in top]
@@ -310,8 +319,8 @@ def _address_problem(text: str) -> str | None:
 
 def _grid_options() -> dict:
     columns = [
-        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 150}),
-        ("first_seen", "First seen (UTC)", {"minWidth": 150}),
+        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 170}),
+        ("first_seen", "First seen (UTC)", {"minWidth": 170}),
         ("severity", "Severity", {"minWidth": 105}),
         ("score", "Score", {"minWidth": 85, "type": "numericColumn"}),
         ("kind", "Kind", {"minWidth": 110}),
@@ -341,9 +350,10 @@ def _minute_options() -> dict:
             "title": {"text": "Events per minute", "left": 8, "top": 4,
                       "textStyle": {"fontSize": 13}},
             "grid": {"left": 45, "right": 15, "top": 40, "bottom": 30},
-            "tooltip": {"trigger": "axis"}, "xAxis": {"type": "time"},
+            "tooltip": {"trigger": "axis"}, "xAxis": {"type": "category", "data": []},
             "yAxis": {"type": "value", "minInterval": 1},
-            "series": [{"type": "bar", "name": "events", "data": [], "color": "#f59e0b"}]}
+            "series": [{"type": "bar", "name": "events", "data": [], "color": "#f59e0b",
+                        "barMaxWidth": 40}]}
 
 
 def _top_options(title: str, color: str) -> dict:

@@ -60,7 +60,17 @@ def row_class_rules() -> dict[str, str]:
     return {f":{name}": f"params => params.data.css === '{name}'" for name in ROW_CLASSES}
 
 
-def chart_theme(dark: bool) -> dict:
-    """ECharts colours matching the page's dark or light mode."""
+def apply_chart_theme(options: dict, dark: bool) -> None:
+    """Set an ECharts option dict's text and grid-line colours for dark or light mode."""
     text = "#e5e7eb" if dark else "#374151"
-    return {"backgroundColor": "transparent", "textStyle": {"color": text}}
+    lines = "#374151" if dark else "#e5e7eb"
+    options["backgroundColor"] = "transparent"
+    options["textStyle"] = {"color": text}
+    if "title" in options:
+        options["title"].setdefault("textStyle", {})["color"] = text
+    if "legend" in options:
+        options["legend"]["textStyle"] = {"color": text}
+    for axis in ("xAxis", "yAxis"):
+        if axis in options:
+            options[axis]["axisLabel"] = {**options[axis].get("axisLabel", {}), "color": text}
+            options[axis]["splitLine"] = {"lineStyle": {"color": lines}}

@@ -19,7 +19,7 @@ from netids.retrain import TrainingError
 from netids.train import TrainConfig
 from netids.ui import theme
 from netids.ui.dashboard import SAMPLE, _filter_problem, _interface_options
-from netids.ui.frame import admin_only, is_admin, is_dark, require_admin
+from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class TrainingPage:
             self.versions = ui.column().classes("w-full gap-1").mark("model-versions")
         ui.timer(REFRESH_SECONDS, self.refresh)
         self.refresh()
+        on_dark_change(self.redraw)
         ui.timer(0.05, self.show_versions, once=True)
 
     def _capture_card(self) -> None:
@@ -170,6 +171,10 @@ class TrainingPage:
         await self.show_versions()
 
     # -- display -------------------------------------------------------------------------------
+    def redraw(self) -> None:
+        self.seen = -1
+        self.refresh()
+
     def refresh(self) -> None:
         t = self.c.training
         if t.generation == self.seen and t.phase == self.seen_phase:
@@ -185,7 +190,7 @@ class TrainingPage:
         self.report.set_text(t.report)
         self.error.set_text(t.error if t.phase == "failed" else "")
         opts = self.loss_chart.options
-        opts.update(theme.chart_theme(is_dark()))
+        theme.apply_chart_theme(opts, is_dark())
         opts["xAxis"]["data"] = [e for e, _, _ in t.history]
         opts["series"][0]["data"] = [round(v, 5) for _, v, _ in t.history]
         opts["series"][1]["data"] = [round(v, 5) for _, _, v in t.history]
@@ -257,6 +262,6 @@ def _loss_options() -> dict:
             "grid": {"left": 55, "right": 15, "top": 40, "bottom": 30},
             "tooltip": {"trigger": "axis"},
             "xAxis": {"type": "category", "name": "epoch", "data": []},
-            "yAxis": {"type": "log", "name": "loss"},
+            "yAxis": {"type": "log"},
             "series": [{"type": "line", "name": "training", "data": [], "color": "#3b82f6"},
                        {"type": "line", "name": "validation", "data": [], "color": "#f59e0b"}]}
