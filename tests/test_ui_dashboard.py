@@ -275,3 +275,17 @@ async def test_the_header_navigates_between_the_pages(user: User) -> None:
     await user.should_see("Stop & train")
     user.find(marker="nav-live").click()
     await user.should_see("Try the bundled sample")
+
+
+async def test_a_file_can_play_back_at_capture_speed(user: User, tmp_path: Path) -> None:
+    await user.open("/")
+    user.find(marker="realtime").click()
+    user.find(marker="pcap-path").type(str(SAMPLE))
+    user.find(marker="analyse").click()
+    c = controller_of_app()
+    await until(lambda: c.live.packets > 0, 10, "the first packets")
+    await user.should_see(marker="count-rate")
+    assert c.live.running, "a 30 s capture paced in real time is still playing"
+    assert c.live.packets < sum(len(b) for b in read_batches(SAMPLE))
+    user.find(marker="stop").click()
+    await until(lambda: not c.live.running, 5, "stopped")

@@ -96,3 +96,22 @@ async def test_a_live_training_capture_counts_packets(user: User) -> None:
     await until(lambda: c.training.packets >= 100, 10, "collected packets")
     await user.should_see(f"{c.training.packets:,}", retries=20)
     await c.stop()
+
+
+async def test_cancelling_a_training_keeps_the_previous_model(
+        user: User, app_paths: AppPaths, tmp_path: Path) -> None:  # noqa: F811
+    await user.open("/training")
+    await capture_file(user, small_pcap(tmp_path / "normal.pcap", 10_000))
+    c = controller_of_app()
+    before = c.detector
+    user.find(marker="train-name").clear().type("never")
+    user.find(marker="train-epochs").elements.pop().set_value(200)
+    user.find(marker="train-go").click()
+    await until(lambda: c.training.phase == "training" and len(c.training.history) >= 1, 60,
+                "the first epoch")
+    await until(lambda: user.find(marker="train-cancel").elements.pop().enabled, 5,
+                "cancel to be offered")
+    user.find(marker="train-cancel").click()
+    await until(lambda: c.training.phase == "failed", 60, "training to stop")
+    await user.should_see("Training failed, the previous model stays active", retries=20)
+    assert c.detector is before and not (app_paths.models_dir / "never.pt").exists()
