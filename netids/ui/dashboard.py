@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from nicegui import events, ui
 
@@ -359,7 +360,7 @@ def _time(seconds: float) -> str:
 
 
 def _grid_options() -> dict:
-    columns = [
+    columns: list[tuple[str, str, dict[str, Any]]] = [
         ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 145}),
         ("first_seen", "First seen (UTC)", {"minWidth": 145}),
         ("status", "Status", {"minWidth": 110}),

@@ -189,8 +189,9 @@ def samples_pcap(samples: list[RawSample]) -> bytes:
 
 
 async def _download_pcap(samples: list[RawSample], name: str) -> None:
-    if samples:
-        ui.download.content(await run.io_bound(samples_pcap, samples), name)
+    content = await run.io_bound(samples_pcap, samples) if samples else None
+    if content:
+        ui.download.content(content, name)
 
 
 def _text(value: Any) -> Any:

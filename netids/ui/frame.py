@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from nicegui import app, context, ui
+from nicegui.elements.mixins.disableable_element import DisableableElement
 
 from netids.ui import theme
+
+E = TypeVar("E", bound=DisableableElement)
 
 _admin_check: Callable[[], bool] | None = None
 _header_extras: list[Callable[[], None]] = []  # e.g. "signed in as ... / sign out" from auth
@@ -51,7 +55,7 @@ def require_admin() -> bool:
     return False
 
 
-def admin_only(element: ui.element) -> ui.element:
+def admin_only(element: E) -> E:
     """Disable a control for viewers (its handler checks :func:`require_admin` as well)."""
     if not is_admin():
         element.disable()

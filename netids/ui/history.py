@@ -128,10 +128,10 @@ class History:
         await self.reload()
 
     async def clear(self) -> None:
-        for element in (self.since, self.until, self.src, self.dst, self.kind):
-            element.set_value("")
-        for element in (self.sensor, self.proto, self.severity):
-            element.set_value("")
+        for box in (self.since, self.until, self.src, self.dst, self.kind):
+            box.set_value("")
+        for choice in (self.sensor, self.proto, self.severity):
+            choice.set_value("")
         self.min_score.set_value(None)
         await self.apply()
 
@@ -160,13 +160,16 @@ class History:
             return
         try:
             self.filter = self._read_filter()
-            content, n = await run.io_bound(self._export, fmt)
+            result = await run.io_bound(self._export, fmt)
         except ValueError as exc:
             ui.notify(str(exc), type="negative")
             return
         except Exception as exc:  # noqa: BLE001
             ui.notify(f"Export failed: {exc}", type="negative")
             return
+        if result is None:  # the app is shutting down
+            return
+        content, n = result
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         ui.download.content(content, f"netids-events-{stamp}.{fmt}")
         ui.notify(f"Exported {n} events as {fmt.upper()}")
@@ -181,7 +184,8 @@ class History:
             state = await self.grid.run_grid_method("getColumnState")
         except TimeoutError:
             return
-        sorted_cols = [s for s in state or [] if s.get("sort")]
+        columns: list[dict[str, Any]] = state if isinstance(state, list) else []
+        sorted_cols = [s for s in columns if s.get("sort")]
         await self.sort_by(sorted_cols[0]["colId"] if sorted_cols else "last_seen",
                            (sorted_cols[0]["sort"] == "desc") if sorted_cols else True)
 
@@ -318,7 +322,7 @@ def _address_problem(text: str) -> str | None:
 
 
 def _grid_options() -> dict:
-    columns = [
+    columns: list[tuple[str, str, dict[str, Any]]] = [
         ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 170}),
         ("first_seen", "First seen (UTC)", {"minWidth": 170}),
         ("severity", "Severity", {"minWidth": 105}),

@@ -8,7 +8,7 @@ from white to yellow as the score rises. Moving the threshold therefore recolour
 >>> display_severity(0.95, 0.9), display_severity(0.95, 0.99), display_severity(0.2, 0.99)
 ('anomalous', 'suspicious', 'normal')
 >>> row_class(0.95, 0.99), row_class(0.1, 0.99), row_class(0.45, 0.99)
-('nid-suspicious', 'nid-normal-0', 'nid-normal-3')
+('nid-suspicious', 'nid-normal-1', 'nid-normal-4')
 """
 
 from __future__ import annotations

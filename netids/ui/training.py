@@ -206,7 +206,7 @@ class TrainingPage:
 
     async def show_versions(self) -> None:
         try:
-            versions = await run.io_bound(self.c.model_versions)
+            versions = await run.io_bound(self.c.model_versions) or []
         except Exception as exc:  # noqa: BLE001 - database trouble is a notification
             ui.notify(f"Cannot list model versions: {exc}", type="negative")
             return
