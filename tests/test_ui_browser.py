@@ -117,6 +117,16 @@ def test_dark_mode_grid_sorting_and_threshold_colours(screen: Screen) -> None:
     analyse_sample_fully(screen)
     shot(screen, "dashboard-light.png")
 
+    screen.find_by_css('.ag-center-cols-container .ag-row[row-index="0"] [col-id="kind"]').click()
+    screen.should_contain("Sample packets")
+    screen.should_contain("Samples as pcap")
+    assert " > " in screen.find_by_css(".nid-mono").text  # a decoded one-line summary
+    shot(screen, "event-detail.png")
+    screen.selenium.find_element(
+        By.XPATH, '//div[contains(@class, "q-dialog")]//i[text()="close"]/ancestor::button').click()
+    wait_until(lambda: not [e for e in screen.selenium.find_elements(By.CSS_SELECTOR, ".q-dialog")
+                            if e.is_displayed()], 5, "the dialog to close")
+
     assert "body--dark" not in screen.find_by_tag("body").get_attribute("class")
     screen.selenium.find_element(By.XPATH, '//i[text()="dark_mode"]/ancestor::button').click()
     wait_until(lambda: "body--dark" in screen.find_by_tag("body").get_attribute("class"), 5,
