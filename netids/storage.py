@@ -292,16 +292,16 @@ class EventStore:
 
     def _commit(self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]]) -> None:
         now = utcnow()
-        stamp: Any = _sqlite_text(now) if self._sqlite else now
-        rows = [_event_row(u, self.sensor, stamp, self._sqlite) for u in events.values()]
+        updates = list(events.values())
         sample_rows = [_sample_row(eid, s) for eid, ss in samples.items() for s in ss]
         step = self.settings.batch_rows
         with self.engine.begin() as conn:
-            for i in range(0, len(rows), step):
+            for i in range(0, len(updates), step):
+                chunk = updates[i : i + step]
                 if self._fast is not None:
-                    self._fast.execute(conn, rows[i : i + step])
+                    self._fast.execute(conn, chunk, self.sensor, _sqlite_text(now))
                 else:
-                    conn.execute(self._upsert, rows[i : i + step])
+                    conn.execute(self._upsert, [_event_row(u, self.sensor, now) for u in chunk])
             for i in range(0, len(sample_rows), step):
                 conn.execute(self._insert_samples, sample_rows[i : i + step])
             if not self._sensor_known:
@@ -369,19 +369,13 @@ def _clean(text: str, size: int | None = None) -> str:
     return text if size is None else text[:size]
 
 
-def _event_row(u: EventUpdate, sensor: str, now: Any, sqlite: bool = False) -> dict[str, Any]:
-    """Column values of an event; with ``sqlite`` timestamps (and ``now``) are the stored text."""
-    first_seen: Any
-    last_seen: Any
-    if sqlite:
-        first_seen, last_seen, updated = _sqlite_ts(u.first_seen), _sqlite_ts(u.last_seen), now
-    else:
-        first_seen, last_seen, updated = _ts(u.first_seen), _ts(u.last_seen), now
+def _event_row(u: EventUpdate, sensor: str, now: datetime) -> dict[str, Any]:
+    """Column values of an event (the SQLite fast path builds the same as a tuple)."""
     return {
         "id": u.id,
         "sensor": _clean(sensor, 64),
-        "first_seen": first_seen,
-        "last_seen": last_seen,
+        "first_seen": _ts(u.first_seen),
+        "last_seen": _ts(u.last_seen),
         "src": _clean(u.src, 64),
         "src_key": address_key(u.src),
         "src_port": u.src_port,
@@ -398,7 +392,7 @@ def _event_row(u: EventUpdate, sensor: str, now: Any, sqlite: bool = False) -> d
         "threshold": u.threshold,
         "src_count": u.src_count,
         "dst_count": u.dst_count,
-        "updated_at": updated,
+        "updated_at": now,
     }
 
 
@@ -424,15 +418,35 @@ def _insert(dialect: str, table: Any) -> Any:
 
 
 class _FastSQLiteUpsert:
-    """The event upsert on SQLite, values converted once here instead of per bind by SQLAlchemy
-    and handed to the driver's executemany: about twice the rows per second."""
+    """The event upsert on SQLite with values converted once here (not per bind by SQLAlchemy)
+    and handed as tuples to the driver's executemany: about twice the rows per second."""
+
+    ORDER = (  # the parameter order of the compiled statement, i.e. the table's column order
+        "id", "sensor", "first_seen", "last_seen", "src", "src_key", "src_port", "dst",
+        "dst_key", "dst_port", "proto", "kind", "packets", "score_max", "score_mean",
+        "severity", "explanation", "threshold", "src_count", "dst_count", "updated_at",
+    )
 
     def __init__(self, stmt: Any) -> None:
-        self.sql = str(stmt.compile(dialect=sqlite.dialect(paramstyle="named")))
+        compiled = stmt.compile(dialect=sqlite.dialect(paramstyle="qmark"))
+        assert tuple(compiled.positiontup or ()) == self.ORDER, compiled.positiontup
+        self.sql = str(compiled)
 
-    def execute(self, conn: Any, rows: list[dict[str, Any]]) -> None:
-        """Run inside ``conn``'s transaction; ``rows`` from ``_event_row(..., sqlite=True)``."""
-        conn.exec_driver_sql(self.sql, rows)  # sqlite3 takes named parameters as dicts
+    def execute(
+        self, conn: Any, events: Iterable[EventUpdate], sensor: str, stamp: str
+    ) -> None:
+        """Upsert ``events`` inside ``conn``'s transaction; ``stamp`` is ``updated_at`` text."""
+        ts, key, clean = _sqlite_ts, address_key, _clean
+        params = [
+            (
+                u.id, sensor, ts(u.first_seen), ts(u.last_seen), clean(u.src, 64), key(u.src),
+                u.src_port, clean(u.dst, 64), key(u.dst), u.dst_port, clean(u.proto, 16),
+                clean(u.kind, 64), u.packets, u.score_max, u.score_mean, u.severity,
+                clean(u.explanation), u.threshold, u.src_count, u.dst_count, stamp,
+            )
+            for u in events
+        ]
+        conn.exec_driver_sql(self.sql, params)
 
 
 def _sqlite_text(value: datetime) -> str:
