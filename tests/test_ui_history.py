@@ -176,3 +176,27 @@ async def test_database_trouble_is_a_notification_and_the_app_stays_up(
     await user.should_see(marker="history-unavailable")
     user.find(marker="export-csv").click()
     await user.should_see("No database")
+
+
+async def test_a_locked_database_is_a_notification_and_events_are_written_later(
+        user: User, app_paths: AppPaths) -> None:  # noqa: F811
+    import sqlite3
+
+    await user.open("/")
+    c = controller_of_app()
+    lock = sqlite3.connect(app_paths.db_path, timeout=0)
+    lock.execute("BEGIN EXCLUSIVE")  # another process holding the database
+    try:
+        user.find(marker="pcap-path").type(str(SAMPLE))
+        user.find(marker="analyse").click()
+        await until(lambda: c.store is not None and c.store.stats.failures > 0, 30,
+                    "a failed write")
+        await user.should_see("Database trouble", retries=30)
+        await user.should_see("Try the bundled sample")
+    finally:
+        lock.rollback()
+        lock.close()
+    await until(lambda: not c.live.running, 60, "the analysis to end")
+    await until(lambda: c.store.stats.pending == 0, 30, "the queued events to be written")
+    with Session(c.engine) as session:
+        assert count_events(session=session) == len({u.id for u in c.live.events})

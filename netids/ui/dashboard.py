@@ -46,7 +46,7 @@ class Dashboard:
         self.seen_generation = -1
         self.seen_counters = -1
         self.seen_message = (id(controller.live), controller.live.message)
-        self.permission_shown = ""
+        self.seen_store_error = ""
         self.permission_dialog = self._permission_dialog()
         with ui.row().classes("w-full gap-4 items-stretch flex-wrap"):
             self._controls()
@@ -250,6 +250,7 @@ class Dashboard:
 
     # -- refresh -------------------------------------------------------------------------------
     def refresh_counters(self) -> None:
+        self._check_store()
         live = self.c.live
         marker = live.generation + id(live)
         if marker == self.seen_counters:
@@ -277,6 +278,15 @@ class Dashboard:
                 self._capture_failed(live.error)
             elif live.message:
                 ui.notify(live.message, type="info")
+
+    def _check_store(self) -> None:
+        """Database trouble is told once per new error, also while no packets arrive."""
+        stats = self.c.store.stats if self.c.store is not None else None
+        error = stats.last_error if stats is not None else ""
+        if error and error != self.seen_store_error:
+            ui.notify(f"Database trouble: {error}. Events are kept in memory and written "
+                      "when it works again.", type="warning", multi_line=True)
+        self.seen_store_error = error
 
     def refresh_charts(self, force: bool = False) -> None:
         live = self.c.live
