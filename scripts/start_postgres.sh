@@ -4,7 +4,7 @@
 set -eu
 VERSION=${PG_VERSION:-15}
 CLUSTER=${PG_CLUSTER:-main}
-pg_lsclusters | grep -q "^$VERSION *$CLUSTER .*online" || pg_ctlcluster "$VERSION" "$CLUSTER" start
+pg_lsclusters | grep -q "^$VERSION *$CLUSTER .*online" || pg_ctlcluster "$VERSION" "$CLUSTER" start >&2
 for _ in 1 2 3 4 5 6 7 8 9 10; do
     su postgres -c "pg_isready -q" && break
     sleep 0.5
