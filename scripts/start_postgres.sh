@@ -15,6 +15,8 @@ DO $$ BEGIN
         CREATE ROLE netids LOGIN PASSWORD 'netids';
     END IF;
 END $$;
+-- test sessions make a private database each, so parallel runs never share tables
+ALTER ROLE netids CREATEDB;
 SELECT 'CREATE DATABASE netids_test OWNER netids'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'netids_test')\gexec
 SQL

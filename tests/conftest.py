@@ -40,24 +40,41 @@ PG_DEFAULT_URL = "postgresql+psycopg://netids:netids@127.0.0.1:5432/netids_test"
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A reachable PostgreSQL: NETIDS_TEST_PG_URL, else scripts/start_postgres.sh's default."""
+def pg_url() -> Iterator[str]:
+    """A reachable PostgreSQL: NETIDS_TEST_PG_URL, else scripts/start_postgres.sh's default.
+
+    Each test session works in a private database made there (dropped afterwards), so test
+    runs of several people or processes on one server never empty each other's tables; if the
+    role may not create databases, the given database itself is used.
+    """
     import sqlalchemy
 
     url = os.environ.get("NETIDS_TEST_PG_URL", PG_DEFAULT_URL)
-    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+    admin = sqlalchemy.create_engine(
+        url, connect_args={"connect_timeout": 3}, isolation_level="AUTOCOMMIT"
+    )
+    private = f"netids_test_{os.getpid()}_{os.urandom(3).hex()}"
     try:
-        with engine.connect():
-            pass
+        with admin.connect() as conn:
+            try:
+                conn.exec_driver_sql(f'CREATE DATABASE "{private}"')
+            except sqlalchemy.exc.ProgrammingError:
+                private = ""
     except sqlalchemy.exc.OperationalError as exc:
+        admin.dispose()
         pytest.skip(
-            f"PostgreSQL not reachable at {engine.url.render_as_string(hide_password=True)} "
+            f"PostgreSQL not reachable at {admin.url.render_as_string(hide_password=True)} "
             f"(run scripts/start_postgres.sh or set NETIDS_TEST_PG_URL): "
             f"{str(exc).splitlines()[0]}"
         )
-    finally:
-        engine.dispose()
-    return url
+    if not private:
+        admin.dispose()
+        yield url
+        return
+    yield admin.url.set(database=private).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{private}" WITH (FORCE)')
+    admin.dispose()
 
 
 def reset_postgres(url: str) -> None:
