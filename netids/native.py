@@ -153,6 +153,12 @@ def _arrange_cleanup() -> None:
 
 
 def _exit_after_shutdown(signum: int, frame: object) -> None:
+    from nicegui import core
+
+    # The app has shut down already. NiceGUI's window watcher thread would see the window end
+    # and start a second shutdown (tearing down pools that are gone: a traceback) while we
+    # wait for the Qt processes; it calls core.stop_and_exit, so make that a no-op now.
+    core.stop_and_exit = lambda: None
     end_window_processes()
     with contextlib.suppress(Exception):  # unlink the window queues' semaphores (no joins)
         multiprocessing.util._run_finalizers(0)  # type: ignore[attr-defined]

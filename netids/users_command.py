@@ -23,19 +23,32 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
     p = sub.add_parser(name, help="manage the accounts that may log in when serving the LAN")
     actions = p.add_subparsers(dest="users_action", metavar="ACTION")
     actions.required = True
-    add = actions.add_parser("add", help="create an account (or --replace its password/role)")
+    add = actions.add_parser("add", help="create an account (or --replace its password/role)",
+                             allow_abbrev=False)
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True,
                      help="viewer: read only; admin: also start/stop, filter, threshold, training")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of standard input")
     add.add_argument("--replace", action="store_true", help="overwrite an existing account")
+    add.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
     actions.add_parser("list", help="show account names and roles")
     rm = actions.add_parser("remove", help="delete an account")
     rm.add_argument("name")
-    hsh = actions.add_parser("hash", help="print a password hash for NETIDS_ADMIN_PASSWORD_HASH")
+    hsh = actions.add_parser("hash", help="print a password hash for NETIDS_ADMIN_PASSWORD_HASH",
+                             allow_abbrev=False)
     hsh.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of standard input")
+    hsh.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
+
+
+class _RefusePassword(argparse.Action):
+    """``--password X`` would leave the password in ``ps`` and the shell history: refuse it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        parser.error("passwords are not taken on the command line (ps and shell history "
+                     "would keep them): type it at the prompt or use --password-stdin")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

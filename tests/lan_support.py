@@ -80,7 +80,8 @@ class AppProcess:
         self.session = self.proc.pid  # session id of the app and all its children
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_http(self, url: str, timeout: float = START_SECONDS) -> None:
@@ -106,7 +107,9 @@ class AppProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        leftovers = session_processes(self.session)
+        deadline = time.monotonic() + 5  # orphans get a moment to notice and exit by themselves
+        while (leftovers := session_processes(self.session)) and time.monotonic() < deadline:
+            time.sleep(0.1)
         for pid in leftovers:  # do not leak into other tests, but report it
             _kill(pid)
         self._log.close()

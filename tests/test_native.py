@@ -1,0 +1,136 @@
+"""``python app.py --native``: a real desktop window under Xvfb, and the one-line refusals.
+
+Each run is a real app process in its own session; afterwards no process of that session may
+be left (the window process, Qt WebEngine's zygotes and renderers included).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netids.config import PROJECT_ROOT
+from tests.lan_support import (
+    AppProcess,
+    clean_env,
+    free_port,
+    model_for_tests,
+    session_processes,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+SCREENSHOTS = PROJECT_ROOT / "screenshots"
+
+
+def _run_native(env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], dict[int, str],
+                                               float]:
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "app.py", "--native", "--port", str(free_port())],
+                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    out, err = proc.communicate(timeout=120)
+    elapsed = time.monotonic() - started
+    time.sleep(0.5)
+    left = session_processes(proc.pid)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), left, elapsed
+
+
+def test_no_display_is_one_line_and_a_non_zero_exit() -> None:
+    env = clean_env()
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    done, left, elapsed = _run_native(env)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: --native needs a graphical display")
+    assert "without --native" in lines[0]
+    assert not left
+    assert elapsed < 60
+
+
+def test_a_display_nobody_serves_is_one_line_too() -> None:
+    if importlib.util.find_spec("webview") is None:
+        pytest.skip('needs pywebview[qt] (pip install "pywebview[qt]")')
+    unused = next(n for n in range(150, 250) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    done, left, elapsed = _run_native(clean_env(DISPLAY=f":{unused}"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"cannot open display :{unused}" in lines[0]
+    assert not left
+
+
+@pytest.fixture
+def xvfb() -> Iterator[str]:
+    """A private X server (1280x800, 24 bit); yields its DISPLAY."""
+    if not shutil.which("Xvfb") or not shutil.which("import"):
+        pytest.skip("needs xvfb and imagemagick")
+    if importlib.util.find_spec("webview") is None:
+        pytest.skip('needs pywebview[qt] (pip install "pywebview[qt]")')
+    read, write = _pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24",
+                               "-nolisten", "tcp"], pass_fds=(write,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import os
+
+    os.close(write)
+    with os.fdopen(read) as fh:
+        number = fh.readline().strip()
+    assert number, "Xvfb did not report a display"
+    try:
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _pipe() -> tuple[int, int]:
+    import os
+
+    return os.pipe()
+
+
+def _screenshot(display: str, out: Path) -> tuple[int, float]:
+    """Grab the whole screen; returns (distinct colours, standard deviation 0..1)."""
+    subprocess.run(["import", "-display", display, "-window", "root", str(out)], check=True,
+                   capture_output=True, timeout=30)
+    stats = subprocess.run(["convert", str(out), "-format", "%k %[fx:standard_deviation]",
+                            "info:"], check=True, capture_output=True, text=True, timeout=30)
+    colours, deviation = stats.stdout.split()
+    return int(colours), float(deviation)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_native_window_opens_shows_the_dashboard_and_leaves_nothing_behind(
+        xvfb: str, tmp_path: Path, stop_signal: int) -> None:
+    app = AppProcess(["--native", "--port", str(free_port()), "--db",
+                      f"sqlite:///{tmp_path / 'native.sqlite'}", "--model",
+                      str(model_for_tests(tmp_path)), "--models-dir", str(tmp_path)],
+                     clean_env(DISPLAY=xvfb), tmp_path / "native.log")
+    try:
+        shot = tmp_path / "native.png"
+        wait_until(lambda: app.proc.poll() is not None or _screenshot(xvfb, shot)[0] > 500,
+                   timeout=90, what="the window to draw the dashboard")
+        assert app.proc.poll() is None, app.log()
+        time.sleep(2)  # let the charts and counters settle for the picture
+        colours, deviation = _screenshot(xvfb, shot)
+        assert colours > 500 and deviation > 0.1, (colours, deviation)
+        SCREENSHOTS.mkdir(exist_ok=True)
+        shutil.copy(shot, SCREENSHOTS / "native_window.png")
+        tree = session_processes(app.session)
+        assert any("QtWebEngineProcess" in cmd for cmd in tree.values()), tree
+    finally:
+        code = app.stop(stop_signal, timeout=30)  # raises if anything of its session is left
+    assert code == 128 + stop_signal
+    log = app.log()
+    assert "Traceback" not in log and "Vue failed to load" not in log, log
