@@ -176,17 +176,17 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     cal_err = _errors(model, num, cod, pad, target, idx_cal)
     calibrator = Calibrator.fit(combine_errors(surprise.transform(cal_err)))
     threshold = threshold_for(config.target_false_alarm)
-    ts = np.concatenate([p.ts for p, _ in captures])
-    ts = ts[np.isfinite(ts) & (ts > 0)]
+    spans = [(float(t.min()), float(t.max())) for t in
+             (p.ts[np.isfinite(p.ts) & (p.ts > 0)] for p, _ in captures) if len(t)]
     metadata = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "netids_version": __version__,
         "sources": list(sources),
         "packets": int(n_total),
         "windows": {"train": len(idx_train), "val": len(idx_val), "calibration": len(idx_cal)},
-        "time_span": {"first": float(ts.min()) if len(ts) else None,
-                      "last": float(ts.max()) if len(ts) else None,
-                      "seconds": float(ts.max() - ts.min()) if len(ts) else 0.0},
+        "time_span": {"first": min((a for a, _ in spans), default=None),
+                      "last": max((b for _, b in spans), default=None),
+                      "seconds": sum(b - a for a, b in spans)},  # of traffic, per capture
         "train_config": asdict(config),
         "metrics": {"best_val_loss": float(best), "best_epoch": best_epoch,
                     "epochs_run": len(history), "history": history,
