@@ -279,6 +279,26 @@ def test_admin_can_start_and_stop_a_capture(lan: Lan) -> None:
         wait_until(lambda: "Stopped" in _status(driver), what="stopped")
 
 
+def test_admin_upload_passes_the_gate_and_its_name_stays_text(lan: Lan, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.lan_support import SAMPLE
+
+    hostile = tmp_path / "<img src=x onerror=window.pwned=1>.pcap"
+    shutil.copy(SAMPLE, hostile)
+    with chromium() as driver:
+        _login(driver, lan.url, ADMIN, ADMIN_PW)
+        _on_page(driver, lan.url)
+        upload = driver.find_element(By.CSS_SELECTOR, "input[type=file]")
+        upload.send_keys(str(hostile))
+        wait_until(lambda: hostile.name in _status(driver) + _text_of(
+            driver, "//*[contains(@class, 'q-notification')]"), what="the file being analysed")
+        assert driver.execute_script("return window.pwned === undefined")
+        assert not driver.find_elements(By.CSS_SELECTOR, "img[src='x']")
+        wait_until(lambda: "Monitoring" not in _status(driver), timeout=60,
+                   what="the analysis to finish")
+
+
 def test_a_socket_cannot_drive_a_page_of_another_session(lan: Lan) -> None:
     with chromium() as admin, chromium() as viewer:
         _login(admin, lan.url, ADMIN, ADMIN_PW)
