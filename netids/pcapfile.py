@@ -9,7 +9,7 @@ so ``score`` can still write one row per packet of the file.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +28,8 @@ PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_BYTE_ORDER = 0x1A2B3C4D
 MAX_RECORD = 16 * 1024 * 1024  # a larger record length means the file is corrupt
 CHUNK = 4 * 1024 * 1024
+
+_Frame = tuple[int, int, int, float, int]  # start in chunk, caplen, wire length, ts, linktype
 
 
 class CaptureFileError(Exception):
@@ -49,6 +51,7 @@ class _Columns:
         return cls([], [], [], [], [])
 
     def add(self, start: int, caplen: int, wirelen: int, ts: float, linktype: int) -> None:
+        """Append one frame's columns."""
         self.start.append(start)
         self.caplen.append(caplen)
         self.wirelen.append(wirelen)
@@ -104,40 +107,24 @@ class _PcapReader:
         self.record = struct.Struct(order + "IIII")
 
     def batches(self) -> Iterator[FrameBatch]:
+        return _stream(self.fh, self.path, self._records, self.batch_size, "record")
+
+    def _records(self, buf: bytes, index: int) -> Iterator[tuple[int, _Frame | None]]:
+        """Walk whole records of ``buf``; yield (offset after record, frame columns)."""
         unpack, tick, linktype = self.record.unpack_from, self.tick, self.linktype
-        index, pending = 0, b""
-        while True:
-            data = self.fh.read(CHUNK)
-            buf = pending + data if pending else data
-            if not buf:
+        off, end = 0, len(buf)
+        while off + 16 <= end:
+            sec, frac, incl, orig = unpack(buf, off)
+            if incl > MAX_RECORD:
+                raise CaptureFileError(
+                    f"{self.path}: corrupt record after packet {index} (claims {incl} bytes)"
+                )
+            if off + 16 + incl > end:
                 return
-            cols, off, end = _Columns.empty(), 0, len(buf)
-            while off + 16 <= end:
-                sec, frac, incl, orig = unpack(buf, off)
-                if incl > MAX_RECORD:
-                    raise CaptureFileError(
-                        f"{self.path}: corrupt record after packet {index + len(cols.start)} "
-                        f"(claims {incl} bytes)"
-                    )
-                if off + 16 + incl > end:
-                    break
-                cols.add(off + 16, incl, max(orig, incl), sec + frac * tick, linktype)
-                off += 16 + incl
-                if len(cols.start) == self.batch_size:
-                    yield cols.batch(buf, index)
-                    index += len(cols.start)
-                    cols = _Columns.empty()
-            if cols.start:
-                yield cols.batch(buf, index)
-                index += len(cols.start)
-            pending = buf[off:]
-            if not data:
-                if pending:
-                    raise CaptureFileError(
-                        f"{self.path}: truncated after packet {index} "
-                        f"({len(pending)} bytes of an incomplete record at the end)"
-                    )
-                return
+            frame = (off + 16, incl, max(orig, incl), sec + frac * tick, linktype)
+            off += 16 + incl
+            index += 1
+            yield off, frame
 
 
 @dataclass(slots=True)
@@ -156,39 +143,11 @@ class _PcapngReader:
         self.interfaces: list[_Interface] = []
 
     def batches(self) -> Iterator[FrameBatch]:
-        index, pending = 0, b""
-        while True:
-            data = self.fh.read(CHUNK)
-            buf = pending + data if pending else data
-            if not buf:
-                return
-            cols, off = _Columns.empty(), 0
-            for end_of_block, frame in self._frames(buf):
-                off = end_of_block
-                if frame is not None:
-                    cols.add(*frame)
-                    if len(cols.start) == self.batch_size:
-                        yield cols.batch(buf, index)
-                        index += len(cols.start)
-                        cols = _Columns.empty()
-            if cols.start:
-                yield cols.batch(buf, index)
-                index += len(cols.start)
-            pending = buf[off:]
-            if not data:
-                if pending:
-                    raise CaptureFileError(
-                        f"{self.path}: truncated after packet {index} "
-                        f"({len(pending)} bytes of an incomplete block at the end)"
-                    )
-                return
+        return _stream(self.fh, self.path, self._frames, self.batch_size, "block")
 
-    def _frames(
-        self, buf: bytes
-    ) -> Iterator[tuple[int, tuple[int, int, int, float, int] | None]]:
+    def _frames(self, buf: bytes, index: int) -> Iterator[tuple[int, _Frame | None]]:
         """Walk whole blocks of ``buf``; yield (offset after block, frame columns or None)."""
         off, end = 0, len(buf)
-        yield 0, None
         while off + 12 <= end:
             btype = struct.unpack_from(self.order + "I", buf, off)[0]
             if btype == PCAPNG_SHB:
@@ -209,9 +168,7 @@ class _PcapngReader:
             off += blen
             yield off, frame
 
-    def _block(
-        self, buf: bytes, off: int, btype: int, blen: int
-    ) -> tuple[int, int, int, float, int] | None:
+    def _block(self, buf: bytes, off: int, btype: int, blen: int) -> _Frame | None:
         o = self.order
         if btype == 1:  # Interface Description Block
             linktype, _, snaplen = struct.unpack_from(o + "HHI", buf, off + 8)
@@ -236,6 +193,43 @@ class _PcapngReader:
         if ifid >= len(self.interfaces):
             raise CaptureFileError(f"{self.path}: packet names interface {ifid}, never described")
         return self.interfaces[ifid]
+
+
+def _stream(
+    fh: BinaryIO,
+    path: Path,
+    walk: Callable[[bytes, int], Iterator[tuple[int, _Frame | None]]],
+    batch_size: int,
+    unit: str,
+) -> Iterator[FrameBatch]:
+    """Read ``fh`` in chunks; ``walk`` finds the frames of the whole units (records, blocks)
+    in a chunk, and a unit cut by the chunk's end is carried into the next chunk."""
+    index, pending = 0, b""
+    while True:
+        data = fh.read(CHUNK)
+        buf = pending + data if pending else data
+        if not buf:
+            return
+        cols, off = _Columns.empty(), 0
+        for unit_end, frame in walk(buf, index + len(cols.start)):
+            off = unit_end
+            if frame is not None:
+                cols.add(*frame)
+                if len(cols.start) == batch_size:
+                    yield cols.batch(buf, index)
+                    index += len(cols.start)
+                    cols = _Columns.empty()
+        if cols.start:
+            yield cols.batch(buf, index)
+            index += len(cols.start)
+        pending = buf[off:]
+        if not data:
+            if pending:
+                raise CaptureFileError(
+                    f"{path}: truncated after packet {index} "
+                    f"({len(pending)} bytes of an incomplete {unit} at the end)"
+                )
+            return
 
 
 def _tsresol(buf: bytes, off: int, end: int, order: str) -> float:
