@@ -38,7 +38,8 @@ def test_records_crossing_chunk_boundaries_round_trip(tmp_path: Path) -> None:
     got = frames_of(path, batch_size=1000)
     assert [f for _, f, _ in got] == [f for _, f, _ in records]
     assert [w for _, _, w in got] == [w for _, _, w in records]
-    assert [t for t, _, _ in got] == pytest.approx([t for t, _, _ in records], abs=1e-6)  # float64 spacing at 1.7e9 s
+    stamps = [t for t, _, _ in records]
+    assert [t for t, _, _ in got] == pytest.approx(stamps, abs=1e-6)  # float64 spacing at 1.7e9
     indexes = [b.first_index for b in read_batches(path, 1000)]
     assert indexes == sorted(indexes) and indexes[0] == 0
 
