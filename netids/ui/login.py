@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -89,8 +90,17 @@ def check_credentials(host: str, settings: Settings) -> None:
 
 
 def storage_secret(settings: Settings) -> str:
-    """The secret that signs session cookies, kept in the data dir (0600), made on first use."""
-    return load_or_create_secret(settings.auth.secret_file)
+    """The secret that signs session cookies, kept in the data dir (0600), made on first use.
+
+    When it cannot be kept (read-only install), a fresh one is used: sessions then end with
+    the process, nothing else changes.
+    """
+    try:
+        return load_or_create_secret(settings.auth.secret_file)
+    except OSError as exc:
+        log.warning("cannot keep the session secret in %s (%s): sessions end at restart",
+                    settings.auth.secret_file, exc.strerror or exc)
+        return secrets.token_urlsafe(48)
 
 
 def install_auth(settings: Settings, *, host: str) -> bool:
