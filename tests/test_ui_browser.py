@@ -124,8 +124,9 @@ def test_dark_mode_grid_sorting_and_threshold_colours(screen: Screen) -> None:
     shot(screen, "event-detail.png")
     screen.selenium.find_element(
         By.XPATH, '//div[contains(@class, "q-dialog")]//i[text()="close"]/ancestor::button').click()
-    wait_until(lambda: not [e for e in screen.selenium.find_elements(By.CSS_SELECTOR, ".q-dialog")
-                            if e.is_displayed()], 5, "the dialog to close")
+    wait_until(lambda: not js(screen, "return [...document.querySelectorAll('.q-dialog')]"
+                                      ".some(e => e.offsetParent !== null)"), 5,
+               "the dialog to close")
 
     assert "body--dark" not in screen.find_by_tag("body").get_attribute("class")
     screen.selenium.find_element(By.XPATH, '//i[text()="dark_mode"]/ancestor::button').click()

@@ -52,7 +52,8 @@ async def analyse_whole_sample(user: User) -> None:
     await until(lambda: not c.live.running, 60, "the analysis to finish")
     total = sample_packets()
     await until(lambda: count(user, "packets") == total, 5, "the counters")
-    await until(lambda: len(grid_rows(user)) > 0, 5, "the event table")
+    await until(lambda: {r["id"] for r in grid_rows(user)} == {u.id for u in c.live.events}, 5,
+                "the event table to show every event")
 
 
 async def test_the_dashboard_shows_controls_counters_and_charts(user: User) -> None:
