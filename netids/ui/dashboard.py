@@ -9,6 +9,7 @@ whatever the packet rate.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -311,8 +312,9 @@ class Dashboard:
         theme.apply_chart_theme(score, dark)
         score["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.max_score,
                                                            strict=True)]
-        score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 2),
+        score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 3),
                                                    "name": "threshold"}]
+        score["yAxis"]["min"] = score_axis_floor(live.timeline.max_score, live.threshold)
         self.score_chart.update()
         self.grid.show(event_rows(live.events, live.threshold))
 
@@ -363,6 +365,19 @@ def event_row(u: EventUpdate, threshold: float) -> dict:
         "explanation": u.explanation,
         "css": theme.row_class(u.score_max, threshold),
     }
+
+
+def score_axis_floor(scores: Iterable[float], threshold: float) -> float:
+    """Lower end of the score axis: zoomed to the scores and threshold shown (calibrated
+    scores of a busy network sit close to 1, where the threshold usually is too).
+
+    >>> score_axis_floor([0.997, 0.9995], 0.999), score_axis_floor([0.2], 0.9)
+    (0.99, 0.2)
+    >>> score_axis_floor([], 0.5)
+    0.5
+    """
+    low = min([threshold, *scores])
+    return max(0.0, math.floor(low * 100) / 100)
 
 
 def _time(seconds: float) -> str:
