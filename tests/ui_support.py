@@ -39,10 +39,9 @@ class AppPaths:
 
 
 @pytest.fixture(autouse=True)  # autouse: set before ``user``/``screen`` run app.py
-def app_paths(tmp_path: Path, request: pytest.FixtureRequest,
-              monkeypatch: pytest.MonkeyPatch) -> AppPaths:
-    """Command line of the app under test: its own database and models folder."""
-    trained_model = _model(request)
+def app_paths(tmp_path: Path, trained_model: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
+    """Command line of the app under test: its own database and models folder, and the model
+    that ships (tests/conftest.py)."""
     db = tmp_path / "ui.sqlite"
     models = tmp_path / "models"
     models.mkdir()
@@ -50,12 +49,6 @@ def app_paths(tmp_path: Path, request: pytest.FixtureRequest,
     monkeypatch.setattr(sys, "argv", ["app.py", "--db", paths.db_url, "--model",
                                       str(trained_model), "--models-dir", str(models)])
     return paths
-
-
-def _model(request: pytest.FixtureRequest) -> Path:
-    # NETIDS_UI_TEST_MODEL: only until models/default.pt ships (see tests/conftest.py)
-    override = os.environ.get("NETIDS_UI_TEST_MODEL")
-    return Path(override) if override else request.getfixturevalue("trained_model")
 
 
 def controller_of_app():
