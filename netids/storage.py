@@ -3,9 +3,11 @@
 One engine per process, made by :func:`open_database` (which also runs ``upgrade head``).
 :class:`EventStore` owns a writer thread: :meth:`EventStore.write` only merges updates into a
 bounded in-memory queue and returns at once, so the pipeline (sync or asyncio) never waits on
-the database. The thread writes everything queued in one transaction (SQLAlchemy Core
-executemany upserts) at least every ``flush_interval`` seconds; when the database is locked
-or away the queue is kept and retried with backoff, and :attr:`EventStore.stats` shows it.
+the database. The thread writes everything queued in one transaction (executemany upserts:
+SQLAlchemy Core on PostgreSQL, straight to the driver on SQLite) at least every
+``flush_interval`` seconds; when the database is locked or away the queue is kept and retried
+with backoff, and :attr:`EventStore.stats` shows it. Upserts by event id make every write
+idempotent, so a retried batch never duplicates anything.
 
 Queries are free functions taking ``session=`` keyword-only; from async code call them through
 ``run.io_bound``. Every filter value is a bound parameter; sort columns come from a fixed list.
