@@ -15,10 +15,9 @@ before ``load_state_dict``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -44,7 +43,7 @@ class ModelConfig:
 @dataclass
 class Reconstruction:
     numeric: torch.Tensor  # [B, T, n_numeric] reconstructed scaled values
-    logits: list[torch.Tensor] = field(default_factory=list)  # per field [B, T, vocab]
+    logits: torch.Tensor  # [B, T, total_vocab]: field i's logits at offsets[i] onwards
 
 
 class PacketAutoencoder(nn.Module):
@@ -57,7 +56,11 @@ class PacketAutoencoder(nn.Module):
         self.config = config
         d = config.d_model
         self.numeric_in = nn.Linear(config.n_numeric, d)
-        self.embeddings = nn.ModuleList(nn.Embedding(v, d) for v in config.vocab_sizes)
+        # all categorical fields share one table; field i's codes start at offsets[i]
+        vocab = torch.tensor(config.vocab_sizes)
+        offsets = torch.cumsum(vocab, 0) - vocab  # [n_fields]
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.embedding = nn.Embedding(int(vocab.sum()), d)
         self.position = nn.Parameter(torch.zeros(config.window, d))
         layer = nn.TransformerEncoderLayer(
             d, config.n_head, config.d_ff, config.dropout, activation="gelu", batch_first=True,
@@ -66,8 +69,9 @@ class PacketAutoencoder(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, config.n_layer, enable_nested_tensor=False)
         self.to_latent = nn.Linear(d, config.latent)
         self.from_latent = nn.Sequential(nn.Linear(config.latent, d), nn.GELU())
-        self.numeric_out = nn.Linear(d, config.n_numeric)
-        self.categorical_out = nn.ModuleList(nn.Linear(d, v) for v in config.vocab_sizes)
+        # one head for every numeric value and every categorical logit, split afterwards
+        self.out = nn.Linear(d, config.n_numeric + int(vocab.sum()))
+        self.fields = list(zip(offsets.tolist(), config.vocab_sizes, strict=True))
         nn.init.normal_(self.position, std=0.02)
 
     def forward(self, numeric: torch.Tensor, codes: torch.Tensor,
@@ -75,15 +79,16 @@ class PacketAutoencoder(nn.Module):
         """numeric float [B, T, n_numeric], codes long [B, T, n_fields], pad bool [B, T]
         (True = padding, ignored by attention) -> reconstruction of every token."""
         B, T, _ = numeric.shape
-        assert self.config.window >= T and codes.shape == (B, T, len(self.embeddings))
+        assert self.config.window >= T and codes.shape == (B, T, len(self.config.vocab_sizes))
         x = self.numeric_in(numeric)  # [B, T, d]
-        for i, emb in enumerate(self.embeddings):
-            x = x + emb(codes[:, :, i])  # [B, T, d]
+        x = x + self.embedding(codes + self.offsets).sum(dim=2)  # [B, T, n_fields, d] -> [B, T, d]
         x = x + self.position[:T]
         x = self.encoder(x, src_key_padding_mask=pad)  # [B, T, d]
         z = torch.tanh(self.to_latent(x))  # [B, T, latent]: the bottleneck
         h = self.from_latent(z)  # [B, T, d]
-        return Reconstruction(self.numeric_out(h), [head(h) for head in self.categorical_out])
+        y = self.out(h)  # [B, T, n_numeric + total_vocab]
+        n = self.config.n_numeric
+        return Reconstruction(y[..., :n], y[..., n:])
 
     def errors(self, numeric: torch.Tensor, codes: torch.Tensor,
                pad: torch.Tensor | None = None,
@@ -97,12 +102,10 @@ class PacketAutoencoder(nn.Module):
         target = numeric if target is None else target
         assert target.shape == numeric.shape
         sq = (rec.numeric - target) ** 2  # [B, T, n_numeric]
-        ce = [
-            F.cross_entropy(lg.flatten(0, 1), codes[:, :, i].flatten(), reduction="none")
-            .view(codes.shape[0], codes.shape[1], 1)  # [B, T, 1]
-            for i, lg in enumerate(rec.logits)
-        ]
-        return torch.cat([sq, *ce], dim=2)
+        lse = torch.stack([torch.logsumexp(rec.logits[..., o:o + v], dim=-1)
+                           for o, v in self.fields], dim=-1)  # [B, T, n_fields]
+        picked = rec.logits.gather(-1, codes + self.offsets)  # [B, T, n_fields]
+        return torch.cat([sq, lse - picked], dim=2)  # cross-entropy = logsumexp - picked
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
