@@ -132,7 +132,7 @@ def seed_inputs(packets: PacketBatch) -> np.ndarray:
 
 
 def seed_transformer(train_packets: PacketBatch, test_packets: PacketBatch, seed: int = 0,
-                     epochs: int = 5, max_train: int = 100000) -> np.ndarray:
+                     epochs: int = 5, max_train: int = 50000) -> np.ndarray:
     """Train the seed's single-packet Transformer on normal packets, score the test packets."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
