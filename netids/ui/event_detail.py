@@ -61,15 +61,21 @@ async def show(controller: Controller, event_id: str) -> None:
 
 
 def load(controller: Controller, event_id: str) -> EventDetail | None:
-    """The event from the database, else from the recent events (blocking)."""
-    if controller.engine is not None:
-        with Session(controller.engine) as session:
-            row = get_event(event_id, session=session)
-            if row is not None:
-                samples = [RawSample(s.ts.timestamp(), bytes(s.data), s.wirelen, s.linktype,
-                                     s.score) for s in event_samples(event_id, session=session)]
-                return EventDetail(event_record(row), samples, stored=True)
-    return load_recent(controller, event_id)
+    """The event's newest state: the controller's recent update when it has one (the database
+    may be a moment behind), else the stored row; samples from the database (blocking)."""
+    recent = load_recent(controller, event_id)
+    if controller.engine is None:
+        return recent
+    with Session(controller.engine) as session:
+        row = get_event(event_id, session=session)
+        if row is None:
+            return recent
+        samples = [RawSample(s.ts.timestamp(), bytes(s.data), s.wirelen, s.linktype, s.score)
+                   for s in event_samples(event_id, session=session)]
+        record = event_record(row) if recent is None else recent.record
+    if recent is not None and len(recent.samples) > len(samples):
+        samples = recent.samples
+    return EventDetail(record, samples, stored=True)
 
 
 def load_recent(controller: Controller, event_id: str) -> EventDetail | None:
