@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, create_engine, delete, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, select
 
 from netids.config import PROJECT_ROOT, StorageSettings
@@ -62,12 +63,15 @@ def make_engine(url: str, settings: StorageSettings | None = None) -> Engine:
     """The engine for ``url``; SQLite files get WAL, synchronous=NORMAL and a busy timeout."""
     settings = settings or StorageSettings()
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
+        path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
+        memory = path in ("", ":memory:")
+        if not memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             connect_args={"timeout": settings.busy_timeout_ms / 1000, "check_same_thread": False},
+            # one shared connection, or the writer thread would see its own empty database
+            **({"poolclass": StaticPool} if memory else {}),
         )
 
         @event.listens_for(engine, "connect")

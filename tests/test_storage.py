@@ -338,6 +338,14 @@ def test_the_writer_applies_retention_as_it_goes(engine: sa.Engine) -> None:
     store.close()
 
 
+def test_in_memory_sqlite_is_one_database_for_every_thread() -> None:
+    engine = open_database("sqlite://", FAST)
+    store = EventStore(engine, sensor="demo", settings=FAST)
+    store.write(flood_and_scans(3))
+    assert store.close().written == 4
+    assert len(stored(engine)) == 4
+
+
 # failures ------------------------------------------------------------------------------------
 
 
