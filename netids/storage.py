@@ -53,6 +53,7 @@ SAMPLES: Any = SamplePacket.__table__  # type: ignore[attr-defined]
 SENSORS: Any = Sensor.__table__  # type: ignore[attr-defined]
 
 MIGRATIONS = PROJECT_ROOT / "db" / "migrations"
+HEARTBEAT = 30.0  # seconds between sensor last_seen updates while no events are written
 PG_MIGRATION_LOCK = 0x6E657469  # advisory lock id: two sensors starting at once upgrade in turn
 
 
@@ -176,6 +177,7 @@ class EventStore:
         self._close_deadline = float("inf")
         self._sensor_known = False
         self._last_retention = time.monotonic()
+        self._last_beat = -float("inf")  # the sensor row is written at once, then kept fresh
         self._upsert = _event_upsert(engine.dialect.name)
         self._sqlite = engine.dialect.name == "sqlite"
         self._fast = _FastSQLiteUpsert(self._upsert) if self._sqlite else None
@@ -250,6 +252,7 @@ class EventStore:
                     self._cond.notify_all()
                 if closing:
                     return
+                self._heartbeat()
                 self._maybe_retain()
                 continue
             try:
@@ -342,6 +345,16 @@ class EventStore:
             del self._pending[eid]
             self._samples.pop(eid, None)
             self._dropped += 1
+
+    def _heartbeat(self) -> None:
+        """Register the sensor and keep its ``last_seen`` fresh while it detects nothing."""
+        if time.monotonic() - self._last_beat < HEARTBEAT:
+            return
+        self._last_beat = time.monotonic()
+        try:
+            self._commit({}, {})
+        except SQLAlchemyError as exc:
+            log.debug("sensor heartbeat failed: %s", exc)
 
     def _maybe_retain(self) -> None:
         s = self.settings

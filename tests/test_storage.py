@@ -338,6 +338,17 @@ def test_the_writer_applies_retention_as_it_goes(engine: sa.Engine) -> None:
     store.close()
 
 
+def test_a_quiet_sensor_is_registered_all_the_same(engine: sa.Engine) -> None:
+    store = EventStore(engine, sensor="quiet", settings=FAST)
+
+    def names() -> list[str]:
+        with Session(engine) as session:
+            return [s.name for s in list_sensors(session=session)]
+
+    assert wait_for(lambda: names() == ["quiet"])
+    store.close()
+
+
 def test_in_memory_sqlite_is_one_database_for_every_thread() -> None:
     engine = open_database("sqlite://", FAST)
     store = EventStore(engine, sensor="demo", settings=FAST)
