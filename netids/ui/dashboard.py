@@ -315,6 +315,7 @@ class Dashboard:
         score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 3),
                                                    "name": "threshold"}]
         score["yAxis"]["min"] = score_axis_floor(live.timeline.max_score, live.threshold)
+        score["series"][0]["markLine"]["label"]["formatter"] = f"threshold {live.threshold:.3f}"
         self.score_chart.update()
         self.grid.show(event_rows(live.events, live.threshold))
 
