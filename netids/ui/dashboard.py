@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -48,6 +49,7 @@ class Dashboard:
         self.seen_counters = -1
         self.seen_message = (id(controller.live), controller.live.message)
         self.seen_store_error = ""
+        self.upload_dir: Path | None = None  # the last uploaded file's folder
         self.permission_dialog = self._permission_dialog()
         with ui.row().classes("w-full gap-4 items-stretch flex-wrap"):
             self._controls()
@@ -209,6 +211,9 @@ class Dashboard:
         target = folder / name
         await e.file.save(target)
         await self.analyse(target)
+        previous, self.upload_dir = self.upload_dir, folder
+        if previous is not None:  # its analysis was stopped by the new one
+            shutil.rmtree(previous, ignore_errors=True)
 
     async def try_sample(self) -> None:
         if require_admin():
