@@ -45,8 +45,8 @@ def page(controller: Controller) -> None:
 class Dashboard:
     def __init__(self, controller: Controller) -> None:
         self.c = controller
-        self.seen_generation = -1
-        self.seen_counters = -1
+        self.seen_generation: tuple[int, int] = (0, -1)  # (id of the LiveState, generation)
+        self.seen_counters: tuple[int, int] = (0, -1)
         self.seen_message = (id(controller.live), controller.live.message)
         self.seen_store_error = ""
         self.upload_dir: Path | None = None  # the last uploaded file's folder
@@ -258,7 +258,7 @@ class Dashboard:
     def refresh_counters(self) -> None:
         self._check_store()
         live = self.c.live
-        marker = live.generation + id(live)
+        marker = (id(live), live.generation)
         if marker == self.seen_counters:
             return
         self.seen_counters = marker
@@ -296,7 +296,7 @@ class Dashboard:
 
     def refresh_charts(self, force: bool = False) -> None:
         live = self.c.live
-        marker = live.generation + id(live)
+        marker = (id(live), live.generation)
         if marker == self.seen_generation and not force:
             return
         self.seen_generation = marker
