@@ -14,16 +14,21 @@ from collections.abc import Sequence
 
 from netids.config import Settings, load_settings
 
-# command name -> module implementing it
+# command name -> (module implementing it, one-line help). Only the module of the command
+# being run is imported, so `app.py export` does not pay for torch or NiceGUI.
 COMMANDS = {
-    "score": "netids.score_command",
-    "lab": "netids.lab_command",
-    "export": "netids.export_command",
-    "train": "netids.train_command",
-    "evaluate": "netids.evaluate_command",
-    "mix": "netids.mix_command",
-    "users": "netids.users_command",
+    "score": ("netids.score_command", "score every packet of a pcap/pcapng file"),
+    "train": ("netids.train_command", "train a detector on captures of normal traffic"),
+    "evaluate": ("netids.evaluate_command", "ROC-AUC, PR-AUC and detection rates on a "
+                                            "labelled capture, beside baselines"),
+    "mix": ("netids.mix_command", "mix normal and attack captures into a labelled capture"),
+    "lab": ("netids.lab_command", "record labelled normal and attack traffic between "
+                                  "network namespaces (root)"),
+    "export": ("netids.export_command", "write stored events as CSV or JSON lines, or an "
+                                        "event's samples as pcap"),
+    "users": ("netids.users_command", "manage the accounts that may log in on the LAN"),
 }
+OPTIONS_WITH_VALUES = {"--db", "--model", "--host", "--port", "--models-dir"}
 
 
 class CommandError(Exception):
@@ -48,7 +53,26 @@ class _CommandParser(argparse.ArgumentParser):
         _add_common(self, default=argparse.SUPPRESS)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named on the command line, if any.
+
+    >>> chosen_command(["--db", "score", "export", "--format", "csv"])
+    'export'
+    >>> chosen_command(["--native"]) is None
+    True
+    """
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in OPTIONS_WITH_VALUES:
+            skip = True
+        elif not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
     _add_common(parser)
     ui_group = parser.add_argument_group("the app (when no command is given)")
@@ -62,8 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     ui_group.add_argument("--models-dir", default=None,
                           help="folder for trained models (default: models/)")
     sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
-    for name, module in COMMANDS.items():
-        importlib.import_module(module).add_parser(sub, name)
+    chosen = chosen_command(argv)
+    for name, (module, help_text) in COMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module).add_parser(sub, name)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
@@ -105,7 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command and return its exit status; errors become one line on stderr."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args, _ = parser.parse_known_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -113,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command is None:
         return _serve(args)
-    module = importlib.import_module(COMMANDS[args.command])
+    module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args, settings_from(args)))
     except CommandError as exc:
