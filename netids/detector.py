@@ -18,7 +18,7 @@ import torch
 
 from netids import explain as words
 from netids.checkpoint import Checkpoint, CheckpointError, load
-from netids.packets import PacketBatch
+from netids.packets import PacketBatch, format_ip, format_mac
 from netids.scaling import categorical_codes, raw_numeric
 
 __all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy", "combine_errors"]
@@ -51,19 +51,17 @@ class ThresholdPolicy:
         return np.asarray(scores) >= self.threshold
 
 
-TOP_INPUTS = 5  # surprises summed per packet
-
-
 def combine_errors(surprise: np.ndarray) -> np.ndarray:
-    """One raw anomaly value per packet from its per-input surprises [n, k]: the sum of the
-    ``TOP_INPUTS`` largest, so a packet is as anomalous as its few most unusual inputs (a
-    mean over all inputs would drown a scan's one extreme rate in the noise of the others).
+    """One raw anomaly value per packet from its per-input surprises [n, k]: their sum, as in
+    Fisher's method of combining independent tests (each surprise is ``-log p`` of that
+    input's error on normal traffic). Every input counts on the same scale, whatever its units
+    or its usual noise; summing all of them was steadier across training runs than summing
+    only the largest few.
 
-    >>> combine_errors(np.array([[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])).tolist()
-    [20.0]
+    >>> combine_errors(np.array([[0.0, 1.0, 2.0], [7.0, 0.5, 0.5]])).tolist()
+    [3.0, 8.0]
     """
-    k = min(TOP_INPUTS, surprise.shape[1])
-    return np.sort(surprise, axis=1)[:, -k:].sum(axis=1).astype(np.float32)
+    return surprise.sum(axis=1, dtype=np.float32)
 
 
 class Detector:
@@ -149,10 +147,19 @@ class Detector:
             top = np.argsort(-err)[:3]
             kinds.append(words.kind_of([self.input_names[j] for j in top],
                                        [float(err[j]) for j in top]))
-            parts = []
-            for j in top[:2]:
+            parts, seen = [], set()
+            for j in np.argsort(-err)[:8]:
                 name = self.input_names[j]
-                if j < n_num:
+                if words.base_name(name) in seen:
+                    continue  # the same statistic over another window says nothing new
+                if len(parts) == 2:
+                    break
+                seen.add(words.base_name(name))
+                if name == "arp_conflict" and values[row, j] > 0:
+                    op = "reply" if sub.arp_op[row] == 2 else "request"
+                    ip = format_ip(sub.src_hi[row], sub.src_lo[row])
+                    parts.append(f"ARP {op} maps {ip} to a new MAC {format_mac(sub.arp_sha[row])}")
+                elif j < n_num:
                     parts.append(words.describe(name, values[row, j], self._typical[j]))
                 else:
                     c = j - n_num
