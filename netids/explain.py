@@ -5,9 +5,9 @@ error is above normal; this module turns the top few into text a person reads ("
 this source, normal is 2") and picks a short kind ("port scan", "flood", ...) from which inputs
 deviate. Pure functions over names and numbers.
 
->>> describe("length", 1514.0, 60.0)
-'packet length 1514 bytes, normal is 60'
->>> kind_of(["src_distinct_dports", "length"], [30.0, 2.0])
+>>> describe("src_syn_rate_1s", 480.0, 2.0)
+'480 SYN/s from this source, normal is 2'
+>>> kind_of(["src_new_port_rate_1s", "length", "tcp_flags"], [30.0, 2.0, 1.0])
 'port scan'
 """
 
@@ -20,52 +20,71 @@ import numpy as np
 from netids.packets import format_tcp_flags
 from netids.scaling import KNOWN_PORTS, PROTOCOL_NAMES
 
-# (pattern on the input name, kind) in priority order; the first input matching wins
+# (pattern on an input name, kind), in priority order: the first rule matching any of the
+# packet's three most surprising inputs names the kind
 KIND_RULES = (
-    (r"arp.*(mac|change|conflict)|(mac|change).*arp", "ARP spoofing"),
-    (r"arp", "ARP anomaly"),
-    (r"(distinct|unique|n_)\w*port|port\w*(distinct|unique)", "port scan"),
-    (r"(distinct|unique|n_)\w*(host|dst|addr)|(host|dst)\w*(distinct|unique)", "host sweep"),
-    (r"syn", "flood"),
-    (r"rate|pps|count|bps|bytes_per|per_s", "flood"),
-    (r"ttl", "unusual TTL"),
-    (r"flag", "unusual flags"),
-    (r"status|malformed|truncat|frag", "malformed packet"),
-    (r"icmp", "unusual ICMP"),
-    (r"port", "unusual port"),
-    (r"protocol|proto", "unusual protocol"),
-    (r"len|size|payload|bytes", "unusual size"),
-    (r"iat|gap|interval|arrival", "unusual timing"),
+    (r"^arp_conflict$", "ARP spoofing"),
+    (r"^status$", "malformed packet"),
+    (r"new_port", "port scan"),
+    (r"new_dst", "host sweep"),
+    (r"^arp_mac_ips$", "ARP spoofing"),
+    (r"syn_rate|new_src|_rate_", "flood"),
+    (r"^arp_op$", "ARP anomaly"),
+    (r"^tcp_flags$|^window$", "unusual flags"),
+    (r"^ttl$", "unusual TTL"),
+    (r"^icmp_type$", "unusual ICMP"),
+    (r"port_class$", "unusual port"),
+    (r"^protocol$", "unusual protocol"),
+    (r"size|^length$|^udp_len$|^payload$", "unusual size"),
+    (r"iat", "unusual timing"),
 )
 
-# words for the per-packet inputs; context features fall back to their name
-LABELS = {
-    "length": ("packet length", "bytes"),
-    "ttl": ("TTL", ""),
-    "window": ("TCP window", ""),
-    "udp_len": ("UDP length", "bytes"),
-    "payload": ("payload", "bytes"),
+# words for numeric inputs, by name without its window suffix ("_1s", "_10s", ...):
+# (phrase with {v} = this packet's value, unit)
+PHRASES = {
+    "length": ("packet length {v} bytes", ""),
+    "ttl": ("TTL {v}", ""),
+    "window": ("TCP window {v}", ""),
+    "udp_len": ("UDP length {v} bytes", ""),
+    "payload": ("payload {v} bytes", ""),
+    "src_rate": ("{v} packets/s from this source", ""),
+    "src_size_mean": ("mean size {v} bytes of this source's packets", ""),
+    "src_size_std": ("size spread {v} bytes of this source's packets", ""),
+    "src_iat_mean": ("mean gap {v} s between this source's packets", ""),
+    "src_iat_std": ("gap spread {v} s between this source's packets", ""),
+    "src_syn_rate": ("{v} SYN/s from this source", ""),
+    "src_new_port_rate": ("{v} new destination ports/s from this source", ""),
+    "src_new_dst_rate": ("{v} new hosts/s contacted by this source", ""),
+    "dst_rate": ("{v} packets/s to this destination", ""),
+    "dst_new_src_rate": ("{v} new sources/s reaching this destination", ""),
+    "pair_rate": ("{v} packets/s from this source to this destination", ""),
+    "pair_size_mean": ("mean size {v} bytes between these hosts", ""),
+    "pair_size_std": ("size spread {v} bytes between these hosts", ""),
+    "sock_rate": ("{v} packets/s on this connection", ""),
+    "sock_size_mean": ("mean size {v} bytes on this connection", ""),
+    "sock_size_std": ("size spread {v} bytes on this connection", ""),
+    "arp_mac_ips": ("this MAC claimed {v} IP addresses", ""),
 }
 
 
 def kind_of(names: list[str], errors: list[float]) -> str:
-    """Short kind of deviation from the inputs with the largest errors (largest first)."""
-    for name, _ in sorted(zip(names, errors, strict=True), key=lambda p: -p[1])[:3]:
-        for pattern, kind in KIND_RULES:
-            if re.search(pattern, name.lower()):
-                return kind
+    """Short kind of deviation from the inputs with the largest errors."""
+    top = [n for n, _ in sorted(zip(names, errors, strict=True), key=lambda p: -p[1])[:3]]
+    for pattern, kind in KIND_RULES:
+        if any(re.search(pattern, name) for name in top):
+            return kind
     return "unusual traffic"
+
+
+def base_name(name: str) -> str:
+    """An input's name without its window suffix: 'src_rate_10s' -> 'src_rate'."""
+    return re.sub(r"_\d+(\.\d+)?s$", "", name)
 
 
 def describe(name: str, value: float, typical: float) -> str:
     """One numeric input in words, with its typical value on normal traffic."""
-    label, unit = LABELS.get(name, (_words(name), ""))
-    if "rate" in name or name.endswith("_per_s"):
-        unit = "/s"
-    v, t = _num(value), _num(typical)
-    if unit == "/s":
-        return f"{label} {v}/s, normal is {t}"
-    return f"{label} {v}{' ' + unit if unit else ''}, normal is {t}"
+    phrase, _ = PHRASES.get(base_name(name), (name.replace("_", " ") + " {v}", ""))
+    return f"{phrase.format(v=_num(value))}, normal is {_num(typical)}"
 
 
 def describe_code(name: str, code: int, packet_value: int) -> str:
