@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nicegui.testing import Screen
@@ -13,7 +14,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from sqlmodel import Session
 
-from netids.storage import EventFilter, count_events
+from netids.storage import EventFilter, count_events, query_events
+from netids.tables import Event, address_key
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     DOCS,
     SAMPLE,
@@ -176,8 +178,18 @@ def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> No
     assert c.store.flush(10)
     with Session(c.engine) as session:
         total = count_events(session=session)
-        some = next(e for e in __import__("netids.storage", fromlist=["x"]).query_events(
-            session=session, limit=50) if e.dst and "." in e.dst)
+        some = next(e for e in query_events(session=session, limit=50)
+                    if e.dst and "." in e.dst)
+    hostile = "<img src=x onerror=window.pwned=1>"
+    with Session(c.engine) as session:  # a row written by some other sensor, packet-derived text
+        now = datetime.now(UTC)
+        session.add(Event(id="f" * 32, sensor="<b>edge</b>", first_seen=now, last_seen=now,
+                          src="192.0.2.7", src_key=address_key("192.0.2.7"), dst="192.0.2.9",
+                          dst_key=address_key("192.0.2.9"), proto="TCP", kind="<i>odd</i>",
+                          packets=1, score_max=0.99, score_mean=0.99, severity="anomalous",
+                          explanation=hostile))
+        session.commit()
+    total += 1
     screen.selenium.set_window_size(*TALL)
     screen.open("/history")
     screen.should_contain(f"{total:,} events match")
@@ -202,6 +214,24 @@ def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> No
                "the download to complete")
     records = list(csv.DictReader(path.open()))
     assert len(records) == n and all(r["dest_ip"].startswith(prefix) for r in records)
+
+    # packet-derived text (here from another sensor's row) is shown as text, never as HTML
+    box.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+    press(screen, "Apply")
+    screen.should_contain(f"{total:,} events match")
+    screen.should_contain("<i>odd</i>")  # shown as text, not rendered as HTML
+    screen.should_contain("<b>edge</b>")
+    assert not screen.selenium.find_elements(By.CSS_SELECTOR, ".nicegui-aggrid img, "
+                                                               ".nicegui-aggrid i:not(.q-icon)")
+    cells = screen.selenium.find_elements(By.CSS_SELECTOR, '.ag-row [col-id="kind"]')
+    next(cell for cell in cells if cell.text == "<i>odd</i>").click()
+    screen.should_contain(hostile)  # the explanation in the detail dialog, as text
+    assert js(screen, "return window.pwned === undefined")
+    screen.selenium.find_element(
+        By.XPATH, '//div[contains(@class, "q-dialog")]//i[text()="close"]/ancestor::button').click()
+    wait_until(lambda: not js(screen, "return [...document.querySelectorAll('.q-dialog')]"
+                                      ".some(e => e.offsetParent !== null)"), 5,
+               "the dialog to close")
 
 
 def test_training_page_after_a_training(screen: Screen, app_paths: AppPaths,  # noqa: F811
