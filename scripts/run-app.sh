@@ -2,5 +2,9 @@
 # Set up (first run only) and start netids; arguments go to app.py (e.g. --native, score ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+if [[ " $* " == *" --native "* ]]; then
+    bash scripts/setup.sh --native
+else
+    bash scripts/setup.sh
+fi
 exec .venv/bin/python app.py "$@"

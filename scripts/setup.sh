@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Install what netids needs on Debian/Ubuntu, idempotently: system packages, then a virtualenv
-# in .venv with the pinned Python packages. `--dev` adds what the test suite uses.
+# in .venv with the pinned Python packages. `--native` adds the desktop window (pywebview + Qt);
+# `--dev` adds that and everything the test suite uses (attack tools, PostgreSQL, Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNTIME_APT=(libpcap0.8 iproute2 python3-venv)
+NATIVE_APT=(libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-randr0
+            libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libxkbfile1 libegl1
+            libgl1 libgbm1 libnss3 libasound2 libxcomposite1 libxdamage1 libxrandr2 libxtst6
+            libfontconfig1)
 DEV_APT=(tcpdump tcpreplay nmap hping3 dsniff dnsmasq-base iperf3 ethtool iputils-ping curl wget
-         dnsutils postgresql libcap2-bin procps)
+         dnsutils postgresql libcap2-bin procps util-linux xvfb imagemagick chromium
+         chromium-driver)
 packages=("${RUNTIME_APT[@]}")
 requirements=requirements.txt
-if [[ "${1:-}" == "--dev" ]]; then
-    packages+=("${DEV_APT[@]}")
-    requirements=requirements-dev.txt
-fi
+case "${1:-}" in
+    --native) packages+=("${NATIVE_APT[@]}"); requirements=requirements-native.txt ;;
+    --dev) packages+=("${NATIVE_APT[@]}" "${DEV_APT[@]}"); requirements=requirements-dev.txt ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -27,7 +33,7 @@ if ((${#missing[@]})); then
 fi
 
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
-stamp=".venv/.installed-$(sha1sum requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)-${requirements}"
+stamp=".venv/.installed-$(cat requirements*.txt | sha1sum | cut -c1-12)-${requirements}"
 if [[ ! -e "$stamp" ]]; then
     .venv/bin/pip install -q --disable-pip-version-check -r "$requirements"
     touch "$stamp"
