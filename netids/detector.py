@@ -144,7 +144,8 @@ class Detector:
         kinds, texts = [], []
         for row, i in enumerate(index):
             err = scores.errors[i]
-            top = np.argsort(-err)[:3]
+            top = [j for j in np.argsort(-err)[:6]
+                   if self._supports_kind(j, values[row, j] if j < n_num else 0.0)][:3]
             kinds.append(words.kind_of([self.input_names[j] for j in top],
                                        [float(err[j]) for j in top]))
             parts, seen = [], set()
@@ -167,3 +168,15 @@ class Detector:
                                                      int(cat_values[row, c])))
             texts.append("; ".join(parts))
         return kinds, texts
+
+    def _supports_kind(self, j: int, value: float) -> bool:
+        """Whether input ``j`` deviating may name the kind: a rate only when it is *above*
+        normal (a quiet connection is no flood), ARP evidence only when present."""
+        name = self.input_names[j]
+        if name == "arp_conflict":
+            return value > 0
+        if name == "arp_mac_ips":
+            return value > 1
+        if "rate" in name:
+            return value > 2 * self._typical[j] and value > 0.05
+        return True
