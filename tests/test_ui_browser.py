@@ -68,8 +68,11 @@ def analyse_sample_fully(screen: Screen) -> None:
     """Type the sample's path, analyse at full speed, wait for the end in the browser."""
     box = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Path to a '
                                                  'pcap")]]//input')
-    box.send_keys(str(SAMPLE))
+    if box.get_attribute("value") != str(SAMPLE):
+        box.send_keys(Keys.CONTROL, "a", Keys.NULL, Keys.BACKSPACE, str(SAMPLE))
+    before = id(controller_of_app().live)  # each session publishes a new LiveState
     press(screen, "Analyse")
+    wait_until(lambda: id(controller_of_app().live) != before, 10, "the analysis to start")
     wait_until(lambda: not controller_of_app().live.running
                and controller_of_app().live.packets > 0, 60, "the analysis")
     wait_until(lambda: counter(screen, "Total packets") == controller_of_app().live.packets, 10,
@@ -81,6 +84,20 @@ def press(screen: Screen, label: str) -> None:
     """Click the button labelled ``label`` (not some other text containing it)."""
     screen.selenium.find_element(
         By.XPATH, f'//button[.//span[normalize-space(text())="{label}"]]').click()
+
+
+def move_threshold(screen: Screen, target: float) -> None:
+    """Move the threshold slider with the keyboard (PageUp/PageDown: 10 steps of 0.01)."""
+    screen.find_by_css(".q-slider").click()  # focus it (the click sets about 0.5 on the way)
+    slider = screen.selenium.switch_to.active_element
+    label = screen.find_by_css(".nid-threshold")
+    for _ in range(25):
+        value = float(label.text)
+        if abs(value - target) < 0.005:
+            return
+        slider.send_keys(Keys.PAGE_UP if value < target else Keys.PAGE_DOWN)
+        time.sleep(0.2)
+    raise AssertionError(f"the threshold did not reach {target}: {label.text}")
 
 
 def shot(screen: Screen, name: str) -> None:
@@ -151,20 +168,22 @@ def test_dark_mode_grid_sorting_and_threshold_colours(screen: Screen) -> None:
     wait_until(lambda: grid_column(screen, "src") == sorted(grid_column(screen, "src")), 5,
                "sources in order")
 
-    before = row_classes(screen)
-    assert any(c == "nid-anomalous" for _, c in before)
-    assert [s for s, _ in before if s < 1.0]
-    screen.find_by_css(".q-slider").click()  # a click on the slider's middle: about 0.5
-    handle = screen.selenium.switch_to.active_element
-    handle.send_keys(*[Keys.PAGE_UP] * 11)  # Quasar: 10 steps a key, up to threshold 1.0
-    screen.should_contain("1.000")
+    move_threshold(screen, 0.0)
+    move_threshold(screen, 0.5)  # detect at 0.5: events with a wide range of scores
+    analyse_sample_fully(screen)
+    screen.find_by_css('.ag-header-cell[col-id="score"]').click()  # lowest scores first
+    wait_until(lambda: grid_column(screen, "score") == sorted(grid_column(screen, "score"),
+                                                             key=float), 5, "ascending scores")
+    wait_until(lambda: [s for s, _ in row_classes(screen) if 0.5 <= s < 1.0], 10,
+               "events scoring between 0.5 and 1")
+    assert all(c == "nid-anomalous" for s, c in row_classes(screen) if s >= 0.5)
+    move_threshold(screen, 1.0)
     wait_until(lambda: all(c != "nid-anomalous" for s, c in row_classes(screen) if s < 1.0), 5,
                "events under the new threshold to lose the anomalous colour")
     assert any(c == "nid-suspicious" for _, c in row_classes(screen))
-    wait_until(lambda: grid_column(screen, "src") == sorted(grid_column(screen, "src")), 5,
-               "the user's sort kept while rows update")
-    handle.send_keys(*[Keys.PAGE_DOWN] * 11)  # threshold 0.0: everything anomalous
-    screen.should_contain("0.000")
+    assert grid_column(screen, "score") == sorted(grid_column(screen, "score"), key=float), \
+        "the user's sort is kept while rows update"
+    move_threshold(screen, 0.0)  # everything anomalous
     wait_until(lambda: all(c == "nid-anomalous" for _, c in row_classes(screen)), 5,
                "every event anomalous")
 
@@ -216,7 +235,7 @@ def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> No
     assert len(records) == n and all(r["dest_ip"].startswith(prefix) for r in records)
 
     # packet-derived text (here from another sensor's row) is shown as text, never as HTML
-    box.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+    box.send_keys(Keys.CONTROL, "a", Keys.NULL, Keys.BACKSPACE)
     press(screen, "Apply")
     screen.should_contain(f"{total:,} events match")
     screen.should_contain("<i>odd</i>")  # shown as text, not rendered as HTML

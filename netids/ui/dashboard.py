@@ -96,7 +96,7 @@ class Dashboard:
                     .classes("flex-1").mark("threshold")
                 admin_only(self.threshold)
                 self.threshold_label = ui.label(f"{self.c.threshold:.3f}") \
-                    .classes("nid-count text-base w-16").mark("threshold-value")
+                    .classes("nid-count nid-threshold text-base w-16").mark("threshold-value")
             self.status = ui.label("").classes("text-sm opacity-80").mark("status")
 
     def _file_card(self) -> None:
@@ -366,7 +366,7 @@ def event_row(u: EventUpdate, threshold: float) -> dict:
         "proto": u.proto,
         "kind": u.kind,
         "packets": u.packets,
-        "score": round(u.score_max, 4),
+        "score": round(u.score_max, 6),
         "status": theme.display_severity(u.score_max, threshold),
         "explanation": u.explanation,
         "css": theme.row_class(u.score_max, threshold),
@@ -395,7 +395,7 @@ def _grid_options() -> dict:
         ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 145}),
         ("first_seen", "First seen (UTC)", {"minWidth": 145}),
         ("status", "Status", {"minWidth": 110}),
-        ("score", "Score", {"minWidth": 85, "type": "numericColumn"}),
+        ("score", "Score", {"minWidth": 95, "type": "numericColumn"}),
         ("kind", "Kind", {"minWidth": 110}),
         ("src", "Source", {"minWidth": 130}),
         ("src_port", "Src port", {"minWidth": 90, "type": "numericColumn"}),
