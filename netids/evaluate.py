@@ -73,20 +73,25 @@ def metrics(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, tuple
 
 def table(method_scores: dict[str, np.ndarray], labels: np.ndarray,
           kinds: Sequence[str]) -> list[Row]:
-    """Rows for every method: overall first, then each attack kind (most packets first)."""
+    """Rows for every method: overall first, then all header-visible kinds together (when
+    payload-only kinds are present too), then each attack kind (most packets first)."""
     labels = np.asarray(labels).astype(bool)
     kinds_arr = np.asarray(kinds, dtype=object)
     present = [k for k, _ in sorted(
         ((k, int(((kinds_arr == k) & labels).sum())) for k in set(kinds_arr[labels])),
         key=lambda kv: -kv[1]) if k]
+    header = [k for k in present if k in HEADER_KINDS]
+    groups = [("all", np.ones_like(labels))]
+    if header and len(header) < len(present):
+        groups.append(("header-visible", ~labels | np.isin(kinds_arr, header)))
+    groups += [(k, ~labels | (kinds_arr == k)) for k in present]
     rows = []
-    for kind in ["all", *present]:
-        sel = ~labels | (labels & (kinds_arr == kind)) if kind != "all" else np.ones_like(labels)
+    for kind, sel in groups:
         n_attack = int((labels & sel).sum())
         for method, scores in method_scores.items():
             roc, pr, det = metrics(scores[sel], labels[sel])
             rows.append(Row(kind, method, n_attack, roc, pr, det,
-                            kind == "all" or kind in HEADER_KINDS))
+                            kind in ("all", "header-visible") or kind in HEADER_KINDS))
     return rows
 
 

@@ -47,9 +47,10 @@ def test_table_has_overall_then_kinds_for_every_method():
     scores = {"a": np.array([0.1, 0.2, 0.3, 0.9, 0.25, 0.8]), "b": np.arange(6.0)}
     rows = ev.table(scores, labels, kinds)
     assert [(r.kind, r.method) for r in rows] == [
-        ("all", "a"), ("all", "b"), ("port_scan", "a"), ("port_scan", "b"),
-        ("web_attack", "a"), ("web_attack", "b")]
-    assert rows[2].packets == 2 and rows[2].roc_auc == 1.0
+        ("all", "a"), ("all", "b"), ("header-visible", "a"), ("header-visible", "b"),
+        ("port_scan", "a"), ("port_scan", "b"), ("web_attack", "a"), ("web_attack", "b")]
+    assert rows[4].packets == 2 and rows[4].roc_auc == 1.0
+    assert rows[2].packets == 2  # header-visible: the scans, not the web attack
     text = ev.format_table(rows)
     assert "web_attack (payload/behaviour)" in text and "| port_scan | 2 | a |" in text
 
