@@ -266,7 +266,7 @@ def test_training_page_after_a_training(screen: Screen, app_paths: AppPaths,  # 
     epochs = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Max '
                                                     'epochs")]]//input')
     epochs.send_keys(Keys.CONTROL, "a")
-    epochs.send_keys("4", Keys.TAB)
+    epochs.send_keys("8", Keys.TAB)
     name = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Name of the '
                                                   'new model")]]//input')
     name.send_keys(Keys.CONTROL, "a")
