@@ -20,13 +20,16 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
-from sqlmodel import Session
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netids.config import StorageSettings
-from netids.events import EventUpdate
-from netids.storage import EventStore, count_events, open_database
-from netids.tables import Event, address_key, utcnow
+from sqlmodel import Session  # noqa: E402
+
+from netids.config import StorageSettings  # noqa: E402
+from netids.events import EventUpdate  # noqa: E402
+from netids.storage import EventStore, count_events, open_database  # noqa: E402
+from netids.tables import Event, address_key, utcnow  # noqa: E402
 
 
 def updates(n: int, t0: float = 1.76e9) -> list[EventUpdate]:

@@ -22,22 +22,14 @@ from netids.cli import CommandError
 from netids.config import Settings
 from netids.detector import Detector
 from netids.frames import FrameBatch
-from netids.packets import (
-    STATUS_NAMES,
-    PacketBatch,
-    format_ip,
-    format_tcp_flags,
-    protocol_name,
-)
+from netids.packets import PacketBatch
 from netids.pcapfile import CaptureFileError, read_batches
 from netids.pipeline import Pipeline
+from netids.score_csv import HEADER, format_rows
 from netids.scored import ScoredBatch
 
 log = logging.getLogger(__name__)
 
-HEADER = ("index", "timestamp", "score", "anomaly", "length", "protocol", "src", "dst",
-          "sport", "dport", "ttl", "tcp_flags", "window", "udp_len", "icmp_type", "icmp_code",
-          "arp_op", "status", "kind", "explanation")
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
@@ -145,72 +137,3 @@ class _EventSink:
         if stats.pending or stats.dropped:
             raise CommandError(f"{stats.pending + stats.dropped} events could not be stored: "
                                f"{stats.last_error}")
-
-
-def format_rows(scored: ScoredBatch) -> str:
-    """CSV text of a scored batch, one line per packet, built column by column."""
-    p, n = scored.packets, len(scored)
-    if n == 0:
-        return ""
-    kind = np.full(n, "", dtype=object)
-    explanation = np.full(n, "", dtype=object)
-    quoted: dict[str, str] = {}  # alike anomalies share their words: quote each text once
-    kind[scored.anomaly_index] = [_csv_text(k, quoted) for k in scored.kinds]
-    explanation[scored.anomaly_index] = [_csv_text(e, quoted) for e in scored.explanations]
-    cols = [
-        (scored.frames.first_index + np.arange(n)).astype(str),
-        np.round(p.ts, 6).astype(str),
-        np.round(scored.scores.astype(np.float64), 6).astype(str),
-        scored.anomalous.astype(np.int8).astype(str),
-        p.length.astype(str),
-        _protocols(p),
-        _addresses(p.src_hi, p.src_lo),
-        _addresses(p.dst_hi, p.dst_lo),
-        _optional(p.sport), _optional(p.dport), _optional(p.ttl),
-        _lookup(p.tcp_flags, format_tcp_flags), _optional(p.window), _optional(p.udp_len),
-        _optional(p.icmp_type), _optional(p.icmp_code), _optional(p.arp_op),
-        _lookup(p.status, _status_text),
-        kind, explanation,
-    ]
-    return "\n".join(map(",".join, zip(*(c.tolist() for c in cols), strict=True))) + "\n"
-
-
-def _optional(values: np.ndarray) -> np.ndarray:
-    """Integers as text, '' where missing (-1)."""
-    text = values.astype(str).astype(object)
-    text[values < 0] = ""
-    return text
-
-
-def _lookup(values: np.ndarray, fmt: object) -> np.ndarray:
-    """Format each distinct value once (columns repeat a few values many times)."""
-    uniq, inverse = np.unique(values, return_inverse=True)
-    return np.array([fmt(v) for v in uniq.tolist()], dtype=object)[inverse]  # type: ignore[operator]
-
-
-def _addresses(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    pairs = np.stack([hi, lo], axis=1)
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    text = np.array([format_ip(h, low) for h, low in uniq.tolist()], dtype=object)
-    return text[inverse.reshape(-1)]
-
-
-def _protocols(p: PacketBatch) -> np.ndarray:
-    pairs = np.stack([p.ethertype.astype(np.int64), p.proto.astype(np.int64)], axis=1)
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    text = np.array([protocol_name(e, pr) for e, pr in uniq.tolist()], dtype=object)
-    return text[inverse.reshape(-1)]
-
-
-def _status_text(status: int) -> str:
-    return "|".join(text.replace(" ", "_") for bit, text in STATUS_NAMES.items() if status & bit)
-
-
-def _csv_text(text: str, cache: dict[str, str]) -> str:
-    """A free-text field as one CSV cell (quoted; hostile content stays inert text)."""
-    cell = cache.get(text)
-    if cell is None:
-        cell = '"' + text.replace('"', '""').replace("\n", " ").replace("\r", " ") + '"'
-        cache[text] = cell
-    return cell
-

@@ -1,0 +1,131 @@
+"""The ``score`` CSV: one line per packet, formatted a column at a time.
+
+Formatting text is the costliest part of writing a row, so nothing here formats one value per
+packet in Python: small integers come from a table of their texts, fractions from two tables of
+three digits, and columns that repeat few values (addresses, protocols, flags) format each
+distinct value once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from netids.packets import STATUS_NAMES, format_ip, format_tcp_flags, protocol_name
+from netids.scored import ScoredBatch
+
+HEADER = ("index", "timestamp", "score", "anomaly", "length", "protocol", "src", "dst",
+          "sport", "dport", "ttl", "tcp_flags", "window", "udp_len", "icmp_type", "icmp_code",
+          "arp_op", "status", "kind", "explanation")
+
+_SMALL = np.array([""] + [str(i) for i in range(65536)], dtype=object)  # -1 -> '', i -> str(i)
+_DIGITS3 = np.array([f"{i:03d}" for i in range(1000)], dtype=object)
+
+
+def format_rows(scored: ScoredBatch) -> str:
+    """CSV text of a scored batch (no header), one line per packet.
+
+    >>> from netids.decode import decode
+    >>> from netids.frames import FrameBatch
+    >>> frames = FrameBatch.from_frames([b"\\x00" * 14], [1.25], first_index=7)
+    >>> s = ScoredBatch(frames, decode(frames), np.zeros((1, 0), np.float32),
+    ...                 np.array([0.5], np.float32), 0.9, np.array([False]), [], [])
+    >>> format_rows(s)
+    '7,1.250000,0.500000,0,14,other,,,,,,,,,,,,,,\\n'
+    """
+    p, n = scored.packets, len(scored)
+    if n == 0:
+        return ""
+    first = scored.frames.first_index
+    kind = np.full(n, "", dtype=object)
+    explanation = np.full(n, "", dtype=object)
+    quoted: dict[str, str] = {}  # alike anomalies share their words: quote each text once
+    kind[scored.anomaly_index] = [_csv_text(k, quoted) for k in scored.kinds]
+    explanation[scored.anomaly_index] = [_csv_text(e, quoted) for e in scored.explanations]
+    cols = [
+        np.array(list(map(str, range(first, first + n))), dtype=object),
+        _seconds(p.ts),
+        _fraction(scored.scores.astype(np.float64)),
+        np.where(scored.anomalous, "1", "0").astype(object),
+        _integers(p.length),
+        _distinct(p.ethertype.astype(np.int64) * 512 + p.proto + 1,
+                  lambda k: protocol_name(k // 512, k % 512 - 1)),
+        _addresses(p.src_hi, p.src_lo),
+        _addresses(p.dst_hi, p.dst_lo),
+        _integers(p.sport), _integers(p.dport), _integers(p.ttl),
+        _distinct(p.tcp_flags, format_tcp_flags), _integers(p.window), _integers(p.udp_len),
+        _integers(p.icmp_type), _integers(p.icmp_code), _integers(p.arp_op),
+        _distinct(p.status, _status_text),
+        kind, explanation,
+    ]
+    return "\n".join(map(",".join, zip(*(c.tolist() for c in cols), strict=True))) + "\n"
+
+
+def _integers(values: np.ndarray) -> np.ndarray:
+    """Integers as text, '' where missing (-1).
+
+    >>> _integers(np.array([-1, 0, 80, 70000])).tolist()
+    ['', '0', '80', '70000']
+    """
+    v = values.astype(np.int64)
+    text = _SMALL[np.clip(v, -1, 65535) + 1]
+    big = v > 65535
+    if big.any():
+        text[big] = v[big].astype(str)
+    return text
+
+
+def _fraction(values: np.ndarray) -> np.ndarray:
+    """Numbers in [0, 1] with six decimals.
+
+    >>> _fraction(np.array([0.0, 0.5, 0.9999994, 1.0])).tolist()
+    ['0.000000', '0.500000', '0.999999', '1.000000']
+    """
+    micro = np.rint(np.clip(values, 0.0, 1.0) * 1e6).astype(np.int64)
+    whole = np.where(micro >= 1_000_000, "1.", "0.").astype(object)
+    micro %= 1_000_000
+    return whole + _DIGITS3[micro // 1000] + _DIGITS3[micro % 1000]
+
+
+def _seconds(ts: np.ndarray) -> np.ndarray:
+    """Timestamps with six decimals (microseconds).
+
+    >>> _seconds(np.array([1700000000.25, 5.0000004])).tolist()
+    ['1700000000.250000', '5.000000']
+    """
+    micro = np.rint(ts * 1e6).astype(np.int64)
+    whole = _distinct(micro // 1_000_000, lambda s: f"{s}.")
+    frac = micro % 1_000_000
+    return whole + _DIGITS3[frac // 1000] + _DIGITS3[frac % 1000]
+
+
+def _distinct(values: np.ndarray, fmt: Callable[[int], str]) -> np.ndarray:
+    """Format each distinct value once (columns repeat a few values many times)."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return np.array([fmt(v) for v in uniq.tolist()], dtype=object)[inverse.reshape(-1)]
+
+
+def _addresses(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Address text per packet, each distinct address formatted once."""
+    if not hi.any():  # IPv4 (mapped) only: the low half is the whole address
+        return _distinct(lo, lambda low: format_ip(0, low))
+    with np.errstate(over="ignore"):
+        key = lo ^ (hi * np.uint64(0x9E3779B97F4A7C15))
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    text = np.array([format_ip(h, low) for h, low in zip(hi[first].tolist(), lo[first].tolist(),
+                                                        strict=True)], dtype=object)
+    return text[inverse.reshape(-1)]
+
+
+def _status_text(status: int) -> str:
+    return "|".join(text.replace(" ", "_") for bit, text in STATUS_NAMES.items() if status & bit)
+
+
+def _csv_text(text: str, cache: dict[str, str]) -> str:
+    """A free-text field as one CSV cell (quoted; hostile content stays inert text)."""
+    cell = cache.get(text)
+    if cell is None:
+        cell = '"' + text.replace('"', '""').replace("\n", " ").replace("\r", " ") + '"'
+        cache[text] = cell
+    return cell
