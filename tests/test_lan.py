@@ -55,7 +55,7 @@ def _start_app(tmp: Path, *args: str, **env: str) -> Lan:
     port = free_port()
     app = AppProcess(
         ["--port", str(port), "--db", f"sqlite:///{tmp / 'lan.sqlite'}", "--model",
-         str(model_for_tests(tmp)), "--models-dir", str(tmp), "-v", *args],
+         str(model_for_tests()), "--models-dir", str(tmp), "-v", *args],
         clean_env(NETIDS_USERS_FILE=str(users), **env), tmp / "app.log")
     lan = Lan(app, port)
     app.wait_http(lan.url + "/login")

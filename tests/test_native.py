@@ -115,7 +115,7 @@ def test_native_window_opens_shows_the_dashboard_and_leaves_nothing_behind(
         xvfb: str, tmp_path: Path, stop_signal: int) -> None:
     app = AppProcess(["--native", "--port", str(free_port()), "--db",
                       f"sqlite:///{tmp_path / 'native.sqlite'}", "--model",
-                      str(model_for_tests(tmp_path)), "--models-dir", str(tmp_path)],
+                      str(model_for_tests()), "--models-dir", str(tmp_path)],
                      clean_env(DISPLAY=xvfb), tmp_path / "native.log")
     try:
         shot = tmp_path / "native.png"
