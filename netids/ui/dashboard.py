@@ -16,15 +16,15 @@ import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from nicegui import events, ui
 
-from netids.capture import CaptureError, compile_filter, list_interfaces
+from netids.capture import CaptureError
 from netids.config import PROJECT_ROOT
 from netids.controller import Controller, LiveState
 from netids.events import EventUpdate
 from netids.ui import event_detail, theme
+from netids.ui.capture_form import capture_target, filter_problem, interface_options
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,10 @@ class Dashboard:
         with ui.card().classes("flex-1 min-w-[380px]"):
             ui.label("Live capture").classes("text-lg font-semibold")
             with ui.row().classes("w-full items-start gap-2"):
-                self.interface = ui.select(_interface_options(), value="any", label="Interface") \
+                self.interface = ui.select(interface_options(), value="any", label="Interface") \
                     .classes("min-w-[180px]").mark("interface")
                 self.bpf = ui.input("Capture filter (BPF)", placeholder="e.g. tcp or arp",
-                                    validation=_filter_problem).classes("flex-1 min-w-[200px]") \
+                                    validation=filter_problem).classes("flex-1 min-w-[200px]") \
                     .props("clearable").mark("bpf")
                 admin_only(self.interface)
                 admin_only(self.bpf)
@@ -141,7 +141,10 @@ class Dashboard:
                 ui.label("Anomaly events").classes("text-lg font-semibold")
                 ui.label("newest first · click a row for details · colours follow the "
                          "threshold").classes("text-xs opacity-70")
-            self.grid = EventGrid(_grid_options(), theme="quartz") \
+            options = theme.event_grid_options(
+                status=("status", "Status"), time_width=145,
+                sensor=False, column_filters=True, empty="No anomaly events yet")
+            self.grid = EventGrid(options, theme="quartz") \
                 .classes("w-full h-[420px]").mark("events-grid")
             self.grid.on("cellClicked", self._open_event)
 
@@ -176,14 +179,11 @@ class Dashboard:
     async def start_live(self) -> None:
         if not require_admin():
             return
-        bpf = (self.bpf.value or "").strip() or None
-        problem = _filter_problem(bpf or "")
-        if problem:
-            ui.notify(problem, type="negative")
+        target = capture_target(self.interface.value, self.bpf.value)
+        if target is None:
             return
-        interface = None if self.interface.value in (None, "", "any") else self.interface.value
         try:
-            await self.c.start_live(interface, bpf)
+            await self.c.start_live(*target)
         except CaptureError as exc:
             self._capture_failed(str(exc))
             return
@@ -390,33 +390,6 @@ def _time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%m-%d %H:%M:%S")
 
 
-def _grid_options() -> dict:
-    columns: list[tuple[str, str, dict[str, Any]]] = [
-        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 145}),
-        ("first_seen", "First seen (UTC)", {"minWidth": 145}),
-        ("status", "Status", {"minWidth": 110}),
-        ("score", "Score", {"minWidth": 95, "type": "numericColumn"}),
-        ("kind", "Kind", {"minWidth": 110}),
-        ("src", "Source", {"minWidth": 130}),
-        ("src_port", "Src port", {"minWidth": 90, "type": "numericColumn"}),
-        ("dst", "Destination", {"minWidth": 130}),
-        ("dst_port", "Dst port", {"minWidth": 90, "type": "numericColumn"}),
-        ("proto", "Proto", {"minWidth": 80}),
-        ("packets", "Packets", {"minWidth": 90, "type": "numericColumn"}),
-        ("explanation", "Why", {"minWidth": 260, "tooltipField": "explanation"}),
-    ]
-    return {
-        "columnDefs": [{"field": f, "headerName": h, **extra} for f, h, extra in columns],
-        "defaultColDef": {"sortable": True, "resizable": True, "filter": True},
-        "rowData": [],
-        ":getRowId": "params => params.data.id",
-        "rowClassRules": theme.row_class_rules(),
-        "animateRows": False,
-        "suppressCellFocus": True,
-        "overlayNoRowsTemplate": "No anomaly events yet",
-    }
-
-
 def _chart(options: dict) -> ui.echart:
     return ui.echart(options)
 
@@ -457,28 +430,6 @@ def _score_options() -> dict:
                                      "label": {"formatter": "threshold {c}",
                                                "position": "insideEndTop"},
                                      "data": []}}]}
-
-
-def _interface_options() -> dict[str, str]:
-    options = {"any": "all interfaces"}
-    try:
-        for i in list_interfaces():
-            extra = f" ({', '.join(i.addresses)})" if i.addresses else ""
-            options[i.name] = f"{i.name}{extra}" + ("" if i.up else " – down")
-    except OSError as exc:  # the picker still offers "all interfaces"
-        log.warning("cannot list interfaces: %s", exc)
-    return options
-
-
-def _filter_problem(expr: str) -> str | None:
-    """Why a BPF filter is invalid, in plain words, or None when it compiles (or is empty)."""
-    if not expr or not expr.strip():
-        return None
-    try:
-        compile_filter(expr.strip())
-    except CaptureError as exc:
-        return str(exc)
-    return None
 
 
 def _status_text(live: LiveState, controller: Controller) -> str:

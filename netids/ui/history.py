@@ -82,7 +82,10 @@ class History:
                 self.page_label = ui.label("").classes("text-sm").mark("history-page")
                 self.next = ui.button(icon="chevron_right", on_click=lambda: self.turn(1)) \
                     .props("flat round").mark("history-next")
-            self.grid = ui.aggrid(_grid_options(), theme="quartz").classes("w-full h-[480px]") \
+            options = theme.event_grid_options(
+                status=("severity", "Severity"), time_width=170,
+                sensor=True, column_filters=False, empty="No stored events match")
+            self.grid = ui.aggrid(options, theme="quartz").classes("w-full h-[480px]") \
                 .mark("history-grid")
             self.grid.on("cellClicked", self._open_event)
             self.grid.on("sortChanged", self._sort_changed)
@@ -319,34 +322,6 @@ def _address_problem(text: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
-
-
-def _grid_options() -> dict:
-    columns: list[tuple[str, str, dict[str, Any]]] = [
-        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": 170}),
-        ("first_seen", "First seen (UTC)", {"minWidth": 170}),
-        ("severity", "Severity", {"minWidth": 105}),
-        ("score", "Score", {"minWidth": 95, "type": "numericColumn"}),
-        ("kind", "Kind", {"minWidth": 110}),
-        ("src", "Source", {"minWidth": 130}),
-        ("src_port", "Src port", {"minWidth": 90, "type": "numericColumn"}),
-        ("dst", "Destination", {"minWidth": 130}),
-        ("dst_port", "Dst port", {"minWidth": 90, "type": "numericColumn"}),
-        ("proto", "Proto", {"minWidth": 80}),
-        ("packets", "Packets", {"minWidth": 90, "type": "numericColumn"}),
-        ("sensor", "Sensor", {"minWidth": 90}),
-        ("explanation", "Why", {"minWidth": 260, "tooltipField": "explanation"}),
-    ]
-    return {
-        "columnDefs": [{"field": f, "headerName": h, **extra} for f, h, extra in columns],
-        "defaultColDef": {"sortable": True, "resizable": True},
-        "rowData": [],
-        ":getRowId": "params => params.data.id",
-        "rowClassRules": theme.row_class_rules(),
-        "animateRows": False,
-        "suppressCellFocus": True,
-        "overlayNoRowsTemplate": "No stored events match",
-    }
 
 
 def _minute_options() -> dict:

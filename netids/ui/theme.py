@@ -13,6 +13,8 @@ from white to yellow as the score rises. Moving the threshold therefore recolour
 
 from __future__ import annotations
 
+from typing import Any
+
 from netids.events import EventConfig
 
 SUSPICIOUS_AT = EventConfig().suspicious_at
@@ -74,3 +76,34 @@ def apply_chart_theme(options: dict, dark: bool) -> None:
         if axis in options:
             options[axis]["axisLabel"] = {**options[axis].get("axisLabel", {}), "color": text}
             options[axis]["splitLine"] = {"lineStyle": {"color": lines}}
+
+
+def event_grid_options(*, status: tuple[str, str], time_width: int, sensor: bool,
+                       column_filters: bool, empty: str) -> dict[str, Any]:
+    """AG Grid options of an event table (live and history), coloured by severity."""
+    columns: list[tuple[str, str, dict[str, Any]]] = [
+        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": time_width}),
+        ("first_seen", "First seen (UTC)", {"minWidth": time_width}),
+        (*status, {"minWidth": 105}),
+        ("score", "Score", {"minWidth": 95, "type": "numericColumn"}),
+        ("kind", "Kind", {"minWidth": 110}),
+        ("src", "Source", {"minWidth": 130}),
+        ("src_port", "Src port", {"minWidth": 90, "type": "numericColumn"}),
+        ("dst", "Destination", {"minWidth": 130}),
+        ("dst_port", "Dst port", {"minWidth": 90, "type": "numericColumn"}),
+        ("proto", "Proto", {"minWidth": 80}),
+        ("packets", "Packets", {"minWidth": 90, "type": "numericColumn"}),
+        *([("sensor", "Sensor", {"minWidth": 90})] if sensor else []),
+        ("explanation", "Why", {"minWidth": 260, "tooltipField": "explanation"}),
+    ]
+    return {
+        "columnDefs": [{"field": f, "headerName": h, **extra} for f, h, extra in columns],
+        "defaultColDef": {"sortable": True, "resizable": True,
+                          **({"filter": True} if column_filters else {})},
+        "rowData": [],
+        ":getRowId": "params => params.data.id",
+        "rowClassRules": row_class_rules(),
+        "animateRows": False,
+        "suppressCellFocus": True,
+        "overlayNoRowsTemplate": empty,
+    }

@@ -18,7 +18,8 @@ from netids.controller import Controller
 from netids.retrain import TrainingError
 from netids.train import TrainConfig
 from netids.ui import theme
-from netids.ui.dashboard import SAMPLE, _filter_problem, _interface_options
+from netids.ui.capture_form import capture_target, filter_problem, interface_options
+from netids.ui.dashboard import SAMPLE
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,11 @@ class TrainingPage:
         with ui.card().classes("flex-1 min-w-[380px]"):
             ui.label("1 · Capture normal traffic").classes("text-lg font-semibold")
             with ui.row().classes("w-full items-start gap-2"):
-                self.interface = admin_only(ui.select(_interface_options(), value="any",
+                self.interface = admin_only(ui.select(interface_options(), value="any",
                                                       label="Interface")
                                             .classes("min-w-[180px]").mark("train-interface"))
                 self.bpf = admin_only(ui.input("Capture filter (BPF)",
-                                               validation=_filter_problem)
+                                               validation=filter_problem)
                                       .classes("flex-1").mark("train-bpf"))
             admin_only(ui.button("Start capture for training", icon="fiber_manual_record",
                                  on_click=self.start_capture).mark("train-start-capture"))
@@ -109,14 +110,11 @@ class TrainingPage:
     async def start_capture(self) -> None:
         if not require_admin():
             return
-        bpf = (self.bpf.value or "").strip() or None
-        problem = _filter_problem(bpf or "")
-        if problem:
-            ui.notify(problem, type="negative")
+        target = capture_target(self.interface.value, self.bpf.value)
+        if target is None:
             return
-        interface = None if self.interface.value in (None, "", "any") else self.interface.value
         try:
-            await self.c.start_training_capture(interface, bpf)
+            await self.c.start_training_capture(*target)
         except CaptureError as exc:
             ui.notify(str(exc), type="negative", multi_line=True)
             return
