@@ -18,6 +18,7 @@ import torch
 
 from netids import explain as words
 from netids.checkpoint import Checkpoint, CheckpointError, load
+from netids.model import to_windows
 from netids.packets import PacketBatch, format_ip, format_mac
 from netids.scaling import categorical_codes, raw_numeric
 
@@ -102,19 +103,14 @@ class Detector:
         scaler = self.checkpoint.scaler
         numeric = scaler.transform(raw_numeric(packets, features))
         codes = categorical_codes(packets)
-        m = -(-n // T) * T  # padded length, a multiple of the window
-        num = np.zeros((m, numeric.shape[1]), np.float32)
-        num[:n] = scaler.clamp(numeric)
-        tgt = np.zeros((m, numeric.shape[1]), np.float32)
-        tgt[:n] = numeric
-        cod = np.zeros((m, codes.shape[1]), np.int64)
-        cod[:n] = codes
-        pad = np.zeros(m, bool)
-        pad[n:] = True
-        num_t = torch.from_numpy(num).view(m // T, T, -1)  # [W, T, n_numeric]
-        tgt_t = torch.from_numpy(tgt).view(m // T, T, -1)  # [W, T, n_numeric]
-        cod_t = torch.from_numpy(cod).view(m // T, T, -1)  # [W, T, n_fields]
-        pad_t = torch.from_numpy(pad).view(m // T, T)  # [W, T]
+        num, pad = to_windows(scaler.clamp(numeric).astype(np.float32, copy=False), T)
+        tgt, _ = to_windows(numeric.astype(np.float32, copy=False), T)
+        cod, _ = to_windows(codes.astype(np.int64, copy=False), T)
+        m = pad.size
+        num_t = torch.from_numpy(num)  # [W, T, n_numeric]
+        tgt_t = torch.from_numpy(tgt)  # [W, T, n_numeric]
+        cod_t = torch.from_numpy(cod)  # [W, T, n_fields]
+        pad_t = torch.from_numpy(pad)  # [W, T]
         out = np.empty((m, k), np.float32)
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -129,3 +130,19 @@ class SinglePacketAutoencoder(nn.Module):
         """x float [B, 8] -> reconstruction [B, 8]."""
         h = self.value_in(x.unsqueeze(-1)) + self.position  # [B, 8, d]
         return self.out(self.encoder(h)).squeeze(-1)  # [B, 8]
+
+
+def to_windows(rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [n, ...] zero-padded to whole tumbling windows: ([W, T, ...], padding [W, T]).
+
+    >>> w, pad = to_windows(np.ones((5, 2)), 4)
+    >>> w.shape, pad.sum().item()
+    ((2, 4, 2), 3)
+    """
+    n = len(rows)
+    m = -(-n // window) * window  # padded length, a multiple of the window
+    out = np.zeros((m, *rows.shape[1:]), rows.dtype)
+    out[:n] = rows
+    pad = np.zeros(m, bool)
+    pad[n:] = True
+    return out.reshape(m // window, window, *rows.shape[1:]), pad.reshape(m // window, window)

@@ -27,7 +27,7 @@ from netids import __version__
 from netids.calibration import MIN_CALIBRATION, Calibrator, InputSurprise, threshold_for
 from netids.checkpoint import Checkpoint
 from netids.detector import Detector, combine_errors
-from netids.model import ModelConfig, PacketAutoencoder
+from netids.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.packets import PacketBatch
 from netids.scaling import CATEGORICAL, PACKET_NUMERIC, RobustScaler, categorical_codes, raw_numeric
 
@@ -218,15 +218,9 @@ def detector_from(report: TrainReport, threads: int = 1) -> Detector:
 
 def _windows(numeric: np.ndarray, codes: np.ndarray, T: int):
     """Pad one capture to whole windows: numeric [W, T, k], (codes [W, T, c], pad [W, T])."""
-    n = len(numeric)
-    m = -(-n // T) * T
-    num = np.zeros((m, numeric.shape[1]), numeric.dtype)
-    num[:n] = numeric
-    cod = np.zeros((m, codes.shape[1]), np.int64)
-    cod[:n] = codes
-    pad = np.zeros(m, bool)
-    pad[n:] = True
-    return num.reshape(m // T, T, -1), (cod.reshape(m // T, T, -1), pad.reshape(m // T, T))
+    num, pad = to_windows(numeric, T)
+    cod, _ = to_windows(codes.astype(np.int64, copy=False), T)
+    return num, (cod, pad)
 
 
 def _split(n_windows: int, T: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
