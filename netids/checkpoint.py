@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from netids.calibration import Calibrator, InputSurprise
+from netids.calibration import Calibrator, InputSurprise, SurpriseCombiner
 from netids.model import ModelConfig, PacketAutoencoder
 from netids.scaling import RobustScaler
 
 FORMAT = "netids-detector"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: MAC-binding and reply context features, the surprise combiner
 
 
 class CheckpointError(Exception):
@@ -35,6 +35,7 @@ class Checkpoint:
     scaler: RobustScaler
     calibrator: Calibrator
     surprise: InputSurprise  # how rare each input's error is on training traffic
+    combiner: SurpriseCombiner  # per-input surprises -> one raw anomaly value
     threshold: float  # default calibrated threshold (1 - target false-alarm rate)
     feature_names: list[str]  # context feature columns the model was trained on, in order
     numeric_names: list[str]  # every numeric model input: packet fields then features
@@ -63,6 +64,7 @@ def save(checkpoint: Checkpoint, path: str | Path) -> Path:
         "scaler": checkpoint.scaler.state(),
         "calibrator": checkpoint.calibrator.state(),
         "surprise": checkpoint.surprise.state(),
+        "combiner": checkpoint.combiner.state(),
         "threshold": float(checkpoint.threshold),
         "feature_names": list(checkpoint.feature_names),
         "numeric_names": list(checkpoint.numeric_names),
@@ -105,6 +107,7 @@ def load(path: str | Path) -> Checkpoint:
             scaler=RobustScaler.from_state(payload["scaler"]),
             calibrator=Calibrator.from_state(payload["calibrator"]),
             surprise=InputSurprise.from_state(payload["surprise"]),
+            combiner=SurpriseCombiner.from_state(payload["combiner"]),
             threshold=float(payload["threshold"]),
             feature_names=[str(n) for n in payload["feature_names"]],
             numeric_names=[str(n) for n in payload["numeric_names"]],
@@ -115,6 +118,7 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} is an incomplete netids checkpoint ({exc})") from None
     n_inputs = checkpoint.config.n_numeric + len(checkpoint.config.vocab_sizes)
     if (len(checkpoint.surprise.knots) != n_inputs
+            or len(checkpoint.combiner.mean) != n_inputs
             or len(checkpoint.numeric_names) != checkpoint.config.n_numeric
             or len(checkpoint.scaler.median) != checkpoint.config.n_numeric
             or not 0.0 < checkpoint.threshold < 1.0):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from netids.bindings import MacBindings
 from netids.decode import decode
 from netids.frames import FrameBatch
 from netids.keytable import KeyTable
@@ -45,6 +46,7 @@ class ContextConfig:
     capacity: int = 1 << 16  # keys tracked per table (hosts, pairs, sockets, services)
     arp_hold: float = 300.0  # seconds an IP-to-MAC binding is remembered for conflict checks
     arp_capacity: int = 4096  # IP-to-MAC bindings remembered at most
+    mac_moved_half_life: float = 30.0  # seconds for ip_mac_moved to halve after a MAC change
 
     def __post_init__(self) -> None:
         assert self.lambdas and all(lam > 0 for lam in self.lambdas)
@@ -67,17 +69,27 @@ PER_WINDOW = (
     ("src_new_dst_rate_{w}", "new destination hosts contacted per second by the source host"),
     ("dst_rate_{w}", "packets/s received by the destination host"),
     ("dst_new_src_rate_{w}", "new source hosts per second reaching the destination host"),
+    ("dst_unsolicited_rate_{w}", "replies per second reaching the destination host on "
+                                 "connections it never opened: SYN-ACKs, and UDP from a lower to "
+                                 "a higher port (reflection, amplification, backscatter)"),
     ("pair_rate_{w}", "packets/s from the source to the destination host"),
     ("pair_size_mean_{w}", "mean packet length from the source to the destination (bytes)"),
     ("pair_size_std_{w}", "spread of packet lengths from the source to the destination"),
     ("sock_rate_{w}", "packets/s on this socket (addresses, ports, protocol)"),
     ("sock_size_mean_{w}", "mean packet length on this socket (bytes)"),
     ("sock_size_std_{w}", "spread of packet lengths on this socket (bytes)"),
+    ("mac_new_ip_rate_{w}", "new source IP addresses per second behind the source MAC address "
+                            "(spoofed sources, DHCP floods)"),
+    ("link_new_mac_rate_{w}", "new source MAC addresses per second on the whole link (MAC "
+                              "flooding, floods from random MACs)"),
 )
 GLOBAL = (
     ("arp_conflict", "1 when this ARP packet binds its sender IP to a MAC other than the one "
                      "that IP had in the last arp_hold seconds (ARP spoofing), else 0"),
     ("arp_mac_ips", "distinct IPs the ARP sender's MAC has claimed in the last arp_hold seconds"),
+    ("ip_mac_moved", "how recently the MAC address carrying this packet's source or destination "
+                     "IP changed: 1 on the change, halving every mac_moved_half_life seconds, 0 "
+                     "while bindings hold (ARP-spoofing man in the middle)"),
 )
 
 
@@ -170,14 +182,19 @@ class ContextFeatures:
         self.config = config
         cap, lam = config.capacity, np.asarray(config.lambdas)
         self.lambdas = lam
-        self.tables = {name: KeyTable(cap) for name in ("src", "dst", "pair", "sock", "service")}
+        self.tables = {name: KeyTable(cap)
+                       for name in ("src", "dst", "pair", "sock", "service", "mac")}
         # src channels: 1, size, size^2, syn, new service, new dst, iat count, iat, iat^2
         self.src = _DecayedSums(cap, lam, 9)
         self.src_prev = np.full(cap, np.nan)  # time of the source's previous packet
-        self.dst = _DecayedSums(cap, lam, 2)  # 1, new source
+        self.dst = _DecayedSums(cap, lam, 3)  # 1, new source, unsolicited reply
         self.pair = _DecayedSums(cap, lam, 3)  # 1, size, size^2
         self.sock = _DecayedSums(cap, lam, 3)
+        self.mac = _DecayedSums(cap, lam, 1)  # new source IP behind the source MAC
+        self.link = _DecayedSums(1, lam, 1)  # new source MAC, one slot for the whole link
         self.arp = _ArpWatch(config.arp_hold, config.arp_capacity)
+        self.src_mac = MacBindings(cap, config.mac_moved_half_life)  # source IP -> source MAC
+        self.dst_mac = MacBindings(cap, config.mac_moved_half_life)  # dest IP -> dest MAC
         self.max_span = MAX_EXPONENT / float(lam.max())
 
     @property
@@ -200,14 +217,18 @@ class ContextFeatures:
             return out
         ts = packets.ts
         keys = _keys(packets)
+        unsolicited = self._unsolicited(packets, keys)
         slots, new = {}, {}
         for name, table in self.tables.items():
             slots[name], new[name] = table.lookup(keys[name], ts)
         self.src.reset(slots["src"][new["src"]], ts[new["src"]])
         self.src_prev[slots["src"][new["src"]]] = np.nan
+        self.src_mac.reset(slots["src"][new["src"]])
         self.dst.reset(slots["dst"][new["dst"]], ts[new["dst"]])
+        self.dst_mac.reset(slots["dst"][new["dst"]])
         self.pair.reset(slots["pair"][new["pair"]], ts[new["pair"]])
         self.sock.reset(slots["sock"][new["sock"]], ts[new["sock"]])
+        self.mac.reset(slots["mac"][new["mac"]], ts[new["mac"]])
 
         size = packets.length.astype(np.float64)
         syn = ((packets.tcp_flags >= 0) & (packets.tcp_flags & (SYN | ACK) == SYN)).astype(float)
@@ -220,10 +241,15 @@ class ContextFeatures:
         src = self.src.update(slots["src"], ts, np.stack(
             [ones, size, size**2, syn, new_service, new_pair, has_prev, iat, iat**2], axis=1),
             chunk, chunk_t0)
-        dst = self.dst.update(slots["dst"], ts, np.stack([ones, new_pair], axis=1),
+        dst = self.dst.update(slots["dst"], ts, np.stack([ones, new_pair, unsolicited], axis=1),
                               chunk, chunk_t0)
         pair = self.pair.update(slots["pair"], ts, _size_channels(size), chunk, chunk_t0)
         sock = self.sock.update(slots["sock"], ts, _size_channels(size), chunk, chunk_t0)
+        new_ip = (new["src"] & keys["src_has_ip"] & (packets.src_mac != 0)).astype(float)
+        mac = self.mac.update(slots["mac"], ts, new_ip[:, None], chunk, chunk_t0)
+        new_mac = (new["mac"] & (packets.src_mac != 0)).astype(float)
+        link = self.link.update(np.zeros(n, dtype=np.int64), ts, new_mac[:, None], chunk,
+                                chunk_t0)
         per_window = len(PER_WINDOW)
         for li, lam in enumerate(self.lambdas):
             rate = lam * LN2
@@ -231,11 +257,34 @@ class ContextFeatures:
                 src[:, li, 0] * rate, *_mean_std(src[:, li, 0], src[:, li, 1], src[:, li, 2]),
                 *_mean_std(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
                 src[:, li, 3] * rate, src[:, li, 4] * rate, src[:, li, 5] * rate,
-                dst[:, li, 0] * rate, dst[:, li, 1] * rate,
+                dst[:, li, 0] * rate, dst[:, li, 1] * rate, dst[:, li, 2] * rate,
                 pair[:, li, 0] * rate, *_mean_std(*pair[:, li].T),
                 sock[:, li, 0] * rate, *_mean_std(*sock[:, li].T),
+                mac[:, li, 0] * rate, link[:, li, 0] * rate,
             ], axis=1)
-        out[:, -2:] = self.arp.update(packets)
+        out[:, -3:-1] = self.arp.update(packets)
+        src_mac = _binding_mac(packets.src_mac, packets.src_lo, keys["src_has_ip"])
+        dst_mac = _binding_mac(packets.dst_mac, packets.dst_lo, keys["dst_has_ip"])
+        out[:, -1] = np.maximum(self.src_mac.update(slots["src"], src_mac, ts),
+                                self.dst_mac.update(slots["dst"], dst_mac, ts))
+        return out
+
+    def _unsolicited(self, p: PacketBatch, keys: dict[str, np.ndarray]) -> np.ndarray:
+        """1.0 for a reply on a connection whose other direction was never seen, before this
+        packet: a SYN-ACK, or UDP from a lower to a higher port (a service answering a client).
+        Reflected and amplified floods are all such replies; so is backscatter."""
+        out = np.zeros(len(p))
+        synack = (p.tcp_flags >= 0) & (p.tcp_flags & (SYN | ACK) == (SYN | ACK))
+        rows = np.flatnonzero(synack | ((p.proto == 17) & (p.sport >= 0) & (p.sport < p.dport)))
+        if len(rows) == 0:
+            return out
+        reverse = _socket_key(keys["dst"][rows], keys["src"][rows], p.proto[rows],
+                              p.dport[rows], p.sport[rows])
+        known = self.tables["sock"].contains(reverse)
+        forward, first = np.unique(keys["sock"], return_index=True)
+        at = np.minimum(np.searchsorted(forward, reverse), len(forward) - 1)
+        earlier = (forward[at] == reverse) & (first[at] < rows)
+        out[rows] = ~(known | earlier)
         return out
 
     def _gaps(self, slots: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -309,12 +358,36 @@ def _keys(p: PacketBatch) -> dict[str, np.ndarray]:
         src = np.where(no_ip_src, _mix(p.src_mac, np.uint64(1)), _mix(p.src_hi, p.src_lo))
         dst = np.where(no_ip_dst, _mix(p.dst_mac, np.uint64(1)), _mix(p.dst_hi, p.dst_lo))
         pair = _mix(src, dst)
+        sock = _socket_key(src, dst, p.proto, p.sport, p.dport)
         proto = p.proto.astype(np.int64).astype(np.uint64)
-        ports = (p.sport.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(16)
         dport = (p.dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
-        sock = _mix(pair, (proto << np.uint64(32)) | ports | dport)
         service = _mix(_mix(pair, np.uint64(2)), (proto << np.uint64(32)) | dport)
-    return {"src": src, "dst": dst, "pair": pair, "sock": sock, "service": service}
+    return {"src": src, "dst": dst, "pair": pair, "sock": sock, "service": service,
+            "mac": p.src_mac, "src_has_ip": ~no_ip_src, "dst_has_ip": ~no_ip_dst}
+
+
+def _binding_mac(mac: np.ndarray, ip_lo: np.ndarray, has_ip: np.ndarray) -> np.ndarray:
+    """The MAC that binds a packet's IP address, 0 where there is no binding to learn: no IP,
+    an unspecified address (0.0.0.0, ::), or a broadcast/multicast MAC (group bit set).
+
+    >>> _binding_mac(np.array([0x02_0000_000001, 0xFFFF_FFFF_FFFF], dtype=np.uint64),
+    ...              np.array([0xFFFF_0A00_0001, 0xFFFF_0A00_0001], dtype=np.uint64),
+    ...              np.array([True, True])).tolist()
+    [2199023255553, 0]
+    """
+    unicast = (mac >> np.uint64(40)) & np.uint64(1) == 0
+    specified = ip_lo & np.uint64(0xFFFF_FFFF) != 0
+    return np.where(has_ip & unicast & specified, mac, np.uint64(0))
+
+
+def _socket_key(src: np.ndarray, dst: np.ndarray, proto: np.ndarray, sport: np.ndarray,
+                dport: np.ndarray) -> np.ndarray:
+    """Hash key of a directed socket from its host keys, protocol and ports."""
+    with np.errstate(over="ignore"):
+        proto = proto.astype(np.int64).astype(np.uint64)
+        ports = (sport.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(16)
+        dports = (dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
+        return _mix(_mix(src, dst), (proto << np.uint64(32)) | ports | dports)
 
 
 class _ArpWatch:

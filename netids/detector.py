@@ -22,7 +22,7 @@ from netids.model import to_windows
 from netids.packets import PacketBatch, format_ip, format_mac
 from netids.scaling import categorical_codes, raw_numeric
 
-__all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy", "combine_errors"]
+__all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy"]
 
 WINDOWS_PER_CALL = 64  # 64 windows of 16 = 1024 packets per model call
 
@@ -30,7 +30,7 @@ WINDOWS_PER_CALL = 64  # 64 windows of 16 = 1024 packets per model call
 @dataclass(frozen=True, slots=True)
 class Scores:
     scores: np.ndarray  # float32 [n], calibrated 0..1, higher is more anomalous
-    raw: np.ndarray  # float32 [n], combined surprise (sum of the largest per-input ones)
+    raw: np.ndarray  # float32 [n], per-input surprises combined (see SurpriseCombiner)
     errors: np.ndarray  # float32 [n, n_inputs], surprise of each input's reconstruction error
 
     def __len__(self) -> int:
@@ -50,19 +50,6 @@ class ThresholdPolicy:
         [False, True, True]
         """
         return np.asarray(scores) >= self.threshold
-
-
-def combine_errors(surprise: np.ndarray) -> np.ndarray:
-    """One raw anomaly value per packet from its per-input surprises [n, k]: their sum, as in
-    Fisher's method of combining independent tests (each surprise is ``-log p`` of that
-    input's error on normal traffic). Every input counts on the same scale, whatever its units
-    or its usual noise; summing all of them was steadier across training runs than summing
-    only the largest few.
-
-    >>> combine_errors(np.array([[0.0, 1.0, 2.0], [7.0, 0.5, 0.5]])).tolist()
-    [3.0, 8.0]
-    """
-    return surprise.sum(axis=1, dtype=np.float32)
 
 
 class Detector:
@@ -91,7 +78,7 @@ class Detector:
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
                              f"got {features.shape[1]}")
         surprise = self.checkpoint.surprise.transform(self.input_errors(packets, features))
-        raw = combine_errors(surprise) if n else np.zeros(0, np.float32)
+        raw = self.checkpoint.combiner.combine(surprise) if n else np.zeros(0, np.float32)
         return Scores(self.checkpoint.calibrator.transform(raw), raw, surprise)
 
     def input_errors(self, packets: PacketBatch, features: np.ndarray) -> np.ndarray:
@@ -169,7 +156,7 @@ class Detector:
         """Whether input ``j`` deviating may name the kind: a rate only when it is *above*
         normal (a quiet connection is no flood), ARP evidence only when present."""
         name = self.input_names[j]
-        if name == "arp_conflict":
+        if name in ("arp_conflict", "ip_mac_moved"):
             return value > 0
         if name == "arp_mac_ips":
             return value > 1

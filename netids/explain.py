@@ -23,11 +23,13 @@ from netids.scaling import KNOWN_PORTS, PROTOCOL_NAMES
 # (pattern on an input name, kind), in priority order: the first rule matching any of the
 # packet's three most surprising inputs names the kind
 KIND_RULES = (
-    (r"^arp_conflict$", "ARP spoofing"),
+    (r"^arp_conflict$|^ip_mac_moved$", "ARP spoofing"),
     (r"^status$", "malformed packet"),
     (r"new_port", "port scan"),
     (r"new_dst", "host sweep"),
     (r"^arp_mac_ips$", "ARP spoofing"),
+    (r"unsolicited", "reflection flood"),
+    (r"mac_new_ip|link_new_mac", "spoofed flood"),
     (r"syn_rate|new_src|_rate_", "flood"),
     (r"^arp_op$", "ARP anomaly"),
     (r"^tcp_flags$|^window$", "unusual flags"),
@@ -64,6 +66,10 @@ PHRASES = {
     "sock_size_mean": ("mean size {v} bytes on this connection", ""),
     "sock_size_std": ("size spread {v} bytes on this connection", ""),
     "arp_mac_ips": ("this MAC claimed {v} IP addresses", ""),
+    "dst_unsolicited_rate": ("{v} replies/s to this destination that it never asked for", ""),
+    "mac_new_ip_rate": ("{v} new source addresses/s behind this MAC", ""),
+    "link_new_mac_rate": ("{v} new MAC addresses/s on the link", ""),
+    "ip_mac_moved": ("this IP changed MAC address recently (mark {v}, 1 = just now)", ""),
 }
 
 

@@ -61,6 +61,11 @@ class KeyTable:
         first_seen[first[missing]] = True
         return slots, first_seen
 
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """bool per key: whether it holds a slot now (nothing is created or refreshed)."""
+        has = self.slot_of.__contains__
+        return np.fromiter((has(k) for k in keys.tolist()), dtype=bool, count=len(keys))
+
     def _evict(self, need: int, keep: np.ndarray) -> None:
         count = min(max(need, self.capacity // 8), int(self.used.sum()) - len(keep))
         age = np.where(self.used, self.last_seen, np.inf)

@@ -24,9 +24,15 @@ import numpy as np
 import torch
 
 from netids import __version__
-from netids.calibration import MIN_CALIBRATION, Calibrator, InputSurprise, threshold_for
+from netids.calibration import (
+    MIN_CALIBRATION,
+    Calibrator,
+    InputSurprise,
+    SurpriseCombiner,
+    threshold_for,
+)
 from netids.checkpoint import Checkpoint
-from netids.detector import Detector, combine_errors
+from netids.detector import Detector
 from netids.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.packets import PacketBatch
 from netids.scaling import CATEGORICAL, PACKET_NUMERIC, RobustScaler, categorical_codes, raw_numeric
@@ -173,8 +179,9 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     # how rare each input's error is (training windows), then calibration on held-back windows
     train_err = _errors(model, num, cod, pad, target, idx_train[:config.max_train_windows])
     surprise = InputSurprise.fit(train_err)
+    combiner = SurpriseCombiner.fit(surprise.transform(train_err))
     cal_err = _errors(model, num, cod, pad, target, idx_cal)
-    calibrator = Calibrator.fit(combine_errors(surprise.transform(cal_err)))
+    calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err)))
     threshold = threshold_for(config.target_false_alarm)
     spans = [(float(t.min()), float(t.max())) for t in
              (p.ts[np.isfinite(p.ts) & (p.ts > 0)] for p, _ in captures) if len(t)]
@@ -199,6 +206,7 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
         scaler=scaler,
         calibrator=calibrator,
         surprise=surprise,
+        combiner=combiner,
         threshold=threshold,
         feature_names=list(feature_names),
         numeric_names=list(PACKET_NUMERIC) + list(feature_names),

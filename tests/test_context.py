@@ -106,6 +106,77 @@ def test_arp_reply_rebinding_an_ip_to_a_new_mac_is_flagged() -> None:
     assert f[:, FEATURE_NAMES.index("arp_conflict")].tolist() == [0.0, 0.0, 1.0]
 
 
+def test_traffic_whose_ip_moved_to_another_mac_is_marked_until_it_decays() -> None:
+    router, attacker, victim = "02:00:00:00:00:01", "02:66:66:66:66:66", "02:00:00:00:00:07"
+
+    def inbound(mac: str) -> bytes:
+        return bytes(Ether(src=mac, dst=victim) / IP(src="8.8.8.8", dst="10.0.0.7") / UDP())
+
+    who_has = bytes(Ether(src=victim, dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=1, hwsrc=victim, psrc="10.0.0.7", pdst="10.0.0.1"))
+    frames = [inbound(router)] * 3 + [who_has, inbound(attacker), inbound(attacker),
+                                      inbound(attacker)]
+    f = ContextFeatures().update(packets_of(frames, np.array([0, 1, 2, 3, 4, 5, 64.0])))
+    moved = f[:, FEATURE_NAMES.index("ip_mac_moved")]
+    assert moved[:4].tolist() == [0.0, 0.0, 0.0, 0.0]  # a broadcast ARP request binds nothing
+    assert moved[4] == 1.0 and 0.9 < moved[5] < 1.0 and moved[6] == pytest.approx(0.25, abs=0.01)
+
+
+def test_arp_poisoning_marks_the_relayed_traffic_of_a_real_capture() -> None:
+    path = shared_data() / "attack" / "sanders__arppoison.pcapng"
+    labels = np.loadtxt(path.with_name("sanders__arppoison.labels.csv"), delimiter=",",
+                        skiprows=1, usecols=2)
+    p = decode(next(iter(read_batches(path, batch_size=10_000))))
+    moved = ContextFeatures().update(p)[:, FEATURE_NAMES.index("ip_mac_moved")]
+    relayed = (labels == 1) & (p.proto >= 0)
+    assert moved[labels == 0].max() == 0.0
+    assert relayed.sum() > 50 and np.mean(moved[relayed] > 0.5) > 0.9
+
+
+def test_replies_nobody_asked_for_count_against_their_destination() -> None:
+    client, server = "10.0.0.5", "10.0.0.1"
+    asked = [bytes(Ether() / IP(src=client, dst=server) / TCP(sport=40000, dport=80, flags="S")),
+             bytes(Ether() / IP(src=server, dst=client) / TCP(sport=80, dport=40000, flags="SA")),
+             bytes(Ether() / IP(src=client, dst=server) / UDP(sport=40001, dport=53)),
+             bytes(Ether() / IP(src=server, dst=client) / UDP(sport=53, dport=40001))]
+    reflected = [bytes(Ether() / IP(src=f"192.0.2.{i}", dst=client) / UDP(sport=161,
+                                                                          dport=20000 + i))
+                 for i in range(1, 201)]
+    ts = np.concatenate([np.arange(4) * 0.1, 1 + np.linspace(0, 1, 200)])
+    f = ContextFeatures().update(packets_of(asked + reflected, ts))
+    rate = f[:, FEATURE_NAMES.index("dst_unsolicited_rate_1s")]
+    assert rate[:4].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert rate[-1] > 50
+
+
+def test_amplified_replies_of_a_real_attack_capture_are_unsolicited() -> None:
+    path = shared_data() / "attack" / "stopddos__amp.UDP.snmp.src161.pcapng"
+    p = decode(next(iter(read_batches(path, batch_size=2000))))
+    rate = ContextFeatures().update(p)[:, FEATURE_NAMES.index("dst_unsolicited_rate_10s")]
+    assert np.median(rate[100:]) > 10
+
+
+def test_many_source_addresses_behind_one_mac_stand_out() -> None:
+    steady = [bytes(Ether(src="02:00:00:00:00:05") / IP(src="10.0.0.5", dst="10.0.0.1") / UDP())]
+    spoofed = [bytes(Ether(src="02:00:00:00:00:66") / IP(src=f"10.9.{i // 250}.{i % 250 + 1}",
+                                                          dst="10.0.0.1") / UDP())
+               for i in range(500)]
+    ts = np.concatenate([np.linspace(0, 10, 100), np.linspace(10, 11, 500)])
+    f = ContextFeatures().update(packets_of(steady * 100 + spoofed, ts))
+    rate = f[:, FEATURE_NAMES.index("mac_new_ip_rate_1s")]
+    assert rate[99] < 0.5 and rate[-1] > 200
+
+
+def test_a_flood_from_random_macs_raises_the_links_new_mac_rate() -> None:
+    steady = [bytes(Ether(src="02:00:00:00:00:05") / IP(src="10.0.0.5", dst="10.0.0.1") / UDP())]
+    random_macs = [bytes(Ether(src=f"02:00:00:00:{i // 250:02x}:{i % 250:02x}") / IP(
+        src="10.0.0.9", dst="10.0.0.1") / UDP()) for i in range(500)]
+    ts = np.concatenate([np.linspace(0, 10, 100), np.linspace(10, 11, 500)])
+    f = ContextFeatures().update(packets_of(steady * 100 + random_macs, ts))
+    rate = f[:, FEATURE_NAMES.index("link_new_mac_rate_1s")]
+    assert rate[99] < 0.1 and rate[-1] > 200
+
+
 def test_state_stays_bounded_under_a_spoofed_source_flood() -> None:
     engine = ContextFeatures(ContextConfig(capacity=1024))
     rng = np.random.default_rng(1)
