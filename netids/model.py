@@ -91,14 +91,14 @@ class PacketAutoencoder(nn.Module):
         n = self.config.n_numeric
         return Reconstruction(y[..., :n], y[..., n:])
 
-    def errors(self, numeric: torch.Tensor, codes: torch.Tensor,
+    def losses(self, numeric: torch.Tensor, codes: torch.Tensor,
                pad: torch.Tensor | None = None,
                target: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-input reconstruction error [B, T, n_numeric + n_fields]: squared error of each
-        numeric input, then cross-entropy of each categorical field. ``target`` [B, T,
-        n_numeric] is what the numeric part should reconstruct (default: ``numeric``); the
-        detector feeds inputs clamped to the training range and targets unclamped, so a value
-        beyond anything seen in training costs its full distance."""
+        """Per-input training loss [B, T, n_numeric + n_fields]: squared error of each numeric
+        input, then cross-entropy of each categorical field. ``target`` [B, T, n_numeric] is
+        what the numeric part should reconstruct (default: ``numeric``); the detector feeds
+        inputs clamped to the training range and targets unclamped, so a value beyond anything
+        seen in training costs its full distance."""
         rec = self(numeric, codes, pad)
         target = numeric if target is None else target
         assert target.shape == numeric.shape
@@ -107,6 +107,18 @@ class PacketAutoencoder(nn.Module):
                            for o, v in self.fields], dim=-1)  # [B, T, n_fields]
         picked = rec.logits.gather(-1, codes + self.offsets)  # [B, T, n_fields]
         return torch.cat([sq, lse - picked], dim=2)  # cross-entropy = logsumexp - picked
+
+    def errors(self, numeric: torch.Tensor, codes: torch.Tensor,
+               pad: torch.Tensor | None = None,
+               target: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-input reconstruction error as the detector reads it: :meth:`losses`, with each
+        categorical cross-entropy turned back into the inverse of the probability the network
+        gave the actual value (``exp``, capped at ``exp(80)``). The detector reads errors on a
+        log scale, so a categorical input's surprise then grows linearly in nats past its tail,
+        and a value the network never saw counts for the improbability it is."""
+        loss = self.losses(numeric, codes, pad, target)
+        n = self.config.n_numeric
+        return torch.cat([loss[..., :n], torch.exp(loss[..., n:].clamp(max=80.0))], dim=2)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -249,7 +249,7 @@ def _split(n_windows: int, T: int, config: TrainConfig, rng: np.random.Generator
 
 
 def _loss(model, num, cod, pad, target) -> torch.Tensor:
-    err = model.errors(num, cod, pad, target)  # [B, T, k]
+    err = model.losses(num, cod, pad, target)  # [B, T, k]
     keep = (~pad).unsqueeze(-1).float()  # [B, T, 1]
     return (err * keep).sum() / (keep.sum() * err.shape[2]).clamp(min=1)
 

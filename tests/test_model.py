@@ -36,6 +36,16 @@ def test_reconstruction_has_one_error_per_input_and_packet():
     assert bool((errors >= 0).all())
 
 
+def test_categorical_errors_are_inverse_probabilities_of_the_training_cross_entropy():
+    config = ModelConfig(n_numeric=10, vocab_sizes=(8, 513, 4), window=16)
+    model = PacketAutoencoder(config).eval()
+    numeric, codes = torch.randn(2, 16, 10), torch.randint(0, 4, (2, 16, 3))
+    losses, errors = model.losses(numeric, codes), model.errors(numeric, codes)
+    torch.testing.assert_close(errors[..., :10], losses[..., :10])
+    torch.testing.assert_close(errors[..., 10:], torch.exp(losses[..., 10:]))
+    assert bool((errors[..., 10:] >= 1).all())  # p <= 1
+
+
 def test_config_rejects_a_bottleneck_as_wide_as_the_input():
     with pytest.raises(AssertionError):
         PacketAutoencoder(ModelConfig(n_numeric=4, vocab_sizes=(8,), latent=5))
