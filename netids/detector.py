@@ -24,7 +24,8 @@ from netids.scaling import categorical_codes, raw_numeric
 
 __all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy", "combine_errors"]
 
-WINDOWS_PER_CALL = 64  # 64 windows of 16 = 1024 packets per model call
+WINDOWS_PER_CALL = 256  # 256 windows of 16 = 4096 packets (a pipeline batch) per model call:
+# fewer, larger matrix products cost about 10% less per packet, with the same results
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +113,19 @@ class Detector:
         cod_t = torch.from_numpy(cod)  # [W, T, n_fields]
         pad_t = torch.from_numpy(pad)  # [W, T]
         out = np.empty((m, k), np.float32)
+        # whole windows go without a padding mask, the last, partial one alone with its mask:
+        # a window's errors then do not depend on how the packets were batched, to the bit
+        full = n // T
+        calls = [slice(w, min(w + WINDOWS_PER_CALL, full))
+                 for w in range(0, full, WINDOWS_PER_CALL)]
+        if m // T > full:
+            calls.append(slice(full, full + 1))
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                for w in range(0, m // T, WINDOWS_PER_CALL):
-                    sl = slice(w, w + WINDOWS_PER_CALL)
+                for sl in calls:
+                    w = sl.start
                     p = pad_t[sl] if bool(pad_t[sl].any()) else None
                     err = self.model.errors(num_t[sl], cod_t[sl], p, tgt_t[sl])  # [w, T, k]
                     out[w * T:(w + err.shape[0]) * T] = err.reshape(-1, k).numpy()
@@ -137,31 +145,33 @@ class Detector:
         cat_values = np.stack([sub.proto, sub.tcp_flags, sub.sport, sub.dport, sub.icmp_type,
                                sub.arp_op, sub.status], axis=1).astype(np.int64)
         n_num = values.shape[1]
+        errors = scores.errors[index]
+        # per row, the inputs by falling surprise; rows as lists: a Python loop reads them
+        orders = np.argsort(-errors, axis=1)[:, :8].tolist()
+        rows = zip(orders, errors.tolist(), values.tolist(), codes.tolist(), cat_values.tolist(),
+                   strict=True)
         kinds, texts = [], []
-        for row, i in enumerate(index):
-            err = scores.errors[i]
-            top = [j for j in np.argsort(-err)[:6]
-                   if self._supports_kind(j, values[row, j] if j < n_num else 0.0)][:3]
-            kinds.append(words.kind_of([self.input_names[j] for j in top],
-                                       [float(err[j]) for j in top]))
+        for row, (order, err, value, code, cat_value) in enumerate(rows):
+            top = [j for j in order[:6]
+                   if self._supports_kind(j, value[j] if j < n_num else 0.0)][:3]
+            kinds.append(words.kind_of([self.input_names[j] for j in top], [err[j] for j in top]))
             parts, seen = [], set()
-            for j in np.argsort(-err)[:8]:
+            for j in order:
                 name = self.input_names[j]
                 if words.base_name(name) in seen:
                     continue  # the same statistic over another window says nothing new
                 if len(parts) == 2:
                     break
                 seen.add(words.base_name(name))
-                if name == "arp_conflict" and values[row, j] > 0:
+                if name == "arp_conflict" and value[j] > 0:
                     op = "reply" if sub.arp_op[row] == 2 else "request"
                     ip = format_ip(sub.src_hi[row], sub.src_lo[row])
                     parts.append(f"ARP {op} maps {ip} to a new MAC {format_mac(sub.arp_sha[row])}")
                 elif j < n_num:
-                    parts.append(words.describe(name, values[row, j], self._typical[j]))
+                    parts.append(words.describe(name, value[j], self._typical[j]))
                 else:
                     c = j - n_num
-                    parts.append(words.describe_code(name, int(codes[row, c]),
-                                                     int(cat_values[row, c])))
+                    parts.append(words.describe_code(name, code[c], cat_value[c]))
             texts.append("; ".join(parts))
         return kinds, texts
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from netids.packets import STATUS_NAMES, format_ip, format_tcp_flags, protocol_name
-from netids.scored import ScoredBatch
+from netids.packets import STATUS_NAMES, PacketBatch, format_ip, format_tcp_flags, protocol_name
+from netids.scored import Verdicts
 
 HEADER = ("index", "timestamp", "score", "anomaly", "length", "protocol", "src", "dst",
           "sport", "dport", "ttl", "tcp_flags", "window", "udp_len", "icmp_type", "icmp_code",
@@ -23,31 +23,31 @@ _SMALL = np.array([""] + [str(i) for i in range(65536)], dtype=object)  # -1 -> 
 _DIGITS3 = np.array([f"{i:03d}" for i in range(1000)], dtype=object)
 
 
-def format_rows(scored: ScoredBatch) -> str:
-    """CSV text of a scored batch (no header), one line per packet.
+def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts) -> str:
+    """CSV text of a judged batch (no header), one line per packet; ``first_index`` is the
+    file position of its first packet.
 
     >>> from netids.decode import decode
     >>> from netids.frames import FrameBatch
-    >>> frames = FrameBatch.from_frames([b"\\x00" * 14], [1.25], first_index=7)
-    >>> s = ScoredBatch(frames, decode(frames), np.zeros((1, 0), np.float32),
-    ...                 np.array([0.5], np.float32), 0.9, np.array([False]), [], [])
-    >>> format_rows(s)
+    >>> frames = FrameBatch.from_frames([b"\\x00" * 14], [1.25])
+    >>> v = Verdicts(np.array([0.5], np.float32), np.array([False]), [], [])
+    >>> format_rows(7, decode(frames), v)
     '7,1.250000,0.500000,0,14,other,,,,,,,,,,,,,,\\n'
     """
-    p, n = scored.packets, len(scored)
+    p, n = packets, len(verdicts)
     if n == 0:
         return ""
-    first = scored.frames.first_index
     kind = np.full(n, "", dtype=object)
     explanation = np.full(n, "", dtype=object)
     quoted: dict[str, str] = {}  # alike anomalies share their words: quote each text once
-    kind[scored.anomaly_index] = [_csv_text(k, quoted) for k in scored.kinds]
-    explanation[scored.anomaly_index] = [_csv_text(e, quoted) for e in scored.explanations]
+    anomalies = np.flatnonzero(verdicts.anomalous)
+    kind[anomalies] = [_csv_text(k, quoted) for k in verdicts.kinds]
+    explanation[anomalies] = [_csv_text(e, quoted) for e in verdicts.explanations]
     cols = [
-        np.array(list(map(str, range(first, first + n))), dtype=object),
+        np.array(list(map(str, range(first_index, first_index + n))), dtype=object),
         _seconds(p.ts),
-        _fraction(scored.scores.astype(np.float64)),
-        np.where(scored.anomalous, "1", "0").astype(object),
+        _fraction(verdicts.scores.astype(np.float64)),
+        np.where(verdicts.anomalous, "1", "0").astype(object),
         _integers(p.length),
         _distinct(p.ethertype.astype(np.int64) * 512 + p.proto + 1,
                   lambda k: protocol_name(k // 512, k % 512 - 1)),

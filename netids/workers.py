@@ -1,0 +1,171 @@
+"""Ordered worker processes: one function applied to a stream of items on the other cores.
+
+The ``score`` command's model stage is pure per batch (a batch's verdicts depend on that batch
+alone) but heavy on Python, so threads would queue behind one GIL. Forked processes score
+batches side by side while the main process keeps the one stage that must stay in stream order
+(context features). Results come back in submission order, and at most ``max_pending`` items
+are in flight, so memory stays bounded however large the input.
+
+Workers are forked: the function and everything it references (a loaded model) are inherited,
+not pickled; only items and results cross the process boundary. Fork before starting threads
+(a database writer, say): a child inherits locks, not the threads holding them. A worker that
+raises, dies or is killed ends the run with :class:`WorkerError`, never a hang. Workers ignore
+Ctrl-C (their owner stops them) and exit by themselves when their owner is gone.
+
+>>> with OrderedPool(abs, processes=0) as pool:
+...     pool.submit(-3)
+...     pool.submit(4)
+...     [pool.next(), pool.next()]
+[3, 4]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+POLL_SECONDS = 0.5  # how often a waiting side checks that the other is still there
+
+
+class WorkerError(Exception):
+    """A worker failed or disappeared; the message says how, in one line."""
+
+
+def can_fork() -> bool:
+    """Whether worker processes are available here (``fork`` exists on Linux and macOS)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+class OrderedPool(Generic[T, R]):
+    """Applies ``work`` to submitted items on ``processes`` forked workers; :meth:`next`
+    returns the results in submission order. With ``processes=0`` the work runs in the
+    caller at :meth:`submit` (same interface, no processes: the reference behaviour)."""
+
+    def __init__(self, work: Callable[[T], R], processes: int,
+                 max_pending: int | None = None) -> None:
+        self.max_pending = max(1, max_pending or 2 * processes)
+        self._work = work
+        self._inline: deque[R] = deque()
+        self._arrived: dict[int, bytes] = {}
+        self._submitted = self._returned = 0
+        self._procs: list[multiprocessing.Process] = []
+        if processes <= 0:
+            return
+        ctx = multiprocessing.get_context("fork")
+        self._tasks: multiprocessing.Queue = ctx.Queue()
+        self._results: multiprocessing.Queue = ctx.Queue()
+        for i in range(processes):
+            proc = ctx.Process(target=_serve, name=f"netids-worker-{i}", daemon=True,
+                               args=(work, self._tasks, self._results, os.getpid()))
+            proc.start()
+            self._procs.append(proc)
+
+    @property
+    def pending(self) -> int:
+        """Items submitted whose results have not been taken yet."""
+        return self._submitted - self._returned
+
+    @property
+    def full(self) -> bool:
+        """True when :meth:`next` should be called before the next :meth:`submit`."""
+        return self.pending >= self.max_pending
+
+    def submit(self, item: T) -> None:
+        if not self._procs:
+            self._inline.append(self._work(item))
+        else:
+            self._tasks.put((self._submitted, item))
+        self._submitted += 1
+
+    def next(self) -> R:
+        """The result of the oldest pending item; waits for it. :class:`WorkerError` when its
+        work raised or a worker died."""
+        if self.pending <= 0:
+            raise ValueError("no pending item")
+        if not self._procs:
+            self._returned += 1
+            return self._inline.popleft()
+        seq = self._returned
+        while seq not in self._arrived:
+            try:
+                got, payload = self._results.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                self._check_alive()
+                continue
+            self._arrived[got] = payload
+        self._returned += 1
+        result = pickle.loads(self._arrived.pop(seq))
+        if isinstance(result, _Failure):
+            raise WorkerError(result.message)
+        return result
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the workers: let them finish and exit (``wait``), or terminate them now."""
+        if not self._procs:
+            return
+        if wait:
+            for _ in self._procs:
+                self._tasks.put(None)
+        else:
+            self._tasks.cancel_join_thread()  # items nobody will read must not block our exit
+        for proc in self._procs:
+            if wait:
+                proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+        self._tasks.close()
+        self._results.close()
+        self._procs = []
+
+    def __enter__(self) -> OrderedPool[T, R]:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(wait=exc_type is None and self.pending == 0)
+
+    def _check_alive(self) -> None:
+        for proc in self._procs:
+            if proc.exitcode is not None:
+                raise WorkerError(f"worker process {proc.name} stopped unexpectedly "
+                                  f"(exit code {proc.exitcode})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    message: str
+
+
+def _serve(work: Callable[[T], R], tasks: multiprocessing.Queue,
+           results: multiprocessing.Queue, owner: int) -> None:
+    """A worker's loop: items in, pickled results (or the failure) out, until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            task = tasks.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            if os.getppid() != owner:
+                return  # the owner died without stopping us
+            continue
+        if task is None:
+            return
+        seq, item = task
+        try:
+            # pickled here, not by the queue's feeder thread, so a result that cannot be
+            # pickled is reported instead of lost
+            payload = pickle.dumps(work(item), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # any failure of the work ends the run, reported in one line
+            payload = pickle.dumps(_Failure(f"{type(exc).__name__}: {exc}"))
+        results.put((seq, payload))
