@@ -14,9 +14,8 @@ deviate. Pure functions over names and numbers.
 from __future__ import annotations
 
 import functools
+import math
 import re
-
-import numpy as np
 
 from netids.packets import format_tcp_flags
 from netids.scaling import KNOWN_PORTS, PROTOCOL_NAMES
@@ -123,7 +122,7 @@ def _words(name: str) -> str:
 
 def _num(x: float) -> str:
     x = float(x)
-    if not np.isfinite(x):
+    if not math.isfinite(x):
         return "n/a"
     if abs(x) >= 100 or x == round(x):
         return f"{x:.0f}"

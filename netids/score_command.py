@@ -18,6 +18,7 @@ from typing import TextIO
 
 import numpy as np
 
+from netids.allocator import keep_freed_memory
 from netids.checkpoint import CheckpointError
 from netids.cli import CommandError
 from netids.config import Settings
@@ -47,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    keep_freed_memory()  # batches reuse their arrays' memory instead of page-faulting anew
     try:
         detector = Detector.load(settings.model_path, threads=settings.torch_threads)
     except CheckpointError as exc:
