@@ -9,8 +9,11 @@ are in flight, so memory stays bounded however large the input.
 Workers are forked: the function and everything it references (a loaded model) are inherited,
 not pickled; only items and results cross the process boundary. Fork before starting threads
 (a database writer, say): a child inherits locks, not the threads holding them. A worker that
-raises, dies or is killed ends the run with :class:`WorkerError`, never a hang. Workers ignore
-Ctrl-C (their owner stops them) and exit by themselves when their owner is gone.
+raises, dies or is killed ends the run with :class:`WorkerError`, never a hang: a result is
+written to a spool file first and only then announced by a message short enough for a pipe to
+deliver whole or not at all, so a worker killed mid-result cannot leave its owner waiting for
+the rest of a message. Workers ignore Ctrl-C (their owner stops them) and exit by themselves
+when their owner is gone.
 
 >>> with OrderedPool(abs, processes=0) as pool:
 ...     pool.submit(-3)
@@ -25,10 +28,11 @@ import multiprocessing
 import os
 import pickle
 import queue
+import shutil
 import signal
+import tempfile
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -36,6 +40,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 POLL_SECONDS = 0.5  # how often a waiting side checks that the other is still there
+MAX_FAILURE = 1000  # characters of a failure message: its announcement stays one atomic write
 
 
 class WorkerError(Exception):
@@ -57,19 +62,26 @@ class OrderedPool(Generic[T, R]):
         self.max_pending = max(1, max_pending or 2 * processes)
         self._work = work
         self._inline: deque[R] = deque()
-        self._arrived: dict[int, bytes] = {}
+        self._arrived: dict[int, str | None] = {}  # result number -> failure, if it failed
         self._submitted = self._returned = 0
         self._procs: list[multiprocessing.Process] = []
         if processes <= 0:
             return
         ctx = multiprocessing.get_context("fork")
         self._tasks: multiprocessing.Queue = ctx.Queue()
-        self._results: multiprocessing.Queue = ctx.Queue()
-        for i in range(processes):
-            proc = ctx.Process(target=_serve, name=f"netids-worker-{i}", daemon=True,
-                               args=(work, self._tasks, self._results, os.getpid()))
-            proc.start()
-            self._procs.append(proc)
+        self._done: multiprocessing.Queue = ctx.Queue()  # (result number, failure or None)
+        self._spool = tempfile.mkdtemp(prefix="netids-workers-")
+        # Ctrl-C held back while forking: a worker only takes it once it ignores it, and the
+        # owner receives it as soon as the workers are started
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for i in range(processes):
+                proc = ctx.Process(target=_serve, name=f"netids-worker-{i}", daemon=True,
+                                   args=(work, self._tasks, self._done, self._spool, os.getpid()))
+                proc.start()
+                self._procs.append(proc)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     @property
     def pending(self) -> int:
@@ -96,18 +108,23 @@ class OrderedPool(Generic[T, R]):
         if not self._procs:
             self._returned += 1
             return self._inline.popleft()
+        self._check_alive()  # a worker lost, even idle, is a fault worth stopping for
         seq = self._returned
         while seq not in self._arrived:
             try:
-                got, payload = self._results.get(timeout=POLL_SECONDS)
+                done, failure = self._done.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 self._check_alive()
                 continue
-            self._arrived[got] = payload
+            self._arrived[done] = failure
+        failure = self._arrived.pop(seq)
         self._returned += 1
-        result = pickle.loads(self._arrived.pop(seq))
-        if isinstance(result, _Failure):
-            raise WorkerError(result.message)
+        if failure is not None:
+            raise WorkerError(failure)
+        path = _spooled(self._spool, seq)
+        with open(path, "rb") as fh:
+            result = pickle.load(fh)
+        os.unlink(path)
         return result
 
     def close(self, *, wait: bool = True) -> None:
@@ -126,7 +143,8 @@ class OrderedPool(Generic[T, R]):
                 proc.terminate()
             proc.join()
         self._tasks.close()
-        self._results.close()
+        self._done.close()
+        shutil.rmtree(self._spool, ignore_errors=True)
         self._procs = []
 
     def __enter__(self) -> OrderedPool[T, R]:
@@ -143,29 +161,40 @@ class OrderedPool(Generic[T, R]):
                                   f"(exit code {proc.exitcode})")
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    message: str
-
-
-def _serve(work: Callable[[T], R], tasks: multiprocessing.Queue,
-           results: multiprocessing.Queue, owner: int) -> None:
-    """A worker's loop: items in, pickled results (or the failure) out, until told to stop."""
+def _serve(work: Callable[[T], R], tasks: multiprocessing.Queue, done: multiprocessing.Queue,
+           spool: str, owner: int) -> None:
+    """A worker's life: results spooled and announced until told to stop. Anything that
+    breaks the loop itself ends the process quietly: its owner reports the exit code."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        _loop(work, tasks, done, spool, owner)
+    except Exception:
+        os._exit(1)
+
+
+def _loop(work: Callable[[T], R], tasks: multiprocessing.Queue, done: multiprocessing.Queue,
+          spool: str, owner: int) -> None:
     while True:
         try:
             task = tasks.get(timeout=POLL_SECONDS)
         except queue.Empty:
-            if os.getppid() != owner:
-                return  # the owner died without stopping us
+            if os.getppid() != owner:  # the owner died without stopping us: nobody reads
+                shutil.rmtree(spool, ignore_errors=True)  # what we spooled
+                return
             continue
         if task is None:
             return
         seq, item = task
+        failure = None
         try:
-            # pickled here, not by the queue's feeder thread, so a result that cannot be
-            # pickled is reported instead of lost
             payload = pickle.dumps(work(item), protocol=pickle.HIGHEST_PROTOCOL)
+            with open(_spooled(spool, seq), "wb") as fh:
+                fh.write(payload)
         except Exception as exc:  # any failure of the work ends the run, reported in one line
-            payload = pickle.dumps(_Failure(f"{type(exc).__name__}: {exc}"))
-        results.put((seq, payload))
+            failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:MAX_FAILURE]
+        done.put((seq, failure))
+
+
+def _spooled(spool: str, seq: int) -> str:
+    return os.path.join(spool, f"{seq}.result")
