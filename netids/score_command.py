@@ -8,6 +8,7 @@ events and stored, exactly as the live app does.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 import time
@@ -55,6 +56,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from exc
     pipeline = Pipeline(detector, threshold=args.threshold)
     workers = settings.score_workers if args.workers is None else max(0, args.workers)
+    # everything loaded so far lives until the end: out of the cyclic collector's sight, a
+    # full collection no longer walks the model and libraries (80 ms each time), and forked
+    # workers do not copy the pages it would touch
+    gc.freeze()
     started = time.perf_counter()
     error: Exception | None = None
     with scoring_pool(pipeline, workers) as pool:
