@@ -8,6 +8,7 @@ distinct value once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +22,7 @@ HEADER = ("index", "timestamp", "score", "anomaly", "length", "protocol", "src",
 
 _SMALL = np.array([""] + [str(i) for i in range(65536)], dtype=object)  # -1 -> '', i -> str(i)
 _DIGITS3 = np.array([f"{i:03d}" for i in range(1000)], dtype=object)
+_MILLI = np.array([f"{i // 1000}.{i % 1000:03d}" for i in range(1001)], dtype=object)  # "0.000"..
 
 
 def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts) -> str:
@@ -54,9 +56,9 @@ def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts) -> s
         _addresses(p.src_hi, p.src_lo),
         _addresses(p.dst_hi, p.dst_lo),
         _integers(p.sport), _integers(p.dport), _integers(p.ttl),
-        _distinct(p.tcp_flags, format_tcp_flags), _integers(p.window), _integers(p.udp_len),
-        _integers(p.icmp_type), _integers(p.icmp_code), _integers(p.arp_op),
-        _distinct(p.status, _status_text),
+        _from_table(p.tcp_flags, _FLAGS, format_tcp_flags), _integers(p.window),
+        _integers(p.udp_len), _integers(p.icmp_type), _integers(p.icmp_code), _integers(p.arp_op),
+        _from_table(p.status, _STATUS, _status_text),
         kind, explanation,
     ]
     return "\n".join(map(",".join, zip(*(c.tolist() for c in cols), strict=True))) + "\n"
@@ -83,9 +85,7 @@ def _fraction(values: np.ndarray) -> np.ndarray:
     ['0.000000', '0.500000', '0.999999', '1.000000']
     """
     micro = np.rint(np.clip(values, 0.0, 1.0) * 1e6).astype(np.int64)
-    whole = np.where(micro >= 1_000_000, "1.", "0.").astype(object)
-    micro %= 1_000_000
-    return whole + _DIGITS3[micro // 1000] + _DIGITS3[micro % 1000]
+    return _MILLI[micro // 1000] + _DIGITS3[micro % 1000]
 
 
 def _seconds(ts: np.ndarray) -> np.ndarray:
@@ -106,20 +106,43 @@ def _distinct(values: np.ndarray, fmt: Callable[[int], str]) -> np.ndarray:
     return np.array([fmt(v) for v in uniq.tolist()], dtype=object)[inverse.reshape(-1)]
 
 
+def _from_table(values: np.ndarray, table: np.ndarray, fmt: Callable[[int], str]) -> np.ndarray:
+    """Text of small codes (-1 absent) read from ``table`` (entry ``i + 1`` for code ``i``);
+    a batch holding a code beyond it is formatted value by value.
+
+    >>> _from_table(np.array([-1, 2, 18]), _FLAGS, format_tcp_flags).tolist()
+    ['', 'S', 'SA']
+    """
+    at = values.astype(np.int64) + 1
+    if len(at) and (at.min() < 0 or at.max() >= len(table)):
+        return _distinct(values, fmt)
+    return table[at]
+
+
 def _addresses(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Address text per packet, each distinct address formatted once."""
+    """Address text per packet, each distinct address formatted once per run."""
     if not hi.any():  # IPv4 (mapped) only: the low half is the whole address
-        return _distinct(lo, lambda low: format_ip(0, low))
+        return _distinct(lo, lambda low: _address(0, low))
     with np.errstate(over="ignore"):
         key = lo ^ (hi * np.uint64(0x9E3779B97F4A7C15))
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    text = np.array([format_ip(h, low) for h, low in zip(hi[first].tolist(), lo[first].tolist(),
-                                                        strict=True)], dtype=object)
+    text = np.array([_address(h, low) for h, low in zip(hi[first].tolist(), lo[first].tolist(),
+                                                       strict=True)], dtype=object)
     return text[inverse.reshape(-1)]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _address(hi: int, lo: int) -> str:
+    """An address's text; cached, as hosts recur batch after batch (``ipaddress`` is slow)."""
+    return format_ip(hi, lo)
 
 
 def _status_text(status: int) -> str:
     return "|".join(text.replace(" ", "_") for bit, text in STATUS_NAMES.items() if status & bit)
+
+
+_FLAGS = np.array([format_tcp_flags(f) for f in range(-1, 512)], dtype=object)  # 9 flag bits
+_STATUS = np.array([""] + [_status_text(s) for s in range(512)], dtype=object)  # 9 status bits
 
 
 def _csv_text(text: str, cache: dict[str, str]) -> str:
