@@ -76,6 +76,8 @@ class Detector:
         self.feature_names = tuple(checkpoint.feature_names)
         self.input_names = list(checkpoint.numeric_names) + list(checkpoint.categorical_names)
         self._typical = checkpoint.scaler.typical()
+        self._base_names = [words.base_name(name) for name in self.input_names]
+        self._kind_floor = self._kind_floors()
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> Detector:
@@ -148,21 +150,22 @@ class Detector:
         errors = scores.errors[index]
         # per row, the inputs by falling surprise; rows as lists: a Python loop reads them
         orders = np.argsort(-errors, axis=1)[:, :8].tolist()
+        may_name = self._may_name_kind(values).tolist()
         rows = zip(orders, errors.tolist(), values.tolist(), codes.tolist(), cat_values.tolist(),
-                   strict=True)
+                   may_name, strict=True)
+        names, bases = self.input_names, self._base_names
         kinds, texts = [], []
-        for row, (order, err, value, code, cat_value) in enumerate(rows):
-            top = [j for j in order[:6]
-                   if self._supports_kind(j, value[j] if j < n_num else 0.0)][:3]
-            kinds.append(words.kind_of([self.input_names[j] for j in top], [err[j] for j in top]))
+        for row, (order, err, value, code, cat_value, may) in enumerate(rows):
+            top = [j for j in order[:6] if may[j]][:3]
+            kinds.append(words.kind_of([names[j] for j in top], [err[j] for j in top]))
             parts, seen = [], set()
             for j in order:
-                name = self.input_names[j]
-                if words.base_name(name) in seen:
+                if bases[j] in seen:
                     continue  # the same statistic over another window says nothing new
                 if len(parts) == 2:
                     break
-                seen.add(words.base_name(name))
+                seen.add(bases[j])
+                name = names[j]
                 if name == "arp_conflict" and value[j] > 0:
                     op = "reply" if sub.arp_op[row] == 2 else "request"
                     ip = format_ip(sub.src_hi[row], sub.src_lo[row])
@@ -175,14 +178,24 @@ class Detector:
             texts.append("; ".join(parts))
         return kinds, texts
 
-    def _supports_kind(self, j: int, value: float) -> bool:
-        """Whether input ``j`` deviating may name the kind: a rate only when it is *above*
-        normal (a quiet connection is no flood), ARP evidence only when present."""
-        name = self.input_names[j]
-        if name == "arp_conflict":
-            return value > 0
-        if name == "arp_mac_ips":
-            return value > 1
-        if "rate" in name:
-            return value > 2 * self._typical[j] and value > 0.05
-        return True
+    def _may_name_kind(self, values: np.ndarray) -> np.ndarray:
+        """bool [rows, n_inputs]: whether each input deviating may name the kind: a rate only
+        when it is *above* normal (a quiet connection is no flood), ARP evidence only when
+        present. ``values`` [rows, n_numeric] (categorical inputs count as 0 here)."""
+        padded = np.zeros((len(values), len(self.input_names)))
+        padded[:, :values.shape[1]] = values
+        return (padded > self._kind_floor) | np.isneginf(self._kind_floor)
+
+    def _kind_floors(self) -> np.ndarray:
+        """float64 [n_inputs]: the value above which an input may name the kind (-inf: any
+        value, even a missing one)."""
+        floor = np.full(len(self.input_names), -np.inf)
+        for j, name in enumerate(self.input_names):
+            if name == "arp_conflict":
+                floor[j] = 0.0
+            elif name == "arp_mac_ips":
+                floor[j] = 1.0
+            elif "rate" in name:  # above twice normal and above 0.05
+                typical = self._typical[j] if j < len(self._typical) else 0.0
+                floor[j] = max(2 * typical, 0.05)
+        return floor
