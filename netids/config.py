@@ -60,10 +60,10 @@ class AuthSettings:
 
 
 def _score_workers() -> int:
-    """Processes judging batches for ``score`` beside the main one: one per core when there
-    are several (the main process's share is mostly waiting on them), none on a single core."""
+    """Processes judging batches for ``score`` beside the main one: one per core but the one
+    the main process uses (it reads and featurises, and judges too whenever they are busy)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cores if cores and cores > 1 else 0
+    return max(0, (cores or 1) - 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,8 @@ from netids.workers import OrderedPool, WorkerError, can_fork
 
 log = logging.getLogger(__name__)
 
+MAX_WAITING = 8  # batches featurised but not yet written, at most (bounds memory)
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(name, help="score every packet of a pcap/pcapng file")
@@ -42,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
     p.add_argument("--threshold", type=float, help="anomaly threshold 0..1 (default: model's)")
     p.add_argument("--batch-size", type=int, default=4096, help="packets per pipeline batch")
     p.add_argument("--workers", type=int,
-                   help="processes scoring batches beside the main one (default: one per core "
-                        "on a multi-core machine; 0 scores in the main process)")
+                   help="processes judging batches beside the main one, which helps when they "
+                        "are busy (default: one per core but one; 0: all in the main process)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -106,8 +108,9 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     file's (:class:`CaptureFileError`) or a worker's (:class:`WorkerError`).
 
     The main process reads and featurises batch after batch (context features must see the
-    stream in order) while ``pool`` judges and formats earlier batches on the other cores; rows
-    are written, counted and stored in file order as their batches come back.
+    stream in order) while ``pool`` judges and formats earlier batches on the other cores (or
+    here, when they are busy); rows are written, counted and stored in file order as their
+    batches come back.
     """
     out.write(",".join(HEADER) + "\n")
     waiting: deque[tuple[FrameBatch, PacketBatch, np.ndarray]] = deque()
@@ -126,7 +129,7 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
                 frames, packets, features = pipeline.featurise(frames)
                 pool.submit((frames.first_index, packets, features))
                 waiting.append((frames, packets, features))
-                while pool.full:
+                while pool.ready() or pool.pending >= MAX_WAITING:
                     write_oldest()
         except CaptureFileError as exc:
             error = exc  # rows already read are still written; the caller says what went wrong

@@ -1,20 +1,22 @@
-"""Ordered worker processes: one function applied to a stream of items on the other cores.
+"""Ordered worker processes: one function applied to a stream of items on every core.
 
 The ``score`` command's model stage is pure per batch (a batch's verdicts depend on that batch
-alone) but heavy on Python, so threads would queue behind one GIL. Forked processes score
-batches side by side while the main process keeps the one stage that must stay in stream order
-(context features). Results come back in submission order, and at most ``max_pending`` items
-are in flight, so memory stays bounded however large the input.
+alone) but heavy on Python, so threads would queue behind one GIL. Forked processes judge
+batches side by side with the main process, which keeps the one stage that must stay in stream
+order (context features) and, whenever the workers already hold all the items they may, does
+the next item itself rather than wait: every core stays busy without more processes than cores.
+Results come back in submission order, and at most ``max_pending`` items are in flight in the
+workers, so memory stays bounded however large the input.
 
 Workers are forked: the function and everything it references (a loaded model) are inherited,
 not pickled; only items and results cross the process boundary. Fork before starting threads
-(a database writer, say): a child inherits locks, not the threads holding them. A worker that
-raises, dies or is killed ends the run with :class:`WorkerError`, never a hang. Items and results
-travel as spool files (in memory, on ``/dev/shm``, where it exists), announced by messages short
-enough for a pipe to deliver whole or not at all: one write and one read of a batch each way,
-instead of megabytes squeezed through a 64 KB pipe with a context switch per piece, and a
-worker killed mid-result cannot leave its owner waiting for the rest of a message. Workers
-ignore Ctrl-C (their owner stops them) and exit by themselves when their owner is gone.
+(a database writer, say): a child inherits locks, not the threads holding them. A failing item
+or a worker that dies or is killed ends the run with :class:`WorkerError`, never a hang. Items
+and results travel as spool files (in memory, on ``/dev/shm``, where it exists), announced by
+messages short enough for a pipe to deliver whole or not at all: one write and one read of a
+batch each way, instead of megabytes squeezed through a 64 KB pipe with a context switch per
+piece, and a worker killed mid-result cannot leave its owner waiting for the rest of a message.
+Workers ignore Ctrl-C (their owner stops them) and exit by themselves when their owner is gone.
 
 >>> with OrderedPool(abs, processes=0) as pool:
 ...     pool.submit(-3)
@@ -32,8 +34,8 @@ import queue
 import shutil
 import signal
 import tempfile
-from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -42,10 +44,11 @@ R = TypeVar("R")
 
 POLL_SECONDS = 0.5  # how often a waiting side checks that the other is still there
 MAX_FAILURE = 1000  # characters of a failure message: its announcement stays one atomic write
+PER_WORKER = 3  # items in flight per worker: one worked on, two queued while the owner is busy
 
 
 class WorkerError(Exception):
-    """A worker failed or disappeared; the message says how, in one line."""
+    """An item's work failed, or a worker disappeared; the message says how, in one line."""
 
 
 def can_fork() -> bool:
@@ -54,16 +57,17 @@ def can_fork() -> bool:
 
 
 class OrderedPool(Generic[T, R]):
-    """Applies ``work`` to submitted items on ``processes`` forked workers; :meth:`next`
-    returns the results in submission order. With ``processes=0`` the work runs in the
-    caller at :meth:`submit` (same interface, no processes: the reference behaviour)."""
+    """Applies ``work`` to submitted items, on ``processes`` forked workers or, when they are
+    all busy, in the caller; :meth:`next` returns the results in submission order. With
+    ``processes=0`` every item is worked on at :meth:`submit` (the reference behaviour)."""
 
     def __init__(self, work: Callable[[T], R], processes: int,
                  max_pending: int | None = None) -> None:
-        self.max_pending = max(1, max_pending or 2 * processes)
+        self.max_pending = max(1, max_pending or PER_WORKER * processes)
         self._work = work
-        self._inline: deque[R] = deque()
-        self._arrived: dict[int, str | None] = {}  # result number -> failure, if it failed
+        self._inline: dict[int, R | _Failure] = {}  # results of the items worked on here
+        self._arrived: dict[int, str | None] = {}  # announced by workers: number -> failure
+        self._in_workers = 0
         self._submitted = self._returned = 0
         self._procs: list[multiprocessing.Process] = []
         if processes <= 0:
@@ -89,41 +93,51 @@ class OrderedPool(Generic[T, R]):
         """Items submitted whose results have not been taken yet."""
         return self._submitted - self._returned
 
-    @property
-    def full(self) -> bool:
-        """True when :meth:`next` should be called before the next :meth:`submit`."""
-        return self.pending >= self.max_pending
-
     def submit(self, item: T) -> None:
-        if not self._procs:
-            self._inline.append(self._work(item))
+        """Hand ``item`` to a worker if they hold fewer than ``max_pending`` items, else work
+        on it here and now."""
+        seq = self._submitted
+        if self._procs and self._in_workers < self.max_pending:
+            _spool_write(self._spool, seq, "item", item)
+            self._tasks.put(seq)
+            self._in_workers += 1
         else:
-            _spool_write(self._spool, self._submitted, "item", item)
-            self._tasks.put(self._submitted)
+            try:
+                self._inline[seq] = self._work(item)
+            except Exception as exc:  # reported like a worker's failure, in one line
+                self._inline[seq] = _Failure(_one_line(exc))
         self._submitted += 1
+
+    def ready(self) -> bool:
+        """Whether the oldest pending result can be taken without waiting."""
+        seq = self._returned
+        if self.pending <= 0:
+            return False
+        if seq in self._inline:
+            return True
+        self._collect(block=False)
+        return seq in self._arrived
 
     def next(self) -> R:
         """The result of the oldest pending item; waits for it. :class:`WorkerError` when its
-        work raised or a worker died."""
+        work failed or a worker died."""
         if self.pending <= 0:
             raise ValueError("no pending item")
-        if not self._procs:
-            self._returned += 1
-            return self._inline.popleft()
-        self._check_alive()  # a worker lost, even idle, is a fault worth stopping for
         seq = self._returned
-        while seq not in self._arrived:
-            try:
-                done, failure = self._done.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                self._check_alive()
-                continue
-            self._arrived[done] = failure
-        failure = self._arrived.pop(seq)
+        self._check_alive()  # a worker lost, even idle, is a fault worth stopping for
+        if seq in self._inline:
+            result = self._inline.pop(seq)
+        else:
+            while seq not in self._arrived:
+                self._collect(block=True)
+            failure = self._arrived.pop(seq)
+            self._in_workers -= 1
+            result = _Failure(failure) if failure is not None else _spool_read(
+                self._spool, seq, "result")
         self._returned += 1
-        if failure is not None:
-            raise WorkerError(failure)
-        return _spool_read(self._spool, seq, "result")
+        if isinstance(result, _Failure):
+            raise WorkerError(result.message)
+        return result  # type: ignore[return-value]
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the workers: let them finish and exit (``wait``), or terminate them now."""
@@ -152,11 +166,30 @@ class OrderedPool(Generic[T, R]):
                  tb: TracebackType | None) -> None:
         self.close(wait=exc_type is None and self.pending == 0)
 
+    def _collect(self, *, block: bool) -> None:
+        """Note the results workers announced: all there are now, and (``block``) at least one
+        unless a worker died meanwhile."""
+        wait = block
+        while True:
+            try:
+                done, failure = self._done.get(wait, POLL_SECONDS)
+            except queue.Empty:
+                if wait:
+                    self._check_alive()
+                return
+            self._arrived[done] = failure
+            wait = False
+
     def _check_alive(self) -> None:
         for proc in self._procs:
             if proc.exitcode is not None:
                 raise WorkerError(f"worker process {proc.name} stopped unexpectedly "
                                   f"(exit code {proc.exitcode})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    message: str
 
 
 def _serve(work: Callable[[T], R], tasks: multiprocessing.Queue, done: multiprocessing.Queue,
@@ -189,8 +222,12 @@ def _loop(work: Callable[[T], R], tasks: multiprocessing.Queue, done: multiproce
             # reported like any failure
             _spool_write(spool, task, "result", work(_spool_read(spool, task, "item")))
         except Exception as exc:  # any failure of the work ends the run, reported in one line
-            failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:MAX_FAILURE]
+            failure = _one_line(exc)
         done.put((task, failure))
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:MAX_FAILURE]
 
 
 def _spool_write(spool: str, seq: int, kind: str, obj: object) -> None:

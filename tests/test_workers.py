@@ -27,9 +27,15 @@ def fail_on_five(x: int) -> int:
 
 
 def die_on_five(x: int) -> int:
-    if x == 5:
+    if x >= 5 and multiprocessing.parent_process() is not None:  # in a worker, not the owner
         os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.02)
     return x
+
+
+def where(x: int) -> tuple[int, int]:
+    time.sleep(0.05)
+    return x, os.getpid()
 
 
 def big_result(x: int) -> bytes:
@@ -37,11 +43,11 @@ def big_result(x: int) -> bytes:
 
 
 def run(pool: OrderedPool[int, int], items: range) -> list[int]:
-    """Submit with the bounded in-flight discipline the score command uses."""
+    """Submit and take results as they are ready, the way the score command does."""
     out = []
     for x in items:
         pool.submit(x)
-        while pool.full:
+        while pool.ready():
             out.append(pool.next())
     while pool.pending:
         out.append(pool.next())
@@ -55,15 +61,14 @@ def test_results_come_back_in_submission_order(processes: int) -> None:
     assert multiprocessing.active_children() == []
 
 
-def test_in_flight_items_are_bounded() -> None:
-    with OrderedPool(slow_square, 2, max_pending=3) as pool:
-        for x in range(10):
-            pool.submit(x)
-            assert pool.pending <= 3
-            while pool.full:
-                pool.next()
-        while pool.pending:
-            pool.next()
+def test_the_owner_works_on_items_while_the_workers_hold_all_they_may() -> None:
+    with OrderedPool(where, 1, max_pending=2) as pool:
+        for x in range(5):
+            pool.submit(x)  # 0 and 1 to the worker, then the owner does 2, 3 and 4 itself
+        results = [pool.next() for _ in range(5)]
+    assert [x for x, _ in results] == list(range(5))
+    pids = [pid for _, pid in results]
+    assert pids[0] == pids[1] != os.getpid() and pids[2:] == [os.getpid()] * 3
 
 
 def test_a_failing_item_ends_the_run_with_one_line_and_no_leftover_workers() -> None:
@@ -72,8 +77,10 @@ def test_a_failing_item_ends_the_run_with_one_line_and_no_leftover_workers() -> 
           OrderedPool(fail_on_five, 2) as pool):
         for x in range(20):
             pool.submit(x)
-            while pool.full:
+            while pool.ready():
                 got.append(pool.next())
+        while pool.pending:
+            got.append(pool.next())
     assert got == [0, 1, 2, 3, 4]  # everything before it, in order
     assert "\n" not in str(caught.value)
     assert multiprocessing.active_children() == []
@@ -96,7 +103,7 @@ def test_a_worker_killed_at_any_moment_is_an_error_not_a_hang(after: float) -> N
         victim = multiprocessing.active_children()[0]
         for x in range(1000):
             pool.submit(x)
-            while pool.full:
+            while pool.ready():
                 pool.next()
             if time.monotonic() - started > after and victim.is_alive():
                 os.kill(victim.pid, signal.SIGKILL)  # mid-item, mid-result, idle: any moment
