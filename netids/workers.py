@@ -16,7 +16,9 @@ and results travel as spool files (in memory, on ``/dev/shm``, where it exists),
 messages short enough for a pipe to deliver whole or not at all: one write and one read of a
 batch each way, instead of megabytes squeezed through a 64 KB pipe with a context switch per
 piece, and a worker killed mid-result cannot leave its owner waiting for the rest of a message.
-Workers ignore Ctrl-C (their owner stops them) and exit by themselves when their owner is gone.
+Items that fit go through :class:`~netids.shared_slots.SharedSlots` instead: copied once into
+shared memory, read there in place. Workers ignore Ctrl-C (their owner stops them) and exit by
+themselves when their owner is gone.
 
 >>> with OrderedPool(abs, processes=0) as pool:
 ...     pool.submit(-3)
@@ -39,12 +41,15 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from netids.shared_slots import SharedSlots
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 POLL_SECONDS = 0.5  # how often a waiting side checks that the other is still there
 MAX_FAILURE = 1000  # characters of a failure message: its announcement stays one atomic write
 PER_WORKER = 3  # items in flight per worker: one worked on, two queued while the owner is busy
+SLOT_BYTES = 4 * 1024 * 1024  # shared memory per item in flight (a 4096-packet batch: 1.3 MB)
 
 
 class WorkerError(Exception):
@@ -73,16 +78,20 @@ class OrderedPool(Generic[T, R]):
         if processes <= 0:
             return
         ctx = multiprocessing.get_context("fork")
-        self._tasks: multiprocessing.Queue = ctx.Queue()  # numbers of the items spooled
+        self._tasks: multiprocessing.Queue = ctx.Queue()  # (item number, its slot or -1)
         self._done: multiprocessing.Queue = ctx.Queue()  # (result number, failure or None)
         self._spool = tempfile.mkdtemp(prefix="netids-workers-", dir=_memory_dir())
+        self._slots = SharedSlots(self.max_pending, SLOT_BYTES)
+        self._free = list(range(self.max_pending))  # slots no item in flight holds
+        self._slot_of: dict[int, int] = {}
         # Ctrl-C held back while forking: a worker only takes it once it ignores it, and the
         # owner receives it as soon as the workers are started
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for i in range(processes):
                 proc = ctx.Process(target=_serve, name=f"netids-worker-{i}", daemon=True,
-                                   args=(work, self._tasks, self._done, self._spool, os.getpid()))
+                                   args=(work, self._tasks, self._done, self._spool, self._slots,
+                                         os.getpid()))
                 proc.start()
                 self._procs.append(proc)
         finally:
@@ -98,8 +107,13 @@ class OrderedPool(Generic[T, R]):
         on it here and now."""
         seq = self._submitted
         if self._procs and self._in_workers < self.max_pending:
-            _spool_write(self._spool, seq, "item", item)
-            self._tasks.put(seq)
+            slot = self._free.pop()
+            if not self._slots.put(slot, item):  # too big for a slot: a spool file then
+                self._free.append(slot)
+                slot = -1
+                _spool_write(self._spool, seq, "item", item)
+            self._slot_of[seq] = slot
+            self._tasks.put((seq, slot))
             self._in_workers += 1
         else:
             try:
@@ -132,6 +146,9 @@ class OrderedPool(Generic[T, R]):
                 self._collect(block=True)
             failure = self._arrived.pop(seq)
             self._in_workers -= 1
+            slot = self._slot_of.pop(seq)
+            if slot >= 0:
+                self._free.append(slot)  # the worker is done with the item it held
             result = _Failure(failure) if failure is not None else _spool_read(
                 self._spool, seq, "result")
         self._returned += 1
@@ -193,19 +210,19 @@ class _Failure:
 
 
 def _serve(work: Callable[[T], R], tasks: multiprocessing.Queue, done: multiprocessing.Queue,
-           spool: str, owner: int) -> None:
+           spool: str, slots: SharedSlots, owner: int) -> None:
     """A worker's life: results spooled and announced until told to stop. Anything that
     breaks the loop itself ends the process quietly: its owner reports the exit code."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
-        _loop(work, tasks, done, spool, owner)
+        _loop(work, tasks, done, spool, slots, owner)
     except Exception:
         os._exit(1)
 
 
 def _loop(work: Callable[[T], R], tasks: multiprocessing.Queue, done: multiprocessing.Queue,
-          spool: str, owner: int) -> None:
+          spool: str, slots: SharedSlots, owner: int) -> None:
     while True:
         try:
             task = tasks.get(timeout=POLL_SECONDS)
@@ -216,14 +233,17 @@ def _loop(work: Callable[[T], R], tasks: multiprocessing.Queue, done: multiproce
             continue
         if task is None:
             return
+        seq, slot = task
         failure = None
         try:
+            item = slots.get(slot) if slot >= 0 else _spool_read(spool, seq, "item")
             # pickled here, not by a queue's feeder thread: a result that cannot be pickled is
             # reported like any failure
-            _spool_write(spool, task, "result", work(_spool_read(spool, task, "item")))
+            _spool_write(spool, seq, "result", work(item))
         except Exception as exc:  # any failure of the work ends the run, reported in one line
             failure = _one_line(exc)
-        done.put((task, failure))
+        item = None  # views of the slot, which the owner may reuse once it has the result
+        done.put((seq, failure))
 
 
 def _one_line(exc: Exception) -> str:
