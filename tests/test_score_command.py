@@ -226,3 +226,21 @@ def _group_is_gone(pgid: int) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_db_events_equal_those_of_a_run_in_one_process(tmp_path: Path, model: Path) -> None:
+    capture = shared_data() / "mixed_dev.pcap"
+    exported = []
+    for workers in ("1", "0"):
+        db = f"sqlite:///{tmp_path}/events{workers}.sqlite"
+        done = score(capture, "--out", tmp_path / f"s{workers}.csv", "--model", model,
+                     "--db", db, "--workers", workers)
+        assert done.returncode == 0, done.stderr
+        out = tmp_path / f"events{workers}.csv"
+        subprocess.run([sys.executable, APP, "export", "--db", db, "--format", "csv",
+                        "--out", str(out)], check=True, capture_output=True, timeout=120)
+        rows = [{k: v for k, v in r.items() if k != "event_id"}
+                for r in csv.DictReader(out.open())]
+        exported.append(sorted(rows, key=lambda r: sorted(r.items())))
+    assert len(exported[0]) > 100
+    assert exported[0] == exported[1]
