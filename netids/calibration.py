@@ -127,14 +127,29 @@ class InputSurprise:
         """
         if self._lut is None:
             self._build_lut()
-        x = np.log(np.maximum(np.nan_to_num(np.asarray(errors, np.float32), nan=np.inf), _EPS))
-        pos = np.clip((x - self._lo) * self._inv_step, 0.0, LUT_SIZE - 1.001)  # [n, k]
-        i = pos.astype(np.int64)
-        frac = pos - i
-        flat = i + self._row  # [n, k] index into the flattened table
-        body = self._lut[flat] * (1 - frac) + self._lut[flat + 1] * frac
-        tail = self._base + (x - self._hi) * self._inv_scale
-        return np.where(x > self._hi, tail, body).astype(np.float32)
+        x = np.array(errors, dtype=np.float32)  # a copy, worked on in place, float32 throughout
+        if np.isnan(x).any():
+            np.nan_to_num(x, copy=False, nan=np.inf)
+        np.log(np.maximum(x, np.float32(_EPS), out=x), out=x)
+        pos = x - self._lo
+        pos *= self._inv_step
+        np.clip(pos, np.float32(0.0), np.float32(LUT_SIZE - 1.001), out=pos)  # [n, k]
+        whole = np.floor(pos)
+        pos -= whole  # the fraction between two table points
+        at = whole.astype(np.int32)
+        at += self._row  # [n, k] index into the flattened table
+        body = np.take(self._lut, at)
+        step = np.take(self._lut, at + 1)
+        step -= body
+        step *= pos
+        body += step
+        above = x > self._hi  # past the table: the fitted tail, for the few that are
+        if above.any():
+            x -= self._hi
+            x *= self._inv_scale
+            x += self._base
+            np.copyto(body, x, where=above)
+        return body
 
     def _build_lut(self) -> None:
         lo, hi = self.knots[:, 0], self.knots[:, -1]
@@ -142,7 +157,7 @@ class InputSurprise:
         probs = np.stack([np.interp(grid[j], self.knots[j], self.probs)
                           for j in range(len(self.knots))])
         self._lut = (-np.log1p(-probs)).astype(np.float32).ravel()
-        self._row = (np.arange(len(self.knots)) * LUT_SIZE)[None, :]
+        self._row = (np.arange(len(self.knots), dtype=np.int32) * LUT_SIZE)[None, :]
         self._lo, self._hi = lo.astype(np.float32), hi.astype(np.float32)
         self._inv_step = ((LUT_SIZE - 1) / np.maximum(hi - lo, 1e-9)).astype(np.float32)
         self._inv_scale = (1.0 / self.tail_scale).astype(np.float32)

@@ -59,6 +59,13 @@ class AuthSettings:
     login_max_delay: float = 300.0  # longest back-off
 
 
+def _score_workers() -> int:
+    """Processes judging batches for ``score`` beside the main one: one per core but the one
+    the main process uses (it reads and featurises, and judges too whenever they are busy)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, (cores or 1) - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable, with the defaults a first run uses."""
@@ -71,6 +78,7 @@ class Settings:
     sensor: str = "local"
     threshold: float | None = None  # None: the threshold stored in the model checkpoint
     torch_threads: int = 1  # leave the other core to capture and the UI
+    score_workers: int = field(default_factory=_score_workers)  # `score`: judging processes
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)

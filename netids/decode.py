@@ -69,7 +69,13 @@ class _Decoder:
         self.f = frames
         self.n = n = len(frames)
         buf = frames.buf
-        self.buf = buf if len(buf) else np.zeros(1, dtype=np.uint8)
+        if len(buf) < 8:  # room for the widest word read below
+            buf = np.concatenate([buf, np.zeros(8, dtype=np.uint8)])
+        self.buf = buf
+        # big-endian words starting at every byte: overlapping views of the buffer, no copy, so
+        # reading a field is one gather (not a gather of its bytes, then a reshape)
+        self.words = {size: np.ndarray((len(buf) - size + 1,), f">u{size}", buf, 0, (1,))
+                      for size in (2, 4, 8)}
         self.start = frames.start.astype(np.int64)
         self.end = self.start + frames.caplen
         self.status = np.zeros(n, dtype=np.uint16)
@@ -83,23 +89,24 @@ class _Decoder:
         end = self.end if limit is None else np.minimum(self.end, limit)
         return (pos >= self.start) & (pos + size <= end)
 
-    def bytes_at(self, pos: np.ndarray, size: int) -> np.ndarray:
-        """uint8 [n, size] read at ``pos`` (clipped to the buffer; mask with :meth:`have`)."""
-        return np.take(self.buf, pos[:, None] + np.arange(size), mode="clip")
-
     def u8(self, pos: np.ndarray) -> np.ndarray:
         return np.take(self.buf, pos, mode="clip").astype(np.int64)
 
+    def word(self, pos: np.ndarray, size: int) -> np.ndarray:
+        """Big-endian ``size``-byte words at ``pos`` (clipped to the buffer; mask with
+        :meth:`have`)."""
+        words = self.words[size]
+        return words[np.clip(pos, 0, len(words) - 1)]
+
     def u16(self, pos: np.ndarray) -> np.ndarray:
-        return self.bytes_at(pos, 2).view(">u2")[:, 0].astype(np.int64)
+        return self.word(pos, 2).astype(np.int64)
 
     def u32(self, pos: np.ndarray) -> np.ndarray:
-        return self.bytes_at(pos, 4).view(">u4")[:, 0].astype(np.int64)
+        return self.word(pos, 4).astype(np.int64)
 
     def u48(self, pos: np.ndarray) -> np.ndarray:
-        b = np.zeros((len(pos), 8), dtype=np.uint8)
-        b[:, 2:] = self.bytes_at(pos, 6)
-        return b.view(">u8")[:, 0].astype(np.uint64)
+        """Six bytes at ``pos`` (a MAC address); callers read them where eight fit in the frame."""
+        return self.word(pos, 8).astype(np.uint64) >> np.uint64(16)
 
     # -- layers ---------------------------------------------------------------------------
     def run(self) -> PacketBatch:
@@ -168,12 +175,8 @@ class _Decoder:
         out["src_mac"] = np.where(sll2_mac, self.u48(s + 12), out["src_mac"]).astype(np.uint64)
 
         null = np.isin(linktype, (lt.LINKTYPE_NULL, lt.LINKTYPE_LOOP)) & self.have(s, 4)
-        family = self.bytes_at(s, 4)
-        fam = np.where(
-            linktype == lt.LINKTYPE_LOOP,
-            family.view(">u4")[:, 0],
-            family.view("<u4")[:, 0],
-        ).astype(np.int64)
+        family = self.word(s, 4)  # big-endian for LINKTYPE_LOOP, host order (read: little)
+        fam = np.where(linktype == lt.LINKTYPE_LOOP, family, family.byteswap()).astype(np.int64)
         etype = np.where(null & (fam == 2), ETHERTYPE_IPV4, etype)
         etype = np.where(null & np.isin(fam, BSD_AF_INET6), ETHERTYPE_IPV6, etype)
         l3 = np.where(null, s + 4, l3)
@@ -251,9 +254,9 @@ class _Decoder:
         self.status[head & ~good] |= FLAG_MALFORMED
         self.status[good] |= FLAG_L3
         plen = self.u16(l3 + 4)
-        addrs = self.bytes_at(l3 + 8, 32).view(">u8").astype(np.uint64)  # [n, 4]
         for i, name in enumerate(("src_hi", "src_lo", "dst_hi", "dst_lo")):
-            out[name] = np.where(good, addrs[:, i], out[name]).astype(np.uint64)
+            half = self.word(l3 + 8 + 8 * i, 8).astype(np.uint64)
+            out[name] = np.where(good, half, out[name]).astype(np.uint64)
         out["ip_version"] = np.where(good, 6, out["ip_version"]).astype(np.int8)
         out["ttl"] = np.where(good, self.u8(l3 + 7), out["ttl"]).astype(np.int16)
         data_end = l3 + 40 + plen

@@ -24,7 +24,8 @@ from netids.scaling import categorical_codes, raw_numeric
 
 __all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy"]
 
-WINDOWS_PER_CALL = 64  # 64 windows of 16 = 1024 packets per model call
+WINDOWS_PER_CALL = 256  # 256 windows of 16 = 4096 packets (a pipeline batch) per model call:
+# fewer, larger matrix products cost about 10% less per packet, with the same results
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,8 @@ class Detector:
         self.feature_names = tuple(checkpoint.feature_names)
         self.input_names = list(checkpoint.numeric_names) + list(checkpoint.categorical_names)
         self._typical = checkpoint.scaler.typical()
+        self._base_names = [words.base_name(name) for name in self.input_names]
+        self._kind_floor = self._kind_floors()
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> Detector:
@@ -99,12 +102,19 @@ class Detector:
         cod_t = torch.from_numpy(cod)  # [W, T, n_fields]
         pad_t = torch.from_numpy(pad)  # [W, T]
         out = np.empty((m, k), np.float32)
+        # whole windows go without a padding mask, the last, partial one alone with its mask:
+        # a window's errors then do not depend on how the packets were batched, to the bit
+        full = n // T
+        calls = [slice(w, min(w + WINDOWS_PER_CALL, full))
+                 for w in range(0, full, WINDOWS_PER_CALL)]
+        if m // T > full:
+            calls.append(slice(full, full + 1))
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                for w in range(0, m // T, WINDOWS_PER_CALL):
-                    sl = slice(w, w + WINDOWS_PER_CALL)
+                for sl in calls:
+                    w = sl.start
                     p = pad_t[sl] if bool(pad_t[sl].any()) else None
                     err = self.model.errors(num_t[sl], cod_t[sl], p, tgt_t[sl])  # [w, T, k]
                     out[w * T:(w + err.shape[0]) * T] = err.reshape(-1, k).numpy()
@@ -124,42 +134,55 @@ class Detector:
         cat_values = np.stack([sub.proto, sub.tcp_flags, sub.sport, sub.dport, sub.icmp_type,
                                sub.arp_op, sub.status], axis=1).astype(np.int64)
         n_num = values.shape[1]
+        errors = scores.errors[index]
+        # per row, the inputs by falling surprise; rows as lists: a Python loop reads them
+        orders = np.argsort(-errors, axis=1)[:, :8].tolist()
+        may_name = self._may_name_kind(values).tolist()
+        rows = zip(orders, errors.tolist(), values.tolist(), codes.tolist(), cat_values.tolist(),
+                   may_name, strict=True)
+        names, bases = self.input_names, self._base_names
         kinds, texts = [], []
-        for row, i in enumerate(index):
-            err = scores.errors[i]
-            top = [j for j in np.argsort(-err)[:6]
-                   if self._supports_kind(j, values[row, j] if j < n_num else 0.0)][:3]
-            kinds.append(words.kind_of([self.input_names[j] for j in top],
-                                       [float(err[j]) for j in top]))
+        for row, (order, err, value, code, cat_value, may) in enumerate(rows):
+            top = [j for j in order[:6] if may[j]][:3]
+            kinds.append(words.kind_of([names[j] for j in top], [err[j] for j in top]))
             parts, seen = [], set()
-            for j in np.argsort(-err)[:8]:
-                name = self.input_names[j]
-                if words.base_name(name) in seen:
+            for j in order:
+                if bases[j] in seen:
                     continue  # the same statistic over another window says nothing new
                 if len(parts) == 2:
                     break
-                seen.add(words.base_name(name))
-                if name == "arp_conflict" and values[row, j] > 0:
+                seen.add(bases[j])
+                name = names[j]
+                if name == "arp_conflict" and value[j] > 0:
                     op = "reply" if sub.arp_op[row] == 2 else "request"
                     ip = format_ip(sub.src_hi[row], sub.src_lo[row])
                     parts.append(f"ARP {op} maps {ip} to a new MAC {format_mac(sub.arp_sha[row])}")
                 elif j < n_num:
-                    parts.append(words.describe(name, values[row, j], self._typical[j]))
+                    parts.append(words.describe(name, value[j], self._typical[j]))
                 else:
                     c = j - n_num
-                    parts.append(words.describe_code(name, int(codes[row, c]),
-                                                     int(cat_values[row, c])))
+                    parts.append(words.describe_code(name, code[c], cat_value[c]))
             texts.append("; ".join(parts))
         return kinds, texts
 
-    def _supports_kind(self, j: int, value: float) -> bool:
-        """Whether input ``j`` deviating may name the kind: a rate only when it is *above*
-        normal (a quiet connection is no flood), ARP evidence only when present."""
-        name = self.input_names[j]
-        if name in ("arp_conflict", "ip_mac_moved"):
-            return value > 0
-        if name == "arp_mac_ips":
-            return value > 1
-        if "rate" in name:
-            return value > 2 * self._typical[j] and value > 0.05
-        return True
+    def _may_name_kind(self, values: np.ndarray) -> np.ndarray:
+        """bool [rows, n_inputs]: whether each input deviating may name the kind: a rate only
+        when it is *above* normal (a quiet connection is no flood), ARP evidence only when
+        present. ``values`` [rows, n_numeric] (categorical inputs count as 0 here)."""
+        padded = np.zeros((len(values), len(self.input_names)))
+        padded[:, :values.shape[1]] = values
+        return (padded > self._kind_floor) | np.isneginf(self._kind_floor)
+
+    def _kind_floors(self) -> np.ndarray:
+        """float64 [n_inputs]: the value above which an input may name the kind (-inf: any
+        value, even a missing one)."""
+        floor = np.full(len(self.input_names), -np.inf)
+        for j, name in enumerate(self.input_names):
+            if name in ("arp_conflict", "ip_mac_moved"):
+                floor[j] = 0.0
+            elif name == "arp_mac_ips":
+                floor[j] = 1.0
+            elif "rate" in name:  # above twice normal and above 0.05
+                typical = self._typical[j] if j < len(self._typical) else 0.0
+                floor[j] = max(2 * typical, 0.05)
+        return floor

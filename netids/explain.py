@@ -13,9 +13,9 @@ deviate. Pure functions over names and numbers.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
-
-import numpy as np
 
 from netids.packets import format_tcp_flags
 from netids.scaling import KNOWN_PORTS, PROTOCOL_NAMES
@@ -76,15 +76,23 @@ PHRASES = {
 def kind_of(names: list[str], errors: list[float]) -> str:
     """Short kind of deviation from the inputs with the largest errors."""
     top = [n for n, _ in sorted(zip(names, errors, strict=True), key=lambda p: -p[1])[:3]]
-    for pattern, kind in KIND_RULES:
-        if any(re.search(pattern, name) for name in top):
-            return kind
-    return "unusual traffic"
+    rule = min((_rule_of(name) for name in top), default=len(KIND_RULES))
+    return KIND_RULES[rule][1] if rule < len(KIND_RULES) else "unusual traffic"
 
 
+@functools.lru_cache(maxsize=4096)
 def base_name(name: str) -> str:
     """An input's name without its window suffix: 'src_rate_10s' -> 'src_rate'."""
     return re.sub(r"_\d+(\.\d+)?s$", "", name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rule_of(name: str) -> int:
+    """Position of the first rule of KIND_RULES whose pattern matches ``name`` (past the end:
+    none); the kind of a packet is the rule of its top inputs that comes first. Cached: the
+    names are the model's few dozen inputs, asked about for every explained packet."""
+    return next((i for i, (pattern, _) in enumerate(KIND_RULES) if re.search(pattern, name)),
+                len(KIND_RULES))
 
 
 def describe(name: str, value: float, typical: float) -> str:
@@ -120,7 +128,7 @@ def _words(name: str) -> str:
 
 def _num(x: float) -> str:
     x = float(x)
-    if not np.isfinite(x):
+    if not math.isfinite(x):
         return "n/a"
     if abs(x) >= 100 or x == round(x):
         return f"{x:.0f}"

@@ -103,9 +103,10 @@ class PacketAutoencoder(nn.Module):
         target = numeric if target is None else target
         assert target.shape == numeric.shape
         sq = (rec.numeric - target) ** 2  # [B, T, n_numeric]
-        lse = torch.stack([torch.logsumexp(rec.logits[..., o:o + v], dim=-1)
+        logits = rec.logits.contiguous()  # a view into the head's output; slices read faster
+        lse = torch.stack([torch.logsumexp(logits[..., o:o + v], dim=-1)
                            for o, v in self.fields], dim=-1)  # [B, T, n_fields]
-        picked = rec.logits.gather(-1, codes + self.offsets)  # [B, T, n_fields]
+        picked = logits.gather(-1, codes + self.offsets)  # [B, T, n_fields]
         return torch.cat([sq, lse - picked], dim=2)  # cross-entropy = logsumexp - picked
 
     def errors(self, numeric: torch.Tensor, codes: torch.Tensor,

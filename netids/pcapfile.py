@@ -37,8 +37,35 @@ class CaptureFileError(Exception):
 
 
 @dataclass(slots=True)
+class _Parsed:
+    """The frames of the whole units (records, blocks) at the start of one chunk."""
+
+    start: np.ndarray  # int64 [k], offset of each frame in the chunk
+    caplen: np.ndarray  # int32 [k]
+    wirelen: np.ndarray  # int32 [k]
+    ts: np.ndarray  # float64 [k]
+    linktype: np.ndarray  # uint16 [k]
+    used: int  # bytes those units take; the rest of the chunk is carried into the next one
+    error: CaptureFileError | None = None  # a corrupt unit after them, raised once they are out
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def batch(self, buf: bytes, first_index: int, rows: slice) -> FrameBatch:
+        return FrameBatch(
+            buf=np.frombuffer(buf, dtype=np.uint8),
+            start=self.start[rows],
+            caplen=self.caplen[rows],
+            wirelen=self.wirelen[rows],
+            ts=self.ts[rows],
+            linktype=self.linktype[rows],
+            first_index=first_index,
+        )
+
+
+@dataclass(slots=True)
 class _Columns:
-    """Per-frame columns collected while walking one chunk."""
+    """Per-frame columns collected while walking one chunk block by block."""
 
     start: list[int]
     caplen: list[int]
@@ -58,15 +85,15 @@ class _Columns:
         self.ts.append(ts)
         self.linktype.append(linktype)
 
-    def batch(self, buf: bytes, first_index: int) -> FrameBatch:
-        return FrameBatch(
-            buf=np.frombuffer(buf, dtype=np.uint8),
+    def parsed(self, used: int, error: CaptureFileError | None) -> _Parsed:
+        return _Parsed(
             start=np.array(self.start, dtype=np.int64),
             caplen=np.array(self.caplen, dtype=np.int32),
             wirelen=np.array(self.wirelen, dtype=np.int32),
             ts=np.array(self.ts, dtype=np.float64),
             linktype=np.array(self.linktype, dtype=np.uint16),
-            first_index=first_index,
+            used=used,
+            error=error,
         )
 
 
@@ -104,27 +131,40 @@ class _PcapReader:
         if len(rest) < 20:
             raise CaptureFileError(f"{path}: truncated pcap header")
         self.linktype = struct.unpack(order + "HHiIII", rest)[5] & 0x0FFFFFFF
-        self.record = struct.Struct(order + "IIII")
+        self.length = struct.Struct(order + "I")  # a record's captured length, at offset 8
+        self.header = np.dtype(order + "u4")  # a record header: seconds, fraction, lengths
 
     def batches(self) -> Iterator[FrameBatch]:
-        return _stream(self.fh, self.path, self._records, self.batch_size, "record")
+        return _stream(self.fh, self.path, self._parse, self.batch_size, "record")
 
-    def _records(self, buf: bytes, index: int) -> Iterator[tuple[int, _Frame | None]]:
-        """Walk whole records of ``buf``; yield (offset after record, frame columns)."""
-        unpack, tick, linktype = self.record.unpack_from, self.tick, self.linktype
-        off, end = 0, len(buf)
+    def _parse(self, buf: bytes, index: int) -> _Parsed:
+        """The whole records of ``buf``. Only the walk from record to record is a Python loop
+        (each start depends on the previous length); the headers are then read in one gather,
+        which is what makes reading several times faster than unpacking record by record."""
+        length, starts, off, end = self.length.unpack_from, [], 0, len(buf)
+        error = None
         while off + 16 <= end:
-            sec, frac, incl, orig = unpack(buf, off)
+            incl = length(buf, off + 8)[0]
             if incl > MAX_RECORD:
-                raise CaptureFileError(
-                    f"{self.path}: corrupt record after packet {index} (claims {incl} bytes)"
-                )
+                error = CaptureFileError(f"{self.path}: corrupt record after packet "
+                                         f"{index + len(starts)} (claims {incl} bytes)")
+                break
             if off + 16 + incl > end:
-                return
-            frame = (off + 16, incl, max(orig, incl), sec + frac * tick, linktype)
+                break
+            starts.append(off)
             off += 16 + incl
-            index += 1
-            yield off, frame
+        at = np.array(starts, dtype=np.int64)
+        raw = np.frombuffer(buf, dtype=np.uint8)[at[:, None] + np.arange(16)]  # [k, 16]
+        sec, frac, incl, orig = raw.view(self.header).astype(np.int64).T  # [4, k]
+        return _Parsed(
+            start=at + 16,
+            caplen=incl.astype(np.int32),
+            wirelen=np.minimum(np.maximum(orig, incl), np.iinfo(np.int32).max).astype(np.int32),
+            ts=sec + frac * self.tick,
+            linktype=np.full(len(at), self.linktype, dtype=np.uint16),
+            used=off,
+            error=error,
+        )
 
 
 @dataclass(slots=True)
@@ -143,9 +183,21 @@ class _PcapngReader:
         self.interfaces: list[_Interface] = []
 
     def batches(self) -> Iterator[FrameBatch]:
-        return _stream(self.fh, self.path, self._frames, self.batch_size, "block")
+        return _stream(self.fh, self.path, self._parse, self.batch_size, "block")
 
-    def _frames(self, buf: bytes, index: int) -> Iterator[tuple[int, _Frame | None]]:
+    def _parse(self, buf: bytes, index: int) -> _Parsed:
+        """The frames of the whole blocks of ``buf``."""
+        cols, used = _Columns.empty(), 0
+        try:
+            for block_end, frame in self._frames(buf):
+                used = block_end
+                if frame is not None:
+                    cols.add(*frame)
+        except CaptureFileError as exc:
+            return cols.parsed(used, exc)
+        return cols.parsed(used, None)
+
+    def _frames(self, buf: bytes) -> Iterator[tuple[int, _Frame | None]]:
         """Walk whole blocks of ``buf``; yield (offset after block, frame columns or None)."""
         off, end = 0, len(buf)
         while off + 12 <= end:
@@ -198,11 +250,11 @@ class _PcapngReader:
 def _stream(
     fh: BinaryIO,
     path: Path,
-    walk: Callable[[bytes, int], Iterator[tuple[int, _Frame | None]]],
+    parse: Callable[[bytes, int], _Parsed],
     batch_size: int,
     unit: str,
 ) -> Iterator[FrameBatch]:
-    """Read ``fh`` in chunks; ``walk`` finds the frames of the whole units (records, blocks)
+    """Read ``fh`` in chunks; ``parse`` finds the frames of the whole units (records, blocks)
     in a chunk, and a unit cut by the chunk's end is carried into the next chunk."""
     index, pending = 0, b""
     while True:
@@ -210,19 +262,13 @@ def _stream(
         buf = pending + data if pending else data
         if not buf:
             return
-        cols, off = _Columns.empty(), 0
-        for unit_end, frame in walk(buf, index + len(cols.start)):
-            off = unit_end
-            if frame is not None:
-                cols.add(*frame)
-                if len(cols.start) == batch_size:
-                    yield cols.batch(buf, index)
-                    index += len(cols.start)
-                    cols = _Columns.empty()
-        if cols.start:
-            yield cols.batch(buf, index)
-            index += len(cols.start)
-        pending = buf[off:]
+        found = parse(buf, index)
+        for first in range(0, len(found), batch_size):
+            yield found.batch(buf, index + first, slice(first, first + batch_size))
+        index += len(found)
+        if found.error is not None:
+            raise found.error
+        pending = buf[found.used:]
         if not data:
             if pending:
                 raise CaptureFileError(

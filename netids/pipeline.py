@@ -17,7 +17,7 @@ from netids.decode import decode
 from netids.detector import Detector, Scores
 from netids.frames import FrameBatch
 from netids.packets import FLAG_L3, PacketBatch
-from netids.scored import ScoredBatch
+from netids.scored import ScoredBatch, Verdicts
 
 MAX_EXPLAINED = 256  # distinct explanations computed per batch at most
 
@@ -62,20 +62,30 @@ class Pipeline:
               features: np.ndarray) -> ScoredBatch:
         """Second stage: model, threshold and explanations. It may run on another thread
         while the next batch is featurised, as long as batches reach it in order."""
+        return self.record(frames, packets, features, self.judge(packets, features))
+
+    def judge(self, packets: PacketBatch, features: np.ndarray) -> Verdicts:
+        """The model's verdicts on one featurised batch. They depend on that batch and the
+        threshold alone and change no state, so batches may be judged in any order, on any
+        thread or process."""
         scores = self.detector.score_batch(packets, features)
         anomalous = self.detector.policy(self.threshold).classify(scores.scores)
-        index = np.flatnonzero(anomalous)
-        kinds, explanations = self._explain(packets, features, scores, index)
-        self._count(packets.proto, packets.status, len(index))
+        kinds, explanations = self._explain(packets, features, scores, np.flatnonzero(anomalous))
+        return Verdicts(scores.scores, anomalous, kinds, explanations)
+
+    def record(self, frames: FrameBatch, packets: PacketBatch, features: np.ndarray,
+               verdicts: Verdicts) -> ScoredBatch:
+        """Count a judged batch into :attr:`stats` (in stream order) and assemble it."""
+        self._count(packets.proto, packets.status, len(verdicts.kinds))
         return ScoredBatch(
             frames=frames,
             packets=packets,
             features=features,
-            scores=scores.scores,
+            scores=verdicts.scores,
             threshold=self.threshold,
-            anomalous=anomalous,
-            kinds=kinds,
-            explanations=explanations,
+            anomalous=verdicts.anomalous,
+            kinds=verdicts.kinds,
+            explanations=verdicts.explanations,
         )
 
     def _explain(self, packets: PacketBatch, features: np.ndarray, scores: Scores,

@@ -148,10 +148,15 @@ class RobustScaler:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """float32 [n, F] scaled values."""
-        x = np.nan_to_num(np.asarray(x, dtype=np.float64))
-        assert x.shape[1] == len(self.median), (x.shape, len(self.median))
-        y = np.where(self.log, _slog(x), x)
-        return np.clip((y - self.median) / self.scale, -self.clip, self.clip).astype(np.float32)
+        y = np.array(x, dtype=np.float64)  # a copy, scaled in place
+        assert y.shape[1] == len(self.median), (y.shape, len(self.median))
+        if not np.isfinite(y).all():
+            np.nan_to_num(y, copy=False)
+        logged = np.flatnonzero(self.log)  # the log only where it applies: it is the costly part
+        y[:, logged] = _slog(y[:, logged])
+        y -= self.median
+        y /= self.scale
+        return np.clip(y, -self.clip, self.clip, out=y).astype(np.float32)
 
     def clamp(self, scaled: np.ndarray) -> np.ndarray:
         """Scaled values limited to the range seen in training: the model's *input*, so it

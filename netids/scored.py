@@ -12,6 +12,20 @@ from netids.packets import PacketBatch
 
 
 @dataclass(frozen=True, slots=True)
+class Verdicts:
+    """The model's side of a :class:`ScoredBatch`: small and picklable, so a batch can be
+    judged in another process than the one holding its frames."""
+
+    scores: np.ndarray  # float32 [n], calibrated 0..1, higher is more anomalous
+    anomalous: np.ndarray  # bool [n], scores >= threshold
+    kinds: list[str]  # one per anomalous packet, in the order of np.flatnonzero(anomalous)
+    explanations: list[str]  # likewise
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass(frozen=True, slots=True)
 class ScoredBatch:
     """One pipeline batch after decoding, context features and scoring.
 

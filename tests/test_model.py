@@ -106,3 +106,11 @@ def test_explanations_speak_plain_words(trained):
 def test_threshold_policy_decides_separately():
     policy = ThresholdPolicy(0.99)
     assert policy.classify(np.array([0.1, 0.99, 0.999])).tolist() == [False, True, True]
+
+
+def test_whole_windows_score_the_same_to_the_bit_however_the_batch_ends(trained):
+    detector, packets, feats = trained
+    w = detector.window
+    whole = detector.input_errors(packets.take(slice(0, 100 * w)), feats[:100 * w])
+    ragged = detector.input_errors(packets.take(slice(0, 100 * w + 5)), feats[:100 * w + 5])
+    assert np.array_equal(ragged[:100 * w], whole)  # a padded last window changes no other

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from netids import score_command
+from netids.cli import CommandError, build_parser, settings_from
 from netids.config import PROJECT_ROOT
+from netids.detector import Detector
 from netids.pcapfile import read_batches
+from netids.pipeline import Pipeline
 from tests.data_paths import shared_data
 
 APP = str(PROJECT_ROOT / "app.py")
@@ -89,3 +99,148 @@ def test_missing_and_corrupt_models_fail_in_one_line(tmp_path: Path) -> None:
         done = score(capture, "--out", tmp_path / "o.csv", "--model", model)
         assert done.returncode != 0 and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+# the scoring workers: same rows as a plain sequential run, clean failures, nothing left behind
+
+
+def test_rows_equal_a_plain_sequential_run_of_the_pipeline(tmp_path: Path, model: Path) -> None:
+    capture = shared_data() / "mixed_dev.pcap"  # real traffic with 19 attack kinds
+    parallel, inline = tmp_path / "parallel.csv", tmp_path / "inline.csv"
+    for out, workers in ((parallel, "1"), (inline, "0")):
+        done = score(capture, "--out", out, "--model", model, "--workers", workers)
+        assert done.returncode == 0, done.stderr
+    assert parallel.read_bytes() == inline.read_bytes()
+
+    pipeline = Pipeline(Detector.load(model))  # the reference: one batch after the other
+    scored = [pipeline.process(frames) for frames in read_batches(capture)]
+    scores = np.concatenate([s.scores for s in scored])
+    anomalous = np.concatenate([s.anomalous for s in scored])
+    kinds = np.full(len(scores), "", dtype=object)
+    texts = np.full(len(scores), "", dtype=object)
+    first = 0
+    for s in scored:
+        kinds[first + s.anomaly_index] = s.kinds
+        texts[first + s.anomaly_index] = s.explanations
+        first += len(s)
+    rows = list(csv.DictReader(parallel.open()))
+    assert len(rows) == len(scores) == 66173
+    assert [int(r["index"]) for r in rows] == list(range(len(rows)))
+    np.testing.assert_allclose([float(r["score"]) for r in rows], scores, rtol=0, atol=1e-6)
+    assert [r["anomaly"] == "1" for r in rows] == anomalous.tolist()
+    assert anomalous.sum() > 1000
+    assert [r["kind"] for r in rows] == kinds.tolist()
+    assert [r["explanation"] for r in rows] == texts.tolist()
+
+
+def test_truncated_capture_writes_every_row_before_the_cut_and_leaves_no_process(
+        tmp_path: Path, model: Path) -> None:
+    whole = (shared_data() / "mixed_dev.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    out = tmp_path / "cut.csv"
+    proc = subprocess.Popen([sys.executable, APP, "score", str(cut), "--out", str(out),
+                             "--model", str(model), "--workers", "2"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    readable = int(re.search(r"truncated after packet (\d+)", stderr).group(1))
+    assert f"({readable} packets scored and written to" in stderr
+    assert len(list(csv.DictReader(out.open()))) == readable > 30000
+    assert _group_is_gone(proc.pid)
+
+
+def test_a_failing_worker_stops_the_run_in_one_line_with_the_rows_before_it(
+        tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    judge = Pipeline.judge
+
+    def judge_until_the_third_batch(self: Pipeline, packets, features):  # type: ignore[no-untyped-def]
+        if packets.ts[0] >= third_batch_starts:
+            raise RuntimeError("the model ran out of\nmemory")
+        return judge(self, packets, features)
+
+    capture = shared_data() / "mixed_dev.pcap"
+    third_batch_starts = float(list(read_batches(capture, 4096))[2].ts[0])
+    monkeypatch.setattr(Pipeline, "judge", judge_until_the_third_batch)  # forked workers see it
+    out = tmp_path / "failed.csv"
+    with pytest.raises(CommandError) as caught:
+        run_score(capture, out, model)
+    message = str(caught.value)
+    assert message.startswith("scoring failed: RuntimeError: the model ran out of memory")
+    assert "(8192 packets scored and written to" in message and "\n" not in message
+    assert len(list(csv.DictReader(out.open()))) == 8192
+    assert multiprocessing.active_children() == []
+
+
+def test_a_killed_worker_stops_the_run_in_one_line(tmp_path: Path, model: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    judge = Pipeline.judge
+
+    def killed_at_the_third_batch(self: Pipeline, packets, features):  # type: ignore[no-untyped-def]
+        in_a_worker = multiprocessing.parent_process() is not None  # the main one judges too
+        if in_a_worker and packets.ts[0] >= third_batch_starts:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return judge(self, packets, features)
+
+    capture = shared_data() / "mixed_dev.pcap"
+    third_batch_starts = float(list(read_batches(capture, 4096))[2].ts[0])
+    monkeypatch.setattr(Pipeline, "judge", killed_at_the_third_batch)
+    with pytest.raises(CommandError, match=r"stopped unexpectedly \(exit code -9\)"):
+        run_score(capture, tmp_path / "killed.csv", model)
+    assert multiprocessing.active_children() == []
+
+
+def test_ctrl_c_stops_every_process_without_a_traceback(tmp_path: Path, model: Path) -> None:
+    whole = (shared_data() / "mixed_dev.pcap").read_bytes()
+    big = tmp_path / "big.pcap"
+    big.write_bytes(whole + whole[24:] * 5)  # ~400k packets: several seconds of work
+    out = tmp_path / "big.csv"
+    proc = subprocess.Popen([sys.executable, APP, "score", str(big), "--out", str(out),
+                             "--model", str(model), "--workers", "2"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 1_000_000):
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert _group_is_gone(proc.pid)
+
+
+def run_score(capture: Path, out: Path, model: Path) -> int:
+    """``app.py score`` in this process (so monkeypatches reach the forked workers)."""
+    argv = ["score", str(capture), "--out", str(out), "--model", str(model), "--workers", "2"]
+    args, _ = build_parser(argv).parse_known_args(argv)
+    return score_command.run(args, settings_from(args))
+
+
+def _group_is_gone(pgid: int) -> bool:
+    """True once no process of the group (the command and its workers) is left."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_db_events_equal_those_of_a_run_in_one_process(tmp_path: Path, model: Path) -> None:
+    capture = shared_data() / "mixed_dev.pcap"
+    exported = []
+    for workers in ("1", "0"):
+        db = f"sqlite:///{tmp_path}/events{workers}.sqlite"
+        done = score(capture, "--out", tmp_path / f"s{workers}.csv", "--model", model,
+                     "--db", db, "--workers", workers)
+        assert done.returncode == 0, done.stderr
+        out = tmp_path / f"events{workers}.csv"
+        subprocess.run([sys.executable, APP, "export", "--db", db, "--format", "csv",
+                        "--out", str(out)], check=True, capture_output=True, timeout=120)
+        rows = [{k: v for k, v in r.items() if k != "event_id"}
+                for r in csv.DictReader(out.open())]
+        exported.append(sorted(rows, key=lambda r: sorted(r.items())))
+    assert len(exported[0]) > 100
+    assert exported[0] == exported[1]
