@@ -187,9 +187,10 @@ class ContextFeatures:
         # src channels: 1, size, size^2, syn, new service, new dst, iat count, iat, iat^2
         self.src = _DecayedSums(cap, lam, 9)
         self.src_prev = np.full(cap, np.nan)  # time of the source's previous packet
-        self.dst = _DecayedSums(cap, lam, 3)  # 1, new source, unsolicited reply
-        self.pair = _DecayedSums(cap, lam, 3)  # 1, size, size^2
-        self.sock = _DecayedSums(cap, lam, 3)
+        # destination (1, new source, unsolicited reply), pair and socket (1, size, size^2)
+        # share one bank of 3 x capacity slots: one grouped pass costs half of three
+        self.trio = _DecayedSums(3 * cap, lam, 3)
+        self.trio_base = {"dst": 0, "pair": cap, "sock": 2 * cap}
         self.mac = _DecayedSums(cap, lam, 1)  # new source IP behind the source MAC
         self.link = _DecayedSums(1, lam, 1)  # new source MAC, one slot for the whole link
         self.arp = _ArpWatch(config.arp_hold, config.arp_capacity)
@@ -224,10 +225,9 @@ class ContextFeatures:
         self.src.reset(slots["src"][new["src"]], ts[new["src"]])
         self.src_prev[slots["src"][new["src"]]] = np.nan
         self.src_mac.reset(slots["src"][new["src"]])
-        self.dst.reset(slots["dst"][new["dst"]], ts[new["dst"]])
         self.dst_mac.reset(slots["dst"][new["dst"]])
-        self.pair.reset(slots["pair"][new["pair"]], ts[new["pair"]])
-        self.sock.reset(slots["sock"][new["sock"]], ts[new["sock"]])
+        for name, base in self.trio_base.items():
+            self.trio.reset(slots[name][new[name]] + base, ts[new[name]])
         self.mac.reset(slots["mac"][new["mac"]], ts[new["mac"]])
 
         size = packets.length.astype(np.float64)
@@ -241,10 +241,12 @@ class ContextFeatures:
         src = self.src.update(slots["src"], ts, np.stack(
             [ones, size, size**2, syn, new_service, new_pair, has_prev, iat, iat**2], axis=1),
             chunk, chunk_t0)
-        dst = self.dst.update(slots["dst"], ts, np.stack([ones, new_pair, unsolicited], axis=1),
-                              chunk, chunk_t0)
-        pair = self.pair.update(slots["pair"], ts, _size_channels(size), chunk, chunk_t0)
-        sock = self.sock.update(slots["sock"], ts, _size_channels(size), chunk, chunk_t0)
+        sizes = _size_channels(size)
+        dst, pair, sock = np.split(self.trio.update(
+            np.concatenate([slots[name] + base for name, base in self.trio_base.items()]),
+            np.tile(ts, 3), np.concatenate([np.stack([ones, new_pair, unsolicited], axis=1),
+                                            sizes, sizes]),
+            np.tile(chunk, 3), chunk_t0), 3)
         new_ip = (new["src"] & keys["src_has_ip"] & (packets.src_mac != 0)).astype(float)
         mac = self.mac.update(slots["mac"], ts, new_ip[:, None], chunk, chunk_t0)
         new_mac = (new["mac"] & (packets.src_mac != 0)).astype(float)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from netids import explain as words
 from netids.checkpoint import Checkpoint, CheckpointError, load
@@ -81,7 +82,10 @@ class Detector:
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
                              f"got {features.shape[1]}")
         surprise = self.checkpoint.surprise.transform(self.input_errors(packets, features))
-        raw = self.checkpoint.combiner.combine(surprise) if n else np.zeros(0, np.float32)
+        # numpy's BLAS would otherwise start a spinning thread per core for the combiner's
+        # product, taking the core that capture or a second scoring process needs
+        with threadpool_limits(self.threads, user_api="blas"):
+            raw = self.checkpoint.combiner.combine(surprise) if n else np.zeros(0, np.float32)
         return Scores(self.checkpoint.calibrator.transform(raw), raw, surprise)
 
     def input_errors(self, packets: PacketBatch, features: np.ndarray) -> np.ndarray:
