@@ -82,9 +82,10 @@ class Detector:
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
                              f"got {features.shape[1]}")
         surprise = self.checkpoint.surprise.transform(self.input_errors(packets, features))
-        # numpy's BLAS would otherwise start a spinning thread per core for the combiner's
-        # product, taking the core that capture or a second scoring process needs
-        with threadpool_limits(self.threads, user_api="blas"):
+        # one BLAS thread: the product is small, and numpy's BLAS would otherwise keep a
+        # spinning thread per core, taking the core torch, capture or a second scoring
+        # process needs (measured: 2x slower either way)
+        with threadpool_limits(1, user_api="blas"):
             raw = self.checkpoint.combiner.combine(surprise) if n else np.zeros(0, np.float32)
         return Scores(self.checkpoint.calibrator.transform(raw), raw, surprise)
 
