@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netids.capture import LiveSource  # noqa: E402
 from netids.config import CaptureSettings  # noqa: E402
-from netids.lab import LabNetwork, write_udp_burst  # noqa: E402
+from netids.lab import LabNetwork, count_live, replay, write_udp_burst  # noqa: E402
 
 PORT = 47100
 
@@ -47,79 +47,29 @@ class Result:
         return self.captured / self.seconds if self.seconds else 0.0
 
 
-def replay(net: LabNetwork, pcap: Path, rate: str, loops: int) -> tuple[int, float]:
-    """Push ``pcap`` ``loops`` times from host a; return (packets sent, seconds)."""
-    speed = ["--topspeed"] if rate == "top" else ["--pps", rate]
-    out = net.run(
-        "a",
-        "tcpreplay",
-        "-q",
-        "-i",
-        "eth0",
-        "-K",
-        *speed,
-        "--loop",
-        str(loops),
-        str(pcap),
-        timeout=120,
-    )
-    sent = int(re.search(r"Successful packets:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
-    secs = float(re.search(r"packets \(\d+ bytes\) sent in ([\d.]+) seconds", out).group(1))  # type: ignore[union-attr]
-    return sent, secs
-
-
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)  # not the children: tcpreplay is one
     return usage.ru_utime + usage.ru_stime
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def with_live_source(net: LabNetwork, pcap: Path, rate: str, loops: int) -> Result:
+async def with_live_source(net: LabNetwork, pcap: Path, pps: int | None, loops: int) -> Result:
     source = LiveSource("eth0", f"udp dst port {PORT}", CaptureSettings(), netns=net.hosts["b"].ns)
-    source.start()
-    count, peak = 0, 0.0
-
-    async def consume() -> None:
-        nonlocal count
-        async for batch in source.batches():
-            count += len(batch)
-
-    async def watch_memory() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, rss_mb())
-            await asyncio.sleep(0.1)
-
-    task = asyncio.create_task(consume())
-    await asyncio.sleep(0.3)
-    rss0 = rss_mb()  # the ring is mapped by now
-    watcher = asyncio.create_task(watch_memory())
     cpu0 = cpu_seconds()
-    sent, secs = await asyncio.to_thread(replay, net, pcap, rate, loops)
-    await asyncio.sleep(0.5)
-    source.stop()
-    await task
-    watcher.cancel()
+    (sent, secs), live = await count_live(source, lambda: replay(net, "a", pcap, pps, loops))
     cpu = cpu_seconds() - cpu0  # capture thread + consumer + this process's waiting
     stats = source.stats()
     return Result(
         "netids LiveSource",
         sent,
-        count,
+        live.packets,
         stats.kernel_drops + stats.queue_drops,
         secs,
-        peak - rss0,
-        cpu / max(1, count) * 1e6,
+        live.rss_growth_mb,
+        cpu / max(1, live.packets) * 1e6,
     )
 
 
-def with_tcpdump(net: LabNetwork, pcap: Path, rate: str, loops: int) -> Result:
+def with_tcpdump(net: LabNetwork, pcap: Path, pps: int | None, loops: int) -> Result:
     dump = net.popen(
         "b",
         "tcpdump",
@@ -137,7 +87,7 @@ def with_tcpdump(net: LabNetwork, pcap: Path, rate: str, loops: int) -> Result:
         stderr=subprocess.PIPE,
     )
     time.sleep(1.0)
-    sent, secs = replay(net, pcap, rate, loops)
+    sent, secs = replay(net, "a", pcap, pps, loops)
     time.sleep(1.5)
     dump.send_signal(signal.SIGINT)
     err = dump.communicate(timeout=10)[1].decode()
@@ -155,11 +105,11 @@ def main() -> int:
         pcap = Path(tmp) / "burst.pcap"
         per_file = 50_000
         write_udp_burst(pcap, per_file, net.hosts["a"], net.hosts["b"], PORT)
-        for rate in (str(args.pps), "top"):
+        for pps in (args.pps, None):
             loops = max(1, round(args.pps * args.seconds / per_file))
-            live = asyncio.run(with_live_source(net, pcap, rate, loops))
-            dump = with_tcpdump(net, pcap, rate, loops)
-            label = f"{args.pps} pps" if rate != "top" else "top speed"
+            live = asyncio.run(with_live_source(net, pcap, pps, loops))
+            dump = with_tcpdump(net, pcap, pps, loops)
+            label = f"{pps} pps" if pps else "top speed"
             print(f"--- pushed at {label}")
             for r in (live, dump):
                 print(

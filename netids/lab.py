@@ -30,16 +30,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from netids.capture import LiveSource
 from netids.config import CaptureSettings
 from netids.frames import LINKTYPE_ETHERNET, FrameBatch
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PREFIX = "netids-lab-"  # every namespace the lab makes starts with this, then the owner's pid
 SUBNET = "10.77.0"
@@ -833,6 +834,66 @@ def write_udp_burst(
                 )
             )
             fh.write(frame)
+
+
+def replay(net: LabNetwork, host: str, pcap: Path, pps: int | None,
+           loops: int) -> tuple[int, float]:
+    """Push ``pcap`` ``loops`` times from ``host`` with tcpreplay at ``pps`` packets/s (None:
+    top speed); return (packets sent, seconds it took)."""
+    speed = ["--topspeed"] if pps is None else ["--pps", str(pps)]
+    out = net.run(host, "tcpreplay", "-q", "-i", "eth0", "-K", *speed, "--loop", str(loops),
+                  str(pcap), timeout=120)
+    sent = re.search(r"Successful packets:\s+(\d+)", out)
+    secs = re.search(r"packets \(\d+ bytes\) sent in ([\d.]+) seconds", out)
+    if sent is None or secs is None:
+        raise LabError(f"tcpreplay printed no totals: {out.strip()[-200:]}")
+    return int(sent.group(1)), float(secs.group(1))
+
+
+@dataclass
+class LiveCount:
+    """What :func:`count_live` saw."""
+
+    packets: int  # packets in the batches the source delivered
+    rss_growth_mb: float  # this process's peak RSS above its level once the source ran
+
+
+async def count_live(source: LiveSource, work: Callable[[], T]) -> tuple[T, LiveCount]:
+    """Run blocking ``work`` (a traffic generator) in a thread while counting what ``source``
+    captures and watching this process's memory; the source is started and stopped here."""
+    source.start()
+    counted, peak = 0, 0.0
+
+    async def consume() -> None:
+        nonlocal counted
+        async for batch in source.batches():
+            counted += len(batch)
+
+    async def watch_memory() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, _rss_mb())
+            await asyncio.sleep(0.1)
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.5)
+    base = _rss_mb()  # the ring is mapped by now
+    watcher = asyncio.create_task(watch_memory())
+    try:
+        result = await asyncio.to_thread(work)
+        await asyncio.sleep(0.5)  # the last frames reach the queue
+    finally:
+        source.stop()
+        await consumer
+        watcher.cancel()
+    return result, LiveCount(counted, max(peak, _rss_mb()) - base)
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _checksum(data: bytes) -> int:

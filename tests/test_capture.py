@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import shutil
 import socket
 import struct
@@ -233,20 +232,13 @@ async def test_file_source_reports_a_missing_file_plainly(tmp_path: Path) -> Non
         FileSource(tmp_path / "nope.pcap", SETTINGS).start()
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 @needs_root
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("tcpreplay") is None, reason="needs tcpreplay")
 async def test_100k_packets_per_second_for_10_s_without_drops_in_bounded_memory(
     lab_net, tmp_path: Path
 ) -> None:
-    from netids.lab import write_udp_burst
+    from netids.lab import count_live, replay, write_udp_burst
 
     port = 47100
     pcap = tmp_path / "burst.pcap"
@@ -254,54 +246,18 @@ async def test_100k_packets_per_second_for_10_s_without_drops_in_bounded_memory(
     source = LiveSource(
         "eth0", f"udp dst port {port}", CaptureSettings(), netns=lab_net.hosts["b"].ns
     )
-    source.start()
-    counted, peak = 0, 0.0
-
-    async def consume() -> None:
-        nonlocal counted
-        async for batch in source.batches():
-            counted += len(batch)
-
-    async def watch_memory() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, rss_mb())
-            await asyncio.sleep(0.2)
-
-    consumer, watcher = asyncio.create_task(consume()), asyncio.create_task(watch_memory())
-    await asyncio.sleep(0.5)
-    base = rss_mb()
-    out = await asyncio.to_thread(
-        lab_net.run,
-        "a",
-        "tcpreplay",
-        "-q",
-        "-i",
-        "eth0",
-        "-K",
-        "--pps",
-        "100000",
-        "--loop",
-        "10",
-        str(pcap),
-        timeout=120,
-    )
-    await asyncio.sleep(0.5)
-    source.stop()
-    await consumer
-    watcher.cancel()
-    sent = int(re.search(r"Successful packets:\s+(\d+)", out).group(1))
-    seconds = float(re.search(r"sent in ([\d.]+) seconds", out).group(1))
+    (sent, seconds), live = await count_live(
+        source, lambda: replay(lab_net, "a", pcap, 100_000, 10))
     stats = source.stats()
     logging.getLogger(__name__).warning(
-        f"pushed {sent} in {seconds:.2f} s, captured {counted}, kernel drops "
-        f"{stats.kernel_drops}, queue drops {stats.queue_drops}, RSS +{peak - base:.1f} MB"
+        f"pushed {sent} in {seconds:.2f} s, captured {live.packets}, kernel drops "
+        f"{stats.kernel_drops}, queue drops {stats.queue_drops}, RSS +{live.rss_growth_mb:.1f} MB"
     )
     assert sent == 1_000_000  # asked for at 100k/s; a busy machine may push slower
-    assert counted + stats.queue_drops == stats.packets  # every frame is accounted for
+    assert live.packets + stats.queue_drops == stats.packets  # every frame is accounted for
     assert stats.packets + stats.kernel_drops == sent
     assert stats.kernel_drops == 0 and stats.queue_drops == 0
-    assert peak - base < 64  # MB: the ring is mapped before `base`; batches come and go
+    assert live.rss_growth_mb < 64  # MB: the ring is mapped before counting; batches come and go
 
 
 @needs_root
