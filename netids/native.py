@@ -24,6 +24,8 @@ import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
+from netids.procs import alive, processes
+
 log = logging.getLogger(__name__)
 
 PROBE_SECONDS = 20.0  # a Qt start-up that takes longer than this counts as failed
@@ -190,48 +192,27 @@ def end_window_processes(grace: float = 3.0) -> list[int]:
     for pid in sorted(targets):
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(pid) for pid in targets):
+    while time.monotonic() < deadline and any(alive(pid) for pid in targets):
         time.sleep(0.05)
     for pid in targets:
-        if _alive(pid):
+        if alive(pid):
             _signal(pid, signal.SIGKILL)
     log.info("ended %d window process(es)", len(targets))
     return sorted(targets)
 
 
 def _descendants(root: int) -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process below ``root`` (from /proc)."""
-    parents: dict[int, int] = {}
-    cmds: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        # the command name in parentheses may contain spaces: the ppid follows the last ')'
-        fields = stat[stat.rfind(")") + 2:].split()
-        parents[int(entry.name)] = int(fields[1])
-        cmds[int(entry.name)] = cmd
+    """pid -> (parent pid, command line) of every process below ``root``."""
+    table = processes()
     found: dict[int, tuple[int, str]] = {}
     frontier = [root]
     while frontier:
         parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in found:
-                found[pid] = (ppid, cmds[pid])
-                frontier.append(pid)
+        for proc in table:
+            if proc.ppid == parent and proc.pid not in found:
+                found[proc.pid] = (proc.ppid, proc.cmd)
+                frontier.append(proc.pid)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"  # a zombie is gone, just not reaped
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from netids.config import DEFAULT_MODEL, PROJECT_ROOT
+from netids.procs import processes
 
 SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
 START_SECONDS = 60.0  # the app imports torch and opens the database: allow a slow machine
@@ -108,19 +109,7 @@ class AppProcess:
 
 def session_processes(sid: int) -> dict[int, str]:
     """pid -> command line of the live processes in session ``sid``."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found[int(entry.name)] = cmd.strip()
-    return found
+    return {p.pid: p.cmd for p in processes() if p.sid == sid and p.alive}
 
 
 def _kill(pid: int) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from netids.procs import alive
 from netids.workers import OrderedPool, WorkerError, can_fork
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="worker processes need fork")
@@ -133,9 +134,9 @@ def test_a_worker_exits_by_itself_when_its_owner_dies() -> None:
     worker_pid, spool = report.get()
     owner.join()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(worker_pid):
+    while time.monotonic() < deadline and alive(worker_pid):
         time.sleep(0.1)
-    assert not _alive(worker_pid)
+    assert not alive(worker_pid)
     assert not Path(spool).exists()  # nor is anything it wrote left behind
 
 
@@ -145,11 +146,3 @@ def _owner_that_dies(report: multiprocessing.SimpleQueue) -> None:
     pool.next()  # a result went through the spool
     report.put((multiprocessing.active_children()[0].pid, pool._spool))
     os._exit(1)  # no clean-up at all, as after SIGKILL
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
