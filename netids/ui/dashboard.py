@@ -356,19 +356,10 @@ def event_rows(updates: Iterable[EventUpdate], threshold: float,
 def event_row(u: EventUpdate, threshold: float) -> dict:
     """One row: plain values only (AG Grid shows them as text)."""
     return {
-        "id": u.id,
+        **theme.event_cells(u),
         "first_seen": _time(u.first_seen),
         "last_seen": _time(u.last_seen),
-        "src": u.src or f"{u.src_count} sources",
-        "src_port": u.src_port,
-        "dst": u.dst or f"{u.dst_count} targets",
-        "dst_port": u.dst_port,
-        "proto": u.proto,
-        "kind": u.kind,
-        "packets": u.packets,
-        "score": round(u.score_max, 6),
         "status": theme.display_severity(u.score_max, threshold),
-        "explanation": u.explanation,
         "css": theme.row_class(u.score_max, threshold),
     }
 

@@ -282,20 +282,11 @@ GRID_TO_DB = {"score": "score_max"}
 
 def history_row(e: Event) -> dict[str, Any]:
     return {
-        "id": e.id,
+        **theme.event_cells(e),
         "first_seen": _when(e.first_seen),
         "last_seen": _when(e.last_seen),
         "sensor": e.sensor,
-        "src": e.src or f"{e.src_count} sources",
-        "src_port": e.src_port,
-        "dst": e.dst or f"{e.dst_count} targets",
-        "dst_port": e.dst_port,
-        "proto": e.proto,
-        "kind": e.kind,
-        "packets": e.packets,
-        "score": round(e.score_max, 6),
         "severity": e.severity,
-        "explanation": e.explanation,
         "css": f"nid-{e.severity}" if e.severity != "normal" else "nid-normal-2",
     }
 

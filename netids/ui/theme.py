@@ -13,9 +13,13 @@ from white to yellow as the score rises. Moving the threshold therefore recolour
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netids.events import EventConfig
+
+if TYPE_CHECKING:
+    from netids.events import EventUpdate
+    from netids.tables import Event
 
 SUSPICIOUS_AT = EventConfig().suspicious_at
 NORMAL_SHADES = 5  # white -> yellow steps for scores below SUSPICIOUS_AT
@@ -76,6 +80,23 @@ def apply_chart_theme(options: dict, dark: bool) -> None:
         if axis in options:
             options[axis]["axisLabel"] = {**options[axis].get("axisLabel", {}), "color": text}
             options[axis]["splitLine"] = {"lineStyle": {"color": lines}}
+
+
+def event_cells(e: EventUpdate | Event) -> dict[str, Any]:
+    """The cells a live event (:class:`EventUpdate`) and a stored one (:class:`Event`) fill
+    alike, by the column ids of :func:`event_grid_options`; times and severity differ."""
+    return {
+        "id": e.id,
+        "src": e.src or f"{e.src_count} sources",
+        "src_port": e.src_port,
+        "dst": e.dst or f"{e.dst_count} targets",
+        "dst_port": e.dst_port,
+        "proto": e.proto,
+        "kind": e.kind,
+        "packets": e.packets,
+        "score": round(e.score_max, 6),
+        "explanation": e.explanation,
+    }
 
 
 def event_grid_options(*, status: tuple[str, str], time_width: int, sensor: bool,
