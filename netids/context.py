@@ -280,8 +280,9 @@ class ContextFeatures:
         rows = np.flatnonzero(synack | ((p.proto == 17) & (p.sport >= 0) & (p.sport < p.dport)))
         if len(rows) == 0:
             return out
-        reverse = _socket_key(keys["dst"][rows], keys["src"][rows], p.proto[rows],
-                              p.dport[rows], p.sport[rows])
+        with np.errstate(over="ignore"):
+            reverse_pair = _mix(keys["dst"][rows], keys["src"][rows])
+        reverse = _socket_key(reverse_pair, p.proto[rows], p.dport[rows], p.sport[rows])
         known = self.tables["sock"].contains(reverse)
         forward, first = np.unique(keys["sock"], return_index=True)
         at = np.minimum(np.searchsorted(forward, reverse), len(forward) - 1)
@@ -360,7 +361,7 @@ def _keys(p: PacketBatch) -> dict[str, np.ndarray]:
         src = np.where(no_ip_src, _mix(p.src_mac, np.uint64(1)), _mix(p.src_hi, p.src_lo))
         dst = np.where(no_ip_dst, _mix(p.dst_mac, np.uint64(1)), _mix(p.dst_hi, p.dst_lo))
         pair = _mix(src, dst)
-        sock = _socket_key(src, dst, p.proto, p.sport, p.dport)
+        sock = _socket_key(pair, p.proto, p.sport, p.dport)
         proto = p.proto.astype(np.int64).astype(np.uint64)
         dport = (p.dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
         service = _mix(_mix(pair, np.uint64(2)), (proto << np.uint64(32)) | dport)
@@ -382,14 +383,14 @@ def _binding_mac(mac: np.ndarray, ip_lo: np.ndarray, has_ip: np.ndarray) -> np.n
     return np.where(has_ip & unicast & specified, mac, np.uint64(0))
 
 
-def _socket_key(src: np.ndarray, dst: np.ndarray, proto: np.ndarray, sport: np.ndarray,
+def _socket_key(pair: np.ndarray, proto: np.ndarray, sport: np.ndarray,
                 dport: np.ndarray) -> np.ndarray:
-    """Hash key of a directed socket from its host keys, protocol and ports."""
+    """Hash key of a directed socket from its host pair's key, protocol and ports."""
     with np.errstate(over="ignore"):
         proto = proto.astype(np.int64).astype(np.uint64)
         ports = (sport.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(16)
         dports = (dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
-        return _mix(_mix(src, dst), (proto << np.uint64(32)) | ports | dports)
+        return _mix(pair, (proto << np.uint64(32)) | ports | dports)
 
 
 class _ArpWatch:
