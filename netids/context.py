@@ -136,16 +136,14 @@ class _DecayedSums:
         t = np.clip(ts[order], t0, t0 + MAX_EXPONENT / self.lambdas.max())
         starts = np.ones(n, dtype=bool)
         starts[1:] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
-        group = np.cumsum(starts) - 1  # [n], (chunk, slot) group of each sorted packet
         first = np.flatnonzero(starts)
         last = np.append(first[1:] - 1, n - 1)
 
         rel = (t - t0)[:, None] * self.lambdas  # [n, L], 0 .. MAX_EXPONENT
-        terms = np.exp2(rel)[:, :, None] * x[order][:, None, :]  # [n, L, C]
-        csum = np.cumsum(terms, axis=0)
-        before = np.zeros((len(first),) + csum.shape[1:])
+        csum = np.exp2(rel)[:, :, None] * x[order][:, None, :]  # [n, L, C] scaled terms
+        np.cumsum(csum, axis=0, out=csum)  # in place: these arrays are the update's bulk
+        before = np.zeros((len(first),) + csum.shape[1:])  # [G, L, C] sum before each group
         before[1:] = csum[first[1:] - 1]
-        local = csum - before[group]  # scaled sums of each group's own packets
         shrink = np.exp2(-rel)[:, :, None]
 
         gslots, gchunk = s[first], c[first]
@@ -157,10 +155,14 @@ class _DecayedSums:
             sl, ends = gslots[lo:hi], last[lo:hi]
             age = np.maximum(t0[first[lo]] - self.last_t[sl], 0.0)[:, None] * self.lambdas
             carried[lo:hi] = self.sums[sl] * np.exp2(-age)[:, :, None]
-            self.sums[sl] = (local[ends] + carried[lo:hi]) * shrink[ends]
+            self.sums[sl] = (csum[ends] - before[lo:hi] + carried[lo:hi]) * shrink[ends]
             self.last_t[sl] = t[ends]
-        out = np.empty_like(local)
-        out[order] = (local + carried[group]) * shrink
+        # each packet's group sum so far, plus the carried state, scaled back to its time
+        before -= carried
+        csum -= np.repeat(before, last - first + 1, axis=0)
+        csum *= shrink
+        out = np.empty_like(csum)
+        out[order] = csum
         return out
 
 
