@@ -1,6 +1,6 @@
 """What only a browser shows (NiceGUI ``screen`` fixture, Debian's headless Chromium): live
 updates and their rate, AG Grid sorting and colours, the threshold recolouring events, dark
-mode, history filtering and export. Also writes the screenshots in docs/."""
+mode, history filtering and export. Also takes the screenshots (see ui_support.SHOTS)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlmodel import Session
 from netids.storage import EventFilter, count_events, query_events
 from netids.tables import Event, address_key
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
-    DOCS,
+    SHOTS,
     SAMPLE,
     AppPaths,
     app_paths,
@@ -102,8 +102,8 @@ def move_threshold(screen: Screen, target: float) -> None:
 
 def shot(screen: Screen, name: str) -> None:
     time.sleep(1.2)  # one chart refresh after the last change; charts have no animation
-    DOCS.mkdir(exist_ok=True)
-    screen.selenium.save_screenshot(str(DOCS / name))
+    SHOTS.mkdir(exist_ok=True)
+    screen.selenium.save_screenshot(str(SHOTS / name))
 
 
 def test_dashboard_updates_live_while_a_pcap_plays_at_most_10_updates_a_second(

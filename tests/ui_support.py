@@ -27,7 +27,9 @@ if "CHROME_BINARY_LOCATION" not in os.environ and shutil.which("chromium"):
     os.environ["CHROME_BINARY_LOCATION"] = str(shutil.which("chromium"))
 
 SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
-DOCS = PROJECT_ROOT / "docs"
+# the browser tests' pictures: screenshots/ (not in git) on every run; docs/, which the README
+# shows, only when asked (NETIDS_UPDATE_DOCS=1), so a test run leaves the tree clean
+SHOTS = PROJECT_ROOT / ("docs" if os.environ.get("NETIDS_UPDATE_DOCS") == "1" else "screenshots")
 
 
 @dataclass
