@@ -18,6 +18,7 @@ from netids.pcapfile import read_batches
 from netids.storage import make_engine
 from netids.tables import Event
 from netids.ui import frame
+from netids.ui.dashboard import SLIDER_TOP, slider_position, slider_threshold
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     AppPaths,
@@ -204,26 +205,30 @@ async def test_the_threshold_slider_applies_live_and_recolours_events(user: User
     await user.open("/")
     c = controller_of_app()
     slider = user.find(marker="threshold").elements.pop()
-    assert (slider.props["min"], slider.props["max"], slider.props["step"]) == (0, 1, 0.01)
-    slider.set_value(0.5)  # detect at 0.5: events with a wide range of scores
-    assert c.threshold == 0.5
-    await user.should_see("0.500", retries=10)
+    assert slider.value == slider_position(c.threshold) == 3.0  # the default, 0.999
+    await user.should_see("≈ 0.1% of normal traffic flagged")
+    slider.set_value(0.3)  # about 0.5: events with a wide range of scores
+    low = slider_threshold(0.3)
+    assert c.threshold == low and abs(low - 0.5) < 0.002
+    await user.should_see("0.499", retries=10)
     await analyse_whole_sample(user, open_page=False)
     rows = grid_rows(user)
     assert rows and all(r["status"] == "anomalous" and r["css"] == "nid-anomalous"
-                        for r in rows if r["score"] >= 0.5)
-    below_one = {r["id"] for r in rows if r["score"] < 1.0}
-    assert below_one, "some events score below 1: raising the threshold to 1 must recolour them"
-    slider.set_value(1.0)
-    assert c.threshold == 1.0
-    await user.should_see("1.000", retries=10)
+                        for r in rows if r["score"] >= low)
+    top = slider_threshold(SLIDER_TOP)
+    below_top = {r["id"] for r in rows if r["score"] < top}
+    assert below_top, "some events score below the top: moving there must recolour them"
+    slider.set_value(SLIDER_TOP)
+    assert c.threshold == top == 0.99999
+    await user.should_see("0.99999", retries=10)
+    await user.should_see("≈ 0.001% of normal traffic flagged")
     await until(lambda: all(r["status"] != "anomalous" and r["css"] != "nid-anomalous"
-                            for r in grid_rows(user) if r["id"] in below_one), 5,
+                            for r in grid_rows(user) if r["id"] in below_top), 5,
                 "rows below the new threshold to stop showing as anomalous")
     assert {r["id"] for r in grid_rows(user)} == {r["id"] for r in rows}
-    slider.set_value(0.5)
+    slider.set_value(0.3)
     await until(lambda: all(r["status"] == "anomalous" for r in grid_rows(user)
-                            if r["score"] >= 0.5), 5, "rows above 0.5 anomalous again")
+                            if r["score"] >= low), 5, "rows above 0.5 anomalous again")
 
 
 async def test_an_event_opens_with_explanation_samples_and_exports(user: User) -> None:
@@ -266,7 +271,7 @@ async def test_a_viewer_cannot_change_anything(user: User) -> None:
         assert not user.find(marker=marker).elements.pop().enabled, marker
     c = controller_of_app()
     before = c.threshold
-    user.find(marker="threshold").elements.pop().set_value(0.1)
+    user.find(marker="threshold").elements.pop().set_value(1.0)
     await user.should_see("Only an admin can do that")
     assert c.threshold == before and not c.live.running
 

@@ -35,6 +35,8 @@ CHART_SECONDS = 1.0  # charts and the event table: 1 update a second
 MAX_ROWS = 500  # events kept in the browser's table
 PCAP_SUFFIXES = (".pcap", ".pcapng", ".cap")
 UPLOAD_LIMIT = 512 * 1024 * 1024
+SLIDER_TOP = 5.0  # the slider's right end: threshold 1 - 10**-5, one normal packet in 100,000
+SLIDER_STEP = 0.05  # about 12% more or fewer false alarms a step
 
 
 def page(controller: Controller) -> None:
@@ -90,13 +92,15 @@ class Dashboard:
                                               .props("color=negative outline").mark("stop"))
             with ui.row().classes("w-full items-center gap-3"):
                 ui.label("Threshold").classes("text-sm")
-                self.threshold = ui.slider(min=0, max=1, step=0.01,
-                                           value=round(self.c.threshold, 2),
+                self.threshold = ui.slider(min=0, max=SLIDER_TOP, step=SLIDER_STEP,
+                                           value=slider_position(self.c.threshold),
                                            on_change=self.set_threshold) \
                     .classes("flex-1").mark("threshold")
                 admin_only(self.threshold)
-                self.threshold_label = ui.label(f"{self.c.threshold:.3f}") \
-                    .classes("nid-count nid-threshold text-base w-16").mark("threshold-value")
+                self.threshold_label = ui.label(format_threshold(self.c.threshold)) \
+                    .classes("nid-count nid-threshold text-base w-20").mark("threshold-value")
+                self.false_alarm_label = ui.label(false_alarm_text(self.c.threshold)) \
+                    .classes("text-xs opacity-70 w-36").mark("threshold-meaning")
             self.status = ui.label("").classes("text-sm opacity-80").mark("status")
 
     def _file_card(self) -> None:
@@ -234,14 +238,19 @@ class Dashboard:
         self.refresh_counters()
 
     def set_threshold(self, e: events.ValueChangeEventArguments) -> None:
-        value = float(e.value)
-        if abs(value - self.c.threshold) < 1e-9:
-            return
+        value = slider_threshold(float(e.value))
+        if abs(value - self.c.threshold) < 1e-9 or \
+                slider_position(self.c.threshold) == float(e.value):
+            return  # the slider following the threshold, not a person moving it
         if not require_admin():
-            self.threshold.set_value(round(self.c.threshold, 2))
+            self.threshold.set_value(slider_position(self.c.threshold))
             return
         self.c.set_threshold(value)
-        self.threshold_label.set_text(f"{value:.3f}")
+        self._show_threshold(value)
+
+    def _show_threshold(self, value: float) -> None:
+        self.threshold_label.set_text(format_threshold(value))
+        self.false_alarm_label.set_text(false_alarm_text(value))
 
     async def _open_event(self, e: events.GenericEventArguments) -> None:
         data = (e.args or {}).get("data") or {}
@@ -272,9 +281,9 @@ class Dashboard:
         labels["anomalies"].set_text(f"{live.anomalies:,}")
         labels["events"].set_text(f"{len({u.id for u in live.events}):,}")
         self.status.set_text(_status_text(live, self.c))
-        if abs(self.threshold.value - live.threshold) > 0.005:
-            self.threshold.set_value(round(live.threshold, 2))
-        self.threshold_label.set_text(f"{live.threshold:.3f}")
+        if self.threshold.value != slider_position(live.threshold):
+            self.threshold.set_value(slider_position(live.threshold))
+        self._show_threshold(live.threshold)
         self.start_button.set_enabled(not live.running and self._admin())
         self.stop_button.set_enabled(live.running and self._admin())
         message = (id(live), live.message)
@@ -317,10 +326,11 @@ class Dashboard:
         theme.apply_chart_theme(score, dark)
         score["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.max_score,
                                                            strict=True)]
-        score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 3),
+        score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 6),
                                                    "name": "threshold"}]
         score["yAxis"]["min"] = score_axis_floor(live.timeline.max_score, live.threshold)
-        score["series"][0]["markLine"]["label"]["formatter"] = f"threshold {live.threshold:.3f}"
+        score["series"][0]["markLine"]["label"]["formatter"] = \
+            f"threshold {format_threshold(live.threshold)}"
         self.score_chart.update()
         self.grid.show(event_rows(live.events, live.threshold))
 
@@ -362,6 +372,52 @@ def event_row(u: EventUpdate, threshold: float) -> dict:
         "status": theme.display_severity(u.score_max, threshold),
         "css": theme.row_class(u.score_max, threshold),
     }
+
+
+def slider_position(threshold: float) -> float:
+    """Where the slider sits for a threshold: ``-log10(1 - threshold)``, the number of nines,
+    on the slider's grid. Calibrated thresholds that matter (1% down to 0.001% of normal
+    traffic above) all sit above 0.99: on a linear 0..1 slider they would share its last pixel.
+
+    >>> slider_position(0.0), slider_position(0.9), slider_position(0.999), slider_position(1.0)
+    (0.0, 1.0, 3.0, 5.0)
+    """
+    nines = -math.log10(max(1.0 - threshold, 10.0 ** -SLIDER_TOP))
+    return round(round(min(max(nines, 0.0), SLIDER_TOP) / SLIDER_STEP) * SLIDER_STEP, 2)
+
+
+def slider_threshold(position: float) -> float:
+    """The threshold at a slider position (inverse of :func:`slider_position`).
+
+    >>> slider_threshold(0.0), slider_threshold(2.0), slider_threshold(3.5)
+    (0.0, 0.99, 0.999684)
+    """
+    return round(1.0 - 10.0 ** -min(max(position, 0.0), SLIDER_TOP), 6)
+
+
+def format_threshold(threshold: float) -> str:
+    """Threshold text with the digits that tell thresholds near 1 apart.
+
+    >>> [format_threshold(t) for t in (0.5, 0.498813, 0.999, 0.9995, 0.999684, 0.99999)]
+    ['0.500', '0.499', '0.999', '0.9995', '0.99968', '0.99999']
+    """
+    nines = -math.log10(max(1.0 - threshold, 1e-9))
+    text = f"{threshold:.{min(max(3, math.floor(nines + 1e-9) + 2), 6)}f}"
+    while len(text) > 5 and text.endswith("0"):
+        text = text[:-1]
+    return text
+
+
+def false_alarm_text(threshold: float) -> str:
+    """What a calibrated threshold means, in false alarms.
+
+    >>> false_alarm_text(0.999), false_alarm_text(0.0)
+    ('≈ 0.1% of normal traffic flagged', 'all traffic flagged')
+    """
+    share = 1.0 - threshold
+    if share >= 1.0:
+        return "all traffic flagged"
+    return f"≈ {share * 100:.2g}% of normal traffic flagged"
 
 
 def score_axis_floor(scores: Iterable[float], threshold: float) -> float:
