@@ -113,10 +113,17 @@ class InputSurprise:
     _lut: np.ndarray | None = field(default=None, repr=False)  # built on first use
 
     @classmethod
-    def fit(cls, errors: np.ndarray, tail_prob: float = 0.99, n_knots: int = 257) -> InputSurprise:
+    def fit(cls, errors: np.ndarray, tail_prob: float = 0.99, n_knots: int = 257,
+            min_tail_scale: np.ndarray | float = 0.0) -> InputSurprise:
+        """``min_tail_scale`` per input: the least log error per nat of surprise past the tail.
+        A categorical input's log error is its cross-entropy in nats, and no value can be more
+        surprising than it is improbable: 1.0 for those. Without the floor, an input whose top
+        percent of training errors is rounding noise (the decoder status is clean on 99.96% of
+        packets) extrapolates that noise, and a rare but normal value scores 100 nats."""
         cals = [Calibrator.fit(errors[:, j], tail_prob, n_knots) for j in range(errors.shape[1])]
+        scale = np.maximum([c.tail_scale for c in cals], min_tail_scale)
         return cls(knots=np.stack([c.knots for c in cals]), probs=cals[0].probs,
-                   tail_prob=tail_prob, tail_scale=np.array([c.tail_scale for c in cals]))
+                   tail_prob=tail_prob, tail_scale=scale)
 
     def transform(self, errors: np.ndarray) -> np.ndarray:
         """float32 [n, k] surprise of each input's error.

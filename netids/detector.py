@@ -139,7 +139,7 @@ class Detector:
         values = raw_numeric(sub, features[index])
         codes = categorical_codes(sub)
         cat_values = np.stack([sub.proto, sub.tcp_flags, sub.sport, sub.dport, sub.icmp_type,
-                               sub.arp_op, sub.status], axis=1).astype(np.int64)
+                               sub.icmp_code, sub.arp_op, sub.status], axis=1).astype(np.int64)
         n_num = values.shape[1]
         errors = scores.errors[index]
         # per row, the inputs by falling surprise; rows as lists: a Python loop reads them

@@ -9,6 +9,10 @@ deviate. Pure functions over names and numbers.
 '480 SYN/s from this source, normal is 2'
 >>> kind_of(["src_new_port_rate_1s", "length", "tcp_flags"], [30.0, 2.0, 1.0])
 'port scan'
+>>> describe_code("status", 24, 0x1C0), describe_code("icmp_code", 2, 77)
+('decoder flagged the headers: fragment, IP options', 'ICMP code 77 is not defined for its type')
+>>> kind_of(["icmp_code", "length"], [20.0, 3.0])
+'malformed packet'
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import functools
 import math
 import re
 
-from netids.packets import format_tcp_flags
+from netids.packets import STATUS_NAMES, format_tcp_flags
 from netids.scaling import KNOWN_PORTS, PROTOCOL_NAMES
 
 # (pattern on an input name, kind), in priority order: the first rule matching any of the
 # packet's three most surprising inputs names the kind
 KIND_RULES = (
     (r"^arp_conflict$|^ip_mac_moved$", "ARP spoofing"),
-    (r"^status$", "malformed packet"),
+    (r"^status$|^icmp_code$", "malformed packet"),
     (r"new_port", "port scan"),
     (r"new_dst", "host sweep"),
     (r"^arp_mac_ips$", "ARP spoofing"),
@@ -115,10 +119,17 @@ def describe_code(name: str, code: int, packet_value: int) -> str:
         return f"{side} port {packet_value}{known} is rare here"
     if name == "icmp_type":
         return f"ICMP type {packet_value} is rare here"
+    if name == "icmp_code":
+        if code == 2:
+            return f"ICMP code {packet_value} is not defined for its type"
+        return "a defined ICMP code is rare here" if code == 1 else "no ICMP code is rare here"
     if name == "arp_op":
         return f"ARP opcode {packet_value} is rare here"
     if name == "status":
-        return "decoder flagged the headers (truncated, malformed, fragment or options)"
+        flags = [text for bit, text in STATUS_NAMES.items() if packet_value & bit]
+        if not flags:
+            return "headers the decoder found clean are rare here"
+        return f"decoder flagged the headers: {', '.join(flags)}"
     return f"{_words(name)} {packet_value} is rare here"
 
 

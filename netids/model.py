@@ -15,11 +15,20 @@ before ``load_state_dict``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+# Categorical errors are read against a mixture of the network's distribution with the value's
+# share of training traffic, weighted PRIOR_WEIGHT: a value seen in training then costs at most
+# -log(PRIOR_WEIGHT * share) nats, however sure the network was of another one. A rare but
+# normal value the bottleneck never learned to reproduce (an IPv6 router-alert option on an MLD
+# report) is no more surprising than its rarity; a value never seen in training keeps the
+# network's full surprise (a malformed ICMP type).
+PRIOR_WEIGHT = math.exp(-5.0)
 
 
 @dataclass
@@ -62,6 +71,8 @@ class PacketAutoencoder(nn.Module):
         offsets = torch.cumsum(vocab, 0) - vocab  # [n_fields]
         self.register_buffer("offsets", offsets, persistent=False)
         self.embedding = nn.Embedding(int(vocab.sum()), d)
+        # log share of each code in training traffic (-inf: never seen), set by set_code_prior
+        self.register_buffer("code_log_prior", torch.zeros(int(vocab.sum())))
         self.position = nn.Parameter(torch.zeros(config.window, d))
         layer = nn.TransformerEncoderLayer(
             d, config.n_head, config.d_ff, config.dropout, activation="gelu", batch_first=True,
@@ -113,13 +124,27 @@ class PacketAutoencoder(nn.Module):
                pad: torch.Tensor | None = None,
                target: torch.Tensor | None = None) -> torch.Tensor:
         """Per-input reconstruction error as the detector reads it: :meth:`losses`, with each
-        categorical cross-entropy turned back into the inverse of the probability the network
-        gave the actual value (``exp``, capped at ``exp(80)``). The detector reads errors on a
-        log scale, so a categorical input's surprise then grows linearly in nats past its tail,
-        and a value the network never saw counts for the improbability it is."""
+        categorical cross-entropy turned back into the inverse of the probability the value
+        has (``exp``, capped at ``exp(80)``) under the network mixed with the training prior
+        (see PRIOR_WEIGHT). The detector reads errors on a log scale, so a categorical input's
+        surprise then grows linearly in nats past its tail, and a value never seen counts for
+        the improbability it is."""
         loss = self.losses(numeric, codes, pad, target)
         n = self.config.n_numeric
-        return torch.cat([loss[..., :n], torch.exp(loss[..., n:].clamp(max=80.0))], dim=2)
+        prior = self.code_log_prior[codes + self.offsets]  # [B, T, n_fields]
+        mixed = -torch.logaddexp(math.log1p(-PRIOR_WEIGHT) - loss[..., n:],
+                                 math.log(PRIOR_WEIGHT) + prior)
+        return torch.cat([loss[..., :n], torch.exp(mixed.clamp(max=80.0))], dim=2)
+
+    def set_code_prior(self, codes: np.ndarray) -> None:
+        """Learn each categorical value's share of training traffic from ``codes`` [n, n_fields]
+        (the training packets' codes)."""
+        shares = []
+        for f, (_, size) in enumerate(self.fields):
+            counts = np.bincount(codes[:, f], minlength=size)[:size].astype(np.float64)
+            with np.errstate(divide="ignore"):
+                shares.append(np.log(counts / max(counts.sum(), 1.0)))
+        self.code_log_prior.copy_(torch.from_numpy(np.concatenate(shares)))
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

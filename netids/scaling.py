@@ -50,6 +50,20 @@ ICMP_TYPES = (0, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 1, 2, 128, 1
 _ICMP_LOOKUP = np.ones(256, dtype=np.int64)
 for _i, _t in enumerate(ICMP_TYPES):
     _ICMP_LOOKUP[_t] = _i + 2
+# The codes each ICMP (RFC 792, 950, 1256) and ICMPv6 (RFC 4443, 4861, 3810, 7112) type defines:
+# a code its type does not define, or any code of an unknown type, is how crafted and fuzzed
+# ICMP shows (whatever the type, which the icmp_type field reads on its own)
+ICMP_CODES = {
+    1: {0: 1, 3: 16, 4: 1, 5: 4, 8: 1, 9: 1, 10: 1, 11: 2, 12: 3, 13: 1, 14: 1, 15: 1, 16: 1,
+        17: 1, 18: 1},
+    58: {1: 8, 2: 1, 3: 2, 4: 11, 128: 1, 129: 1, 130: 1, 131: 1, 132: 1, 133: 1, 134: 1,
+         135: 1, 136: 1, 137: 1, 143: 1},
+}
+_ICMP_CODE_OK = np.zeros((2, 256, 256), dtype=bool)  # [ICMPv6?, type, code]
+for _proto, _codes in ICMP_CODES.items():
+    for _t, _count in _codes.items():
+        _ICMP_CODE_OK[int(_proto == 58), _t, :_count] = True
+_ICMP_CODE_OK[0, 9, 16] = True  # router advertisement: "does not route common traffic"
 
 # categorical field name -> vocabulary size (the model's embedding tables and output heads)
 CATEGORICAL = {
@@ -58,8 +72,11 @@ CATEGORICAL = {
     "sport_class": PORT_CLASSES,
     "dport_class": PORT_CLASSES,
     "icmp_type": len(ICMP_TYPES) + 2,  # see ICMP_TYPES
+    "icmp_code": 3,  # 0 not ICMP, 1 a code the type defines, 2 any other (see ICMP_CODES)
     "arp_op": 4,  # 0 none, 1 request, 2 reply, 3 other
-    "status": 64,  # decoder status bits 3..8 (truncated, malformed, fragment, options, ...)
+    "status": 32,  # decoder status bits 3..7: truncated, malformed, unsupported link,
+    # fragment, IP options. Not bit 8 (snapped): how much of a packet the capture kept is a
+    # capture setting, not traffic behaviour, and must not make a snaplen look like an attack
 }
 PROTOCOL_NAMES = ("other link layer", "ARP", "TCP", "UDP", "ICMP", "ICMPv6", "other IP protocol",
                   "IP fragment")
@@ -69,6 +86,20 @@ def port_class(port: np.ndarray) -> np.ndarray:
     """Class code of each port: 0 none, 1.. a known service, then system/registered/ephemeral."""
     out = _PORT_LOOKUP[np.clip(port, 0, 65535)]
     return np.where(port < 0, 0, out)
+
+
+def icmp_code_class(packets: PacketBatch) -> np.ndarray:
+    """0 not ICMP, 1 an ICMP code its type defines, 2 a code it does not (see ICMP_CODES).
+
+    >>> from types import SimpleNamespace as P
+    >>> icmp_code_class(P(proto=np.array([1, 1, 58, 6]), icmp_type=np.array([3, 8, 143, -1]),
+    ...                   icmp_code=np.array([13, 7, 0, -1]))).tolist()
+    [1, 2, 1, 0]
+    """
+    icmp = (packets.icmp_type >= 0) & (packets.icmp_code >= 0)
+    ok = _ICMP_CODE_OK[(packets.proto == 58).astype(np.int64),
+                       np.clip(packets.icmp_type, 0, 255), np.clip(packets.icmp_code, 0, 255)]
+    return np.where(icmp, np.where(ok, 1, 2), 0).astype(np.int64)
 
 
 def protocol_class(packets: PacketBatch) -> np.ndarray:
@@ -94,8 +125,9 @@ def categorical_codes(packets: PacketBatch) -> np.ndarray:
         port_class(packets.sport),
         port_class(packets.dport),
         _code(packets.icmp_type, _ICMP_LOOKUP),
+        icmp_code_class(packets),
         np.where(arp < 0, 0, np.where((arp == 1) | (arp == 2), arp, 3)),
-        (packets.status.astype(np.int64) >> 3) & 63,
+        (packets.status.astype(np.int64) >> 3) & 31,
     ]
     out = np.stack(cols, axis=1)
     assert out.shape == (len(packets), len(CATEGORICAL))

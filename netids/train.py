@@ -140,6 +140,9 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
                         window=T, d_model=config.d_model, n_head=config.n_head,
                         n_layer=config.n_layer, latent=config.latent)
     model = PacketAutoencoder(mconf)
+    in_train = torch.from_numpy(split == 0)
+    train_codes = cod[in_train][~pad[in_train]].numpy()  # [n_train, n_fields]
+    model.set_code_prior(train_codes)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=1)
     best, best_state, best_epoch, bad, history = np.inf, None, 0, 0, []
@@ -178,7 +181,8 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
 
     # how rare each input's error is (training windows), then calibration on held-back windows
     train_err = _errors(model, num, cod, pad, target, idx_train[:config.max_train_windows])
-    surprise = InputSurprise.fit(train_err)
+    categorical = np.arange(train_err.shape[1]) >= k  # inputs past the k numeric ones
+    surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
     combiner = SurpriseCombiner.fit(surprise.transform(train_err))
     cal_err = _errors(model, num, cod, pad, target, idx_cal)
     calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err)))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from netids.detector import Detector, ThresholdPolicy
-from netids.model import ModelConfig, PacketAutoencoder
+from netids.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
 from netids.train import TrainConfig, feature_names, read_capture, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -36,14 +36,36 @@ def test_reconstruction_has_one_error_per_input_and_packet():
     assert bool((errors >= 0).all())
 
 
-def test_categorical_errors_are_inverse_probabilities_of_the_training_cross_entropy():
+def test_categorical_errors_are_inverse_probabilities_under_the_network_mixed_with_the_prior():
     config = ModelConfig(n_numeric=10, vocab_sizes=(8, 513, 4), window=16)
     model = PacketAutoencoder(config).eval()
+    seen = np.array([[0, 0, 0]] * 99 + [[1, 2, 3]])  # the training codes: 99% zeros
+    model.set_code_prior(seen)
     numeric, codes = torch.randn(2, 16, 10), torch.randint(0, 4, (2, 16, 3))
     losses, errors = model.losses(numeric, codes), model.errors(numeric, codes)
     torch.testing.assert_close(errors[..., :10], losses[..., :10])
-    torch.testing.assert_close(errors[..., 10:], torch.exp(losses[..., 10:]))
+    share = np.zeros((3, 513))
+    for f in range(3):
+        values, counts = np.unique(seen[:, f], return_counts=True)
+        share[f, values] = counts / counts.sum()
+    prior = torch.from_numpy(share[np.arange(3), codes.numpy()]).float()  # [2, 16, 3]
+    expected = 1 / ((1 - PRIOR_WEIGHT) * torch.exp(-losses[..., 10:]) + PRIOR_WEIGHT * prior)
+    torch.testing.assert_close(errors[..., 10:], expected)
     assert bool((errors[..., 10:] >= 1).all())  # p <= 1
+
+
+def test_a_value_seen_in_training_costs_at_most_its_rarity_an_unseen_one_its_full_surprise():
+    config = ModelConfig(n_numeric=2, vocab_sizes=(4,), window=4, latent=2)
+    model = PacketAutoencoder(config).eval()
+    model.set_code_prior(np.array([[0]] * 99 + [[1]]))  # code 1: 1% of training, code 2: never
+    with torch.no_grad():
+        model.out.bias[2] = 60.0  # the network is all but certain every packet has code 0
+    numeric = torch.zeros(1, 4, 2)
+    codes = torch.tensor([[[0], [1], [2], [0]]])
+    nats = torch.log(model.errors(numeric, codes)[0, :, 2])
+    assert nats[0] < 0.01  # the expected value
+    assert abs(nats[1] - (5.0 + np.log(100))) < 0.1  # seen: -log(PRIOR_WEIGHT * 1%)
+    assert nats[2] > 50  # never seen: the network's own cross-entropy
 
 
 def test_config_rejects_a_bottleneck_as_wide_as_the_input():

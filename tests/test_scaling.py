@@ -1,0 +1,43 @@
+"""Model inputs from real captures: the categorical codes carry traffic, not capture settings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netids.decode import decode
+from netids.packets import FLAG_SNAPPED
+from netids.pcapfile import read_batches
+from netids.scaling import CATEGORICAL, categorical_codes, icmp_code_class
+from tests.data_paths import shared_data
+
+
+def packets_of(name: str):
+    return decode(next(iter(read_batches(shared_data() / name, 1 << 16))))
+
+
+def test_icmp_codes_of_real_pings_traceroutes_and_neighbour_discovery_are_defined() -> None:
+    for name in ("benign/sanders__icmp_echo.pcapng", "benign/sanders__icmp_traceroute.pcapng",
+                 "benign/sanders__icmpv6_neighbor_solicitation.pcapng"):
+        p = packets_of(name)
+        icmp = p.icmp_type >= 0
+        assert icmp.any(), name
+        assert (icmp_code_class(p)[icmp] == 1).all(), name
+
+
+def test_the_fuzzed_icmp_of_the_suricata_anomaly_capture_has_codes_its_types_lack() -> None:
+    p = packets_of("attack/suricata__anomaly.pcap")
+    icmp = p.icmp_type >= 0
+    classes = icmp_code_class(p)[icmp]
+    assert (classes == 2).mean() > 0.8, np.unique(classes, return_counts=True)
+    assert (icmp_code_class(p)[~icmp] == 0).all()
+
+
+def test_how_much_a_capture_kept_of_each_packet_does_not_change_its_codes() -> None:
+    p = packets_of("benign/iotlab__schlage-lock-01.pcap")
+    codes = categorical_codes(p)
+    whole = p.take(np.flatnonzero(p.status & FLAG_SNAPPED == 0))
+    snapped = p.take(np.flatnonzero(p.status & FLAG_SNAPPED))
+    assert len(snapped) and len(whole)
+    status = list(CATEGORICAL).index("status")
+    assert set(categorical_codes(snapped)[:, status]) <= set(categorical_codes(whole)[:, status])
+    assert codes.max(axis=0).tolist() < list(CATEGORICAL.values())
