@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from netids.detector import Detector, ThresholdPolicy
+from netids.detector import Detector, Scores, ThresholdPolicy
 from netids.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
 from netids.train import TrainConfig, feature_names, read_capture, train
 
@@ -123,6 +123,19 @@ def test_explanations_speak_plain_words(trained):
     assert all(k and len(k) < 30 for k in kinds)
     assert all("normal is" in t or "rare here" in t or "maps" in t or "decoder" in t
                for t in texts), texts
+
+
+def test_a_rate_is_told_at_its_busiest_window_whichever_window_deviates_most(trained):
+    detector, packets, feats = trained
+    one, row = packets.take(slice(0, 1)), feats[:1].copy()
+    names = list(detector.feature_names)
+    for window, rate in (("1s", 3000.0), ("10s", 900.0), ("100s", 90.0)):
+        row[0, names.index(f"src_rate_{window}")] = rate
+    errors = np.zeros((1, len(detector.input_names)), np.float32)
+    errors[0, detector.input_names.index("src_rate_100s")] = 50.0  # the most surprising
+    scores = Scores(np.ones(1, np.float32), np.ones(1, np.float32), errors)
+    _, texts = detector.explain(one, row, scores, np.array([0]))
+    assert texts[0].startswith("3000 packets/s from this source"), texts
 
 
 def test_threshold_policy_decides_separately():
