@@ -50,7 +50,7 @@ ICMP_TYPES = (0, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 1, 2, 128, 1
 _ICMP_LOOKUP = np.ones(256, dtype=np.int64)
 for _i, _t in enumerate(ICMP_TYPES):
     _ICMP_LOOKUP[_t] = _i + 2
-# The codes each ICMP (RFC 792, 950, 1256) and ICMPv6 (RFC 4443, 4861, 3810, 7112) type defines:
+# The codes each ICMP (RFC 792, 950, 1256) and ICMPv6 (RFC 4443, 4861, 3810, 8883) type defines:
 # a code its type does not define, or any code of an unknown type, is how crafted and fuzzed
 # ICMP shows (whatever the type, which the icmp_type field reads on its own)
 ICMP_CODES = {
