@@ -224,13 +224,14 @@ class ContextFeatures:
         slots, new = {}, {}
         for name, table in self.tables.items():
             slots[name], new[name] = table.lookup(keys[name], ts)
-        self.src.reset(slots["src"][new["src"]], ts[new["src"]])
-        self.src_prev[slots["src"][new["src"]]] = np.nan
-        self.src_mac.reset(slots["src"][new["src"]])
-        self.dst_mac.reset(slots["dst"][new["dst"]])
+        fresh = {name: slots[name][new[name]] for name in slots}  # slots new keys now hold
+        self.src.reset(fresh["src"], ts[new["src"]])
+        self.src_prev[fresh["src"]] = np.nan
+        self.src_mac.reset(fresh["src"])
+        self.dst_mac.reset(fresh["dst"])
         for name, base in self.trio_base.items():
-            self.trio.reset(slots[name][new[name]] + base, ts[new[name]])
-        self.mac.reset(slots["mac"][new["mac"]], ts[new["mac"]])
+            self.trio.reset(fresh[name] + base, ts[new[name]])
+        self.mac.reset(fresh["mac"], ts[new["mac"]])
 
         size = packets.length.astype(np.float64)
         syn = ((packets.tcp_flags >= 0) & (packets.tcp_flags & (SYN | ACK) == SYN)).astype(float)
