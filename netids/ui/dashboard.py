@@ -238,10 +238,9 @@ class Dashboard:
         self.refresh_counters()
 
     def set_threshold(self, e: events.ValueChangeEventArguments) -> None:
-        value = slider_threshold(float(e.value))
-        if abs(value - self.c.threshold) < 1e-9 or \
-                slider_position(self.c.threshold) == float(e.value):
+        if float(e.value) == slider_position(self.c.threshold):
             return  # the slider following the threshold, not a person moving it
+        value = slider_threshold(float(e.value))
         if not require_admin():
             self.threshold.set_value(slider_position(self.c.threshold))
             return
