@@ -108,8 +108,8 @@ class PacketAutoencoder(nn.Module):
         """Per-input training loss [B, T, n_numeric + n_fields]: squared error of each numeric
         input, then cross-entropy of each categorical field. ``target`` [B, T, n_numeric] is
         what the numeric part should reconstruct (default: ``numeric``); the detector feeds
-        inputs clamped to the training range and targets unclamped, so a value beyond anything
-        seen in training costs its full distance."""
+        inputs clamped to the training range and targets clipped only at the scaler's
+        +-clip, so a value beyond anything seen in training costs its distance up to there."""
         rec = self(numeric, codes, pad)
         target = numeric if target is None else target
         assert target.shape == numeric.shape
