@@ -53,11 +53,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for path in args.normal:
         if not Path(path).is_file():
             raise CommandError(f"normal capture not found: {path}")
+    part = parse_part(args.normal_part)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        labels.parent.mkdir(parents=True, exist_ok=True)
         report = mix([Path(p) for p in args.normal], attacks, out, labels, seed=args.seed,
-                     max_gap=args.max_gap, normal_part=parse_part(args.normal_part))
+                     max_gap=args.max_gap, normal_part=part)
     except CaptureFileError as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write the mix: {exc.strerror}: {exc.filename}") from None
     kinds = ", ".join(f"{k}={v}" for k, v in sorted(report.by_kind.items()))
     _say(f"wrote {out} ({report.packets} packets, {report.attack_packets} attack, "
           f"{report.duration:.0f} s) and {labels}")

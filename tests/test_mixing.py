@@ -78,12 +78,17 @@ def test_attack_without_labels_file_takes_the_given_kind(tmp_path):
 def test_mix_command(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     mix_command.add_parser(parser.add_subparsers(dest="command"), "mix")
-    out = tmp_path / "eval.pcap"
+    out = tmp_path / "new" / "dir" / "eval.pcap"  # the README's build/eval/ need not exist yet
     args = parser.parse_args(["mix", "--normal", *map(str, NORMAL), "--attack", str(TEARDROP),
                               "--out", str(out), "--normal-part", "0.5:1"])
     assert mix_command.run(args, Settings()) == 0
-    assert (tmp_path / "eval.labels.csv").is_file()
+    assert out.is_file() and (out.parent / "eval.labels.csv").is_file()
     assert "malformed_teardrop=2" in capsys.readouterr().out
     bad = parser.parse_args(["mix", "--normal", "/nonexistent.pcap", "--out", str(out)])
     with pytest.raises(CommandError, match="not found"):
         mix_command.run(bad, Settings())
+    (tmp_path / "file").write_text("")
+    blocked = parser.parse_args(["mix", "--normal", str(NORMAL[0]),
+                                 "--out", str(tmp_path / "file" / "eval.pcap")])
+    with pytest.raises(CommandError, match="cannot write"):
+        mix_command.run(blocked, Settings())
