@@ -20,11 +20,13 @@ from threadpoolctl import ThreadpoolController
 from netids import explain as words
 from netids.checkpoint import Checkpoint, CheckpointError, load
 from netids.model import to_windows
-from netids.packets import PacketBatch, format_ip, format_mac
-from netids.scaling import categorical_codes, raw_numeric
+from netids.packets import FLAG_MALFORMED, FLAG_TRUNCATED, PacketBatch, format_ip, format_mac
+from netids.scaling import PACKET_NUMERIC, categorical_codes, raw_numeric
 
 __all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy"]
 
+# the status input's code holds decoder bits 3.. (see scaling.CATEGORICAL): truncated, malformed
+STATUS_DAMAGED = (FLAG_TRUNCATED | FLAG_MALFORMED) >> 3
 WINDOWS_PER_CALL = 256  # 256 windows of 16 = 4096 packets (a pipeline batch) per model call:
 # fewer, larger matrix products cost about 10% less per packet, with the same results
 
@@ -148,18 +150,24 @@ class Detector:
                                sub.icmp_code, sub.arp_op, sub.status], axis=1).astype(np.int64)
         n_num = values.shape[1]
         errors = scores.errors[index]
+        shares = self._shares(codes)
         # per row, the inputs by falling surprise; rows as lists: a Python loop reads them
         orders = np.argsort(-errors, axis=1)[:, :8].tolist()
-        may_name = self._may_name_kind(values).tolist()
+        absent = self._absent(values)
+        may_name = (self._may_name_kind(values, codes, shares) & ~absent).tolist()
         rows = zip(orders, errors.tolist(), values.tolist(), codes.tolist(), cat_values.tolist(),
-                   may_name, strict=True)
+                   shares.tolist(), may_name, absent.tolist(), strict=True)
         names, bases = self.input_names, self._base_names
         kinds, texts = [], []
-        for row, (order, err, value, code, cat_value, may) in enumerate(rows):
+        for row, (order, err, value, code, cat_value, share, may, gone) in enumerate(rows):
             top = [j for j in order[:6] if may[j]][:3]
             kinds.append(words.kind_of([names[j] for j in top], [err[j] for j in top]))
             parts, seen = [], set()
-            for j in order:
+            # the inputs that say something first (a rate above normal, a rare value), then
+            # the rest but fields the packet does not have: a common ICMP echo the network
+            # did not expect is no reason in itself, and an ARP packet has no TTL to tell
+            for j in ([j for j in order if may[j]]
+                      + [j for j in order if not may[j] and not gone[j]]):
                 if bases[j] in seen:
                     continue  # the same statistic over another window says nothing new
                 if len(parts) == 2:
@@ -175,17 +183,44 @@ class Detector:
                     parts.append(words.describe(names[j], value[j], self._typical[j]))
                 else:
                     c = j - n_num
-                    parts.append(words.describe_code(name, code[c], cat_value[c]))
+                    parts.append(words.describe_code(name, code[c], cat_value[c], share[c]))
             texts.append("; ".join(parts))
         return kinds, texts
 
-    def _may_name_kind(self, values: np.ndarray) -> np.ndarray:
+    def _may_name_kind(self, values: np.ndarray, codes: np.ndarray,
+                       shares: np.ndarray) -> np.ndarray:
         """bool [rows, n_inputs]: whether each input deviating may name the kind: a rate only
         when it is *above* normal (a quiet connection is no flood), ARP evidence only when
-        present. ``values`` [rows, n_numeric] (categorical inputs count as 0 here)."""
+        present, a categorical value only when it is rare in normal traffic (the network
+        failing to predict a common value is part of the score, not its reason), and the
+        inputs that call a packet malformed only when its headers are: an ICMP code its type
+        does not define, headers cut short or impossible (not mere IP options).
+        ``values`` [rows, n_numeric], ``codes`` and ``shares`` [rows, n_categorical] (see
+        :meth:`_shares`)."""
+        n_num = values.shape[1]
         padded = np.zeros((len(values), len(self.input_names)))
-        padded[:, :values.shape[1]] = values
-        return (padded > self._kind_floor) | np.isneginf(self._kind_floor)
+        padded[:, :n_num] = values
+        may = (padded > self._kind_floor) | np.isneginf(self._kind_floor)
+        may[:, n_num:] = shares < words.RARE_SHARE
+        names = self.checkpoint.categorical_names
+        may[:, n_num + names.index("icmp_code")] &= codes[:, names.index("icmp_code")] == 2
+        damaged = (codes[:, names.index("status")] & STATUS_DAMAGED) != 0
+        may[:, n_num + names.index("status")] &= damaged
+        return may
+
+    def _absent(self, values: np.ndarray) -> np.ndarray:
+        """bool [rows, n_inputs]: a per-packet field the packet does not have (-1: an ARP
+        packet's TTL, a UDP datagram's TCP window)."""
+        absent = np.zeros((len(values), len(self.input_names)), bool)
+        for j, name in enumerate(self.input_names[:values.shape[1]]):
+            if name in PACKET_NUMERIC:
+                absent[:, j] = values[:, j] < 0
+        return absent
+
+    def _shares(self, codes: np.ndarray) -> np.ndarray:
+        """float64 [rows, n_categorical]: each categorical value's share of training traffic."""
+        prior = self.model.code_log_prior.numpy().astype(np.float64)
+        return np.exp(prior[codes + self.model.offsets.numpy()])
 
     def _kind_floors(self) -> np.ndarray:
         """float64 [n_inputs]: the value above which an input may name the kind (-inf: any

@@ -9,8 +9,10 @@ deviate. Pure functions over names and numbers.
 '480 SYN/s from this source, normal is 2'
 >>> kind_of(["src_new_port_rate_1s", "length", "tcp_flags"], [30.0, 2.0, 1.0])
 'port scan'
->>> describe_code("status", 24, 0x1C0), describe_code("icmp_code", 2, 77)
+>>> describe_code("status", 24, 0x1C0, 0.0), describe_code("icmp_code", 2, 77, 0.0)
 ('decoder flagged the headers: fragment, IP options', 'ICMP code 77 is not defined for its type')
+>>> describe_code("icmp_type", 15, 13, share=0.00012), describe_code("arp_op", 1, 1, share=0.2)
+('ICMP type 13 is rare here (0.012% of normal traffic)', 'ARP opcode 1 was not expected here')
 >>> kind_of(["icmp_code", "length"], [20.0, 3.0])
 'malformed packet'
 """
@@ -105,8 +107,24 @@ def describe(name: str, value: float, typical: float) -> str:
     return f"{phrase.format(v=_num(value))}, normal is {_num(typical)}"
 
 
-def describe_code(name: str, code: int, packet_value: int) -> str:
-    """One categorical input in words: the value this packet had, called rare."""
+RARE_SHARE = 0.01  # a categorical value in fewer normal packets than this is called rare
+
+
+def describe_code(name: str, code: int, packet_value: int, share: float) -> str:
+    """One categorical input in words: the value this packet had, called rare with its share
+    of normal traffic when it is, and otherwise only unexpected (the network, reading the
+    packet's company, predicted another value)."""
+    text = _code_words(name, code, packet_value)
+    if share >= RARE_SHARE:
+        return text.replace(" is rare here", " was not expected here")
+    if share > 0 and text.endswith(" is rare here"):
+        return f"{text} ({_percent(share)} of normal traffic)"
+    if text.endswith(" is rare here"):
+        return text.replace(" is rare here", " was never seen in normal traffic")
+    return text
+
+
+def _code_words(name: str, code: int, packet_value: int) -> str:
     if name == "protocol":
         return f"protocol {PROTOCOL_NAMES[code]} is rare here"
     if name == "tcp_flags":
@@ -131,6 +149,11 @@ def describe_code(name: str, code: int, packet_value: int) -> str:
             return "headers the decoder found clean are rare here"
         return f"decoder flagged the headers: {', '.join(flags)}"
     return f"{_words(name)} {packet_value} is rare here"
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage with two significant digits: 0.00012 -> '0.012%'."""
+    return f"{float(f'{share * 100:.2g}'):g}%"
 
 
 def _words(name: str) -> str:

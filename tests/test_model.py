@@ -138,6 +138,20 @@ def test_a_rate_is_told_at_its_busiest_window_whichever_window_deviates_most(tra
     assert texts[0].startswith("3000 packets/s from this source"), texts
 
 
+def test_a_common_value_the_network_did_not_expect_is_not_called_rare(trained):
+    detector, packets, feats = trained
+    tcp = np.flatnonzero(packets.proto[:2000] == 6)[:1]  # TCP: most of the training traffic
+    one, row = packets.take(tcp), feats[tcp]
+    errors = np.zeros((1, len(detector.input_names)), np.float32)
+    errors[0, detector.input_names.index("protocol")] = 50.0  # the most surprising input
+    errors[0, detector.input_names.index("length")] = 10.0
+    scores = Scores(np.ones(1, np.float32), np.ones(1, np.float32), errors)
+    kinds, texts = detector.explain(one, row, scores, np.array([0]))
+    assert kinds != ["unusual protocol"], kinds
+    assert texts[0].startswith("packet length"), texts  # the reason first
+    assert "protocol" not in texts[0] and "rare" not in texts[0], texts
+
+
 def test_threshold_policy_decides_separately():
     policy = ThresholdPolicy(0.99)
     assert policy.classify(np.array([0.1, 0.99, 0.999])).tolist() == [False, True, True]
