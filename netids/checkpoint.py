@@ -21,8 +21,8 @@ from netids.model import ModelConfig, PacketAutoencoder
 from netids.scaling import RobustScaler
 
 FORMAT = "netids-detector"
-FORMAT_VERSION = 3  # 2: MAC-binding and reply context features, the surprise combiner;
-# 3: the training prior of categorical values (model buffer code_log_prior)
+FORMAT_VERSION = 4  # 2: MAC-binding and reply context features, the surprise combiner;
+# 3: the training prior of categorical values (model buffer code_log_prior); 4: address classes
 
 
 class CheckpointError(Exception):

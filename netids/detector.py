@@ -21,12 +21,27 @@ from netids import explain as words
 from netids.checkpoint import Checkpoint, CheckpointError, load
 from netids.model import to_windows
 from netids.packets import FLAG_MALFORMED, FLAG_TRUNCATED, PacketBatch, format_ip, format_mac
-from netids.scaling import PACKET_NUMERIC, categorical_codes, raw_numeric
+from netids.scaling import (
+    ADDRESS_CLASSES,
+    MAC_CLASSES,
+    PACKET_NUMERIC,
+    categorical_codes,
+    raw_numeric,
+)
 
 __all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy"]
 
 # the status input's code holds decoder bits 3.. (see scaling.CATEGORICAL): truncated, malformed
 STATUS_DAMAGED = (FLAG_TRUNCATED | FLAG_MALFORMED) >> 3
+# the address classes that call a packet's addresses bogus, not merely rare here: a public
+# source is rare on a quiet LAN, a multicast or class E one is impossible
+BOGUS_CODES = {
+    "src_addr": [ADDRESS_CLASSES.index(c)
+                 for c in ("loopback", "multicast", "broadcast", "reserved")],
+    "dst_addr": [ADDRESS_CLASSES.index(c) for c in ("unspecified", "loopback", "reserved")],
+    "mac": [MAC_CLASSES.index("group source MAC"),
+            MAC_CLASSES.index("MAC does not match the IP destination")],
+}
 WINDOWS_PER_CALL = 256  # 256 windows of 16 = 4096 packets (a pipeline batch) per model call:
 # fewer, larger matrix products cost about 10% less per packet, with the same results
 
@@ -146,8 +161,9 @@ class Detector:
         sub = packets.take(index)
         values = raw_numeric(sub, features[index])
         codes = categorical_codes(sub)
-        cat_values = np.stack([sub.proto, sub.tcp_flags, sub.sport, sub.dport, sub.icmp_type,
-                               sub.icmp_code, sub.arp_op, sub.status], axis=1).astype(np.int64)
+        cat_values = np.concatenate([np.stack(
+            [sub.proto, sub.tcp_flags, sub.sport, sub.dport, sub.icmp_type, sub.icmp_code,
+             sub.arp_op, sub.status], axis=1).astype(np.int64), codes[:, 8:]], axis=1)
         n_num = values.shape[1]
         errors = scores.errors[index]
         shares = self._shares(codes)
@@ -206,6 +222,8 @@ class Detector:
         may[:, n_num + names.index("icmp_code")] &= codes[:, names.index("icmp_code")] == 2
         damaged = (codes[:, names.index("status")] & STATUS_DAMAGED) != 0
         may[:, n_num + names.index("status")] &= damaged
+        for name, bogus in BOGUS_CODES.items():
+            may[:, n_num + names.index(name)] &= np.isin(codes[:, names.index(name)], bogus)
         return may
 
     def _absent(self, values: np.ndarray) -> np.ndarray:

@@ -15,6 +15,12 @@ deviate. Pure functions over names and numbers.
 ('ICMP type 13 is rare here (0.012% of normal traffic)', 'ARP opcode 1 was not expected here')
 >>> kind_of(["icmp_code", "length"], [20.0, 3.0])
 'malformed packet'
+>>> describe_code("src_addr", 8, 8, 0.0)
+'a reserved source address was never seen in normal traffic'
+>>> describe_code("mac", 4, 4, 0.0)
+'a frame with a group (multicast) source MAC was never seen in normal traffic'
+>>> kind_of(["dst_addr", "src_rate_1s"], [9.0, 4.0])
+'bogus address'
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ import math
 import re
 
 from netids.packets import STATUS_NAMES, format_tcp_flags
-from netids.scaling import KNOWN_PORTS, PROTOCOL_NAMES
+from netids.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES
 
 # (pattern on an input name, kind), in priority order: the first rule matching any of the
 # packet's three most surprising inputs names the kind
 KIND_RULES = (
     (r"^arp_conflict$|^ip_mac_moved$", "ARP spoofing"),
     (r"^status$|^icmp_code$", "malformed packet"),
+    (r"^src_addr$|^dst_addr$|^mac$", "bogus address"),
     (r"new_port", "port scan"),
     (r"new_dst", "host sweep"),
     (r"^arp_mac_ips$", "ARP spoofing"),
@@ -77,6 +84,11 @@ PHRASES = {
     "link_new_mac_rate": ("{v} new MAC addresses/s on the link", ""),
     "ip_mac_moved": ("this IP changed MAC address recently (mark {v}, 1 = just now)", ""),
 }
+
+
+# each of scaling.MAC_CLASSES in words
+MAC_PHRASES = ("no MAC address", "unicast MACs", "a broadcast MAC", "a multicast MAC",
+               "a group (multicast) source MAC", "a MAC that does not match its IP destination")
 
 
 def kind_of(names: list[str], errors: list[float]) -> str:
@@ -148,6 +160,11 @@ def _code_words(name: str, code: int, packet_value: int) -> str:
         if not flags:
             return "headers the decoder found clean are rare here"
         return f"decoder flagged the headers: {', '.join(flags)}"
+    if name in ("src_addr", "dst_addr"):
+        side = "source" if name.startswith("s") else "destination"
+        return f"a {ADDRESS_CLASSES[code]} {side} address is rare here"
+    if name == "mac":
+        return f"a frame with {MAC_PHRASES[code]} is rare here"
     return f"{_words(name)} {packet_value} is rare here"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netids.packets import ETHERTYPE_ARP, FLAG_FRAGMENT, PacketBatch
+from netids.packets import ETHERTYPE_ARP, FLAG_FRAGMENT, IPV4_MAPPED_LO, PacketBatch
 
 # per-packet numeric fields taken from PacketBatch (before the context feature columns)
 PACKET_NUMERIC = ("length", "ttl", "window", "udp_len", "payload")
@@ -65,6 +65,27 @@ for _proto, _codes in ICMP_CODES.items():
         _ICMP_CODE_OK[int(_proto == 58), _t, :_count] = True
 _ICMP_CODE_OK[0, 9, 16] = True  # router advertisement: "does not route common traffic"
 
+# What kind of address a packet's source or destination IP is (ARP: sender / target IP).
+# Spoofed floods draw random addresses: TCP from a multicast or class E source, to 0.0.0.0/8
+# or 240/4, never seen on a working network (IANA special-purpose registries, RFC 6890)
+ADDRESS_CLASSES = ("no IP address", "unspecified", "loopback", "private", "link-local",
+                   "public", "multicast", "broadcast", "reserved")
+# (prefix, prefix length, class) over the 32-bit IPv4 address, most specific first
+_IPV4_PREFIXES = (
+    (0x00000000, 32, 1), (0xFFFFFFFF, 32, 7), (0x00000000, 8, 8), (0x7F000000, 8, 2),
+    (0x0A000000, 8, 3), (0xAC100000, 12, 3), (0xC0A80000, 16, 3), (0x64400000, 10, 3),
+    (0xA9FE0000, 16, 4), (0xE0000000, 4, 6), (0xF0000000, 4, 8),
+)
+# (prefix of the high 64 bits, prefix length, class) for IPv6; :: and ::1 are told apart by
+# the low half
+_IPV6_PREFIXES = (
+    (0x2000 << 48, 3, 5), (0xFC00 << 48, 7, 3), (0xFE80 << 48, 10, 4), (0xFF00 << 48, 8, 6),
+)
+# The link layer's addresses against the IP destination: a source MAC with the group bit set
+# is never valid (IEEE 802), and a multicast MAC carries only a multicast IP (RFC 1112, 2464)
+MAC_CLASSES = ("no MAC address", "unicast", "broadcast", "multicast", "group source MAC",
+               "MAC does not match the IP destination")
+
 # categorical field name -> vocabulary size (the model's embedding tables and output heads)
 CATEGORICAL = {
     "protocol": 8,  # see protocol_class
@@ -77,6 +98,9 @@ CATEGORICAL = {
     "status": 32,  # decoder status bits 3..7: truncated, malformed, unsupported link,
     # fragment, IP options. Not bit 8 (snapped): how much of a packet the capture kept is a
     # capture setting, not traffic behaviour, and must not make a snaplen look like an attack
+    "src_addr": len(ADDRESS_CLASSES),  # see address_class
+    "dst_addr": len(ADDRESS_CLASSES),
+    "mac": len(MAC_CLASSES),  # see mac_class
 }
 PROTOCOL_NAMES = ("other link layer", "ARP", "TCP", "UDP", "ICMP", "ICMPv6", "other IP protocol",
                   "IP fragment")
@@ -102,6 +126,75 @@ def icmp_code_class(packets: PacketBatch) -> np.ndarray:
     return np.where(icmp, np.where(ok, 1, 2), 0).astype(np.int64)
 
 
+def address_class(hi: np.ndarray, lo: np.ndarray, version: np.ndarray,
+                  arp: np.ndarray) -> np.ndarray:
+    """Code of each address, indexing :data:`ADDRESS_CLASSES`; ``version`` is the packet's IP
+    version (4, 6, -1) and ``arp`` marks ARP packets, whose addresses are IPv4.
+
+    >>> import ipaddress
+    >>> ips = ["10.1.2.3", "8.8.8.8", "224.0.0.251", "240.1.2.3", "0.0.0.0", "255.255.255.255",
+    ...        "2001:db8::1", "fe80::1", "ff02::fb", "::1", "fd00::5"]
+    >>> ints = [int(ipaddress.ip_address(a).ipv4_mapped or ipaddress.ip_address(a))
+    ...         if ":" in a else 0xFFFF_0000_0000 | int(ipaddress.ip_address(a)) for a in ips]
+    >>> hi = np.array([i >> 64 for i in ints], dtype=np.uint64)
+    >>> lo = np.array([i & (2**64 - 1) for i in ints], dtype=np.uint64)
+    >>> version = np.array([6 if ":" in a else 4 for a in ips])
+    >>> names = [ADDRESS_CLASSES[c] for c in address_class(hi, lo, version, version < 0)]
+    >>> names[:6]
+    ['private', 'public', 'multicast', 'reserved', 'unspecified', 'broadcast']
+    >>> names[6:]
+    ['public', 'link-local', 'multicast', 'loopback', 'private']
+    """
+    v4 = (version == 4) | arp
+    ip4 = (lo & np.uint64(0xFFFF_FFFF)).astype(np.int64)
+    out = np.full(len(hi), 5, dtype=np.int64)  # public unless a prefix says otherwise
+    done = np.zeros(len(hi), dtype=bool)
+    for prefix, bits, code in _IPV4_PREFIXES:
+        hit = v4 & ~done & ((ip4 >> (32 - bits)) == (prefix >> (32 - bits)))
+        out[hit] = code
+        done |= hit
+    v6 = (version == 6) & ~arp
+    mapped = v6 & (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(IPV4_MAPPED_LO >> 32))
+    v6 &= ~mapped
+    top = hi.astype(np.uint64)
+    out[v6] = 8  # reserved unless a prefix says otherwise
+    for prefix, bits, code in _IPV6_PREFIXES:
+        shift = np.uint64(64 - bits)
+        out[v6 & ((top >> shift) == np.uint64(prefix >> (64 - bits)))] = code
+    zero_hi = v6 & (hi == 0)
+    out[zero_hi & (lo == 0)] = 1
+    out[zero_hi & (lo == 1)] = 2
+    out[~v4 & ~v6 & ~mapped] = 0
+    return out
+
+
+def mac_class(packets: PacketBatch, dst_addr: np.ndarray) -> np.ndarray:
+    """Code of each frame's MAC addresses, indexing :data:`MAC_CLASSES`; ``dst_addr`` is the
+    :func:`address_class` of its IP destination.
+
+    >>> from types import SimpleNamespace as P
+    >>> u, b, m = 0x02_0000_000001, 0xFFFF_FFFF_FFFF, 0x01_005E_0000FB
+    >>> p = P(src_mac=np.array([u, u, u, u, m, u, 0], dtype=np.uint64),
+    ...       dst_mac=np.array([u, b, m, m, u, u, 0], dtype=np.uint64))
+    >>> dst = np.array([5, 3, 6, 5, 5, 6, 5])  # public, private, multicast, ...
+    >>> [MAC_CLASSES[c] for c in mac_class(p, dst)][:4]
+    ['unicast', 'broadcast', 'multicast', 'MAC does not match the IP destination']
+    >>> [MAC_CLASSES[c] for c in mac_class(p, dst)][4:]
+    ['group source MAC', 'MAC does not match the IP destination', 'no MAC address']
+    """
+    group = np.uint64(1 << 40)
+    dst_group = (packets.dst_mac & group) != 0
+    broadcast = packets.dst_mac == np.uint64(0xFFFF_FFFF_FFFF)
+    out = np.where(broadcast, 2, np.where(dst_group, 3, 1))
+    ip_group = (dst_addr == 6) | (dst_addr == 7)
+    unicast_ip = (dst_addr >= 1) & ~ip_group
+    # a broadcast MAC may carry a unicast IP (subnet-directed broadcast, ARP requests)
+    out[(dst_group & ~broadcast & unicast_ip) | (~dst_group & ip_group)] = 5
+    out[(packets.src_mac & group) != 0] = 4
+    out[(packets.src_mac == 0) & (packets.dst_mac == 0)] = 0
+    return out.astype(np.int64)
+
+
 def protocol_class(packets: PacketBatch) -> np.ndarray:
     """Code of each packet's protocol, indexing :data:`PROTOCOL_NAMES`."""
     proto = packets.proto.astype(np.int64)
@@ -119,6 +212,9 @@ def protocol_class(packets: PacketBatch) -> np.ndarray:
 def categorical_codes(packets: PacketBatch) -> np.ndarray:
     """int64 [n, len(CATEGORICAL)], one code per categorical field, in CATEGORICAL order."""
     arp = packets.arp_op.astype(np.int64)
+    is_arp = packets.ethertype == ETHERTYPE_ARP
+    version = packets.ip_version.astype(np.int64)
+    dst_addr = address_class(packets.dst_hi, packets.dst_lo, version, is_arp)
     cols = [
         protocol_class(packets),
         _code(packets.tcp_flags, _FLAG_LOOKUP),
@@ -128,6 +224,9 @@ def categorical_codes(packets: PacketBatch) -> np.ndarray:
         icmp_code_class(packets),
         np.where(arp < 0, 0, np.where((arp == 1) | (arp == 2), arp, 3)),
         (packets.status.astype(np.int64) >> 3) & 31,
+        address_class(packets.src_hi, packets.src_lo, version, is_arp),
+        dst_addr,
+        mac_class(packets, dst_addr),
     ]
     out = np.stack(cols, axis=1)
     assert out.shape == (len(packets), len(CATEGORICAL))

@@ -7,7 +7,13 @@ import numpy as np
 from netids.decode import decode
 from netids.packets import FLAG_SNAPPED
 from netids.pcapfile import read_batches
-from netids.scaling import CATEGORICAL, categorical_codes, icmp_code_class
+from netids.scaling import (
+    ADDRESS_CLASSES,
+    CATEGORICAL,
+    MAC_CLASSES,
+    categorical_codes,
+    icmp_code_class,
+)
 from tests.data_paths import shared_data
 
 
@@ -41,3 +47,21 @@ def test_how_much_a_capture_kept_of_each_packet_does_not_change_its_codes() -> N
     status = list(CATEGORICAL).index("status")
     assert set(categorical_codes(snapped)[:, status]) <= set(categorical_codes(whole)[:, status])
     assert codes.max(axis=0).tolist() < list(CATEGORICAL.values())
+
+
+def test_real_traffic_has_sane_addresses_and_a_random_spoofed_flood_does_not() -> None:
+    names = list(CATEGORICAL)
+    bogus_src = {ADDRESS_CLASSES.index(c) for c in ("multicast", "broadcast", "reserved")}
+    bogus_mac = {MAC_CLASSES.index("group source MAC"),
+                 MAC_CLASSES.index("MAC does not match the IP destination")}
+    for name in ("benign/zeek__wikipedia.pcap", "benign/iotlab__lockly-hub-01.pcap",
+                 "benign/sanders__dhcp_nolease_initialization.pcapng",
+                 "benign/zeek__mdns.pcap", "benign/sanders__http_ip4and6.pcapng"):
+        codes = categorical_codes(packets_of(name))
+        assert not set(codes[:, names.index("src_addr")]) & bogus_src, name
+        assert not set(codes[:, names.index("mac")]) & bogus_mac, name
+    codes = categorical_codes(packets_of("attack/ppa__dosattack.pcap"))  # random MACs and IPs
+    odd = (np.isin(codes[:, names.index("src_addr")], list(bogus_src))
+           | np.isin(codes[:, names.index("dst_addr")], [ADDRESS_CLASSES.index("reserved")])
+           | np.isin(codes[:, names.index("mac")], list(bogus_mac)))
+    assert odd.mean() > 0.75, odd.mean()
