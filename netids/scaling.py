@@ -264,14 +264,21 @@ class RobustScaler:
     hi: np.ndarray | None = None  # float32 [F], largest scaled value seen in training
 
     @classmethod
-    def fit(cls, x: np.ndarray, clip: float = 12.0) -> RobustScaler:
+    def fit(cls, x: np.ndarray, clip: float = 12.0,
+            rates: np.ndarray | None = None) -> RobustScaler:
+        """``rates`` marks the per-second rate columns: always logged, one scaled unit at least
+        a factor of e. A rate that is nearly always 0 in training has a tiny spread, and
+        scaled by it the busiest normal second already reaches the clip: a 500-ports/s scan
+        would then look no different from it."""
         x = np.nan_to_num(np.asarray(x, dtype=np.float64))
-        log = (x.min(axis=0) >= -1) & (np.percentile(x, 99, axis=0) > 10)
+        rates = np.zeros(x.shape[1], bool) if rates is None else np.asarray(rates, bool)
+        log = rates | ((x.min(axis=0) >= -1) & (np.percentile(x, 99, axis=0) > 10))
         y = np.where(log, _slog(x), x)
         q25, median, q75 = np.percentile(y, [25, 50, 75], axis=0)
         scale = (q75 - q25) / 1.349
         std = y.std(axis=0)
         scale = np.where(scale > 1e-6, scale, np.where(std > 1e-6, std, 1.0))
+        scale = np.where(rates, np.maximum(scale, 1.0), scale)
         scaler = cls(median=median, scale=scale, log=log, clip=clip)
         seen = scaler.transform(x)
         scaler.lo, scaler.hi = seen.min(axis=0), seen.max(axis=0)

@@ -129,7 +129,8 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     # scaling (and the input range) from training windows only: held-back windows see the
     # model exactly as fresh traffic will
     train_rows = raw[split == 0][~pad.numpy()[split == 0]]  # [n_train, n_numeric]
-    scaler = RobustScaler.fit(train_rows)
+    names = list(PACKET_NUMERIC) + list(feature_names)
+    scaler = RobustScaler.fit(train_rows, rates=np.array(["_rate_" in n for n in names]))
     W, k = raw.shape[0], raw.shape[2]
     scaled = scaler.transform(raw.reshape(W * T, k))
     target = torch.from_numpy(scaled.reshape(W, T, k))  # [W, T, n_numeric]
