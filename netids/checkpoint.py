@@ -22,7 +22,9 @@ from netids.scaling import RobustScaler
 
 FORMAT = "netids-detector"
 FORMAT_VERSION = 4  # 2: MAC-binding and reply context features, the surprise combiner;
-# 3: the training prior of categorical values (model buffer code_log_prior); 4: address classes
+# 3: the training prior of categorical values (model buffer code_log_prior); 4: address and MAC
+# classes, rates logged with a scale of at least a factor e, new services and hosts counted on
+# initiating packets only
 
 
 class CheckpointError(Exception):

@@ -65,10 +65,13 @@ PER_WINDOW = (
     ("src_iat_std_{w}", "spread of the gaps between the source host's packets (s)"),
     ("src_syn_rate_{w}", "TCP SYNs without ACK per second from the source host"),
     ("src_new_port_rate_{w}", "new (destination, port, protocol) services contacted per second "
-                              "by the source host: distinct destination ports"),
-    ("src_new_dst_rate_{w}", "new destination hosts contacted per second by the source host"),
+                              "by the source host: distinct destination ports (replies, such as "
+                              "resets and SYN-ACKs, contact nothing and do not count)"),
+    ("src_new_dst_rate_{w}", "new destination hosts contacted per second by the source host "
+                             "(replies do not count)"),
     ("dst_rate_{w}", "packets/s received by the destination host"),
-    ("dst_new_src_rate_{w}", "new source hosts per second reaching the destination host"),
+    ("dst_new_src_rate_{w}", "new source hosts per second reaching the destination host "
+                             "(replies do not count)"),
     ("dst_unsolicited_rate_{w}", "replies per second reaching the destination host on "
                                  "connections it never opened: SYN-ACKs, and UDP from a lower to "
                                  "a higher port (reflection, amplification, backscatter)"),
@@ -235,8 +238,9 @@ class ContextFeatures:
 
         size = packets.length.astype(np.float64)
         syn = ((packets.tcp_flags >= 0) & (packets.tcp_flags & (SYN | ACK) == SYN)).astype(float)
-        new_service = new["service"].astype(float)
-        new_pair = new["pair"].astype(float)
+        opens = _initiates(packets)  # a host answering a scan contacts none of its ports
+        new_service = (new["service"] & opens).astype(float)
+        new_pair = (new["pair"] & opens).astype(float)
         iat, has_prev = self._gaps(slots["src"], ts)
 
         chunk, chunk_t0 = _chunks(ts, self.max_span)
@@ -309,6 +313,36 @@ class ContextFeatures:
         gap[order] = np.maximum(t - prev, 0.0)
         has = ~np.isnan(gap)
         return np.where(has, gap, 0.0), has.astype(float)
+
+
+# ICMP / ICMPv6 types that answer or report on another packet: echo and timestamp replies,
+# unreachable, redirect, time exceeded, parameter problem (RFC 792, 4443)
+_ICMP_ANSWERS = np.zeros((2, 256), dtype=bool)  # [ICMPv6?, type]
+_ICMP_ANSWERS[0, [0, 3, 4, 5, 11, 12, 14, 16, 18]] = True
+_ICMP_ANSWERS[1, [1, 2, 3, 4, 129]] = True
+
+
+def _initiates(p: PacketBatch) -> np.ndarray:
+    """True for packets that may open a conversation, False for replies: TCP resets and
+    SYN-ACKs, UDP from a lower to a higher port (a service answering its client), ICMP replies
+    and errors. A web server answering a SYN flood, or a host resetting a port scan, replies to
+    thousands of new ports and hosts without contacting any of them.
+
+    >>> from types import SimpleNamespace as P
+    >>> _initiates(P(tcp_flags=np.array([0x02, 0x12, 0x14, 0x10, -1, -1, -1, -1]),
+    ...              proto=np.array([6, 6, 6, 6, 17, 17, 1, 1]),
+    ...              sport=np.array([40000, 80, 80, 40000, 40000, 53, -1, -1]),
+    ...              dport=np.array([80, 40000, 40000, 80, 53, 40000, -1, -1]),
+    ...              icmp_type=np.array([-1, -1, -1, -1, -1, -1, 8, 3]))).tolist()
+    [True, False, False, True, True, False, True, False]
+    """
+    flags = p.tcp_flags.astype(np.int64)
+    tcp_reply = (flags >= 0) & (((flags & 0x04) != 0) | ((flags & (SYN | ACK)) == SYN | ACK))
+    udp_reply = (p.proto == 17) & (p.sport >= 0) & (p.sport < p.dport)
+    icmp = (p.icmp_type >= 0) & ((p.proto == 1) | (p.proto == 58))
+    icmp_reply = icmp & _ICMP_ANSWERS[(p.proto == 58).astype(np.int64),
+                                      np.clip(p.icmp_type, 0, 255)]
+    return ~(tcp_reply | udp_reply | icmp_reply)
 
 
 def _size_channels(size: np.ndarray) -> np.ndarray:

@@ -95,6 +95,27 @@ def test_a_port_scan_and_a_flood_stand_out_from_a_steady_client() -> None:
     assert f[199, syn] == 0 and f[-1, syn] > 300
 
 
+def test_a_host_answering_a_scan_contacts_nothing_while_the_scanner_contacts_every_port() -> None:
+    scanner, victim = "10.0.0.66", "10.0.0.10"
+    frames, ts = [], []
+    for i, port in enumerate(range(1, 501)):  # 500 ports in half a second, each answered
+        frames.append(bytes(Ether() / IP(src=scanner, dst=victim)
+                            / TCP(sport=40000, dport=port, flags="S")))
+        reply = "SA" if port in (22, 80) else "RA"
+        frames.append(bytes(Ether() / IP(src=victim, dst=scanner)
+                            / TCP(sport=port, dport=40000, flags=reply)))
+        ts += [i * 0.001, i * 0.001 + 0.0002]
+    f = ContextFeatures().update(packets_of(frames, np.array(ts)))
+    col = FEATURE_NAMES.index("src_new_port_rate_1s")
+    assert f[-2, col] > 100  # the scanner's last SYN: hundreds of new ports a second
+    assert f[1::2, col].max() == 0  # the victim only replied: no service contacted
+    from_victim = packets_of([bytes(Ether() / IP(src=victim, dst=scanner)
+                                    / UDP(sport=53, dport=33000 + i)) for i in range(50)],
+                             np.linspace(1, 1.1, 50))
+    engine = ContextFeatures()
+    assert engine.update(from_victim)[:, col].max() == 0  # DNS answers to 50 client ports
+
+
 def test_arp_reply_rebinding_an_ip_to_a_new_mac_is_flagged() -> None:
     def reply(mac: str) -> bytes:
         return bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
