@@ -1,9 +1,12 @@
 """Anomaly events: anomalous packets with the same key, close in time, merged into one event.
 
-The key is (source, destination, protocol, kind of deviation). Two merges keep floods and
-sweeps to a handful of rows: when more than ``max_sources`` distinct sources hit one target
-with the same protocol and kind (a spoofed SYN flood, a DDoS), they become one event whose
-source is ``""`` ("many sources", ``src_count`` says how many); likewise more than
+The key is (source, destination, protocol, kind of deviation). Anomalous answers join the
+event of the conversation's opener: a scanned host's resets and a flooded server's SYN-ACKs
+belong to the scan or flood that provoked them, not to an event naming the victim as its
+source. Two merges keep floods and sweeps to a handful of rows: when more than
+``max_sources`` distinct sources hit one target with the same protocol and kind (a spoofed
+SYN flood, a DDoS), they become one event whose source is ``""`` ("many sources",
+``src_count`` says how many); likewise more than
 ``max_targets`` targets of one source (a host sweep) become one event with destination ``""``.
 
 Pure: :class:`EventAggregator` takes :class:`~netids.scored.ScoredBatch` and returns
@@ -142,7 +145,8 @@ class _Event:
     dst_port: int | None
     proto: str
     kind: str
-    packets: int = 0
+    packets: int = 0  # its own and the answers it provoked
+    scored: int = 0  # its own: the packets its scores and explanation come from
     score_sum: float = 0.0
     score_max: float = -1.0
     explanation: str = ""
@@ -164,7 +168,7 @@ class _Event:
             kind=self.kind,
             packets=self.packets,
             score_max=self.score_max,
-            score_mean=self.score_sum / max(self.packets, 1),
+            score_mean=self.score_sum / max(self.scored, 1),
             severity=severity(self.score_max, config),
             explanation=self.explanation,
             threshold=self.threshold,
@@ -220,15 +224,24 @@ class EventAggregator:
         tag = np.stack([ptag.astype(np.int64), kind], axis=1).view(np.uint64)
         now = float(ts.max())
         self._expire_fans(now)
-        many_in = self._fan(self._fan_in, dst, src, tag, ts, cfg.max_sources)
-        many_out = self._fan(self._fan_out, src, dst, tag, ts, cfg.max_targets)
+        opener, open_key = self._answers(src, dst, ptag, ts)
+        answer = (opener >= 0) | (open_key[:, 0] == np.uint64(1))
+        own = ~answer
+        many_in = np.zeros(len(idx), dtype=bool)
+        many_out = np.zeros(len(idx), dtype=bool)
+        many_in[own] = self._fan(self._fan_in, dst[own], src[own], tag[own], ts[own],
+                                 cfg.max_sources)
+        many_out[own] = self._fan(self._fan_out, src[own], dst[own], tag[own], ts[own],
+                                  cfg.max_targets)
 
-        # effective key: addresses replaced by ANY where merged
+        # effective key: addresses replaced by ANY where merged; answers take their opener's
         key = np.concatenate([src, dst, tag], axis=1)
         key[many_in, 0:2] = np.uint64(0)
         key[many_out, 2:4] = np.uint64(0)
         flags = (many_in.astype(np.uint64) | (many_out.astype(np.uint64) << np.uint64(1)))[:, None]
         key = np.concatenate([key, flags], axis=1)
+        key[opener >= 0] = key[opener[opener >= 0]]
+        key[open_key[:, 0] == np.uint64(1)] = open_key[open_key[:, 0] == np.uint64(1), 1:]
         _, inv = np.unique(key, axis=0, return_inverse=True)
         inv = inv.ravel()
         order = np.lexsort((ts, inv))
@@ -237,22 +250,29 @@ class EventAggregator:
         cut[1:] = (inv_s[1:] != inv_s[:-1]) | (np.diff(ts_s) > cfg.gap)
         starts = np.flatnonzero(cut)
         ends = np.append(starts[1:], len(order))
-        scores_s = scores[order]
-        sport = p.sport[idx][order]
-        dport = p.dport[idx][order]
-        sport_lo, sport_hi = np.minimum.reduceat(sport, starts), np.maximum.reduceat(sport, starts)
-        dport_lo, dport_hi = np.minimum.reduceat(dport, starts), np.maximum.reduceat(dport, starts)
+        # an event's ports, scores and explanation are its opener's: answers only join it
+        own_s = own[order]
+        scores_s = np.where(own_s, scores[order], 0.0)
+        sport, dport = p.sport[idx][order], p.dport[idx][order]
+        none, lots = np.int32(-2), np.int32(1 << 30)  # below and above every port
+        sport_lo = np.minimum.reduceat(np.where(own_s, sport, lots), starts)
+        sport_hi = np.maximum.reduceat(np.where(own_s, sport, none), starts)
+        dport_lo = np.minimum.reduceat(np.where(own_s, dport, lots), starts)
+        dport_hi = np.maximum.reduceat(np.where(own_s, dport, none), starts)
         score_sum = np.add.reduceat(scores_s, starts)
+        scored_count = np.add.reduceat(own_s.astype(np.int64), starts)
         src_int = (src[:, 0].astype(object) << 64) | src[:, 1].astype(object)
         dst_int = (dst[:, 0].astype(object) << 64) | dst[:, 1].astype(object)
 
         touched: dict[str, _Event] = {}
         new_samples: dict[str, list[Sample]] = {}
-        for s, e, sp_lo, sp_hi, dp_lo, dp_hi, ssum in zip(
+        for s, e, sp_lo, sp_hi, dp_lo, dp_hi, ssum, n_own in zip(
             starts.tolist(), ends.tolist(), sport_lo.tolist(), sport_hi.tolist(),
-            dport_lo.tolist(), dport_hi.tolist(), score_sum.tolist(), strict=True,
+            dport_lo.tolist(), dport_hi.tolist(), score_sum.tolist(), scored_count.tolist(),
+            strict=True,
         ):
             rows = order[s:e]  # positions in idx, time order
+            mine = rows[own[rows]]  # the opener's own packets, the others answer them
             first = int(rows[0])
             k = tuple(key[first].tolist())
             ev = self._open.get(k)
@@ -266,11 +286,13 @@ class EventAggregator:
                 k = (0, 0, 0, 0, *k[4:6], 3)
                 ev = self._open.get(k)
             if ev is None:
-                ev = self._new_event(k, p, int(idx[first]), t0)
-                ev.src_port = sp_lo if sp_lo == sp_hi and sp_lo >= 0 else None
-                ev.dst_port = dp_lo if dp_lo == dp_hi and dp_lo >= 0 else None
+                i = int(idx[mine[0]]) if len(mine) else int(idx[first])
+                ev = self._new_event(k, p, i, t0, answer=not len(mine))
                 self._open[k] = ev
-            else:
+                if len(mine):
+                    ev.src_port = sp_lo if sp_lo == sp_hi and sp_lo >= 0 else None
+                    ev.dst_port = dp_lo if dp_lo == dp_hi and dp_lo >= 0 else None
+            elif len(mine):
                 if ev.src_port != sp_lo or sp_lo != sp_hi:
                     ev.src_port = None
                 if ev.dst_port != dp_lo or dp_lo != dp_hi:
@@ -278,16 +300,18 @@ class EventAggregator:
             ev.first_seen = min(ev.first_seen, t0)
             ev.last_seen = max(ev.last_seen, t1)
             ev.packets += e - s
+            ev.scored += n_own
             ev.score_sum += ssum
-            top = int(rows[int(np.argmax(scores[rows]))])
-            if scores[top] > ev.score_max:
-                ev.score_max = float(scores[top])
-                ev.explanation = scored.explanations[top]
-                ev.threshold = float(scored.threshold)
+            if len(mine):
+                top = int(mine[int(np.argmax(scores[mine]))])
+                if scores[top] > ev.score_max:
+                    ev.score_max = float(scores[top])
+                    ev.explanation = scored.explanations[top]
+                    ev.threshold = float(scored.threshold)
             if len(ev.sources) < cfg.max_distinct:
-                ev.sources.update(src_int[rows[: cfg.max_distinct]].tolist())
+                ev.sources.update(src_int[mine[: cfg.max_distinct]].tolist())
             if len(ev.targets) < cfg.max_distinct:
-                ev.targets.update(dst_int[rows[: cfg.max_distinct]].tolist())
+                ev.targets.update(dst_int[mine[: cfg.max_distinct]].tolist())
             kept = new_samples.setdefault(ev.id, [])
             for r in rows[: max(cfg.samples - ev.samples, 0)].tolist():
                 i = int(idx[r])
@@ -330,10 +354,15 @@ class EventAggregator:
             self._kind_names.append(name)
         return kid
 
-    def _new_event(self, k: tuple, p: PacketBatch, i: int, t0: float) -> _Event:
+    def _new_event(self, k: tuple, p: PacketBatch, i: int, t0: float,
+                   answer: bool = False) -> _Event:
+        """A new event for key ``k`` from packet ``i``: one of its own, or (``answer``) one
+        answering it, whose addresses are the other way round."""
         merged = k[6]
         src = format_ip(p.src_hi[i], p.src_lo[i]) or format_mac(p.src_mac[i])
         dst = format_ip(p.dst_hi[i], p.dst_lo[i]) or format_mac(p.dst_mac[i])
+        if answer:
+            src, dst = dst, src
         return _Event(
             id=uuid.uuid4().hex,
             first_seen=t0,
@@ -345,6 +374,61 @@ class EventAggregator:
             proto=protocol_name(int(p.ethertype[i]), int(p.proto[i])),
             kind=self._kind_names[int(k[5])],
         )
+
+    def _answers(self, src: np.ndarray, dst: np.ndarray, ptag: np.ndarray,
+                 ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which anomalous packets answer a conversation another host opened.
+
+        Returns ``opener`` [n]: for an answer to an earlier packet of this batch, that packet's
+        position (-1 otherwise), and ``open_key`` [n, 8]: for an answer to an event already
+        open, 1 then that event's key (0 otherwise). The opener of a conversation (host pair
+        and protocol) is the host whose anomalous packet came first; an open event's source
+        opened every conversation it covers (all of its targets', when they merged).
+        """
+        n = len(src)
+        opener = np.full(n, -1, dtype=np.int64)
+        open_key = np.zeros((n, 8), dtype=np.uint64)
+        tag = ptag.astype(np.int64).view(np.uint64)
+        # each conversation's packets, its earliest one first
+        fwd = (src[:, 0] < dst[:, 0]) | ((src[:, 0] == dst[:, 0]) & (src[:, 1] <= dst[:, 1]))
+        lo, hi = np.where(fwd[:, None], src, dst), np.where(fwd[:, None], dst, src)
+        convo = np.concatenate([lo, hi, tag[:, None]], axis=1)
+        _, inv = np.unique(convo, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        order = np.lexsort((ts, inv))
+        head = np.empty(inv.max() + 1 if n else 0, dtype=np.int64)
+        head[inv[order[::-1]]] = order[::-1]  # the earliest packet of each conversation
+        first = head[inv]
+        answer = fwd != fwd[first]
+        opener[answer] = first[answer]
+        if not self._open:
+            return opener, open_key
+        # conversations an open event covers were opened by that event's source
+        pairs, sources, targets = {}, {}, {}
+        for k in self._open:
+            if k[6] == 0:
+                pairs[k[:5]] = k
+            elif k[6] == 2:
+                sources[(k[0], k[1], k[4])] = k
+            elif k[6] == 1:
+                targets[(k[2], k[3], k[4])] = k
+        def event_of(a: list[int], b: list[int], t: int) -> tuple | None:
+            """The open event in which host ``a`` talks to host ``b``."""
+            return pairs.get((*a, *b, t)) or sources.get((*a, t)) or targets.get((*b, t))
+
+        s, d, t = src.tolist(), dst.tolist(), tag.tolist()
+        for row in head.tolist():
+            k, by_source = event_of(s[row], d[row], t[row]), True
+            if k is None:
+                k, by_source = event_of(d[row], s[row], t[row]), False
+            if k is None:
+                continue
+            members = inv == inv[row]
+            theirs = members & (fwd != (fwd[row] if by_source else not fwd[row]))
+            opener[members] = -1
+            open_key[theirs, 0] = 1
+            open_key[theirs, 1:] = np.array(k, dtype=np.uint64)
+        return opener, open_key
 
     def _fan(
         self,

@@ -138,6 +138,40 @@ def test_port_scan_of_one_host_is_one_event_with_no_single_port() -> None:
     assert event.packets == n and event.src_count == event.dst_count == 1
 
 
+def test_a_scanned_hosts_resets_join_the_scan_instead_of_naming_the_victim() -> None:
+    n = 300
+    scan = _test_packets(n, src="198.51.100.9", dst="10.0.0.5", ts=np.arange(n) * 0.002)
+    scan = replace(scan, dport=np.arange(1, n + 1, dtype=np.int32))
+    resets = _test_packets(n, src="10.0.0.5", dst="198.51.100.9", sport=1,
+                           ts=np.arange(n) * 0.002 + 0.001)
+    resets = replace(resets, sport=np.arange(1, n + 1, dtype=np.int32),
+                     dport=np.full(n, 40000, np.int32))
+    both = PacketBatch.concat([scan, resets])
+    kinds = ["port scan"] * n + ["unusual flags"] * n
+    scores = np.r_[np.full(n, 0.9995), np.full(n, 0.99999)].astype(np.float32)
+    (event,) = EventAggregator().add(scored(both, scores=scores, kinds=kinds))
+    assert (event.src, event.dst, event.kind, event.packets) == (
+        "198.51.100.9", "10.0.0.5", "port scan", 2 * n)
+    assert (event.src_port, event.dst_port) == (40000, None)
+    assert event.score_max == pytest.approx(0.9995)  # its own packets' score and words
+    assert event.explanation.startswith("packet ") and int(event.explanation.split()[1]) < n
+
+
+def test_answers_in_a_later_batch_join_the_open_flood_even_when_its_sources_merged() -> None:
+    n = 100
+    agg = EventAggregator()
+    flood = _test_packets(n, src=[f"10.9.0.{i}" for i in range(n)], dst="10.0.0.1")
+    (event,) = agg.add(scored(flood))
+    assert (event.src, event.dst_port) == ("", 80)
+    synacks = _test_packets(n, src="10.0.0.1", dst=[f"10.9.0.{i}" for i in range(n)],
+                            sport=80, dport=40000, ts=np.arange(n) * 0.001 + 1.0)
+    (later,) = agg.add(scored(synacks, kinds="unusual flags"))
+    assert later.id == event.id and later.packets == 2 * n
+    assert (later.src, later.dst, later.dst_port, later.kind) == ("", "10.0.0.1", 80, "flood")
+    alone = EventAggregator().add(scored(synacks, kinds="unusual flags"))  # nothing to answer
+    assert [(e.src, e.packets) for e in alone] == [("10.0.0.1", n)]
+
+
 def test_host_sweep_merges_targets_and_counts_them() -> None:
     n = 200
     pk = _test_packets(n, src="198.51.100.9", dst=[f"10.0.1.{i}" for i in range(n)])
