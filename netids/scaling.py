@@ -70,12 +70,13 @@ _ICMP_CODE_OK[0, 9, 16] = True  # router advertisement: "does not route common t
 # or 240/4, never seen on a working network (IANA special-purpose registries, RFC 6890)
 ADDRESS_CLASSES = ("no IP address", "unspecified", "loopback", "private", "link-local",
                    "public", "multicast", "broadcast", "reserved")
-# (prefix, prefix length, class) over the 32-bit IPv4 address, most specific first
-_IPV4_PREFIXES = (
-    (0x00000000, 32, 1), (0xFFFFFFFF, 32, 7), (0x00000000, 8, 8), (0x7F000000, 8, 2),
-    (0x0A000000, 8, 3), (0xAC100000, 12, 3), (0xC0A80000, 16, 3), (0x64400000, 10, 3),
-    (0xA9FE0000, 16, 4), (0xE0000000, 4, 6), (0xF0000000, 4, 8),
-)
+# IPv4 classes by first octet, then the prefixes finer than an octet (prefix, length, class)
+_IPV4_BY_OCTET = np.full(256, 5, dtype=np.int64)  # public
+_IPV4_BY_OCTET[[0, 10, 127]] = (8, 3, 2)  # this network (reserved), private, loopback
+_IPV4_BY_OCTET[224:240] = 6  # multicast
+_IPV4_BY_OCTET[240:] = 8  # class E, reserved
+_IPV4_PREFIXES = ((0xAC100000, 12, 3), (0xC0A80000, 16, 3), (0x64400000, 10, 3),
+                  (0xA9FE0000, 16, 4), (0x00000000, 32, 1), (0xFFFFFFFF, 32, 7))
 # (prefix of the high 64 bits, prefix length, class) for IPv6; :: and ::1 are told apart by
 # the low half
 _IPV6_PREFIXES = (
@@ -147,12 +148,9 @@ def address_class(hi: np.ndarray, lo: np.ndarray, version: np.ndarray,
     """
     v4 = (version == 4) | arp
     ip4 = (lo & np.uint64(0xFFFF_FFFF)).astype(np.int64)
-    out = np.full(len(hi), 5, dtype=np.int64)  # public unless a prefix says otherwise
-    done = np.zeros(len(hi), dtype=bool)
+    out = _IPV4_BY_OCTET[ip4 >> 24]
     for prefix, bits, code in _IPV4_PREFIXES:
-        hit = v4 & ~done & ((ip4 >> (32 - bits)) == (prefix >> (32 - bits)))
-        out[hit] = code
-        done |= hit
+        out[(ip4 >> (32 - bits)) == (prefix >> (32 - bits))] = code
     v6 = (version == 6) & ~arp
     mapped = v6 & (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(IPV4_MAPPED_LO >> 32))
     v6 &= ~mapped
