@@ -73,6 +73,11 @@ class PacketAutoencoder(nn.Module):
         self.embedding = nn.Embedding(int(vocab.sum()), d)
         # log share of each code in training traffic (-inf: never seen), set by set_code_prior
         self.register_buffer("code_log_prior", torch.zeros(int(vocab.sum())))
+        # [total_vocab, n_fields]: 1 where a code belongs to a field (sums each field's logits)
+        members = torch.zeros(int(vocab.sum()), len(config.vocab_sizes))
+        for f, (o, v) in enumerate(zip(offsets.tolist(), config.vocab_sizes, strict=True)):
+            members[o:o + v, f] = 1.0
+        self.register_buffer("members", members, persistent=False)
         self.position = nn.Parameter(torch.zeros(config.window, d))
         layer = nn.TransformerEncoderLayer(
             d, config.n_head, config.d_ff, config.dropout, activation="gelu", batch_first=True,
@@ -93,7 +98,10 @@ class PacketAutoencoder(nn.Module):
         B, T, _ = numeric.shape
         assert self.config.window >= T and codes.shape == (B, T, len(self.config.vocab_sizes))
         x = self.numeric_in(numeric)  # [B, T, d]
-        x = x + self.embedding(codes + self.offsets).sum(dim=2)  # [B, T, n_fields, d] -> [B, T, d]
+        # the fields' embeddings summed in one gather: [B * T, n_fields] codes -> [B * T, d]
+        bag = nn.functional.embedding_bag((codes + self.offsets).reshape(B * T, -1),
+                                          self.embedding.weight, mode="sum")
+        x = x + bag.view(B, T, -1)  # [B, T, d]
         x = x + self.position[:T]
         x = self.encoder(x, src_key_padding_mask=pad)  # [B, T, d]
         z = torch.tanh(self.to_latent(x))  # [B, T, latent]: the bottleneck
@@ -129,12 +137,30 @@ class PacketAutoencoder(nn.Module):
         (see PRIOR_WEIGHT). The detector reads errors on a log scale, so a categorical input's
         surprise then grows linearly in nats past its tail, and a value never seen counts for
         the improbability it is."""
-        loss = self.losses(numeric, codes, pad, target)
-        n = self.config.n_numeric
-        prior = self.code_log_prior[codes + self.offsets]  # [B, T, n_fields]
-        mixed = -torch.logaddexp(math.log1p(-PRIOR_WEIGHT) - loss[..., n:],
-                                 math.log(PRIOR_WEIGHT) + prior)
-        return torch.cat([loss[..., :n], torch.exp(mixed.clamp(max=80.0))], dim=2)
+        rec = self(numeric, codes, pad)
+        target = numeric if target is None else target
+        idx = codes + self.offsets  # [B, T, n_fields]
+        # each code's probability at once: all logits against the row's largest, one exp,
+        # summed per field by a product with the field-membership matrix (8 logsumexps cost
+        # as much as the rest of the network after it)
+        top = rec.logits.amax(dim=-1, keepdim=True)  # [B, T, 1]
+        e = torch.exp(rec.logits - top)  # [B, T, total_vocab]
+        picked = e.gather(-1, idx)  # [B, T, n_fields]
+        prob = picked / (e @ self.members)  # [B, T, n_fields]
+        share = torch.exp(self.code_log_prior[idx])  # [B, T, n_fields]
+        err = ((1.0 - PRIOR_WEIGHT) * prob + PRIOR_WEIGHT * share).reciprocal_()
+        # float32 ends near 1e-38: a code 70 nats below the row's top has its own cross-entropy
+        lost = (picked < 1e-30).any(dim=-1)  # [B, T]
+        if bool(lost.any()):
+            logits = rec.logits[lost]  # [m, total_vocab]
+            lse = torch.stack([torch.logsumexp(logits[:, o:o + v], dim=-1)
+                               for o, v in self.fields], dim=-1)  # [m, n_fields]
+            ce = lse - logits.gather(-1, idx[lost])
+            err[lost] = torch.exp(-torch.logaddexp(math.log1p(-PRIOR_WEIGHT) - ce,
+                                                   math.log(PRIOR_WEIGHT)
+                                                   + self.code_log_prior[idx[lost]]))
+        sq = (rec.numeric - target) ** 2  # [B, T, n_numeric]
+        return torch.cat([sq, err.clamp_(max=math.exp(80.0))], dim=2)
 
     def set_code_prior(self, codes: np.ndarray) -> None:
         """Learn each categorical value's share of training traffic from ``codes`` [n, n_fields]

@@ -232,10 +232,14 @@ def categorical_codes(packets: PacketBatch) -> np.ndarray:
 
 
 def raw_numeric(packets: PacketBatch, features: np.ndarray) -> np.ndarray:
-    """float64 [n, len(PACKET_NUMERIC) + F]: per-packet sizes, then the context features."""
+    """float32 [n, len(PACKET_NUMERIC) + F]: per-packet sizes (exact: all below 2**24), then the
+    context features (float32 already)."""
     assert features.ndim == 2 and len(features) == len(packets), (features.shape, len(packets))
-    own = np.stack([getattr(packets, name).astype(np.float64) for name in PACKET_NUMERIC], axis=1)
-    return np.concatenate([own, features.astype(np.float64)], axis=1)
+    out = np.empty((len(packets), len(PACKET_NUMERIC) + features.shape[1]), np.float32)
+    for j, name in enumerate(PACKET_NUMERIC):
+        out[:, j] = getattr(packets, name)
+    out[:, len(PACKET_NUMERIC):] = features
+    return out
 
 
 @dataclass
@@ -283,16 +287,16 @@ class RobustScaler:
         return scaler
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """float32 [n, F] scaled values."""
-        y = np.array(x, dtype=np.float64)  # a copy, scaled in place
+        """float32 [n, F] scaled values, computed in float32 (the features are float32)."""
+        y = np.array(x, dtype=np.float32)  # a copy, scaled in place
         assert y.shape[1] == len(self.median), (y.shape, len(self.median))
         if not np.isfinite(y).all():
             np.nan_to_num(y, copy=False)
         logged = np.flatnonzero(self.log)  # the log only where it applies: it is the costly part
         y[:, logged] = _slog(y[:, logged])
-        y -= self.median
-        y /= self.scale
-        return np.clip(y, -self.clip, self.clip, out=y).astype(np.float32)
+        y -= self.median.astype(np.float32)
+        y *= (1.0 / self.scale).astype(np.float32)
+        return np.clip(y, -self.clip, self.clip, out=y)
 
     def clamp(self, scaled: np.ndarray) -> np.ndarray:
         """Scaled values limited to the range seen in training: the model's *input*, so it

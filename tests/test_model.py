@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,24 @@ def test_a_value_seen_in_training_costs_at_most_its_rarity_an_unseen_one_its_ful
     assert nats[0] < 0.01  # the expected value
     assert abs(nats[1] - (5.0 + np.log(100))) < 0.1  # seen: -log(PRIOR_WEIGHT * 1%)
     assert nats[2] > 50  # never seen: the network's own cross-entropy
+
+
+def test_fields_whose_logits_sit_far_below_another_fields_keep_exact_errors():
+    config = ModelConfig(n_numeric=3, vocab_sizes=(4, 6, 5), window=4, latent=2)
+    model = PacketAutoencoder(config).eval()
+    model.set_code_prior(np.array([[0, 0, 0]] * 9 + [[1, 1, 1]]))  # codes >= 2 never seen
+    with torch.no_grad():
+        model.out.bias[3:7] += 120.0  # field 0 far above: the others' exp underflows float32
+        model.out.bias[7 + 5] -= 40.0  # and one code of field 1 far below its own field
+    numeric, codes = torch.randn(2, 4, 3), torch.randint(0, 5, (2, 4, 3))
+    codes[0, 0] = torch.tensor([0, 5, 4])
+    with torch.no_grad():
+        losses, errors = model.losses(numeric, codes), model.errors(numeric, codes)
+    prior = model.code_log_prior[codes + model.offsets]
+    mixed = -torch.logaddexp(math.log1p(-PRIOR_WEIGHT) - losses[..., 3:],
+                             math.log(PRIOR_WEIGHT) + prior)
+    torch.testing.assert_close(errors[..., 3:], torch.exp(mixed.clamp(max=80.0)))
+    assert math.log(errors[0, 0, 4]) > 40  # a code never seen, 40 nats below its field
 
 
 def test_config_rejects_a_bottleneck_as_wide_as_the_input():
