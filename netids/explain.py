@@ -13,6 +13,8 @@ deviate. Pure functions over names and numbers.
 ('decoder flagged the headers: fragment, IP options', 'ICMP code 77 is not defined for its type')
 >>> describe_code("icmp_type", 15, 13, share=0.00012), describe_code("arp_op", 1, 1, share=0.2)
 ('ICMP type 13 is rare here (0.012% of normal traffic)', 'ARP opcode 1 was not expected here')
+>>> describe_code("tcp_flags", 9, 0x12, 0.004), describe_code("tcp_flags", 10, 0x18, 0.3)
+('TCP flags [SA] are rare here (0.4% of normal traffic)', 'TCP flags [PA] were not expected here')
 >>> kind_of(["icmp_code", "length"], [20.0, 3.0])
 'malformed packet'
 >>> describe_code("src_addr", 8, 8, 0.0)
@@ -127,13 +129,16 @@ def describe_code(name: str, code: int, packet_value: int, share: float) -> str:
     of normal traffic when it is, and otherwise only unexpected (the network, reading the
     packet's company, predicted another value)."""
     text = _code_words(name, code, packet_value)
+    stem, verb = next(((text[:-len(end)], end.split()[0]) for end in (" is rare here",
+                                                                       " are rare here")
+                       if text.endswith(end)), (text, ""))
+    if not verb:  # says what is wrong in its own words (a decoder flag, an undefined code)
+        return text
     if share >= RARE_SHARE:
-        return text.replace(" is rare here", " was not expected here")
-    if share > 0 and text.endswith(" is rare here"):
+        return f"{stem} {'was' if verb == 'is' else 'were'} not expected here"
+    if share > 0:
         return f"{text} ({_percent(share)} of normal traffic)"
-    if text.endswith(" is rare here"):
-        return text.replace(" is rare here", " was never seen in normal traffic")
-    return text
+    return f"{stem} {'was' if verb == 'is' else 'were'} never seen in normal traffic"
 
 
 def _code_words(name: str, code: int, packet_value: int) -> str:
