@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nicegui.testing import Screen
+from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from sqlmodel import Session
@@ -82,9 +83,20 @@ def analyse_sample_fully(screen: Screen) -> None:
 
 
 def press(screen: Screen, label: str) -> None:
-    """Click the button labelled ``label`` (not some other text containing it)."""
-    screen.selenium.find_element(
-        By.XPATH, f'//button[.//span[normalize-space(text())="{label}"]]').click()
+    """Click the button labelled ``label`` (not some other text containing it), once nothing
+    covers it: a notification sliding in or out takes the click on a busy machine, as it would
+    a person's, who clicks again."""
+    button = screen.selenium.find_element(
+        By.XPATH, f'//button[.//span[normalize-space(text())="{label}"]]')
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            button.click()
+            return
+        except ElementClickInterceptedException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def move_threshold(screen: Screen, target: float) -> None:
