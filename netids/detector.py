@@ -161,9 +161,13 @@ class Detector:
         sub = packets.take(index)
         values = raw_numeric(sub, features[index])
         codes = categorical_codes(sub)
-        cat_values = np.concatenate([np.stack(
-            [sub.proto, sub.tcp_flags, sub.sport, sub.dport, sub.icmp_type, sub.icmp_code,
-             sub.arp_op, sub.status], axis=1).astype(np.int64), codes[:, 8:]], axis=1)
+        # the packet's own value of each categorical field, to tell; a class is its own value
+        own = {"protocol": sub.proto, "tcp_flags": sub.tcp_flags, "sport_class": sub.sport,
+               "dport_class": sub.dport, "icmp_type": sub.icmp_type, "icmp_code": sub.icmp_code,
+               "arp_op": sub.arp_op, "status": sub.status}
+        cat_values = np.stack([own.get(name, codes[:, c]) for c, name in
+                               enumerate(self.checkpoint.categorical_names)],
+                              axis=1).astype(np.int64)
         n_num = values.shape[1]
         errors = scores.errors[index]
         shares = self._shares(codes)

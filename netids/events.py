@@ -395,9 +395,10 @@ class EventAggregator:
         convo = np.concatenate([lo, hi, tag[:, None]], axis=1)
         _, inv = np.unique(convo, axis=0, return_inverse=True)
         inv = inv.ravel()
-        order = np.lexsort((ts, inv))
-        head = np.empty(inv.max() + 1 if n else 0, dtype=np.int64)
-        head[inv[order[::-1]]] = order[::-1]  # the earliest packet of each conversation
+        order = np.lexsort((ts, inv))  # by conversation (numbered 0..), then time
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = inv[order][1:] != inv[order][:-1]
+        head = order[starts]  # the earliest packet of each conversation, by its number
         first = head[inv]
         answer = fwd != fwd[first]
         opener[answer] = first[answer]
@@ -416,18 +417,20 @@ class EventAggregator:
             """The open event in which host ``a`` talks to host ``b``."""
             return pairs.get((*a, *b, t)) or sources.get((*a, t)) or targets.get((*b, t))
 
+        held = np.zeros((len(head), 8), dtype=np.uint64)  # per conversation: 1, the event key
+        opener_fwd = np.zeros(len(head), dtype=bool)  # the direction its opener talks in
         s, d, t = src.tolist(), dst.tolist(), tag.tolist()
-        for row in head.tolist():
+        for c, row in enumerate(head.tolist()):
             k, by_source = event_of(s[row], d[row], t[row]), True
             if k is None:
                 k, by_source = event_of(d[row], s[row], t[row]), False
-            if k is None:
-                continue
-            members = inv == inv[row]
-            theirs = members & (fwd != (fwd[row] if by_source else not fwd[row]))
-            opener[members] = -1
-            open_key[theirs, 0] = 1
-            open_key[theirs, 1:] = np.array(k, dtype=np.uint64)
+            if k is not None:
+                held[c] = (1, *k)
+                opener_fwd[c] = fwd[row] == by_source
+        covered = held[inv, 0] == np.uint64(1)
+        opener[covered] = -1
+        theirs = covered & (fwd != opener_fwd[inv])
+        open_key[theirs] = held[inv[theirs]]
         return opener, open_key
 
     def _fan(

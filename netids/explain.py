@@ -128,49 +128,49 @@ def describe_code(name: str, code: int, packet_value: int, share: float) -> str:
     """One categorical input in words: the value this packet had, called rare with its share
     of normal traffic when it is, and otherwise only unexpected (the network, reading the
     packet's company, predicted another value)."""
-    text = _code_words(name, code, packet_value)
-    stem, verb = next(((text[:-len(end)], end.split()[0]) for end in (" is rare here",
-                                                                       " are rare here")
-                       if text.endswith(end)), (text, ""))
-    if not verb:  # says what is wrong in its own words (a decoder flag, an undefined code)
-        return text
+    subject, plural = _code_subject(name, code, packet_value)
+    if plural is None:  # says what is wrong in its own words (a decoder flag, an undefined code)
+        return subject
     if share >= RARE_SHARE:
-        return f"{stem} {'was' if verb == 'is' else 'were'} not expected here"
+        return f"{subject} {'were' if plural else 'was'} not expected here"
     if share > 0:
-        return f"{text} ({_percent(share)} of normal traffic)"
-    return f"{stem} {'was' if verb == 'is' else 'were'} never seen in normal traffic"
+        verb = "are" if plural else "is"
+        return f"{subject} {verb} rare here ({_percent(share)} of normal traffic)"
+    return f"{subject} {'were' if plural else 'was'} never seen in normal traffic"
 
 
-def _code_words(name: str, code: int, packet_value: int) -> str:
+def _code_subject(name: str, code: int, packet_value: int) -> tuple[str, bool | None]:
+    """What a categorical value is, in words, and whether that is plural; ``None`` instead:
+    a whole sentence that needs no rarity."""
     if name == "protocol":
-        return f"protocol {PROTOCOL_NAMES[code]} is rare here"
+        return f"protocol {PROTOCOL_NAMES[code]}", False
     if name == "tcp_flags":
-        return f"TCP flags [{format_tcp_flags(packet_value) or 'none'}] are rare here"
+        return f"TCP flags [{format_tcp_flags(packet_value) or 'none'}]", True
     if name in ("sport_class", "dport_class"):
         side = "source" if name.startswith("s") else "destination"
         if code == 0:
-            return f"no {side} port is rare here"
+            return f"no {side} port", False
         known = "" if code > len(KNOWN_PORTS) else " (a known service)"
-        return f"{side} port {packet_value}{known} is rare here"
+        return f"{side} port {packet_value}{known}", False
     if name == "icmp_type":
-        return f"ICMP type {packet_value} is rare here"
+        return f"ICMP type {packet_value}", False
     if name == "icmp_code":
         if code == 2:
-            return f"ICMP code {packet_value} is not defined for its type"
-        return "a defined ICMP code is rare here" if code == 1 else "no ICMP code is rare here"
+            return f"ICMP code {packet_value} is not defined for its type", None
+        return ("a defined ICMP code" if code == 1 else "no ICMP code"), False
     if name == "arp_op":
-        return f"ARP opcode {packet_value} is rare here"
+        return f"ARP opcode {packet_value}", False
     if name == "status":
         flags = [text for bit, text in STATUS_NAMES.items() if packet_value & bit]
         if not flags:
-            return "headers the decoder found clean are rare here"
-        return f"decoder flagged the headers: {', '.join(flags)}"
+            return "headers the decoder found clean", True
+        return f"decoder flagged the headers: {', '.join(flags)}", None
     if name in ("src_addr", "dst_addr"):
         side = "source" if name.startswith("s") else "destination"
-        return f"a {ADDRESS_CLASSES[code]} {side} address is rare here"
+        return f"a {ADDRESS_CLASSES[code]} {side} address", False
     if name == "mac":
-        return f"a frame with {MAC_PHRASES[code]} is rare here"
-    return f"{_words(name)} {packet_value} is rare here"
+        return f"a frame with {MAC_PHRASES[code]}", False
+    return f"{_words(name)} {packet_value}", False
 
 
 def _percent(share: float) -> str:
