@@ -154,11 +154,10 @@ def address_class(hi: np.ndarray, lo: np.ndarray, version: np.ndarray,
     v6 = (version == 6) & ~arp
     mapped = v6 & (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(IPV4_MAPPED_LO >> 32))
     v6 &= ~mapped
-    top = hi.astype(np.uint64)
     out[v6] = 8  # reserved unless a prefix says otherwise
     for prefix, bits, code in _IPV6_PREFIXES:
         shift = np.uint64(64 - bits)
-        out[v6 & ((top >> shift) == np.uint64(prefix >> (64 - bits)))] = code
+        out[v6 & ((hi >> shift) == np.uint64(prefix >> (64 - bits)))] = code
     zero_hi = v6 & (hi == 0)
     out[zero_hi & (lo == 0)] = 1
     out[zero_hi & (lo == 1)] = 2
