@@ -123,8 +123,7 @@ class PacketAutoencoder(nn.Module):
         assert target.shape == numeric.shape
         sq = (rec.numeric - target) ** 2  # [B, T, n_numeric]
         logits = rec.logits.contiguous()  # a view into the head's output; slices read faster
-        lse = torch.stack([torch.logsumexp(logits[..., o:o + v], dim=-1)
-                           for o, v in self.fields], dim=-1)  # [B, T, n_fields]
+        lse = self._field_logsumexp(logits)  # [B, T, n_fields]
         picked = logits.gather(-1, codes + self.offsets)  # [B, T, n_fields]
         return torch.cat([sq, lse - picked], dim=2)  # cross-entropy = logsumexp - picked
 
@@ -153,14 +152,17 @@ class PacketAutoencoder(nn.Module):
         lost = (picked < 1e-30).any(dim=-1)  # [B, T]
         if bool(lost.any()):
             logits = rec.logits[lost]  # [m, total_vocab]
-            lse = torch.stack([torch.logsumexp(logits[:, o:o + v], dim=-1)
-                               for o, v in self.fields], dim=-1)  # [m, n_fields]
-            ce = lse - logits.gather(-1, idx[lost])
+            ce = self._field_logsumexp(logits) - logits.gather(-1, idx[lost])  # [m, n_fields]
             err[lost] = torch.exp(-torch.logaddexp(math.log1p(-PRIOR_WEIGHT) - ce,
                                                    math.log(PRIOR_WEIGHT)
                                                    + self.code_log_prior[idx[lost]]))
         sq = (rec.numeric - target) ** 2  # [B, T, n_numeric]
         return torch.cat([sq, err.clamp_(max=math.exp(80.0))], dim=2)
+
+    def _field_logsumexp(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits [..., total_vocab] -> [..., n_fields]: each field's logsumexp."""
+        return torch.stack([torch.logsumexp(logits[..., o:o + v], dim=-1)
+                            for o, v in self.fields], dim=-1)
 
     def set_code_prior(self, codes: np.ndarray) -> None:
         """Learn each categorical value's share of training traffic from ``codes`` [n, n_fields]

@@ -214,7 +214,7 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
         combiner=combiner,
         threshold=threshold,
         feature_names=list(feature_names),
-        numeric_names=list(PACKET_NUMERIC) + list(feature_names),
+        numeric_names=names,
         categorical_names=list(CATEGORICAL),
         metadata=metadata,
     )
