@@ -21,10 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 MIN_CALIBRATION = 1000  # held-back normal packets needed for a meaningful calibration
 _EPS = 1e-12
 LUT_SIZE = 1024  # points per input in InputSurprise's lookup table
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -110,7 +112,7 @@ class InputSurprise:
     probs: np.ndarray  # float64 [K]
     tail_prob: float
     tail_scale: np.ndarray  # float64 [k]
-    _lut: np.ndarray | None = field(default=None, repr=False)  # built on first use
+    _lut: torch.Tensor | None = field(default=None, repr=False)  # built on first use
 
     @classmethod
     def fit(cls, errors: np.ndarray, tail_prob: float = 0.99, n_knots: int = 257,
@@ -130,45 +132,41 @@ class InputSurprise:
 
         The body is read from a table of ``LUT_SIZE`` points per input, evenly spaced in log
         error, with linear interpolation: one gather for all inputs instead of a search per
-        input (the table's own error is far below the calibration's sampling noise).
+        input (the table's own error is far below the calibration's sampling noise). Computed
+        with torch, whose element-wise operations use the threads torch is given: on two
+        cores this costs half of numpy's single-threaded passes.
         """
         if self._lut is None:
             self._build_lut()
-        x = np.array(errors, dtype=np.float32)  # a copy, worked on in place, float32 throughout
-        if np.isnan(x).any():
-            np.nan_to_num(x, copy=False, nan=np.inf)
-        np.log(np.maximum(x, np.float32(_EPS), out=x), out=x)
-        pos = x - self._lo
-        pos *= self._inv_step
-        np.clip(pos, np.float32(0.0), np.float32(LUT_SIZE - 1.001), out=pos)  # [n, k]
-        whole = np.floor(pos)
-        pos -= whole  # the fraction between two table points
-        at = whole.astype(np.int32)
-        at += self._row  # [n, k] index into the flattened table
-        body = np.take(self._lut, at)
-        step = np.take(self._lut, at + 1)
-        step -= body
-        step *= pos
-        body += step
-        above = x > self._hi  # past the table: the fitted tail, for the few that are
-        if above.any():
-            x -= self._hi
-            x *= self._inv_scale
-            x += self._base
-            np.copyto(body, x, where=above)
-        return body
+        x = torch.tensor(errors, dtype=torch.float32)  # a copy, worked on in place
+        # a missing or infinite error is the largest there is: far past the tail, still finite
+        x.nan_to_num_(nan=_FLOAT32_MAX).clamp_(min=_EPS).log_()
+        pos = torch.sub(x, self._lo).mul_(self._inv_step).clamp_(0.0, LUT_SIZE - 1.001)
+        at = pos.to(torch.int32)  # the table point below (pos is not negative)
+        pos -= at  # the fraction between two table points
+        at = at.add_(self._row).view(-1)  # index into the flattened table
+        # index_select, not take: 2.4x faster here
+        body = self._lut.index_select(0, at).view(pos.shape)
+        body += self._slope.index_select(0, at).view(pos.shape).mul_(pos)
+        # past the table: the fitted tail
+        tail = x.sub_(self._hi).mul_(self._inv_scale).add_(self._base)
+        return torch.where(tail > self._base, tail, body).numpy()
 
     def _build_lut(self) -> None:
         lo, hi = self.knots[:, 0], self.knots[:, -1]
         grid = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, LUT_SIZE)[None, :]
         probs = np.stack([np.interp(grid[j], self.knots[j], self.probs)
                           for j in range(len(self.knots))])
-        self._lut = (-np.log1p(-probs)).astype(np.float32).ravel()
-        self._row = (np.arange(len(self.knots), dtype=np.int32) * LUT_SIZE)[None, :]
-        self._lo, self._hi = lo.astype(np.float32), hi.astype(np.float32)
-        self._inv_step = ((LUT_SIZE - 1) / np.maximum(hi - lo, 1e-9)).astype(np.float32)
-        self._inv_scale = (1.0 / self.tail_scale).astype(np.float32)
-        self._base = np.float32(-np.log1p(-self.tail_prob))
+        lut = (-np.log1p(-probs)).astype(np.float32)  # [k, LUT_SIZE]
+        slope = np.diff(lut, axis=1, append=lut[:, -1:])  # to the next point; 0 past the last
+        self._lut = torch.from_numpy(lut.ravel())
+        self._slope = torch.from_numpy(slope.ravel())
+        self._row = torch.arange(len(self.knots), dtype=torch.int32).mul_(LUT_SIZE)[None, :]
+        self._lo, self._hi = (torch.from_numpy(v.astype(np.float32)) for v in (lo, hi))
+        self._inv_step = torch.from_numpy(
+            ((LUT_SIZE - 1) / np.maximum(hi - lo, 1e-9)).astype(np.float32))
+        self._inv_scale = torch.from_numpy((1.0 / self.tail_scale).astype(np.float32))
+        self._base = float(np.float32(-np.log1p(-self.tail_prob)))
 
     def state(self) -> dict:
         return {"knots": self.knots.tolist(), "probs": self.probs.tolist(),
@@ -215,9 +213,10 @@ class SurpriseCombiner:
                    precision=np.linalg.inv(cov).astype(np.float32))
 
     def combine(self, surprise: np.ndarray) -> np.ndarray:
-        """float32 [n] raw anomaly values (0 for the typical normal packet)."""
-        d = np.asarray(surprise, dtype=np.float32) - self.mean
-        return np.einsum("ij,ij->i", d @ self.precision, d)
+        """float32 [n] raw anomaly values (0 for the typical normal packet), computed with
+        torch's threads (numpy's BLAS would keep a spinning thread per core of its own)."""
+        d = torch.from_numpy(np.asarray(surprise, dtype=np.float32)) - torch.from_numpy(self.mean)
+        return torch.linalg.vecdot(d @ torch.from_numpy(self.precision), d).numpy()
 
     def state(self) -> dict:
         return {"mean": self.mean.tolist(), "precision": self.precision.tolist()}

@@ -10,12 +10,13 @@ attention, so a packet's score depends only on the packets of its own window.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
 
 from netids import explain as words
 from netids.checkpoint import Checkpoint, CheckpointError, load
@@ -89,8 +90,6 @@ class Detector:
         self._rate_windows = {
             j: [i for i in range(n_num) if self._base_names[i] == self._base_names[j]]
             for j in range(n_num) if "_rate_" in self.input_names[j]}
-        # found once: listing the loaded libraries costs 0.5 ms, a tenth of a batch's scoring
-        self._blas = ThreadpoolController()
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> Detector:
@@ -106,13 +105,22 @@ class Detector:
         if features.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
                              f"got {features.shape[1]}")
-        surprise = self.checkpoint.surprise.transform(self.input_errors(packets, features))
-        # one BLAS thread: the product is small, and numpy's BLAS would otherwise keep a
-        # spinning thread per core, taking the core torch, capture or a second scoring
-        # process needs (measured: 2x slower either way)
-        with self._blas.limit(limits=1, user_api="blas"):
+        errors = self.input_errors(packets, features)
+        with self._torch_threads():
+            surprise = self.checkpoint.surprise.transform(errors)
             raw = self.checkpoint.combiner.combine(surprise) if n else np.zeros(0, np.float32)
         return Scores(self.checkpoint.calibrator.transform(raw), raw, surprise)
+
+    @contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        """torch runs with this detector's threads inside, the caller's outside: capture, the
+        event loop or a second scoring process keep the cores they need."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def input_errors(self, packets: PacketBatch, features: np.ndarray) -> np.ndarray:
         """float32 [n, n_inputs] reconstruction error of every model input (not normalised)."""
@@ -139,17 +147,12 @@ class Detector:
                  for w in range(0, full, WINDOWS_PER_CALL)]
         if m // T > full:
             calls.append(slice(full, full + 1))
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                for sl in calls:
-                    w = sl.start
-                    p = pad_t[sl] if bool(pad_t[sl].any()) else None
-                    err = self.model.errors(num_t[sl], cod_t[sl], p, tgt_t[sl])  # [w, T, k]
-                    out[w * T:(w + err.shape[0]) * T] = err.reshape(-1, k).numpy()
-        finally:
-            torch.set_num_threads(before)
+        with self._torch_threads(), torch.inference_mode():
+            for sl in calls:
+                w = sl.start
+                p = pad_t[sl] if bool(pad_t[sl].any()) else None
+                err = self.model.errors(num_t[sl], cod_t[sl], p, tgt_t[sl])  # [w, T, k]
+                out[w * T:(w + err.shape[0]) * T] = err.reshape(-1, k).numpy()
         return out[:n]
 
     def explain(self, packets: PacketBatch, features: np.ndarray, scores: Scores,

@@ -182,3 +182,24 @@ def test_whole_windows_score_the_same_to_the_bit_however_the_batch_ends(trained)
     whole = detector.input_errors(packets.take(slice(0, 100 * w)), feats[:100 * w])
     ragged = detector.input_errors(packets.take(slice(0, 100 * w + 5)), feats[:100 * w + 5])
     assert np.array_equal(ragged[:100 * w], whole)  # a padded last window changes no other
+
+
+def test_scoring_runs_on_the_detectors_threads_and_gives_the_callers_back(trained, monkeypatch):
+    detector, packets, feats = trained
+    seen = []
+    surprise = detector.checkpoint.surprise
+    transform = surprise.transform
+
+    def spy(errors):
+        seen.append(torch.get_num_threads())
+        return transform(errors)
+
+    monkeypatch.setattr(surprise, "transform", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        detector.score_batch(packets.take(slice(0, 100)), feats[:100])
+        assert seen == [detector.threads] == [2]
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
