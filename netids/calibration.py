@@ -27,6 +27,7 @@ MIN_CALIBRATION = 1000  # held-back normal packets needed for a meaningful calib
 _EPS = 1e-12
 LUT_SIZE = 1024  # points per input in InputSurprise's lookup table
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+RANGE_WEIGHT = 10.0  # nats per scaled unit past the training range (see SurpriseCombiner)
 
 
 @dataclass
@@ -195,31 +196,50 @@ class SurpriseCombiner:
     each input by how unusual its surprise is *given the others*. A ridge keeps it stable
     when inputs hardly vary in training.
 
+    Surprise reads an error on a log scale, and a rate's error is itself that of a logged
+    rate: a DHCP flood bringing 41 new addresses a second behind one MAC, where normal traffic
+    never passed 6, is only about two nats more surprising than a normal tail value. So the
+    distance past the range of values seen in training (in scaled units, summed over the
+    numeric inputs) is added as a distance of its own, ``range_weight`` nats per unit.
+
     >>> rng = np.random.default_rng(0)
     >>> c = SurpriseCombiner.fit(rng.exponential(size=(5000, 3)))
     >>> typical, odd = c.combine(np.array([[1.0, 1.0, 1.0], [1.0, 9.0, 1.0]]))
     >>> bool(odd > 10 * typical)
     True
+    >>> inside, beyond = c.combine(np.ones((2, 3)), excess=np.array([0.0, 0.5]))
+    >>> round(float(beyond - inside), 3)
+    25.0
     """
 
     mean: np.ndarray  # float32 [k], mean surprise of each input on normal traffic
     precision: np.ndarray  # float32 [k, k], inverse of the ridged covariance
+    range_weight: float = 0.0  # nats of distance per scaled unit past the training range
 
     @classmethod
-    def fit(cls, surprise: np.ndarray, ridge: float = 1.0) -> SurpriseCombiner:
+    def fit(cls, surprise: np.ndarray, ridge: float = 1.0,
+            range_weight: float = RANGE_WEIGHT) -> SurpriseCombiner:
         s = np.asarray(surprise, dtype=np.float64)
         cov = np.atleast_2d(np.cov(s, rowvar=False)) + ridge * np.eye(s.shape[1])
         return cls(mean=s.mean(axis=0).astype(np.float32),
-                   precision=np.linalg.inv(cov).astype(np.float32))
+                   precision=np.linalg.inv(cov).astype(np.float32),
+                   range_weight=float(range_weight))
 
-    def combine(self, surprise: np.ndarray) -> np.ndarray:
-        """float32 [n] raw anomaly values (0 for the typical normal packet), computed with
-        torch's threads (numpy's BLAS would keep a spinning thread per core of its own)."""
+    def combine(self, surprise: np.ndarray, excess: np.ndarray | None = None) -> np.ndarray:
+        """float32 [n] raw anomaly values (0 for the typical normal packet) from surprises
+        [n, k] and each packet's distance past the training range ``excess`` [n] (scaled
+        units; none: 0), computed with torch's threads (numpy's BLAS would keep a spinning
+        thread per core of its own)."""
         d = torch.from_numpy(np.asarray(surprise, dtype=np.float32)) - torch.from_numpy(self.mean)
-        return torch.linalg.vecdot(d @ torch.from_numpy(self.precision), d).numpy()
+        raw = torch.linalg.vecdot(d @ torch.from_numpy(self.precision), d)
+        if excess is not None and self.range_weight > 0:
+            far = torch.from_numpy(np.asarray(excess, dtype=np.float32)) * self.range_weight
+            raw += far * far
+        return raw.numpy()
 
     def state(self) -> dict:
-        return {"mean": self.mean.tolist(), "precision": self.precision.tolist()}
+        return {"mean": self.mean.tolist(), "precision": self.precision.tolist(),
+                "range_weight": self.range_weight}
 
     @classmethod
     def from_state(cls, state: dict) -> SurpriseCombiner:
@@ -227,4 +247,6 @@ class SurpriseCombiner:
         precision = np.asarray(state["precision"], dtype=np.float32)
         if mean.ndim != 1 or precision.shape != (len(mean), len(mean)):
             raise ValueError("surprise combiner is malformed")
-        return cls(mean=mean, precision=precision)
+        # checkpoints from before the range term were calibrated without it
+        return cls(mean=mean, precision=precision,
+                   range_weight=float(state.get("range_weight", 0.0)))

@@ -105,10 +105,11 @@ class Detector:
         if features.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
                              f"got {features.shape[1]}")
-        errors = self.input_errors(packets, features)
+        errors, excess = self.input_errors(packets, features)
         with self._torch_threads():
             surprise = self.checkpoint.surprise.transform(errors)
-            raw = self.checkpoint.combiner.combine(surprise) if n else np.zeros(0, np.float32)
+            raw = (self.checkpoint.combiner.combine(surprise, excess) if n
+                   else np.zeros(0, np.float32))
         return Scores(self.checkpoint.calibrator.transform(raw), raw, surprise)
 
     @contextmanager
@@ -122,16 +123,21 @@ class Detector:
         finally:
             torch.set_num_threads(before)
 
-    def input_errors(self, packets: PacketBatch, features: np.ndarray) -> np.ndarray:
-        """float32 [n, n_inputs] reconstruction error of every model input (not normalised)."""
+    def input_errors(self, packets: PacketBatch,
+                     features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 [n, n_inputs] reconstruction error of every model input, not normalised;
+        float32 [n] distance of each packet's numeric inputs past the training range, in
+        scaled units summed over the inputs)."""
         n, T = len(packets), self.window
         k = len(self.input_names)
         if n == 0:
-            return np.zeros((0, k), np.float32)
+            return np.zeros((0, k), np.float32), np.zeros(0, np.float32)
         scaler = self.checkpoint.scaler
         numeric = scaler.transform(raw_numeric(packets, features))
         codes = categorical_codes(packets)
-        num, pad = to_windows(scaler.clamp(numeric).astype(np.float32, copy=False), T)
+        clamped = scaler.clamp(numeric)
+        excess = np.abs(numeric - clamped).sum(axis=1, dtype=np.float32)
+        num, pad = to_windows(clamped.astype(np.float32, copy=False), T)
         tgt, _ = to_windows(numeric.astype(np.float32, copy=False), T)
         cod, _ = to_windows(codes.astype(np.int64, copy=False), T)
         m = pad.size
@@ -153,7 +159,7 @@ class Detector:
                 p = pad_t[sl] if bool(pad_t[sl].any()) else None
                 err = self.model.errors(num_t[sl], cod_t[sl], p, tgt_t[sl])  # [w, T, k]
                 out[w * T:(w + err.shape[0]) * T] = err.reshape(-1, k).numpy()
-        return out[:n]
+        return out[:n], excess
 
     def explain(self, packets: PacketBatch, features: np.ndarray, scores: Scores,
                 index: np.ndarray) -> tuple[list[str], list[str]]:

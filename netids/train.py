@@ -26,6 +26,7 @@ import torch
 from netids import __version__
 from netids.calibration import (
     MIN_CALIBRATION,
+    RANGE_WEIGHT,
     Calibrator,
     InputSurprise,
     SurpriseCombiner,
@@ -67,6 +68,7 @@ class TrainConfig:
     calib_fraction: float = 0.2  # share of window blocks held back for calibration
     max_train_windows: int = 20000  # windows sampled per epoch at most (keeps runs short)
     target_false_alarm: float = 0.001  # default threshold = 1 - this
+    range_weight: float = RANGE_WEIGHT  # nats per scaled unit past the training range
     seed: int = 0
     threads: int = 2  # torch threads while training
 
@@ -181,12 +183,14 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     model.eval()
 
     # how rare each input's error is (training windows), then calibration on held-back windows
-    train_err = _errors(model, num, cod, pad, target, idx_train[:config.max_train_windows])
+    train_err, _ = _errors(model, num, cod, pad, target, idx_train[:config.max_train_windows])
     categorical = np.arange(train_err.shape[1]) >= k  # inputs past the k numeric ones
     surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
-    combiner = SurpriseCombiner.fit(surprise.transform(train_err))
-    cal_err = _errors(model, num, cod, pad, target, idx_cal)
-    calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err)))
+    combiner = SurpriseCombiner.fit(surprise.transform(train_err),
+                                    range_weight=config.range_weight)
+    # held-back windows step past the training range as fresh traffic does: calibrated with it
+    cal_err, cal_excess = _errors(model, num, cod, pad, target, idx_cal)
+    calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err), cal_excess))
     threshold = threshold_for(config.target_false_alarm)
     spans = [(float(t.min()), float(t.max())) for t in
              (p.ts[np.isfinite(p.ts) & (p.ts > 0)] for p, _ in captures) if len(t)]
@@ -271,16 +275,20 @@ def _evaluate_loss(model, num, cod, pad, target, idx, bs) -> float:
     return total / max(count, 1.0)
 
 
-def _errors(model, num, cod, pad, target, idx) -> np.ndarray:
-    """Per-input errors [n_real_packets, k] of the given windows (padding dropped)."""
-    out = []
+def _errors(model, num, cod, pad, target, idx) -> tuple[np.ndarray, np.ndarray]:
+    """Per-input errors [n_real_packets, k] of the given windows (padding dropped), and each
+    packet's distance past the training range [n_real_packets] (see Detector.input_errors)."""
+    out, excess = [], []
     with torch.inference_mode():
         for s in range(0, len(idx), 256):
             b = torch.from_numpy(idx[s:s + 256])
             p = pad[b]
             err = model.errors(num[b], cod[b], p, target[b])  # [B, T, k]
             out.append(err[~p].numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+            excess.append((target[b] - num[b]).abs().sum(dim=-1)[~p].numpy())
+    if not out:
+        return np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
+    return np.concatenate(out), np.concatenate(excess)
 
 
 def save_report(report: TrainReport, path: str | Path) -> Path:

@@ -42,6 +42,7 @@ def test_round_trip_scores_the_same(report, fresh, tmp_path):
     after = Detector.load(path, threads=1)
     np.testing.assert_array_equal(after.score_batch(*fresh).scores, before.scores)
     assert after.threshold == report.checkpoint.threshold
+    assert after.checkpoint.combiner.range_weight == report.checkpoint.combiner.range_weight > 0
     meta = after.checkpoint.metadata
     assert meta["packets"] == 12000 and meta["time_span"]["seconds"] > 0
     assert after.feature_names == tuple(feature_names())
@@ -77,6 +78,23 @@ def test_wrong_version_says_to_retrain(report, tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="version .* retrain"):
         load(path)
+
+
+def test_a_checkpoint_from_before_the_range_term_scores_without_it(report, fresh, tmp_path):
+    path = save(report.checkpoint, tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["combiner"]["range_weight"]  # as format 4 wrote it until then
+    torch.save(payload, path)
+    old = Detector.load(path)
+    assert old.checkpoint.combiner.range_weight == 0.0
+    packets, feats = fresh
+    feats = feats.copy()
+    feats[:10, old.feature_names.index("src_rate_1s")] = 1e5  # far past the training range
+    _, excess = old.input_errors(packets, feats)
+    raw = old.score_batch(packets, feats).raw
+    new = Detector(report.checkpoint).score_batch(packets, feats).raw
+    np.testing.assert_allclose(raw[excess == 0], new[excess == 0], rtol=1e-6)
+    assert np.all(raw[:10] < new[:10])
 
 
 def test_incompatible_weights_are_a_plain_error(report, tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from netids.calibration import RANGE_WEIGHT, SurpriseCombiner
 from netids.detector import Detector, Scores, ThresholdPolicy
 from netids.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
 from netids.train import TrainConfig, feature_names, read_capture, train
@@ -179,8 +180,8 @@ def test_threshold_policy_decides_separately():
 def test_whole_windows_score_the_same_to_the_bit_however_the_batch_ends(trained):
     detector, packets, feats = trained
     w = detector.window
-    whole = detector.input_errors(packets.take(slice(0, 100 * w)), feats[:100 * w])
-    ragged = detector.input_errors(packets.take(slice(0, 100 * w + 5)), feats[:100 * w + 5])
+    whole, _ = detector.input_errors(packets.take(slice(0, 100 * w)), feats[:100 * w])
+    ragged, _ = detector.input_errors(packets.take(slice(0, 100 * w + 5)), feats[:100 * w + 5])
     assert np.array_equal(ragged[:100 * w], whole)  # a padded last window changes no other
 
 
@@ -203,3 +204,20 @@ def test_scoring_runs_on_the_detectors_threads_and_gives_the_callers_back(traine
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_distance_past_the_training_range_adds_to_the_raw_score(trained):
+    detector, packets, feats = trained
+    sub, inside = packets.take(slice(0, 64)), feats[:64]
+    beyond = inside.copy()
+    beyond[:, detector.feature_names.index("mac_new_ip_rate_1s")] = 1000.0  # never in training
+    _, excess_inside = detector.input_errors(sub, inside)
+    _, excess = detector.input_errors(sub, beyond)
+    assert (excess > excess_inside + 1.0).all()  # more than a scaled unit further out
+    far = detector.score_batch(sub, beyond)
+    combiner = detector.checkpoint.combiner
+    assert combiner.range_weight == RANGE_WEIGHT
+    surprise_only = SurpriseCombiner(combiner.mean, combiner.precision).combine(far.errors)
+    np.testing.assert_allclose(far.raw - surprise_only, (RANGE_WEIGHT * excess) ** 2, rtol=1e-4)
+    assert (far.scores >= detector.score_batch(sub, inside).scores).all()
+    assert (far.scores >= detector.threshold).all()
