@@ -14,6 +14,8 @@ scores keep rising smoothly past the largest normal error seen instead of sticki
 True
 >>> float(cal.transform(np.array([1e9]))[0]) > 0.9999
 True
+>>> float(cal.transform(np.array([1e300, np.inf]))[1]) < 1.0
+True
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ MIN_CALIBRATION = 1000  # held-back normal packets needed for a meaningful calib
 _EPS = 1e-12
 LUT_SIZE = 1024  # points per input in InputSurprise's lookup table
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-RANGE_WEIGHT = 10.0  # nats per scaled unit past the training range (see SurpriseCombiner)
+_BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))  # the largest float32 < 1
+RANGE_WEIGHT = 3.0  # nats per scaled unit past the training range (see SurpriseCombiner)
 
 
 @dataclass
@@ -55,12 +58,13 @@ class Calibrator:
                    n=len(raw))
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """float32 calibrated scores, same shape as ``raw``."""
+        """float32 calibrated scores, same shape as ``raw``, below 1: the tail never reaches 1,
+        and float32 would round its far end up to it, so a threshold of 1 flags nothing."""
         x = np.log(np.maximum(np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=np.inf), _EPS))
         u = self.knots[-1]
         body = np.interp(x, self.knots, self.probs)
         tail = 1.0 - (1.0 - self.tail_prob) * np.exp(-(np.maximum(x, u) - u) / self.tail_scale)
-        return np.where(x > u, tail, body).astype(np.float32)
+        return np.minimum(np.where(x > u, tail, body), _BELOW_ONE).astype(np.float32)
 
     def raw_at(self, score: float) -> float:
         """The raw error whose calibrated score is ``score`` (inverse of :meth:`transform`)."""
@@ -207,9 +211,9 @@ class SurpriseCombiner:
     >>> typical, odd = c.combine(np.array([[1.0, 1.0, 1.0], [1.0, 9.0, 1.0]]))
     >>> bool(odd > 10 * typical)
     True
-    >>> inside, beyond = c.combine(np.ones((2, 3)), excess=np.array([0.0, 0.5]))
+    >>> inside, beyond = c.combine(np.ones((2, 3)), excess=np.array([0.0, 2.0]))
     >>> round(float(beyond - inside), 3)
-    25.0
+    36.0
     """
 
     mean: np.ndarray  # float32 [k], mean surprise of each input on normal traffic
