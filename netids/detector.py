@@ -170,13 +170,7 @@ class Detector:
         sub = packets.take(index)
         values = raw_numeric(sub, features[index])
         codes = categorical_codes(sub)
-        # the packet's own value of each categorical field, to tell; a class is its own value
-        own = {"protocol": sub.proto, "tcp_flags": sub.tcp_flags, "sport_class": sub.sport,
-               "dport_class": sub.dport, "icmp_type": sub.icmp_type, "icmp_code": sub.icmp_code,
-               "arp_op": sub.arp_op, "status": sub.status}
-        cat_values = np.stack([own.get(name, codes[:, c]) for c, name in
-                               enumerate(self.checkpoint.categorical_names)],
-                              axis=1).astype(np.int64)
+        cat_values = self.categorical_values(sub, codes)
         n_num = values.shape[1]
         errors = scores.errors[index]
         shares = self._shares(codes)
@@ -215,6 +209,22 @@ class Detector:
                     parts.append(words.describe_code(name, code[c], cat_value[c], share[c]))
             texts.append("; ".join(parts))
         return kinds, texts
+
+    def categorical_values(self, packets: PacketBatch,
+                           codes: np.ndarray | None = None) -> np.ndarray:
+        """int64 [n, n_categorical]: each packet's own value of every categorical input, the
+        value its explanation tells (TCP flags 0x11, source port 993); an input that is a
+        class of its own (an address class) is its code. ``codes``: the batch's
+        :func:`categorical_codes`, when already computed."""
+        own = {"protocol": packets.proto, "tcp_flags": packets.tcp_flags,
+               "sport_class": packets.sport, "dport_class": packets.dport,
+               "icmp_type": packets.icmp_type, "icmp_code": packets.icmp_code,
+               "arp_op": packets.arp_op, "status": packets.status}
+        names = self.checkpoint.categorical_names
+        if codes is None and any(name not in own for name in names):
+            codes = categorical_codes(packets)
+        return np.stack([own[name] if name in own else codes[:, c]
+                         for c, name in enumerate(names)], axis=1).astype(np.int64)
 
     def _may_name_kind(self, values: np.ndarray, codes: np.ndarray,
                        shares: np.ndarray) -> np.ndarray:

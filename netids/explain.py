@@ -139,6 +139,10 @@ def describe_code(name: str, code: int, packet_value: int, share: float) -> str:
     return f"{subject} {'were' if plural else 'was'} never seen in normal traffic"
 
 
+PORT_RANGES = {1: "0-1023", 2: "1024-49151", 3: "49152-65535"}  # the port classes past the
+# known services (see scaling.port_class)
+
+
 def _code_subject(name: str, code: int, packet_value: int) -> tuple[str, bool | None]:
     """What a categorical value is, in words, and whether that is plural; ``None`` instead:
     a whole sentence that needs no rarity."""
@@ -150,8 +154,12 @@ def _code_subject(name: str, code: int, packet_value: int) -> tuple[str, bool | 
         side = "source" if name.startswith("s") else "destination"
         if code == 0:
             return f"no {side} port", False
-        known = "" if code > len(KNOWN_PORTS) else " (a known service)"
-        return f"{side} port {packet_value}{known}", False
+        if code <= len(KNOWN_PORTS):  # the class is this one port: its number is the class
+            return f"{side} port {packet_value} (a known service)", False
+        # a range: its share is the range's, and the packets grouped with this one are in the
+        # range, not on this port (see Pipeline._explain)
+        span = PORT_RANGES[code - len(KNOWN_PORTS)]
+        return f"{side} ports {span} outside the known services", True
     if name == "icmp_type":
         return f"ICMP type {packet_value}", False
     if name == "icmp_code":

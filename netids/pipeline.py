@@ -17,6 +17,7 @@ from netids.decode import decode
 from netids.detector import Detector, Scores
 from netids.frames import FrameBatch
 from netids.packets import FLAG_L3, PacketBatch
+from netids.scaling import categorical_codes
 from netids.scored import ScoredBatch, Verdicts
 
 MAX_EXPLAINED = 256  # distinct explanations computed per batch at most
@@ -93,13 +94,24 @@ class Pipeline:
         """Explain one representative per group of alike anomalies and share its words.
 
         A flood makes thousands of anomalous packets a batch that deviate the same way; they
-        are grouped by source, target, protocol and most deviating input (by target alone when
-        sources are spoofed), so explaining costs the same for ten packets or ten thousand.
+        are grouped by source, target, protocol, most deviating input and every categorical
+        input's class (by target alone when sources are spoofed), so explaining costs the same
+        for ten packets or ten thousand, while a scanner's SYN is not told it has the flags of
+        the reset it was grouped with. A categorical top input's own value (a port number)
+        also keys the group: it is what the words tell first.
         """
         if len(index) == 0:
             return [], []
         top = np.argmax(scores.errors[index], axis=1)
-        target = [packets.dst_hi[index], packets.dst_lo[index], packets.proto[index], top]
+        n_num = len(self.detector.checkpoint.numeric_names)
+        sub = packets.take(index)
+        codes = categorical_codes(sub)  # [m, n_categorical], few values each
+        told = self.detector.categorical_values(sub, codes)
+        value = np.where(top >= n_num, told[np.arange(len(index)), np.maximum(top - n_num, 0)], 0)
+        # all classes in one number (their vocabularies multiply to under 2**63): a narrow key
+        # sorts faster
+        classes = np.ravel_multi_index(tuple(codes.T), self.detector.checkpoint.config.vocab_sizes)
+        target = [packets.dst_hi[index], packets.dst_lo[index], top, value, classes]
         keys = np.stack([packets.src_hi[index], packets.src_lo[index], *target], axis=1)
         groups, first, inverse = np.unique(keys.astype(np.uint64), axis=0, return_index=True,
                                            return_inverse=True)

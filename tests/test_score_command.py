@@ -244,3 +244,22 @@ def test_db_events_equal_those_of_a_run_in_one_process(tmp_path: Path, model: Pa
         exported.append(sorted(rows, key=lambda r: sorted(r.items())))
     assert len(exported[0]) > 100
     assert exported[0] == exported[1]
+
+
+def test_every_told_flag_and_port_is_the_packets_own(tmp_path: Path) -> None:
+    # anomalies are explained once per group of alike packets: the words must still be true of
+    # every packet that gets them (a scanner's SYNs grouped with its resets were told "TCP
+    # flags [R]", and ports of a range were told as the one port of the group's first packet)
+    sample = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
+    out = tmp_path / "scores.csv"
+    done = score(sample, "--out", out, "--model", PROJECT_ROOT / "models" / "default.pt")
+    assert done.returncode == 0, done.stderr
+    told = {r"TCP flags \[(\w*)\]": "tcp_flags", r"source port (\d+)": "sport",
+            r"destination port (\d+)": "dport", r"ICMP type (\d+)": "icmp_type"}
+    checked = 0
+    for row in csv.DictReader(out.open()):
+        for pattern, column in told.items():
+            if m := re.search(pattern, row["explanation"]):
+                assert m.group(1) == row[column], (row["index"], row["explanation"])
+                checked += 1
+    assert checked > 1000  # the scan's and the flood's packets are told their flags
