@@ -33,9 +33,13 @@ from netids.calibration import (
     threshold_for,
 )
 from netids.checkpoint import Checkpoint
+from netids.context import FEATURE_NAMES, ContextFeatures
+from netids.decode import decode
 from netids.detector import Detector
+from netids.frames import FrameBatch
 from netids.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.packets import PacketBatch
+from netids.pcapfile import read_batches
 from netids.scaling import CATEGORICAL, PACKET_NUMERIC, RobustScaler, categorical_codes, raw_numeric
 
 log = logging.getLogger(__name__)
@@ -299,37 +303,23 @@ def save_report(report: TrainReport, path: str | Path) -> Path:
 
 def feature_names() -> tuple[str, ...]:
     """The context feature columns this netids computes (``netids.context.FEATURE_NAMES``)."""
-    try:
-        from netids.context import FEATURE_NAMES
-    except ImportError:  # context features not built yet: per-packet fields only
-        return ()
-    return tuple(FEATURE_NAMES)
+    return FEATURE_NAMES
 
 
 def read_capture(path: str | Path, batch_size: int = 4096) -> tuple[PacketBatch, np.ndarray]:
     """Decode a whole capture file and compute its context features (fresh state per file)."""
-    from netids.decode import decode
-    from netids.pcapfile import read_batches
-
-    try:
-        from netids.context import ContextFeatures
-    except ImportError:
-        ContextFeatures = None
-    ctx = ContextFeatures() if ContextFeatures is not None else None
+    ctx = ContextFeatures()
     packets, feats = [], []
     for frames in read_batches(path, batch_size):
         p = decode(frames)
         packets.append(p)
-        feats.append(ctx.update(p) if ctx is not None else np.zeros((len(p), 0), np.float32))
+        feats.append(ctx.update(p))
     if not packets:
-        return _empty_packets(), np.zeros((0, len(feature_names())), np.float32)
+        return _empty_packets(), np.zeros((0, len(FEATURE_NAMES)), np.float32)
     return PacketBatch.concat(packets), np.concatenate(feats).astype(np.float32)
 
 
 def _empty_packets() -> PacketBatch:
-    from netids.decode import decode
-    from netids.frames import FrameBatch
-
     z = np.zeros(0, np.int64)
     return decode(FrameBatch(np.zeros(0, np.uint8), z, z.astype(np.int32), z.astype(np.int32),
                              z.astype(np.float64), z.astype(np.uint16)))
