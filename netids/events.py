@@ -1,6 +1,9 @@
 """Anomaly events: anomalous packets with the same key, close in time, merged into one event.
 
-The key is (source, destination, protocol, kind of deviation). Anomalous answers join the
+The key is (source, destination, protocol, kind of deviation); a "target under flood" is keyed
+by its destination alone from its first packet, as one event with many sources: what made its
+packets anomalous is the traffic reaching that host, so their senders (a flooded server's
+normal clients) are not named as the source of a flood. Anomalous answers join the
 event of the conversation's opener: a scanned host's resets and a flooded server's SYN-ACKs
 belong to the scan or flood that provoked them, not to an event naming the victim as its
 source. Two merges keep floods and sweeps to a handful of rows: when more than
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from netids.explain import TARGET_FLOOD
 from netids.packets import PacketBatch, format_ip, format_mac, protocol_name, summary
 from netids.scored import ScoredBatch
 
@@ -231,6 +235,7 @@ class EventAggregator:
         many_out = np.zeros(len(idx), dtype=bool)
         many_in[own] = self._fan(self._fan_in, dst[own], src[own], tag[own], ts[own],
                                  cfg.max_sources)
+        many_in |= own & (kind == self._kind_id(TARGET_FLOOD))
         many_out[own] = self._fan(self._fan_out, src[own], dst[own], tag[own], ts[own],
                                   cfg.max_targets)
 

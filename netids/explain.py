@@ -23,6 +23,10 @@ deviate. Pure functions over names and numbers.
 'a frame with a group (multicast) source MAC was never seen in normal traffic'
 >>> kind_of(["dst_addr", "src_rate_1s"], [9.0, 4.0])
 'bogus address'
+>>> kind_of(["dst_rate_1s", "tcp_flags"], [9.0, 4.0])  # only the destination is busy
+'target under flood'
+>>> kind_of(["dst_rate_1s", "src_syn_rate_1s"], [9.0, 4.0])  # and its sender is the flood
+'flood'
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import re
 from netids.packets import STATUS_NAMES, format_tcp_flags
 from netids.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES
 
+TARGET_FLOOD = "target under flood"  # an event about its destination, whoever sent it
 # (pattern on an input name, kind), in priority order: the first rule matching any of the
 # packet's three most surprising inputs names the kind
 KIND_RULES = (
@@ -45,7 +50,10 @@ KIND_RULES = (
     (r"^arp_mac_ips$", "ARP spoofing"),
     (r"unsolicited", "reflection flood"),
     (r"mac_new_ip|link_new_mac", "spoofed flood"),
-    (r"syn_rate|new_src|_rate_", "flood"),
+    (r"^src_syn_rate_|^src_rate_|^pair_rate_|^sock_rate_", "flood"),
+    # only what reaches the destination is unusual: the packet is one of many hitting a busy
+    # host (a normal client of a flooded server, a spoofed flood), not its sender's doing
+    (r"^dst_rate_|^dst_new_src_rate_", TARGET_FLOOD),
     (r"^arp_op$", "ARP anomaly"),
     (r"^tcp_flags$|^window$", "unusual flags"),
     (r"^ttl$", "unusual TTL"),

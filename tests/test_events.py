@@ -15,6 +15,7 @@ import pytest
 
 from netids.decode import decode
 from netids.events import EventAggregator, EventConfig, EventUpdate, _test_packets, severity
+from netids.explain import TARGET_FLOOD
 from netids.frames import FrameBatch
 from netids.packets import PacketBatch
 from netids.pcapfile import read_batches
@@ -198,6 +199,16 @@ def test_flood_trickling_in_ends_in_one_merged_event_after_a_handful() -> None:
     merged = [e for e in events.values() if e.src == ""]
     assert len(merged) == 1 and merged[0].packets == 500 - 16
     assert sum(e.packets for e in events.values()) == 500
+
+
+def test_a_target_under_flood_is_one_event_about_the_target_not_its_clients() -> None:
+    # normal clients of a flooded server: only the traffic reaching it is unusual
+    pk = _test_packets(6, src=["10.0.0.21", "10.0.0.24"] * 3, dst="10.0.0.10", dport=80)
+    (event,) = EventAggregator().add(scored(pk, kinds=TARGET_FLOOD))
+    assert (event.src, event.dst, event.kind) == ("", "10.0.0.10", TARGET_FLOOD)
+    assert (event.packets, event.src_count) == (6, 2)
+    flood = EventAggregator().add(scored(pk, kinds="flood"))  # the senders' doing: theirs
+    assert sorted(e.src for e in flood) == ["10.0.0.21", "10.0.0.24"]
 
 
 def test_kinds_and_protocols_are_separate_events() -> None:
