@@ -27,6 +27,7 @@ from netids.scaling import (
     MAC_CLASSES,
     PACKET_NUMERIC,
     categorical_codes,
+    past_range,
     raw_numeric,
 )
 
@@ -136,7 +137,7 @@ class Detector:
         numeric = scaler.transform(raw_numeric(packets, features))
         codes = categorical_codes(packets)
         clamped = scaler.clamp(numeric)
-        excess = np.abs(numeric - clamped).sum(axis=1, dtype=np.float32)
+        excess = past_range(numeric, clamped)
         num, pad = to_windows(clamped.astype(np.float32, copy=False), T)
         tgt, _ = to_windows(numeric.astype(np.float32, copy=False), T)
         cod, _ = to_windows(codes.astype(np.int64, copy=False), T)
@@ -210,21 +211,18 @@ class Detector:
             texts.append("; ".join(parts))
         return kinds, texts
 
-    def categorical_values(self, packets: PacketBatch,
-                           codes: np.ndarray | None = None) -> np.ndarray:
+    def categorical_values(self, packets: PacketBatch, codes: np.ndarray) -> np.ndarray:
         """int64 [n, n_categorical]: each packet's own value of every categorical input, the
         value its explanation tells (TCP flags 0x11, source port 993); an input that is a
-        class of its own (an address class) is its code. ``codes``: the batch's
-        :func:`categorical_codes`, when already computed."""
+        class of its own (an address class) is its code. ``codes``: the packets'
+        :func:`categorical_codes`."""
         own = {"protocol": packets.proto, "tcp_flags": packets.tcp_flags,
                "sport_class": packets.sport, "dport_class": packets.dport,
                "icmp_type": packets.icmp_type, "icmp_code": packets.icmp_code,
                "arp_op": packets.arp_op, "status": packets.status}
-        names = self.checkpoint.categorical_names
-        if codes is None and any(name not in own for name in names):
-            codes = categorical_codes(packets)
         return np.stack([own[name] if name in own else codes[:, c]
-                         for c, name in enumerate(names)], axis=1).astype(np.int64)
+                         for c, name in enumerate(self.checkpoint.categorical_names)],
+                        axis=1).astype(np.int64)
 
     def _may_name_kind(self, values: np.ndarray, codes: np.ndarray,
                        shares: np.ndarray) -> np.ndarray:

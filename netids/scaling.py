@@ -230,6 +230,17 @@ def categorical_codes(packets: PacketBatch) -> np.ndarray:
     return out
 
 
+def past_range(scaled: np.ndarray, clamped: np.ndarray) -> np.ndarray:
+    """float32 [n]: how far each row lies past the range seen in training, in scaled units
+    summed over the columns; ``clamped`` is :meth:`RobustScaler.clamp` of ``scaled``. Training
+    calibrates with it and the detector scores with it: one definition for both.
+
+    >>> past_range(np.array([[0.5, 3.0], [-2.0, 0.0]]), np.array([[0.5, 1.0], [-1.0, 0.0]]))
+    array([2., 1.], dtype=float32)
+    """
+    return np.abs(scaled - clamped).sum(axis=1, dtype=np.float32)
+
+
 def raw_numeric(packets: PacketBatch, features: np.ndarray) -> np.ndarray:
     """float32 [n, len(PACKET_NUMERIC) + F]: per-packet sizes (exact: all below 2**24), then the
     context features (float32 already)."""

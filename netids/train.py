@@ -40,7 +40,14 @@ from netids.frames import FrameBatch
 from netids.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.packets import PacketBatch
 from netids.pcapfile import read_batches
-from netids.scaling import CATEGORICAL, PACKET_NUMERIC, RobustScaler, categorical_codes, raw_numeric
+from netids.scaling import (
+    CATEGORICAL,
+    PACKET_NUMERIC,
+    RobustScaler,
+    categorical_codes,
+    past_range,
+    raw_numeric,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +146,10 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     scaler = RobustScaler.fit(train_rows, rates=np.array(["_rate_" in n for n in names]))
     W, k = raw.shape[0], raw.shape[2]
     scaled = scaler.transform(raw.reshape(W * T, k))
+    clamped = scaler.clamp(scaled)
     target = torch.from_numpy(scaled.reshape(W, T, k))  # [W, T, n_numeric]
-    num = torch.from_numpy(scaler.clamp(scaled).reshape(W, T, k))  # model input
+    num = torch.from_numpy(clamped.reshape(W, T, k))  # model input
+    excess = past_range(scaled, clamped).reshape(W, T)  # see Detector.input_errors
     idx_train, idx_val, idx_cal = (np.flatnonzero(split == k) for k in range(3))
 
     mconf = ModelConfig(n_numeric=k, vocab_sizes=tuple(CATEGORICAL.values()),
@@ -187,13 +196,14 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     model.eval()
 
     # how rare each input's error is (training windows), then calibration on held-back windows
-    train_err, _ = _errors(model, num, cod, pad, target, idx_train[:config.max_train_windows])
+    train_err, _ = _errors(model, num, cod, pad, target, excess,
+                           idx_train[:config.max_train_windows])
     categorical = np.arange(train_err.shape[1]) >= k  # inputs past the k numeric ones
     surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
     combiner = SurpriseCombiner.fit(surprise.transform(train_err),
                                     range_weight=config.range_weight)
     # held-back windows step past the training range as fresh traffic does: calibrated with it
-    cal_err, cal_excess = _errors(model, num, cod, pad, target, idx_cal)
+    cal_err, cal_excess = _errors(model, num, cod, pad, target, excess, idx_cal)
     calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err), cal_excess))
     threshold = threshold_for(config.target_false_alarm)
     spans = [(float(t.min()), float(t.max())) for t in
@@ -279,20 +289,20 @@ def _evaluate_loss(model, num, cod, pad, target, idx, bs) -> float:
     return total / max(count, 1.0)
 
 
-def _errors(model, num, cod, pad, target, idx) -> tuple[np.ndarray, np.ndarray]:
-    """Per-input errors [n_real_packets, k] of the given windows (padding dropped), and each
-    packet's distance past the training range [n_real_packets] (see Detector.input_errors)."""
-    out, excess = [], []
+def _errors(model, num, cod, pad, target, excess, idx) -> tuple[np.ndarray, np.ndarray]:
+    """Per-input errors [n_real_packets, k] of the given windows (padding dropped), and those
+    packets' distance past the training range (``excess`` [W, T], see ``past_range``)."""
+    out, far = [], []
     with torch.inference_mode():
         for s in range(0, len(idx), 256):
             b = torch.from_numpy(idx[s:s + 256])
             p = pad[b]
             err = model.errors(num[b], cod[b], p, target[b])  # [B, T, k]
             out.append(err[~p].numpy())
-            excess.append((target[b] - num[b]).abs().sum(dim=-1)[~p].numpy())
+            far.append(excess[idx[s:s + 256]][~p.numpy()])
     if not out:
         return np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
-    return np.concatenate(out), np.concatenate(excess)
+    return np.concatenate(out), np.concatenate(far)
 
 
 def save_report(report: TrainReport, path: str | Path) -> Path:
