@@ -68,6 +68,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
           f"{report.duration:.0f} s) and {labels}")
     if kinds:
         _say(f"attack packets by kind: {kinds}")
+    if report.readdressed:
+        _say(f"gave {len(report.readdressed)} captures addresses of their own (they reused "
+             f"an earlier capture's)")
     if report.skipped_link_type:
         _say(f"skipped {report.skipped_link_type} frames of another link type")
     return 0

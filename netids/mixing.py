@@ -8,13 +8,17 @@ there is one (background packets in an attack capture stay label 0), otherwise e
 labelled with the given kind. The result is one pcap in time order plus a labels CSV with one
 row per packet: ``index,timestamp,label,attack_kind,source_file,source_index``.
 
-Only frames of the first normal capture's link type (normally Ethernet) are kept: a pcap has
-one link type. Frames of another link type are counted in the report, never silently mixed.
+Captures recorded on different networks reuse addresses; each capture that collides with an
+earlier one gets its own (see :mod:`netids.readdress`), or one IP would seem to move between
+MACs as only ARP spoofing makes it do. Only frames of the first normal capture's link type
+(normally Ethernet) are kept: a pcap has one link type. Frames of another link type are
+counted in the report, never silently mixed.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from netids.pcapfile import read_batches, write_pcap
+from netids.readdress import AddressSpace, capture_addresses, rewrite
 
 
 @dataclass
@@ -39,6 +44,8 @@ class MixReport:
     by_kind: dict[str, int] = field(default_factory=dict)
     skipped_link_type: int = 0
     placements: list[dict] = field(default_factory=list)  # attack file, start, end, packets
+    readdressed: dict[str, int] = field(default_factory=dict)  # capture -> offset its
+    # addresses moved by, for the captures that reused an earlier one's
 
 
 @dataclass
@@ -104,6 +111,11 @@ def mix(
         parts.append(cap)
         report.placements.append({"file": str(src.path), "start": float(cap.ts[0]),
                                   "end": float(cap.ts[-1]), "packets": len(cap.ts)})
+    space = AddressSpace()
+    for i, cap in enumerate(parts):
+        parts[i], offset = _own_addresses(cap, space)
+        if offset:
+            report.readdressed[cap.source] = offset
     merged = _merge(parts)
     keep = merged.linktype == linktype
     report.skipped_link_type = int((~keep).sum())
@@ -145,6 +157,15 @@ def _read(path: Path, label: int, kind: str) -> _Capture:
             kinds[i] = (k or kind) if v else ""
     return _Capture(_cat(ts, np.float64), frames, _cat(wire, np.int64), _cat(lt, np.int64), labels,
                     kinds, str(path), np.arange(n, dtype=np.int64))
+
+
+def _own_addresses(c: _Capture, space: AddressSpace) -> tuple[_Capture, int]:
+    """The capture with addresses of its own in ``space``, and the offset they moved by."""
+    offset, mapping = space.claim(capture_addresses(c.frames, c.linktype.tolist()))
+    if not mapping:
+        return c, offset
+    frames = [rewrite(f, lt, mapping) for f, lt in zip(c.frames, c.linktype.tolist(), strict=True)]
+    return dataclasses.replace(c, frames=frames), offset
 
 
 def _cat(xs: list[np.ndarray], dtype: type) -> np.ndarray:
