@@ -3,7 +3,10 @@
 The key is (source, destination, protocol, kind of deviation); a "target under flood" is keyed
 by its destination alone from its first packet, as one event with many sources: what made its
 packets anomalous is the traffic reaching that host, so their senders (a flooded server's
-normal clients) are not named as the source of a flood. Anomalous answers join the
+normal clients) are not named as the source of a flood. A scan (port scan, host sweep) is
+keyed by its source alone, also from its first packet: one event per scanner and protocol,
+its targets counted (and named while there is one), not one per probed host. Anomalous
+answers join the
 event of the conversation's opener: a scanned host's resets and a flooded server's SYN-ACKs
 belong to the scan or flood that provoked them, not to an event naming the victim as its
 source. Two merges keep floods and sweeps to a handful of rows: when more than
@@ -45,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from netids.explain import TARGET_FLOOD
+from netids.explain import SCANS, TARGET_FLOOD
 from netids.packets import PacketBatch, format_ip, format_mac, protocol_name, summary
 from netids.scored import ScoredBatch
 
@@ -158,6 +161,7 @@ class _Event:
     sources: set[int] = field(default_factory=set)
     targets: set[int] = field(default_factory=set)
     samples: int = 0
+    first_target: str = ""  # shown as dst while targets merged from the first packet are one
 
     def update(self, config: EventConfig, new_samples: tuple[Sample, ...]) -> EventUpdate:
         return EventUpdate(
@@ -165,7 +169,7 @@ class _Event:
             first_seen=self.first_seen,
             last_seen=self.last_seen,
             src=self.src,
-            dst=self.dst,
+            dst=self.dst or (self.first_target if len(self.targets) == 1 else ""),
             src_port=self.src_port,
             dst_port=self.dst_port,
             proto=self.proto,
@@ -238,6 +242,7 @@ class EventAggregator:
         many_in |= own & (kind == self._kind_id(TARGET_FLOOD))
         many_out[own] = self._fan(self._fan_out, src[own], dst[own], tag[own], ts[own],
                                   cfg.max_targets)
+        many_out |= own & np.isin(kind, [self._kind_id(k) for k in SCANS])
 
         # effective key: addresses replaced by ANY where merged; answers take their opener's
         key = np.concatenate([src, dst, tag], axis=1)
@@ -378,6 +383,7 @@ class EventAggregator:
             dst_port=None,
             proto=protocol_name(int(p.ethertype[i]), int(p.proto[i])),
             kind=self._kind_names[int(k[5])],
+            first_target=dst if self._kind_names[int(k[5])] in SCANS else "",
         )
 
     def _answers(self, src: np.ndarray, dst: np.ndarray, ptag: np.ndarray,

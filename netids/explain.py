@@ -39,6 +39,7 @@ from netids.packets import STATUS_NAMES, format_tcp_flags
 from netids.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES
 
 TARGET_FLOOD = "target under flood"  # an event about its destination, whoever sent it
+SCANS = ("port scan", "host sweep")  # events about their source, whatever hosts it probed
 # (pattern on an input name, kind), in priority order: the first rule matching any of the
 # packet's three most surprising inputs names the kind
 KIND_RULES = (

@@ -180,6 +180,26 @@ def test_host_sweep_merges_targets_and_counts_them() -> None:
     assert (event.src, event.dst, event.packets, event.dst_count) == ("198.51.100.9", "", n, n)
 
 
+def test_a_scan_is_one_event_per_scanner_and_protocol_with_its_targets_counted() -> None:
+    """nmap's host discovery probes each host by ARP, ping and TCP before it scans one: that
+    is one scan of few hosts, not an event per probed host."""
+    hosts = [f"10.0.0.{i}" for i in (11, 21, 22, 24)]
+    arp = _test_packets(4, src="10.0.0.66", dst=hosts, ts=np.arange(4) * 0.01)
+    arp = replace(arp, proto=np.full(4, -1, np.int32), ethertype=np.full(4, 0x0806, np.int32))
+    tcp = _test_packets(4, src="10.0.0.66", dst=hosts, ts=np.arange(4) * 0.01 + 0.1)
+    one = _test_packets(50, src="10.0.0.66", dst="10.0.0.10", ts=np.arange(50) * 0.01 + 1.0)
+    one = replace(one, dport=np.arange(1, 51, dtype=np.int32))
+    agg = EventAggregator()
+    first = agg.add(scored(PacketBatch.concat([arp, tcp]), kinds="port scan"))
+    assert sorted((e.proto, e.dst, e.dst_count, e.packets) for e in first) == [
+        ("ARP", "", 4, 4), ("TCP", "", 4, 4)]
+    (tcp_scan,) = agg.add(scored(one, kinds="port scan"))
+    assert (tcp_scan.src, tcp_scan.dst, tcp_scan.dst_count, tcp_scan.packets) == (
+        "10.0.0.66", "", 5, 54)
+    alone = EventAggregator().add(scored(one, kinds="port scan"))  # one target: named
+    assert [(e.dst, e.dst_count) for e in alone] == [("10.0.0.10", 1)]
+
+
 def test_a_few_sources_keep_their_own_events() -> None:
     pk = _test_packets(30, src=["192.0.2.1", "192.0.2.2", "192.0.2.3"] * 10, dst="10.0.0.1")
     events = EventAggregator().add(scored(pk))
