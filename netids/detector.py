@@ -44,6 +44,11 @@ BOGUS_CODES = {
     "mac": [MAC_CLASSES.index("group source MAC"),
             MAC_CLASSES.index("MAC does not match the IP destination")],
 }
+# A source is scanning while its new contacts (hosts, services) are at least this share of
+# what it sends over the shortest window: a SYN flood right after a port scan keeps a high
+# decaying new-port rate for seconds, but is 1 new port in 1,000 packets, a flood
+SCAN_SHARE = 0.05
+SWEEP_SHARE = 0.5  # a scan whose new hosts are at least this share of its new services sweeps
 WINDOWS_PER_CALL = 256  # 256 windows of 16 = 4096 packets (a pipeline batch) per model call:
 # fewer, larger matrix products cost about 10% less per packet, with the same results
 
@@ -85,6 +90,7 @@ class Detector:
         self._typical = checkpoint.scaler.typical()
         self._base_names = [words.base_name(name) for name in self.input_names]
         self._kind_floor = self._kind_floors()
+        self._scan_inputs, self._scanning_now = self._scan_columns()
         # a rate in words is told at its busiest window: a flood's 3,000 packets/s over the
         # last second, not the 90/s its 100 s average has reached
         n_num = len(checkpoint.numeric_names)
@@ -179,13 +185,15 @@ class Detector:
         orders = np.argsort(-errors, axis=1)[:, :8].tolist()
         absent = self._absent(values)
         may_name = (self._may_name_kind(values, codes, shares) & ~absent).tolist()
+        sweeping = self._sweeping(values).tolist()
         rows = zip(orders, errors.tolist(), values.tolist(), codes.tolist(), cat_values.tolist(),
                    shares.tolist(), may_name, absent.tolist(), strict=True)
         names, bases = self.input_names, self._base_names
         kinds, texts = [], []
         for row, (order, err, value, code, cat_value, share, may, gone) in enumerate(rows):
             top = [j for j in order[:6] if may[j]][:3]
-            kinds.append(words.kind_of([names[j] for j in top], [err[j] for j in top]))
+            kind = words.kind_of([names[j] for j in top], [err[j] for j in top])
+            kinds.append("host sweep" if kind == "port scan" and sweeping[row] else kind)
             parts, seen = [], set()
             # the inputs that say something first (a rate above normal, a rare value), then
             # the rest but fields the packet does not have: a common ICMP echo the network
@@ -245,7 +253,36 @@ class Detector:
         may[:, n_num + names.index("status")] &= damaged
         for name, bogus in BOGUS_CODES.items():
             may[:, n_num + names.index(name)] &= np.isin(codes[:, names.index(name)], bogus)
+        if self._scanning_now is not None:
+            port, host, sent = self._scanning_now
+            new = np.maximum(values[:, port], values[:, host])
+            may[:, self._scan_inputs] &= (new >= SCAN_SHARE * values[:, sent])[:, None]
         return may
+
+    def _sweeping(self, values: np.ndarray) -> np.ndarray:
+        """bool [rows]: the source reaches new hosts about as fast as new services over the
+        shortest window (at least half as many): a ping or ARP sweep opens one service per
+        host, a port scan many per host; both raise the new-service rate."""
+        if self._scanning_now is None:
+            return np.zeros(len(values), bool)
+        port, host, _ = self._scanning_now
+        return (values[:, host] > 0) & (values[:, host] >= SWEEP_SHARE * values[:, port])
+
+    def _scan_columns(self) -> tuple[list[int], tuple[int, int, int] | None]:
+        """(the inputs that name a scan: new ports or hosts per second from the source, every
+        window; the columns of the new-port, new-host and packet rates of the source over the
+        shortest window, or None when a model lacks them)."""
+        names = self.input_names
+        scan = [j for j, n in enumerate(names) if n.startswith(("src_new_port_rate_",
+                                                                "src_new_dst_rate_"))]
+        windows = sorted((n[len("src_rate_"):] for n in names if n.startswith("src_rate_")),
+                         key=lambda w: float(w.rstrip("s")))
+        wanted = [f"src_new_port_rate_{windows[0]}", f"src_new_dst_rate_{windows[0]}",
+                  f"src_rate_{windows[0]}"] if windows else []
+        if not wanted or not all(n in names for n in wanted):
+            return scan, None
+        port, host, sent = (names.index(n) for n in wanted)
+        return scan, (port, host, sent)
 
     def _absent(self, values: np.ndarray) -> np.ndarray:
         """bool [rows, n_inputs]: a per-packet field the packet does not have (-1: an ARP

@@ -158,6 +158,28 @@ def test_a_rate_is_told_at_its_busiest_window_whichever_window_deviates_most(tra
     assert texts[0].startswith("3000 packets/s from this source"), texts
 
 
+@pytest.mark.parametrize("sent, new_ports, new_hosts, kind", [
+    (100.0, 60.0, 1.0, "port scan"),  # most of what it sends probes a new port
+    (3000.0, 30.0, 1.0, "flood"),  # a SYN flood just after a scan: its new-port rate decays
+    (25.0, 20.0, 20.0, "host sweep"),  # one new service per new host: a ping or ARP sweep
+])
+def test_a_scan_is_named_by_what_the_source_does_now(trained, sent, new_ports, new_hosts, kind):
+    detector, packets, feats = trained
+    one, row = packets.take(slice(0, 1)), feats[:1].copy()
+    names = list(detector.feature_names)
+    for window in ("1s", "10s"):
+        row[0, names.index(f"src_rate_{window}")] = sent
+        row[0, names.index(f"src_syn_rate_{window}")] = sent
+        row[0, names.index(f"src_new_port_rate_{window}")] = new_ports
+        row[0, names.index(f"src_new_dst_rate_{window}")] = new_hosts
+    errors = np.zeros((1, len(detector.input_names)), np.float32)
+    errors[0, detector.input_names.index("src_new_port_rate_10s")] = 50.0  # the most surprising
+    errors[0, detector.input_names.index("src_syn_rate_1s")] = 40.0
+    scores = Scores(np.ones(1, np.float32), np.ones(1, np.float32), errors)
+    kinds, _ = detector.explain(one, row, scores, np.array([0]))
+    assert kinds == [kind]
+
+
 def test_a_common_value_the_network_did_not_expect_is_not_called_rare(trained):
     detector, packets, feats = trained
     tcp = np.flatnonzero(packets.proto[:2000] == 6)[:1]  # TCP: most of the training traffic
