@@ -6,14 +6,13 @@ packets anomalous is the traffic reaching that host, so their senders (a flooded
 normal clients) are not named as the source of a flood. A scan (port scan, host sweep) is
 keyed by its source alone, also from its first packet: one event per scanner and protocol,
 its targets counted (and named while there is one), not one per probed host. Anomalous
-answers join the
-event of the conversation's opener: a scanned host's resets and a flooded server's SYN-ACKs
-belong to the scan or flood that provoked them, not to an event naming the victim as its
-source. Two merges keep floods and sweeps to a handful of rows: when more than
+answers join the event of the conversation's opener: a scanned host's resets and a flooded
+server's SYN-ACKs belong to the scan or flood that provoked them, not to an event naming the
+victim as its source. Two merges keep floods and sweeps to a handful of rows: when more than
 ``max_sources`` distinct sources hit one target with the same protocol and kind (a spoofed
 SYN flood, a DDoS), they become one event whose source is ``""`` ("many sources",
-``src_count`` says how many); likewise more than
-``max_targets`` targets of one source (a host sweep) become one event with destination ``""``.
+``src_count`` says how many); likewise more than ``max_targets`` targets of one source with
+the same protocol and kind (a host flooding many) become one event with destination ``""``.
 
 Pure: :class:`EventAggregator` takes :class:`~netids.scored.ScoredBatch` and returns
 :class:`EventUpdate` snapshots. It does no I/O and reads no clock: time is packet time, so a
