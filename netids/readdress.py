@@ -75,10 +75,15 @@ class AddressSpace:
         0 and no mapping when none collides, else the smallest offset that keeps every
         address in its class and clear of the taken ones (the fewest collisions if none
         is). The capture's addresses, moved, are taken from then on."""
-        movable = sorted(a for a in set(addresses) if _class(a) not in KEPT_CLASSES)
+        found = sorted(set(addresses))
+        if not found:
+            return 0, {}
+        classes = _classes(found)
+        moves = ~np.isin(classes, list(KEPT_CLASSES))
+        movable = [a for a, m in zip(found, moves.tolist(), strict=True) if m]
         if not movable:
             return 0, {}
-        classes = _classes(movable)
+        classes = classes[moves]
         best, best_bad = 0, None
         for k in range(_SHIFTS):
             moved = [_shifted(a, k) for a in movable]
@@ -109,10 +114,6 @@ def _shifted(address: bytes, k: int) -> bytes:
     b = bytearray(address)
     b[at] = (b[at] + k) % 256
     return bytes(b)
-
-
-def _class(address: bytes) -> int:
-    return int(_classes([address])[0])
 
 
 def _classes(addresses: Sequence[bytes]) -> np.ndarray:
