@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netids.capture import LiveSource  # noqa: E402
+from netids.capture.live import LiveSource  # noqa: E402
 from netids.config import CaptureSettings  # noqa: E402
-from netids.lab import LabNetwork, count_live, replay, write_udp_burst  # noqa: E402
+from netids.lab.network import LabNetwork, count_live, replay, write_udp_burst  # noqa: E402
 
 PORT = 47100
 

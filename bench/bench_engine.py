@@ -29,14 +29,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netids import cli  # noqa: E402
-from netids.allocator import keep_freed_memory  # noqa: E402
+from netids.capture.pcapfile import read_batches, write_pcap  # noqa: E402
 from netids.config import DEFAULT_MODEL, PROJECT_ROOT  # noqa: E402
-from netids.context import ContextFeatures  # noqa: E402
-from netids.decode import decode  # noqa: E402
-from netids.detector import Detector  # noqa: E402
-from netids.pcapfile import read_batches, write_pcap  # noqa: E402
-from netids.pipeline import Pipeline  # noqa: E402
-from netids.score_csv import format_rows  # noqa: E402
+from netids.detect.context import ContextFeatures  # noqa: E402
+from netids.detect.decode import decode  # noqa: E402
+from netids.detect.detector import Detector  # noqa: E402
+from netids.detect.pipeline import Pipeline  # noqa: E402
+from netids.detect.score_csv import format_rows  # noqa: E402
+from netids.parallel.allocator import keep_freed_memory  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 MIN_PACKETS = 200_000

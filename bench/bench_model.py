@@ -23,11 +23,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from netids.detector import Detector  # noqa: E402
-from netids.model import to_windows  # noqa: E402
-from netids.scaling import categorical_codes, raw_numeric  # noqa: E402
-from netids.train import read_capture  # noqa: E402
-from netids.workers import OrderedPool, can_fork  # noqa: E402
+from netids.detect.detector import Detector  # noqa: E402
+from netids.detect.model import to_windows  # noqa: E402
+from netids.detect.scaling import categorical_codes, raw_numeric  # noqa: E402
+from netids.parallel.workers import OrderedPool, can_fork  # noqa: E402
+from netids.training.train import read_capture  # noqa: E402
 
 log = logging.getLogger("bench")
 

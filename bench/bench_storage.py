@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlmodel import Session  # noqa: E402
 
 from netids.config import StorageSettings  # noqa: E402
-from netids.events import EventUpdate  # noqa: E402
-from netids.storage import EventStore, count_events, open_database  # noqa: E402
-from netids.tables import Event, address_key, utcnow  # noqa: E402
+from netids.detect.events import EventUpdate  # noqa: E402
+from netids.store.storage import EventStore, count_events, open_database  # noqa: E402
+from netids.store.tables import Event, address_key, utcnow  # noqa: E402
 
 
 def updates(n: int, t0: float = 1.76e9) -> list[EventUpdate]:

@@ -12,27 +12,24 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from netids.commands import CommandError
 from netids.config import Settings, load_settings
 
 # command name -> (module implementing it, one-line help). Only the module of the command
 # being run is imported, so `app.py export` does not pay for torch or NiceGUI.
 COMMANDS = {
-    "score": ("netids.score_command", "score every packet of a pcap/pcapng file"),
-    "train": ("netids.train_command", "train a detector on captures of normal traffic"),
-    "evaluate": ("netids.evaluate_command", "ROC-AUC, PR-AUC and detection rates on a "
+    "score": ("netids.commands.score", "score every packet of a pcap/pcapng file"),
+    "train": ("netids.commands.train", "train a detector on captures of normal traffic"),
+    "evaluate": ("netids.commands.evaluate", "ROC-AUC, PR-AUC and detection rates on a "
                                             "labelled capture, beside baselines"),
-    "mix": ("netids.mix_command", "mix normal and attack captures into a labelled capture"),
-    "lab": ("netids.lab_command", "record labelled normal and attack traffic between "
+    "mix": ("netids.commands.mix", "mix normal and attack captures into a labelled capture"),
+    "lab": ("netids.commands.lab", "record labelled normal and attack traffic between "
                                   "network namespaces (root)"),
-    "export": ("netids.export_command", "write stored events as CSV or JSON lines, or an "
+    "export": ("netids.commands.export", "write stored events as CSV or JSON lines, or an "
                                         "event's samples as pcap"),
-    "users": ("netids.users_command", "manage the accounts that may log in on the LAN"),
+    "users": ("netids.commands.users", "manage the accounts that may log in on the LAN"),
 }
 OPTIONS_WITH_VALUES = {"--db", "--model", "--host", "--port", "--models-dir"}
-
-
-class CommandError(Exception):
-    """A failure to report to the user as one line, without a traceback."""
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:

@@ -24,23 +24,14 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from netids.capture import CaptureError, FileSource, LiveSource
-from netids.checkpoint import CheckpointError
+from netids.capture.live import CaptureError, FileSource, LiveSource
+from netids.capture.pcapfile import CaptureFileError
 from netids.config import Settings
-from netids.detector import Detector
-from netids.events import EventAggregator, EventUpdate
-from netids.pcapfile import CaptureFileError
-from netids.pipeline import Pipeline
-from netids.retrain import (
-    TrafficCollector,
-    TrainingCancelled,
-    TrainingError,
-    TrainingState,
-    describe,
-    run_training,
-)
-from netids.scored import ScoredBatch
-from netids.storage import (
+from netids.detect.detector import Detector
+from netids.detect.events import EventAggregator, EventUpdate
+from netids.detect.pipeline import Pipeline
+from netids.detect.scored import ScoredBatch
+from netids.store.storage import (
     EventStore,
     StoreStats,
     activate_model_version,
@@ -48,8 +39,17 @@ from netids.storage import (
     list_model_versions,
     open_database,
 )
-from netids.tables import ModelVersion
-from netids.train import TrainConfig
+from netids.store.tables import ModelVersion
+from netids.training.checkpoint import CheckpointError
+from netids.training.retrain import (
+    TrafficCollector,
+    TrainingCancelled,
+    TrainingError,
+    TrainingState,
+    describe,
+    run_training,
+)
+from netids.training.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ class Controller:
 
 
 def _count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:
-    from netids.packets import protocol_name
+    from netids.detect.packets import protocol_name
 
     p = scored.packets
     pairs = np.stack([p.ethertype.astype(np.int64), p.proto.astype(np.int64)], axis=1)
@@ -402,7 +402,7 @@ def _count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:
 
 
 def _features() -> tuple[str, ...]:
-    from netids.context import FEATURE_NAMES
+    from netids.detect.context import FEATURE_NAMES
 
     return FEATURE_NAMES
 

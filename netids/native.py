@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from netids.procs import alive, processes
+from netids.parallel.procs import alive, processes
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ def lab_net() -> Iterator[object]:
     """
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (network namespaces)")
-    from netids.lab import LabNetwork
+    from netids.lab.network import LabNetwork
 
     with LabNetwork({"a": 21, "b": 22}) as net:
         yield net

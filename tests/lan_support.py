@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from netids.config import DEFAULT_MODEL, PROJECT_ROOT
-from netids.procs import processes
+from netids.parallel.procs import processes
 
 SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
 START_SECONDS = 60.0  # the app imports torch and opens the database: allow a slow machine

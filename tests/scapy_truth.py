@@ -24,8 +24,8 @@ from scapy.all import (  # noqa: F401  (loads every layer binding scapy has)
 from scapy.layers.inet6 import _IPv6ExtHdr
 from scapy.layers.ipsec import AH
 
-from netids.frames import LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
-from netids.packets import parse_ip
+from netids.detect.frames import LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2
+from netids.detect.packets import parse_ip
 
 IPV6_EXT = (_IPv6ExtHdr, AH)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netids.calibration import InputSurprise
+from netids.detect.calibration import InputSurprise
 
 
 def test_a_rare_value_of_an_input_that_is_nearly_always_exact_is_as_surprising_as_it_is_rare():

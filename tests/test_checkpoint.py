@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from netids.checkpoint import FORMAT_VERSION, CheckpointError, load, save
-from netids.detector import Detector
-from netids.train import TrainConfig, feature_names, read_capture, train
+from netids.detect.detector import Detector
+from netids.training.checkpoint import FORMAT_VERSION, CheckpointError, load, save
+from netids.training.train import TrainConfig, feature_names, read_capture, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
@@ -108,7 +108,7 @@ def test_incompatible_weights_are_a_plain_error(report, tmp_path):
 
 SAVER = """
 import sys, torch
-from netids.checkpoint import load, save
+from netids.training.checkpoint import load, save
 ckpt = load(sys.argv[1])
 ckpt.metadata["ballast"] = torch.randn(4_000_000)  # ~16 MB: a save takes a while
 print("ready", flush=True)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scapy.all import ARP, IP, TCP, UDP, Ether
 
+from netids.capture.pcapfile import read_batches
 from netids.config import PROJECT_ROOT
-from netids.context import (
+from netids.detect.context import (
     FEATURE_DOCS,
     FEATURE_NAMES,
     GLOBAL,
@@ -17,11 +18,10 @@ from netids.context import (
     ContextConfig,
     ContextFeatures,
 )
-from netids.decode import decode
-from netids.frames import FrameBatch
-from netids.keytable import KeyTable
-from netids.packets import PacketBatch
-from netids.pcapfile import read_batches
+from netids.detect.decode import decode
+from netids.detect.frames import FrameBatch
+from netids.detect.keytable import KeyTable
+from netids.detect.packets import PacketBatch
 from tests.data_paths import shared_data
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from netids.capture.pcapfile import read_batches
 from netids.config import PROJECT_ROOT, Settings
 from netids.controller import Controller
-from netids.pcapfile import read_batches
-from netids.retrain import TrainingError
-from netids.storage import make_engine
-from netids.tables import Event
-from netids.train import TrainConfig
+from netids.store.storage import make_engine
+from netids.store.tables import Event
+from netids.training.retrain import TrainingError
+from netids.training.train import TrainConfig
 from tests.data_paths import shared_data
 
 SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"

@@ -21,9 +21,9 @@ from scapy.all import (
     fuzz,
 )
 
-from netids.decode import decode
-from netids.frames import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, FrameBatch
-from netids.packets import (
+from netids.detect.decode import decode
+from netids.detect.frames import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, FrameBatch
+from netids.detect.packets import (
     FLAG_FRAGMENT,
     FLAG_L4,
     FLAG_MALFORMED,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from netids.decode import decode
-from netids.pcapfile import read_batches
+from netids.capture.pcapfile import read_batches
+from netids.detect.decode import decode
 from tests.data_paths import SHARED_DATA, all_captures
 from tests.scapy_truth import dissect, truth
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netids import evaluate as ev
-from netids import evaluate_command
-from netids.checkpoint import save
-from netids.cli import CommandError
+from netids.commands import CommandError
+from netids.commands import evaluate as evaluate_command
 from netids.config import Settings
-from netids.mixing import AttackSource, mix
-from netids.train import TrainConfig, feature_names, read_capture, train
+from netids.lab.mixing import AttackSource, mix
+from netids.training import evaluate as ev
+from netids.training.checkpoint import save
+from netids.training.train import TrainConfig, feature_names, read_capture, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NORMAL = DATA / "benign" / "iotlab__lockly-hub-01.pcap"

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netids.decode import decode
-from netids.events import EventAggregator, EventConfig, EventUpdate, _test_packets, severity
-from netids.explain import TARGET_FLOOD
-from netids.frames import FrameBatch
-from netids.packets import PacketBatch
-from netids.pcapfile import read_batches
-from netids.scored import ScoredBatch
+from netids.capture.pcapfile import read_batches
+from netids.detect.decode import decode
+from netids.detect.events import EventAggregator, EventConfig, EventUpdate, _test_packets, severity
+from netids.detect.explain import TARGET_FLOOD
+from netids.detect.frames import FrameBatch
+from netids.detect.packets import PacketBatch
+from netids.detect.scored import ScoredBatch
 from tests.data_paths import shared_data
 
 SYN_FLOOD = "attack/stopddos__pkt.TCP.synflood.spoofed.pcap"

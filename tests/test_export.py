@@ -13,13 +13,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from netids.capture.pcapfile import read_batches
 from netids.config import PROJECT_ROOT
-from netids.decode import decode
-from netids.events import EventAggregator, EventConfig, _test_packets
-from netids.export import FIELDS, event_record, read_export
-from netids.pcapfile import read_batches
-from netids.scored import ScoredBatch
-from netids.storage import EventStore, open_database, query_events
+from netids.detect.decode import decode
+from netids.detect.events import EventAggregator, EventConfig, _test_packets
+from netids.detect.scored import ScoredBatch
+from netids.store.export import FIELDS, event_record, read_export
+from netids.store.storage import EventStore, open_database, query_events
 from tests.data_paths import shared_data
 from tests.test_events import SYN_FLOOD, scored
 from tests.test_storage import FAST, T0

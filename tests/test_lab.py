@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from netids.lab import (
+from netids.capture.pcapfile import read_batches
+from netids.lab.network import (
     PREFIX,
     LabError,
     LabNetwork,
@@ -18,7 +19,6 @@ from netids.lab import (
     remove_stale_namespaces,
     run_lab,
 )
-from netids.pcapfile import read_batches
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 

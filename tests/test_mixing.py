@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netids import mix_command
-from netids.cli import CommandError
+from netids.capture.pcapfile import read_batches
+from netids.commands import CommandError
+from netids.commands import mix as mix_command
 from netids.config import Settings
-from netids.mixing import AttackSource, mix, read_labels
-from netids.pcapfile import read_batches
+from netids.lab.mixing import AttackSource, mix, read_labels
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NORMAL = [DATA / "benign" / "zeek__wikipedia.pcap",

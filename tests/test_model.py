@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from netids.calibration import RANGE_WEIGHT, SurpriseCombiner
-from netids.detector import Detector, Scores, ThresholdPolicy
-from netids.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
-from netids.train import TrainConfig, feature_names, read_capture, train
+from netids.detect.calibration import RANGE_WEIGHT, SurpriseCombiner
+from netids.detect.detector import Detector, Scores, ThresholdPolicy
+from netids.detect.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
+from netids.training.train import TrainConfig, feature_names, read_capture, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"

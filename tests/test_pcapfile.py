@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netids.pcapfile import CHUNK, CaptureFileError, read_batches, write_pcap
+from netids.capture.pcapfile import CHUNK, CaptureFileError, read_batches, write_pcap
 from tests.data_paths import shared_data
 
 

@@ -12,11 +12,11 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from netids.context import FEATURE_NAMES
-from netids.mixing import mix, read_labels
-from netids.pcapfile import read_batches, write_pcap
-from netids.readdress import AddressSpace, address_fields, capture_addresses, rewrite
-from netids.train import read_capture
+from netids.capture.pcapfile import read_batches, write_pcap
+from netids.detect.context import FEATURE_NAMES
+from netids.lab.mixing import mix, read_labels
+from netids.lab.readdress import AddressSpace, address_fields, capture_addresses, rewrite
+from netids.training.train import read_capture
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 A4, B4, C4 = "192.168.1.10", "192.168.1.1", "192.168.7.10"

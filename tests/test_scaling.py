@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from netids.decode import decode
-from netids.packets import FLAG_SNAPPED
-from netids.pcapfile import read_batches
-from netids.scaling import (
+from netids.capture.pcapfile import read_batches
+from netids.detect.decode import decode
+from netids.detect.packets import FLAG_SNAPPED
+from netids.detect.scaling import (
     ADDRESS_CLASSES,
     CATEGORICAL,
     MAC_CLASSES,

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netids import score_command
-from netids.cli import CommandError, build_parser, settings_from
+from netids.capture.pcapfile import read_batches
+from netids.cli import build_parser, settings_from
+from netids.commands import CommandError
+from netids.commands import score as score_command
 from netids.config import PROJECT_ROOT
-from netids.detector import Detector
-from netids.pcapfile import read_batches
-from netids.pipeline import Pipeline
+from netids.detect.detector import Detector
+from netids.detect.pipeline import Pipeline
 from tests.data_paths import shared_data
 
 APP = str(PROJECT_ROOT / "app.py")

@@ -24,8 +24,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel
 
 from netids.config import PROJECT_ROOT, StorageSettings
-from netids.events import EventAggregator, EventConfig, EventUpdate, _test_packets
-from netids.storage import (
+from netids.detect.events import EventAggregator, EventConfig, EventUpdate, _test_packets
+from netids.store.storage import (
     EventFilter,
     EventStore,
     activate_model_version,
@@ -48,7 +48,7 @@ from netids.storage import (
     top_targets,
     upgrade,
 )
-from netids.tables import TABLES, Event
+from netids.store.tables import TABLES, Event
 from tests.conftest import reset_postgres
 from tests.test_events import latest, scored
 
@@ -529,10 +529,10 @@ WRITER = r"""
 import json, sys, time
 import numpy as np
 from netids.config import StorageSettings
-from netids.events import EventAggregator, _test_packets
-from netids.frames import FrameBatch
-from netids.scored import ScoredBatch
-from netids.storage import EventStore, open_database
+from netids.detect.events import EventAggregator, _test_packets
+from netids.detect.frames import FrameBatch
+from netids.detect.scored import ScoredBatch
+from netids.store.storage import EventStore, open_database
 
 url, sensor, count, delay = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 store = EventStore(open_database(url), sensor=sensor, settings=StorageSettings())
@@ -628,7 +628,7 @@ def test_a_process_that_forgets_close_still_writes_everything(storage_url: str) 
     code = (
         "import sys\n"
         "from netids.config import StorageSettings\n"
-        "from netids.storage import EventStore, open_database\n"
+        "from netids.store.storage import EventStore, open_database\n"
         "from tests.test_storage import flood_and_scans\n"
         "store = EventStore(open_database(sys.argv[1]), sensor='forgetful',\n"
         "                   settings=StorageSettings(flush_interval=60))\n"

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netids import train_command
-from netids.checkpoint import load
-from netids.cli import CommandError
+from netids.commands import CommandError
+from netids.commands import train as train_command
 from netids.config import Settings
-from netids.detector import Detector
-from netids.train import (
+from netids.detect.detector import Detector
+from netids.training.checkpoint import load
+from netids.training.train import (
     MIN_PACKETS,
     TrainConfig,
     TrainingCancelled,

@@ -14,9 +14,9 @@ from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing import User
 from sqlmodel import Session, select
 
-from netids.pcapfile import read_batches
-from netids.storage import make_engine
-from netids.tables import Event
+from netids.capture.pcapfile import read_batches
+from netids.store.storage import make_engine
+from netids.store.tables import Event
 from netids.ui import frame
 from netids.ui.dashboard import SLIDER_TOP, slider_position, slider_threshold
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture

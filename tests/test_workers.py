@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from netids.procs import alive
-from netids.workers import OrderedPool, WorkerError, can_fork
+from netids.parallel.procs import alive
+from netids.parallel.workers import OrderedPool, WorkerError, can_fork
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="worker processes need fork")
 

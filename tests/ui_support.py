@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from netids.capture.pcapfile import read_batches, write_pcap
 from netids.config import PROJECT_ROOT
-from netids.frames import LINKTYPE_ETHERNET
-from netids.pcapfile import read_batches, write_pcap
+from netids.detect.frames import LINKTYPE_ETHERNET
 
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try the network
 if "CHROME_BINARY_LOCATION" not in os.environ and shutil.which("chromium"):

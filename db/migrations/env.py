@@ -1,6 +1,6 @@
 """Alembic environment for netids.
 
-The app runs ``upgrade head`` on start through :func:`netids.storage.upgrade`, which hands a
+The app runs ``upgrade head`` on start through :func:`netids.store.storage.upgrade`, which hands a
 connection in ``config.attributes["connection"]``. From a shell:
 ``alembic -c db/migrations/alembic.ini -x url=sqlite:///db/netids.sqlite upgrade head``.
 """
@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import netids.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+import netids.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

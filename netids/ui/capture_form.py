@@ -6,7 +6,7 @@ import logging
 
 from nicegui import ui
 
-from netids.capture import CaptureError, compile_filter, list_interfaces
+from netids.capture.live import CaptureError, compile_filter, list_interfaces
 
 log = logging.getLogger(__name__)
 

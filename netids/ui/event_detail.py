@@ -20,14 +20,14 @@ from typing import Any
 from nicegui import run, ui
 from sqlmodel import Session
 
+from netids.capture.pcapfile import write_pcap
 from netids.controller import Controller
-from netids.decode import decode
-from netids.events import EventUpdate
-from netids.export import FIELDS, event_record
-from netids.frames import FrameBatch
-from netids.packets import summary
-from netids.pcapfile import write_pcap
-from netids.storage import event_samples, get_event
+from netids.detect.decode import decode
+from netids.detect.events import EventUpdate
+from netids.detect.frames import FrameBatch
+from netids.detect.packets import summary
+from netids.store.export import FIELDS, event_record
+from netids.store.storage import event_samples, get_event
 from netids.ui import theme
 
 
@@ -42,7 +42,7 @@ class RawSample:
 
 @dataclass(slots=True)
 class EventDetail:
-    record: dict[str, Any]  # the export record (netids.export.FIELDS)
+    record: dict[str, Any]  # the export record (netids.store.export.FIELDS)
     samples: list[RawSample] = field(default_factory=list)
     stored: bool = False  # read from the database
 

@@ -1,6 +1,6 @@
 """The history page: the stored anomaly log, filtered, paged and sorted by the database.
 
-Every query goes through :mod:`netids.storage` in ``run.io_bound``; the browser only ever
+Every query goes through :mod:`netids.store.storage` in ``run.io_bound``; the browser only ever
 holds one page of rows. Sorting a column in the grid re-queries the database, so the order
 is over all matching events, not just the page shown.
 """
@@ -17,9 +17,9 @@ from nicegui import events, run, ui
 from sqlmodel import Session
 
 from netids.controller import Controller
-from netids.events import SEVERITIES
-from netids.export import export_events
-from netids.storage import (
+from netids.detect.events import SEVERITIES
+from netids.store.export import export_events
+from netids.store.storage import (
     EventFilter,
     address_range,
     count_events,
@@ -29,7 +29,7 @@ from netids.storage import (
     top_sources,
     top_targets,
 )
-from netids.tables import Event
+from netids.store.tables import Event
 from netids.ui import event_detail, theme
 from netids.ui.frame import is_dark, on_dark_change
 

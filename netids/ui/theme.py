@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from netids.events import EventConfig
+from netids.detect.events import EventConfig
 
 if TYPE_CHECKING:
-    from netids.events import EventUpdate
-    from netids.tables import Event
+    from netids.detect.events import EventUpdate
+    from netids.store.tables import Event
 
 SUSPICIOUS_AT = EventConfig().suspicious_at
 NORMAL_SHADES = 5  # white -> yellow steps for scores below SUSPICIOUS_AT

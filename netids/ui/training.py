@@ -13,10 +13,10 @@ from pathlib import Path
 
 from nicegui import run, ui
 
-from netids.capture import CaptureError
+from netids.capture.live import CaptureError
 from netids.controller import Controller
-from netids.retrain import TrainingError
-from netids.train import TrainConfig
+from netids.training.retrain import TrainingError
+from netids.training.train import TrainConfig
 from netids.ui import theme
 from netids.ui.capture_form import capture_target, filter_problem, interface_options
 from netids.ui.dashboard import SAMPLE

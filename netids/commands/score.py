@@ -1,0 +1,179 @@
+"""``python app.py score CAPTURE --out SCORES.csv``: score every packet of a capture file.
+
+SCORES.csv has one row per packet of the file, in file order, including packets that could
+not be decoded (their fields are empty). With ``--db`` the anomalies are also aggregated into
+events and stored, exactly as the live app does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import sys
+import time
+from collections import deque
+from functools import partial
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from netids.capture.pcapfile import CaptureFileError, read_batches
+from netids.commands import CommandError
+from netids.config import Settings
+from netids.detect.detector import Detector
+from netids.detect.frames import FrameBatch
+from netids.detect.packets import PacketBatch
+from netids.detect.pipeline import Pipeline
+from netids.detect.score_csv import HEADER, format_rows
+from netids.detect.scored import ScoredBatch, Verdicts
+from netids.parallel.allocator import keep_freed_memory
+from netids.parallel.workers import OrderedPool, WorkerError, can_fork
+from netids.training.checkpoint import CheckpointError
+
+log = logging.getLogger(__name__)
+
+MAX_WAITING = 8  # batches featurised but not yet written, at most (bounds memory)
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(name, help="score every packet of a pcap/pcapng file")
+    p.add_argument("capture", type=Path, help="pcap or pcapng file")
+    p.add_argument("--out", type=Path, required=True, help="CSV to write, one row per packet")
+    p.add_argument("--threshold", type=float, help="anomaly threshold 0..1 (default: model's)")
+    p.add_argument("--batch-size", type=int, default=4096, help="packets per pipeline batch")
+    p.add_argument("--workers", type=int,
+                   help="processes judging batches beside the main one, which helps when they "
+                        "are busy (default: one per core but one; 0: all in the main process)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise CommandError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    keep_freed_memory()  # batches reuse their arrays' memory instead of page-faulting anew
+    try:
+        detector = Detector.load(settings.model_path, threads=settings.torch_threads)
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from exc
+    pipeline = Pipeline(detector, threshold=args.threshold)
+    workers = settings.score_workers if args.workers is None else max(0, args.workers)
+    # everything loaded so far lives until the end: out of the cyclic collector's sight, a
+    # full collection no longer walks the model and libraries (80 ms each time), and forked
+    # workers do not copy the pages it would touch
+    gc.freeze()
+    started = time.perf_counter()
+    error: Exception | None = None
+    with scoring_pool(pipeline, workers) as pool:
+        # the sink starts a writer thread: open it only once the workers are forked
+        sink = _EventSink.open(settings) if getattr(args, "db", None) else None
+        try:
+            with _open_out(args.out) as out:
+                error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size)
+        finally:
+            if sink:
+                sink.close()
+    s = pipeline.stats
+    if error is not None:
+        what = f"scoring failed: {error}" if isinstance(error, WorkerError) else str(error)
+        raise CommandError(f"{what} ({s.packets} packets scored and written to {args.out})")
+    if s.packets == 0:
+        raise CommandError(f"{args.capture}: the capture holds no packets")
+    elapsed = time.perf_counter() - started
+    sys.stderr.write(f"{s.packets} packets scored in {elapsed:.1f} s "
+                     f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
+                     f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
+    return 0
+
+
+Task = tuple[int, PacketBatch, np.ndarray]  # first index, packets, context features
+Rows = tuple[str, Verdicts]  # CSV text of the batch, and the verdicts it shows
+
+
+def scoring_pool(pipeline: Pipeline, workers: int) -> OrderedPool[Task, Rows]:
+    """Worker processes that judge featurised batches and format their CSV rows."""
+    return OrderedPool(partial(judge_rows, pipeline), workers if can_fork() else 0)
+
+
+def judge_rows(pipeline: Pipeline, task: Task) -> Rows:
+    first_index, packets, features = task
+    verdicts = pipeline.judge(packets, features)
+    return format_rows(first_index, packets, verdicts), verdicts
+
+
+def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
+               pool: OrderedPool[Task, Rows], sink: _EventSink | None = None,
+               batch_size: int = 4096) -> Exception | None:
+    """Write the CSV of ``capture`` to ``out``; return the error that ended it early: the
+    file's (:class:`CaptureFileError`) or a worker's (:class:`WorkerError`).
+
+    The main process reads and featurises batch after batch (context features must see the
+    stream in order) while ``pool`` judges and formats earlier batches on the other cores (or
+    here, when they are busy); rows are written, counted and stored in file order as their
+    batches come back.
+    """
+    out.write(",".join(HEADER) + "\n")
+    waiting: deque[tuple[FrameBatch, PacketBatch, np.ndarray]] = deque()
+
+    def write_oldest() -> None:
+        text, verdicts = pool.next()
+        out.write(text)
+        scored = pipeline.record(*waiting.popleft(), verdicts)
+        if sink:
+            sink.add(scored)
+
+    error: Exception | None = None
+    try:
+        try:
+            for frames in read_batches(capture, batch_size):
+                frames, packets, features = pipeline.featurise(frames)
+                pool.submit((frames.first_index, packets, features))
+                waiting.append((frames, packets, features))
+                while pool.ready() or pool.pending >= MAX_WAITING:
+                    write_oldest()
+        except CaptureFileError as exc:
+            error = exc  # rows already read are still written; the caller says what went wrong
+        while pool.pending:
+            write_oldest()
+    except WorkerError as exc:
+        return exc
+    return error
+
+
+def _open_out(path: Path) -> TextIO:
+    try:
+        return path.open("w", newline="")
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+class _EventSink:
+    """Aggregates anomalies into events and stores them, as the live app does."""
+
+    def __init__(self, settings: Settings) -> None:
+        from netids.detect.events import EventAggregator
+        from netids.store.storage import EventStore, open_database
+
+        self.aggregator = EventAggregator()
+        self.store = EventStore(open_database(settings.db_url), sensor=settings.sensor)
+
+    @classmethod
+    def open(cls, settings: Settings) -> _EventSink:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return cls(settings)
+        except (SQLAlchemyError, OSError) as exc:
+            raise CommandError(f"cannot open the database: {exc}") from exc
+
+    def add(self, scored: ScoredBatch) -> None:
+        self.store.write(self.aggregator.add(scored))
+        if len(scored):
+            self.store.write(self.aggregator.flush(float(scored.packets.ts[-1])))
+
+    def close(self) -> None:
+        self.store.write(self.aggregator.flush())
+        stats = self.store.close()
+        if stats.pending or stats.dropped:
+            raise CommandError(f"{stats.pending + stats.dropped} events could not be stored: "
+                               f"{stats.last_error}")

@@ -1,0 +1,79 @@
+"""``python app.py train CAPTURE... --out models/NAME.pt``: train a detector on normal traffic."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from netids.capture.pcapfile import CaptureFileError
+from netids.commands import CommandError
+from netids.commands.mix import parse_part
+from netids.config import Settings
+from netids.training.checkpoint import save
+from netids.training.train import (
+    MIN_PACKETS,
+    TrainConfig,
+    TrainingError,
+    feature_names,
+    read_capture,
+    train,
+)
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="train a detector on captures of normal traffic",
+                       description=f"Train on normal captures (at least {MIN_PACKETS} packets "
+                                   "in all) and write a checkpoint.")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap/pcapng of normal traffic")
+    p.add_argument("--out", required=True, help="checkpoint to write, e.g. models/NAME.pt")
+    p.add_argument("--part", default="0:1", metavar="FROM:TO",
+                   help="fraction range of each capture to train on (e.g. 0:0.7, keeping the "
+                        "rest unseen for evaluation)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--false-alarm", type=float, default=TrainConfig.target_false_alarm,
+                   help="target false-alarm rate giving the default threshold (1 - rate)")
+    p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    lo, hi = parse_part(args.part)
+    if not 0.0 < args.false_alarm < 0.5:
+        raise CommandError("--false-alarm must be between 0 and 0.5")
+    captures = []
+    for path in args.captures:
+        if not Path(path).is_file():
+            raise CommandError(f"capture not found: {path}")
+        try:
+            packets, feats = read_capture(path)
+        except CaptureFileError as exc:
+            raise CommandError(str(exc)) from None
+        a, b = round(lo * len(packets)), round(hi * len(packets))
+        captures.append((packets.take(slice(a, b)), feats[a:b]))
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads,
+                         target_false_alarm=args.false_alarm)
+
+    def progress(epoch: int, train_loss: float, val_loss: float) -> None:
+        _say(f"epoch {epoch:3d}  train loss {train_loss:.4f}  validation loss {val_loss:.4f}")
+
+    try:
+        report = train(captures, feature_names(), config, progress=progress,
+                       sources=[str(Path(p).resolve()) for p in args.captures])
+    except TrainingError as exc:
+        raise CommandError(str(exc)) from None
+    report.checkpoint.metadata["part"] = [lo, hi]
+    path = save(report.checkpoint, args.out)
+    size = path.stat().st_size
+    _say(f"wrote {path} ({size / 1e6:.2f} MB): {report.packets} packets, {report.epochs} epochs "
+          f"(best {report.best_epoch}), {report.seconds:.0f} s, threshold "
+          f"{report.checkpoint.threshold}")
+    return 0
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

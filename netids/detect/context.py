@@ -1,0 +1,474 @@
+"""Context features: what a single header cannot show, such as a scan, a flood or a spoofed ARP.
+
+Per source host, destination host, host pair and socket, the engine keeps exponentially
+decayed statistics over several time windows, like Kitsune's AfterImage: a packet seen
+``dt`` seconds ago weighs ``2 ** (-lambda * dt)``. For a window ``lambda`` the decayed count
+``w`` turns into a rate (``w * lambda * ln 2`` packets/s for steady traffic), and decayed sums
+of a value and its square into its mean and spread. Every feature is the state *after* the
+packet it belongs to, so a flood's packets carry the flood's rate.
+
+The update runs a whole batch at once: packets are grouped by key, and each group's decayed
+sums are a cumulative sum of ``x * 2 ** (lambda * (t - T0))`` scaled back by
+``2 ** (-lambda * (t - T0))`` plus the group's carried-in state. Batches are cut into chunks
+short enough (``lambda * span <= MAX_EXPONENT``) for that to stay exact in float64. State is
+bounded: each key table holds ``capacity`` keys and recycles the idlest ones.
+
+All features are listed, with their meaning, in :data:`FEATURE_DOCS` (README's feature table
+is made from it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from netids.capture.pcapfile import read_batches
+from netids.detect.bindings import MacBindings
+from netids.detect.decode import decode
+from netids.detect.frames import FrameBatch
+from netids.detect.keytable import KeyTable
+from netids.detect.packets import ETHERTYPE_ARP, PacketBatch
+
+MAX_EXPONENT = 8.0  # largest lambda * (t - T0) inside one chunk: values stay within 2**8
+LN2 = math.log(2.0)
+SYN, ACK = 0x02, 0x10
+
+
+@dataclass(frozen=True, slots=True)
+class ContextConfig:
+    """Windows and limits of the context engine."""
+
+    lambdas: tuple[float, ...] = (1.0, 0.1, 0.01)  # decay rates: half-lives of 1 s, 10 s, 100 s
+    capacity: int = 1 << 16  # keys tracked per table (hosts, pairs, sockets, services)
+    arp_hold: float = 300.0  # seconds an IP-to-MAC binding is remembered for conflict checks
+    arp_capacity: int = 4096  # IP-to-MAC bindings remembered at most
+    mac_moved_half_life: float = 30.0  # seconds for ip_mac_moved to halve after a MAC change
+
+    def __post_init__(self) -> None:
+        assert self.lambdas and all(lam > 0 for lam in self.lambdas)
+
+
+def _window_names(lambdas: tuple[float, ...]) -> list[str]:
+    return [f"{1 / lam:g}s" for lam in lambdas]
+
+
+# (name template, meaning); {w} is a window's half-life
+PER_WINDOW = (
+    ("src_rate_{w}", "packets/s sent by the source host"),
+    ("src_size_mean_{w}", "mean packet length sent by the source host (bytes)"),
+    ("src_size_std_{w}", "spread of packet lengths sent by the source host (bytes)"),
+    ("src_iat_mean_{w}", "mean gap between the source host's packets (s)"),
+    ("src_iat_std_{w}", "spread of the gaps between the source host's packets (s)"),
+    ("src_syn_rate_{w}", "TCP SYNs without ACK per second from the source host"),
+    ("src_new_port_rate_{w}", "new (destination, port, protocol) services contacted per second "
+                              "by the source host: distinct destination ports (replies, such as "
+                              "resets and SYN-ACKs, contact nothing and do not count)"),
+    ("src_new_dst_rate_{w}", "new destination hosts contacted per second by the source host "
+                             "(replies do not count)"),
+    ("dst_rate_{w}", "packets/s received by the destination host"),
+    ("dst_new_src_rate_{w}", "new source hosts per second reaching the destination host "
+                             "(replies do not count)"),
+    ("dst_unsolicited_rate_{w}", "replies per second reaching the destination host on "
+                                 "connections it never opened: SYN-ACKs, and UDP from a lower to "
+                                 "a higher port (reflection, amplification, backscatter)"),
+    ("pair_rate_{w}", "packets/s from the source to the destination host"),
+    ("pair_size_mean_{w}", "mean packet length from the source to the destination (bytes)"),
+    ("pair_size_std_{w}", "spread of packet lengths from the source to the destination"),
+    ("sock_rate_{w}", "packets/s on this socket (addresses, ports, protocol)"),
+    ("sock_size_mean_{w}", "mean packet length on this socket (bytes)"),
+    ("sock_size_std_{w}", "spread of packet lengths on this socket (bytes)"),
+    ("mac_new_ip_rate_{w}", "new source IP addresses per second behind the source MAC address "
+                            "(spoofed sources, DHCP floods)"),
+    ("link_new_mac_rate_{w}", "new source MAC addresses per second on the whole link (MAC "
+                              "flooding, floods from random MACs)"),
+)
+GLOBAL = (
+    ("arp_conflict", "1 when this ARP packet binds its sender IP to a MAC other than the one "
+                     "that IP had in the last arp_hold seconds (ARP spoofing), else 0"),
+    ("arp_mac_ips", "distinct IPs the ARP sender's MAC has claimed in the last arp_hold seconds"),
+    ("ip_mac_moved", "how recently the MAC address carrying this packet's source or destination "
+                     "IP changed: 1 on the change, halving every mac_moved_half_life seconds, 0 "
+                     "while bindings hold (ARP-spoofing man in the middle)"),
+)
+
+
+def feature_docs(config: ContextConfig = ContextConfig()) -> dict[str, str]:
+    """Name and meaning of every feature, in column order."""
+    docs: dict[str, str] = {}
+    for window in _window_names(config.lambdas):
+        for template, meaning in PER_WINDOW:
+            docs[template.format(w=window)] = f"{meaning}, half-life {window}"
+    docs.update(GLOBAL)
+    return docs
+
+
+FEATURE_DOCS = feature_docs()
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
+
+
+class _DecayedSums:
+    """Decayed sums of several value channels per slot of a :class:`KeyTable`, per window."""
+
+    def __init__(self, capacity: int, lambdas: np.ndarray, channels: int) -> None:
+        self.lambdas = lambdas  # [L]
+        self.sums = np.zeros((capacity, len(lambdas), channels))  # state at last_t
+        self.last_t = np.zeros(capacity)
+
+    def reset(self, slots: np.ndarray, ts: np.ndarray) -> None:
+        self.sums[slots] = 0.0
+        self.last_t[slots] = ts
+
+    def update(self, slots: np.ndarray, ts: np.ndarray, x: np.ndarray, chunk: np.ndarray,
+               chunk_t0: np.ndarray) -> np.ndarray:
+        """Add ``x`` [n, C] at times ``ts`` to the slots; return the sums after each packet,
+        [n, L, C].
+
+        Packet ``j`` belongs to time chunk ``chunk[j]`` starting at ``chunk_t0[chunk[j]]`` and
+        spanning at most MAX_EXPONENT / max(lambda) seconds. Within a chunk every (slot)
+        group is a scaled cumulative sum, computed for all chunks at once; only the state
+        carried from one chunk to the next is a (short) loop over chunks.
+        """
+        n, cap = len(slots), len(self.last_t)
+        order = np.argsort(chunk * cap + slots, kind="stable")
+        s, c = slots[order], chunk[order]
+        t0 = chunk_t0[c]
+        t = np.clip(ts[order], t0, t0 + MAX_EXPONENT / self.lambdas.max())
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
+        first = np.flatnonzero(starts)
+        last = np.append(first[1:] - 1, n - 1)
+
+        rel = (t - t0)[:, None] * self.lambdas  # [n, L], 0 .. MAX_EXPONENT
+        csum = np.exp2(rel)[:, :, None] * x[order][:, None, :]  # [n, L, C] scaled terms
+        np.cumsum(csum, axis=0, out=csum)  # in place: these arrays are the update's bulk
+        before = np.zeros((len(first),) + csum.shape[1:])  # [G, L, C] sum before each group
+        before[1:] = csum[first[1:] - 1]
+        shrink = np.exp2(-rel)[:, :, None]
+
+        gslots, gchunk = s[first], c[first]
+        carried = np.empty_like(before)  # [G, L, C], slot state decayed to its chunk's t0
+        bounds = np.searchsorted(gchunk, np.arange(len(chunk_t0) + 1))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            if lo == hi:
+                continue
+            sl, ends = gslots[lo:hi], last[lo:hi]
+            age = np.maximum(t0[first[lo]] - self.last_t[sl], 0.0)[:, None] * self.lambdas
+            carried[lo:hi] = self.sums[sl] * np.exp2(-age)[:, :, None]
+            self.sums[sl] = (csum[ends] - before[lo:hi] + carried[lo:hi]) * shrink[ends]
+            self.last_t[sl] = t[ends]
+        # each packet's group sum so far, plus the carried state, scaled back to its time
+        before -= carried
+        csum -= np.repeat(before, last - first + 1, axis=0)
+        csum *= shrink
+        out = np.empty_like(csum)
+        out[order] = csum
+        return out
+
+
+class ContextFeatures:
+    """Stateful feature engine: feed batches in time order, get one feature row per packet.
+
+    >>> from scapy.all import Ether, IP, TCP
+    >>> from netids.detect.frames import FrameBatch
+    >>> frames = [bytes(Ether() / IP(src="10.0.0.9", dst="10.0.0.1") / TCP(dport=p, flags="S"))
+    ...           for p in range(1, 201)]
+    >>> packets = decode(FrameBatch.from_frames(frames, np.linspace(0, 1, 200)))
+    >>> f = ContextFeatures().update(packets)
+    >>> col = FEATURE_NAMES.index("src_new_port_rate_1s")
+    >>> bool(f[-1, col] > 100)  # 200 ports in one second: a scan
+    True
+    """
+
+    def __init__(self, config: ContextConfig = ContextConfig()) -> None:
+        self.config = config
+        cap, lam = config.capacity, np.asarray(config.lambdas)
+        self.lambdas = lam
+        self.tables = {name: KeyTable(cap)
+                       for name in ("src", "dst", "pair", "sock", "service", "mac")}
+        # src channels: 1, size, size^2, syn, new service, new dst, iat count, iat, iat^2
+        self.src = _DecayedSums(cap, lam, 9)
+        self.src_prev = np.full(cap, np.nan)  # time of the source's previous packet
+        # destination (1, new source, unsolicited reply), pair and socket (1, size, size^2)
+        # share one bank of 3 x capacity slots: one grouped pass costs half of three
+        self.trio = _DecayedSums(3 * cap, lam, 3)
+        self.trio_base = {"dst": 0, "pair": cap, "sock": 2 * cap}
+        self.mac = _DecayedSums(cap, lam, 1)  # new source IP behind the source MAC
+        self.link = _DecayedSums(1, lam, 1)  # new source MAC, one slot for the whole link
+        self.arp = _ArpWatch(config.arp_hold, config.arp_capacity)
+        self.src_mac = MacBindings(cap, config.mac_moved_half_life)  # source IP -> source MAC
+        self.dst_mac = MacBindings(cap, config.mac_moved_half_life)  # dest IP -> dest MAC
+        self.max_span = MAX_EXPONENT / float(lam.max())
+
+    @property
+    def evicted(self) -> int:
+        """Keys recycled so far because a table was full (state is bounded, not lossless)."""
+        return sum(t.evicted for t in self.tables.values())
+
+    def update(self, packets: PacketBatch) -> np.ndarray:
+        """Feature rows (float32 [n, len(FEATURE_NAMES)]) for a batch, advancing the state."""
+        step = self.config.capacity // 4  # a key table takes at most capacity / 2 new keys
+        if len(packets) > step:
+            return np.concatenate([self._update(packets.take(slice(lo, lo + step)))
+                                   for lo in range(0, len(packets), step)])
+        return self._update(packets)
+
+    def _update(self, packets: PacketBatch) -> np.ndarray:
+        n = len(packets)
+        out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
+        if n == 0:
+            return out
+        ts = packets.ts
+        keys = _keys(packets)
+        unsolicited = self._unsolicited(packets, keys)
+        slots, new = {}, {}
+        for name, table in self.tables.items():
+            slots[name], new[name] = table.lookup(keys[name], ts)
+        fresh = {name: slots[name][new[name]] for name in slots}  # slots new keys now hold
+        self.src.reset(fresh["src"], ts[new["src"]])
+        self.src_prev[fresh["src"]] = np.nan
+        self.src_mac.reset(fresh["src"])
+        self.dst_mac.reset(fresh["dst"])
+        for name, base in self.trio_base.items():
+            self.trio.reset(fresh[name] + base, ts[new[name]])
+        self.mac.reset(fresh["mac"], ts[new["mac"]])
+
+        size = packets.length.astype(np.float64)
+        syn = ((packets.tcp_flags >= 0) & (packets.tcp_flags & (SYN | ACK) == SYN)).astype(float)
+        opens = _initiates(packets)  # a host answering a scan contacts none of its ports
+        new_service = (new["service"] & opens).astype(float)
+        new_pair = (new["pair"] & opens).astype(float)
+        iat, has_prev = self._gaps(slots["src"], ts)
+
+        chunk, chunk_t0 = _chunks(ts, self.max_span)
+        ones = np.ones(n)
+        src = self.src.update(slots["src"], ts, np.stack(
+            [ones, size, size**2, syn, new_service, new_pair, has_prev, iat, iat**2], axis=1),
+            chunk, chunk_t0)
+        sizes = _size_channels(size)
+        dst, pair, sock = np.split(self.trio.update(
+            np.concatenate([slots[name] + base for name, base in self.trio_base.items()]),
+            np.tile(ts, 3), np.concatenate([np.stack([ones, new_pair, unsolicited], axis=1),
+                                            sizes, sizes]),
+            np.tile(chunk, 3), chunk_t0), 3)
+        new_ip = (new["src"] & keys["src_has_ip"] & (packets.src_mac != 0)).astype(float)
+        mac = self.mac.update(slots["mac"], ts, new_ip[:, None], chunk, chunk_t0)
+        new_mac = (new["mac"] & (packets.src_mac != 0)).astype(float)
+        link = self.link.update(np.zeros(n, dtype=np.int64), ts, new_mac[:, None], chunk,
+                                chunk_t0)
+        per_window = len(PER_WINDOW)
+        for li, lam in enumerate(self.lambdas):
+            rate = lam * LN2
+            out[:, li * per_window:(li + 1) * per_window] = np.stack([
+                src[:, li, 0] * rate, *_mean_std(src[:, li, 0], src[:, li, 1], src[:, li, 2]),
+                *_mean_std(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
+                src[:, li, 3] * rate, src[:, li, 4] * rate, src[:, li, 5] * rate,
+                dst[:, li, 0] * rate, dst[:, li, 1] * rate, dst[:, li, 2] * rate,
+                pair[:, li, 0] * rate, *_mean_std(*pair[:, li].T),
+                sock[:, li, 0] * rate, *_mean_std(*sock[:, li].T),
+                mac[:, li, 0] * rate, link[:, li, 0] * rate,
+            ], axis=1)
+        out[:, -3:-1] = self.arp.update(packets)
+        src_mac = _binding_mac(packets.src_mac, packets.src_lo, keys["src_has_ip"])
+        dst_mac = _binding_mac(packets.dst_mac, packets.dst_lo, keys["dst_has_ip"])
+        out[:, -1] = np.maximum(self.src_mac.update(slots["src"], src_mac, ts),
+                                self.dst_mac.update(slots["dst"], dst_mac, ts))
+        return out
+
+    def _unsolicited(self, p: PacketBatch, keys: dict[str, np.ndarray]) -> np.ndarray:
+        """1.0 for a reply on a connection whose other direction was never seen, before this
+        packet: a SYN-ACK, or UDP from a lower to a higher port (a service answering a client).
+        Reflected and amplified floods are all such replies; so is backscatter."""
+        out = np.zeros(len(p))
+        synack = (p.tcp_flags >= 0) & (p.tcp_flags & (SYN | ACK) == (SYN | ACK))
+        rows = np.flatnonzero(synack | ((p.proto == 17) & (p.sport >= 0) & (p.sport < p.dport)))
+        if len(rows) == 0:
+            return out
+        with np.errstate(over="ignore"):
+            reverse_pair = _mix(keys["dst"][rows], keys["src"][rows])
+        reverse = _socket_key(reverse_pair, p.proto[rows], p.dport[rows], p.sport[rows])
+        known = self.tables["sock"].contains(reverse)
+        forward, first = np.unique(keys["sock"], return_index=True)
+        at = np.minimum(np.searchsorted(forward, reverse), len(forward) - 1)
+        earlier = (forward[at] == reverse) & (first[at] < rows)
+        out[rows] = ~(known | earlier)
+        return out
+
+    def _gaps(self, slots: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gap to the same source's previous packet (0 and flag 0 when there is none)."""
+        order = np.argsort(slots, kind="stable")
+        s, t = slots[order], ts[order]
+        prev = np.empty(len(s))
+        prev[0] = np.nan
+        prev[1:] = t[:-1]
+        starts = np.ones(len(s), dtype=bool)
+        starts[1:] = s[1:] != s[:-1]
+        prev[starts] = self.src_prev[s[starts]]
+        last = np.append(np.flatnonzero(starts)[1:] - 1, len(s) - 1)
+        self.src_prev[s[last]] = t[last]
+        gap = np.empty(len(s))
+        gap[order] = np.maximum(t - prev, 0.0)
+        has = ~np.isnan(gap)
+        return np.where(has, gap, 0.0), has.astype(float)
+
+
+# ICMP / ICMPv6 types that answer or report on another packet: echo and timestamp replies,
+# unreachable, redirect, time exceeded, parameter problem (RFC 792, 4443)
+_ICMP_ANSWERS = np.zeros((2, 256), dtype=bool)  # [ICMPv6?, type]
+_ICMP_ANSWERS[0, [0, 3, 4, 5, 11, 12, 14, 16, 18]] = True
+_ICMP_ANSWERS[1, [1, 2, 3, 4, 129]] = True
+
+
+def _initiates(p: PacketBatch) -> np.ndarray:
+    """True for packets that may open a conversation, False for replies: TCP resets and
+    SYN-ACKs, UDP from a lower to a higher port (a service answering its client), ICMP replies
+    and errors. A web server answering a SYN flood, or a host resetting a port scan, replies to
+    thousands of new ports and hosts without contacting any of them.
+
+    >>> from types import SimpleNamespace as P
+    >>> _initiates(P(tcp_flags=np.array([0x02, 0x12, 0x14, 0x10, -1, -1, -1, -1]),
+    ...              proto=np.array([6, 6, 6, 6, 17, 17, 1, 1]),
+    ...              sport=np.array([40000, 80, 80, 40000, 40000, 53, -1, -1]),
+    ...              dport=np.array([80, 40000, 40000, 80, 53, 40000, -1, -1]),
+    ...              icmp_type=np.array([-1, -1, -1, -1, -1, -1, 8, 3]))).tolist()
+    [True, False, False, True, True, False, True, False]
+    """
+    flags = p.tcp_flags.astype(np.int64)
+    tcp_reply = (flags >= 0) & (((flags & 0x04) != 0) | ((flags & (SYN | ACK)) == SYN | ACK))
+    udp_reply = (p.proto == 17) & (p.sport >= 0) & (p.sport < p.dport)
+    icmp = (p.icmp_type >= 0) & ((p.proto == 1) | (p.proto == 58))
+    icmp_reply = icmp & _ICMP_ANSWERS[(p.proto == 58).astype(np.int64),
+                                      np.clip(p.icmp_type, 0, 255)]
+    return ~(tcp_reply | udp_reply | icmp_reply)
+
+
+def _size_channels(size: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones(len(size)), size, size**2], axis=1)
+
+
+def _mean_std(w: np.ndarray, s: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    safe = np.maximum(w, 1e-12)
+    mean = np.where(w > 1e-12, s / safe, 0.0)
+    var = np.where(w > 1e-12, ss / safe - mean**2, 0.0)
+    return mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def _chunks(ts: np.ndarray, span: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a batch into time chunks of at most ``span`` seconds: each packet's chunk number,
+    and each chunk's start time (the latest timestamp seen when it starts, so a packet
+    stamped earlier than one before it counts as arriving then).
+
+    >>> chunk, t0 = _chunks(np.array([0.0, 1.0, 9.0, 9.5, 30.0]), 8.0)
+    >>> chunk.tolist(), t0.tolist()
+    ([0, 0, 1, 1, 2], [0.0, 9.0, 30.0])
+    """
+    running = np.maximum.accumulate(ts)
+    chunk = np.zeros(len(ts), dtype=np.int64)
+    starts = []
+    lo, n = 0, len(ts)
+    while lo < n:
+        starts.append(float(running[lo]))
+        hi = max(int(np.searchsorted(running, running[lo] + span, side="right")), lo + 1)
+        chunk[lo:hi] = len(starts) - 1
+        lo = hi
+    return chunk, np.array(starts)
+
+
+_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(31)
+
+
+def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of two uint64 columns (wrapping arithmetic)."""
+    h = (a * _M1) ^ (b + _M2 + (a << np.uint64(6)) + (a >> np.uint64(2)))
+    return (h ^ (h >> _M3)) * _M2
+
+
+def _keys(p: PacketBatch) -> dict[str, np.ndarray]:
+    """Hash keys of each packet's source, destination, pair, socket and service.
+
+    Hosts are IP addresses (ARP sender/target IPs for ARP); frames without one are keyed by
+    their MAC addresses, so non-IP talkers still get statistics.
+    """
+    with np.errstate(over="ignore"):
+        no_ip_src = (p.src_hi == 0) & (p.src_lo == 0)
+        no_ip_dst = (p.dst_hi == 0) & (p.dst_lo == 0)
+        src = np.where(no_ip_src, _mix(p.src_mac, np.uint64(1)), _mix(p.src_hi, p.src_lo))
+        dst = np.where(no_ip_dst, _mix(p.dst_mac, np.uint64(1)), _mix(p.dst_hi, p.dst_lo))
+        pair = _mix(src, dst)
+        sock = _socket_key(pair, p.proto, p.sport, p.dport)
+        proto = p.proto.astype(np.int64).astype(np.uint64)
+        dport = (p.dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
+        service = _mix(_mix(pair, np.uint64(2)), (proto << np.uint64(32)) | dport)
+    return {"src": src, "dst": dst, "pair": pair, "sock": sock, "service": service,
+            "mac": p.src_mac, "src_has_ip": ~no_ip_src, "dst_has_ip": ~no_ip_dst}
+
+
+def _binding_mac(mac: np.ndarray, ip_lo: np.ndarray, has_ip: np.ndarray) -> np.ndarray:
+    """The MAC that binds a packet's IP address, 0 where there is no binding to learn: no IP,
+    an unspecified address (0.0.0.0, ::), or a broadcast/multicast MAC (group bit set).
+
+    >>> _binding_mac(np.array([0x02_0000_000001, 0xFFFF_FFFF_FFFF], dtype=np.uint64),
+    ...              np.array([0xFFFF_0A00_0001, 0xFFFF_0A00_0001], dtype=np.uint64),
+    ...              np.array([True, True])).tolist()
+    [2199023255553, 0]
+    """
+    unicast = (mac >> np.uint64(40)) & np.uint64(1) == 0
+    specified = ip_lo & np.uint64(0xFFFF_FFFF) != 0
+    return np.where(has_ip & unicast & specified, mac, np.uint64(0))
+
+
+def _socket_key(pair: np.ndarray, proto: np.ndarray, sport: np.ndarray,
+                dport: np.ndarray) -> np.ndarray:
+    """Hash key of a directed socket from its host pair's key, protocol and ports."""
+    with np.errstate(over="ignore"):
+        proto = proto.astype(np.int64).astype(np.uint64)
+        ports = (sport.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(16)
+        dports = (dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
+        return _mix(pair, (proto << np.uint64(32)) | ports | dports)
+
+
+class _ArpWatch:
+    """IP-to-MAC bindings seen in ARP, to flag a binding that changes (spoofing)."""
+
+    def __init__(self, hold: float, capacity: int) -> None:
+        self.hold, self.capacity = hold, capacity
+        self.binding: dict[int, tuple[int, float]] = {}  # ip -> (mac, last seen)
+        self.claims: dict[int, dict[int, float]] = {}  # mac -> {ip: last seen}
+
+    def update(self, p: PacketBatch) -> np.ndarray:
+        out = np.zeros((len(p), 2), dtype=np.float32)
+        rows = np.flatnonzero((p.ethertype == ETHERTYPE_ARP) & (p.arp_sha != 0))
+        for i, ip, mac, t in zip(rows.tolist(), p.src_lo[rows].tolist(),
+                                 p.arp_sha[rows].tolist(), p.ts[rows].tolist(), strict=True):
+            if ip & 0xFFFF_FFFF == 0:  # ARP probes announce 0.0.0.0: no binding
+                continue
+            held = self.binding.get(ip)
+            if held is not None and held[0] != mac and t - held[1] <= self.hold:
+                out[i, 0] = 1.0
+            self.binding[ip] = (mac, t)
+            claims = self.claims.setdefault(mac, {})
+            claims[ip] = t
+            for old in [k for k, seen in claims.items() if t - seen > self.hold]:
+                del claims[old]
+            out[i, 1] = len(claims)
+        if len(self.binding) > self.capacity:
+            self._prune()
+        return out
+
+    def _prune(self) -> None:
+        keep = sorted(self.binding.items(), key=lambda kv: kv[1][1])[-self.capacity // 2:]
+        self.binding = dict(keep)
+        self.claims = dict(list(self.claims.items())[-self.capacity // 2:])
+
+
+def file_features(
+    path: str | Path, config: ContextConfig = ContextConfig(), batch_size: int = 4096
+) -> Iterator[tuple[FrameBatch, PacketBatch, np.ndarray]]:
+    """Decode a capture file and compute its context features, batch by batch."""
+    engine = ContextFeatures(config)
+    for frames in read_batches(path, batch_size):
+        packets = decode(frames)
+        yield frames, packets, engine.update(packets)

@@ -1,0 +1,523 @@
+"""Anomaly events: anomalous packets with the same key, close in time, merged into one event.
+
+The key is (source, destination, protocol, kind of deviation); a "target under flood" is keyed
+by its destination alone from its first packet, as one event with many sources: what made its
+packets anomalous is the traffic reaching that host, so their senders (a flooded server's
+normal clients) are not named as the source of a flood. A scan (port scan, host sweep) is
+keyed by its source alone, also from its first packet: one event per scanner and protocol,
+its targets counted (and named while there is one), not one per probed host. Anomalous
+answers join the event of the conversation's opener: a scanned host's resets and a flooded
+server's SYN-ACKs belong to the scan or flood that provoked them, not to an event naming the
+victim as its source. Two merges keep floods and sweeps to a handful of rows: when more than
+``max_sources`` distinct sources hit one target with the same protocol and kind (a spoofed
+SYN flood, a DDoS), they become one event whose source is ``""`` ("many sources",
+``src_count`` says how many); likewise more than ``max_targets`` targets of one source with
+the same protocol and kind (a host flooding many) become one event with destination ``""``.
+
+Pure: :class:`EventAggregator` takes :class:`~netids.detect.scored.ScoredBatch` and returns
+:class:`EventUpdate` snapshots. It does no I/O and reads no clock: time is packet time, so a
+pcap replayed later gives the same events as the live capture did. Every update carries the
+whole current state of its event, so writing the same event twice is harmless (storage
+upserts by ``id``).
+
+>>> import numpy as np
+>>> from netids.detect.frames import FrameBatch
+>>> from netids.detect.scored import ScoredBatch
+>>> n = 1000                                   # a spoofed SYN flood: 1000 sources, one target
+>>> frames = FrameBatch.from_frames([b"x" * 60] * n, np.arange(n) * 0.001)
+>>> packets = _test_packets(n, src=[f"10.0.{i // 250}.{i % 250}" for i in range(n)],
+...                         dst="192.0.2.1", dport=80)
+>>> scores = np.full(n, 0.9995, np.float32)
+>>> batch = ScoredBatch(frames, packets, np.zeros((n, 1), np.float32), scores, 0.5,
+...                     scores >= 0.5, ["flood"] * n, ["SYN rate 1000/s, normal 2/s"] * n)
+>>> agg = EventAggregator(EventConfig(samples=3))
+>>> [(u.src, u.dst, u.dst_port, u.proto, u.kind, u.packets, u.src_count, u.severity)
+...  for u in agg.add(batch)]
+[('', '192.0.2.1', 80, 'TCP', 'flood', 1000, 1000, 'anomalous')]
+>>> len(agg.add(batch)[0].new_samples), agg.add(batch)[0].packets   # the flood goes on
+(0, 3000)
+>>> [u.packets for u in agg.flush()], agg.open_events
+([3000], 0)
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from netids.detect.explain import SCANS, TARGET_FLOOD
+from netids.detect.packets import PacketBatch, format_ip, format_mac, protocol_name, summary
+from netids.detect.scored import ScoredBatch
+
+SEVERITIES = ("normal", "suspicious", "anomalous")  # in rising order
+
+
+@dataclass(frozen=True, slots=True)
+class EventConfig:
+    """How anomalous packets merge into events."""
+
+    gap: float = 60.0  # seconds without a matching packet after which an event ends
+    max_duration: float = 3600.0  # a longer event is cut and a new one starts (rows stay current)
+    max_sources: int = 16  # distinct sources of one target (same proto, kind) before they merge
+    max_targets: int = 16  # distinct targets of one source (same proto, kind) before they merge
+    max_open: int = 10_000  # open events at most; past it new keys merge into "many -> many"
+    max_distinct: int = 65_536  # distinct sources/targets counted per event at most
+    samples: int = 5  # sample packets kept per event, as raw bytes
+    # Calibrated scores are the share of normal traffic scoring lower (netids.detect.calibration):
+    # 0.999 means one normal packet in a thousand scores as high.
+    suspicious_at: float = 0.5  # calibrated score from which an event is "suspicious"
+    anomalous_at: float = 0.999  # calibrated score from which an event is "anomalous"
+
+    def __post_init__(self) -> None:
+        assert self.gap > 0 and self.max_duration >= self.gap
+        assert self.max_sources >= 1 and self.max_targets >= 1 and self.samples >= 0
+        assert 0.0 <= self.suspicious_at <= self.anomalous_at <= 1.0
+
+
+def severity(score: float, config: EventConfig = EventConfig()) -> str:
+    """Severity of a calibrated score: 'normal', 'suspicious' or 'anomalous'.
+
+    >>> severity(0.2), severity(0.6), severity(0.9995)
+    ('normal', 'suspicious', 'anomalous')
+    """
+    if score >= config.anomalous_at:
+        return "anomalous"
+    if score >= config.suspicious_at:
+        return "suspicious"
+    return "normal"
+
+
+def severities_at_least(name: str) -> tuple[str, ...]:
+    """The severities at or above ``name``.
+
+    >>> severities_at_least("suspicious")
+    ('suspicious', 'anomalous')
+    """
+    return SEVERITIES[SEVERITIES.index(name) :]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One packet kept with its event, raw bytes included (for the pcap export)."""
+
+    seq: int  # 0-based position among the event's samples
+    ts: float  # seconds since the epoch
+    data: bytes  # captured bytes of the frame
+    wirelen: int
+    linktype: int
+    score: float
+    summary: str  # one line like tcpdump's
+
+
+@dataclass(frozen=True, slots=True)
+class EventUpdate:
+    """The whole current state of one event, plus the samples it gained since the last update."""
+
+    id: str  # 32 hex digits, unique across sensors and runs
+    first_seen: float  # seconds since the epoch (packet time)
+    last_seen: float
+    src: str  # address as text; "" when many sources merged
+    dst: str  # "" when many targets merged
+    src_port: int | None  # None when absent or not the same for every packet
+    dst_port: int | None
+    proto: str  # "TCP", "UDP", "ARP", ...
+    kind: str  # kind of deviation, as the detector names it
+    packets: int
+    score_max: float
+    score_mean: float
+    severity: str  # one of SEVERITIES, from score_max
+    explanation: str  # explanation of the highest-scoring packet
+    threshold: float  # decision threshold when the top packet was scored
+    src_count: int  # distinct sources (1 unless merged), counted up to max_distinct
+    dst_count: int
+    new_samples: tuple[Sample, ...] = ()
+
+
+ANY = -1  # marker in the merge columns: address replaced by "many"
+
+
+@dataclass(slots=True)
+class _Event:
+    """Mutable state of an open event."""
+
+    id: str
+    first_seen: float
+    last_seen: float
+    src: str
+    dst: str
+    src_port: int | None
+    dst_port: int | None
+    proto: str
+    kind: str
+    packets: int = 0  # its own and the answers it provoked
+    scored: int = 0  # its own: the packets its scores and explanation come from
+    score_sum: float = 0.0
+    score_max: float = -1.0
+    explanation: str = ""
+    threshold: float = 0.0
+    sources: set[int] = field(default_factory=set)
+    targets: set[int] = field(default_factory=set)
+    samples: int = 0
+    first_target: str = ""  # shown as dst while targets merged from the first packet are one
+
+    def update(self, config: EventConfig, new_samples: tuple[Sample, ...]) -> EventUpdate:
+        return EventUpdate(
+            id=self.id,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            src=self.src,
+            dst=self.dst or (self.first_target if len(self.targets) == 1 else ""),
+            src_port=self.src_port,
+            dst_port=self.dst_port,
+            proto=self.proto,
+            kind=self.kind,
+            packets=self.packets,
+            score_max=self.score_max,
+            score_mean=self.score_sum / max(self.scored, 1),
+            severity=severity(self.score_max, config),
+            explanation=self.explanation,
+            threshold=self.threshold,
+            src_count=max(len(self.sources), 1),
+            dst_count=max(len(self.targets), 1),
+            new_samples=new_samples,
+        )
+
+
+@dataclass(slots=True)
+class _Fan:
+    """Distinct peers of one (address, proto, kind) group, until they are 'many'."""
+
+    last_seen: float
+    peers: set[int] = field(default_factory=set)
+    many: bool = False
+
+
+class EventAggregator:
+    """Merges the anomalous packets of successive batches into events.
+
+    Call :meth:`add` for every scored batch (in time order) and :meth:`flush` at the end of a
+    capture or file; hand every returned update to the store.
+    """
+
+    def __init__(self, config: EventConfig | None = None) -> None:
+        self.config = config or EventConfig()
+        self._open: dict[tuple, _Event] = {}
+        self._fan_in: dict[tuple, _Fan] = {}  # (dst, ptag, kind) -> distinct sources
+        self._fan_out: dict[tuple, _Fan] = {}  # (src, ptag, kind) -> distinct targets
+        self._kinds: dict[str, int] = {}
+        self._kind_names: list[str] = []
+        self._now = float("-inf")
+
+    @property
+    def open_events(self) -> int:
+        return len(self._open)
+
+    def add(self, scored: ScoredBatch) -> list[EventUpdate]:
+        """Merge the anomalous packets of ``scored``; return the events they created or changed."""
+        idx = scored.anomaly_index
+        assert len(idx) == len(scored.kinds) == len(scored.explanations)
+        if len(idx) == 0:
+            return []
+        cfg = self.config
+        p = scored.packets
+        ts = p.ts[idx].astype(np.float64)
+        scores = scored.scores[idx].astype(np.float64)
+        ptag = np.where(p.proto[idx] >= 0, p.proto[idx], -2 - p.ethertype[idx].astype(np.int64))
+        kind = np.fromiter((self._kind_id(k) for k in scored.kinds), np.int64, len(idx))
+        src = np.stack([p.src_hi[idx], p.src_lo[idx]], axis=1).astype(np.uint64)
+        dst = np.stack([p.dst_hi[idx], p.dst_lo[idx]], axis=1).astype(np.uint64)
+        tag = np.stack([ptag.astype(np.int64), kind], axis=1).view(np.uint64)
+        now = float(ts.max())
+        self._expire_fans(now)
+        opener, open_key = self._answers(src, dst, ptag, ts)
+        answer = (opener >= 0) | (open_key[:, 0] == np.uint64(1))
+        own = ~answer
+        many_in = np.zeros(len(idx), dtype=bool)
+        many_out = np.zeros(len(idx), dtype=bool)
+        many_in[own] = self._fan(self._fan_in, dst[own], src[own], tag[own], ts[own],
+                                 cfg.max_sources)
+        many_in |= own & (kind == self._kind_id(TARGET_FLOOD))
+        many_out[own] = self._fan(self._fan_out, src[own], dst[own], tag[own], ts[own],
+                                  cfg.max_targets)
+        many_out |= own & np.isin(kind, [self._kind_id(k) for k in SCANS])
+
+        # effective key: addresses replaced by ANY where merged; answers take their opener's
+        key = np.concatenate([src, dst, tag], axis=1)
+        key[many_in, 0:2] = np.uint64(0)
+        key[many_out, 2:4] = np.uint64(0)
+        flags = (many_in.astype(np.uint64) | (many_out.astype(np.uint64) << np.uint64(1)))[:, None]
+        key = np.concatenate([key, flags], axis=1)
+        key[opener >= 0] = key[opener[opener >= 0]]
+        key[open_key[:, 0] == np.uint64(1)] = open_key[open_key[:, 0] == np.uint64(1), 1:]
+        _, inv = np.unique(key, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        order = np.lexsort((ts, inv))
+        inv_s, ts_s = inv[order], ts[order]
+        cut = np.ones(len(order), dtype=bool)
+        cut[1:] = (inv_s[1:] != inv_s[:-1]) | (np.diff(ts_s) > cfg.gap)
+        starts = np.flatnonzero(cut)
+        ends = np.append(starts[1:], len(order))
+        # an event's ports, scores and explanation are its opener's: answers only join it
+        own_s = own[order]
+        scores_s = np.where(own_s, scores[order], 0.0)
+        sport, dport = p.sport[idx][order], p.dport[idx][order]
+        none, lots = np.int32(-2), np.int32(1 << 30)  # below and above every port
+        sport_lo = np.minimum.reduceat(np.where(own_s, sport, lots), starts)
+        sport_hi = np.maximum.reduceat(np.where(own_s, sport, none), starts)
+        dport_lo = np.minimum.reduceat(np.where(own_s, dport, lots), starts)
+        dport_hi = np.maximum.reduceat(np.where(own_s, dport, none), starts)
+        score_sum = np.add.reduceat(scores_s, starts)
+        scored_count = np.add.reduceat(own_s.astype(np.int64), starts)
+        src_int = (src[:, 0].astype(object) << 64) | src[:, 1].astype(object)
+        dst_int = (dst[:, 0].astype(object) << 64) | dst[:, 1].astype(object)
+
+        touched: dict[str, _Event] = {}
+        new_samples: dict[str, list[Sample]] = {}
+        for s, e, sp_lo, sp_hi, dp_lo, dp_hi, ssum, n_own in zip(
+            starts.tolist(), ends.tolist(), sport_lo.tolist(), sport_hi.tolist(),
+            dport_lo.tolist(), dport_hi.tolist(), score_sum.tolist(), scored_count.tolist(),
+            strict=True,
+        ):
+            rows = order[s:e]  # positions in idx, time order
+            mine = rows[own[rows]]  # the opener's own packets, the others answer them
+            first = int(rows[0])
+            k = tuple(key[first].tolist())
+            ev = self._open.get(k)
+            t0, t1 = float(ts_s[s]), float(ts_s[e - 1])
+            if ev is not None and (
+                t0 - ev.last_seen > cfg.gap or t1 - ev.first_seen > cfg.max_duration
+            ):
+                del self._open[k]
+                ev = None
+            if ev is None and len(self._open) >= cfg.max_open:
+                k = (0, 0, 0, 0, *k[4:6], 3)
+                ev = self._open.get(k)
+            if ev is None:
+                i = int(idx[mine[0]]) if len(mine) else int(idx[first])
+                ev = self._new_event(k, p, i, t0, answer=not len(mine))
+                self._open[k] = ev
+                if len(mine):
+                    ev.src_port = sp_lo if sp_lo == sp_hi and sp_lo >= 0 else None
+                    ev.dst_port = dp_lo if dp_lo == dp_hi and dp_lo >= 0 else None
+            elif len(mine):
+                if ev.src_port != sp_lo or sp_lo != sp_hi:
+                    ev.src_port = None
+                if ev.dst_port != dp_lo or dp_lo != dp_hi:
+                    ev.dst_port = None
+            ev.first_seen = min(ev.first_seen, t0)
+            ev.last_seen = max(ev.last_seen, t1)
+            ev.packets += e - s
+            ev.scored += n_own
+            ev.score_sum += ssum
+            if len(mine):
+                top = int(mine[int(np.argmax(scores[mine]))])
+                if scores[top] > ev.score_max:
+                    ev.score_max = float(scores[top])
+                    ev.explanation = scored.explanations[top]
+                    ev.threshold = float(scored.threshold)
+            if len(ev.sources) < cfg.max_distinct:
+                ev.sources.update(src_int[mine[: cfg.max_distinct]].tolist())
+            if len(ev.targets) < cfg.max_distinct:
+                ev.targets.update(dst_int[mine[: cfg.max_distinct]].tolist())
+            kept = new_samples.setdefault(ev.id, [])
+            for r in rows[: max(cfg.samples - ev.samples, 0)].tolist():
+                i = int(idx[r])
+                kept.append(Sample(
+                    seq=ev.samples,
+                    ts=float(p.ts[i]),
+                    data=scored.frames.frame(i),
+                    wirelen=int(scored.frames.wirelen[i]),
+                    linktype=int(scored.frames.linktype[i]),
+                    score=float(scored.scores[i]),
+                    summary=summary(p, i),
+                ))
+                ev.samples += 1
+            touched[ev.id] = ev
+        self._now = max(self._now, now)
+        return [ev.update(cfg, tuple(new_samples.get(ev.id, ()))) for ev in touched.values()]
+
+    def flush(self, now: float | None = None) -> list[EventUpdate]:
+        """End the events idle for longer than ``gap`` at packet time ``now`` (all when None).
+
+        Returns their final state; they are dropped from memory, so a later matching packet
+        starts a new event.
+        """
+        cutoff = float("inf") if now is None else now - self.config.gap
+        ended = [k for k, ev in self._open.items() if ev.last_seen < cutoff]
+        out = [self._open.pop(k).update(self.config, ()) for k in ended]
+        if now is None:
+            self._fan_in.clear()
+            self._fan_out.clear()
+        else:
+            self._expire_fans(now)
+        return out
+
+    # helpers ---------------------------------------------------------------------------------
+
+    def _kind_id(self, name: str) -> int:
+        kid = self._kinds.get(name)
+        if kid is None:
+            kid = self._kinds[name] = len(self._kind_names)
+            self._kind_names.append(name)
+        return kid
+
+    def _new_event(self, k: tuple, p: PacketBatch, i: int, t0: float,
+                   answer: bool = False) -> _Event:
+        """A new event for key ``k`` from packet ``i``: one of its own, or (``answer``) one
+        answering it, whose addresses are the other way round."""
+        merged = k[6]
+        src = format_ip(p.src_hi[i], p.src_lo[i]) or format_mac(p.src_mac[i])
+        dst = format_ip(p.dst_hi[i], p.dst_lo[i]) or format_mac(p.dst_mac[i])
+        if answer:
+            src, dst = dst, src
+        return _Event(
+            id=uuid.uuid4().hex,
+            first_seen=t0,
+            last_seen=t0,
+            src="" if merged & 1 else src,
+            dst="" if merged & 2 else dst,
+            src_port=None,
+            dst_port=None,
+            proto=protocol_name(int(p.ethertype[i]), int(p.proto[i])),
+            kind=self._kind_names[int(k[5])],
+            first_target=dst if self._kind_names[int(k[5])] in SCANS else "",
+        )
+
+    def _answers(self, src: np.ndarray, dst: np.ndarray, ptag: np.ndarray,
+                 ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which anomalous packets answer a conversation another host opened.
+
+        Returns ``opener`` [n]: for an answer to an earlier packet of this batch, that packet's
+        position (-1 otherwise), and ``open_key`` [n, 8]: for an answer to an event already
+        open, 1 then that event's key (0 otherwise). The opener of a conversation (host pair
+        and protocol) is the host whose anomalous packet came first; an open event's source
+        opened every conversation it covers (all of its targets', when they merged).
+        """
+        n = len(src)
+        opener = np.full(n, -1, dtype=np.int64)
+        open_key = np.zeros((n, 8), dtype=np.uint64)
+        tag = ptag.astype(np.int64).view(np.uint64)
+        # each conversation's packets, its earliest one first
+        fwd = (src[:, 0] < dst[:, 0]) | ((src[:, 0] == dst[:, 0]) & (src[:, 1] <= dst[:, 1]))
+        lo, hi = np.where(fwd[:, None], src, dst), np.where(fwd[:, None], dst, src)
+        convo = np.concatenate([lo, hi, tag[:, None]], axis=1)
+        _, inv = np.unique(convo, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        order = np.lexsort((ts, inv))  # by conversation (numbered 0..), then time
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = inv[order][1:] != inv[order][:-1]
+        head = order[starts]  # the earliest packet of each conversation, by its number
+        first = head[inv]
+        answer = fwd != fwd[first]
+        opener[answer] = first[answer]
+        if not self._open:
+            return opener, open_key
+        # conversations an open event covers were opened by that event's source
+        pairs, sources, targets = {}, {}, {}
+        for k in self._open:
+            if k[6] == 0:
+                pairs[k[:5]] = k
+            elif k[6] == 2:
+                sources[(k[0], k[1], k[4])] = k
+            elif k[6] == 1:
+                targets[(k[2], k[3], k[4])] = k
+        def event_of(a: list[int], b: list[int], t: int) -> tuple | None:
+            """The open event in which host ``a`` talks to host ``b``."""
+            return pairs.get((*a, *b, t)) or sources.get((*a, t)) or targets.get((*b, t))
+
+        held = np.zeros((len(head), 8), dtype=np.uint64)  # per conversation: 1, the event key
+        opener_fwd = np.zeros(len(head), dtype=bool)  # the direction its opener talks in
+        s, d, t = src.tolist(), dst.tolist(), tag.tolist()
+        for c, row in enumerate(head.tolist()):
+            k, by_source = event_of(s[row], d[row], t[row]), True
+            if k is None:
+                k, by_source = event_of(d[row], s[row], t[row]), False
+            if k is not None:
+                held[c] = (1, *k)
+                opener_fwd[c] = fwd[row] == by_source
+        covered = held[inv, 0] == np.uint64(1)
+        opener[covered] = -1
+        theirs = covered & (fwd != opener_fwd[inv])
+        open_key[theirs] = held[inv[theirs]]
+        return opener, open_key
+
+    def _fan(
+        self,
+        fans: dict[tuple, _Fan],
+        group: np.ndarray,
+        peer: np.ndarray,
+        tag: np.ndarray,
+        ts: np.ndarray,
+        limit: int,
+    ) -> np.ndarray:
+        """Mark the packets whose (group address, tag) has more than ``limit`` distinct peers."""
+        gkey = np.concatenate([group, tag], axis=1)
+        ukeys, inv = np.unique(gkey, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        pairs = np.unique(np.concatenate([inv[:, None].astype(np.uint64), peer], axis=1), axis=0)
+        bounds = np.searchsorted(pairs[:, 0], np.arange(len(ukeys) + 1, dtype=np.uint64))
+        last = np.full(len(ukeys), -np.inf)
+        np.maximum.at(last, inv, ts)
+        many = np.zeros(len(ukeys), dtype=bool)
+        for g, key in enumerate(map(tuple, ukeys.tolist())):
+            fan = fans.get(key)
+            if fan is None:
+                fan = fans[key] = _Fan(last_seen=float(last[g]))
+            fan.last_seen = max(fan.last_seen, float(last[g]))
+            if not fan.many:
+                b0, b1 = bounds[g], bounds[g + 1]
+                if b1 - b0 > limit:
+                    fan.many = True
+                else:
+                    fan.peers.update((hi << 64) | lo for _, hi, lo in pairs[b0:b1].tolist())
+                    fan.many = len(fan.peers) > limit
+                if fan.many:
+                    fan.peers = set()
+            many[g] = fan.many
+        return many[inv]
+
+    def _expire_fans(self, now: float) -> None:
+        cutoff = now - self.config.gap
+        for fans in (self._fan_in, self._fan_out):
+            for k in [k for k, f in fans.items() if f.last_seen < cutoff]:
+                del fans[k]
+
+
+def _test_packets(
+    n: int,
+    *,
+    src: str | list[str],
+    dst: str | list[str],
+    sport: int = 40000,
+    dport: int = 80,
+    proto: int = 6,
+    ts: np.ndarray | None = None,
+) -> PacketBatch:
+    """A :class:`PacketBatch` of ``n`` IPv4 packets with the given addresses (doctests, tests)."""
+    from netids.detect.packets import parse_ip
+
+    def pairs(value: str | list[str]) -> tuple[np.ndarray, np.ndarray]:
+        values = [value] * n if isinstance(value, str) else value
+        hl = np.array([parse_ip(v) for v in values], dtype=np.uint64).reshape(n, 2)
+        return hl[:, 0].copy(), hl[:, 1].copy()
+
+    src_hi, src_lo = pairs(src)
+    dst_hi, dst_lo = pairs(dst)
+
+    def col(value: int, dtype: type) -> np.ndarray:
+        return np.full(n, value, dtype=dtype)
+
+    return PacketBatch(
+        ts=np.arange(n, dtype=np.float64) * 0.001 if ts is None else np.asarray(ts, np.float64),
+        length=col(60, np.int32), status=col(7, np.uint16), ethertype=col(0x0800, np.int32),
+        vlan=col(-1, np.int32), src_mac=col(0x020000000001, np.uint64),
+        dst_mac=col(0x020000000002, np.uint64), ip_version=col(4, np.int8),
+        proto=col(proto, np.int16), ttl=col(64, np.int16), src_hi=src_hi, src_lo=src_lo,
+        dst_hi=dst_hi, dst_lo=dst_lo, frag=col(0, np.int32), sport=col(sport, np.int32),
+        dport=col(dport, np.int32), tcp_flags=col(2 if proto == 6 else -1, np.int16),
+        window=col(1024, np.int32), udp_len=col(-1, np.int32), icmp_type=col(-1, np.int16),
+        icmp_code=col(-1, np.int16), arp_op=col(-1, np.int16), arp_sha=col(0, np.uint64),
+        payload=col(0, np.int32),
+    )

@@ -1,0 +1,134 @@
+"""The per-batch pipeline: decode, context features, score, classify, explain.
+
+Pure apart from the model call: it takes a :class:`FrameBatch` and returns a
+:class:`ScoredBatch`. Live capture, the ``score`` command and the UI's file analysis all run
+batches through the same :class:`Pipeline`, so a capture file gives the same verdicts as the
+traffic it recorded. Event aggregation and storage sit downstream of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from netids.detect.context import ContextConfig, ContextFeatures
+from netids.detect.decode import decode
+from netids.detect.detector import Detector, Scores
+from netids.detect.frames import FrameBatch
+from netids.detect.packets import FLAG_L3, PacketBatch
+from netids.detect.scaling import categorical_codes
+from netids.detect.scored import ScoredBatch, Verdicts
+
+MAX_EXPLAINED = 256  # distinct explanations computed per batch at most
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Running totals, read by the UI and the end-of-run summary."""
+
+    packets: int = 0
+    undecoded: int = 0  # frames with no network layer read (unsupported link, truncated)
+    anomalies: int = 0
+    tcp: int = 0
+    udp: int = 0
+    other: int = 0
+
+
+class Pipeline:
+    """Scores consecutive batches of one traffic stream (state carries across batches)."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        *,
+        threshold: float | None = None,
+        context: ContextConfig | None = None,
+    ) -> None:
+        self.detector = detector
+        self.context = ContextFeatures(context or ContextConfig())
+        self.threshold = detector.threshold if threshold is None else float(threshold)
+        self.stats = PipelineStats()
+
+    def process(self, frames: FrameBatch) -> ScoredBatch:
+        """Decode, featurise and score one batch, in stream order."""
+        return self.score(*self.featurise(frames))
+
+    def featurise(self, frames: FrameBatch) -> tuple[FrameBatch, PacketBatch, np.ndarray]:
+        """First stage: decode and context features (advances the stream state; in order)."""
+        packets = decode(frames)
+        return frames, packets, self.context.update(packets)
+
+    def score(self, frames: FrameBatch, packets: PacketBatch,
+              features: np.ndarray) -> ScoredBatch:
+        """Second stage: model, threshold and explanations. It may run on another thread
+        while the next batch is featurised, as long as batches reach it in order."""
+        return self.record(frames, packets, features, self.judge(packets, features))
+
+    def judge(self, packets: PacketBatch, features: np.ndarray) -> Verdicts:
+        """The model's verdicts on one featurised batch. They depend on that batch and the
+        threshold alone and change no state, so batches may be judged in any order, on any
+        thread or process."""
+        scores = self.detector.score_batch(packets, features)
+        anomalous = self.detector.policy(self.threshold).classify(scores.scores)
+        kinds, explanations = self._explain(packets, features, scores, np.flatnonzero(anomalous))
+        return Verdicts(scores.scores, anomalous, kinds, explanations)
+
+    def record(self, frames: FrameBatch, packets: PacketBatch, features: np.ndarray,
+               verdicts: Verdicts) -> ScoredBatch:
+        """Count a judged batch into :attr:`stats` (in stream order) and assemble it."""
+        self._count(packets.proto, packets.status, len(verdicts.kinds))
+        return ScoredBatch(
+            frames=frames,
+            packets=packets,
+            features=features,
+            scores=verdicts.scores,
+            threshold=self.threshold,
+            anomalous=verdicts.anomalous,
+            kinds=verdicts.kinds,
+            explanations=verdicts.explanations,
+        )
+
+    def _explain(self, packets: PacketBatch, features: np.ndarray, scores: Scores,
+                 index: np.ndarray) -> tuple[list[str], list[str]]:
+        """Explain one representative per group of alike anomalies and share its words.
+
+        A flood makes thousands of anomalous packets a batch that deviate the same way; they
+        are grouped by source, target, protocol, most deviating input and every categorical
+        input's class (by target alone when sources are spoofed), so explaining costs the same
+        for ten packets or ten thousand, while a scanner's SYN is not told it has the flags of
+        the reset it was grouped with. A categorical top input's own value (a port number)
+        also keys the group: it is what the words tell first.
+        """
+        if len(index) == 0:
+            return [], []
+        top = np.argmax(scores.errors[index], axis=1)
+        n_num = len(self.detector.checkpoint.numeric_names)
+        sub = packets.take(index)
+        codes = categorical_codes(sub)  # [m, n_categorical], few values each
+        told = self.detector.categorical_values(sub, codes)
+        value = np.where(top >= n_num, told[np.arange(len(index)), np.maximum(top - n_num, 0)], 0)
+        # all classes in one number (their vocabularies multiply to under 2**63): a narrow key
+        # sorts faster
+        classes = np.ravel_multi_index(tuple(codes.T), self.detector.checkpoint.config.vocab_sizes)
+        target = [packets.dst_hi[index], packets.dst_lo[index], top, value, classes]
+        keys = np.stack([packets.src_hi[index], packets.src_lo[index], *target], axis=1)
+        groups, first, inverse = np.unique(keys.astype(np.uint64), axis=0, return_index=True,
+                                           return_inverse=True)
+        if len(groups) > MAX_EXPLAINED:
+            keys = np.stack(target, axis=1).astype(np.uint64)
+            groups, first, inverse = np.unique(keys, axis=0, return_index=True,
+                                               return_inverse=True)
+        kinds, texts = self.detector.explain(packets, features, scores, index[first])
+        inverse = inverse.reshape(-1)
+        return [kinds[g] for g in inverse], [texts[g] for g in inverse]
+
+    def _count(self, proto: np.ndarray, status: np.ndarray, anomalies: int) -> None:
+        s = self.stats
+        tcp, udp = int(np.count_nonzero(proto == 6)), int(np.count_nonzero(proto == 17))
+        s.packets += len(proto)
+        s.tcp += tcp
+        s.udp += udp
+        s.other += len(proto) - tcp - udp
+        s.undecoded += int(np.count_nonzero((status & FLAG_L3) == 0))
+        s.anomalies += anomalies

@@ -1,0 +1,5 @@
+"""Models made and judged: training, checkpoints, retraining from collected traffic and
+evaluation against labels and baselines.
+
+Imports :mod:`netids.detect` and :mod:`netids.capture`; never the store, the UI or commands.
+"""

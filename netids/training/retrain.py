@@ -1,0 +1,105 @@
+"""Capture-and-retrain: collect normal traffic from the running pipeline, then train on it.
+
+The collector is a pipeline listener: it keeps the decoded packets and context features the
+pipeline already computed (no second decode), bounded to ``max_packets``. Training runs the
+same :func:`netids.training.train.train` as ``python app.py train``, off the event loop,
+reporting each epoch to :class:`TrainingState` for the live loss curve.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from netids.detect.packets import PacketBatch
+from netids.detect.scored import ScoredBatch
+from netids.training.checkpoint import save
+from netids.training.train import TrainConfig, TrainingCancelled, TrainingError, TrainReport, train
+
+PHASES = ("idle", "capturing", "training", "done", "failed")
+
+
+@dataclass(slots=True)
+class TrainingState:
+    """What the training page shows."""
+
+    phase: str = "idle"
+    source: str = ""
+    packets: int = 0  # normal packets collected so far
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # epoch, losses
+    report: str = ""  # final summary in words
+    error: str = ""  # why training failed; the previous model stays active
+    model: str = ""  # name of the model it produced
+    generation: int = 0
+
+
+class TrafficCollector:
+    """Keeps the packets and features of scored batches, up to ``max_packets``."""
+
+    def __init__(self, state: TrainingState, max_packets: int = 500_000) -> None:
+        self.state = state
+        self.max_packets = max_packets
+        self._packets: list[PacketBatch] = []
+        self._features: list[np.ndarray] = []
+        self._count = 0
+
+    def __call__(self, scored: ScoredBatch) -> None:
+        room = self.max_packets - self._count
+        if room <= 0:
+            return
+        take = min(room, len(scored))
+        self._packets.append(scored.packets.take(slice(0, take)))
+        self._features.append(scored.features[:take])
+        self._count += take
+        self.state.packets = self._count
+        self.state.generation += 1
+
+    def data(self) -> tuple[PacketBatch, np.ndarray] | None:
+        if not self._packets:
+            return None
+        return PacketBatch.concat(self._packets), np.concatenate(self._features)
+
+
+def run_training(
+    collector: TrafficCollector,
+    out: Path,
+    feature_names: tuple[str, ...],
+    cancel: threading.Event,
+    config: TrainConfig | None = None,
+) -> TrainReport:
+    """Train on what ``collector`` holds and save the checkpoint atomically at ``out``.
+
+    Raises :class:`TrainingError` (plain message) or :class:`TrainingCancelled`.
+    """
+    state = collector.state
+    data = collector.data()
+    if data is None:
+        raise TrainingError("no traffic was captured for training")
+
+    def progress(epoch: int, train_loss: float, val_loss: float) -> None:
+        state.history.append((epoch, float(train_loss), float(val_loss)))
+        state.generation += 1
+
+    report = train([data], feature_names, config or TrainConfig(), progress=progress,
+                   cancel=cancel, sources=[state.source])
+    save(report.checkpoint, out)
+    return report
+
+
+def describe(report: TrainReport) -> str:
+    """The final report in words: data, epochs, validation loss, threshold, false alarms."""
+    metrics = report.checkpoint.metadata.get("metrics", {})
+    threshold = report.checkpoint.threshold
+    return (f"trained on {report.packets:,} packets in {report.seconds:.0f} s, "
+            f"{report.epochs} epochs (best {report.best_epoch}"
+            f"{', stopped early' if report.stopped_early else ''}), validation loss "
+            f"{metrics.get('best_val_loss', float('nan')):.4f}; calibrated on "
+            f"{metrics.get('calibration_packets', 0):,} held-back packets: threshold "
+            f"{threshold:.4f}, estimated false-alarm rate {1.0 - threshold:.2%} of normal packets")
+
+
+__all__ = ["PHASES", "TrafficCollector", "TrainingCancelled", "TrainingError", "TrainingState",
+           "describe", "run_training"]

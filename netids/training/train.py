@@ -1,0 +1,335 @@
+"""Train a detector on normal traffic: a function with a config, returning a report.
+
+The same function serves ``python app.py train`` and the UI's capture-and-retrain (run it in a
+worker thread; it reports progress through a callback and stops when a ``threading.Event`` is
+set). Data is cut into tumbling windows per capture; blocks of windows are split at random
+into training, validation (early stopping, learning-rate schedule) and calibration (never
+trained on: the calibrated score is fitted there).
+
+Minimum data: :data:`MIN_PACKETS` normal packets (about a minute of a busy lab network), so
+that at least 1,000 packets are held back for calibration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netids import __version__
+from netids.capture.pcapfile import read_batches
+from netids.detect.calibration import (
+    MIN_CALIBRATION,
+    RANGE_WEIGHT,
+    Calibrator,
+    InputSurprise,
+    SurpriseCombiner,
+    threshold_for,
+)
+from netids.detect.context import FEATURE_NAMES, ContextFeatures
+from netids.detect.decode import decode
+from netids.detect.detector import Detector
+from netids.detect.frames import FrameBatch
+from netids.detect.model import ModelConfig, PacketAutoencoder, to_windows
+from netids.detect.packets import PacketBatch
+from netids.detect.scaling import (
+    CATEGORICAL,
+    PACKET_NUMERIC,
+    RobustScaler,
+    categorical_codes,
+    past_range,
+    raw_numeric,
+)
+from netids.training.checkpoint import Checkpoint
+
+log = logging.getLogger(__name__)
+
+MIN_PACKETS = 8000  # normal packets needed to train (20% of them calibrate: >= 1,000)
+BLOCK_WINDOWS = 32  # windows per block when splitting train / validation / calibration
+
+
+class TrainingError(Exception):
+    """Training cannot run (too little data, nothing readable): the message says why."""
+
+
+class TrainingCancelled(Exception):
+    """The cancel event was set."""
+
+
+@dataclass
+class TrainConfig:
+    window: int = 16  # packets per tumbling window
+    d_model: int = 32  # model width (see ModelConfig)
+    n_layer: int = 2  # encoder layers
+    n_head: int = 4  # attention heads
+    latent: int = 8  # per-packet bottleneck
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    batch_windows: int = 64  # windows per optimisation step (1,024 packets)
+    lr: float = 3e-3  # initial learning rate (AdamW), lowered on plateau
+    weight_decay: float = 1e-4
+    patience: int = 4  # epochs without validation improvement before stopping
+    val_fraction: float = 0.15  # share of window blocks for validation
+    calib_fraction: float = 0.2  # share of window blocks held back for calibration
+    max_train_windows: int = 20000  # windows sampled per epoch at most (keeps runs short)
+    target_false_alarm: float = 0.001  # default threshold = 1 - this
+    range_weight: float = RANGE_WEIGHT  # nats per scaled unit past the training range
+    seed: int = 0
+    threads: int = 2  # torch threads while training
+
+
+@dataclass
+class TrainReport:
+    checkpoint: Checkpoint
+    epochs: int
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, lr
+    seconds: float = 0.0
+    packets: int = 0
+    stopped_early: bool = False
+
+
+Progress = Callable[[int, float, float], None]  # (epoch, train_loss, val_loss)
+
+
+def train(
+    captures: Sequence[tuple[PacketBatch, np.ndarray]],
+    feature_names: Sequence[str],
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    sources: Sequence[str] = (),
+) -> TrainReport:
+    """Train on normal captures, each ``(packets, features)``; return the report."""
+    config = config or TrainConfig()
+    started = time.monotonic()
+    n_total = sum(len(p) for p, _ in captures)
+    if n_total < MIN_PACKETS:
+        raise TrainingError(f"too little normal traffic: {n_total} packets, training needs at "
+                            f"least {MIN_PACKETS} (about a minute of a busy network)")
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    before_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _train(captures, list(feature_names), config, progress, cancel, sources, rng,
+                      started, n_total)
+    finally:
+        torch.set_num_threads(before_threads)
+
+
+def _train(captures, feature_names, config, progress, cancel, sources, rng, started, n_total):
+    T = config.window
+    raw_w, cod_w, pad_w = [], [], []
+    for packets, feats in captures:
+        r, (c, p) = _windows(raw_numeric(packets, feats), categorical_codes(packets), T)
+        raw_w.append(r)
+        cod_w.append(c)
+        pad_w.append(p)
+    raw = np.concatenate(raw_w)  # [W, T, n_numeric], unscaled
+    cod = torch.from_numpy(np.concatenate(cod_w))  # [W, T, n_fields]
+    pad = torch.from_numpy(np.concatenate(pad_w))  # [W, T]
+    split = _split(len(raw), T, config, rng)
+    if (~pad[split == 2]).sum() < MIN_CALIBRATION:
+        raise TrainingError(f"too little normal traffic to hold back {MIN_CALIBRATION} packets "
+                            f"for calibration; give more than {MIN_PACKETS} packets")
+    # scaling (and the input range) from training windows only: held-back windows see the
+    # model exactly as fresh traffic will
+    train_rows = raw[split == 0][~pad.numpy()[split == 0]]  # [n_train, n_numeric]
+    names = list(PACKET_NUMERIC) + list(feature_names)
+    scaler = RobustScaler.fit(train_rows, rates=np.array(["_rate_" in n for n in names]))
+    W, k = raw.shape[0], raw.shape[2]
+    scaled = scaler.transform(raw.reshape(W * T, k))
+    clamped = scaler.clamp(scaled)
+    target = torch.from_numpy(scaled.reshape(W, T, k))  # [W, T, n_numeric]
+    num = torch.from_numpy(clamped.reshape(W, T, k))  # model input
+    excess = past_range(scaled, clamped).reshape(W, T)  # see Detector.input_errors
+    idx_train, idx_val, idx_cal = (np.flatnonzero(split == k) for k in range(3))
+
+    mconf = ModelConfig(n_numeric=k, vocab_sizes=tuple(CATEGORICAL.values()),
+                        window=T, d_model=config.d_model, n_head=config.n_head,
+                        n_layer=config.n_layer, latent=config.latent)
+    model = PacketAutoencoder(mconf)
+    in_train = torch.from_numpy(split == 0)
+    train_codes = cod[in_train][~pad[in_train]].numpy()  # [n_train, n_fields]
+    model.set_code_prior(train_codes)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=1)
+    best, best_state, best_epoch, bad, history = np.inf, None, 0, 0, []
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = rng.permutation(idx_train)[: config.max_train_windows]
+        losses = []
+        for s in range(0, len(order), config.batch_windows):
+            if cancel is not None and cancel.is_set():
+                raise TrainingCancelled("training cancelled")
+            b = torch.from_numpy(order[s:s + config.batch_windows])
+            loss = _loss(model, num[b], cod[b], pad[b], target[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+        val = _evaluate_loss(model, num, cod, pad, target, idx_val, config.batch_windows)
+        sched.step(val)
+        train_loss = float(np.mean(losses))
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val,
+                        "lr": opt.param_groups[0]["lr"]})
+        log.info("epoch %d train %.4f val %.4f", epoch, train_loss, val)
+        if progress is not None:
+            progress(epoch, train_loss, val)
+        if val < best - 1e-4:
+            best, best_epoch, bad = val, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+
+    # how rare each input's error is (training windows), then calibration on held-back windows
+    train_err, _ = _errors(model, num, cod, pad, target, excess,
+                           idx_train[:config.max_train_windows])
+    categorical = np.arange(train_err.shape[1]) >= k  # inputs past the k numeric ones
+    surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
+    combiner = SurpriseCombiner.fit(surprise.transform(train_err),
+                                    range_weight=config.range_weight)
+    # held-back windows step past the training range as fresh traffic does: calibrated with it
+    cal_err, cal_excess = _errors(model, num, cod, pad, target, excess, idx_cal)
+    calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err), cal_excess))
+    threshold = threshold_for(config.target_false_alarm)
+    spans = [(float(t.min()), float(t.max())) for t in
+             (p.ts[np.isfinite(p.ts) & (p.ts > 0)] for p, _ in captures) if len(t)]
+    metadata = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "netids_version": __version__,
+        "sources": list(sources),
+        "packets": int(n_total),
+        "windows": {"train": len(idx_train), "val": len(idx_val), "calibration": len(idx_cal)},
+        "time_span": {"first": min((a for a, _ in spans), default=None),
+                      "last": max((b for _, b in spans), default=None),
+                      "seconds": sum(b - a for a, b in spans)},  # of traffic, per capture
+        "train_config": asdict(config),
+        "metrics": {"best_val_loss": float(best), "best_epoch": best_epoch,
+                    "epochs_run": len(history), "history": history,
+                    "calibration_packets": int(calibrator.n)},
+        "params": model.n_params(),
+    }
+    ckpt = Checkpoint(
+        config=mconf,
+        state_dict=model.state_dict(),
+        scaler=scaler,
+        calibrator=calibrator,
+        surprise=surprise,
+        combiner=combiner,
+        threshold=threshold,
+        feature_names=list(feature_names),
+        numeric_names=names,
+        categorical_names=list(CATEGORICAL),
+        metadata=metadata,
+    )
+    seconds = time.monotonic() - started
+    metadata["metrics"]["train_seconds"] = round(seconds, 1)
+    return TrainReport(checkpoint=ckpt, epochs=len(history), best_epoch=best_epoch,
+                       history=history, seconds=seconds, packets=int(n_total),
+                       stopped_early=len(history) < config.epochs)
+
+
+def detector_from(report: TrainReport, threads: int = 1) -> Detector:
+    return Detector(report.checkpoint, threads)
+
+
+def _windows(numeric: np.ndarray, codes: np.ndarray, T: int):
+    """Pad one capture to whole windows: numeric [W, T, k], (codes [W, T, c], pad [W, T])."""
+    num, pad = to_windows(numeric, T)
+    cod, _ = to_windows(codes.astype(np.int64, copy=False), T)
+    return num, (cod, pad)
+
+
+def _split(n_windows: int, T: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """0 train / 1 validation / 2 calibration per window, assigned in random contiguous blocks
+    of ``BLOCK_WINDOWS`` (neighbouring windows are alike, so whole blocks are held back), with
+    enough calibration blocks for ``MIN_CALIBRATION`` packets. Held-back blocks come from the
+    same period as training; traffic from a later period drifts, and its false-alarm rate is
+    higher (measured in the README)."""
+    n_blocks = -(-n_windows // BLOCK_WINDOWS)
+    n_cal = max(round(config.calib_fraction * n_blocks),
+                -(-MIN_CALIBRATION // (BLOCK_WINDOWS * T)) + 1)
+    n_val = max(round(config.val_fraction * n_blocks), 1)
+    block = np.zeros(n_blocks, np.int64)
+    order = rng.permutation(n_blocks)
+    block[order[:n_cal]] = 2
+    block[order[n_cal:n_cal + n_val]] = 1
+    return np.repeat(block, BLOCK_WINDOWS)[:n_windows]
+
+
+def _loss(model, num, cod, pad, target) -> torch.Tensor:
+    err = model.losses(num, cod, pad, target)  # [B, T, k]
+    keep = (~pad).unsqueeze(-1).float()  # [B, T, 1]
+    return (err * keep).sum() / (keep.sum() * err.shape[2]).clamp(min=1)
+
+
+def _evaluate_loss(model, num, cod, pad, target, idx, bs) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for s in range(0, len(idx), bs * 4):
+            b = torch.from_numpy(idx[s:s + bs * 4])
+            k = float((~pad[b]).sum())
+            total += float(_loss(model, num[b], cod[b], pad[b], target[b])) * k
+            count += k
+    return total / max(count, 1.0)
+
+
+def _errors(model, num, cod, pad, target, excess, idx) -> tuple[np.ndarray, np.ndarray]:
+    """Per-input errors [n_real_packets, k] of the given windows (padding dropped), and those
+    packets' distance past the training range (``excess`` [W, T], see ``past_range``)."""
+    out, far = [], []
+    with torch.inference_mode():
+        for s in range(0, len(idx), 256):
+            b = torch.from_numpy(idx[s:s + 256])
+            p = pad[b]
+            err = model.errors(num[b], cod[b], p, target[b])  # [B, T, k]
+            out.append(err[~p].numpy())
+            far.append(excess[idx[s:s + 256]][~p.numpy()])
+    if not out:
+        return np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
+    return np.concatenate(out), np.concatenate(far)
+
+
+def save_report(report: TrainReport, path: str | Path) -> Path:
+    from netids.training.checkpoint import save
+
+    return save(report.checkpoint, path)
+
+
+def feature_names() -> tuple[str, ...]:
+    """The context feature columns this netids computes (``context.FEATURE_NAMES``)."""
+    return FEATURE_NAMES
+
+
+def read_capture(path: str | Path, batch_size: int = 4096) -> tuple[PacketBatch, np.ndarray]:
+    """Decode a whole capture file and compute its context features (fresh state per file)."""
+    ctx = ContextFeatures()
+    packets, feats = [], []
+    for frames in read_batches(path, batch_size):
+        p = decode(frames)
+        packets.append(p)
+        feats.append(ctx.update(p))
+    if not packets:
+        return _empty_packets(), np.zeros((0, len(FEATURE_NAMES)), np.float32)
+    return PacketBatch.concat(packets), np.concatenate(feats).astype(np.float32)
+
+
+def _empty_packets() -> PacketBatch:
+    z = np.zeros(0, np.int64)
+    return decode(FrameBatch(np.zeros(0, np.uint8), z, z.astype(np.int32), z.astype(np.int32),
+                             z.astype(np.float64), z.astype(np.uint16)))
