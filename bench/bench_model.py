@@ -27,7 +27,7 @@ from netids.detect.detector import Detector  # noqa: E402
 from netids.detect.model import to_windows  # noqa: E402
 from netids.detect.scaling import categorical_codes, raw_numeric  # noqa: E402
 from netids.parallel.workers import OrderedPool, can_fork  # noqa: E402
-from netids.training.train import read_capture  # noqa: E402
+from netids.training.data import read_capture
 
 log = logging.getLogger("bench")
 

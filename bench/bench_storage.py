@@ -28,8 +28,10 @@ from sqlmodel import Session  # noqa: E402
 
 from netids.config import StorageSettings  # noqa: E402
 from netids.detect.events import EventUpdate  # noqa: E402
-from netids.store.storage import EventStore, count_events, open_database  # noqa: E402
+from netids.store.engine import open_database
+from netids.store.queries import count_events
 from netids.store.tables import Event, address_key, utcnow  # noqa: E402
+from netids.store.writer import EventStore
 
 
 def updates(n: int, t0: float = 1.76e9) -> list[EventUpdate]:

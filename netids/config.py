@@ -29,7 +29,7 @@ class CaptureSettings:
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
-    """Limits of the event store (netids.store.storage)."""
+    """Limits of the event store (netids.store.writer)."""
 
     flush_interval: float = 0.25  # seconds between writes at most: SIGKILL loses no more than this
     batch_rows: int = 5000  # rows per executemany inside one transaction

@@ -15,7 +15,6 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +27,14 @@ from netids.capture.live import CaptureError, FileSource, LiveSource
 from netids.capture.pcapfile import CaptureFileError
 from netids.config import Settings
 from netids.detect.detector import Detector
-from netids.detect.events import EventAggregator, EventUpdate
+from netids.detect.events import EventUpdate
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
-from netids.store.storage import (
-    EventStore,
-    StoreStats,
-    activate_model_version,
-    add_model_version,
-    list_model_versions,
-    open_database,
-)
+from netids.store.engine import open_database
+from netids.store.queries import activate_model_version, add_model_version, list_model_versions
+from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
+from netids.store.writer import EventStore, StoreStats
 from netids.training.checkpoint import CheckpointError
 from netids.training.retrain import (
     TrafficCollector,
@@ -133,7 +128,6 @@ class Controller:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netids-pipeline")
         self._task: asyncio.Task[None] | None = None
         self._source: LiveSource | FileSource | None = None
-        self._listeners: list[Callable[[ScoredBatch], None]] = []
 
     # -- life cycle (app.on_startup / app.on_shutdown) ---------------------------------------
     def open(self) -> None:
@@ -197,10 +191,6 @@ class Controller:
         self.live.threshold = float(value)
         self.live.generation += 1
 
-    def on_batch(self, listener: Callable[[ScoredBatch], None]) -> None:
-        """Call ``listener`` with every scored batch (training capture, tests)."""
-        self._listeners.append(listener)
-
     async def start_live(self, interface: str | None, bpf: str | None = None) -> None:
         """Start monitoring an interface (None: all); raises CaptureError in plain words."""
         source = LiveSource(interface, bpf, self.settings.capture)
@@ -238,7 +228,6 @@ class Controller:
     def _begin_collecting(self, source: str) -> None:
         self.training = TrainingState(phase="capturing", source=source)
         self._collector = TrafficCollector(self.training)
-        self._listeners.append(self._collector)
 
     async def stop_and_train(self, name: str, config: TrainConfig | None = None) -> bool:
         """Stop collecting, train, save ``models/NAME.pt`` and make it the active model.
@@ -259,16 +248,13 @@ class Controller:
             await self.stop()
         else:
             await self.wait()
-        self._listeners.remove(collector)
         self._collector = None
         state.phase, state.generation = "training", state.generation + 1
         self._cancel.clear()
         loop = asyncio.get_running_loop()
-        feature_names = self.detector.feature_names if self.detector else ()
         try:
             report = await loop.run_in_executor(
-                None, run_training, collector, out, tuple(feature_names) or _features(),
-                self._cancel, config)
+                None, run_training, collector, out, self._cancel, config)
         except (TrainingError, TrainingCancelled) as exc:
             return self._training_failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - a failed training never takes the app down
@@ -340,10 +326,10 @@ class Controller:
         pipeline = Pipeline(self.detector, threshold=threshold)
         self.live = LiveState(running=True, source=label, threshold=threshold,
                               events=self.live.events, message=f"monitoring {label}")
-        self._task = asyncio.create_task(self._run(source, pipeline, EventAggregator()))
+        self._task = asyncio.create_task(self._run(source, pipeline, EventSink(self.store)))
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
-                   aggregator: EventAggregator) -> None:
+                   sink: EventSink) -> None:
         loop = asyncio.get_running_loop()
         live = self.live
         started = time.monotonic()
@@ -351,10 +337,7 @@ class Controller:
             async for frames in source.batches():
                 pipeline.threshold = live.threshold
                 scored = await loop.run_in_executor(self._pool, pipeline.process, frames)
-                updates = aggregator.add(scored)
-                if len(scored):
-                    updates += aggregator.flush(float(scored.packets.ts[-1]))
-                self._publish(live, pipeline, scored, updates, source, started)
+                self._publish(live, pipeline, scored, sink.add(scored), source, started)
         except (CaptureError, CaptureFileError) as exc:
             live.error = live.message = str(exc)
         except Exception as exc:  # noqa: BLE001 - the app stays up and says what happened
@@ -362,7 +345,7 @@ class Controller:
             live.error = live.message = f"monitoring stopped: {exc}"
         finally:
             source.stop()
-            self._publish(live, pipeline, None, aggregator.flush(), source, started)
+            self._publish(live, pipeline, None, sink.finish(), source, started)
             live.running = False
             if not live.error:
                 live.message = f"finished {live.source}: {live.packets} packets, " \
@@ -372,15 +355,13 @@ class Controller:
     def _publish(self, live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
                  updates: list[EventUpdate], source: LiveSource | FileSource,
                  started: float) -> None:
-        if updates and self.store is not None:
-            self.store.write(updates)
         for u in updates:
             live.events.append(u)
         if scored is not None:
             live.timeline.add(scored)
             _count_protocols(live.protocols, scored)
-            for listener in self._listeners:
-                listener(scored)
+            if self._collector is not None:
+                self._collector(scored)
         s, cap = pipeline.stats, source.stats()
         live.packets, live.tcp, live.udp, live.other = s.packets, s.tcp, s.udp, s.other
         live.anomalies, live.undecoded = s.anomalies, s.undecoded
@@ -399,12 +380,6 @@ def _count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:
     for (ethertype, proto), c in zip(uniq.tolist(), n.tolist(), strict=True):
         name = protocol_name(ethertype, proto)
         counts[name] = counts.get(name, 0) + c
-
-
-def _features() -> tuple[str, ...]:
-    from netids.detect.context import FEATURE_NAMES
-
-    return FEATURE_NAMES
 
 
 def _json_safe(value: object) -> object:

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
 from netids.training.checkpoint import FORMAT_VERSION, CheckpointError, load, save
-from netids.training.train import TrainConfig, feature_names, read_capture, train
+from netids.training.data import read_capture
+from netids.training.train import TrainConfig, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not 
 @pytest.fixture(scope="module")
 def report():
     packets, feats = read_capture(CAPTURE)
-    return train([(packets.take(slice(0, 12000)), feats[:12000])], feature_names(),
+    return train([(packets.take(slice(0, 12000)), feats[:12000])],
                  TrainConfig(epochs=1, max_train_windows=300, threads=2))
 
 
@@ -45,7 +47,7 @@ def test_round_trip_scores_the_same(report, fresh, tmp_path):
     assert after.checkpoint.combiner.range_weight == report.checkpoint.combiner.range_weight > 0
     meta = after.checkpoint.metadata
     assert meta["packets"] == 12000 and meta["time_span"]["seconds"] > 0
-    assert after.feature_names == tuple(feature_names())
+    assert after.feature_names == FEATURE_NAMES
     assert "best_val_loss" in meta["metrics"]
 
 

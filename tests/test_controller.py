@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from netids.capture.pcapfile import read_batches
 from netids.config import PROJECT_ROOT, Settings
 from netids.controller import Controller
-from netids.store.storage import make_engine
+from netids.store.engine import make_engine
 from netids.store.tables import Event
 from netids.training.retrain import TrainingError
 from netids.training.train import TrainConfig

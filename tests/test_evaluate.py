@@ -14,7 +14,8 @@ from netids.config import Settings
 from netids.lab.mixing import AttackSource, mix
 from netids.training import evaluate as ev
 from netids.training.checkpoint import save
-from netids.training.train import TrainConfig, feature_names, read_capture, train
+from netids.training.data import read_capture
+from netids.training.train import TrainConfig, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NORMAL = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
@@ -60,7 +61,7 @@ def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     packets, feats = read_capture(NORMAL)
     cut = int(0.6 * len(packets))
-    report = train([(packets.take(slice(0, cut)), feats[:cut])], feature_names(),
+    report = train([(packets.take(slice(0, cut)), feats[:cut])],
                    TrainConfig(epochs=3, max_train_windows=2000, threads=2),
                    sources=[str(NORMAL)])
     report.checkpoint.metadata["part"] = [0.0, 0.6]

@@ -18,8 +18,10 @@ from netids.config import PROJECT_ROOT
 from netids.detect.decode import decode
 from netids.detect.events import EventAggregator, EventConfig, _test_packets
 from netids.detect.scored import ScoredBatch
+from netids.store.engine import open_database
 from netids.store.export import FIELDS, event_record, read_export
-from netids.store.storage import EventStore, open_database, query_events
+from netids.store.queries import query_events
+from netids.store.writer import EventStore
 from tests.data_paths import shared_data
 from tests.test_events import SYN_FLOOD, scored
 from tests.test_storage import FAST, T0

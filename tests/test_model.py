@@ -12,7 +12,8 @@ import torch
 from netids.detect.calibration import RANGE_WEIGHT, SurpriseCombiner
 from netids.detect.detector import Detector, Scores, ThresholdPolicy
 from netids.detect.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
-from netids.training.train import TrainConfig, feature_names, read_capture, train
+from netids.training.data import read_capture
+from netids.training.train import TrainConfig, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not 
 def trained():
     packets, feats = read_capture(CAPTURE)
     cut = 20000
-    report = train([(packets.take(slice(0, cut)), feats[:cut])], feature_names(),
+    report = train([(packets.take(slice(0, cut)), feats[:cut])],
                    TrainConfig(epochs=2, max_train_windows=1000, threads=2))
     return Detector(report.checkpoint, threads=2), packets.take(slice(cut, None)), feats[cut:]
 

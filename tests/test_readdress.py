@@ -16,7 +16,7 @@ from netids.capture.pcapfile import read_batches, write_pcap
 from netids.detect.context import FEATURE_NAMES
 from netids.lab.mixing import mix, read_labels
 from netids.lab.readdress import AddressSpace, address_fields, capture_addresses, rewrite
-from netids.training.train import read_capture
+from netids.training.data import read_capture
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 A4, B4, C4 = "192.168.1.10", "192.168.1.1", "192.168.7.10"

@@ -25,30 +25,24 @@ from sqlmodel import Session, SQLModel
 
 from netids.config import PROJECT_ROOT, StorageSettings
 from netids.detect.events import EventAggregator, EventConfig, EventUpdate, _test_packets
-from netids.store.storage import (
+from netids.store.engine import make_engine, open_database, schema_revision, upgrade
+from netids.store.queries import (
     EventFilter,
-    EventStore,
     activate_model_version,
     active_model_version,
     add_model_version,
     apply_retention,
     count_events,
-    end_capture_session,
     event_samples,
     events_per_minute,
     get_event,
-    list_capture_sessions,
     list_sensors,
-    make_engine,
-    open_database,
     query_events,
-    schema_revision,
-    start_capture_session,
     top_sources,
     top_targets,
-    upgrade,
 )
 from netids.store.tables import TABLES, Event
+from netids.store.writer import EventStore
 from tests.conftest import reset_postgres
 from tests.test_events import latest, scored
 
@@ -91,13 +85,13 @@ def stored(engine: sa.Engine, **kw: object) -> list[Event]:
 
 
 def test_fresh_database_is_at_head_and_matches_the_tables(engine: sa.Engine) -> None:
-    assert schema_revision(engine) == "0002"
+    assert schema_revision(engine) == "0003"
     ours = {t.__tablename__ for t in TABLES}
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert [d for d in diffs if ours & set(map(str, _tables_of(d)))] == []
     upgrade(engine)  # running it again on start is harmless
-    assert schema_revision(engine) == "0002"
+    assert schema_revision(engine) == "0003"
 
 
 def _tables_of(diff: object) -> list[str]:
@@ -136,7 +130,7 @@ def test_upgrading_an_older_schema_keeps_its_history(storage_url: str) -> None:
     engine.dispose()
 
     engine = open_database(storage_url, FAST)  # what the new app does on start
-    assert schema_revision(engine) == "0002"
+    assert schema_revision(engine) == "0003"
     (event,) = stored(engine)
     assert (event.id, event.sensor, event.packets, event.kind, event.dst_port) == (
         "a" * 32, "old-sensor", 42, "brute force", 22,
@@ -532,7 +526,8 @@ from netids.config import StorageSettings
 from netids.detect.events import EventAggregator, _test_packets
 from netids.detect.frames import FrameBatch
 from netids.detect.scored import ScoredBatch
-from netids.store.storage import EventStore, open_database
+from netids.store.engine import open_database
+from netids.store.writer import EventStore
 
 url, sensor, count, delay = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 store = EventStore(open_database(url), sensor=sensor, settings=StorageSettings())
@@ -628,7 +623,8 @@ def test_a_process_that_forgets_close_still_writes_everything(storage_url: str) 
     code = (
         "import sys\n"
         "from netids.config import StorageSettings\n"
-        "from netids.store.storage import EventStore, open_database\n"
+        "from netids.store.engine import open_database\n"
+        "from netids.store.writer import EventStore\n"
         "from tests.test_storage import flood_and_scans\n"
         "store = EventStore(open_database(sys.argv[1]), sensor='forgetful',\n"
         "                   settings=StorageSettings(flush_interval=60))\n"
@@ -645,14 +641,8 @@ def test_a_process_that_forgets_close_still_writes_everything(storage_url: str) 
 # the other tables ----------------------------------------------------------------------------
 
 
-def test_capture_sessions_and_model_versions(engine: sa.Engine) -> None:
+def test_model_versions(engine: sa.Engine) -> None:
     with Session(engine) as session:
-        run = start_capture_session("eth0", session=session, sensor="a", filter="tcp port 80")
-        assert run.id is not None and run.stopped_at is None
-        end_capture_session(run.id, session=session, packets=1234, drops=5)
-        (got,) = list_capture_sessions(session=session)
-        assert (got.source, got.filter, got.packets, got.drops) == ("eth0", "tcp port 80", 1234, 5)
-        assert got.stopped_at is not None and got.stopped_at >= got.started_at
         add_model_version("default", "models/default.pt", session=session,
                           details={"auc": 0.97, "packets": 265_000}, activate=True)
         add_model_version("retrained", "models/retrained.pt", session=session)

@@ -15,15 +15,8 @@ from netids.commands import train as train_command
 from netids.config import Settings
 from netids.detect.detector import Detector
 from netids.training.checkpoint import load
-from netids.training.train import (
-    MIN_PACKETS,
-    TrainConfig,
-    TrainingCancelled,
-    TrainingError,
-    feature_names,
-    read_capture,
-    train,
-)
+from netids.training.data import read_capture
+from netids.training.train import MIN_PACKETS, TrainConfig, TrainingCancelled, TrainingError, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"  # 46,656 packets of a smart-lock hub
@@ -44,7 +37,7 @@ def test_small_model_trains_in_under_a_minute_and_is_calibrated_on_fresh_traffic
     cut = int(len(packets) * 0.6)  # train on the first 60%, the rest is fresh
     epochs = []
     started = time.monotonic()
-    report = train([(packets.take(slice(0, cut)), feats[:cut])], feature_names(),
+    report = train([(packets.take(slice(0, cut)), feats[:cut])],
                    TrainConfig(epochs=8, max_train_windows=4000, threads=2),
                    progress=lambda epoch, tl, vl: epochs.append((epoch, tl, vl)))
     assert time.monotonic() - started < 60
@@ -61,7 +54,7 @@ def test_small_model_trains_in_under_a_minute_and_is_calibrated_on_fresh_traffic
 def test_too_little_traffic_says_how_much_is_needed(capture):
     packets, feats = capture
     with pytest.raises(TrainingError, match=f"at least {MIN_PACKETS}"):
-        train([(packets.take(slice(0, 500)), feats[:500])], feature_names())
+        train([(packets.take(slice(0, 500)), feats[:500])])
 
 
 def test_cancel_stops_training(capture):
@@ -69,15 +62,15 @@ def test_cancel_stops_training(capture):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(TrainingCancelled):
-        train([(packets.take(slice(0, 10000)), feats[:10000])], feature_names(),
-              TrainConfig(epochs=2), cancel=cancel)
+        train([(packets.take(slice(0, 10000)), feats[:10000])], TrainConfig(epochs=2),
+              cancel=cancel)
 
 
 def test_same_seed_same_model(capture):
     packets, feats = capture
     data = [(packets.take(slice(0, 9000)), feats[:9000])]
     config = TrainConfig(epochs=1, max_train_windows=200, threads=1, seed=7)
-    a, b = train(data, feature_names(), config), train(data, feature_names(), config)
+    a, b = train(data, config), train(data, config)
     assert a.history[0]["val_loss"] == b.history[0]["val_loss"]
 
 

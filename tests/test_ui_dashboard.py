@@ -15,7 +15,7 @@ from nicegui.testing import User
 from sqlmodel import Session, select
 
 from netids.capture.pcapfile import read_batches
-from netids.store.storage import make_engine
+from netids.store.engine import make_engine
 from netids.store.tables import Event
 from netids.ui import frame
 from netids.ui.dashboard import SLIDER_TOP, slider_position, slider_threshold

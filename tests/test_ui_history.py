@@ -11,7 +11,7 @@ from nicegui.testing import User
 from sqlmodel import Session
 
 from netids.store.export import read_export
-from netids.store.storage import EventFilter, count_events, query_events
+from netids.store.queries import EventFilter, count_events, query_events
 from netids.ui import history
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,

@@ -1,6 +1,6 @@
 """Alembic environment for netids.
 
-The app runs ``upgrade head`` on start through :func:`netids.store.storage.upgrade`, which hands a
+The app runs ``upgrade head`` on start through :func:`netids.store.engine.upgrade`, which hands a
 connection in ``config.attributes["connection"]``. From a shell:
 ``alembic -c db/migrations/alembic.ini -x url=sqlite:///db/netids.sqlite upgrade head``.
 """

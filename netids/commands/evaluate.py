@@ -21,7 +21,7 @@ from netids.detect.packets import PacketBatch
 from netids.lab.mixing import read_labels
 from netids.training import evaluate as ev
 from netids.training.checkpoint import CheckpointError
-from netids.training.train import read_capture
+from netids.training.data import read_capture
 
 log = logging.getLogger(__name__)
 

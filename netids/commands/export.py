@@ -16,8 +16,9 @@ from sqlmodel import Session
 from netids.commands import CommandError
 from netids.config import Settings
 from netids.detect.events import SEVERITIES
+from netids.store.engine import open_database
 from netids.store.export import FORMATS, export_events, export_samples_pcap
-from netids.store.storage import EventFilter, get_event, open_database
+from netids.store.queries import EventFilter, get_event
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     error: Exception | None = None
     with scoring_pool(pipeline, workers) as pool:
         # the sink starts a writer thread: open it only once the workers are forked
-        sink = _EventSink.open(settings) if getattr(args, "db", None) else None
+        sink = _DatabaseSink.open(settings) if getattr(args, "db", None) else None
         try:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size)
@@ -102,7 +102,7 @@ def judge_rows(pipeline: Pipeline, task: Task) -> Rows:
 
 
 def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
-               pool: OrderedPool[Task, Rows], sink: _EventSink | None = None,
+               pool: OrderedPool[Task, Rows], sink: _DatabaseSink | None = None,
                batch_size: int = 4096) -> Exception | None:
     """Write the CSV of ``capture`` to ``out``; return the error that ended it early: the
     file's (:class:`CaptureFileError`) or a worker's (:class:`WorkerError`).
@@ -147,18 +147,19 @@ def _open_out(path: Path) -> TextIO:
         raise CommandError(f"{path}: cannot write ({exc.strerror})") from exc
 
 
-class _EventSink:
-    """Aggregates anomalies into events and stores them, as the live app does."""
+class _DatabaseSink:
+    """``--db``: the app's event sink on a store of its own, closed with the command."""
 
     def __init__(self, settings: Settings) -> None:
-        from netids.detect.events import EventAggregator
-        from netids.store.storage import EventStore, open_database
+        from netids.store.engine import open_database
+        from netids.store.sink import EventSink
+        from netids.store.writer import EventStore
 
-        self.aggregator = EventAggregator()
         self.store = EventStore(open_database(settings.db_url), sensor=settings.sensor)
+        self.sink = EventSink(self.store)
 
     @classmethod
-    def open(cls, settings: Settings) -> _EventSink:
+    def open(cls, settings: Settings) -> _DatabaseSink:
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
@@ -167,12 +168,10 @@ class _EventSink:
             raise CommandError(f"cannot open the database: {exc}") from exc
 
     def add(self, scored: ScoredBatch) -> None:
-        self.store.write(self.aggregator.add(scored))
-        if len(scored):
-            self.store.write(self.aggregator.flush(float(scored.packets.ts[-1])))
+        self.sink.add(scored)
 
     def close(self) -> None:
-        self.store.write(self.aggregator.flush())
+        self.sink.finish()
         stats = self.store.close()
         if stats.pending or stats.dropped:
             raise CommandError(f"{stats.pending + stats.dropped} events could not be stored: "

@@ -12,14 +12,8 @@ from netids.commands import CommandError
 from netids.commands.mix import parse_part
 from netids.config import Settings
 from netids.training.checkpoint import save
-from netids.training.train import (
-    MIN_PACKETS,
-    TrainConfig,
-    TrainingError,
-    feature_names,
-    read_capture,
-    train,
-)
+from netids.training.data import read_capture
+from netids.training.train import MIN_PACKETS, TrainConfig, TrainingError, train
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"epoch {epoch:3d}  train loss {train_loss:.4f}  validation loss {val_loss:.4f}")
 
     try:
-        report = train(captures, feature_names(), config, progress=progress,
+        report = train(captures, config, progress=progress,
                        sources=[str(Path(p).resolve()) for p in args.captures])
     except TrainingError as exc:
         raise CommandError(str(exc)) from None

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from sqlmodel import Session
 
 from netids.capture.pcapfile import write_pcap
-from netids.store.storage import EventFilter, event_samples, query_events
+from netids.store.queries import EventFilter, event_samples, query_events
 from netids.store.tables import Event
 
 FORMATS = ("csv", "jsonl")

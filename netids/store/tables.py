@@ -106,21 +106,6 @@ class SamplePacket(SQLModel, table=True):
     summary: str = Field(default="", sa_type=Text)
 
 
-class CaptureSession(SQLModel, table=True):
-    """One run of a capture source: an interface or a file."""
-
-    __tablename__ = "capture_sessions"
-
-    id: int | None = Field(default=None, primary_key=True)
-    sensor: str = Field(index=True, max_length=64)
-    source: str = Field(max_length=255)  # interface name or file path
-    filter: str = Field(default="", max_length=1024)
-    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
-    stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    packets: int = 0
-    drops: int = 0
-
-
 class ModelVersion(SQLModel, table=True):
     """A trained checkpoint; exactly one is active at a time."""
 
@@ -145,4 +130,7 @@ class Sensor(SQLModel, table=True):
     last_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-TABLES = (Event, SamplePacket, CaptureSession, ModelVersion, Sensor)
+TABLES = (Event, SamplePacket, ModelVersion, Sensor)
+EVENTS: Any = Event.__table__  # type: ignore[attr-defined]
+SAMPLES: Any = SamplePacket.__table__  # type: ignore[attr-defined]
+SENSORS: Any = Sensor.__table__  # type: ignore[attr-defined]

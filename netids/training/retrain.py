@@ -66,7 +66,6 @@ class TrafficCollector:
 def run_training(
     collector: TrafficCollector,
     out: Path,
-    feature_names: tuple[str, ...],
     cancel: threading.Event,
     config: TrainConfig | None = None,
 ) -> TrainReport:
@@ -83,7 +82,7 @@ def run_training(
         state.history.append((epoch, float(train_loss), float(val_loss)))
         state.generation += 1
 
-    report = train([data], feature_names, config or TrainConfig(), progress=progress,
+    report = train([data], config or TrainConfig(), progress=progress,
                    cancel=cancel, sources=[state.source])
     save(report.checkpoint, out)
     return report

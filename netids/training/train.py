@@ -18,13 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import torch
 
 from netids import __version__
-from netids.capture.pcapfile import read_batches
 from netids.detect.calibration import (
     MIN_CALIBRATION,
     RANGE_WEIGHT,
@@ -33,10 +32,7 @@ from netids.detect.calibration import (
     SurpriseCombiner,
     threshold_for,
 )
-from netids.detect.context import FEATURE_NAMES, ContextFeatures
-from netids.detect.decode import decode
-from netids.detect.detector import Detector
-from netids.detect.frames import FrameBatch
+from netids.detect.context import FEATURE_NAMES
 from netids.detect.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.detect.packets import PacketBatch
 from netids.detect.scaling import (
@@ -100,13 +96,13 @@ Progress = Callable[[int, float, float], None]  # (epoch, train_loss, val_loss)
 
 def train(
     captures: Sequence[tuple[PacketBatch, np.ndarray]],
-    feature_names: Sequence[str],
     config: TrainConfig | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     sources: Sequence[str] = (),
 ) -> TrainReport:
-    """Train on normal captures, each ``(packets, features)``; return the report."""
+    """Train on normal captures, each ``(packets, features)`` with features in
+    ``FEATURE_NAMES`` order; return the report."""
     config = config or TrainConfig()
     started = time.monotonic()
     n_total = sum(len(p) for p, _ in captures)
@@ -118,13 +114,51 @@ def train(
     before_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(captures, list(feature_names), config, progress, cancel, sources, rng,
-                      started, n_total)
+        data = _prepare(captures, config, rng)
+        model = PacketAutoencoder(data.model_config(config))
+        model.set_code_prior(data.train_codes())
+        fit = _fit(model, data, config, rng, progress, cancel)
+        checkpoint = _checkpoint(model, data, config, fit, captures, sources)
     finally:
         torch.set_num_threads(before_threads)
+    seconds = time.monotonic() - started
+    checkpoint.metadata["metrics"]["train_seconds"] = round(seconds, 1)
+    return TrainReport(checkpoint=checkpoint, epochs=len(fit.history), best_epoch=fit.best_epoch,
+                       history=fit.history, seconds=seconds, packets=int(n_total),
+                       stopped_early=len(fit.history) < config.epochs)
 
 
-def _train(captures, feature_names, config, progress, cancel, sources, rng, started, n_total):
+@dataclass
+class _Windows:
+    """The captures cut into tumbling windows, scaled, and split into training (0), validation
+    (1) and calibration (2) blocks."""
+
+    scaler: RobustScaler  # fitted on training windows only
+    names: list[str]  # numeric inputs: packet fields, then context features
+    target: torch.Tensor  # [W, T, k] scaled numeric inputs, what the model reconstructs
+    num: torch.Tensor  # [W, T, k] the same clamped to the training range: the model's input
+    cod: torch.Tensor  # [W, T, n_fields] categorical codes
+    pad: torch.Tensor  # [W, T] True where a window is padded past its capture's end
+    excess: np.ndarray  # [W, T] distance past the training range (see Detector.input_errors)
+    split: np.ndarray  # [W] 0 / 1 / 2
+    packets: int
+
+    def index(self, part: int) -> np.ndarray:
+        return np.flatnonzero(self.split == part)
+
+    def model_config(self, config: TrainConfig) -> ModelConfig:
+        return ModelConfig(n_numeric=self.target.shape[2], vocab_sizes=tuple(CATEGORICAL.values()),
+                           window=config.window, d_model=config.d_model, n_head=config.n_head,
+                           n_layer=config.n_layer, latent=config.latent)
+
+    def train_codes(self) -> np.ndarray:
+        """Categorical codes of the real training packets [n_train, n_fields]."""
+        in_train = torch.from_numpy(self.split == 0)
+        return self.cod[in_train][~self.pad[in_train]].numpy()
+
+
+def _prepare(captures: Sequence[tuple[PacketBatch, np.ndarray]], config: TrainConfig,
+             rng: np.random.Generator) -> _Windows:
     T = config.window
     raw_w, cod_w, pad_w = [], [], []
     for packets, feats in captures:
@@ -133,7 +167,6 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
         cod_w.append(c)
         pad_w.append(p)
     raw = np.concatenate(raw_w)  # [W, T, n_numeric], unscaled
-    cod = torch.from_numpy(np.concatenate(cod_w))  # [W, T, n_fields]
     pad = torch.from_numpy(np.concatenate(pad_w))  # [W, T]
     split = _split(len(raw), T, config, rng)
     if (~pad[split == 2]).sum() < MIN_CALIBRATION:
@@ -142,43 +175,43 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     # scaling (and the input range) from training windows only: held-back windows see the
     # model exactly as fresh traffic will
     train_rows = raw[split == 0][~pad.numpy()[split == 0]]  # [n_train, n_numeric]
-    names = list(PACKET_NUMERIC) + list(feature_names)
+    names = list(PACKET_NUMERIC) + list(FEATURE_NAMES)
     scaler = RobustScaler.fit(train_rows, rates=np.array(["_rate_" in n for n in names]))
     W, k = raw.shape[0], raw.shape[2]
     scaled = scaler.transform(raw.reshape(W * T, k))
     clamped = scaler.clamp(scaled)
-    target = torch.from_numpy(scaled.reshape(W, T, k))  # [W, T, n_numeric]
-    num = torch.from_numpy(clamped.reshape(W, T, k))  # model input
-    excess = past_range(scaled, clamped).reshape(W, T)  # see Detector.input_errors
-    idx_train, idx_val, idx_cal = (np.flatnonzero(split == k) for k in range(3))
+    return _Windows(
+        scaler=scaler, names=names,
+        target=torch.from_numpy(scaled.reshape(W, T, k)),
+        num=torch.from_numpy(clamped.reshape(W, T, k)),
+        cod=torch.from_numpy(np.concatenate(cod_w)), pad=pad,
+        excess=past_range(scaled, clamped).reshape(W, T), split=split,
+        packets=sum(len(p) for p, _ in captures),
+    )
 
-    mconf = ModelConfig(n_numeric=k, vocab_sizes=tuple(CATEGORICAL.values()),
-                        window=T, d_model=config.d_model, n_head=config.n_head,
-                        n_layer=config.n_layer, latent=config.latent)
-    model = PacketAutoencoder(mconf)
-    in_train = torch.from_numpy(split == 0)
-    train_codes = cod[in_train][~pad[in_train]].numpy()  # [n_train, n_fields]
-    model.set_code_prior(train_codes)
+
+@dataclass
+class _Fit:
+    best_val: float
+    best_epoch: int
+    history: list[dict]  # per epoch: train_loss, val_loss, lr
+
+
+def _fit(model: PacketAutoencoder, data: _Windows, config: TrainConfig,
+         rng: np.random.Generator, progress: Progress | None,
+         cancel: threading.Event | None) -> _Fit:
+    """Epochs until validation stops improving for ``patience`` epochs; the model is left
+    with its best weights, in eval mode."""
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=1)
+    idx_train, idx_val = data.index(0), data.index(1)
     best, best_state, best_epoch, bad, history = np.inf, None, 0, 0, []
     for epoch in range(1, config.epochs + 1):
-        model.train()
         order = rng.permutation(idx_train)[: config.max_train_windows]
-        losses = []
-        for s in range(0, len(order), config.batch_windows):
-            if cancel is not None and cancel.is_set():
-                raise TrainingCancelled("training cancelled")
-            b = torch.from_numpy(order[s:s + config.batch_windows])
-            loss = _loss(model, num[b], cod[b], pad[b], target[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(loss.item())
-        val = _evaluate_loss(model, num, cod, pad, target, idx_val, config.batch_windows)
+        train_loss = _epoch(model, opt, data, order, config.batch_windows, cancel)
+        val = _evaluate_loss(model, data.num, data.cod, data.pad, data.target, idx_val,
+                             config.batch_windows)
         sched.step(val)
-        train_loss = float(np.mean(losses))
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val,
                         "lr": opt.param_groups[0]["lr"]})
         log.info("epoch %d train %.4f val %.4f", epoch, train_loss, val)
@@ -194,57 +227,79 @@ def _train(captures, feature_names, config, progress, cancel, sources, rng, star
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
+    return _Fit(float(best), best_epoch, history)
 
-    # how rare each input's error is (training windows), then calibration on held-back windows
-    train_err, _ = _errors(model, num, cod, pad, target, excess,
-                           idx_train[:config.max_train_windows])
+
+def _epoch(model: PacketAutoencoder, opt: torch.optim.Optimizer, data: _Windows,
+           order: np.ndarray, batch_windows: int, cancel: threading.Event | None) -> float:
+    """One pass over ``order``'s windows; the mean training loss."""
+    model.train()
+    losses = []
+    for s in range(0, len(order), batch_windows):
+        if cancel is not None and cancel.is_set():
+            raise TrainingCancelled("training cancelled")
+        b = torch.from_numpy(order[s:s + batch_windows])
+        loss = _loss(model, data.num[b], data.cod[b], data.pad[b], data.target[b])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def _checkpoint(model: PacketAutoencoder, data: _Windows, config: TrainConfig, fit: _Fit,
+                captures: Sequence[tuple[PacketBatch, np.ndarray]],
+                sources: Sequence[str]) -> Checkpoint:
+    """Fit how rare each input's error is (training windows), then calibrate on the held-back
+    windows, and pack it all with the metadata."""
+    idx_train, idx_cal = data.index(0), data.index(2)
+    errors = partial(_errors, model, data.num, data.cod, data.pad, data.target, data.excess)
+    train_err, _ = errors(idx_train[:config.max_train_windows])
+    k = data.target.shape[2]
     categorical = np.arange(train_err.shape[1]) >= k  # inputs past the k numeric ones
     surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
     combiner = SurpriseCombiner.fit(surprise.transform(train_err),
                                     range_weight=config.range_weight)
     # held-back windows step past the training range as fresh traffic does: calibrated with it
-    cal_err, cal_excess = _errors(model, num, cod, pad, target, excess, idx_cal)
+    cal_err, cal_excess = errors(idx_cal)
     calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err), cal_excess))
-    threshold = threshold_for(config.target_false_alarm)
+    return Checkpoint(
+        config=model.config,
+        state_dict=model.state_dict(),
+        scaler=data.scaler,
+        calibrator=calibrator,
+        surprise=surprise,
+        combiner=combiner,
+        threshold=threshold_for(config.target_false_alarm),
+        feature_names=list(FEATURE_NAMES),
+        numeric_names=data.names,
+        categorical_names=list(CATEGORICAL),
+        metadata=_metadata(model, data, config, fit, calibrator, captures, sources),
+    )
+
+
+def _metadata(model: PacketAutoencoder, data: _Windows, config: TrainConfig, fit: _Fit,
+              calibrator: Calibrator, captures: Sequence[tuple[PacketBatch, np.ndarray]],
+              sources: Sequence[str]) -> dict:
     spans = [(float(t.min()), float(t.max())) for t in
              (p.ts[np.isfinite(p.ts) & (p.ts > 0)] for p, _ in captures) if len(t)]
-    metadata = {
+    return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "netids_version": __version__,
         "sources": list(sources),
-        "packets": int(n_total),
-        "windows": {"train": len(idx_train), "val": len(idx_val), "calibration": len(idx_cal)},
+        "packets": int(data.packets),
+        "windows": {"train": len(data.index(0)), "val": len(data.index(1)),
+                    "calibration": len(data.index(2))},
         "time_span": {"first": min((a for a, _ in spans), default=None),
                       "last": max((b for _, b in spans), default=None),
                       "seconds": sum(b - a for a, b in spans)},  # of traffic, per capture
         "train_config": asdict(config),
-        "metrics": {"best_val_loss": float(best), "best_epoch": best_epoch,
-                    "epochs_run": len(history), "history": history,
+        "metrics": {"best_val_loss": fit.best_val, "best_epoch": fit.best_epoch,
+                    "epochs_run": len(fit.history), "history": fit.history,
                     "calibration_packets": int(calibrator.n)},
         "params": model.n_params(),
     }
-    ckpt = Checkpoint(
-        config=mconf,
-        state_dict=model.state_dict(),
-        scaler=scaler,
-        calibrator=calibrator,
-        surprise=surprise,
-        combiner=combiner,
-        threshold=threshold,
-        feature_names=list(feature_names),
-        numeric_names=names,
-        categorical_names=list(CATEGORICAL),
-        metadata=metadata,
-    )
-    seconds = time.monotonic() - started
-    metadata["metrics"]["train_seconds"] = round(seconds, 1)
-    return TrainReport(checkpoint=ckpt, epochs=len(history), best_epoch=best_epoch,
-                       history=history, seconds=seconds, packets=int(n_total),
-                       stopped_early=len(history) < config.epochs)
-
-
-def detector_from(report: TrainReport, threads: int = 1) -> Detector:
-    return Detector(report.checkpoint, threads)
 
 
 def _windows(numeric: np.ndarray, codes: np.ndarray, T: int):
@@ -303,33 +358,3 @@ def _errors(model, num, cod, pad, target, excess, idx) -> tuple[np.ndarray, np.n
     if not out:
         return np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
     return np.concatenate(out), np.concatenate(far)
-
-
-def save_report(report: TrainReport, path: str | Path) -> Path:
-    from netids.training.checkpoint import save
-
-    return save(report.checkpoint, path)
-
-
-def feature_names() -> tuple[str, ...]:
-    """The context feature columns this netids computes (``context.FEATURE_NAMES``)."""
-    return FEATURE_NAMES
-
-
-def read_capture(path: str | Path, batch_size: int = 4096) -> tuple[PacketBatch, np.ndarray]:
-    """Decode a whole capture file and compute its context features (fresh state per file)."""
-    ctx = ContextFeatures()
-    packets, feats = [], []
-    for frames in read_batches(path, batch_size):
-        p = decode(frames)
-        packets.append(p)
-        feats.append(ctx.update(p))
-    if not packets:
-        return _empty_packets(), np.zeros((0, len(FEATURE_NAMES)), np.float32)
-    return PacketBatch.concat(packets), np.concatenate(feats).astype(np.float32)
-
-
-def _empty_packets() -> PacketBatch:
-    z = np.zeros(0, np.int64)
-    return decode(FrameBatch(np.zeros(0, np.uint8), z, z.astype(np.int32), z.astype(np.int32),
-                             z.astype(np.float64), z.astype(np.uint16)))

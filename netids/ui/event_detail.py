@@ -27,7 +27,7 @@ from netids.detect.events import EventUpdate
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import summary
 from netids.store.export import FIELDS, event_record
-from netids.store.storage import event_samples, get_event
+from netids.store.queries import event_samples, get_event
 from netids.ui import theme
 
 

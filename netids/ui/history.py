@@ -1,6 +1,6 @@
 """The history page: the stored anomaly log, filtered, paged and sorted by the database.
 
-Every query goes through :mod:`netids.store.storage` in ``run.io_bound``; the browser only ever
+Every query goes through :mod:`netids.store.queries` in ``run.io_bound``; the browser only ever
 holds one page of rows. Sorting a column in the grid re-queries the database, so the order
 is over all matching events, not just the page shown.
 """
@@ -19,7 +19,7 @@ from sqlmodel import Session
 from netids.controller import Controller
 from netids.detect.events import SEVERITIES
 from netids.store.export import export_events
-from netids.store.storage import (
+from netids.store.queries import (
     EventFilter,
     address_range,
     count_events,

@@ -1,0 +1,89 @@
+"""The engine and the schema: one engine per process, made by :func:`open_database`, which
+also brings the schema to the newest Alembic migration in ``db/migrations``.
+
+SQLite files get WAL, synchronous=NORMAL and a busy timeout; PostgreSQL gets a lock timeout of
+the same length and TCP keepalives, so a locked or vanished database fails a write in seconds
+and the writer retries it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import StaticPool
+
+from netids.config import PROJECT_ROOT, StorageSettings
+
+MIGRATIONS = PROJECT_ROOT / "db" / "migrations"
+PG_MIGRATION_LOCK = 0x6E657469  # advisory lock id: two sensors starting at once upgrade in turn
+
+
+def make_engine(url: str, settings: StorageSettings | None = None) -> Engine:
+    """The engine for ``url``; SQLite files get WAL, synchronous=NORMAL and a busy timeout."""
+    settings = settings or StorageSettings()
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
+        memory = path in ("", ":memory:")
+        if not memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": settings.busy_timeout_ms / 1000, "check_same_thread": False},
+            # one shared connection, or the writer thread would see its own empty database
+            **({"poolclass": StaticPool} if memory else {}),
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if not url.startswith("postgresql"):
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql+psycopg://...")
+    connect_args = {
+        # a lock held elsewhere fails the write after the same wait as SQLite's busy timeout
+        "options": f"-c lock_timeout={int(settings.busy_timeout_ms)}",
+        # a server that vanished without a reset is noticed in seconds, not hours
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+    }
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with the Alembic migrations in ``db/migrations``."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at (None: empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def open_database(url: str, settings: StorageSettings | None = None) -> Engine:
+    """Make the engine and upgrade the schema to head: what the app does on start."""
+    engine = make_engine(url, settings)
+    upgrade(engine)
+    return engine

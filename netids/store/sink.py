@@ -1,0 +1,35 @@
+"""The one path from scored batches to stored events, used by the live controller and by
+``score --db`` alike: aggregate a batch's anomalies, close the events its time has passed,
+write both to the store.
+"""
+
+from __future__ import annotations
+
+from netids.detect.events import EventAggregator, EventConfig, EventUpdate
+from netids.detect.scored import ScoredBatch
+from netids.store.writer import EventStore
+
+
+class EventSink:
+    """Events of one traffic stream (state carries across batches), written to ``store``
+    when there is one; the updates are also returned for whoever shows them live."""
+
+    def __init__(self, store: EventStore | None, config: EventConfig | None = None) -> None:
+        self.aggregator = EventAggregator(config)
+        self.store = store
+
+    def add(self, scored: ScoredBatch) -> list[EventUpdate]:
+        """Fold in one batch, in stream order; return the events it opened, grew or closed."""
+        updates = self.aggregator.add(scored)
+        if len(scored):
+            updates += self.aggregator.flush(float(scored.packets.ts[-1]))
+        return self._write(updates)
+
+    def finish(self) -> list[EventUpdate]:
+        """The stream ended: close every open event."""
+        return self._write(self.aggregator.flush())
+
+    def _write(self, updates: list[EventUpdate]) -> list[EventUpdate]:
+        if updates and self.store is not None:
+            self.store.write(updates)
+        return updates
