@@ -33,10 +33,10 @@ from netids.capture.pcapfile import read_batches, write_pcap  # noqa: E402
 from netids.config import DEFAULT_MODEL, PROJECT_ROOT  # noqa: E402
 from netids.detect.context import ContextFeatures  # noqa: E402
 from netids.detect.decode import decode  # noqa: E402
-from netids.detect.detector import Detector  # noqa: E402
 from netids.detect.pipeline import Pipeline  # noqa: E402
 from netids.detect.score_csv import format_rows  # noqa: E402
 from netids.parallel.allocator import keep_freed_memory  # noqa: E402
+from netids.training.checkpoint import load_detector
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 MIN_PACKETS = 200_000
@@ -111,7 +111,7 @@ def main() -> None:
         features = [engine.update(p) for p in packets]
         context_s = time.perf_counter() - t
 
-        pipeline = Pipeline(Detector.load(args.model, threads=1))
+        pipeline = Pipeline(load_detector(args.model, threads=1))
         t = time.perf_counter()
         verdicts = [pipeline.judge(p, f) for p, f in zip(packets, features, strict=True)]
         judge_s = time.perf_counter() - t

@@ -27,6 +27,7 @@ from netids.detect.detector import Detector  # noqa: E402
 from netids.detect.model import to_windows  # noqa: E402
 from netids.detect.scaling import categorical_codes, raw_numeric  # noqa: E402
 from netids.parallel.workers import OrderedPool, can_fork  # noqa: E402
+from netids.training.checkpoint import load_detector
 from netids.training.data import read_capture
 
 log = logging.getLogger("bench")
@@ -79,7 +80,7 @@ def main() -> int:
     n = len(packets)
     log.info("capture %s: %d packets; model %s", args.capture, n, args.model)
     for threads in args.threads:
-        det = Detector.load(Path(args.model), threads=threads)
+        det = load_detector(Path(args.model), threads=threads)
         det.score_batch(packets.take(slice(0, 4096)), feats[:4096])  # warm-up
         num, cod = network_inputs(det, packets, feats)
         k = min(args.single, n)
@@ -105,7 +106,7 @@ def main() -> int:
                      "network only %s", threads, batch, rate(n, batched), single / (batched / n),
                      rate(len(num) * det.window, network))
     if can_fork():
-        det = Detector.load(Path(args.model), threads=1)
+        det = load_detector(Path(args.model), threads=1)
         for batch in args.batch:
             both = two_processes(det, packets, feats, batch)
             log.info("2 processes (a worker and the main process, 1 thread each): "

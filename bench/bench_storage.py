@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlmodel import Session  # noqa: E402
 
 from netids.config import StorageSettings  # noqa: E402
-from netids.detect.events import EventUpdate  # noqa: E402
+from netids.detect.event_records import EventUpdate
 from netids.store.engine import open_database
 from netids.store.queries import count_events
 from netids.store.tables import Event, address_key, utcnow  # noqa: E402

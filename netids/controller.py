@@ -27,7 +27,7 @@ from netids.capture.live import CaptureError, FileSource, LiveSource
 from netids.capture.pcapfile import CaptureFileError
 from netids.config import Settings
 from netids.detect.detector import Detector
-from netids.detect.events import EventUpdate
+from netids.detect.event_records import EventUpdate
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.store.engine import open_database
@@ -35,7 +35,7 @@ from netids.store.queries import activate_model_version, add_model_version, list
 from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
 from netids.store.writer import EventStore, StoreStats
-from netids.training.checkpoint import CheckpointError
+from netids.training.checkpoint import CheckpointError, load_detector
 from netids.training.retrain import (
     TrafficCollector,
     TrainingCancelled,
@@ -167,7 +167,7 @@ class Controller:
     def load_model(self, path: Path) -> bool:
         """Switch to the checkpoint at ``path``; keep the previous model if it fails."""
         try:
-            detector = Detector.load(path, threads=self.settings.torch_threads)
+            detector = load_detector(path, threads=self.settings.torch_threads)
         except CheckpointError as exc:
             self.model_error = str(exc)
             self.live.message = f"model not loaded: {exc}"

@@ -15,7 +15,7 @@ import torch
 
 from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
-from netids.training.checkpoint import FORMAT_VERSION, CheckpointError, load, save
+from netids.training.checkpoint import FORMAT_VERSION, CheckpointError, load, load_detector, save
 from netids.training.data import read_capture
 from netids.training.train import TrainConfig, train
 
@@ -41,7 +41,7 @@ def fresh():
 def test_round_trip_scores_the_same(report, fresh, tmp_path):
     path = save(report.checkpoint, tmp_path / "m.pt")
     before = Detector(report.checkpoint).score_batch(*fresh)
-    after = Detector.load(path, threads=1)
+    after = load_detector(path, threads=1)
     np.testing.assert_array_equal(after.score_batch(*fresh).scores, before.scores)
     assert after.threshold == report.checkpoint.threshold
     assert after.checkpoint.combiner.range_weight == report.checkpoint.combiner.range_weight > 0
@@ -53,7 +53,7 @@ def test_round_trip_scores_the_same(report, fresh, tmp_path):
 
 def test_missing_file_is_a_plain_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
-        Detector.load(tmp_path / "nope.pt", threads=1)
+        load_detector(tmp_path / "nope.pt", threads=1)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
@@ -87,7 +87,7 @@ def test_a_checkpoint_from_before_the_range_term_scores_without_it(report, fresh
     payload = torch.load(path, weights_only=True)
     del payload["combiner"]["range_weight"]  # as format 4 wrote it until then
     torch.save(payload, path)
-    old = Detector.load(path)
+    old = load_detector(path)
     assert old.checkpoint.combiner.range_weight == 0.0
     packets, feats = fresh
     feats = feats.copy()
@@ -105,7 +105,7 @@ def test_incompatible_weights_are_a_plain_error(report, tmp_path):
     payload["config"]["d_model"] = 64
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="weights do not fit"):
-        Detector.load(path, threads=1)
+        load_detector(path, threads=1)
 
 
 SAVER = """

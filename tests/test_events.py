@@ -15,7 +15,8 @@ import pytest
 
 from netids.capture.pcapfile import read_batches
 from netids.detect.decode import decode
-from netids.detect.events import EventAggregator, EventConfig, EventUpdate, _test_packets, severity
+from netids.detect.event_records import EventConfig, EventUpdate, severity
+from netids.detect.events import EventAggregator, _test_packets
 from netids.detect.explain import TARGET_FLOOD
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch

@@ -16,7 +16,8 @@ from sqlmodel import Session
 from netids.capture.pcapfile import read_batches
 from netids.config import PROJECT_ROOT
 from netids.detect.decode import decode
-from netids.detect.events import EventAggregator, EventConfig, _test_packets
+from netids.detect.event_records import EventConfig
+from netids.detect.events import EventAggregator, _test_packets
 from netids.detect.scored import ScoredBatch
 from netids.store.engine import open_database
 from netids.store.export import FIELDS, event_record, read_export

@@ -20,8 +20,8 @@ from netids.cli import build_parser, settings_from
 from netids.commands import CommandError
 from netids.commands import score as score_command
 from netids.config import PROJECT_ROOT
-from netids.detect.detector import Detector
 from netids.detect.pipeline import Pipeline
+from netids.training.checkpoint import load_detector
 from tests.data_paths import shared_data
 
 APP = str(PROJECT_ROOT / "app.py")
@@ -113,7 +113,7 @@ def test_rows_equal_a_plain_sequential_run_of_the_pipeline(tmp_path: Path, model
         assert done.returncode == 0, done.stderr
     assert parallel.read_bytes() == inline.read_bytes()
 
-    pipeline = Pipeline(Detector.load(model))  # the reference: one batch after the other
+    pipeline = Pipeline(load_detector(model))  # the reference: one batch after the other
     scored = [pipeline.process(frames) for frames in read_batches(capture)]
     scores = np.concatenate([s.scores for s in scored])
     anomalous = np.concatenate([s.anomalous for s in scored])

@@ -24,7 +24,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel
 
 from netids.config import PROJECT_ROOT, StorageSettings
-from netids.detect.events import EventAggregator, EventConfig, EventUpdate, _test_packets
+from netids.detect.event_records import EventConfig, EventUpdate
+from netids.detect.events import EventAggregator, _test_packets
 from netids.store.engine import make_engine, open_database, schema_revision, upgrade
 from netids.store.queries import (
     EventFilter,

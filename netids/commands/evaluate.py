@@ -20,7 +20,7 @@ from netids.detect.detector import Detector
 from netids.detect.packets import PacketBatch
 from netids.lab.mixing import read_labels
 from netids.training import evaluate as ev
-from netids.training.checkpoint import CheckpointError
+from netids.training.checkpoint import CheckpointError, load_detector
 from netids.training.data import read_capture
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        detector = Detector.load(settings.model_path, threads=args.threads)
+        detector = load_detector(settings.model_path, threads=args.threads)
     except CheckpointError as exc:
         raise CommandError(str(exc)) from None
     try:

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from netids.commands import CommandError
 from netids.config import Settings
-from netids.detect.events import SEVERITIES
+from netids.detect.event_records import SEVERITIES
 from netids.store.engine import open_database
 from netids.store.export import FORMATS, export_events, export_samples_pcap
 from netids.store.queries import EventFilter, get_event

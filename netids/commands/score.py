@@ -22,7 +22,6 @@ import numpy as np
 from netids.capture.pcapfile import CaptureFileError, read_batches
 from netids.commands import CommandError
 from netids.config import Settings
-from netids.detect.detector import Detector
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
@@ -30,7 +29,7 @@ from netids.detect.score_csv import HEADER, format_rows
 from netids.detect.scored import ScoredBatch, Verdicts
 from netids.parallel.allocator import keep_freed_memory
 from netids.parallel.workers import OrderedPool, WorkerError, can_fork
-from netids.training.checkpoint import CheckpointError
+from netids.training.checkpoint import CheckpointError, load_detector
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"--threshold must be between 0 and 1, got {args.threshold}")
     keep_freed_memory()  # batches reuse their arrays' memory instead of page-faulting anew
     try:
-        detector = Detector.load(settings.model_path, threads=settings.torch_threads)
+        detector = load_detector(settings.model_path, threads=settings.torch_threads)
     except CheckpointError as exc:
         raise CommandError(str(exc)) from exc
     pipeline = Pipeline(detector, threshold=args.threshold)

@@ -66,13 +66,6 @@ class Calibrator:
         tail = 1.0 - (1.0 - self.tail_prob) * np.exp(-(np.maximum(x, u) - u) / self.tail_scale)
         return np.minimum(np.where(x > u, tail, body), _BELOW_ONE).astype(np.float32)
 
-    def raw_at(self, score: float) -> float:
-        """The raw error whose calibrated score is ``score`` (inverse of :meth:`transform`)."""
-        if score <= self.tail_prob:
-            return float(np.exp(np.interp(score, self.probs, self.knots)))
-        x = self.knots[-1] - self.tail_scale * np.log((1.0 - score) / (1.0 - self.tail_prob))
-        return float(np.exp(x))
-
     def state(self) -> dict:
         return {"knots": self.knots.tolist(), "probs": self.probs.tolist(),
                 "tail_prob": self.tail_prob, "tail_scale": self.tail_scale, "n": self.n}

@@ -20,20 +20,15 @@ is made from it).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from netids.capture.pcapfile import read_batches
 from netids.detect.bindings import MacBindings
-from netids.detect.decode import decode
-from netids.detect.frames import FrameBatch
+from netids.detect.decay import MAX_EXPONENT, DecayedSums, mean_std, time_chunks
 from netids.detect.keytable import KeyTable
 from netids.detect.packets import ETHERTYPE_ARP, PacketBatch
 
-MAX_EXPONENT = 8.0  # largest lambda * (t - T0) inside one chunk: values stay within 2**8
 LN2 = math.log(2.0)
 SYN, ACK = 0x02, 0x10
 
@@ -110,65 +105,6 @@ FEATURE_DOCS = feature_docs()
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
 
 
-class _DecayedSums:
-    """Decayed sums of several value channels per slot of a :class:`KeyTable`, per window."""
-
-    def __init__(self, capacity: int, lambdas: np.ndarray, channels: int) -> None:
-        self.lambdas = lambdas  # [L]
-        self.sums = np.zeros((capacity, len(lambdas), channels))  # state at last_t
-        self.last_t = np.zeros(capacity)
-
-    def reset(self, slots: np.ndarray, ts: np.ndarray) -> None:
-        self.sums[slots] = 0.0
-        self.last_t[slots] = ts
-
-    def update(self, slots: np.ndarray, ts: np.ndarray, x: np.ndarray, chunk: np.ndarray,
-               chunk_t0: np.ndarray) -> np.ndarray:
-        """Add ``x`` [n, C] at times ``ts`` to the slots; return the sums after each packet,
-        [n, L, C].
-
-        Packet ``j`` belongs to time chunk ``chunk[j]`` starting at ``chunk_t0[chunk[j]]`` and
-        spanning at most MAX_EXPONENT / max(lambda) seconds. Within a chunk every (slot)
-        group is a scaled cumulative sum, computed for all chunks at once; only the state
-        carried from one chunk to the next is a (short) loop over chunks.
-        """
-        n, cap = len(slots), len(self.last_t)
-        order = np.argsort(chunk * cap + slots, kind="stable")
-        s, c = slots[order], chunk[order]
-        t0 = chunk_t0[c]
-        t = np.clip(ts[order], t0, t0 + MAX_EXPONENT / self.lambdas.max())
-        starts = np.ones(n, dtype=bool)
-        starts[1:] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
-        first = np.flatnonzero(starts)
-        last = np.append(first[1:] - 1, n - 1)
-
-        rel = (t - t0)[:, None] * self.lambdas  # [n, L], 0 .. MAX_EXPONENT
-        csum = np.exp2(rel)[:, :, None] * x[order][:, None, :]  # [n, L, C] scaled terms
-        np.cumsum(csum, axis=0, out=csum)  # in place: these arrays are the update's bulk
-        before = np.zeros((len(first),) + csum.shape[1:])  # [G, L, C] sum before each group
-        before[1:] = csum[first[1:] - 1]
-        shrink = np.exp2(-rel)[:, :, None]
-
-        gslots, gchunk = s[first], c[first]
-        carried = np.empty_like(before)  # [G, L, C], slot state decayed to its chunk's t0
-        bounds = np.searchsorted(gchunk, np.arange(len(chunk_t0) + 1))
-        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            if lo == hi:
-                continue
-            sl, ends = gslots[lo:hi], last[lo:hi]
-            age = np.maximum(t0[first[lo]] - self.last_t[sl], 0.0)[:, None] * self.lambdas
-            carried[lo:hi] = self.sums[sl] * np.exp2(-age)[:, :, None]
-            self.sums[sl] = (csum[ends] - before[lo:hi] + carried[lo:hi]) * shrink[ends]
-            self.last_t[sl] = t[ends]
-        # each packet's group sum so far, plus the carried state, scaled back to its time
-        before -= carried
-        csum -= np.repeat(before, last - first + 1, axis=0)
-        csum *= shrink
-        out = np.empty_like(csum)
-        out[order] = csum
-        return out
-
-
 class ContextFeatures:
     """Stateful feature engine: feed batches in time order, get one feature row per packet.
 
@@ -190,14 +126,14 @@ class ContextFeatures:
         self.tables = {name: KeyTable(cap)
                        for name in ("src", "dst", "pair", "sock", "service", "mac")}
         # src channels: 1, size, size^2, syn, new service, new dst, iat count, iat, iat^2
-        self.src = _DecayedSums(cap, lam, 9)
+        self.src = DecayedSums(cap, lam, 9)
         self.src_prev = np.full(cap, np.nan)  # time of the source's previous packet
         # destination (1, new source, unsolicited reply), pair and socket (1, size, size^2)
         # share one bank of 3 x capacity slots: one grouped pass costs half of three
-        self.trio = _DecayedSums(3 * cap, lam, 3)
+        self.trio = DecayedSums(3 * cap, lam, 3)
         self.trio_base = {"dst": 0, "pair": cap, "sock": 2 * cap}
-        self.mac = _DecayedSums(cap, lam, 1)  # new source IP behind the source MAC
-        self.link = _DecayedSums(1, lam, 1)  # new source MAC, one slot for the whole link
+        self.mac = DecayedSums(cap, lam, 1)  # new source IP behind the source MAC
+        self.link = DecayedSums(1, lam, 1)  # new source MAC, one slot for the whole link
         self.arp = _ArpWatch(config.arp_hold, config.arp_capacity)
         self.src_mac = MacBindings(cap, config.mac_moved_half_life)  # source IP -> source MAC
         self.dst_mac = MacBindings(cap, config.mac_moved_half_life)  # dest IP -> dest MAC
@@ -243,7 +179,7 @@ class ContextFeatures:
         new_pair = (new["pair"] & opens).astype(float)
         iat, has_prev = self._gaps(slots["src"], ts)
 
-        chunk, chunk_t0 = _chunks(ts, self.max_span)
+        chunk, chunk_t0 = time_chunks(ts, self.max_span)
         ones = np.ones(n)
         src = self.src.update(slots["src"], ts, np.stack(
             [ones, size, size**2, syn, new_service, new_pair, has_prev, iat, iat**2], axis=1),
@@ -259,24 +195,29 @@ class ContextFeatures:
         new_mac = (new["mac"] & (packets.src_mac != 0)).astype(float)
         link = self.link.update(np.zeros(n, dtype=np.int64), ts, new_mac[:, None], chunk,
                                 chunk_t0)
-        per_window = len(PER_WINDOW)
-        for li, lam in enumerate(self.lambdas):
-            rate = lam * LN2
-            out[:, li * per_window:(li + 1) * per_window] = np.stack([
-                src[:, li, 0] * rate, *_mean_std(src[:, li, 0], src[:, li, 1], src[:, li, 2]),
-                *_mean_std(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
-                src[:, li, 3] * rate, src[:, li, 4] * rate, src[:, li, 5] * rate,
-                dst[:, li, 0] * rate, dst[:, li, 1] * rate, dst[:, li, 2] * rate,
-                pair[:, li, 0] * rate, *_mean_std(*pair[:, li].T),
-                sock[:, li, 0] * rate, *_mean_std(*sock[:, li].T),
-                mac[:, li, 0] * rate, link[:, li, 0] * rate,
-            ], axis=1)
+        self._per_window(out, src, dst, pair, sock, mac, link)
         out[:, -3:-1] = self.arp.update(packets)
         src_mac = _binding_mac(packets.src_mac, packets.src_lo, keys["src_has_ip"])
         dst_mac = _binding_mac(packets.dst_mac, packets.dst_lo, keys["dst_has_ip"])
         out[:, -1] = np.maximum(self.src_mac.update(slots["src"], src_mac, ts),
                                 self.dst_mac.update(slots["dst"], dst_mac, ts))
         return out
+
+    def _per_window(self, out: np.ndarray, src: np.ndarray, dst: np.ndarray, pair: np.ndarray,
+                    sock: np.ndarray, mac: np.ndarray, link: np.ndarray) -> None:
+        """Write the PER_WINDOW columns of every window from the decayed sums [n, L, C]."""
+        per_window = len(PER_WINDOW)
+        for li, lam in enumerate(self.lambdas):
+            rate = lam * LN2
+            out[:, li * per_window:(li + 1) * per_window] = np.stack([
+                src[:, li, 0] * rate, *mean_std(src[:, li, 0], src[:, li, 1], src[:, li, 2]),
+                *mean_std(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
+                src[:, li, 3] * rate, src[:, li, 4] * rate, src[:, li, 5] * rate,
+                dst[:, li, 0] * rate, dst[:, li, 1] * rate, dst[:, li, 2] * rate,
+                pair[:, li, 0] * rate, *mean_std(*pair[:, li].T),
+                sock[:, li, 0] * rate, *mean_std(*sock[:, li].T),
+                mac[:, li, 0] * rate, link[:, li, 0] * rate,
+            ], axis=1)
 
     def _unsolicited(self, p: PacketBatch, keys: dict[str, np.ndarray]) -> np.ndarray:
         """1.0 for a reply on a connection whose other direction was never seen, before this
@@ -347,34 +288,6 @@ def _initiates(p: PacketBatch) -> np.ndarray:
 
 def _size_channels(size: np.ndarray) -> np.ndarray:
     return np.stack([np.ones(len(size)), size, size**2], axis=1)
-
-
-def _mean_std(w: np.ndarray, s: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    safe = np.maximum(w, 1e-12)
-    mean = np.where(w > 1e-12, s / safe, 0.0)
-    var = np.where(w > 1e-12, ss / safe - mean**2, 0.0)
-    return mean, np.sqrt(np.maximum(var, 0.0))
-
-
-def _chunks(ts: np.ndarray, span: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cut a batch into time chunks of at most ``span`` seconds: each packet's chunk number,
-    and each chunk's start time (the latest timestamp seen when it starts, so a packet
-    stamped earlier than one before it counts as arriving then).
-
-    >>> chunk, t0 = _chunks(np.array([0.0, 1.0, 9.0, 9.5, 30.0]), 8.0)
-    >>> chunk.tolist(), t0.tolist()
-    ([0, 0, 1, 1, 2], [0.0, 9.0, 30.0])
-    """
-    running = np.maximum.accumulate(ts)
-    chunk = np.zeros(len(ts), dtype=np.int64)
-    starts = []
-    lo, n = 0, len(ts)
-    while lo < n:
-        starts.append(float(running[lo]))
-        hi = max(int(np.searchsorted(running, running[lo] + span, side="right")), lo + 1)
-        chunk[lo:hi] = len(starts) - 1
-        lo = hi
-    return chunk, np.array(starts)
 
 
 _M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(31)
@@ -462,13 +375,3 @@ class _ArpWatch:
         keep = sorted(self.binding.items(), key=lambda kv: kv[1][1])[-self.capacity // 2:]
         self.binding = dict(keep)
         self.claims = dict(list(self.claims.items())[-self.capacity // 2:])
-
-
-def file_features(
-    path: str | Path, config: ContextConfig = ContextConfig(), batch_size: int = 4096
-) -> Iterator[tuple[FrameBatch, PacketBatch, np.ndarray]]:
-    """Decode a capture file and compute its context features, batch by batch."""
-    engine = ContextFeatures(config)
-    for frames in read_batches(path, batch_size):
-        packets = decode(frames)
-        yield frames, packets, engine.update(packets)

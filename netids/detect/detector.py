@@ -13,26 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from netids.detect import explain as words
-from netids.detect.model import to_windows
+from netids.detect.calibration import Calibrator, InputSurprise, SurpriseCombiner
+from netids.detect.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.detect.packets import FLAG_MALFORMED, FLAG_TRUNCATED, PacketBatch, format_ip, format_mac
 from netids.detect.scaling import (
     ADDRESS_CLASSES,
     MAC_CLASSES,
     PACKET_NUMERIC,
+    RobustScaler,
     categorical_codes,
     past_range,
     raw_numeric,
 )
-from netids.training.checkpoint import Checkpoint, CheckpointError, load
-
-__all__ = ["CheckpointError", "Detector", "Scores", "ThresholdPolicy"]
 
 # the status input's code holds decoder bits 3.. (see scaling.CATEGORICAL): truncated, malformed
 STATUS_DAMAGED = (FLAG_TRUNCATED | FLAG_MALFORMED) >> 3
@@ -52,6 +50,37 @@ SCAN_SHARE = 0.05
 SWEEP_SHARE = 0.5  # a scan whose new hosts are at least this share of its new services sweeps
 WINDOWS_PER_CALL = 256  # 256 windows of 16 = 4096 packets (a pipeline batch) per model call:
 # fewer, larger matrix products cost about 10% less per packet, with the same results
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, corrupt or made for another version."""
+
+
+@dataclass
+class Checkpoint:
+    """What a trained detector is made of; :mod:`netids.training.checkpoint` saves and loads
+    it, so the detector itself never touches a file."""
+
+    config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    scaler: RobustScaler
+    calibrator: Calibrator
+    surprise: InputSurprise  # how rare each input's error is on training traffic
+    combiner: SurpriseCombiner  # per-input surprises -> one raw anomaly value
+    threshold: float  # default calibrated threshold (1 - target false-alarm rate)
+    feature_names: list[str]  # context feature columns the model was trained on, in order
+    numeric_names: list[str]  # every numeric model input: packet fields then features
+    categorical_names: list[str]  # categorical model inputs
+    metadata: dict = field(default_factory=dict)  # data size, time span, metrics, ...
+
+    def build_model(self) -> PacketAutoencoder:
+        model = PacketAutoencoder(self.config)
+        try:
+            model.load_state_dict(self.state_dict)
+        except (RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"checkpoint weights do not fit its config: {exc}") from None
+        model.eval()
+        return model
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +127,6 @@ class Detector:
         self._rate_windows = {
             j: [i for i in range(n_num) if self._base_names[i] == self._base_names[j]]
             for j in range(n_num) if "_rate_" in self.input_names[j]}
-
-    @classmethod
-    def load(cls, path: Path, threads: int = 1) -> Detector:
-        """Load a checkpoint; :class:`CheckpointError` (plain message) when it is unusable."""
-        return cls(load(path), threads)
 
     def policy(self, threshold: float | None = None) -> ThresholdPolicy:
         return ThresholdPolicy(self.threshold if threshold is None else threshold)

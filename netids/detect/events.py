@@ -22,7 +22,9 @@ upserts by ``id``).
 
 >>> import numpy as np
 >>> from netids.detect.frames import FrameBatch
->>> from netids.detect.scored import ScoredBatch
+>>> from netids.detect.event_groups import Fan, Groups, Keyed, OpenEvent
+from netids.detect.event_records import EventConfig, EventUpdate, Sample, severity
+from netids.detect.scored import ScoredBatch
 >>> n = 1000                                   # a spoofed SYN flood: 1000 sources, one target
 >>> frames = FrameBatch.from_frames([b"x" * 60] * n, np.arange(n) * 0.001)
 >>> packets = _test_packets(n, src=[f"10.0.{i // 250}.{i % 250}" for i in range(n)],
@@ -43,155 +45,16 @@ upserts by ``id``).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from netids.detect.event_groups import Fan, Groups, Keyed, OpenEvent
+from netids.detect.event_records import EventConfig, EventUpdate, Sample
 from netids.detect.explain import SCANS, TARGET_FLOOD
 from netids.detect.packets import PacketBatch, format_ip, format_mac, protocol_name, summary
 from netids.detect.scored import ScoredBatch
 
-SEVERITIES = ("normal", "suspicious", "anomalous")  # in rising order
-
-
-@dataclass(frozen=True, slots=True)
-class EventConfig:
-    """How anomalous packets merge into events."""
-
-    gap: float = 60.0  # seconds without a matching packet after which an event ends
-    max_duration: float = 3600.0  # a longer event is cut and a new one starts (rows stay current)
-    max_sources: int = 16  # distinct sources of one target (same proto, kind) before they merge
-    max_targets: int = 16  # distinct targets of one source (same proto, kind) before they merge
-    max_open: int = 10_000  # open events at most; past it new keys merge into "many -> many"
-    max_distinct: int = 65_536  # distinct sources/targets counted per event at most
-    samples: int = 5  # sample packets kept per event, as raw bytes
-    # Calibrated scores are the share of normal traffic scoring lower (netids.detect.calibration):
-    # 0.999 means one normal packet in a thousand scores as high.
-    suspicious_at: float = 0.5  # calibrated score from which an event is "suspicious"
-    anomalous_at: float = 0.999  # calibrated score from which an event is "anomalous"
-
-    def __post_init__(self) -> None:
-        assert self.gap > 0 and self.max_duration >= self.gap
-        assert self.max_sources >= 1 and self.max_targets >= 1 and self.samples >= 0
-        assert 0.0 <= self.suspicious_at <= self.anomalous_at <= 1.0
-
-
-def severity(score: float, config: EventConfig = EventConfig()) -> str:
-    """Severity of a calibrated score: 'normal', 'suspicious' or 'anomalous'.
-
-    >>> severity(0.2), severity(0.6), severity(0.9995)
-    ('normal', 'suspicious', 'anomalous')
-    """
-    if score >= config.anomalous_at:
-        return "anomalous"
-    if score >= config.suspicious_at:
-        return "suspicious"
-    return "normal"
-
-
-def severities_at_least(name: str) -> tuple[str, ...]:
-    """The severities at or above ``name``.
-
-    >>> severities_at_least("suspicious")
-    ('suspicious', 'anomalous')
-    """
-    return SEVERITIES[SEVERITIES.index(name) :]
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One packet kept with its event, raw bytes included (for the pcap export)."""
-
-    seq: int  # 0-based position among the event's samples
-    ts: float  # seconds since the epoch
-    data: bytes  # captured bytes of the frame
-    wirelen: int
-    linktype: int
-    score: float
-    summary: str  # one line like tcpdump's
-
-
-@dataclass(frozen=True, slots=True)
-class EventUpdate:
-    """The whole current state of one event, plus the samples it gained since the last update."""
-
-    id: str  # 32 hex digits, unique across sensors and runs
-    first_seen: float  # seconds since the epoch (packet time)
-    last_seen: float
-    src: str  # address as text; "" when many sources merged
-    dst: str  # "" when many targets merged
-    src_port: int | None  # None when absent or not the same for every packet
-    dst_port: int | None
-    proto: str  # "TCP", "UDP", "ARP", ...
-    kind: str  # kind of deviation, as the detector names it
-    packets: int
-    score_max: float
-    score_mean: float
-    severity: str  # one of SEVERITIES, from score_max
-    explanation: str  # explanation of the highest-scoring packet
-    threshold: float  # decision threshold when the top packet was scored
-    src_count: int  # distinct sources (1 unless merged), counted up to max_distinct
-    dst_count: int
-    new_samples: tuple[Sample, ...] = ()
-
-
 ANY = -1  # marker in the merge columns: address replaced by "many"
-
-
-@dataclass(slots=True)
-class _Event:
-    """Mutable state of an open event."""
-
-    id: str
-    first_seen: float
-    last_seen: float
-    src: str
-    dst: str
-    src_port: int | None
-    dst_port: int | None
-    proto: str
-    kind: str
-    packets: int = 0  # its own and the answers it provoked
-    scored: int = 0  # its own: the packets its scores and explanation come from
-    score_sum: float = 0.0
-    score_max: float = -1.0
-    explanation: str = ""
-    threshold: float = 0.0
-    sources: set[int] = field(default_factory=set)
-    targets: set[int] = field(default_factory=set)
-    samples: int = 0
-    first_target: str = ""  # shown as dst while targets merged from the first packet are one
-
-    def update(self, config: EventConfig, new_samples: tuple[Sample, ...]) -> EventUpdate:
-        return EventUpdate(
-            id=self.id,
-            first_seen=self.first_seen,
-            last_seen=self.last_seen,
-            src=self.src,
-            dst=self.dst or (self.first_target if len(self.targets) == 1 else ""),
-            src_port=self.src_port,
-            dst_port=self.dst_port,
-            proto=self.proto,
-            kind=self.kind,
-            packets=self.packets,
-            score_max=self.score_max,
-            score_mean=self.score_sum / max(self.scored, 1),
-            severity=severity(self.score_max, config),
-            explanation=self.explanation,
-            threshold=self.threshold,
-            src_count=max(len(self.sources), 1),
-            dst_count=max(len(self.targets), 1),
-            new_samples=new_samples,
-        )
-
-
-@dataclass(slots=True)
-class _Fan:
-    """Distinct peers of one (address, proto, kind) group, until they are 'many'."""
-
-    last_seen: float
-    peers: set[int] = field(default_factory=set)
-    many: bool = False
 
 
 class EventAggregator:
@@ -203,9 +66,9 @@ class EventAggregator:
 
     def __init__(self, config: EventConfig | None = None) -> None:
         self.config = config or EventConfig()
-        self._open: dict[tuple, _Event] = {}
-        self._fan_in: dict[tuple, _Fan] = {}  # (dst, ptag, kind) -> distinct sources
-        self._fan_out: dict[tuple, _Fan] = {}  # (src, ptag, kind) -> distinct targets
+        self._open: dict[tuple, OpenEvent] = {}
+        self._fan_in: dict[tuple, Fan] = {}  # (dst, ptag, kind) -> distinct sources
+        self._fan_out: dict[tuple, Fan] = {}  # (src, ptag, kind) -> distinct targets
         self._kinds: dict[str, int] = {}
         self._kind_names: list[str] = []
         self._now = float("-inf")
@@ -220,10 +83,26 @@ class EventAggregator:
         assert len(idx) == len(scored.kinds) == len(scored.explanations)
         if len(idx) == 0:
             return []
-        cfg = self.config
-        p = scored.packets
+        b = self._keyed(scored, idx)
+        g = Groups.of(b, self.config.gap)
+        touched: dict[str, OpenEvent] = {}
+        new_samples: dict[str, list[Sample]] = {}
+        for n in range(len(g.starts)):
+            rows = g.order[g.starts[n]:g.ends[n]]  # positions in idx, time order
+            mine = rows[b.own[rows]]  # the opener's own packets, the others answer them
+            ev = self._event_of(b, g, n, rows, mine)
+            self._grow(ev, b, g, n, rows, mine)
+            new_samples.setdefault(ev.id, []).extend(self._samples_of(ev, b, rows))
+            touched[ev.id] = ev
+        self._now = max(self._now, b.now)
+        return [ev.update(self.config, tuple(new_samples.get(ev.id, ())))
+                for ev in touched.values()]
+
+    def _keyed(self, scored: ScoredBatch, idx: np.ndarray) -> Keyed:
+        """Each anomalous packet's event key: addresses replaced by ANY where merged, answers
+        keyed as their opener."""
+        cfg, p = self.config, scored.packets
         ts = p.ts[idx].astype(np.float64)
-        scores = scored.scores[idx].astype(np.float64)
         ptag = np.where(p.proto[idx] >= 0, p.proto[idx], -2 - p.ethertype[idx].astype(np.int64))
         kind = np.fromiter((self._kind_id(k) for k in scored.kinds), np.int64, len(idx))
         src = np.stack([p.src_hi[idx], p.src_lo[idx]], axis=1).astype(np.uint64)
@@ -242,8 +121,6 @@ class EventAggregator:
         many_out[own] = self._fan(self._fan_out, src[own], dst[own], tag[own], ts[own],
                                   cfg.max_targets)
         many_out |= own & np.isin(kind, [self._kind_id(k) for k in SCANS])
-
-        # effective key: addresses replaced by ANY where merged; answers take their opener's
         key = np.concatenate([src, dst, tag], axis=1)
         key[many_in, 0:2] = np.uint64(0)
         key[many_out, 2:4] = np.uint64(0)
@@ -251,92 +128,77 @@ class EventAggregator:
         key = np.concatenate([key, flags], axis=1)
         key[opener >= 0] = key[opener[opener >= 0]]
         key[open_key[:, 0] == np.uint64(1)] = open_key[open_key[:, 0] == np.uint64(1), 1:]
-        _, inv = np.unique(key, axis=0, return_inverse=True)
-        inv = inv.ravel()
-        order = np.lexsort((ts, inv))
-        inv_s, ts_s = inv[order], ts[order]
-        cut = np.ones(len(order), dtype=bool)
-        cut[1:] = (inv_s[1:] != inv_s[:-1]) | (np.diff(ts_s) > cfg.gap)
-        starts = np.flatnonzero(cut)
-        ends = np.append(starts[1:], len(order))
-        # an event's ports, scores and explanation are its opener's: answers only join it
-        own_s = own[order]
-        scores_s = np.where(own_s, scores[order], 0.0)
-        sport, dport = p.sport[idx][order], p.dport[idx][order]
-        none, lots = np.int32(-2), np.int32(1 << 30)  # below and above every port
-        sport_lo = np.minimum.reduceat(np.where(own_s, sport, lots), starts)
-        sport_hi = np.maximum.reduceat(np.where(own_s, sport, none), starts)
-        dport_lo = np.minimum.reduceat(np.where(own_s, dport, lots), starts)
-        dport_hi = np.maximum.reduceat(np.where(own_s, dport, none), starts)
-        score_sum = np.add.reduceat(scores_s, starts)
-        scored_count = np.add.reduceat(own_s.astype(np.int64), starts)
-        src_int = (src[:, 0].astype(object) << 64) | src[:, 1].astype(object)
-        dst_int = (dst[:, 0].astype(object) << 64) | dst[:, 1].astype(object)
+        return Keyed(scored, idx, ts, scored.scores[idx].astype(np.float64), src, dst, key,
+                      own, now)
 
-        touched: dict[str, _Event] = {}
-        new_samples: dict[str, list[Sample]] = {}
-        for s, e, sp_lo, sp_hi, dp_lo, dp_hi, ssum, n_own in zip(
-            starts.tolist(), ends.tolist(), sport_lo.tolist(), sport_hi.tolist(),
-            dport_lo.tolist(), dport_hi.tolist(), score_sum.tolist(), scored_count.tolist(),
-            strict=True,
-        ):
-            rows = order[s:e]  # positions in idx, time order
-            mine = rows[own[rows]]  # the opener's own packets, the others answer them
-            first = int(rows[0])
-            k = tuple(key[first].tolist())
+    def _event_of(self, b: Keyed, g: Groups, n: int, rows: np.ndarray,
+                  mine: np.ndarray) -> OpenEvent:
+        """The open event group ``n`` belongs to, or a new one (an old one past its gap or
+        duration ends; past ``max_open`` events, new keys merge into "many -> many")."""
+        cfg = self.config
+        first = int(rows[0])
+        k = tuple(b.key[first].tolist())
+        ev = self._open.get(k)
+        t0, t1 = g.t0(n), g.t1(n)
+        if ev is not None and (t0 - ev.last_seen > cfg.gap
+                               or t1 - ev.first_seen > cfg.max_duration):
+            del self._open[k]
+            ev = None
+        if ev is None and len(self._open) >= cfg.max_open:
+            k = (0, 0, 0, 0, *k[4:6], 3)
             ev = self._open.get(k)
-            t0, t1 = float(ts_s[s]), float(ts_s[e - 1])
-            if ev is not None and (
-                t0 - ev.last_seen > cfg.gap or t1 - ev.first_seen > cfg.max_duration
-            ):
-                del self._open[k]
-                ev = None
-            if ev is None and len(self._open) >= cfg.max_open:
-                k = (0, 0, 0, 0, *k[4:6], 3)
-                ev = self._open.get(k)
-            if ev is None:
-                i = int(idx[mine[0]]) if len(mine) else int(idx[first])
-                ev = self._new_event(k, p, i, t0, answer=not len(mine))
-                self._open[k] = ev
-                if len(mine):
-                    ev.src_port = sp_lo if sp_lo == sp_hi and sp_lo >= 0 else None
-                    ev.dst_port = dp_lo if dp_lo == dp_hi and dp_lo >= 0 else None
-            elif len(mine):
-                if ev.src_port != sp_lo or sp_lo != sp_hi:
-                    ev.src_port = None
-                if ev.dst_port != dp_lo or dp_lo != dp_hi:
-                    ev.dst_port = None
-            ev.first_seen = min(ev.first_seen, t0)
-            ev.last_seen = max(ev.last_seen, t1)
-            ev.packets += e - s
-            ev.scored += n_own
-            ev.score_sum += ssum
+        sp_lo, sp_hi, dp_lo, dp_hi = g.ports(n)
+        if ev is None:
+            i = int(b.idx[mine[0]]) if len(mine) else int(b.idx[first])
+            ev = self._new_event(k, b.scored.packets, i, t0, answer=not len(mine))
+            self._open[k] = ev
             if len(mine):
-                top = int(mine[int(np.argmax(scores[mine]))])
-                if scores[top] > ev.score_max:
-                    ev.score_max = float(scores[top])
-                    ev.explanation = scored.explanations[top]
-                    ev.threshold = float(scored.threshold)
-            if len(ev.sources) < cfg.max_distinct:
-                ev.sources.update(src_int[mine[: cfg.max_distinct]].tolist())
-            if len(ev.targets) < cfg.max_distinct:
-                ev.targets.update(dst_int[mine[: cfg.max_distinct]].tolist())
-            kept = new_samples.setdefault(ev.id, [])
-            for r in rows[: max(cfg.samples - ev.samples, 0)].tolist():
-                i = int(idx[r])
-                kept.append(Sample(
-                    seq=ev.samples,
-                    ts=float(p.ts[i]),
-                    data=scored.frames.frame(i),
-                    wirelen=int(scored.frames.wirelen[i]),
-                    linktype=int(scored.frames.linktype[i]),
-                    score=float(scored.scores[i]),
-                    summary=summary(p, i),
-                ))
-                ev.samples += 1
-            touched[ev.id] = ev
-        self._now = max(self._now, now)
-        return [ev.update(cfg, tuple(new_samples.get(ev.id, ()))) for ev in touched.values()]
+                ev.src_port = sp_lo if sp_lo == sp_hi and sp_lo >= 0 else None
+                ev.dst_port = dp_lo if dp_lo == dp_hi and dp_lo >= 0 else None
+        elif len(mine):
+            if ev.src_port != sp_lo or sp_lo != sp_hi:
+                ev.src_port = None
+            if ev.dst_port != dp_lo or dp_lo != dp_hi:
+                ev.dst_port = None
+        return ev
+
+    def _grow(self, ev: OpenEvent, b: Keyed, g: Groups, n: int, rows: np.ndarray,
+              mine: np.ndarray) -> None:
+        """Count group ``n`` into its event; its score and explanation stay its opener's."""
+        cfg = self.config
+        ev.first_seen = min(ev.first_seen, g.t0(n))
+        ev.last_seen = max(ev.last_seen, g.t1(n))
+        ev.packets += len(rows)
+        ev.scored += int(g.scored_count[n])
+        ev.score_sum += float(g.score_sum[n])
+        if len(mine):
+            top = int(mine[int(np.argmax(b.scores[mine]))])
+            if b.scores[top] > ev.score_max:
+                ev.score_max = float(b.scores[top])
+                ev.explanation = b.scored.explanations[top]
+                ev.threshold = float(b.scored.threshold)
+        if len(ev.sources) < cfg.max_distinct:
+            ev.sources.update(b.src_int[mine[: cfg.max_distinct]].tolist())
+        if len(ev.targets) < cfg.max_distinct:
+            ev.targets.update(b.dst_int[mine[: cfg.max_distinct]].tolist())
+
+    def _samples_of(self, ev: OpenEvent, b: Keyed, rows: np.ndarray) -> list[Sample]:
+        """The group's first packets, raw, while the event has fewer than ``samples``."""
+        kept = []
+        p, frames = b.scored.packets, b.scored.frames
+        for r in rows[: max(self.config.samples - ev.samples, 0)].tolist():
+            i = int(b.idx[r])
+            kept.append(Sample(
+                seq=ev.samples,
+                ts=float(p.ts[i]),
+                data=frames.frame(i),
+                wirelen=int(frames.wirelen[i]),
+                linktype=int(frames.linktype[i]),
+                score=float(b.scored.scores[i]),
+                summary=summary(p, i),
+            ))
+            ev.samples += 1
+        return kept
 
     def flush(self, now: float | None = None) -> list[EventUpdate]:
         """End the events idle for longer than ``gap`` at packet time ``now`` (all when None).
@@ -364,7 +226,7 @@ class EventAggregator:
         return kid
 
     def _new_event(self, k: tuple, p: PacketBatch, i: int, t0: float,
-                   answer: bool = False) -> _Event:
+                   answer: bool = False) -> OpenEvent:
         """A new event for key ``k`` from packet ``i``: one of its own, or (``answer``) one
         answering it, whose addresses are the other way round."""
         merged = k[6]
@@ -372,7 +234,7 @@ class EventAggregator:
         dst = format_ip(p.dst_hi[i], p.dst_lo[i]) or format_mac(p.dst_mac[i])
         if answer:
             src, dst = dst, src
-        return _Event(
+        return OpenEvent(
             id=uuid.uuid4().hex,
             first_seen=t0,
             last_seen=t0,
@@ -445,7 +307,7 @@ class EventAggregator:
 
     def _fan(
         self,
-        fans: dict[tuple, _Fan],
+        fans: dict[tuple, Fan],
         group: np.ndarray,
         peer: np.ndarray,
         tag: np.ndarray,
@@ -464,7 +326,7 @@ class EventAggregator:
         for g, key in enumerate(map(tuple, ukeys.tolist())):
             fan = fans.get(key)
             if fan is None:
-                fan = fans[key] = _Fan(last_seen=float(last[g]))
+                fan = fans[key] = Fan(last_seen=float(last[g]))
             fan.last_seen = max(fan.last_seen, float(last[g]))
             if not fan.many:
                 b0, b1 = bounds[g], bounds[g + 1]

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, update
 from sqlmodel import Session, col, select
 
-from netids.detect.events import SEVERITIES, severities_at_least
+from netids.detect.event_records import SEVERITIES, severities_at_least
 from netids.store.tables import EVENTS, Event, ModelVersion, SamplePacket, Sensor, utcnow
 
 

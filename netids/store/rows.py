@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 
-from netids.detect.events import EventUpdate, Sample
+from netids.detect.event_records import EventUpdate, Sample
 from netids.store.tables import EVENTS, SAMPLES, SENSORS, address_key
 
 

@@ -5,7 +5,8 @@ write both to the store.
 
 from __future__ import annotations
 
-from netids.detect.events import EventAggregator, EventConfig, EventUpdate
+from netids.detect.event_records import EventConfig, EventUpdate
+from netids.detect.events import EventAggregator
 from netids.detect.scored import ScoredBatch
 from netids.store.writer import EventStore
 

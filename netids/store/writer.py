@@ -24,7 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, col
 
 from netids.config import StorageSettings
-from netids.detect.events import EventUpdate, Sample
+from netids.detect.event_records import EventUpdate, Sample
 from netids.store.queries import apply_retention
 from netids.store.rows import (
     FastSQLiteUpsert,

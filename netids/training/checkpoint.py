@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from netids.detect.calibration import Calibrator, InputSurprise, SurpriseCombiner
-from netids.detect.model import ModelConfig, PacketAutoencoder
+from netids.detect.detector import Checkpoint, CheckpointError, Detector
+from netids.detect.model import ModelConfig
 from netids.detect.scaling import RobustScaler
 
 FORMAT = "netids-detector"
@@ -25,34 +25,6 @@ FORMAT_VERSION = 4  # 2: MAC-binding and reply context features, the surprise co
 # 3: the training prior of categorical values (model buffer code_log_prior); 4: address and MAC
 # classes, rates logged with a scale of at least a factor e, new services and hosts counted on
 # initiating packets only
-
-
-class CheckpointError(Exception):
-    """A checkpoint that is missing, corrupt or made for another version."""
-
-
-@dataclass
-class Checkpoint:
-    config: ModelConfig
-    state_dict: dict[str, torch.Tensor]
-    scaler: RobustScaler
-    calibrator: Calibrator
-    surprise: InputSurprise  # how rare each input's error is on training traffic
-    combiner: SurpriseCombiner  # per-input surprises -> one raw anomaly value
-    threshold: float  # default calibrated threshold (1 - target false-alarm rate)
-    feature_names: list[str]  # context feature columns the model was trained on, in order
-    numeric_names: list[str]  # every numeric model input: packet fields then features
-    categorical_names: list[str]  # categorical model inputs
-    metadata: dict = field(default_factory=dict)  # data size, time span, metrics, ...
-
-    def build_model(self) -> PacketAutoencoder:
-        model = PacketAutoencoder(self.config)
-        try:
-            model.load_state_dict(self.state_dict)
-        except (RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"checkpoint weights do not fit its config: {exc}") from None
-        model.eval()
-        return model
 
 
 def save(checkpoint: Checkpoint, path: str | Path) -> Path:
@@ -127,3 +99,9 @@ def load(path: str | Path) -> Checkpoint:
             or not 0.0 < checkpoint.threshold < 1.0):
         raise CheckpointError(f"{path} is inconsistent: its parts disagree on the input size")
     return checkpoint
+
+
+def load_detector(path: str | Path, threads: int = 1) -> Detector:
+    """The detector of the checkpoint at ``path``; :class:`CheckpointError` (plain message)
+    when it is unusable."""
+    return Detector(load(path), threads)

@@ -22,7 +22,7 @@ from nicegui import events, ui
 from netids.capture.live import CaptureError
 from netids.config import PROJECT_ROOT
 from netids.controller import Controller, LiveState
-from netids.detect.events import EventUpdate
+from netids.detect.event_records import EventUpdate
 from netids.ui import event_detail, theme
 from netids.ui.capture_form import capture_target, filter_problem, interface_options
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin

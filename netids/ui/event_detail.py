@@ -23,7 +23,7 @@ from sqlmodel import Session
 from netids.capture.pcapfile import write_pcap
 from netids.controller import Controller
 from netids.detect.decode import decode
-from netids.detect.events import EventUpdate
+from netids.detect.event_records import EventUpdate
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import summary
 from netids.store.export import FIELDS, event_record

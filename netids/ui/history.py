@@ -17,7 +17,7 @@ from nicegui import events, run, ui
 from sqlmodel import Session
 
 from netids.controller import Controller
-from netids.detect.events import SEVERITIES
+from netids.detect.event_records import SEVERITIES
 from netids.store.export import export_events
 from netids.store.queries import (
     EventFilter,

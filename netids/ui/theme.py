@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from netids.detect.events import EventConfig
+from netids.detect.event_records import EventConfig
 
 if TYPE_CHECKING:
-    from netids.detect.events import EventUpdate
+    from netids.detect.event_records import EventUpdate
     from netids.store.tables import Event
 
 SUSPICIOUS_AT = EventConfig().suspicious_at
