@@ -51,19 +51,17 @@ class Pipeline:
         self.stats = PipelineStats()
 
     def process(self, frames: FrameBatch) -> ScoredBatch:
-        """Decode, featurise and score one batch, in stream order."""
-        return self.score(*self.featurise(frames))
+        """Decode, featurise, judge and count one batch, in stream order: the one entry point.
+        Its stages are public so ``score`` can judge batches in worker processes while the
+        next one is featurised: :meth:`featurise` in order, :meth:`judge` anywhere,
+        :meth:`record` in order again."""
+        frames, packets, features = self.featurise(frames)
+        return self.record(frames, packets, features, self.judge(packets, features))
 
     def featurise(self, frames: FrameBatch) -> tuple[FrameBatch, PacketBatch, np.ndarray]:
         """First stage: decode and context features (advances the stream state; in order)."""
         packets = decode(frames)
         return frames, packets, self.context.update(packets)
-
-    def score(self, frames: FrameBatch, packets: PacketBatch,
-              features: np.ndarray) -> ScoredBatch:
-        """Second stage: model, threshold and explanations. It may run on another thread
-        while the next batch is featurised, as long as batches reach it in order."""
-        return self.record(frames, packets, features, self.judge(packets, features))
 
     def judge(self, packets: PacketBatch, features: np.ndarray) -> Verdicts:
         """The model's verdicts on one featurised batch. They depend on that batch and the
