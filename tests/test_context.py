@@ -226,8 +226,8 @@ def test_empty_and_single_packet_batches(batch: int) -> None:
     assert np.isfinite(engine.update(packets_of(frames, np.zeros(batch)))).all()
 
 
-def test_readme_documents_every_feature() -> None:
-    readme = (PROJECT_ROOT / "README.md").read_text()
+def test_the_detector_doc_documents_every_feature() -> None:
+    readme = (PROJECT_ROOT / "docs" / "detector.md").read_text()
     windows = "{" + ",".join(f"{1 / lam:g}s" for lam in ContextConfig().lambdas) + "}"
     for template, _ in PER_WINDOW:
         assert f"`{template.format(w=windows)}`" in readme

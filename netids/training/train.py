@@ -314,7 +314,7 @@ def _split(n_windows: int, T: int, config: TrainConfig, rng: np.random.Generator
     of ``BLOCK_WINDOWS`` (neighbouring windows are alike, so whole blocks are held back), with
     enough calibration blocks for ``MIN_CALIBRATION`` packets. Held-back blocks come from the
     same period as training; traffic from a later period drifts, and its false-alarm rate is
-    higher (measured in the README)."""
+    higher (measured in docs/detector.md)."""
     n_blocks = -(-n_windows // BLOCK_WINDOWS)
     n_cal = max(round(config.calib_fraction * n_blocks),
                 -(-MIN_CALIBRATION // (BLOCK_WINDOWS * T)) + 1)
