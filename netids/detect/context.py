@@ -13,8 +13,8 @@ sums are a cumulative sum of ``x * 2 ** (lambda * (t - T0))`` scaled back by
 short enough (``lambda * span <= MAX_EXPONENT``) for that to stay exact in float64. State is
 bounded: each key table holds ``capacity`` keys and recycles the idlest ones.
 
-All features are listed, with their meaning, in :data:`FEATURE_DOCS` (docs/detector.md's feature table
-is made from it).
+All features are listed, with their meaning, in :data:`FEATURE_DOCS` (the feature table of
+docs/detector.md is made from it).
 """
 
 from __future__ import annotations
