@@ -109,6 +109,7 @@ class ContextFeatures:
     """Stateful feature engine: feed batches in time order, get one feature row per packet.
 
     >>> from scapy.all import Ether, IP, TCP
+    >>> from netids.detect.decode import decode
     >>> from netids.detect.frames import FrameBatch
     >>> frames = [bytes(Ether() / IP(src="10.0.0.9", dst="10.0.0.1") / TCP(dport=p, flags="S"))
     ...           for p in range(1, 201)]

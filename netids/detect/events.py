@@ -22,9 +22,7 @@ upserts by ``id``).
 
 >>> import numpy as np
 >>> from netids.detect.frames import FrameBatch
->>> from netids.detect.event_groups import Fan, Groups, Keyed, OpenEvent
-from netids.detect.event_records import EventConfig, EventUpdate, Sample, severity
-from netids.detect.scored import ScoredBatch
+>>> from netids.detect.scored import ScoredBatch
 >>> n = 1000                                   # a spoofed SYN flood: 1000 sources, one target
 >>> frames = FrameBatch.from_frames([b"x" * 60] * n, np.arange(n) * 0.001)
 >>> packets = _test_packets(n, src=[f"10.0.{i // 250}.{i % 250}" for i in range(n)],

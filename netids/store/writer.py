@@ -60,6 +60,7 @@ class EventStore:
     """Writes :class:`~netids.detect.events.EventUpdate` batches from a background thread.
 
     >>> import tempfile
+    >>> from netids.store.engine import open_database
     >>> tmp = tempfile.TemporaryDirectory()
     >>> store = EventStore(open_database(f"sqlite:///{tmp.name}/doc.sqlite"), sensor="doc")
     >>> store.write([])
