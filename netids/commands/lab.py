@@ -35,7 +35,7 @@ def add_parser(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from netids.capture.live import CaptureError
+    from netids.capture.source import CaptureError
     from netids.commands import CommandError
     from netids.lab.network import LabError, parse_attacks, run_lab
 
