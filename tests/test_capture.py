@@ -237,7 +237,7 @@ async def test_file_source_reports_a_missing_file_plainly(tmp_path: Path) -> Non
 async def test_100k_packets_per_second_for_10_s_without_drops_in_bounded_memory(
     lab_net, tmp_path: Path
 ) -> None:
-    from netids.lab.network import count_live, replay, write_udp_burst
+    from netids.lab.throughput import count_live, replay, write_udp_burst
 
     port = 47100
     pcap = tmp_path / "burst.pcap"
