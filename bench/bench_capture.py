@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netids.capture.live import LiveSource  # noqa: E402
 from netids.config import CaptureSettings  # noqa: E402
-from netids.lab.network import LabNetwork, count_live, replay, write_udp_burst  # noqa: E402
+from netids.lab.network import LabNetwork  # noqa: E402
+from netids.lab.throughput import count_live, replay, write_udp_burst  # noqa: E402
 
 PORT = 47100
 

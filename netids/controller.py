@@ -23,8 +23,10 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from netids.capture.live import CaptureError, FileSource, LiveSource
+from netids.capture.files import FileSource
+from netids.capture.live import LiveSource
 from netids.capture.pcapfile import CaptureFileError
+from netids.capture.source import CaptureError
 from netids.config import Settings
 from netids.detect.detector import Detector
 from netids.detect.event_records import EventUpdate

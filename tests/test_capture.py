@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from netids.capture.live import (
-    CaptureError,
-    FileSource,
-    LiveSource,
-    list_interfaces,
-)
+from netids.capture.files import FileSource
+from netids.capture.interfaces import list_interfaces
+from netids.capture.live import LiveSource
 from netids.capture.pcapfile import write_pcap
+from netids.capture.source import CaptureError
 from netids.config import CaptureSettings
 from netids.detect.frames import LINKTYPE_ETHERNET, LINKTYPE_RAW
 
@@ -127,7 +125,8 @@ def test_capture_without_cap_net_raw_says_how_to_fix_it(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import asyncio
-        from netids.capture.live import CaptureError, LiveSource
+        from netids.capture.live import LiveSource
+        from netids.capture.source import CaptureError
         from netids.config import CaptureSettings
 
         async def main():
@@ -238,7 +237,7 @@ async def test_file_source_reports_a_missing_file_plainly(tmp_path: Path) -> Non
 async def test_100k_packets_per_second_for_10_s_without_drops_in_bounded_memory(
     lab_net, tmp_path: Path
 ) -> None:
-    from netids.lab.network import count_live, replay, write_udp_burst
+    from netids.lab.throughput import count_live, replay, write_udp_burst
 
     port = 47100
     pcap = tmp_path / "burst.pcap"

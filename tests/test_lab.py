@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from netids.capture.pcapfile import read_batches
+from netids.lab.attacks import parse_attacks
 from netids.lab.network import (
     PREFIX,
     LabError,
     LabNetwork,
     lab_namespaces,
-    parse_attacks,
     remove_stale_namespaces,
-    run_lab,
 )
+from netids.lab.recorder import run_lab
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 

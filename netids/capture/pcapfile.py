@@ -1,4 +1,4 @@
-"""Streaming pcap and pcapng reader, and a pcap writer.
+"""Streaming pcap and pcapng reader, and the pcap writer everything uses.
 
 Files are read in chunks and handed on as :class:`FrameBatch` views of each chunk, so a
 capture of any size is processed in bounded memory and no frame is copied one by one.
@@ -25,9 +25,10 @@ PCAP_MAGIC = {
     b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 PCAPNG_SHB = 0x0A0D0D0A
-PCAPNG_BYTE_ORDER = 0x1A2B3C4D
 MAX_RECORD = 16 * 1024 * 1024  # a larger record length means the file is corrupt
 CHUNK = 4 * 1024 * 1024
+_FILE_HEADER = struct.Struct("<IHHiIII")  # magic, version 2.4, zone, sigfigs, snaplen, linktype
+_RECORD_HEADER = struct.Struct("<IIII")  # seconds, nanoseconds, captured length, wire length
 
 _Frame = tuple[int, int, int, float, int]  # start in chunk, caplen, wire length, ts, linktype
 
@@ -300,12 +301,40 @@ def write_pcap(
     """Write (timestamp, frame[, wire length]) records as a nanosecond pcap; return the count."""
     n = 0
     with Path(path).open("wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, snaplen, linktype))
+        out = PcapWriter(fh, linktype, snaplen)
         for rec in frames:
-            ts, data = rec[0], rec[1]
-            wire = rec[2] if len(rec) > 2 else len(data)  # type: ignore[misc]
-            ns = round(ts * 1e9)
-            fh.write(struct.pack("<IIII", ns // 10**9, ns % 10**9, len(data), wire))
-            fh.write(data)
+            out.write(rec[0], rec[1], rec[2] if len(rec) > 2 else None)  # type: ignore[misc]
             n += 1
     return n
+
+
+class PcapWriter:
+    """A nanosecond pcap written record by record into an open binary file.
+
+    The file header goes out at once; every ``write`` appends one record, so a capture of any
+    length is written as it arrives.
+
+    >>> import io
+    >>> fh = io.BytesIO()
+    >>> out = PcapWriter(fh, snaplen=65535)
+    >>> out.write(1.5, bytes(60))
+    >>> len(fh.getvalue())  # file header, record header, frame
+    100
+    """
+
+    def __init__(
+        self, fh: BinaryIO, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 262144
+    ) -> None:
+        self.fh = fh
+        fh.write(_FILE_HEADER.pack(0xA1B23C4D, 2, 4, 0, 0, snaplen, linktype))
+
+    def write(self, ts: float, frame: bytes, wire: int | None = None) -> None:
+        """Append ``frame`` taken at ``ts`` seconds; ``wire``: its length on the wire."""
+        self.write_ns(round(ts * 1e9), frame, wire)
+
+    def write_ns(self, ns: int, frame: bytes, wire: int | None = None) -> None:
+        """Append ``frame`` taken at ``ns`` nanoseconds, exactly (no float in between)."""
+        size = len(frame)
+        wire = size if wire is None else wire
+        self.fh.write(_RECORD_HEADER.pack(ns // 10**9, ns % 10**9, size, wire))
+        self.fh.write(frame)

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Any, name: str) -> None:
-    from netids.lab.network import ATTACKS
+    from netids.lab.attacks import ATTACKS
 
     p = sub.add_parser(name, help="record labelled normal and attack traffic between namespaces")
     p.add_argument("--out", required=True, help="directory for NAME.pcap and NAME.labels.csv")
@@ -35,9 +35,11 @@ def add_parser(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from netids.capture.live import CaptureError
+    from netids.capture.source import CaptureError
     from netids.commands import CommandError
-    from netids.lab.network import LabError, parse_attacks, run_lab
+    from netids.lab.attacks import parse_attacks
+    from netids.lab.network import LabError
+    from netids.lab.recorder import run_lab
 
     capture = settings.capture
     if args.snaplen:

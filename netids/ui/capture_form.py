@@ -6,7 +6,9 @@ import logging
 
 from nicegui import ui
 
-from netids.capture.live import CaptureError, compile_filter, list_interfaces
+from netids.capture.bpf import compile_filter
+from netids.capture.interfaces import list_interfaces
+from netids.capture.source import CaptureError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nicegui import events, ui
 
-from netids.capture.live import CaptureError
+from netids.capture.source import CaptureError
 from netids.config import PROJECT_ROOT
 from netids.controller import Controller, LiveState
 from netids.detect.event_records import EventUpdate

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nicegui import run, ui
 
-from netids.capture.live import CaptureError
+from netids.capture.source import CaptureError
 from netids.controller import Controller
 from netids.training.retrain import TrainingError
 from netids.training.train import TrainConfig
