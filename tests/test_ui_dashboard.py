@@ -9,7 +9,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from nicegui import ui
+import pytest
+from nicegui import app, ui
 from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing import User
 from sqlmodel import Session, select
@@ -17,7 +18,6 @@ from sqlmodel import Session, select
 from netids.capture.pcapfile import read_batches
 from netids.store.storage import make_engine
 from netids.store.tables import Event
-from netids.ui import frame
 from netids.ui.dashboard import SLIDER_TOP, slider_position, slider_threshold
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
@@ -263,8 +263,9 @@ async def test_dark_mode_is_remembered_per_user(user: User) -> None:
     assert user.find(ui.dark_mode).elements.pop().value is True
 
 
-async def test_a_viewer_cannot_change_anything(user: User) -> None:
-    frame.set_admin_check(lambda: False)
+async def test_a_viewer_cannot_change_anything(user: User,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app.state.auth, "role", lambda: "viewer")  # this app's role check
     await user.open("/")
     for marker in ("start", "stop", "bpf", "interface", "threshold", "analyse", "try-sample",
                    "upload"):
