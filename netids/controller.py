@@ -224,6 +224,84 @@ class Controller:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    # -- for the pages (netids.ui imports no capture, detect, training or database internals) --
+    def has_database(self) -> bool:
+        return self.engine is not None
+
+    def session(self) -> Session:
+        """A database session for the store's query functions (blocking: run.io_bound)."""
+        if self.engine is None:
+            raise RuntimeError(f"no database: {self.db_error or 'not open'}")
+        return Session(self.engine)
+
+    def store_error(self) -> str:
+        """The event writer's last database error; '' while it writes fine or there is none."""
+        return self.store.stats.last_error if self.store is not None else ""
+
+    @staticmethod
+    def interfaces() -> list:
+        """The network interfaces to capture on (``netids.capture.live.Interface``; OSError)."""
+        from netids.capture.live import list_interfaces
+
+        return list_interfaces()
+
+    @staticmethod
+    def filter_problem(expr: str) -> str | None:
+        """Why a capture filter (tcpdump syntax) does not compile, in plain words, else None."""
+        from netids.capture.live import compile_filter
+
+        try:
+            compile_filter(expr)
+        except CaptureError as exc:
+            return str(exc)
+        return None
+
+    @staticmethod
+    def default_train_config() -> TrainConfig:
+        return TrainConfig()
+
+    @staticmethod
+    def severities() -> tuple[str, ...]:
+        """Event severities, in rising order."""
+        from netids.detect.events import SEVERITIES
+
+        return SEVERITIES
+
+    @staticmethod
+    def suspicious_at() -> float:
+        """The calibrated score from which an event is 'suspicious'."""
+        from netids.detect.events import EventConfig
+
+        return EventConfig().suspicious_at
+
+    @staticmethod
+    def packet_summaries(frames: list[tuple[float, bytes, int, int]]) -> list[str]:
+        """One tcpdump-like line per ``(ts, bytes, wire length, link type)``, decoded at once."""
+        from netids.detect.decode import decode
+        from netids.detect.frames import FrameBatch
+        from netids.detect.packets import summary
+
+        if not frames:
+            return []
+        ts, data, wirelen, linktype = (list(column) for column in zip(*frames, strict=True))
+        packets = decode(FrameBatch.from_frames(data, ts, wirelen=wirelen, linktype=linktype))
+        return [summary(packets, i) for i in range(len(frames))]
+
+    @staticmethod
+    def frames_pcap(frames: list[tuple[float, bytes, int, int]]) -> bytes:
+        """``(ts, bytes, wire length, link type)`` frames as a pcap file: those of the first
+        frame's link type."""
+        import tempfile
+
+        from netids.capture.pcapfile import write_pcap
+
+        linktype = frames[0][3]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "frames.pcap"
+            write_pcap(path, [(t, d, w) for t, d, w, k in frames if k == linktype],
+                       linktype=linktype)
+            return path.read_bytes()
+
     # -- training -----------------------------------------------------------------------------
     async def start_training_capture(self, interface: str | None, bpf: str | None = None) -> None:
         """Monitor an interface and keep its traffic as normal traffic to train on."""

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from netids.capture.pcapfile import read_batches
 from netids.store.storage import make_engine
 from netids.store.tables import Event
-from netids.ui.dashboard import SLIDER_TOP, slider_position, slider_threshold
+from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     AppPaths,
