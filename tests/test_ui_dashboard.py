@@ -201,6 +201,17 @@ async def test_no_capture_permission_opens_a_dialog_and_files_still_work(user: U
     await c.stop()
 
 
+async def test_the_permission_dialog_plays_the_bundled_sample(user: User) -> None:
+    await user.open("/")
+    with without_cap_net_raw():
+        user.find(marker="start").click()
+        await user.should_see(marker="permission-dialog")
+    user.find(marker="permission-sample").click()
+    c = controller_of_app()
+    await until(lambda: c.live.source == SAMPLE.name and c.live.packets > 0, 10, "the sample")
+    await c.stop()
+
+
 async def test_the_threshold_slider_applies_live_and_recolours_events(user: User) -> None:
     await user.open("/")
     c = controller_of_app()

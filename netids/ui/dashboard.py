@@ -165,10 +165,14 @@ class Dashboard:
             ui.label("Analysing pcap files works without it, and so does the bundled sample.") \
                 .classes("text-sm opacity-80")
             with ui.row():
-                ui.button("Try the bundled sample", on_click=lambda: (dialog.close(),
-                                                                      self.try_sample()))
+                ui.button("Try the bundled sample", on_click=lambda: self._sample_from(dialog)) \
+                    .mark("permission-sample")
                 ui.button("Close", on_click=dialog.close).props("flat").mark("permission-close")
         return dialog
+
+    async def _sample_from(self, dialog: ui.dialog) -> None:
+        dialog.close()
+        await self.try_sample()
 
     def _startup_notes(self) -> None:
         if self.c.model_error:
