@@ -14,29 +14,29 @@ import logging
 import re
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from netids.capture.bpf import compile_filter
 from netids.capture.files import FileSource
+from netids.capture.interfaces import Interface, list_interfaces
 from netids.capture.live import LiveSource
 from netids.capture.pcapfile import CaptureFileError
 from netids.capture.source import CaptureError
 from netids.config import Settings
 from netids.detect.detector import Detector
-from netids.detect.event_records import EventUpdate
+from netids.detect.event_records import SEVERITIES, EventConfig, EventUpdate
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
+from netids.live import LiveState, count_protocols
 from netids.store.engine import open_database
 from netids.store.queries import activate_model_version, add_model_version, list_model_versions
 from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
-from netids.store.writer import EventStore, StoreStats
+from netids.store.writer import EventStore
 from netids.training.checkpoint import CheckpointError, load_detector
 from netids.training.retrain import (
     TrafficCollector,
@@ -49,68 +49,6 @@ from netids.training.retrain import (
 from netids.training.train import TrainConfig
 
 log = logging.getLogger(__name__)
-
-HISTORY_SECONDS = 300  # points kept in each timeline (one per second)
-RECENT_EVENTS = 500  # events kept for the live table; the database keeps them all
-
-
-@dataclass(slots=True)
-class Timeline:
-    """Per-second series for the charts, bounded to HISTORY_SECONDS points."""
-
-    seconds: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
-    packets: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
-    max_score: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
-    anomalies: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
-
-    def add(self, scored: ScoredBatch) -> None:
-        """Fold a batch into per-second buckets keyed by packet time."""
-        ts = scored.packets.ts
-        if len(ts) == 0:
-            return
-        second = np.floor(ts)
-        keys, inverse = np.unique(second, return_inverse=True)
-        counts = np.bincount(inverse, minlength=len(keys))
-        peaks = np.full(len(keys), 0.0)
-        np.maximum.at(peaks, inverse, scored.scores.astype(np.float64))
-        flagged = np.bincount(inverse, weights=scored.anomalous, minlength=len(keys))
-        for k, c, p, a in zip(keys.tolist(), counts.tolist(), peaks.tolist(), flagged.tolist(),
-                              strict=True):
-            if self.seconds and k == self.seconds[-1]:
-                self.packets[-1] += c
-                self.max_score[-1] = max(self.max_score[-1], p)
-                self.anomalies[-1] += int(a)
-            elif not self.seconds or k > self.seconds[-1]:
-                self.seconds.append(k)
-                self.packets.append(c)
-                self.max_score.append(p)
-                self.anomalies.append(int(a))
-
-
-@dataclass(slots=True)
-class LiveState:
-    """What the dashboard shows; replaced field by field as batches arrive."""
-
-    running: bool = False
-    source: str = ""  # "eth0 (filter: tcp)", "capture.pcap", ...
-    message: str = ""  # last plain-words status or error, for a notification
-    error: str = ""  # why the session stopped, '' when it ended normally or runs
-    packets: int = 0
-    tcp: int = 0
-    udp: int = 0
-    other: int = 0
-    anomalies: int = 0
-    undecoded: int = 0
-    kernel_drops: int = 0
-    queue_drops: int = 0
-    packets_per_second: float = 0.0
-    threshold: float = 0.0
-    protocols: dict[str, int] = field(default_factory=dict)
-    timeline: Timeline = field(default_factory=Timeline)
-    events: deque[EventUpdate] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
-    store: StoreStats | None = None
-    generation: int = 0  # increases on every change, so timers redraw only when needed
-
 
 class Controller:
     """Owns the detector, the store and at most one running monitoring session."""
@@ -215,6 +153,48 @@ class Controller:
         """Until the running session ends (a file is finished, or stop())."""
         if self._task is not None:
             await asyncio.shield(self._task)
+
+    # -- for the pages (netids.ui imports no capture, detect, training or database internals) --
+    def has_database(self) -> bool:
+        return self.engine is not None
+
+    def session(self) -> Session:
+        """A database session for the store's query functions (blocking: run.io_bound)."""
+        if self.engine is None:
+            raise RuntimeError(f"no database: {self.db_error or 'not open'}")
+        return Session(self.engine)
+
+    def store_error(self) -> str:
+        """The event writer's last database error; '' while it writes fine or there is none."""
+        return self.store.stats.last_error if self.store is not None else ""
+
+    @staticmethod
+    def interfaces() -> list[Interface]:
+        """The network interfaces to capture on (raises OSError when they cannot be listed)."""
+        return list_interfaces()
+
+    @staticmethod
+    def filter_problem(expr: str) -> str | None:
+        """Why a capture filter (tcpdump syntax) does not compile, in plain words, else None."""
+        try:
+            compile_filter(expr)
+        except CaptureError as exc:
+            return str(exc)
+        return None
+
+    @staticmethod
+    def default_train_config() -> TrainConfig:
+        return TrainConfig()
+
+    @staticmethod
+    def severities() -> tuple[str, ...]:
+        """Event severities, in rising order."""
+        return SEVERITIES
+
+    @staticmethod
+    def suspicious_at() -> float:
+        """The calibrated score from which an event is 'suspicious'."""
+        return EventConfig().suspicious_at
 
     # -- training -----------------------------------------------------------------------------
     async def start_training_capture(self, interface: str | None, bpf: str | None = None) -> None:
@@ -361,7 +341,7 @@ class Controller:
             live.events.append(u)
         if scored is not None:
             live.timeline.add(scored)
-            _count_protocols(live.protocols, scored)
+            count_protocols(live.protocols, scored)
             if self._collector is not None:
                 self._collector(scored)
         s, cap = pipeline.stats, source.stats()
@@ -371,17 +351,6 @@ class Controller:
         live.packets_per_second = s.packets / max(time.monotonic() - started, 1e-3)
         live.store = self.store.stats if self.store is not None else None
         live.generation += 1
-
-
-def _count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:
-    from netids.detect.packets import protocol_name
-
-    p = scored.packets
-    pairs = np.stack([p.ethertype.astype(np.int64), p.proto.astype(np.int64)], axis=1)
-    uniq, n = np.unique(pairs, axis=0, return_counts=True)
-    for (ethertype, proto), c in zip(uniq.tolist(), n.tolist(), strict=True):
-        name = protocol_name(ethertype, proto)
-        counts[name] = counts.get(name, 0) + c
 
 
 def _json_safe(value: object) -> object:

@@ -20,16 +20,15 @@ from netids.ui import dashboard, frame, history, training
 log = logging.getLogger(__name__)
 
 # LAN security hook, called once while the app is built: by default
-# ``netids.ui.login.install_auth(settings, host=settings.host)``, which (beyond loopback) puts
-# the login gate in front of every page, upload and socket message, installs the role check
-# with ``frame.set_admin_check`` and header items with ``frame.add_header_extra``; it raises
+# ``netids.ui.login.install_auth(settings, host=settings.host)``, which keeps the app's
+# ``Auth`` in ``app.state.auth`` (the role check and header items the frame asks) and (beyond
+# loopback) puts the login gate in front of every page, upload and socket message; it raises
 # ``LanConfigError`` when a login is needed and no account exists.
 AuthHook = Callable[[Settings], object]
 
 
 def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
     """Register the pages and the controller's start-up and shut-down."""
-    frame.reset()
     app.state.controller = controller  # for tests and add-ons; pages get it passed
     app.on_startup(controller.open)
     app.on_shutdown(controller.close)
@@ -52,7 +51,12 @@ def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
 
 
 def install_auth(settings: Settings, auth: AuthHook | None = None) -> None:
-    """Plug in LAN security: the given hook, else the login gate of ``netids.ui.login``."""
+    """Plug in LAN security: the given hook, else the login gate of ``netids.ui.login``.
+
+    Either keeps this app's ``netids.ui.gate.Auth`` in ``app.state.auth``; a previous app's
+    is forgotten first (none installed: everybody is admin).
+    """
+    app.state.auth = None
     if auth is None:
         from netids.ui import login
 

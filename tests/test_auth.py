@@ -1,4 +1,4 @@
-"""Credentials, back-off and session expiry (netids.auth, the gate of netids.ui.login) and the
+"""Credentials, back-off and session expiry (netids.auth, the gate of netids.ui.gate) and the
 ``users`` command, run as a user runs it."""
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from netids.auth import (
     write_private,
 )
 from netids.config import PROJECT_ROOT, AuthSettings, Settings, load_settings
-from netids.ui.login import Gate, LanConfigError, auth_required, check_credentials
+from netids.ui.gate import Auth, Gate
+from netids.ui.login import LanConfigError, auth_required, check_credentials
 from tests.lan_support import clean_env
 
 FAST = {"n": 2**10}  # tests hash with a cheap cost; the app uses SCRYPT_N
@@ -192,6 +193,20 @@ def test_gate_extends_on_activity_and_ends_sessions(tmp_path: Path) -> None:
     assert gate.check("s2", touch=False) is None
     assert gate.check(None, touch=False) is None
     assert gate.check("s3", touch=False, stored={"user": "x"}) is None
+
+
+def test_each_app_has_its_own_auth(tmp_path: Path) -> None:
+    """The gate's sessions and header pieces belong to one app's Auth, not to the module."""
+    store = UserStore(tmp_path / "users.json")
+    store.add("ann", "admin", "correct-horse-9")
+    loopback = Auth()
+    lan = Auth(Gate(store, SessionPolicy(60, 300), LoginThrottle()))
+    other = Auth(Gate(store, SessionPolicy(60, 300), LoginThrottle()))
+    assert loopback.role() == "admin"  # no gate: everybody is admin
+    assert lan.role() is None  # a gate and no signed-in page: nobody
+    lan.gate.records["s1"] = lan.gate.policy.new(store.get("ann"), lan.gate.clock())
+    lan.header_extras.append(lambda: None)
+    assert other.gate.check("s1", touch=False) is None and not other.header_extras
 
 
 # -- back-off ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ MAY_IMPORT = {
     "parallel": {"parallel"},
     "commands": {"commands", "detect", "capture", "store", "training", "lab", "parallel",
                  "config", "auth"},
-    "ui": {"ui", "controller", "config", "auth", "store"},
+    "ui": {"ui", "controller", "live", "config", "auth", "store"},
 }
 
 

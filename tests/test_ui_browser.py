@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from netids.store.queries import EventFilter, count_events, query_events
 from netids.store.tables import Event, address_key
-from netids.ui.dashboard import SLIDER_TOP, slider_position, slider_threshold
+from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     SHOTS,

@@ -9,7 +9,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from nicegui import ui
+import pytest
+from nicegui import app, ui
 from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing import User
 from sqlmodel import Session, select
@@ -17,8 +18,7 @@ from sqlmodel import Session, select
 from netids.capture.pcapfile import read_batches
 from netids.store.engine import make_engine
 from netids.store.tables import Event
-from netids.ui import frame
-from netids.ui.dashboard import SLIDER_TOP, slider_position, slider_threshold
+from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
 from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     AppPaths,
@@ -201,6 +201,17 @@ async def test_no_capture_permission_opens_a_dialog_and_files_still_work(user: U
     await c.stop()
 
 
+async def test_the_permission_dialog_plays_the_bundled_sample(user: User) -> None:
+    await user.open("/")
+    with without_cap_net_raw():
+        user.find(marker="start").click()
+        await user.should_see(marker="permission-dialog")
+    user.find(marker="permission-sample").click()
+    c = controller_of_app()
+    await until(lambda: c.live.source == SAMPLE.name and c.live.packets > 0, 10, "the sample")
+    await c.stop()
+
+
 async def test_the_threshold_slider_applies_live_and_recolours_events(user: User) -> None:
     await user.open("/")
     c = controller_of_app()
@@ -263,8 +274,9 @@ async def test_dark_mode_is_remembered_per_user(user: User) -> None:
     assert user.find(ui.dark_mode).elements.pop().value is True
 
 
-async def test_a_viewer_cannot_change_anything(user: User) -> None:
-    frame.set_admin_check(lambda: False)
+async def test_a_viewer_cannot_change_anything(user: User,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app.state.auth, "role", lambda: "viewer")  # this app's role check
     await user.open("/")
     for marker in ("start", "stop", "bpf", "interface", "threshold", "analyse", "try-sample",
                    "upload"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import Any, TextIO
 from sqlmodel import Session
 
 from netids.capture.pcapfile import write_pcap
+from netids.detect.decode import decode
+from netids.detect.frames import FrameBatch
+from netids.detect.packets import summary
 from netids.store.queries import EventFilter, event_samples, query_events
 from netids.store.tables import Event
 
@@ -144,3 +148,23 @@ def _parse(kind: type, value: Any) -> Any:
     if kind is datetime:
         return datetime.fromisoformat(value)
     return kind(value)
+
+
+def packet_summaries(frames: list[tuple[float, bytes, int, int]]) -> list[str]:
+    """One tcpdump-like line per ``(ts, bytes, wire length, link type)``, decoded at once."""
+    if not frames:
+        return []
+    ts, data, wirelen, linktype = (list(column) for column in zip(*frames, strict=True))
+    packets = decode(FrameBatch.from_frames(data, ts, wirelen=wirelen, linktype=linktype))
+    return [summary(packets, i) for i in range(len(frames))]
+
+
+def frames_pcap(frames: list[tuple[float, bytes, int, int]]) -> bytes:
+    """``(ts, bytes, wire length, link type)`` frames as a pcap file: those of the first
+    frame's link type."""
+    linktype = frames[0][3]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "frames.pcap"
+        write_pcap(path, [(t, d, w) for t, d, w, k in frames if k == linktype],
+                   linktype=linktype)
+        return path.read_bytes()

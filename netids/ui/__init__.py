@@ -1,5 +1,11 @@
-"""The NiceGUI pages: dashboard, history, training, event detail; shared frame and theme.
+"""The NiceGUI screens: a shell around :class:`netids.controller.Controller`.
 
-Pages only read :class:`netids.controller.Controller` state and call its commands; they never
-touch the capture thread, the model or the database writer (DESIGN.md).
+Pages (one route each, built by ``netids.webapp``; no page imports another): ``dashboard``,
+``history``, ``training``, ``login``. Shared, not pages: ``frame`` (header, navigation, the
+admin check), ``event_detail`` (the event dialog both event tables open), ``capture_form``,
+``charts``, ``threshold``, ``theme``, and ``gate`` (the LAN login gate behind ``login``).
+
+Pages read the controller's published state (:mod:`netids.live`) and call its commands and
+the store's query and export functions; they import no capture, detect or training module and
+never touch the capture thread, the model or the database writer (DESIGN.md).
 """

@@ -1,4 +1,5 @@
-"""The interface picker and capture-filter box shared by the dashboard and training pages."""
+"""The interface picker, capture-filter box and bundled sample shared by the dashboard and
+training pages; interfaces and filters are the controller's to list and check."""
 
 from __future__ import annotations
 
@@ -6,18 +7,19 @@ import logging
 
 from nicegui import ui
 
-from netids.capture.bpf import compile_filter
-from netids.capture.interfaces import list_interfaces
-from netids.capture.source import CaptureError
+from netids.config import PROJECT_ROOT
+from netids.controller import Controller
 
 log = logging.getLogger(__name__)
 
+SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"  # 30 s of lab traffic
 
-def interface_options() -> dict[str, str]:
+
+def interface_options(controller: Controller) -> dict[str, str]:
     """Picker entries: 'any' (all interfaces) and every interface with its addresses."""
     options = {"any": "all interfaces"}
     try:
-        for i in list_interfaces():
+        for i in controller.interfaces():
             extra = f" ({', '.join(i.addresses)})" if i.addresses else ""
             options[i.name] = f"{i.name}{extra}" + ("" if i.up else " – down")
     except OSError as exc:  # the picker still offers "all interfaces"
@@ -25,22 +27,19 @@ def interface_options() -> dict[str, str]:
     return options
 
 
-def filter_problem(expr: str) -> str | None:
+def filter_problem(controller: Controller, expr: str | None) -> str | None:
     """Why a BPF filter is invalid, in plain words, or None when it compiles (or is empty)."""
     if not expr or not expr.strip():
         return None
-    try:
-        compile_filter(expr.strip())
-    except CaptureError as exc:
-        return str(exc)
-    return None
+    return controller.filter_problem(expr.strip())
 
 
-def capture_target(interface: str | None, bpf: str | None) -> tuple[str | None, str | None] | None:
+def capture_target(controller: Controller, interface: str | None,
+                   bpf: str | None) -> tuple[str | None, str | None] | None:
     """(interface or None for all, filter or None) from the form's values; None, after telling
     the user why, when the filter does not compile."""
     expr = (bpf or "").strip() or None
-    problem = filter_problem(expr or "")
+    problem = filter_problem(controller, expr)
     if problem:
         ui.notify(problem, type="negative")
         return None

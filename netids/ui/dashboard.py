@@ -9,34 +9,34 @@ whatever the packet rate.
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from nicegui import events, ui
 
-from netids.capture.source import CaptureError
-from netids.config import PROJECT_ROOT
-from netids.controller import Controller, LiveState
-from netids.detect.event_records import EventUpdate
-from netids.ui import event_detail, theme
-from netids.ui.capture_form import capture_target, filter_problem, interface_options
+from netids.controller import CaptureError, Controller
+from netids.live import LiveState
+from netids.ui import charts, event_detail, theme
+from netids.ui.capture_form import SAMPLE, capture_target, filter_problem, interface_options
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
+from netids.ui.threshold import (
+    SLIDER_STEP,
+    SLIDER_TOP,
+    false_alarm_text,
+    format_threshold,
+    slider_position,
+    slider_threshold,
+)
 
 log = logging.getLogger(__name__)
 
-SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
 COUNTER_SECONDS = 0.5  # counters and status: 2 updates a second
 CHART_SECONDS = 1.0  # charts and the event table: 1 update a second
 MAX_ROWS = 500  # events kept in the browser's table
 PCAP_SUFFIXES = (".pcap", ".pcapng", ".cap")
 UPLOAD_LIMIT = 512 * 1024 * 1024
-SLIDER_TOP = 5.0  # the slider's right end: threshold 1 - 10**-5, one normal packet in 100,000
-SLIDER_STEP = 0.05  # about 12% more or fewer false alarms a step
 
 
 def page(controller: Controller) -> None:
@@ -58,12 +58,11 @@ class Dashboard:
             self._file_card()
         self._counters()
         with ui.row().classes("w-full gap-4 flex-nowrap max-lg:flex-wrap"):
-            self.rate_chart = _chart(_rate_options()).classes("flex-1 min-w-[300px] h-64") \
-                .mark("rate-chart")
-            self.proto_chart = _chart(_protocol_options()).classes("flex-1 min-w-[300px] h-64") \
+            size = "flex-1 min-w-[300px] h-64"
+            self.rate_chart = ui.echart(charts.rate_options()).classes(size).mark("rate-chart")
+            self.proto_chart = ui.echart(charts.protocol_options()).classes(size) \
                 .mark("protocol-chart")
-            self.score_chart = _chart(_score_options()).classes("flex-1 min-w-[300px] h-64") \
-                .mark("score-chart")
+            self.score_chart = ui.echart(charts.score_options()).classes(size).mark("score-chart")
         self._grid()
         self._startup_notes()
         ui.timer(COUNTER_SECONDS, self.refresh_counters)
@@ -77,11 +76,12 @@ class Dashboard:
         with ui.card().classes("flex-1 min-w-[380px]"):
             ui.label("Live capture").classes("text-lg font-semibold")
             with ui.row().classes("w-full items-start gap-2"):
-                self.interface = ui.select(interface_options(), value="any", label="Interface") \
+                self.interface = ui.select(interface_options(self.c), value="any",
+                                           label="Interface") \
                     .classes("min-w-[180px]").mark("interface")
                 self.bpf = ui.input("Capture filter (BPF)", placeholder="e.g. tcp or arp",
-                                    validation=filter_problem).classes("flex-1 min-w-[200px]") \
-                    .props("clearable").mark("bpf")
+                                    validation=lambda v: filter_problem(self.c, v)) \
+                    .classes("flex-1 min-w-[200px]").props("clearable").mark("bpf")
                 admin_only(self.interface)
                 admin_only(self.bpf)
             with ui.row().classes("items-center gap-2"):
@@ -166,10 +166,14 @@ class Dashboard:
             ui.label("Analysing pcap files works without it, and so does the bundled sample.") \
                 .classes("text-sm opacity-80")
             with ui.row():
-                ui.button("Try the bundled sample", on_click=lambda: (dialog.close(),
-                                                                      self.try_sample()))
+                ui.button("Try the bundled sample", on_click=lambda: self._sample_from(dialog)) \
+                    .mark("permission-sample")
                 ui.button("Close", on_click=dialog.close).props("flat").mark("permission-close")
         return dialog
+
+    async def _sample_from(self, dialog: ui.dialog) -> None:
+        dialog.close()
+        await self.try_sample()
 
     def _startup_notes(self) -> None:
         if self.c.model_error:
@@ -183,7 +187,7 @@ class Dashboard:
     async def start_live(self) -> None:
         if not require_admin():
             return
-        target = capture_target(self.interface.value, self.bpf.value)
+        target = capture_target(self.c, self.interface.value, self.bpf.value)
         if target is None:
             return
         try:
@@ -295,8 +299,7 @@ class Dashboard:
 
     def _check_store(self) -> None:
         """Database trouble is told once per new error, also while no packets arrive."""
-        stats = self.c.store.stats if self.c.store is not None else None
-        error = stats.last_error if stats is not None else ""
+        error = self.c.store_error()
         if error and error != self.seen_store_error:
             ui.notify(f"Database trouble: {error}. Events are kept in memory and written "
                       "when it works again.", type="warning", multi_line=True)
@@ -311,27 +314,27 @@ class Dashboard:
         dark = is_dark()
         seconds = [s * 1000.0 for s in live.timeline.seconds]
         rate = self.rate_chart.options
-        theme.apply_chart_theme(rate, dark)
+        charts.apply_chart_theme(rate, dark)
         rate["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.packets,
                                                           strict=True)]
         self.rate_chart.update()
         protocols = sorted(live.protocols.items(), key=lambda kv: -kv[1])[:10]
         proto = self.proto_chart.options
-        theme.apply_chart_theme(proto, dark)
+        charts.apply_chart_theme(proto, dark)
         proto["xAxis"]["data"] = [name for name, _ in protocols]
         proto["series"][0]["data"] = [n for _, n in protocols]
         self.proto_chart.update()
         score = self.score_chart.options
-        theme.apply_chart_theme(score, dark)
+        charts.apply_chart_theme(score, dark)
         score["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.max_score,
                                                            strict=True)]
         score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 6),
                                                    "name": "threshold"}]
-        score["yAxis"]["min"] = score_axis_floor(live.timeline.max_score, live.threshold)
+        score["yAxis"]["min"] = charts.score_axis_floor(live.timeline.max_score, live.threshold)
         score["series"][0]["markLine"]["label"]["formatter"] = \
             f"threshold {format_threshold(live.threshold)}"
         self.score_chart.update()
-        self.grid.show(event_rows(live.events, live.threshold))
+        self.grid.show(theme.event_rows(live.events, live.threshold, MAX_ROWS))
 
     def _admin(self) -> bool:
         return is_admin()
@@ -349,133 +352,6 @@ class EventGrid(ui.aggrid):
             self.run_grid_method("setGridOption", "rowData", rows)
         else:  # not in a browser yet: the rows go with the grid's first rendering
             self.options["rowData"] = rows
-
-
-# -- rows and options --------------------------------------------------------------------------
-def event_rows(updates: Iterable[EventUpdate], threshold: float,
-               limit: int = MAX_ROWS) -> list[dict]:
-    """Table rows of the latest state of each event, newest first, at most ``limit``."""
-    latest: dict[str, EventUpdate] = {}
-    for u in updates:
-        latest[u.id] = u
-    newest = sorted(latest.values(), key=lambda u: (u.last_seen, u.first_seen), reverse=True)
-    return [event_row(u, threshold) for u in newest[:limit]]
-
-
-def event_row(u: EventUpdate, threshold: float) -> dict:
-    """One row: plain values only (AG Grid shows them as text)."""
-    return {
-        **theme.event_cells(u),
-        "first_seen": _time(u.first_seen),
-        "last_seen": _time(u.last_seen),
-        "status": theme.display_severity(u.score_max, threshold),
-        "css": theme.row_class(u.score_max, threshold),
-    }
-
-
-def slider_position(threshold: float) -> float:
-    """Where the slider sits for a threshold: ``-log10(1 - threshold)``, the number of nines,
-    on the slider's grid. Calibrated thresholds that matter (1% down to 0.001% of normal
-    traffic above) all sit above 0.99: on a linear 0..1 slider they would share its last pixel.
-
-    >>> slider_position(0.0), slider_position(0.9), slider_position(0.999), slider_position(1.0)
-    (0.0, 1.0, 3.0, 5.0)
-    """
-    nines = -math.log10(max(1.0 - threshold, 10.0 ** -SLIDER_TOP))
-    return round(round(min(max(nines, 0.0), SLIDER_TOP) / SLIDER_STEP) * SLIDER_STEP, 2)
-
-
-def slider_threshold(position: float) -> float:
-    """The threshold at a slider position (inverse of :func:`slider_position`).
-
-    >>> slider_threshold(0.0), slider_threshold(2.0), slider_threshold(3.5)
-    (0.0, 0.99, 0.999684)
-    """
-    return round(1.0 - 10.0 ** -min(max(position, 0.0), SLIDER_TOP), 6)
-
-
-def format_threshold(threshold: float) -> str:
-    """Threshold text with the digits that tell thresholds near 1 apart.
-
-    >>> [format_threshold(t) for t in (0.5, 0.498813, 0.999, 0.9995, 0.999684, 0.99999)]
-    ['0.500', '0.499', '0.999', '0.9995', '0.99968', '0.99999']
-    """
-    nines = -math.log10(max(1.0 - threshold, 1e-9))
-    text = f"{threshold:.{min(max(3, math.floor(nines + 1e-9) + 2), 6)}f}"
-    while len(text) > 5 and text.endswith("0"):
-        text = text[:-1]
-    return text
-
-
-def false_alarm_text(threshold: float) -> str:
-    """What a calibrated threshold means, in false alarms.
-
-    >>> false_alarm_text(0.999), false_alarm_text(0.0)
-    ('≈ 0.1% of normal traffic flagged', 'all traffic flagged')
-    """
-    share = 1.0 - threshold
-    if share >= 1.0:
-        return "all traffic flagged"
-    return f"≈ {share * 100:.2g}% of normal traffic flagged"
-
-
-def score_axis_floor(scores: Iterable[float], threshold: float) -> float:
-    """Lower end of the score axis: zoomed to the scores and threshold shown (calibrated
-    scores of a busy network sit close to 1, where the threshold usually is too).
-
-    >>> score_axis_floor([0.997, 0.9995], 0.999), score_axis_floor([0.2], 0.9)
-    (0.99, 0.2)
-    >>> score_axis_floor([], 0.5)
-    0.5
-    """
-    low = min([threshold, *scores])
-    return max(0.0, math.floor(low * 100) / 100)
-
-
-def _time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%m-%d %H:%M:%S")
-
-
-def _chart(options: dict) -> ui.echart:
-    return ui.echart(options)
-
-
-TIME_AXIS = {"type": "time", "axisLabel": {"hideOverlap": True}, "splitNumber": 4}
-
-
-def _base(title: str) -> dict:
-    return {
-        "animation": False,
-        "backgroundColor": "transparent",
-        "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 13}},
-        "grid": {"left": 50, "right": 18, "top": 40, "bottom": 30},
-        "tooltip": {"trigger": "axis"},
-    }
-
-
-def _rate_options() -> dict:
-    return {**_base("Packets per second"), "xAxis": TIME_AXIS,
-            "yAxis": {"type": "value", "minInterval": 1},
-            "series": [{"type": "line", "name": "packets", "showSymbol": False, "data": [],
-                        "areaStyle": {"opacity": 0.15}, "color": "#3b82f6"}]}
-
-
-def _protocol_options() -> dict:
-    return {**_base("Protocols"), "xAxis": {"type": "category", "data": []},
-            "yAxis": {"type": "value"},
-            "series": [{"type": "bar", "name": "packets", "data": [], "color": "#14b8a6"}]}
-
-
-def _score_options() -> dict:
-    return {**_base("Highest anomaly score per second"), "xAxis": TIME_AXIS,
-            "yAxis": {"type": "value", "min": 0, "max": 1},
-            "series": [{"type": "line", "name": "max score", "showSymbol": False, "data": [],
-                        "color": "#ef4444",
-                        "markLine": {"symbol": "none", "silent": True,
-                                     "lineStyle": {"type": "dashed", "color": "#f59e0b"},
-                                     "label": {"formatter": "threshold {c}",
-                                               "position": "insideEndTop"},
-                                     "data": []}}]}
 
 
 def _status_text(live: LiveState, controller: Controller) -> str:

@@ -1,9 +1,10 @@
 """One event in a dialog: what, who, when, how sure and why, its sample packets, and export.
 
-The event is read from the database (where its samples are kept); an event the writer has
-not stored yet, or any event when the database is unavailable, comes from the controller's
-recent events. Sample packets are decoded from their bytes and shown as one-line summaries,
-as text.
+A dialog the dashboard and history pages open, not a page. The event is read from the
+database (where its samples are kept); an event the writer has not stored yet, or any event
+when the database is unavailable, comes from the controller's recent events. The controller
+decodes sample packets from their bytes into one-line summaries, shown as text, and writes
+them as a pcap.
 """
 
 from __future__ import annotations
@@ -11,22 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from nicegui import run, ui
-from sqlmodel import Session
 
-from netids.capture.pcapfile import write_pcap
 from netids.controller import Controller
-from netids.detect.decode import decode
-from netids.detect.event_records import EventUpdate
-from netids.detect.frames import FrameBatch
-from netids.detect.packets import summary
-from netids.store.export import FIELDS, event_record
+from netids.store.export import FIELDS, event_record, frames_pcap, packet_summaries
 from netids.store.queries import event_samples, get_event
 from netids.ui import theme
 
@@ -38,6 +31,9 @@ class RawSample:
     wirelen: int
     linktype: int
     score: float
+
+    def frame(self) -> tuple[float, bytes, int, int]:
+        return self.ts, self.data, self.wirelen, self.linktype
 
 
 @dataclass(slots=True)
@@ -57,16 +53,16 @@ async def show(controller: Controller, event_id: str) -> None:
     if detail is None:
         ui.notify("That event is no longer available.", type="warning")
         return
-    dialog(detail).open()
+    dialog(controller, detail).open()
 
 
 def load(controller: Controller, event_id: str) -> EventDetail | None:
     """The event's newest state: the controller's recent update when it has one (the database
     may be a moment behind), else the stored row; samples from the database (blocking)."""
     recent = load_recent(controller, event_id)
-    if controller.engine is None:
+    if not controller.has_database():
         return recent
-    with Session(controller.engine) as session:
+    with controller.session() as session:
         row = get_event(event_id, session=session)
         if row is None:
             return recent
@@ -79,7 +75,7 @@ def load(controller: Controller, event_id: str) -> EventDetail | None:
 
 
 def load_recent(controller: Controller, event_id: str) -> EventDetail | None:
-    latest: EventUpdate | None = None
+    latest: Any = None  # the newest update of the event in Controller.live.events
     samples: list[RawSample] = []
     for u in list(controller.live.events):
         if u.id == event_id:
@@ -91,7 +87,7 @@ def load_recent(controller: Controller, event_id: str) -> EventDetail | None:
     return EventDetail(update_record(latest, controller.settings.sensor), samples)
 
 
-def update_record(u: EventUpdate, sensor: str) -> dict[str, Any]:
+def update_record(u: Any, sensor: str) -> dict[str, Any]:
     """The export record of a live event (same fields as a stored one)."""
     return {
         "timestamp": datetime.fromtimestamp(u.first_seen, UTC),
@@ -104,18 +100,7 @@ def update_record(u: EventUpdate, sensor: str) -> dict[str, Any]:
     }
 
 
-def sample_summaries(samples: list[RawSample]) -> list[str]:
-    """One tcpdump-like line per sample, decoded from its bytes in one batch."""
-    if not samples:
-        return []
-    batch = FrameBatch.from_frames([s.data for s in samples], [s.ts for s in samples],
-                                   wirelen=[s.wirelen for s in samples],
-                                   linktype=[s.linktype for s in samples])
-    packets = decode(batch)
-    return [summary(packets, i) for i in range(len(samples))]
-
-
-def dialog(detail: EventDetail) -> ui.dialog:
+def dialog(controller: Controller, detail: EventDetail) -> ui.dialog:
     r = detail.record
     src = r["src_ip"] or f"{r['src_count']} sources"
     dst = r["dest_ip"] or f"{r['dest_count']} targets"
@@ -142,7 +127,7 @@ def dialog(detail: EventDetail) -> ui.dialog:
         ui.label(r["explanation"] or "(no explanation)").classes("whitespace-pre-wrap") \
             .mark("detail-explanation")
         ui.label(f"Sample packets ({len(detail.samples)})").classes("font-semibold mt-2")
-        lines = sample_summaries(detail.samples)
+        lines = packet_summaries([s.frame() for s in detail.samples])
         rows = [{"n": i + 1, "time": _when(datetime.fromtimestamp(s.ts, UTC), micro=True),
                  "score": f"{s.score:.4f}", "summary": line}
                 for i, (s, line) in enumerate(zip(detail.samples, lines, strict=True))]
@@ -163,7 +148,8 @@ def dialog(detail: EventDetail) -> ui.dialog:
                       on_click=lambda: ui.download.content(record_json(r), f"{stem}.json")) \
                 .props("outline").mark("detail-json")
             pcap = ui.button("Samples as pcap", icon="download",
-                             on_click=lambda: _download_pcap(detail.samples, f"{stem}.pcap")) \
+                             on_click=lambda: _download_pcap(controller, detail.samples,
+                                                             f"{stem}.pcap")) \
                 .props("outline").mark("detail-pcap")
             if not detail.samples:
                 pcap.disable()
@@ -184,18 +170,9 @@ def record_json(record: dict[str, Any]) -> bytes:
             + "\n").encode()
 
 
-def samples_pcap(samples: list[RawSample]) -> bytes:
-    """The samples as a pcap file (those of the first sample's link type)."""
-    linktype = samples[0].linktype
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "samples.pcap"
-        write_pcap(path, [(s.ts, s.data, s.wirelen) for s in samples if s.linktype == linktype],
-                   linktype=linktype)
-        return path.read_bytes()
-
-
-async def _download_pcap(samples: list[RawSample], name: str) -> None:
-    content = await run.io_bound(samples_pcap, samples) if samples else None
+async def _download_pcap(controller: Controller, samples: list[RawSample], name: str) -> None:
+    frames = [s.frame() for s in samples]
+    content = await run.io_bound(frames_pcap, frames) if samples else None
     if content:
         ui.download.content(content, name)
 

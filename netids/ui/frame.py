@@ -1,8 +1,9 @@
 """The shared page frame: header with navigation, dark/light toggle, and the admin check.
 
 Every control that changes state (start/stop, filter, threshold, training, model activation)
-asks :func:`is_admin` first. Without LAN mode everybody is admin; the LAN security module
-plugs its role check in with :func:`set_admin_check` (viewer: read only).
+asks :func:`is_admin` first, and its handler :func:`require_admin`. Both ask the app's
+:class:`~netids.ui.gate.Auth` (``app.state.auth``, made by ``netids.ui.login.install_auth``):
+without LAN mode everybody is admin; with it, a viewer may only read.
 """
 
 from __future__ import annotations
@@ -15,36 +16,18 @@ from nicegui import app, context, ui
 from nicegui.elements.mixins.disableable_element import DisableableElement
 
 from netids.ui import theme
+from netids.ui.gate import current_auth
 
 E = TypeVar("E", bound=DisableableElement)
-
-_admin_check: Callable[[], bool] | None = None
-_header_extras: list[Callable[[], None]] = []  # e.g. "signed in as ... / sign out" from auth
 
 PAGES = (("/", "Live", "monitor_heart"), ("/history", "History", "history"),
          ("/training", "Training", "model_training"))
 
 
-def set_admin_check(check: Callable[[], bool] | None) -> None:
-    """Install the role check of the current user (``None``: everybody is admin)."""
-    global _admin_check
-    _admin_check = check
-
-
-def add_header_extra(builder: Callable[[], None]) -> None:
-    """Add something to the right of every page header (called inside the header row)."""
-    _header_extras.append(builder)
-
-
-def reset() -> None:
-    """Forget installed hooks (a new app is being built)."""
-    set_admin_check(None)
-    _header_extras.clear()
-
-
 def is_admin() -> bool:
-    """Whether the current user may change state; True when no role check is installed."""
-    return True if _admin_check is None else bool(_admin_check())
+    """Whether the current user may change state; True when no auth is installed."""
+    auth = current_auth()
+    return True if auth is None else auth.role() == "admin"
 
 
 def require_admin() -> bool:
@@ -99,7 +82,8 @@ def frame(title: str) -> Iterator[None]:
                     f"flat no-caps color=white {'outline' if label == title else ''}"
                 ).mark(f"nav-{label.lower()}")
         ui.space()
-        for extra in _header_extras:
+        auth = current_auth()
+        for extra in auth.header_extras if auth is not None else ():
             extra()
         ui.button(icon="dark_mode", on_click=lambda: _toggle_dark(dark)) \
             .props("flat round color=white").tooltip("dark / light").mark("dark-toggle")

@@ -1,8 +1,8 @@
 """The history page: the stored anomaly log, filtered, paged and sorted by the database.
 
-Every query goes through :mod:`netids.store.queries` in ``run.io_bound``; the browser only ever
-holds one page of rows. Sorting a column in the grid re-queries the database, so the order
-is over all matching events, not just the page shown.
+Every query goes through the store's query functions, in a session from the controller, in
+``run.io_bound``; the browser only ever holds one page of rows. Sorting a column in the grid
+re-queries the database, so the order is over all matching events, not just the page shown.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nicegui import events, run, ui
-from sqlmodel import Session
 
 from netids.controller import Controller
-from netids.detect.event_records import SEVERITIES
 from netids.store.export import export_events
 from netids.store.queries import (
     EventFilter,
@@ -29,8 +27,7 @@ from netids.store.queries import (
     top_sources,
     top_targets,
 )
-from netids.store.tables import Event
-from netids.ui import event_detail, theme
+from netids.ui import charts, event_detail, theme
 from netids.ui.frame import is_dark, on_dark_change
 
 log = logging.getLogger(__name__)
@@ -61,16 +58,16 @@ class History:
         self.descending = True
         self.filter = EventFilter()
         self.data: Page | None = None
-        if controller.engine is None:
+        if not controller.has_database():
             ui.label(f"The event history needs the database: {controller.db_error or 'not open'}")\
                 .classes("text-negative").mark("history-unavailable")
         self._filters()
         with ui.row().classes("w-full gap-4 flex-nowrap max-lg:flex-wrap"):
-            self.minute_chart = ui.echart(_minute_options()).classes("flex-[2] min-w-[320px] h-60")\
-                .mark("minute-chart")
-            self.sources_chart = ui.echart(_top_options("Top sources", "#8b5cf6")) \
+            self.minute_chart = ui.echart(charts.minute_options()) \
+                .classes("flex-[2] min-w-[320px] h-60").mark("minute-chart")
+            self.sources_chart = ui.echart(charts.top_options("Top sources", "#8b5cf6")) \
                 .classes("flex-1 min-w-[260px] h-60").mark("sources-chart")
-            self.targets_chart = ui.echart(_top_options("Top targets", "#ef4444")) \
+            self.targets_chart = ui.echart(charts.top_options("Top targets", "#ef4444")) \
                 .classes("flex-1 min-w-[260px] h-60").mark("targets-chart")
         with ui.card().classes("w-full"):
             with ui.row().classes("w-full items-center gap-2"):
@@ -109,9 +106,9 @@ class History:
             self.kind = ui.input("Kind").classes("w-32").mark("filter-kind")
             self.min_score = ui.number("Min score", min=0, max=1, step=0.01, format="%.2f") \
                 .classes("w-28").mark("filter-score")
-            self.severity = ui.select({"": "any", **{s: f"{s} or worse" for s in SEVERITIES}},
-                                      value="", label="Severity").classes("w-40") \
-                .mark("filter-severity")
+            severities = {s: f"{s} or worse" for s in self.c.severities()}
+            self.severity = ui.select({"": "any", **severities}, value="", label="Severity") \
+                .classes("w-40").mark("filter-severity")
             with ui.row().classes("items-center gap-2 self-center"):
                 ui.button("Apply", icon="filter_alt", on_click=self.apply).mark("filter-apply")
                 ui.button("Clear", on_click=self.clear).props("flat").mark("filter-clear")
@@ -143,7 +140,7 @@ class History:
         await self.reload()
 
     async def reload(self) -> None:
-        if self.c.engine is None:
+        if not self.c.has_database():
             return
         try:
             data = await run.io_bound(self._query)
@@ -158,7 +155,7 @@ class History:
         self._show(data)
 
     async def export(self, fmt: str) -> None:
-        if self.c.engine is None:
+        if not self.c.has_database():
             ui.notify("No database: nothing to export.", type="warning")
             return
         try:
@@ -203,7 +200,7 @@ class History:
     # -- blocking helpers (run.io_bound) ---------------------------------------------------------
     def _query(self) -> Page:
         f = self.filter
-        with Session(self.c.engine) as session:
+        with self.c.session() as session:
             rows = query_events(session=session, filter=f, sort=self.sort,
                                 descending=self.descending, offset=self.offset, limit=PAGE_SIZE)
             return Page(
@@ -217,7 +214,7 @@ class History:
 
     def _export(self, fmt: str) -> tuple[bytes, int]:
         out = io.StringIO()
-        with Session(self.c.engine) as session:
+        with self.c.session() as session:
             n = export_events(out, fmt, session=session, filter=self.filter)
         return out.getvalue().encode(), n
 
@@ -244,13 +241,13 @@ class History:
     def _draw_charts(self, data: Page) -> None:
         dark = is_dark()
         minute = self.minute_chart.options
-        theme.apply_chart_theme(minute, dark)
+        charts.apply_chart_theme(minute, dark)
         minute["xAxis"]["data"] = [m.strftime("%m-%d %H:%M") for m, _, _ in data.per_minute]
         minute["series"][0]["data"] = [n for _, n, _ in data.per_minute]
         self.minute_chart.update()
         for chart, top, many in ((self.sources_chart, data.sources, "many sources"),
                                  (self.targets_chart, data.targets, "many targets")):
-            theme.apply_chart_theme(chart.options, dark)
+            charts.apply_chart_theme(chart.options, dark)
             top = list(reversed(top))
             chart.options["yAxis"]["data"] = [name or many for name, _, _ in top]
             chart.options["series"][0]["data"] = [n for _, n, _ in top]
@@ -280,7 +277,8 @@ class History:
 GRID_TO_DB = {"score": "score_max"}
 
 
-def history_row(e: Event) -> dict[str, Any]:
+def history_row(e: Any) -> dict[str, Any]:
+    """One row of a stored event (a row of ``query_events``)."""
     return {
         **theme.event_cells(e),
         "first_seen": _when(e.first_seen),
@@ -313,23 +311,3 @@ def _address_problem(text: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
-
-
-def _minute_options() -> dict:
-    return {"animation": False, "backgroundColor": "transparent",
-            "title": {"text": "Events per minute", "left": 8, "top": 4,
-                      "textStyle": {"fontSize": 13}},
-            "grid": {"left": 45, "right": 15, "top": 40, "bottom": 30},
-            "tooltip": {"trigger": "axis"}, "xAxis": {"type": "category", "data": []},
-            "yAxis": {"type": "value", "minInterval": 1},
-            "series": [{"type": "bar", "name": "events", "data": [], "color": "#f59e0b",
-                        "barMaxWidth": 40}]}
-
-
-def _top_options(title: str, color: str) -> dict:
-    return {"animation": False, "backgroundColor": "transparent",
-            "title": {"text": title, "left": 8, "top": 4, "textStyle": {"fontSize": 13}},
-            "grid": {"left": 110, "right": 15, "top": 40, "bottom": 25},
-            "tooltip": {"trigger": "axis"}, "xAxis": {"type": "value", "minInterval": 1},
-            "yAxis": {"type": "category", "data": []},
-            "series": [{"type": "bar", "name": "events", "data": [], "color": color}]}

@@ -1,8 +1,8 @@
-"""Severity colours and the small CSS the pages share.
+"""Severity colours, the small CSS the pages share, and the event tables' columns and rows.
 
 Rows of the event tables are coloured by how anomalous they are *at the current threshold*:
 an event whose highest score reaches the threshold is "anomalous" (red); below it, a score
-from ``EventConfig.suspicious_at`` is "suspicious" (orange); lower scores are "normal", shaded
+from ``Controller.suspicious_at()`` is "suspicious" (orange); lower scores are "normal", shaded
 from white to yellow as the score rises. Moving the threshold therefore recolours the table.
 
 >>> display_severity(0.95, 0.9), display_severity(0.95, 0.99), display_severity(0.2, 0.99)
@@ -13,15 +13,13 @@ from white to yellow as the score rises. Moving the threshold therefore recolour
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
-from netids.detect.event_records import EventConfig
+from netids.controller import Controller
 
-if TYPE_CHECKING:
-    from netids.detect.event_records import EventUpdate
-    from netids.store.tables import Event
-
-SUSPICIOUS_AT = EventConfig().suspicious_at
+SUSPICIOUS_AT = Controller.suspicious_at()
 NORMAL_SHADES = 5  # white -> yellow steps for scores below SUSPICIOUS_AT
 
 SEVERITY_COLORS = {"normal": "#fde047", "suspicious": "#f97316", "anomalous": "#dc2626"}
@@ -66,25 +64,10 @@ def row_class_rules() -> dict[str, str]:
     return {f":{name}": f"params => params.data.css === '{name}'" for name in ROW_CLASSES}
 
 
-def apply_chart_theme(options: dict, dark: bool) -> None:
-    """Set an ECharts option dict's text and grid-line colours for dark or light mode."""
-    text = "#e5e7eb" if dark else "#374151"
-    lines = "#374151" if dark else "#e5e7eb"
-    options["backgroundColor"] = "transparent"
-    options["textStyle"] = {"color": text}
-    if "title" in options:
-        options["title"].setdefault("textStyle", {})["color"] = text
-    if "legend" in options:
-        options["legend"]["textStyle"] = {"color": text}
-    for axis in ("xAxis", "yAxis"):
-        if axis in options:
-            options[axis]["axisLabel"] = {**options[axis].get("axisLabel", {}), "color": text}
-            options[axis]["splitLine"] = {"lineStyle": {"color": lines}}
-
-
-def event_cells(e: EventUpdate | Event) -> dict[str, Any]:
-    """The cells a live event (:class:`EventUpdate`) and a stored one (:class:`Event`) fill
-    alike, by the column ids of :func:`event_grid_options`; times and severity differ."""
+def event_cells(e: Any) -> dict[str, Any]:
+    """The cells a live event (from ``Controller.live.events``) and a stored one (a row of
+    ``query_events``) fill alike, by the column ids of :func:`event_grid_options`; times and
+    severity differ."""
     return {
         "id": e.id,
         "src": e.src or f"{e.src_count} sources",
@@ -128,3 +111,29 @@ def event_grid_options(*, status: tuple[str, str], time_width: int, sensor: bool
         "suppressCellFocus": True,
         "overlayNoRowsTemplate": empty,
     }
+
+
+def event_rows(updates: Iterable[Any], threshold: float, limit: int) -> list[dict]:
+    """Live table rows (``Controller.live.events``): the latest state of each event, newest
+    first, at most ``limit``."""
+    latest: dict[str, Any] = {}
+    for u in updates:
+        latest[u.id] = u
+    newest = sorted(latest.values(), key=lambda u: (u.last_seen, u.first_seen), reverse=True)
+    return [event_row(u, threshold) for u in newest[:limit]]
+
+
+def event_row(u: Any, threshold: float) -> dict:
+    """One row of a live event (``Controller.live.events``): plain values only (AG Grid shows
+    them as text)."""
+    return {
+        **event_cells(u),
+        "first_seen": _time(u.first_seen),
+        "last_seen": _time(u.last_seen),
+        "status": display_severity(u.score_max, threshold),
+        "css": row_class(u.score_max, threshold),
+    }
+
+
+def _time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%m-%d %H:%M:%S")

@@ -8,18 +8,15 @@ training commands; a failed training leaves the previous model active and says w
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from nicegui import run, ui
 
-from netids.capture.source import CaptureError
-from netids.controller import Controller
-from netids.training.retrain import TrainingError
-from netids.training.train import TrainConfig
-from netids.ui import theme
-from netids.ui.capture_form import capture_target, filter_problem, interface_options
-from netids.ui.dashboard import SAMPLE
+from netids.controller import CaptureError, Controller, TrainingError
+from netids.ui import charts
+from netids.ui.capture_form import SAMPLE, capture_target, filter_problem, interface_options
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 
 log = logging.getLogger(__name__)
@@ -49,7 +46,7 @@ class TrainingPage:
             self._train_card()
         with ui.row().classes("w-full gap-4 items-stretch flex-nowrap max-lg:flex-wrap"):
             with ui.card().classes("flex-[3] min-w-[360px]"):
-                self.loss_chart = ui.echart(_loss_options()).classes("w-full h-72") \
+                self.loss_chart = ui.echart(charts.loss_options()).classes("w-full h-72") \
                     .mark("loss-chart")
             with ui.card().classes("flex-[2] min-w-[320px]"):
                 ui.label("Final report").classes("text-lg font-semibold")
@@ -71,11 +68,11 @@ class TrainingPage:
         with ui.card().classes("flex-1 min-w-[380px]"):
             ui.label("1 · Capture normal traffic").classes("text-lg font-semibold")
             with ui.row().classes("w-full items-start gap-2"):
-                self.interface = admin_only(ui.select(interface_options(), value="any",
+                self.interface = admin_only(ui.select(interface_options(self.c), value="any",
                                                       label="Interface")
                                             .classes("min-w-[180px]").mark("train-interface"))
                 self.bpf = admin_only(ui.input("Capture filter (BPF)",
-                                               validation=filter_problem)
+                                               validation=lambda v: filter_problem(self.c, v))
                                       .classes("flex-1").mark("train-bpf"))
             admin_only(ui.button("Start capture for training", icon="fiber_manual_record",
                                  on_click=self.start_capture).mark("train-start-capture"))
@@ -93,10 +90,11 @@ class TrainingPage:
         with ui.card().classes("flex-1 min-w-[320px]"):
             ui.label("2 · Train").classes("text-lg font-semibold")
             stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+            epochs = self.c.default_train_config().epochs
             self.name = admin_only(ui.input("Name of the new model", value=f"model-{stamp}")
                                    .classes("w-full").mark("train-name"))
             self.epochs = admin_only(ui.number("Max epochs (stops early when it stops "
-                                               "improving)", value=TrainConfig.epochs, min=1,
+                                               "improving)", value=epochs, min=1,
                                                max=200, step=1, format="%d")
                                      .classes("w-full").mark("train-epochs"))
             with ui.row().classes("gap-2"):
@@ -110,7 +108,7 @@ class TrainingPage:
     async def start_capture(self) -> None:
         if not require_admin():
             return
-        target = capture_target(self.interface.value, self.bpf.value)
+        target = capture_target(self.c, self.interface.value, self.bpf.value)
         if target is None:
             return
         try:
@@ -138,10 +136,11 @@ class TrainingPage:
     async def stop_and_train(self) -> None:
         if not require_admin():
             return
-        epochs = int(self.epochs.value or TrainConfig.epochs)
+        config = self.c.default_train_config()
+        epochs = int(self.epochs.value or config.epochs)
         name = (self.name.value or "").strip()
         try:
-            task = self.c.stop_and_train(name, TrainConfig(epochs=max(1, epochs)))
+            task = self.c.stop_and_train(name, replace(config, epochs=max(1, epochs)))
             self.train_button.disable()
             ok = await task
         except TrainingError as exc:
@@ -188,7 +187,7 @@ class TrainingPage:
         self.report.set_text(t.report)
         self.error.set_text(t.error if t.phase == "failed" else "")
         opts = self.loss_chart.options
-        theme.apply_chart_theme(opts, is_dark())
+        charts.apply_chart_theme(opts, is_dark())
         opts["xAxis"]["data"] = [e for e, _, _ in t.history]
         opts["series"][0]["data"] = [round(v, 5) for _, v, _ in t.history]
         opts["series"][1]["data"] = [round(v, 5) for _, _, v in t.history]
@@ -250,16 +249,3 @@ def _details(details: dict | None) -> str:
     if "packets" in details:
         parts.append(f"{details['packets']:,} packets")
     return " · ".join(parts)
-
-
-def _loss_options() -> dict:
-    return {"animation": False, "backgroundColor": "transparent",
-            "title": {"text": "Loss per epoch", "left": 8, "top": 4,
-                      "textStyle": {"fontSize": 13}},
-            "legend": {"top": 4, "right": 10},
-            "grid": {"left": 55, "right": 15, "top": 40, "bottom": 30},
-            "tooltip": {"trigger": "axis"},
-            "xAxis": {"type": "category", "name": "epoch", "data": []},
-            "yAxis": {"type": "log"},
-            "series": [{"type": "line", "name": "training", "data": [], "color": "#3b82f6"},
-                       {"type": "line", "name": "validation", "data": [], "color": "#f59e0b"}]}
