@@ -16,7 +16,7 @@ from netids.training import evaluate as ev
 from netids.training.checkpoint import save
 from netids.training.train import TrainConfig, feature_names, read_capture, train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 NORMAL = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
 ATTACKS = [DATA / "attack" / "evilfingers__TCP_SYN_SCAN.pcap",
            DATA / "attack" / "sanders__http_dvwa_sqlinjection.pcapng"]

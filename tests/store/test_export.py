@@ -21,8 +21,8 @@ from netids.detect.scored import ScoredBatch
 from netids.store.export import FIELDS, event_record, read_export
 from netids.store.storage import EventStore, open_database, query_events
 from tests.data_paths import shared_data
-from tests.test_events import SYN_FLOOD, scored
-from tests.test_storage import FAST, T0
+from tests.detect.test_events import SYN_FLOOD, scored
+from tests.store.test_storage import FAST, T0
 
 AWKWARD = 'he said "stop", then left;\nnew line, tab\t, ünïcode ✓, quote \' and \\ backslash'
 

@@ -14,7 +14,7 @@ from netids.detect.detector import Detector, Scores, ThresholdPolicy
 from netids.detect.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
 from netids.training.train import TrainConfig, feature_names, read_capture, train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
 

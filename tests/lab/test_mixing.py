@@ -15,7 +15,7 @@ from netids.commands import mix as mix_command
 from netids.config import Settings
 from netids.lab.mixing import AttackSource, mix, read_labels
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 NORMAL = [DATA / "benign" / "zeek__wikipedia.pcap",
           DATA / "benign" / "iotlab__schlage-lock-01.pcap"]
 SCAN = DATA / "attack" / "sanders__synscan.pcapng"  # has synscan.labels.csv beside it

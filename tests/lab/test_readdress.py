@@ -18,7 +18,7 @@ from netids.lab.mixing import mix, read_labels
 from netids.lab.readdress import AddressSpace, address_fields, capture_addresses, rewrite
 from netids.training.train import read_capture
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 A4, B4, C4 = "192.168.1.10", "192.168.1.1", "192.168.7.10"
 A6, B6, C6 = "fd00:1:2:3::10", "fd00:1:2:3::1", "fd00:1:2:9::10"
 

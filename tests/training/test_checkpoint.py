@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from netids.config import PROJECT_ROOT
 from netids.detect.detector import Detector
 from netids.training.checkpoint import FORMAT_VERSION, CheckpointError, load, save
 from netids.training.train import TrainConfig, feature_names, read_capture, train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
 
 
@@ -121,7 +121,7 @@ def test_killed_mid_save_leaves_no_half_file(report, tmp_path):
     source = save(report.checkpoint, tmp_path / "source.pt")
     target = tmp_path / "models" / "default.pt"
     proc = subprocess.Popen([sys.executable, "-c", SAVER, str(source), str(target)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 60

@@ -50,7 +50,7 @@ from netids.store.storage import (
 )
 from netids.store.tables import TABLES, Event
 from tests.conftest import reset_postgres
-from tests.test_events import latest, scored
+from tests.detect.test_events import latest, scored
 
 FAST = StorageSettings(
     flush_interval=0.05, busy_timeout_ms=200, retry_min=0.05, retry_max=0.2, close_timeout=5
@@ -629,7 +629,7 @@ def test_a_process_that_forgets_close_still_writes_everything(storage_url: str) 
         "import sys\n"
         "from netids.config import StorageSettings\n"
         "from netids.store.storage import EventStore, open_database\n"
-        "from tests.test_storage import flood_and_scans\n"
+        "from tests.store.test_storage import flood_and_scans\n"
         "store = EventStore(open_database(sys.argv[1]), sensor='forgetful',\n"
         "                   settings=StorageSettings(flush_interval=60))\n"
         "store.write(flood_and_scans(500))\n"
