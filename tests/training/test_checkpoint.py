@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,21 +17,19 @@ from netids.detect.detector import Detector
 from netids.training.checkpoint import FORMAT_VERSION, CheckpointError, load, save
 from netids.training.train import TrainConfig, feature_names, read_capture, train
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
+CAPTURE = "benign/iotlab__lockly-hub-01.pcap"  # in the shared data
 
 
 @pytest.fixture(scope="module")
-def report():
-    packets, feats = read_capture(CAPTURE)
+def report(shared_data):
+    packets, feats = read_capture(shared_data / CAPTURE)
     return train([(packets.take(slice(0, 12000)), feats[:12000])], feature_names(),
                  TrainConfig(epochs=1, max_train_windows=300, threads=2))
 
 
 @pytest.fixture(scope="module")
-def fresh():
-    packets, feats = read_capture(CAPTURE)
+def fresh(shared_data):
+    packets, feats = read_capture(shared_data / CAPTURE)
     return packets.take(slice(30000, 32000)), feats[30000:32000]
 
 

@@ -19,7 +19,7 @@ from netids.store.storage import make_engine
 from netids.store.tables import Event
 from netids.ui import frame
 from netids.ui.dashboard import SLIDER_TOP, slider_position, slider_threshold
-from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
+from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     AppPaths,
     app_paths,
