@@ -9,6 +9,18 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared captures folder: NETIDS_SHARED_DATA, else shared/data beside the project.
+
+    Every test that reads shared captures takes it; without them (no MANIFEST.tsv there) each
+    such test skips with the same message, which names the folder looked at.
+    """
+    from tests.support import shared_data_or_skip
+
+    return shared_data_or_skip()
+
+
 @pytest.fixture(scope="module")
 def lab_net() -> Iterator[object]:
     """A small lab network: hosts ``a`` (10.77.0.21) and ``b`` (10.77.0.22) on one bridge.

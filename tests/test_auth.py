@@ -28,7 +28,7 @@ from netids.auth import (
 from netids.config import PROJECT_ROOT, AuthSettings, Settings, load_settings
 from netids.ui.gate import Auth, Gate
 from netids.ui.login import LanConfigError, auth_required, check_credentials
-from tests.lan_support import clean_env
+from tests.support import clean_env
 
 FAST = {"n": 2**10}  # tests hash with a cheap cost; the app uses SCRYPT_N
 

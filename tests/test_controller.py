@@ -9,15 +9,13 @@ import pytest
 from sqlmodel import Session, select
 
 from netids.capture.pcapfile import read_batches
-from netids.config import PROJECT_ROOT, Settings
+from netids.config import Settings
 from netids.controller import Controller
 from netids.store.engine import make_engine
 from netids.store.tables import Event
 from netids.training.retrain import TrainingError
 from netids.training.train import TrainConfig
-from tests.data_paths import shared_data
-
-SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
+from tests.support import SAMPLE
 
 
 @pytest.fixture
@@ -85,8 +83,8 @@ def trainable(tmp_path: Path, trained_model: Path) -> Controller:
 
 
 async def test_capture_and_retrain_activates_the_new_model_and_rolls_back(
-        trainable: Controller) -> None:
-    normal = shared_data() / "benign" / "iotlab__schlage-lock-01.pcap"
+        trainable: Controller, shared_data: Path) -> None:
+    normal = shared_data / "benign" / "iotlab__schlage-lock-01.pcap"
     await trainable.start_training_file(normal)
     assert trainable.training.phase == "capturing"
     assert await trainable.stop_and_train("lab-1", TrainConfig(epochs=2, max_train_windows=400))
@@ -102,9 +100,10 @@ async def test_capture_and_retrain_activates_the_new_model_and_rolls_back(
     await trainable.close()
 
 
-async def test_failed_training_keeps_the_previous_model(trainable: Controller) -> None:
+async def test_failed_training_keeps_the_previous_model(trainable: Controller,
+                                                        shared_data: Path) -> None:
     before = trainable.detector
-    await trainable.start_training_file(shared_data() / "benign" / "zeek__wikipedia.pcap")
+    await trainable.start_training_file(shared_data / "benign" / "zeek__wikipedia.pcap")
     assert not await trainable.stop_and_train("too-small")
     assert trainable.training.phase == "failed"
     assert "too little normal traffic" in trainable.training.error

@@ -22,7 +22,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from netids.config import PROJECT_ROOT
-from tests.lan_support import (
+from tests.support import (
     AppProcess,
     add_user,
     chromium,
@@ -282,7 +282,7 @@ def test_admin_can_start_and_stop_a_capture(lan: Lan) -> None:
 def test_admin_upload_passes_the_gate_and_its_name_stays_text(lan: Lan, tmp_path: Path) -> None:
     import shutil
 
-    from tests.lan_support import SAMPLE
+    from tests.support import SAMPLE
 
     hostile = tmp_path / "<img src=x onerror=window.pwned=1>.pcap"
     shutil.copy(SAMPLE, hostile)

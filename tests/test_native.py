@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from netids.config import PROJECT_ROOT
-from tests.lan_support import (
+from tests.support import (
     AppProcess,
     clean_env,
     free_port,

@@ -22,11 +22,18 @@ upserts by ``id``).
 
 >>> import numpy as np
 >>> from netids.detect.frames import FrameBatch
+>>> from netids.detect.packets import COLUMNS, PacketBatch, parse_ip
 >>> from netids.detect.scored import ScoredBatch
 >>> n = 1000                                   # a spoofed SYN flood: 1000 sources, one target
 >>> frames = FrameBatch.from_frames([b"x" * 60] * n, np.arange(n) * 0.001)
->>> packets = _test_packets(n, src=[f"10.0.{i // 250}.{i % 250}" for i in range(n)],
-...                         dst="192.0.2.1", dport=80)
+>>> src = np.array([parse_ip(f"10.0.{i // 250}.{i % 250}") for i in range(n)], np.uint64)
+>>> dst = np.array([parse_ip("192.0.2.1")] * n, np.uint64)
+>>> columns = {name: np.full(n, -1) for name in COLUMNS}   # -1: not in the packet
+>>> columns.update(ts=frames.ts, length=np.full(n, 60), status=np.zeros(n, np.uint16),
+...                ethertype=np.full(n, 0x0800), ip_version=np.full(n, 4), proto=np.full(n, 6),
+...                src_hi=src[:, 0], src_lo=src[:, 1], dst_hi=dst[:, 0], dst_lo=dst[:, 1],
+...                sport=np.full(n, 40000), dport=np.full(n, 80), tcp_flags=np.full(n, 2))
+>>> packets = PacketBatch(**columns)                       # TCP SYNs to 192.0.2.1:80
 >>> scores = np.full(n, 0.9995, np.float32)
 >>> batch = ScoredBatch(frames, packets, np.zeros((n, 1), np.float32), scores, 0.5,
 ...                     scores >= 0.5, ["flood"] * n, ["SYN rate 1000/s, normal 2/s"] * n)
@@ -344,40 +351,3 @@ class EventAggregator:
             for k in [k for k, f in fans.items() if f.last_seen < cutoff]:
                 del fans[k]
 
-
-def _test_packets(
-    n: int,
-    *,
-    src: str | list[str],
-    dst: str | list[str],
-    sport: int = 40000,
-    dport: int = 80,
-    proto: int = 6,
-    ts: np.ndarray | None = None,
-) -> PacketBatch:
-    """A :class:`PacketBatch` of ``n`` IPv4 packets with the given addresses (doctests, tests)."""
-    from netids.detect.packets import parse_ip
-
-    def pairs(value: str | list[str]) -> tuple[np.ndarray, np.ndarray]:
-        values = [value] * n if isinstance(value, str) else value
-        hl = np.array([parse_ip(v) for v in values], dtype=np.uint64).reshape(n, 2)
-        return hl[:, 0].copy(), hl[:, 1].copy()
-
-    src_hi, src_lo = pairs(src)
-    dst_hi, dst_lo = pairs(dst)
-
-    def col(value: int, dtype: type) -> np.ndarray:
-        return np.full(n, value, dtype=dtype)
-
-    return PacketBatch(
-        ts=np.arange(n, dtype=np.float64) * 0.001 if ts is None else np.asarray(ts, np.float64),
-        length=col(60, np.int32), status=col(7, np.uint16), ethertype=col(0x0800, np.int32),
-        vlan=col(-1, np.int32), src_mac=col(0x020000000001, np.uint64),
-        dst_mac=col(0x020000000002, np.uint64), ip_version=col(4, np.int8),
-        proto=col(proto, np.int16), ttl=col(64, np.int16), src_hi=src_hi, src_lo=src_lo,
-        dst_hi=dst_hi, dst_lo=dst_lo, frag=col(0, np.int32), sport=col(sport, np.int32),
-        dport=col(dport, np.int32), tcp_flags=col(2 if proto == 6 else -1, np.int16),
-        window=col(1024, np.int32), udp_len=col(-1, np.int32), icmp_type=col(-1, np.int16),
-        icmp_code=col(-1, np.int16), arp_op=col(-1, np.int16), arp_sha=col(0, np.uint64),
-        payload=col(0, np.int32),
-    )

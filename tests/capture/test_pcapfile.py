@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from netids.capture.pcapfile import CHUNK, CaptureFileError, read_batches, write_pcap
-from tests.data_paths import shared_data
 
 
 def frames_of(path: Path, batch_size: int = 4096) -> list[tuple[float, bytes, int]]:
@@ -18,8 +17,8 @@ def frames_of(path: Path, batch_size: int = 4096) -> list[tuple[float, bytes, in
             for b in read_batches(path, batch_size) for i in range(len(b))]
 
 
-def test_every_shared_capture_yields_its_manifest_packet_count() -> None:
-    data = shared_data()
+def test_every_shared_capture_yields_its_manifest_packet_count(shared_data: Path) -> None:
+    data = shared_data
     with (data / "MANIFEST.tsv").open() as fh:
         for row in csv.DictReader(fh, delimiter="\t"):
             if row["packets"]:

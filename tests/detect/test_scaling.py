@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from netids.capture.pcapfile import read_batches
@@ -14,32 +16,34 @@ from netids.detect.scaling import (
     categorical_codes,
     icmp_code_class,
 )
-from tests.data_paths import shared_data
 
 
-def packets_of(name: str):
-    return decode(next(iter(read_batches(shared_data() / name, 1 << 16))))
+def packets_of(data: Path, name: str):
+    return decode(next(iter(read_batches(data / name, 1 << 16))))
 
 
-def test_icmp_codes_of_real_pings_traceroutes_and_neighbour_discovery_are_defined() -> None:
+def test_icmp_codes_of_real_pings_traceroutes_and_neighbour_discovery_are_defined(
+        shared_data: Path) -> None:
     for name in ("benign/sanders__icmp_echo.pcapng", "benign/sanders__icmp_traceroute.pcapng",
                  "benign/sanders__icmpv6_neighbor_solicitation.pcapng"):
-        p = packets_of(name)
+        p = packets_of(shared_data, name)
         icmp = p.icmp_type >= 0
         assert icmp.any(), name
         assert (icmp_code_class(p)[icmp] == 1).all(), name
 
 
-def test_the_fuzzed_icmp_of_the_suricata_anomaly_capture_has_codes_its_types_lack() -> None:
-    p = packets_of("attack/suricata__anomaly.pcap")
+def test_the_fuzzed_icmp_of_the_suricata_anomaly_capture_has_codes_its_types_lack(
+        shared_data: Path) -> None:
+    p = packets_of(shared_data, "attack/suricata__anomaly.pcap")
     icmp = p.icmp_type >= 0
     classes = icmp_code_class(p)[icmp]
     assert (classes == 2).mean() > 0.8, np.unique(classes, return_counts=True)
     assert (icmp_code_class(p)[~icmp] == 0).all()
 
 
-def test_how_much_a_capture_kept_of_each_packet_does_not_change_its_codes() -> None:
-    p = packets_of("benign/iotlab__schlage-lock-01.pcap")
+def test_how_much_a_capture_kept_of_each_packet_does_not_change_its_codes(
+        shared_data: Path) -> None:
+    p = packets_of(shared_data, "benign/iotlab__schlage-lock-01.pcap")
     codes = categorical_codes(p)
     whole = p.take(np.flatnonzero(p.status & FLAG_SNAPPED == 0))
     snapped = p.take(np.flatnonzero(p.status & FLAG_SNAPPED))
@@ -49,7 +53,8 @@ def test_how_much_a_capture_kept_of_each_packet_does_not_change_its_codes() -> N
     assert codes.max(axis=0).tolist() < list(CATEGORICAL.values())
 
 
-def test_real_traffic_has_sane_addresses_and_a_random_spoofed_flood_does_not() -> None:
+def test_real_traffic_has_sane_addresses_and_a_random_spoofed_flood_does_not(
+        shared_data: Path) -> None:
     names = list(CATEGORICAL)
     bogus_src = {ADDRESS_CLASSES.index(c) for c in ("multicast", "broadcast", "reserved")}
     bogus_mac = {MAC_CLASSES.index("group source MAC"),
@@ -57,10 +62,11 @@ def test_real_traffic_has_sane_addresses_and_a_random_spoofed_flood_does_not() -
     for name in ("benign/zeek__wikipedia.pcap", "benign/iotlab__lockly-hub-01.pcap",
                  "benign/sanders__dhcp_nolease_initialization.pcapng",
                  "benign/zeek__mdns.pcap", "benign/sanders__http_ip4and6.pcapng"):
-        codes = categorical_codes(packets_of(name))
+        codes = categorical_codes(packets_of(shared_data, name))
         assert not set(codes[:, names.index("src_addr")]) & bogus_src, name
         assert not set(codes[:, names.index("mac")]) & bogus_mac, name
-    codes = categorical_codes(packets_of("attack/ppa__dosattack.pcap"))  # random MACs and IPs
+    # random MACs and IPs
+    codes = categorical_codes(packets_of(shared_data, "attack/ppa__dosattack.pcap"))
     odd = (np.isin(codes[:, names.index("src_addr")], list(bogus_src))
            | np.isin(codes[:, names.index("dst_addr")], [ADDRESS_CLASSES.index("reserved")])
            | np.isin(codes[:, names.index("mac")], list(bogus_mac)))

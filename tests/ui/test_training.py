@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nicegui.testing import User
 
-from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
+from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     AppPaths,
     app_paths,
     controller_of_app,

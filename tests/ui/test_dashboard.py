@@ -19,7 +19,7 @@ from netids.capture.pcapfile import read_batches
 from netids.store.engine import make_engine
 from netids.store.tables import Event
 from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
-from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
+from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     AppPaths,
     app_paths,

@@ -17,11 +17,8 @@ from netids.training.checkpoint import save
 from netids.training.data import read_capture
 from netids.training.train import TrainConfig, train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-NORMAL = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
-ATTACKS = [DATA / "attack" / "evilfingers__TCP_SYN_SCAN.pcap",
-           DATA / "attack" / "sanders__http_dvwa_sqlinjection.pcapng"]
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
+NORMAL = "benign/iotlab__lockly-hub-01.pcap"  # in the shared data
+ATTACKS = ["attack/evilfingers__TCP_SYN_SCAN.pcap", "attack/sanders__http_dvwa_sqlinjection.pcapng"]
 
 
 def test_metrics_of_a_perfect_and_a_useless_detector():
@@ -34,9 +31,9 @@ def test_metrics_of_a_perfect_and_a_useless_detector():
     assert 0.3 < roc < 0.7 and det[0] <= 0.2
 
 
-def test_seed_scaling_erases_what_the_numbers_mean():
+def test_seed_scaling_erases_what_the_numbers_mean(shared_data):
     """The seed's flaw, rebuilt on purpose: every packet min-max scaled by its own values."""
-    packets, _ = read_capture(DATA / "benign" / "sanders__dns.pcap")
+    packets, _ = read_capture(shared_data / "benign" / "sanders__dns.pcap")
     x = ev.seed_inputs(packets)
     assert x.shape == (len(packets), 8)
     assert np.allclose(x.min(axis=1), 0) and np.allclose(x.max(axis=1), 1)
@@ -57,17 +54,18 @@ def test_table_has_overall_then_kinds_for_every_method():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, shared_data):
     tmp = tmp_path_factory.mktemp("eval")
-    packets, feats = read_capture(NORMAL)
+    normal, attacks = shared_data / NORMAL, [shared_data / a for a in ATTACKS]
+    packets, feats = read_capture(normal)
     cut = int(0.6 * len(packets))
     report = train([(packets.take(slice(0, cut)), feats[:cut])],
                    TrainConfig(epochs=3, max_train_windows=2000, threads=2),
-                   sources=[str(NORMAL)])
+                   sources=[str(normal)])
     report.checkpoint.metadata["part"] = [0.0, 0.6]
     model = save(report.checkpoint, tmp / "m.pt")
     mixed, labels = tmp / "mix.pcap", tmp / "mix.labels.csv"
-    mix([NORMAL], [AttackSource(a, max_packets=400) for a in ATTACKS], mixed, labels,
+    mix([normal], [AttackSource(a, max_packets=400) for a in attacks], mixed, labels,
         normal_part=(0.6, 1.0), seed=2)
     return model, mixed, labels
 

@@ -22,7 +22,6 @@ from netids.commands import score as score_command
 from netids.config import PROJECT_ROOT
 from netids.detect.pipeline import Pipeline
 from netids.training.checkpoint import load_detector
-from tests.data_paths import shared_data
 
 APP = str(PROJECT_ROOT / "app.py")
 
@@ -37,9 +36,9 @@ def model(trained_model: Path) -> Path:
     return trained_model
 
 
-def test_one_row_per_packet_in_file_order_with_the_contract_columns(tmp_path: Path,
-                                                                     model: Path) -> None:
-    capture = shared_data() / "attack" / "pcaphunt__hs-tcp_synPingSweepRand.pcapng"
+def test_one_row_per_packet_in_file_order_with_the_contract_columns(
+        tmp_path: Path, model: Path, shared_data: Path) -> None:
+    capture = shared_data / "attack" / "pcaphunt__hs-tcp_synPingSweepRand.pcapng"
     out = tmp_path / "scores.csv"
     done = score(capture, "--out", out, "--model", model)
     assert done.returncode == 0, done.stderr
@@ -55,8 +54,8 @@ def test_one_row_per_packet_in_file_order_with_the_contract_columns(tmp_path: Pa
     assert all(r["kind"] and r["explanation"] for r in flagged)
 
 
-def test_undecodable_frames_still_get_rows(tmp_path: Path, model: Path) -> None:
-    capture = shared_data() / "other" / "80211beacon.pcapng"
+def test_undecodable_frames_still_get_rows(tmp_path: Path, model: Path, shared_data: Path) -> None:
+    capture = shared_data / "other" / "80211beacon.pcapng"
     out = tmp_path / "wifi.csv"
     done = score(capture, "--out", out, "--model", model)
     assert done.returncode == 0, done.stderr
@@ -79,9 +78,9 @@ def test_empty_and_foreign_files_fail_in_one_line(tmp_path: Path, model: Path,
     assert "Traceback" not in done.stderr
 
 
-def test_truncated_capture_keeps_the_rows_read_and_fails_in_one_line(tmp_path: Path,
-                                                                     model: Path) -> None:
-    whole = (shared_data() / "attack" / "evilfingers__TCP_SYN_SCAN.pcap").read_bytes()
+def test_truncated_capture_keeps_the_rows_read_and_fails_in_one_line(
+        tmp_path: Path, model: Path, shared_data: Path) -> None:
+    whole = (shared_data / "attack" / "evilfingers__TCP_SYN_SCAN.pcap").read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(whole[: len(whole) * 2 // 3])
     out = tmp_path / "cut.csv"
@@ -92,8 +91,8 @@ def test_truncated_capture_keeps_the_rows_read_and_fails_in_one_line(tmp_path: P
     assert len(list(csv.DictReader(out.open()))) > 0
 
 
-def test_missing_and_corrupt_models_fail_in_one_line(tmp_path: Path) -> None:
-    capture = shared_data() / "attack" / "evilfingers__TCP_SYN_SCAN.pcap"
+def test_missing_and_corrupt_models_fail_in_one_line(tmp_path: Path, shared_data: Path) -> None:
+    capture = shared_data / "attack" / "evilfingers__TCP_SYN_SCAN.pcap"
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x02not a checkpoint")
     for model in (tmp_path / "missing.pt", corrupt):
@@ -105,8 +104,9 @@ def test_missing_and_corrupt_models_fail_in_one_line(tmp_path: Path) -> None:
 # the scoring workers: same rows as a plain sequential run, clean failures, nothing left behind
 
 
-def test_rows_equal_a_plain_sequential_run_of_the_pipeline(tmp_path: Path, model: Path) -> None:
-    capture = shared_data() / "mixed_dev.pcap"  # real traffic with 19 attack kinds
+def test_rows_equal_a_plain_sequential_run_of_the_pipeline(tmp_path: Path, model: Path,
+                                                           shared_data: Path) -> None:
+    capture = shared_data / "mixed_dev.pcap"  # real traffic with 19 attack kinds
     parallel, inline = tmp_path / "parallel.csv", tmp_path / "inline.csv"
     for out, workers in ((parallel, "1"), (inline, "0")):
         done = score(capture, "--out", out, "--model", model, "--workers", workers)
@@ -135,8 +135,8 @@ def test_rows_equal_a_plain_sequential_run_of_the_pipeline(tmp_path: Path, model
 
 
 def test_truncated_capture_writes_every_row_before_the_cut_and_leaves_no_process(
-        tmp_path: Path, model: Path) -> None:
-    whole = (shared_data() / "mixed_dev.pcap").read_bytes()
+        tmp_path: Path, model: Path, shared_data: Path) -> None:
+    whole = (shared_data / "mixed_dev.pcap").read_bytes()
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(whole[: len(whole) * 2 // 3])
     out = tmp_path / "cut.csv"
@@ -153,7 +153,7 @@ def test_truncated_capture_writes_every_row_before_the_cut_and_leaves_no_process
 
 
 def test_a_failing_worker_stops_the_run_in_one_line_with_the_rows_before_it(
-        tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> None:
     judge = Pipeline.judge
 
     def judge_until_the_third_batch(self: Pipeline, packets, features):  # type: ignore[no-untyped-def]
@@ -161,7 +161,7 @@ def test_a_failing_worker_stops_the_run_in_one_line_with_the_rows_before_it(
             raise RuntimeError("the model ran out of\nmemory")
         return judge(self, packets, features)
 
-    capture = shared_data() / "mixed_dev.pcap"
+    capture = shared_data / "mixed_dev.pcap"
     third_batch_starts = float(list(read_batches(capture, 4096))[2].ts[0])
     monkeypatch.setattr(Pipeline, "judge", judge_until_the_third_batch)  # forked workers see it
     out = tmp_path / "failed.csv"
@@ -175,7 +175,8 @@ def test_a_failing_worker_stops_the_run_in_one_line_with_the_rows_before_it(
 
 
 def test_a_killed_worker_stops_the_run_in_one_line(tmp_path: Path, model: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  shared_data: Path) -> None:
     judge = Pipeline.judge
 
     def killed_at_the_third_batch(self: Pipeline, packets, features):  # type: ignore[no-untyped-def]
@@ -184,7 +185,7 @@ def test_a_killed_worker_stops_the_run_in_one_line(tmp_path: Path, model: Path,
             os.kill(os.getpid(), signal.SIGKILL)
         return judge(self, packets, features)
 
-    capture = shared_data() / "mixed_dev.pcap"
+    capture = shared_data / "mixed_dev.pcap"
     third_batch_starts = float(list(read_batches(capture, 4096))[2].ts[0])
     monkeypatch.setattr(Pipeline, "judge", killed_at_the_third_batch)
     with pytest.raises(CommandError, match=r"stopped unexpectedly \(exit code -9\)"):
@@ -192,8 +193,9 @@ def test_a_killed_worker_stops_the_run_in_one_line(tmp_path: Path, model: Path,
     assert multiprocessing.active_children() == []
 
 
-def test_ctrl_c_stops_every_process_without_a_traceback(tmp_path: Path, model: Path) -> None:
-    whole = (shared_data() / "mixed_dev.pcap").read_bytes()
+def test_ctrl_c_stops_every_process_without_a_traceback(tmp_path: Path, model: Path,
+                                                        shared_data: Path) -> None:
+    whole = (shared_data / "mixed_dev.pcap").read_bytes()
     big = tmp_path / "big.pcap"
     big.write_bytes(whole + whole[24:] * 5)  # ~400k packets: several seconds of work
     out = tmp_path / "big.csv"
@@ -229,8 +231,9 @@ def _group_is_gone(pgid: int) -> bool:
     return False
 
 
-def test_db_events_equal_those_of_a_run_in_one_process(tmp_path: Path, model: Path) -> None:
-    capture = shared_data() / "mixed_dev.pcap"
+def test_db_events_equal_those_of_a_run_in_one_process(tmp_path: Path, model: Path,
+                                                       shared_data: Path) -> None:
+    capture = shared_data / "mixed_dev.pcap"
     exported = []
     for workers in ("1", "0"):
         db = f"sqlite:///{tmp_path}/events{workers}.sqlite"

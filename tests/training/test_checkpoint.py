@@ -7,34 +7,31 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from netids.config import PROJECT_ROOT
 from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
 from netids.training.checkpoint import FORMAT_VERSION, CheckpointError, load, load_detector, save
 from netids.training.data import read_capture
 from netids.training.train import TrainConfig, train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
-ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
+CAPTURE = "benign/iotlab__lockly-hub-01.pcap"  # in the shared data
 
 
 @pytest.fixture(scope="module")
-def report():
-    packets, feats = read_capture(CAPTURE)
+def report(shared_data):
+    packets, feats = read_capture(shared_data / CAPTURE)
     return train([(packets.take(slice(0, 12000)), feats[:12000])],
                  TrainConfig(epochs=1, max_train_windows=300, threads=2))
 
 
 @pytest.fixture(scope="module")
-def fresh():
-    packets, feats = read_capture(CAPTURE)
+def fresh(shared_data):
+    packets, feats = read_capture(shared_data / CAPTURE)
     return packets.take(slice(30000, 32000)), feats[30000:32000]
 
 
@@ -123,7 +120,7 @@ def test_killed_mid_save_leaves_no_half_file(report, tmp_path):
     source = save(report.checkpoint, tmp_path / "source.pt")
     target = tmp_path / "models" / "default.pt"
     proc = subprocess.Popen([sys.executable, "-c", SAVER, str(source), str(target)],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 60

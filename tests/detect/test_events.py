@@ -16,12 +16,12 @@ import pytest
 from netids.capture.pcapfile import read_batches
 from netids.detect.decode import decode
 from netids.detect.event_records import EventConfig, EventUpdate, severity
-from netids.detect.events import EventAggregator, _test_packets
+from netids.detect.events import EventAggregator
 from netids.detect.explain import TARGET_FLOOD
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 from netids.detect.scored import ScoredBatch
-from tests.data_paths import shared_data
+from tests.support import make_packets
 
 SYN_FLOOD = "attack/stopddos__pkt.TCP.synflood.spoofed.pcap"
 
@@ -61,8 +61,8 @@ def latest(updates: list[EventUpdate]) -> dict[str, EventUpdate]:
     return out
 
 
-def test_real_spoofed_syn_flood_of_75k_packets_becomes_one_event() -> None:
-    path = shared_data() / SYN_FLOOD
+def test_real_spoofed_syn_flood_of_75k_packets_becomes_one_event(shared_data: Path) -> None:
+    path = shared_data / SYN_FLOOD
     agg = EventAggregator()
     updates: list[EventUpdate] = []
     total = 0
@@ -131,7 +131,7 @@ def test_lab_hping3_spoofed_syn_flood_becomes_one_event(lab_net, tmp_path: Path)
 
 def test_port_scan_of_one_host_is_one_event_with_no_single_port() -> None:
     n = 1000
-    pk = _test_packets(n, src="198.51.100.9", dst="10.0.0.5")
+    pk = make_packets(n, src="198.51.100.9", dst="10.0.0.5")
     pk = replace(pk, dport=np.arange(1, n + 1, dtype=np.int32))
     (event,) = EventAggregator().add(scored(pk, kinds="port scan"))
     assert (event.src, event.dst, event.dst_port, event.src_port) == (
@@ -142,10 +142,10 @@ def test_port_scan_of_one_host_is_one_event_with_no_single_port() -> None:
 
 def test_a_scanned_hosts_resets_join_the_scan_instead_of_naming_the_victim() -> None:
     n = 300
-    scan = _test_packets(n, src="198.51.100.9", dst="10.0.0.5", ts=np.arange(n) * 0.002)
+    scan = make_packets(n, src="198.51.100.9", dst="10.0.0.5", ts=np.arange(n) * 0.002)
     scan = replace(scan, dport=np.arange(1, n + 1, dtype=np.int32))
-    resets = _test_packets(n, src="10.0.0.5", dst="198.51.100.9", sport=1,
-                           ts=np.arange(n) * 0.002 + 0.001)
+    resets = make_packets(n, src="10.0.0.5", dst="198.51.100.9", sport=1,
+                          ts=np.arange(n) * 0.002 + 0.001)
     resets = replace(resets, sport=np.arange(1, n + 1, dtype=np.int32),
                      dport=np.full(n, 40000, np.int32))
     both = PacketBatch.concat([scan, resets])
@@ -162,11 +162,11 @@ def test_a_scanned_hosts_resets_join_the_scan_instead_of_naming_the_victim() -> 
 def test_answers_in_a_later_batch_join_the_open_flood_even_when_its_sources_merged() -> None:
     n = 100
     agg = EventAggregator()
-    flood = _test_packets(n, src=[f"10.9.0.{i}" for i in range(n)], dst="10.0.0.1")
+    flood = make_packets(n, src=[f"10.9.0.{i}" for i in range(n)], dst="10.0.0.1")
     (event,) = agg.add(scored(flood))
     assert (event.src, event.dst_port) == ("", 80)
-    synacks = _test_packets(n, src="10.0.0.1", dst=[f"10.9.0.{i}" for i in range(n)],
-                            sport=80, dport=40000, ts=np.arange(n) * 0.001 + 1.0)
+    synacks = make_packets(n, src="10.0.0.1", dst=[f"10.9.0.{i}" for i in range(n)],
+                           sport=80, dport=40000, ts=np.arange(n) * 0.001 + 1.0)
     (later,) = agg.add(scored(synacks, kinds="unusual flags"))
     assert later.id == event.id and later.packets == 2 * n
     assert (later.src, later.dst, later.dst_port, later.kind) == ("", "10.0.0.1", 80, "flood")
@@ -176,7 +176,7 @@ def test_answers_in_a_later_batch_join_the_open_flood_even_when_its_sources_merg
 
 def test_host_sweep_merges_targets_and_counts_them() -> None:
     n = 200
-    pk = _test_packets(n, src="198.51.100.9", dst=[f"10.0.1.{i}" for i in range(n)])
+    pk = make_packets(n, src="198.51.100.9", dst=[f"10.0.1.{i}" for i in range(n)])
     (event,) = EventAggregator().add(scored(pk, kinds="host sweep"))
     assert (event.src, event.dst, event.packets, event.dst_count) == ("198.51.100.9", "", n, n)
 
@@ -185,10 +185,10 @@ def test_a_scan_is_one_event_per_scanner_and_protocol_with_its_targets_counted()
     """nmap's host discovery probes each host by ARP, ping and TCP before it scans one: that
     is one scan of few hosts, not an event per probed host."""
     hosts = [f"10.0.0.{i}" for i in (11, 21, 22, 24)]
-    arp = _test_packets(4, src="10.0.0.66", dst=hosts, ts=np.arange(4) * 0.01)
+    arp = make_packets(4, src="10.0.0.66", dst=hosts, ts=np.arange(4) * 0.01)
     arp = replace(arp, proto=np.full(4, -1, np.int32), ethertype=np.full(4, 0x0806, np.int32))
-    tcp = _test_packets(4, src="10.0.0.66", dst=hosts, ts=np.arange(4) * 0.01 + 0.1)
-    one = _test_packets(50, src="10.0.0.66", dst="10.0.0.10", ts=np.arange(50) * 0.01 + 1.0)
+    tcp = make_packets(4, src="10.0.0.66", dst=hosts, ts=np.arange(4) * 0.01 + 0.1)
+    one = make_packets(50, src="10.0.0.66", dst="10.0.0.10", ts=np.arange(50) * 0.01 + 1.0)
     one = replace(one, dport=np.arange(1, 51, dtype=np.int32))
     agg = EventAggregator()
     first = agg.add(scored(PacketBatch.concat([arp, tcp]), kinds="port scan"))
@@ -202,7 +202,7 @@ def test_a_scan_is_one_event_per_scanner_and_protocol_with_its_targets_counted()
 
 
 def test_a_few_sources_keep_their_own_events() -> None:
-    pk = _test_packets(30, src=["192.0.2.1", "192.0.2.2", "192.0.2.3"] * 10, dst="10.0.0.1")
+    pk = make_packets(30, src=["192.0.2.1", "192.0.2.2", "192.0.2.3"] * 10, dst="10.0.0.1")
     events = EventAggregator().add(scored(pk))
     assert sorted((e.src, e.packets) for e in events) == [
         ("192.0.2.1", 10), ("192.0.2.2", 10), ("192.0.2.3", 10),
@@ -213,7 +213,7 @@ def test_flood_trickling_in_ends_in_one_merged_event_after_a_handful() -> None:
     agg = EventAggregator(EventConfig(max_sources=16))
     updates = []
     for i in range(500):  # one spoofed packet per batch
-        pk = _test_packets(1, src=f"10.9.{i // 200}.{i % 200}", dst="10.0.0.1", ts=[i * 0.01])
+        pk = make_packets(1, src=f"10.9.{i // 200}.{i % 200}", dst="10.0.0.1", ts=[i * 0.01])
         updates += agg.add(scored(pk))
     events = latest(updates)
     assert len(events) == 17  # 16 sources on their own, then "many sources"
@@ -224,7 +224,7 @@ def test_flood_trickling_in_ends_in_one_merged_event_after_a_handful() -> None:
 
 def test_a_target_under_flood_is_one_event_about_the_target_not_its_clients() -> None:
     # normal clients of a flooded server: only the traffic reaching it is unusual
-    pk = _test_packets(6, src=["10.0.0.21", "10.0.0.24"] * 3, dst="10.0.0.10", dport=80)
+    pk = make_packets(6, src=["10.0.0.21", "10.0.0.24"] * 3, dst="10.0.0.10", dport=80)
     (event,) = EventAggregator().add(scored(pk, kinds=TARGET_FLOOD))
     assert (event.src, event.dst, event.kind) == ("", "10.0.0.10", TARGET_FLOOD)
     assert (event.packets, event.src_count) == (6, 2)
@@ -233,10 +233,10 @@ def test_a_target_under_flood_is_one_event_about_the_target_not_its_clients() ->
 
 
 def test_kinds_and_protocols_are_separate_events() -> None:
-    pk = _test_packets(4, src="192.0.2.1", dst="10.0.0.1")
+    pk = make_packets(4, src="192.0.2.1", dst="10.0.0.1")
     events = EventAggregator().add(scored(pk, kinds=["flood", "scan", "flood", "scan"]))
     assert sorted((e.kind, e.packets) for e in events) == [("flood", 2), ("scan", 2)]
-    udp = _test_packets(3, src="192.0.2.1", dst="10.0.0.1", proto=17, ts=[0.1, 0.2, 0.3])
+    udp = make_packets(3, src="192.0.2.1", dst="10.0.0.1", proto=17, ts=[0.1, 0.2, 0.3])
     (event,) = EventAggregator().add(scored(udp))
     assert event.proto == "UDP"
 
@@ -244,19 +244,19 @@ def test_kinds_and_protocols_are_separate_events() -> None:
 def test_a_quiet_gap_starts_a_new_event_even_inside_one_batch() -> None:
     cfg = EventConfig(gap=60)
     ts = np.array([0.0, 1.0, 2.0, 200.0, 201.0])
-    pk = _test_packets(5, src="192.0.2.1", dst="10.0.0.1", ts=ts + 1e9)
+    pk = make_packets(5, src="192.0.2.1", dst="10.0.0.1", ts=ts + 1e9)
     events = EventAggregator(cfg).add(scored(pk))
     assert sorted(e.packets for e in events) == [2, 3]
     agg = EventAggregator(cfg)
-    first = agg.add(scored(_test_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9])))
-    again = agg.add(scored(_test_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9 + 30])))
-    later = agg.add(scored(_test_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9 + 100])))
+    first = agg.add(scored(make_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9])))
+    again = agg.add(scored(make_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9 + 30])))
+    later = agg.add(scored(make_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[1e9 + 100])))
     assert first[0].id == again[0].id != later[0].id
     assert again[0].packets == 2 and later[0].packets == 1
 
 
 def test_only_anomalous_packets_count_and_the_top_explanation_wins() -> None:
-    pk = _test_packets(6, src="192.0.2.1", dst="10.0.0.1")
+    pk = make_packets(6, src="192.0.2.1", dst="10.0.0.1")
     scores = np.array([0.1, 0.6, 0.9995, 0.7, 0.2, 0.55], np.float32)
     (event,) = EventAggregator().add(scored(pk, scores=scores))
     assert event.packets == 4
@@ -271,16 +271,16 @@ def test_severity_follows_the_calibrated_score() -> None:
     assert [severity(s, cfg) for s in (0.1, 0.4, 0.89, 0.9)] == [
         "normal", "suspicious", "suspicious", "anomalous",
     ]
-    pk = _test_packets(2, src="192.0.2.1", dst="10.0.0.1")
+    pk = make_packets(2, src="192.0.2.1", dst="10.0.0.1")
     (event,) = EventAggregator(cfg).add(scored(pk, scores=0.6))
     assert event.severity == "suspicious"
 
 
 def test_samples_are_kept_once_and_capped() -> None:
     agg = EventAggregator(EventConfig(samples=3))
-    a = agg.add(scored(_test_packets(2, src="192.0.2.1", dst="10.0.0.1")))
-    b = agg.add(scored(_test_packets(4, src="192.0.2.1", dst="10.0.0.1", ts=np.arange(4) + 1.0)))
-    c = agg.add(scored(_test_packets(4, src="192.0.2.1", dst="10.0.0.1", ts=np.arange(4) + 9.0)))
+    a = agg.add(scored(make_packets(2, src="192.0.2.1", dst="10.0.0.1")))
+    b = agg.add(scored(make_packets(4, src="192.0.2.1", dst="10.0.0.1", ts=np.arange(4) + 1.0)))
+    c = agg.add(scored(make_packets(4, src="192.0.2.1", dst="10.0.0.1", ts=np.arange(4) + 9.0)))
     assert [s.seq for s in a[0].new_samples] == [0, 1]
     assert [s.seq for s in b[0].new_samples] == [2]
     assert c[0].new_samples == () and c[0].packets == 10
@@ -288,8 +288,8 @@ def test_samples_are_kept_once_and_capped() -> None:
 
 def test_flush_ends_idle_events_only() -> None:
     agg = EventAggregator(EventConfig(gap=10))
-    agg.add(scored(_test_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[100.0])))
-    agg.add(scored(_test_packets(1, src="192.0.2.2", dst="10.0.0.1", ts=[108.0])))
+    agg.add(scored(make_packets(1, src="192.0.2.1", dst="10.0.0.1", ts=[100.0])))
+    agg.add(scored(make_packets(1, src="192.0.2.2", dst="10.0.0.1", ts=[108.0])))
     ended = agg.flush(now=115.0)
     assert [e.src for e in ended] == ["192.0.2.1"] and agg.open_events == 1
     assert [e.src for e in agg.flush()] == ["192.0.2.2"] and agg.open_events == 0
@@ -297,8 +297,8 @@ def test_flush_ends_idle_events_only() -> None:
 
 def test_open_events_are_capped() -> None:
     agg = EventAggregator(EventConfig(max_open=5, max_sources=1000, max_targets=1000))
-    pk = _test_packets(50, src=[f"192.0.2.{i}" for i in range(50)],
-                       dst=[f"10.0.0.{i}" for i in range(50)])
+    pk = make_packets(50, src=[f"192.0.2.{i}" for i in range(50)],
+                      dst=[f"10.0.0.{i}" for i in range(50)])
     events = agg.add(scored(pk))
     assert agg.open_events == 6
     assert sum(e.packets for e in events) == 50
@@ -306,5 +306,5 @@ def test_open_events_are_capped() -> None:
 
 
 def test_nothing_anomalous_gives_no_updates() -> None:
-    pk = _test_packets(10, src="192.0.2.1", dst="10.0.0.1")
+    pk = make_packets(10, src="192.0.2.1", dst="10.0.0.1")
     assert EventAggregator().add(scored(pk, scores=0.1)) == []

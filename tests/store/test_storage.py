@@ -25,7 +25,7 @@ from sqlmodel import Session, SQLModel
 
 from netids.config import PROJECT_ROOT, StorageSettings
 from netids.detect.event_records import EventConfig, EventUpdate
-from netids.detect.events import EventAggregator, _test_packets
+from netids.detect.events import EventAggregator
 from netids.store.engine import make_engine, open_database, schema_revision, upgrade
 from netids.store.queries import (
     EventFilter,
@@ -45,7 +45,8 @@ from netids.store.queries import (
 from netids.store.tables import TABLES, Event
 from netids.store.writer import EventStore
 from tests.conftest import reset_postgres
-from tests.test_events import latest, scored
+from tests.detect.test_events import latest, scored
+from tests.support import make_packets
 
 FAST = StorageSettings(
     flush_interval=0.05, busy_timeout_ms=200, retry_min=0.05, retry_max=0.2, close_timeout=5
@@ -66,13 +67,13 @@ def engine(storage_url: str) -> Iterator[sa.Engine]:
 def flood_and_scans(n_scans: int = 5) -> list[EventUpdate]:
     """One merged flood (1000 packets) and ``n_scans`` one-source scans, as the pipeline gives."""
     agg = EventAggregator(EventConfig(samples=3))
-    flood = _test_packets(1000, src=[f"10.7.{i // 200}.{i % 200}" for i in range(1000)],
-                          dst="192.0.2.10", dport=443, ts=T0 + np.arange(1000) * 0.01)
+    flood = make_packets(1000, src=[f"10.7.{i // 200}.{i % 200}" for i in range(1000)],
+                         dst="192.0.2.10", dport=443, ts=T0 + np.arange(1000) * 0.01)
     updates = agg.add(scored(flood, kinds="flood"))
     for i in range(n_scans):
-        scan = _test_packets(10, src=f"198.51.{100 + i // 250}.{i % 250 + 1}",
-                             dst=f"10.{i // 250}.{i % 250}.1", proto=17,
-                             ts=T0 + 60 * i + np.arange(10))
+        scan = make_packets(10, src=f"198.51.{100 + i // 250}.{i % 250 + 1}",
+                            dst=f"10.{i // 250}.{i % 250}.1", proto=17,
+                            ts=T0 + 60 * i + np.arange(10))
         updates += agg.add(scored(scan, scores=0.6 + 0.05 * i, kinds="port scan"))
     return list(latest(updates).values())
 
@@ -184,7 +185,7 @@ def test_updates_of_a_growing_event_rewrite_one_row(engine: sa.Engine) -> None:
     agg = EventAggregator()
     store = EventStore(engine, sensor="s", settings=FAST)
     for i in range(20):
-        pk = _test_packets(100, src="192.0.2.1", dst="10.0.0.1", ts=T0 + i + np.arange(100) * 0.001)
+        pk = make_packets(100, src="192.0.2.1", dst="10.0.0.1", ts=T0 + i + np.arange(100) * 0.001)
         store.write(agg.add(scored(pk)))
         if i % 5 == 0:
             store.flush(timeout=10)
@@ -198,7 +199,7 @@ def test_filters_sorting_and_pages(engine: sa.Engine) -> None:
     store.write(flood_and_scans(5))
     store.close()
     other = EventStore(engine, sensor="b", settings=FAST)
-    pk = _test_packets(3, src="2001:db8::7", dst="2001:db8:1::1", proto=58, ts=T0 + np.arange(3.0))
+    pk = make_packets(3, src="2001:db8::7", dst="2001:db8:1::1", proto=58, ts=T0 + np.arange(3.0))
     other.write(EventAggregator().add(scored(pk, scores=0.3, threshold=0.2, kinds="odd icmp")))
     other.close()
     every = stored(engine)
@@ -269,7 +270,7 @@ HOSTILE = [
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_filter_strings_are_parameters(engine: sa.Engine, hostile: str) -> None:
     store = EventStore(engine, sensor="a", settings=FAST)
-    pk = _test_packets(3, src="192.0.2.1", dst="10.0.0.1", ts=T0 + np.arange(3))
+    pk = make_packets(3, src="192.0.2.1", dst="10.0.0.1", ts=T0 + np.arange(3))
     store.write(flood_and_scans(2) + EventAggregator().add(scored(pk, kinds=hostile)))
     store.close()
     assert len(stored(engine)) == 4
@@ -292,7 +293,7 @@ def test_hostile_filter_strings_are_parameters(engine: sa.Engine, hostile: str) 
 
 def test_nul_characters_are_stripped_on_write_and_refused_in_filters(engine: sa.Engine) -> None:
     store = EventStore(engine, sensor="a\x00b", settings=FAST)
-    pk = _test_packets(3, src="192.0.2.1", dst="10.0.0.1", ts=T0 + np.arange(3))
+    pk = make_packets(3, src="192.0.2.1", dst="10.0.0.1", ts=T0 + np.arange(3))
     store.write(EventAggregator().add(scored(pk, kinds="bad\x00kind")))
     stats = store.close()
     assert (stats.pending, stats.dropped, stats.failures) == (0, 0, 0)
@@ -524,11 +525,12 @@ WRITER = r"""
 import json, sys, time
 import numpy as np
 from netids.config import StorageSettings
-from netids.detect.events import EventAggregator, _test_packets
+from netids.detect.events import EventAggregator
 from netids.detect.frames import FrameBatch
 from netids.detect.scored import ScoredBatch
 from netids.store.engine import open_database
 from netids.store.writer import EventStore
+from tests.support import make_packets
 
 url, sensor, count, delay = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 store = EventStore(open_database(url), sensor=sensor, settings=StorageSettings())
@@ -538,7 +540,7 @@ for i in range(count):
     now = time.time()
     src = [f"172.16.{i // 250 % 250}.{i % 250}"] * 5 + ["192.0.2.1"] * 100
     dst = [f"10.{i // 250 % 250}.{i % 250}.1"] * 5 + ["10.255.0.1"] * 100
-    pk = _test_packets(105, src=src, dst=dst, ts=now + np.arange(105) * 1e-4)
+    pk = make_packets(105, src=src, dst=dst, ts=now + np.arange(105) * 1e-4)
     scores = np.full(105, 0.9, np.float32)
     kinds = ["scan"] * 5 + ["flood"] * 100
     frames = FrameBatch.from_frames([b"\x00" * 60] * 105, pk.ts)
@@ -626,7 +628,7 @@ def test_a_process_that_forgets_close_still_writes_everything(storage_url: str) 
         "from netids.config import StorageSettings\n"
         "from netids.store.engine import open_database\n"
         "from netids.store.writer import EventStore\n"
-        "from tests.test_storage import flood_and_scans\n"
+        "from tests.store.test_storage import flood_and_scans\n"
         "store = EventStore(open_database(sys.argv[1]), sensor='forgetful',\n"
         "                   settings=StorageSettings(flush_interval=60))\n"
         "store.write(flood_and_scans(500))\n"

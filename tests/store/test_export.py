@@ -17,15 +17,15 @@ from netids.capture.pcapfile import read_batches
 from netids.config import PROJECT_ROOT
 from netids.detect.decode import decode
 from netids.detect.event_records import EventConfig
-from netids.detect.events import EventAggregator, _test_packets
+from netids.detect.events import EventAggregator
 from netids.detect.scored import ScoredBatch
 from netids.store.engine import open_database
 from netids.store.export import FIELDS, event_record, read_export
 from netids.store.queries import query_events
 from netids.store.writer import EventStore
-from tests.data_paths import shared_data
-from tests.test_events import SYN_FLOOD, scored
-from tests.test_storage import FAST, T0
+from tests.detect.test_events import SYN_FLOOD, scored
+from tests.store.test_storage import FAST, T0
+from tests.support import make_packets
 
 AWKWARD = 'he said "stop", then left;\nnew line, tab\t, ünïcode ✓, quote \' and \\ backslash'
 
@@ -53,14 +53,14 @@ def filled(storage_url: str) -> str:
     engine = open_database(storage_url, FAST)
     agg = EventAggregator()
     store = EventStore(engine, sensor="lab, 1", settings=FAST)
-    flood = _test_packets(500, src=[f"10.7.{i // 200}.{i % 200}" for i in range(500)],
-                          dst="192.0.2.10", dport=443, ts=T0 + np.arange(500) * 0.01)
+    flood = make_packets(500, src=[f"10.7.{i // 200}.{i % 200}" for i in range(500)],
+                         dst="192.0.2.10", dport=443, ts=T0 + np.arange(500) * 0.01)
     store.write(agg.add(scored(flood, kinds="flood")))
     for i in range(3):
-        scan = _test_packets(10, src=f"198.51.100.{i + 1}", dst="10.0.0.1", proto=17,
-                             ts=T0 + 60 * i + np.arange(10))
+        scan = make_packets(10, src=f"198.51.100.{i + 1}", dst="10.0.0.1", proto=17,
+                            ts=T0 + 60 * i + np.arange(10))
         store.write(agg.add(scored(scan, scores=0.55, kinds="port scan")))
-    odd = scored(_test_packets(2, src="2001:db8::1", dst="2001:db8::2", ts=[T0 + 5, T0 + 6]))
+    odd = scored(make_packets(2, src="2001:db8::1", dst="2001:db8::2", ts=[T0 + 5, T0 + 6]))
     odd = ScoredBatch(**{**{f: getattr(odd, f) for f in odd.__dataclass_fields__},
                          "explanations": [AWKWARD, AWKWARD]})
     store.write(agg.add(odd))
@@ -135,8 +135,9 @@ def test_export_errors_are_one_line(
     assert len(stored_records(filled)) == 5
 
 
-def test_sample_packets_export_as_a_pcap_tcpdump_reads(storage_url: str, tmp_path: Path) -> None:
-    frames = next(read_batches(shared_data() / SYN_FLOOD, batch_size=300))
+def test_sample_packets_export_as_a_pcap_tcpdump_reads(storage_url: str, tmp_path: Path,
+                                                       shared_data: Path) -> None:
+    frames = next(read_batches(shared_data / SYN_FLOOD, batch_size=300))
     engine = open_database(storage_url, FAST)
     store = EventStore(engine, sensor="s", settings=FAST)
     (update,) = EventAggregator(EventConfig(samples=5)).add(scored(decode(frames), frames=frames))

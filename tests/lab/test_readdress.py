@@ -18,7 +18,6 @@ from netids.lab.mixing import mix, read_labels
 from netids.lab.readdress import AddressSpace, address_fields, capture_addresses, rewrite
 from netids.training.data import read_capture
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 A4, B4, C4 = "192.168.1.10", "192.168.1.1", "192.168.7.10"
 A6, B6, C6 = "fd00:1:2:3::10", "fd00:1:2:3::1", "fd00:1:2:9::10"
 
@@ -114,12 +113,12 @@ def _frames(path: Path) -> tuple[list[bytes], list[int]]:
     return frames, linktypes
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
-def test_mixing_the_shared_benign_captures_makes_no_address_hop_between_macs(tmp_path):
+def test_mixing_the_shared_benign_captures_makes_no_address_hop_between_macs(tmp_path,
+                                                                             shared_data):
     """Alone, the benign captures show 3 packets whose IP changed MAC (IPv6 neighbour
     discovery); mixed without readdressing, the last 30 % showed 264, all false ARP-spoofing
     signs. Now the mix shows no more than the captures alone."""
-    paths = sorted(Path(p) for p in glob.glob(str(DATA / "benign" / "*")))
+    paths = sorted(Path(p) for p in glob.glob(str(shared_data / "benign" / "*")))
     report = mix(paths, [], tmp_path / "b.pcap", tmp_path / "b.csv", normal_part=(0.7, 1.0))
     assert len(report.readdressed) >= 5
     moved = FEATURE_NAMES.index("ip_mac_moved")
@@ -130,11 +129,10 @@ def test_mixing_the_shared_benign_captures_makes_no_address_hop_between_macs(tmp
     assert len(index) == len(feats) and not label.any()
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
-def test_readdressed_real_frames_keep_their_checksums(tmp_path):
+def test_readdressed_real_frames_keep_their_checksums(tmp_path, shared_data):
     """The same real capture mixed twice: the copy moves, and every checksum scapy finds
     valid in the original is valid in the moved copy."""
-    wiki = DATA / "benign" / "zeek__wikipedia.pcap"
+    wiki = shared_data / "benign" / "zeek__wikipedia.pcap"
     out = tmp_path / "twice.pcap"
     report = mix([wiki, wiki], [], out, tmp_path / "twice.csv")
     assert report.readdressed == {str(wiki): 1}

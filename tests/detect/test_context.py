@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,16 +23,15 @@ from netids.detect.decode import decode
 from netids.detect.frames import FrameBatch
 from netids.detect.keytable import KeyTable
 from netids.detect.packets import PacketBatch
-from tests.data_paths import shared_data
 
 
 def packets_of(frames: list[bytes], ts: np.ndarray) -> PacketBatch:
     return decode(FrameBatch.from_frames(frames, ts))
 
 
-def mixed_sample(count: int = 6000) -> PacketBatch:
+def mixed_sample(data: Path, count: int = 6000) -> PacketBatch:
     batches = []
-    for frames in read_batches(shared_data() / "mixed_dev.pcap", batch_size=1000):
+    for frames in read_batches(data / "mixed_dev.pcap", batch_size=1000):
         batches.append(decode(frames))
         if sum(len(b) for b in batches) >= count:
             break
@@ -59,8 +59,9 @@ def test_every_feature_is_documented() -> None:
     assert all(len(text) > 20 for text in FEATURE_DOCS.values())
 
 
-def test_source_statistics_equal_a_per_packet_reference_on_a_real_capture() -> None:
-    p = mixed_sample()
+def test_source_statistics_equal_a_per_packet_reference_on_a_real_capture(
+        shared_data: Path) -> None:
+    p = mixed_sample(shared_data)
     engine = ContextFeatures()
     got = np.concatenate([engine.update(p.take(slice(lo, lo + 500)))
                           for lo in range(0, len(p), 500)])
@@ -72,8 +73,8 @@ def test_source_statistics_equal_a_per_packet_reference_on_a_real_capture() -> N
         np.testing.assert_allclose(got[:, cols[2]], want[:, 2], rtol=1e-3, atol=0.05)
 
 
-def test_features_do_not_depend_on_how_the_stream_is_batched() -> None:
-    p = mixed_sample()
+def test_features_do_not_depend_on_how_the_stream_is_batched(shared_data: Path) -> None:
+    p = mixed_sample(shared_data)
     whole = ContextFeatures().update(p)
     engine = ContextFeatures()
     pieces = np.concatenate([engine.update(p.take(slice(lo, lo + 97)))
@@ -143,8 +144,8 @@ def test_traffic_whose_ip_moved_to_another_mac_is_marked_until_it_decays() -> No
     assert moved[4] == 1.0 and 0.9 < moved[5] < 1.0 and moved[6] == pytest.approx(0.25, abs=0.01)
 
 
-def test_arp_poisoning_marks_the_relayed_traffic_of_a_real_capture() -> None:
-    path = shared_data() / "attack" / "sanders__arppoison.pcapng"
+def test_arp_poisoning_marks_the_relayed_traffic_of_a_real_capture(shared_data: Path) -> None:
+    path = shared_data / "attack" / "sanders__arppoison.pcapng"
     labels = np.loadtxt(path.with_name("sanders__arppoison.labels.csv"), delimiter=",",
                         skiprows=1, usecols=2)
     p = decode(next(iter(read_batches(path, batch_size=10_000))))
@@ -170,8 +171,8 @@ def test_replies_nobody_asked_for_count_against_their_destination() -> None:
     assert rate[-1] > 50
 
 
-def test_amplified_replies_of_a_real_attack_capture_are_unsolicited() -> None:
-    path = shared_data() / "attack" / "stopddos__amp.UDP.snmp.src161.pcapng"
+def test_amplified_replies_of_a_real_attack_capture_are_unsolicited(shared_data: Path) -> None:
+    path = shared_data / "attack" / "stopddos__amp.UDP.snmp.src161.pcapng"
     p = decode(next(iter(read_batches(path, batch_size=2000))))
     rate = ContextFeatures().update(p)[:, FEATURE_NAMES.index("dst_unsolicited_rate_10s")]
     assert np.median(rate[100:]) > 10

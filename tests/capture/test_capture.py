@@ -21,7 +21,7 @@ from netids.capture.interfaces import list_interfaces
 from netids.capture.live import LiveSource
 from netids.capture.pcapfile import write_pcap
 from netids.capture.source import CaptureError
-from netids.config import CaptureSettings
+from netids.config import PROJECT_ROOT, CaptureSettings
 from netids.detect.frames import LINKTYPE_ETHERNET, LINKTYPE_RAW
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root")
@@ -143,8 +143,8 @@ def test_capture_without_cap_net_raw_says_how_to_fix_it(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).parent.parent,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("capture needs root or CAP_NET_RAW: run as root, or ")

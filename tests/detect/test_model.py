@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,14 +14,12 @@ from netids.detect.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
 from netids.training.data import read_capture
 from netids.training.train import TrainConfig, train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
+CAPTURE = "benign/iotlab__lockly-hub-01.pcap"  # in the shared data
 
 
 @pytest.fixture(scope="module")
-def trained():
-    packets, feats = read_capture(CAPTURE)
+def trained(shared_data):
+    packets, feats = read_capture(shared_data / CAPTURE)
     cut = 20000
     report = train([(packets.take(slice(0, cut)), feats[:cut])],
                    TrainConfig(epochs=2, max_train_windows=1000, threads=2))

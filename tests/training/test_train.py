@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +16,7 @@ from netids.training.checkpoint import load
 from netids.training.data import read_capture
 from netids.training.train import MIN_PACKETS, TrainConfig, TrainingCancelled, TrainingError, train
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CAPTURE = DATA / "benign" / "iotlab__lockly-hub-01.pcap"  # 46,656 packets of a smart-lock hub
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared captures not found: {DATA}")
+CAPTURE = "benign/iotlab__lockly-hub-01.pcap"  # shared data: 46,656 packets of a smart-lock hub
 
 # Calibration promise, checked on traffic the model never saw: for threshold t the share of
 # fresh normal packets scoring above t is within CALIBRATION_TOLERANCE * (1 - t) of 1 - t.
@@ -27,8 +24,8 @@ CALIBRATION_TOLERANCE = 0.5
 
 
 @pytest.fixture(scope="module")
-def capture():
-    return read_capture(CAPTURE)
+def capture(shared_data):
+    return read_capture(shared_data / CAPTURE)
 
 
 def test_small_model_trains_and_is_calibrated_on_fresh_traffic(capture):
@@ -77,23 +74,24 @@ def _args(**kw):
     return parser.parse_args(["train", *kw.pop("argv")])
 
 
-def test_train_command_writes_a_checkpoint_with_metadata(tmp_path, capsys):
+def test_train_command_writes_a_checkpoint_with_metadata(tmp_path, capsys, shared_data):
+    path = shared_data / CAPTURE
     out = tmp_path / "models" / "lab.pt"
-    assert train_command.run(_args(argv=[str(CAPTURE), "--out", str(out), "--epochs", "1",
+    assert train_command.run(_args(argv=[str(path), "--out", str(out), "--epochs", "1",
                                          "--part", "0:0.3"]), Settings()) == 0
     meta = load(out).metadata
-    assert meta["part"] == [0.0, 0.3] and meta["sources"] == [str(CAPTURE.resolve())]
+    assert meta["part"] == [0.0, 0.3] and meta["sources"] == [str(path.resolve())]
     assert meta["packets"] == round(0.3 * 46656)
     assert "wrote" in capsys.readouterr().out
     assert out.stat().st_size < 5_000_000
 
 
-def test_train_command_errors_are_one_line(tmp_path):
+def test_train_command_errors_are_one_line(tmp_path, shared_data):
     with pytest.raises(CommandError, match="not found"):
         train_command.run(_args(argv=["/nonexistent.pcap", "--out", str(tmp_path / "m.pt")]),
                           Settings())
     with pytest.raises(CommandError, match="at least"):
-        train_command.run(_args(argv=[str(DATA / "benign" / "sanders__dns.pcap"),
+        train_command.run(_args(argv=[str(shared_data / "benign" / "sanders__dns.pcap"),
                                       "--out", str(tmp_path / "m.pt")]), Settings())
     assert not (tmp_path / "m.pt").exists()
     np.testing.assert_equal(MIN_PACKETS, 8000)

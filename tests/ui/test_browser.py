@@ -1,6 +1,6 @@
 """What only a browser shows (NiceGUI ``screen`` fixture, Debian's headless Chromium): live
 updates and their rate, AG Grid sorting and colours, the threshold recolouring events, dark
-mode, history filtering and export. Also takes the screenshots (see ui_support.SHOTS)."""
+mode, history filtering and export. Also takes the screenshots (see support.SHOTS)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sqlmodel import Session
 from netids.store.queries import EventFilter, count_events, query_events
 from netids.store.tables import Event, address_key
 from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
-from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
+from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     SHOTS,
     AppPaths,

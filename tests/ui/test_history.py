@@ -13,7 +13,7 @@ from sqlmodel import Session
 from netids.store.export import read_export
 from netids.store.queries import EventFilter, count_events, query_events
 from netids.ui import history
-from tests.ui_support import (  # noqa: F401 - app_paths is an autouse fixture
+from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     AppPaths,
     app_paths,

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from netids.capture.pcapfile import read_batches
 from netids.detect.decode import decode
-from tests.data_paths import SHARED_DATA, all_captures
-from tests.scapy_truth import dissect, truth
+from tests.support import dissect, shared_capture_names, truth
 
 FIELDS = ("ethertype", "vlan", "src_mac", "dst_mac", "ip_version", "proto", "ttl", "src_hi",
           "src_lo", "dst_hi", "dst_lo", "frag", "sport", "dport", "tcp_flags", "window",
           "udp_len", "icmp_type", "icmp_code", "arp_op", "arp_sha")
 ZERO_WHEN_MISSING = {"src_mac", "dst_mac", "src_hi", "src_lo", "dst_hi", "dst_lo", "arp_sha"}
-CAPTURES = [p.relative_to(SHARED_DATA).as_posix() for p in all_captures()] if (
-    SHARED_DATA / "MANIFEST.tsv").exists() else ["(shared data absent)"]
+CAPTURES = shared_capture_names()  # one placeholder when absent: shared_data then skips
 
 
 @pytest.mark.parametrize("name", CAPTURES)
-def test_decoder_matches_scapy(name: str) -> None:
+def test_decoder_matches_scapy(name: str, shared_data: Path) -> None:
     mismatches: list[str] = []
     dissected = 0
-    for frames in read_batches(SHARED_DATA / name):
+    for frames in read_batches(shared_data / name):
         packets = decode(frames)
         for i in range(len(frames)):
             pkt = dissect(frames.frame(i), int(frames.linktype[i]))
