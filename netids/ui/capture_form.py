@@ -4,11 +4,13 @@ training pages; interfaces and filters are the controller's to list and check.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from nicegui import ui
 
 from netids.config import PROJECT_ROOT
-from netids.controller import Controller
+from netids.controller import CaptureError, Controller
+from netids.ui.frame import require_admin
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +46,21 @@ def capture_target(controller: Controller, interface: str | None,
         ui.notify(problem, type="negative")
         return None
     return (None if interface in (None, "", "any") else interface), expr
+
+
+async def start_capture(controller: Controller, interface: str | None, bpf: str | None,
+                        start: Callable[[str | None, str | None], Awaitable[None]],
+                        failed: Callable[[str], None]) -> bool:
+    """Start what the form describes with ``start(interface, filter)``: admins only, a filter
+    that compiles, and a refusal told through ``failed``. True when it started."""
+    if not require_admin():
+        return False
+    target = capture_target(controller, interface, bpf)
+    if target is None:
+        return False
+    try:
+        await start(*target)
+    except CaptureError as exc:
+        failed(str(exc))
+        return False
+    return True

@@ -19,7 +19,7 @@ from nicegui import events, ui
 from netids.controller import CaptureError, Controller
 from netids.live import LiveState
 from netids.ui import charts, event_detail, theme
-from netids.ui.capture_form import SAMPLE, capture_target, filter_problem, interface_options
+from netids.ui.capture_form import SAMPLE, filter_problem, interface_options, start_capture
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 from netids.ui.threshold import (
     SLIDER_STEP,
@@ -185,17 +185,9 @@ class Dashboard:
 
     # -- commands ------------------------------------------------------------------------------
     async def start_live(self) -> None:
-        if not require_admin():
-            return
-        target = capture_target(self.c, self.interface.value, self.bpf.value)
-        if target is None:
-            return
-        try:
-            await self.c.start_live(*target)
-        except CaptureError as exc:
-            self._capture_failed(str(exc))
-            return
-        self.refresh_counters()
+        if await start_capture(self.c, self.interface.value, self.bpf.value, self.c.start_live,
+                               self._capture_failed):
+            self.refresh_counters()
 
     async def stop(self) -> None:
         if require_admin():

@@ -16,7 +16,7 @@ from nicegui import run, ui
 
 from netids.controller import CaptureError, Controller, TrainingError
 from netids.ui import charts
-from netids.ui.capture_form import SAMPLE, capture_target, filter_problem, interface_options
+from netids.ui.capture_form import SAMPLE, filter_problem, interface_options, start_capture
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 
 log = logging.getLogger(__name__)
@@ -106,17 +106,9 @@ class TrainingPage:
 
     # -- commands ------------------------------------------------------------------------------
     async def start_capture(self) -> None:
-        if not require_admin():
-            return
-        target = capture_target(self.c, self.interface.value, self.bpf.value)
-        if target is None:
-            return
-        try:
-            await self.c.start_training_capture(*target)
-        except CaptureError as exc:
-            ui.notify(str(exc), type="negative", multi_line=True)
-            return
-        self.refresh()
+        if await start_capture(self.c, self.interface.value, self.bpf.value,
+                               self.c.start_training_capture, _refused):
+            self.refresh()
 
     async def use_file(self) -> None:
         if not require_admin():
@@ -129,7 +121,7 @@ class TrainingPage:
         try:
             await self.c.start_training_file(path)
         except CaptureError as exc:
-            ui.notify(str(exc), type="negative", multi_line=True)
+            _refused(str(exc))
             return
         self.refresh()
 
@@ -249,3 +241,7 @@ def _details(details: dict | None) -> str:
     if "packets" in details:
         parts.append(f"{details['packets']:,} packets")
     return " · ".join(parts)
+
+
+def _refused(message: str) -> None:
+    ui.notify(message, type="negative", multi_line=True)
