@@ -92,6 +92,14 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each command's own parser, by name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     from pathlib import Path
 
@@ -132,7 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command and return its exit status; errors become one line on stderr."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
-    args, _ = parser.parse_known_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # a typo is an error with the command's own usage line, not ignored
+            command_parser = _command_parsers(parser).get(args.command, parser)
+            command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

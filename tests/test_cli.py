@@ -1,0 +1,32 @@
+"""The command line: a typo is an error with the usual usage line, never silently ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netids.cli import main
+from netids.config import PROJECT_ROOT
+
+SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
+
+
+def test_a_misspelt_option_of_a_command_stops_it(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scores.csv"
+    status = main(["score", str(SAMPLE), "--out", str(out), "--thresold", "0.5"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "usage: app.py score" in err and "unrecognized arguments: --thresold 0.5" in err
+    assert not out.exists()  # nothing ran with the default threshold instead
+
+
+def test_a_misspelt_option_of_the_app_stops_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--natve"]) == 2  # returns before serving anything
+    assert "unrecognized arguments: --natve" in capsys.readouterr().err
+
+
+def test_help_still_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--help"]) == 0
+    assert "--format" in capsys.readouterr().out
