@@ -16,10 +16,20 @@ True
 True
 >>> float(cal.transform(np.array([1e300, np.inf]))[1]) < 1.0
 True
+
+Near 1 the score itself runs out of digits (and a float rounds it to 1), so the tail is also
+read in *nines*, ``-log10`` of the share of normal traffic scoring as high: 3 nines is one
+normal packet in a thousand, 6 one in a million, and past the largest normal error the count
+keeps growing with the error instead of stopping at 1.
+
+>>> n = cal.nines(np.array([1e9, 1e12, 1e15]))
+>>> bool(n[0] < n[1] < n[2]), round(float(nines_of(0.999)), 6)
+(True, 3.0)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +39,9 @@ MIN_CALIBRATION = 1000  # held-back normal packets needed for a meaningful calib
 _EPS = 1e-12
 LUT_SIZE = 1024  # points per input in InputSurprise's lookup table
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_BELOW_ONE = float(np.nextafter(np.float32(1.0), np.float32(0.0)))  # the largest float32 < 1
+_LOG_MAX = math.log(np.finfo(np.float64).max)  # an infinite error counts as the largest
+_BELOW_ONE = float(np.nextafter(1.0, 0.0))  # the largest float64 below 1
+_LN10 = math.log(10.0)
 RANGE_WEIGHT = 3.0  # nats per scaled unit past the training range (see SurpriseCombiner)
 
 
@@ -58,13 +70,20 @@ class Calibrator:
                    n=len(raw))
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """float32 calibrated scores, same shape as ``raw``, below 1: the tail never reaches 1,
-        and float32 would round its far end up to it, so a threshold of 1 flags nothing."""
+        """float64 calibrated scores, same shape as ``raw``, below 1: the tail never reaches 1,
+        and a float would round its far end up to it, so a threshold of 1 flags nothing."""
+        return scores_of(self.nines(raw))
+
+    def nines(self, raw: np.ndarray) -> np.ndarray:
+        """float64 ``-log10(1 - score)``: how rare this high a raw error is on normal traffic,
+        in powers of ten; past the tail it grows with ``log(raw)`` without bound, so the far
+        tail keeps its order where the score has no digits left."""
         x = np.log(np.maximum(np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=np.inf), _EPS))
         u = self.knots[-1]
-        body = np.interp(x, self.knots, self.probs)
-        tail = 1.0 - (1.0 - self.tail_prob) * np.exp(-(np.maximum(x, u) - u) / self.tail_scale)
-        return np.minimum(np.where(x > u, tail, body), _BELOW_ONE).astype(np.float32)
+        body = -np.log10(1.0 - np.interp(x, self.knots, self.probs))
+        tail = (-math.log10(1.0 - self.tail_prob)
+                + (np.minimum(np.maximum(x, u), _LOG_MAX) - u) / (self.tail_scale * _LN10))
+        return np.where(x > u, tail, body)
 
     def state(self) -> dict:
         return {"knots": self.knots.tolist(), "probs": self.probs.tolist(),
@@ -78,6 +97,20 @@ class Calibrator:
             raise ValueError("calibration table is malformed")
         return cls(knots=knots, probs=probs, tail_prob=float(state["tail_prob"]),
                    tail_scale=float(state["tail_scale"]), n=int(state["n"]))
+
+
+def scores_of(nines: np.ndarray) -> np.ndarray:
+    """Calibrated scores ``1 - 10**-nines``, kept below 1.
+
+    >>> scores_of(np.array([0.0, 3.0, 400.0])).tolist() == [0.0, 0.999, float(np.nextafter(1, 0))]
+    True
+    """
+    return np.minimum(-np.expm1(-np.asarray(nines, dtype=np.float64) * _LN10), _BELOW_ONE)
+
+
+def nines_of(score: float | np.ndarray) -> np.ndarray:
+    """The nines of a calibrated score or threshold: ``-log10(1 - score)``."""
+    return -np.log10(1.0 - np.asarray(score, dtype=np.float64))
 
 
 def threshold_for(false_alarm_rate: float) -> float:

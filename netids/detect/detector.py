@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from netids.detect import explain as words
-from netids.detect.calibration import Calibrator, InputSurprise, SurpriseCombiner
+from netids.detect.calibration import Calibrator, InputSurprise, SurpriseCombiner, scores_of
 from netids.detect.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.detect.packets import FLAG_MALFORMED, FLAG_TRUNCATED, PacketBatch, format_ip, format_mac
 from netids.detect.scaling import (
@@ -85,9 +85,10 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class Scores:
-    scores: np.ndarray  # float32 [n], calibrated 0..1, higher is more anomalous
+    scores: np.ndarray  # float64 [n], calibrated 0..1, higher is more anomalous
     raw: np.ndarray  # float32 [n], per-input surprises combined (see SurpriseCombiner)
     errors: np.ndarray  # float32 [n, n_inputs], surprise of each input's reconstruction error
+    nines: np.ndarray  # float64 [n], -log10(1 - score), unbounded (see calibration)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -142,7 +143,8 @@ class Detector:
             surprise = self.checkpoint.surprise.transform(errors)
             raw = (self.checkpoint.combiner.combine(surprise, excess) if n
                    else np.zeros(0, np.float32))
-        return Scores(self.checkpoint.calibrator.transform(raw), raw, surprise)
+        nines = self.checkpoint.calibrator.nines(raw)
+        return Scores(scores_of(nines), raw, surprise, nines)
 
     @contextmanager
     def _torch_threads(self) -> Iterator[None]:

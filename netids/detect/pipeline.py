@@ -70,7 +70,7 @@ class Pipeline:
         scores = self.detector.score_batch(packets, features)
         anomalous = self.detector.policy(self.threshold).classify(scores.scores)
         kinds, explanations = self._explain(packets, features, scores, np.flatnonzero(anomalous))
-        return Verdicts(scores.scores, anomalous, kinds, explanations)
+        return Verdicts(scores.scores, anomalous, kinds, explanations, scores.nines)
 
     def record(self, frames: FrameBatch, packets: PacketBatch, features: np.ndarray,
                verdicts: Verdicts) -> ScoredBatch:

@@ -22,12 +22,13 @@ from netids.detect.packets import (
 )
 from netids.detect.scored import Verdicts
 
-HEADER = ("index", "timestamp", "score", "anomaly", "length", "protocol", "src", "dst",
+HEADER = ("index", "timestamp", "score", "nines", "anomaly", "length", "protocol", "src", "dst",
           "sport", "dport", "ttl", "tcp_flags", "window", "udp_len", "icmp_type", "icmp_code",
           "arp_op", "status", "kind", "explanation")
 
 _SMALL = np.array([""] + [str(i) for i in range(65536)], dtype=object)  # -1 -> '', i -> str(i)
 _DIGITS3 = np.array([f"{i:03d}" for i in range(1000)], dtype=object)
+_DIGITS2 = np.array([f".{i:02d}" for i in range(100)], dtype=object)
 _MILLI = np.array([f"{i // 1000}.{i % 1000:03d}" for i in range(1001)], dtype=object)  # "0.000"..
 
 
@@ -38,9 +39,9 @@ def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts) -> s
     >>> from netids.detect.decode import decode
     >>> from netids.detect.frames import FrameBatch
     >>> frames = FrameBatch.from_frames([b"\\x00" * 14], [1.25])
-    >>> v = Verdicts(np.array([0.5], np.float32), np.array([False]), [], [])
+    >>> v = Verdicts(np.array([0.5]), np.array([False]), [], [], np.array([0.30103]))
     >>> format_rows(7, decode(frames), v)
-    '7,1.250000,0.500000,0,14,other,,,,,,,,,,,,,,\\n'
+    '7,1.250000,0.500000,0.30,0,14,other,,,,,,,,,,,,,,\\n'
     """
     p, n = packets, len(verdicts)
     if n == 0:
@@ -54,7 +55,8 @@ def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts) -> s
     cols = [
         np.array(list(map(str, range(first_index, first_index + n))), dtype=object),
         _seconds(p.ts),
-        _fraction(verdicts.scores.astype(np.float64)),
+        _fraction(verdicts.scores),
+        _hundredths(verdicts.nines),
         np.where(verdicts.anomalous, "1", "0").astype(object),
         _integers(p.length),
         _distinct(p.ethertype.astype(np.int64) * 512 + p.proto + 1,
@@ -92,6 +94,16 @@ def _fraction(values: np.ndarray) -> np.ndarray:
     """
     micro = np.rint(np.clip(values, 0.0, 1.0) * 1e6).astype(np.int64)
     return _MILLI[micro // 1000] + _DIGITS3[micro % 1000]
+
+
+def _hundredths(values: np.ndarray) -> np.ndarray:
+    """Non-negative numbers with two decimals (nines: up to 65535).
+
+    >>> _hundredths(np.array([0.0, 3.0, 6.996, 41.2345])).tolist()
+    ['0.00', '3.00', '7.00', '41.23']
+    """
+    cent = np.rint(np.clip(values, 0.0, 65535.99) * 100).astype(np.int64)
+    return _SMALL[cent // 100 + 1] + _DIGITS2[cent % 100]
 
 
 def _seconds(ts: np.ndarray) -> np.ndarray:

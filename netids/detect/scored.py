@@ -16,10 +16,11 @@ class Verdicts:
     """The model's side of a :class:`ScoredBatch`: small and picklable, so a batch can be
     judged in another process than the one holding its frames."""
 
-    scores: np.ndarray  # float32 [n], calibrated 0..1, higher is more anomalous
+    scores: np.ndarray  # float64 [n], calibrated 0..1, higher is more anomalous
     anomalous: np.ndarray  # bool [n], scores >= threshold
     kinds: list[str]  # one per anomalous packet, in the order of np.flatnonzero(anomalous)
     explanations: list[str]  # likewise
+    nines: np.ndarray  # float64 [n], -log10(1 - score): orders the tail where scores tie
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -36,7 +37,7 @@ class ScoredBatch:
     frames: FrameBatch
     packets: PacketBatch
     features: np.ndarray  # float32 [n, F], context features in context.FEATURE_NAMES order
-    scores: np.ndarray  # float32 [n], calibrated 0..1, higher is more anomalous
+    scores: np.ndarray  # float64 [n], calibrated 0..1, higher is more anomalous
     threshold: float
     anomalous: np.ndarray  # bool [n], scores >= threshold
     kinds: list[str]  # short kind of deviation per anomalous packet ("port scan", "flood", ...)

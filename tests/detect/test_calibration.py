@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from netids.detect.calibration import InputSurprise
+from netids.detect.calibration import Calibrator, InputSurprise, nines_of, scores_of
 
 
 def test_a_rare_value_of_an_input_that_is_nearly_always_exact_is_as_surprising_as_it_is_rare():
@@ -34,3 +35,14 @@ def test_surprise_follows_the_empirical_cdf_in_the_body_and_the_fitted_tail_past
     # a missing or infinite error is the most surprising there is, and still a number
     odd = surprise.transform(np.array([[np.nan, 0.0, np.inf]]))[0]
     assert odd[0] > 100 and odd[1] < 1.0 and odd[2] > 100 and np.isfinite(odd).all()
+
+
+def test_nines_keep_ranking_the_tail_where_printed_scores_tie() -> None:
+    cal = Calibrator.fit(np.random.default_rng(0).lognormal(size=5000))
+    raw = np.logspace(3, 300, 50)  # far past the largest normal error
+    scores, nines = cal.transform(raw), cal.nines(raw)
+    assert len(np.unique(np.round(scores, 6))) <= 2  # six decimals: all but one read 1.000000
+    assert np.all(np.diff(nines) > 0)  # the nines keep their order
+    assert scores.max() < 1.0  # a threshold of 1 still flags nothing
+    np.testing.assert_allclose(scores_of(nines), scores)
+    assert nines_of(0.999) == pytest.approx(3.0)

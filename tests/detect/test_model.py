@@ -106,7 +106,8 @@ def test_padding_does_not_change_the_real_packets():
 def test_scores_are_calibrated_floats_between_0_and_1(trained):
     detector, packets, feats = trained
     scores = detector.score_batch(packets.take(slice(0, 5000)), feats[:5000])
-    assert scores.scores.dtype == np.float32 and scores.scores.shape == (5000,)
+    assert scores.scores.dtype == np.float64 and scores.scores.shape == (5000,)
+    np.testing.assert_allclose(scores.scores, -np.expm1(-scores.nines * np.log(10)))
     assert scores.scores.min() >= 0.0 and scores.scores.max() <= 1.0
     assert scores.errors.shape == (5000, len(detector.input_names))
     assert 0.5 < detector.threshold < 1.0
@@ -151,7 +152,7 @@ def test_a_rate_is_told_at_its_busiest_window_whichever_window_deviates_most(tra
         row[0, names.index(f"src_rate_{window}")] = rate
     errors = np.zeros((1, len(detector.input_names)), np.float32)
     errors[0, detector.input_names.index("src_rate_100s")] = 50.0  # the most surprising
-    scores = Scores(np.ones(1, np.float32), np.ones(1, np.float32), errors)
+    scores = Scores(np.ones(1), np.ones(1, np.float32), errors, np.ones(1))
     _, texts = detector.explain(one, row, scores, np.array([0]))
     assert texts[0].startswith("3000 packets/s from this source"), texts
 
@@ -173,7 +174,7 @@ def test_a_scan_is_named_by_what_the_source_does_now(trained, sent, new_ports, n
     errors = np.zeros((1, len(detector.input_names)), np.float32)
     errors[0, detector.input_names.index("src_new_port_rate_10s")] = 50.0  # the most surprising
     errors[0, detector.input_names.index("src_syn_rate_1s")] = 40.0
-    scores = Scores(np.ones(1, np.float32), np.ones(1, np.float32), errors)
+    scores = Scores(np.ones(1), np.ones(1, np.float32), errors, np.ones(1))
     kinds, _ = detector.explain(one, row, scores, np.array([0]))
     assert kinds == [kind]
 
@@ -185,7 +186,7 @@ def test_a_common_value_the_network_did_not_expect_is_not_called_rare(trained):
     errors = np.zeros((1, len(detector.input_names)), np.float32)
     errors[0, detector.input_names.index("protocol")] = 50.0  # the most surprising input
     errors[0, detector.input_names.index("length")] = 10.0
-    scores = Scores(np.ones(1, np.float32), np.ones(1, np.float32), errors)
+    scores = Scores(np.ones(1), np.ones(1, np.float32), errors, np.ones(1))
     kinds, texts = detector.explain(one, row, scores, np.array([0]))
     assert kinds != ["unusual protocol"], kinds
     assert texts[0].startswith("packet length"), texts  # the reason first
