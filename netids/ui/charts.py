@@ -7,9 +7,9 @@ Pages build a chart from one of these dicts and later mutate ``chart.options`` f
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 TIME_AXIS = {"type": "time", "axisLabel": {"hideOverlap": True}, "splitNumber": 4}
+MAX_NINES = 16.0  # a float's 1 - score has no digits left past this
 
 
 def apply_chart_theme(options: dict, dark: bool) -> None:
@@ -43,8 +43,8 @@ def protocol_options() -> dict:
 
 
 def score_options() -> dict:
-    return {**_base("Highest anomaly score per second"), "xAxis": TIME_AXIS,
-            "yAxis": {"type": "value", "min": 0, "max": 1},
+    return {**_base("Highest anomaly score per second, in nines (3 = 0.999)"), "xAxis": TIME_AXIS,
+            "yAxis": {"type": "value", "min": 0},
             "series": [{"type": "line", "name": "max score", "showSymbol": False, "data": [],
                         "color": "#ef4444",
                         "markLine": {"symbol": "none", "silent": True,
@@ -54,17 +54,14 @@ def score_options() -> dict:
                                      "data": []}}]}
 
 
-def score_axis_floor(scores: Iterable[float], threshold: float) -> float:
-    """Lower end of the score axis: zoomed to the scores and threshold shown (calibrated
-    scores of a busy network sit close to 1, where the threshold usually is too).
+def nines(score: float) -> float:
+    """A calibrated score on the threshold slider's scale: ``-log10(1 - score)``, so 0.99,
+    0.999 and 0.9999 are 2, 3 and 4, not one flat line at the top of a 0..1 axis.
 
-    >>> score_axis_floor([0.997, 0.9995], 0.999), score_axis_floor([0.2], 0.9)
-    (0.99, 0.2)
-    >>> score_axis_floor([], 0.5)
-    0.5
+    >>> [nines(s) for s in (0.0, 0.99, 0.999, 0.9999, 1.0)]
+    [0.0, 2.0, 3.0, 4.0, 16.0]
     """
-    low = min([threshold, *scores])
-    return max(0.0, math.floor(low * 100) / 100)
+    return round(min(max(-math.log10(max(1.0 - score, 1e-16)), 0.0), MAX_NINES), 3)
 
 
 def _base(title: str) -> dict:

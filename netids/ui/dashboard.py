@@ -318,11 +318,10 @@ class Dashboard:
         self.proto_chart.update()
         score = self.score_chart.options
         charts.apply_chart_theme(score, dark)
-        score["series"][0]["data"] = [list(p) for p in zip(seconds, live.timeline.max_score,
-                                                           strict=True)]
-        score["series"][0]["markLine"]["data"] = [{"yAxis": round(live.threshold, 6),
+        score["series"][0]["data"] = [[s, charts.nines(m)] for s, m in
+                                      zip(seconds, live.timeline.max_score, strict=True)]
+        score["series"][0]["markLine"]["data"] = [{"yAxis": charts.nines(live.threshold),
                                                    "name": "threshold"}]
-        score["yAxis"]["min"] = charts.score_axis_floor(live.timeline.max_score, live.threshold)
         score["series"][0]["markLine"]["label"]["formatter"] = \
             f"threshold {format_threshold(live.threshold)}"
         self.score_chart.update()

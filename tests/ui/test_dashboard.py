@@ -95,7 +95,11 @@ async def test_a_pcap_path_runs_through_the_pipeline_into_counters_charts_grid_a
     protocols = user.find(marker="protocol-chart").elements.pop().options
     assert "TCP" in protocols["xAxis"]["data"] and "ARP" in protocols["xAxis"]["data"]
     score = user.find(marker="score-chart").elements.pop().options["series"][0]
-    assert score["data"] and score["markLine"]["data"][0]["yAxis"] > 0
+    # on the slider's nines scale: the default threshold 0.999 is 3, flagged seconds above it,
+    # and the seconds stay apart instead of one flat line at 1.0
+    assert score["markLine"]["data"][0]["yAxis"] == pytest.approx(3.0)
+    peaks = [y for _, y in score["data"]]
+    assert max(peaks) > 3.0 and len(set(peaks)) > 3
     rows = grid_rows(user)
     assert 0 < len(rows) <= 500
     assert [r["last_seen"] for r in rows] == sorted((r["last_seen"] for r in rows), reverse=True)
