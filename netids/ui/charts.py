@@ -61,7 +61,7 @@ def nines(score: float) -> float:
     >>> [nines(s) for s in (0.0, 0.99, 0.999, 0.9999, 1.0)]
     [0.0, 2.0, 3.0, 4.0, 16.0]
     """
-    return round(min(max(-math.log10(max(1.0 - score, 1e-16)), 0.0), MAX_NINES), 3)
+    return round(min(math.log10(1.0 / max(1.0 - score, 1e-16)), MAX_NINES), 3)
 
 
 def _base(title: str) -> dict:
