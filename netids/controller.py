@@ -31,7 +31,7 @@ from netids.detect.detector import Detector
 from netids.detect.event_records import SEVERITIES, EventConfig, EventUpdate
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
-from netids.live import LiveState, count_protocols
+from netids.live import LiveState, count_protocols, last_second_rate
 from netids.store.engine import open_database
 from netids.store.queries import activate_model_version, add_model_version, list_model_versions
 from netids.store.sink import EventSink
@@ -307,19 +307,20 @@ class Controller:
         threshold = self.detector.threshold if self._threshold is None else self._threshold
         pipeline = Pipeline(self.detector, threshold=threshold)
         self.live = LiveState(running=True, source=label, threshold=threshold,
-                              events=self.live.events, message=f"monitoring {label}")
+                              events=self.live.events, message=f"monitoring {label}",
+                              rate_mark=(time.monotonic(), 0))
         self._task = asyncio.create_task(self._run(source, pipeline, EventSink(self.store)))
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
                    sink: EventSink) -> None:
         loop = asyncio.get_running_loop()
         live = self.live
-        started = time.monotonic()
         try:
             async for frames in source.batches():
                 pipeline.threshold = live.threshold
                 scored = await loop.run_in_executor(self._pool, pipeline.process, frames)
-                self._publish(live, pipeline, scored, sink.add(scored), source, started)
+                updates = sink.add(scored)
+                self._publish(live, pipeline, scored, updates, source, sink.aggregator.opened)
         except (CaptureError, CaptureFileError) as exc:
             live.error = live.message = str(exc)
         except Exception as exc:  # noqa: BLE001 - the app stays up and says what happened
@@ -327,7 +328,7 @@ class Controller:
             live.error = live.message = f"monitoring stopped: {exc}"
         finally:
             source.stop()
-            self._publish(live, pipeline, None, sink.finish(), source, started)
+            self._publish(live, pipeline, None, sink.finish(), source, sink.aggregator.opened)
             live.running = False
             if not live.error:
                 live.message = f"finished {live.source}: {live.packets} packets, " \
@@ -336,7 +337,7 @@ class Controller:
 
     def _publish(self, live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
                  updates: list[EventUpdate], source: LiveSource | FileSource,
-                 started: float) -> None:
+                 opened: int) -> None:
         for u in updates:
             live.events.append(u)
         if scored is not None:
@@ -348,7 +349,9 @@ class Controller:
         live.packets, live.tcp, live.udp, live.other = s.packets, s.tcp, s.udp, s.other
         live.anomalies, live.undecoded = s.anomalies, s.undecoded
         live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
-        live.packets_per_second = s.packets / max(time.monotonic() - started, 1e-3)
+        live.packets_per_second, live.rate_mark = last_second_rate(
+            live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)
+        live.session_events = opened
         live.store = self.store.stats if self.store is not None else None
         live.generation += 1
 

@@ -68,7 +68,9 @@ class LiveState:
     undecoded: int = 0
     kernel_drops: int = 0
     queue_drops: int = 0
-    packets_per_second: float = 0.0
+    packets_per_second: float = 0.0  # over the last second or so, not the session's average
+    rate_mark: tuple[float, int] = (0.0, 0)  # (monotonic time, packets) the rate runs from
+    session_events: int = 0  # events this session opened (the table keeps earlier ones too)
     threshold: float = 0.0
     protocols: dict[str, int] = field(default_factory=dict)
     timeline: Timeline = field(default_factory=Timeline)
@@ -84,3 +86,19 @@ def count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:
     for (ethertype, proto), c in zip(uniq.tolist(), n.tolist(), strict=True):
         name = protocol_name(ethertype, proto)
         counts[name] = counts.get(name, 0) + c
+
+
+def last_second_rate(mark: tuple[float, int], now: float, packets: int,
+                     shown: float) -> tuple[float, tuple[float, int]]:
+    """(packets per second since ``mark``, the new mark) once a second has passed since it;
+    until then the rate shown and the same mark.
+
+    >>> last_second_rate((10.0, 1000), 10.4, 5000, 7.0)
+    (7.0, (10.0, 1000))
+    >>> last_second_rate((10.0, 1000), 12.0, 5000, 7.0)
+    (2000.0, (12.0, 5000))
+    """
+    t0, p0 = mark
+    if now - t0 < 1.0:
+        return shown, mark
+    return (packets - p0) / (now - t0), (now, packets)

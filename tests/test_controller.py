@@ -43,6 +43,18 @@ async def test_a_file_runs_through_the_pipeline_into_the_database(controller: Co
     assert {e.id for e in stored} == {u.id for u in live.events}
 
 
+async def test_the_events_counter_counts_this_session_only(controller: Controller) -> None:
+    await controller.start_file(SAMPLE)
+    await controller.wait()
+    first = controller.live.session_events
+    assert first == len({u.id for u in controller.live.events}) > 0
+    await controller.start_file(SAMPLE)  # the same file again: as many events, new ones
+    await controller.wait()
+    assert controller.live.session_events == first
+    assert len({u.id for u in controller.live.events}) == 2 * first  # the table keeps both
+    await controller.close()
+
+
 async def test_threshold_applies_to_the_next_batches(controller: Controller) -> None:
     controller.set_threshold(1.0)
     await controller.start_file(SAMPLE)

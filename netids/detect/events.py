@@ -77,6 +77,7 @@ class EventAggregator:
         self._kinds: dict[str, int] = {}
         self._kind_names: list[str] = []
         self._now = float("-inf")
+        self.opened = 0  # events opened so far
 
     @property
     def open_events(self) -> int:
@@ -234,6 +235,7 @@ class EventAggregator:
                    answer: bool = False) -> OpenEvent:
         """A new event for key ``k`` from packet ``i``: one of its own, or (``answer``) one
         answering it, whose addresses are the other way round."""
+        self.opened += 1
         merged = k[6]
         src = format_ip(p.src_hi[i], p.src_lo[i]) or format_mac(p.src_mac[i])
         dst = format_ip(p.dst_hi[i], p.dst_lo[i]) or format_mac(p.dst_mac[i])

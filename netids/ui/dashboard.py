@@ -132,7 +132,8 @@ class Dashboard:
         with ui.row().classes("w-full gap-3 flex-wrap"):
             for key, title in (("packets", "Total packets"), ("tcp", "TCP"), ("udp", "UDP"),
                                ("other", "Other"), ("rate", "Packets/s"), ("drops", "Drops"),
-                               ("anomalies", "Anomalous packets"), ("events", "Events")):
+                               ("anomalies", "Anomalous packets"),
+                               ("events", "Events this session")):
                 with ui.card().classes("nid-counter min-w-[120px] flex-1").tight(), \
                         ui.card_section():
                         ui.label(title).classes("text-xs uppercase opacity-70")
@@ -274,7 +275,7 @@ class Dashboard:
         labels["rate"].set_text(f"{live.packets_per_second:,.0f}" if live.running else "–")
         labels["drops"].set_text(f"{live.kernel_drops + live.queue_drops:,}")
         labels["anomalies"].set_text(f"{live.anomalies:,}")
-        labels["events"].set_text(f"{len({u.id for u in live.events}):,}")
+        labels["events"].set_text(f"{live.session_events:,}")
         self.status.set_text(_status_text(live, self.c))
         if self.threshold.value != slider_position(live.threshold):
             self.threshold.set_value(slider_position(live.threshold))
