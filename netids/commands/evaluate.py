@@ -1,5 +1,7 @@
 """``python app.py evaluate CAPTURE --labels LABELS.csv``: score a labelled capture with the
-model and both baselines (trained on the model's own normal training data) and print the table.
+model and both baselines (trained on the model's own normal training data) and print the table,
+then what the model and IsolationForest flag among the normal packets at their own thresholds
+and the false events per hour that makes (see :mod:`netids.training.drift`).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +19,11 @@ from netids.capture.pcapfile import CaptureFileError
 from netids.commands import CommandError
 from netids.commands.mix import parse_part
 from netids.config import Settings
+from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
 from netids.detect.packets import PacketBatch
 from netids.lab.mixing import read_labels
+from netids.training import drift
 from netids.training import evaluate as ev
 from netids.training.checkpoint import CheckpointError, load_detector
 from netids.training.data import read_capture
@@ -36,51 +41,102 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--train-part", default=None, metavar="FROM:TO",
                    help="fraction range of those captures (default: the model's)")
     p.add_argument("--no-baselines", action="store_true", help="evaluate the model only")
+    p.add_argument("--threshold", type=float,
+                   help="threshold 0..1 for the flagged share and false events (default: the "
+                        "model's); IsolationForest's is the same quantile of its training scores")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--markdown", help="also write the table to this file")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    report = evaluate(args, settings)
+    _say(report.heading)
+    _say(ev.format_table(report.rows))
+    _say("")
+    _say("normal packets at each method's own threshold (attack packets never count):")
+    _say(drift.format_own(report.judged.own))
+    if args.markdown:
+        Path(args.markdown).write_text(ev.format_table(report.rows) + "\n")
+    return 0
+
+
+@dataclass
+class Report:
+    heading: str  # capture, packets, attacks, model
+    rows: list[ev.Row]  # the ranking table
+    judged: drift.Judged  # scores, own-threshold figures, false flags
+    labels: np.ndarray  # int8 [n], 1 = attack
+    kinds: np.ndarray  # object [n], attack kind or ""
+    method_scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def evaluate(args: argparse.Namespace, settings: Settings, *,
+             seed_baseline: bool = True) -> Report:
+    """Everything ``evaluate`` prints, for callers that want the figures (``bench/``);
+    ``seed_baseline=False`` leaves the seed transformer out."""
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise CommandError(f"--threshold must be between 0 and 1, got {threshold}")
     try:
         detector = load_detector(settings.model_path, threads=args.threads)
     except CheckpointError as exc:
         raise CommandError(str(exc)) from None
-    try:
-        packets, feats = read_capture(args.capture)
-    except (CaptureFileError, FileNotFoundError) as exc:
-        raise CommandError(str(exc)) from None
-    if feats.shape[1] != len(detector.feature_names):
+    if not Path(args.capture).is_file():
+        raise CommandError(f"capture not found: {args.capture}")
+    if len(FEATURE_NAMES) != len(detector.feature_names):
         raise CommandError("the model was trained on other context features than this netids "
                            "computes: retrain it with `python app.py train`")
     if not Path(args.labels).is_file():
         raise CommandError(f"labels not found: {args.labels}")
     idx, lab, kinds = read_labels(Path(args.labels))
-    labels = np.zeros(len(packets), np.int8)
-    kind = np.full(len(packets), "", dtype=object)
-    ok = idx < len(packets)
-    if ok.sum() < len(packets) or len(np.unique(idx[ok])) < len(packets):
-        raise CommandError(f"{args.labels} does not label every packet of {args.capture} "
-                           f"({int(ok.sum())} rows for {len(packets)} packets)")
-    labels[idx[ok]] = lab[ok]
-    kind[idx[ok]] = np.asarray(kinds, dtype=object)[ok]
+    size = int(idx.max()) + 1 if len(idx) else 0
+    labelled = np.zeros(size, bool)
+    label_of = np.zeros(size, np.int8)
+    kind_of = np.full(size, "", dtype=object)
+    ok = idx >= 0
+    labelled[idx[ok]] = True
+    label_of[idx[ok]] = lab[ok]
+    kind_of[idx[ok]] = np.asarray(kinds, dtype=object)[ok]
 
-    t = time.perf_counter()
-    method_scores = {"netids transformer": detector.score_batch(packets, feats).raw}
-    log.info("model scored %d packets in %.1f s", len(packets), time.perf_counter() - t)
+    def attack(first: int, n: int) -> np.ndarray:
+        if first + n > size or not labelled[first:first + n].all():
+            raise CommandError(f"{args.labels} does not label every packet of {args.capture} "
+                               f"({int(labelled.sum())} rows, packet {first + n - 1} read)")
+        return label_of[first:first + n] == 1
+
+    forest, train_packets = None, None
     if not args.no_baselines:
         train_packets, train_feats = _training_data(args, detector)
-        method_scores["isolation forest"] = ev.isolation_forest(
-            ev.model_inputs(detector, train_packets, train_feats),
-            ev.model_inputs(detector, packets, feats))
-        method_scores["seed transformer"] = ev.seed_transformer(train_packets, packets)
+        t = time.perf_counter()
+        forest = ev.Forest.fit(ev.model_inputs(detector, train_packets, train_feats),
+                               quantile=detector.threshold if threshold is None else threshold)
+        log.info("isolation forest fitted in %.1f s", time.perf_counter() - t)
+
+    def forest_scores(packets: PacketBatch, features: np.ndarray) -> np.ndarray:
+        assert forest is not None
+        return forest.score(ev.model_inputs(detector, packets, features))
+
+    t = time.perf_counter()
+    try:
+        judged = drift.judge_capture(
+            args.capture, detector, attack, threshold=threshold,
+            baseline=forest_scores if forest else None,
+            baseline_threshold=forest.threshold if forest else float("inf"))
+    except (CaptureFileError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    n = len(judged.packets)
+    log.info("judged %d packets in %.1f s", n, time.perf_counter() - t)
+    labels, kind = label_of[:n], kind_of[:n]
+
+    method_scores = {"netids transformer": judged.raw}
+    if judged.baseline is not None:
+        method_scores["isolation forest"] = judged.baseline
+    if seed_baseline and train_packets is not None:
+        method_scores["seed transformer"] = ev.seed_transformer(train_packets, judged.packets)
     rows = ev.table(method_scores, labels, list(kind))
-    text = ev.format_table(rows)
-    _say(f"{args.capture}: {len(packets)} packets, {int(labels.sum())} attack; "
-          f"model {settings.model_path}")
-    _say(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
-    return 0
+    heading = (f"{args.capture}: {n} packets, {int(labels.sum())} attack; "
+               f"model {settings.model_path}")
+    return Report(heading, rows, judged, labels, kind, method_scores)
 
 
 def _training_data(args: argparse.Namespace, detector: Detector) -> tuple[PacketBatch, np.ndarray]:

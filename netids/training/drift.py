@@ -1,0 +1,238 @@
+"""What a detector flags on normal traffic at its own threshold, and the events that makes.
+
+ROC-AUC and detection at a fixed false-alarm rate (:mod:`netids.training.evaluate`) set their
+cut from the evaluated capture's own normal scores: they say how well a method *ranks*, not
+what it does when it runs. A running detector decides with the threshold it was calibrated
+for (``Detector.threshold``, 0.999: a thousandth of normal traffic above it), and a person
+reads the *events* its flags become. On traffic the model has not seen (the same network
+later, another run, another network) both can drift far from the calibration; this module
+measures them:
+
+- the share of normal packets flagged at the threshold (calibrated score >= threshold);
+- false events: the anomalies of normal packets run through the real event aggregation
+  (:class:`~netids.detect.events.EventAggregator`, batch by batch as ``score --db`` and the
+  live app do through ``EventSink``), attack packets never counted as anomalous, per hour of
+  the capture's time span;
+- the same for a baseline scored packet by packet (IsolationForest at its own threshold), its
+  flags grouped into events by the same aggregator with the model's kind for each packet.
+
+One pass over the capture, in pipeline batches, gives all of it plus the raw scores the
+ranking metrics need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from netids.capture.pcapfile import read_batches
+from netids.detect.detector import Detector, Scores
+from netids.detect.event_records import EventConfig, EventUpdate
+from netids.detect.events import EventAggregator
+from netids.detect.packets import PacketBatch
+from netids.detect.pipeline import Pipeline
+from netids.detect.scored import ScoredBatch
+
+BaselineScorer = Callable[[PacketBatch, np.ndarray], np.ndarray]  # (packets, features) -> scores
+
+
+@dataclass
+class OwnThreshold:
+    """What one method flags among the normal packets of a capture at its own threshold."""
+
+    method: str
+    threshold: float
+    normal: int  # normal packets in the capture
+    flagged: int  # of them, at or above the threshold
+    events: int  # events made of flagged normal packets alone
+    hours: float  # the capture's time span
+
+    @property
+    def share(self) -> float:
+        """Flagged share of the normal packets (nan without any)."""
+        return self.flagged / self.normal if self.normal else float("nan")
+
+    @property
+    def events_per_hour(self) -> float:
+        return self.events / self.hours if self.hours > 0 else float("nan")
+
+
+@dataclass
+class Judged:
+    """One capture judged batch by batch as the pipeline judges it."""
+
+    packets: PacketBatch
+    raw: np.ndarray  # float32 [n], the model's uncalibrated scores (ranking metrics)
+    scores: np.ndarray  # float32 [n], calibrated 0..1
+    own: list[OwnThreshold]  # the model first, then the baseline when there was one
+    baseline: np.ndarray | None = None  # float [n], the baseline's scores
+    false_flags: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind,
+    # explanation) of the model's flagged normal packets
+    flagged_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their times
+    event_starts: np.ndarray = field(default_factory=lambda: np.zeros(0))  # first_seen of
+    # each of the model's false events
+
+
+class EventCounter:
+    """Counts the events a stream of scored batches makes, exactly as ``EventSink`` folds
+    them (aggregate the batch, close what its last packet's time has passed, close the rest
+    at the end), without storing anything."""
+
+    def __init__(self, config: EventConfig | None = None) -> None:
+        self.aggregator = EventAggregator(config)
+        self.first_seen: dict[str, float] = {}  # event id -> its first packet's time
+
+    def add(self, scored: ScoredBatch) -> None:
+        updates = self.aggregator.add(scored)
+        if len(scored):
+            updates += self.aggregator.flush(float(scored.packets.ts[-1]))
+        self._note(updates)
+
+    def finish(self) -> int:
+        """Close every open event; return how many events there were."""
+        self._note(self.aggregator.flush())
+        return len(self.first_seen)
+
+    def _note(self, updates: list[EventUpdate]) -> None:
+        for u in updates:
+            self.first_seen[u.id] = min(u.first_seen, self.first_seen.get(u.id, u.first_seen))
+
+
+def normal_only(scored: ScoredBatch, attack: np.ndarray) -> ScoredBatch:
+    """``scored`` with the anomalies of attack packets (``attack`` bool [n]) taken back, so
+    only the false alarms on normal packets make events."""
+    if not attack.any():
+        return scored
+    kept = ~attack[scored.anomaly_index]
+    return dataclasses.replace(
+        scored,
+        anomalous=scored.anomalous & ~attack,
+        kinds=[k for k, keep in zip(scored.kinds, kept, strict=True) if keep],
+        explanations=[e for e, keep in zip(scored.explanations, kept, strict=True) if keep],
+    )
+
+
+def span_hours(ts: np.ndarray) -> float:
+    """Time from the first to the last packet, in hours.
+
+    >>> span_hours(np.array([100.0, 1900.0, 3700.0]))
+    1.0
+    """
+    return float(ts.max() - ts.min()) / 3600.0 if len(ts) else 0.0
+
+
+def judge_capture(
+    path: str | Path,
+    detector: Detector,
+    attack: Callable[[int, int], np.ndarray],
+    *,
+    threshold: float | None = None,
+    baseline: BaselineScorer | None = None,
+    baseline_threshold: float = float("inf"),
+    baseline_name: str = "isolation forest",
+    batch_size: int = 4096,
+) -> Judged:
+    """Judge every packet of ``path`` in pipeline batches of ``batch_size``.
+
+    ``attack(first, n)`` gives the bool attack labels of packets ``first .. first + n - 1``
+    of the file. ``threshold`` overrides the model's own. ``baseline`` scores a featurised
+    batch (higher = more anomalous); its flags (>= ``baseline_threshold``) go through the same
+    event aggregation, each packet with the kind the model's explanation gives it, so both
+    methods' events are grouped alike.
+    """
+    remembering = _Remembering(detector)
+    pipeline = Pipeline(cast(Detector, remembering), threshold=threshold)
+    model_events, base_events = EventCounter(), EventCounter()
+    packets, raw, scores, base, attacks = [], [], [], [], []
+    flagged_at, base_flagged = [], 0
+    false_flags: Counter[tuple[str, str]] = Counter()
+    for frames in read_batches(path, batch_size):
+        frames, batch, feats = pipeline.featurise(frames)
+        verdicts = pipeline.judge(batch, feats)
+        scored = pipeline.record(frames, batch, feats, verdicts)
+        bad = np.asarray(attack(frames.first_index, len(batch)), dtype=bool)
+        normal = normal_only(scored, bad)
+        model_events.add(normal)
+        flagged_at.append(batch.ts[normal.anomalous])
+        false_flags.update(zip(normal.kinds, normal.explanations, strict=True))
+        model = remembering.last  # the scores the pipeline judged by
+        assert model is not None and len(model) == len(batch)
+        packets.append(batch)
+        raw.append(model.raw)
+        scores.append(verdicts.scores)
+        attacks.append(bad)
+        if baseline is not None:
+            b = np.asarray(baseline(batch, feats), dtype=np.float64)
+            flags = (b >= baseline_threshold) & ~bad
+            kinds, texts = detector.explain(batch, feats, model, np.flatnonzero(flags))
+            base_events.add(dataclasses.replace(scored, scores=b.astype(np.float32),
+                                                threshold=baseline_threshold, anomalous=flags,
+                                                kinds=kinds, explanations=texts))
+            base_flagged += int(flags.sum())
+            base.append(b)
+    all_packets = PacketBatch.concat(packets) if packets else None
+    if all_packets is None:
+        raise ValueError(f"{path}: the capture holds no packets")
+    is_attack = np.concatenate(attacks)
+    n_normal = int((~is_attack).sum())
+    hours = span_hours(all_packets.ts)
+    flagged = np.concatenate(flagged_at)
+    own = [OwnThreshold("netids transformer", pipeline.threshold, n_normal, len(flagged),
+                        model_events.finish(), hours)]
+    if baseline is not None:
+        own.append(OwnThreshold(baseline_name, baseline_threshold, n_normal, base_flagged,
+                                base_events.finish(), hours))
+    return Judged(all_packets, np.concatenate(raw), np.concatenate(scores), own,
+                  np.concatenate(base) if baseline is not None else None, false_flags, flagged,
+                  np.sort(np.fromiter(model_events.first_seen.values(), np.float64)))
+
+
+class _Remembering:
+    """A detector that remembers the scores of its last ``score_batch`` call, so the raw
+    scores and per-input errors behind a pipeline's verdicts are read, not computed twice."""
+
+    def __init__(self, detector: Detector) -> None:
+        self._detector = detector
+        self.last: Scores | None = None
+
+    def score_batch(self, packets: PacketBatch, features: np.ndarray) -> Scores:
+        self.last = self._detector.score_batch(packets, features)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._detector, name)
+
+
+def format_own(own: Iterable[OwnThreshold]) -> str:
+    """A Markdown table of what each method flags at its own threshold."""
+    lines = ["| method | own threshold | normal packets | flagged | flagged share | "
+             "false events | hours | false events/h |", "|" + "---|" * 8]
+    for o in own:
+        lines.append(f"| {o.method} | {o.threshold:.6g} | {o.normal} | {o.flagged} | "
+                     f"{o.share:.3%} | {o.events} | {o.hours:.3f} | {o.events_per_hour:.1f} |")
+    return "\n".join(lines)
+
+
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def top_false_flags(flags: Counter[tuple[str, str]], n: int = 5,
+                    by: str = "explanation") -> list[tuple[str, int]]:
+    """The ``n`` most frequent kinds (``by="kind"``) or explanations of flagged normal
+    packets. Explanations are counted with their numbers replaced by ``#``: "31 packets/s"
+    and "29 packets/s" are one reason.
+
+    >>> top_false_flags(Counter({("flood", "31 packets/s"): 2, ("flood", "29 packets/s"): 1}))
+    [('flood: # packets/s', 3)]
+    """
+    counts: Counter[str] = Counter()
+    for (kind, text), count in flags.items():
+        counts[kind if by == "kind" else f"{kind}: {NUMBER.sub('#', text)}"] += count
+    return counts.most_common(n)
