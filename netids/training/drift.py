@@ -169,13 +169,9 @@ def judge_capture(
         scores.append(verdicts.scores)
         attacks.append(bad)
         if baseline is not None:
-            b = np.asarray(baseline(batch, feats), dtype=np.float64)
-            flags = (b >= baseline_threshold) & ~bad
-            kinds, texts = detector.explain(batch, feats, model, np.flatnonzero(flags))
-            base_events.add(dataclasses.replace(scored, scores=b.astype(np.float32),
-                                                threshold=baseline_threshold, anomalous=flags,
-                                                kinds=kinds, explanations=texts))
-            base_flagged += int(flags.sum())
+            b = _judge_baseline(baseline, baseline_threshold, detector, scored, model, bad,
+                                base_events)
+            base_flagged += int(((b >= baseline_threshold) & ~bad).sum())
             base.append(b)
     all_packets = PacketBatch.concat(packets) if packets else None
     if all_packets is None:
@@ -192,6 +188,20 @@ def judge_capture(
     return Judged(all_packets, np.concatenate(raw), np.concatenate(scores), own,
                   np.concatenate(base) if baseline is not None else None, false_flags, flagged,
                   np.sort(np.fromiter(model_events.first_seen.values(), np.float64)))
+
+
+def _judge_baseline(baseline: BaselineScorer, threshold: float, detector: Detector,
+                    scored: ScoredBatch, model: Scores, bad: np.ndarray,
+                    events: EventCounter) -> np.ndarray:
+    """The baseline's scores of one batch; its flags on normal packets become events in
+    ``events``, each packet with the kind the model's explanation gives it."""
+    batch, feats = scored.packets, scored.features
+    b = np.asarray(baseline(batch, feats), dtype=np.float64)
+    flags = (b >= threshold) & ~bad
+    kinds, texts = detector.explain(batch, feats, model, np.flatnonzero(flags))
+    events.add(dataclasses.replace(scored, scores=b, threshold=threshold, anomalous=flags,
+                                   kinds=kinds, explanations=texts))
+    return b
 
 
 class _Remembering:
