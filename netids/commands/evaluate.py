@@ -86,17 +86,8 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     if len(FEATURE_NAMES) != len(detector.feature_names):
         raise CommandError("the model was trained on other context features than this netids "
                            "computes: retrain it with `python app.py train`")
-    if not Path(args.labels).is_file():
-        raise CommandError(f"labels not found: {args.labels}")
-    idx, lab, kinds = read_labels(Path(args.labels))
-    size = int(idx.max()) + 1 if len(idx) else 0
-    labelled = np.zeros(size, bool)
-    label_of = np.zeros(size, np.int8)
-    kind_of = np.full(size, "", dtype=object)
-    ok = idx >= 0
-    labelled[idx[ok]] = True
-    label_of[idx[ok]] = lab[ok]
-    kind_of[idx[ok]] = np.asarray(kinds, dtype=object)[ok]
+    labelled, label_of, kind_of = _labels(args.labels)
+    size = len(labelled)
 
     def attack(first: int, n: int) -> np.ndarray:
         if first + n > size or not labelled[first:first + n].all():
@@ -107,10 +98,8 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     forest, train_packets = None, None
     if not args.no_baselines:
         train_packets, train_feats = _training_data(args, detector)
-        t = time.perf_counter()
         forest = ev.Forest.fit(ev.model_inputs(detector, train_packets, train_feats),
                                quantile=detector.threshold if threshold is None else threshold)
-        log.info("isolation forest fitted in %.1f s", time.perf_counter() - t)
 
     def forest_scores(packets: PacketBatch, features: np.ndarray) -> np.ndarray:
         assert forest is not None
@@ -137,6 +126,22 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     heading = (f"{args.capture}: {n} packets, {int(labels.sum())} attack; "
                f"model {settings.model_path}")
     return Report(heading, rows, judged, labels, kind, method_scores)
+
+
+def _labels(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bool: labelled, int8: label, object: attack kind), indexed by packet."""
+    if not Path(path).is_file():
+        raise CommandError(f"labels not found: {path}")
+    idx, lab, kinds = read_labels(Path(path))
+    size = int(idx.max()) + 1 if len(idx) else 0
+    labelled = np.zeros(size, bool)
+    label_of = np.zeros(size, np.int8)
+    kind_of = np.full(size, "", dtype=object)
+    ok = idx >= 0
+    labelled[idx[ok]] = True
+    label_of[idx[ok]] = lab[ok]
+    kind_of[idx[ok]] = np.asarray(kinds, dtype=object)[ok]
+    return labelled, label_of, kind_of
 
 
 def _training_data(args: argparse.Namespace, detector: Detector) -> tuple[PacketBatch, np.ndarray]:

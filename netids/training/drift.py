@@ -169,21 +169,14 @@ def judge_capture(
         scores.append(verdicts.scores)
         attacks.append(bad)
         if baseline is not None:
-            b = np.asarray(baseline(batch, feats), dtype=np.float64)
-            flags = (b >= baseline_threshold) & ~bad
-            kinds, texts = detector.explain(batch, feats, model, np.flatnonzero(flags))
-            base_events.add(dataclasses.replace(scored, scores=b.astype(np.float32),
-                                                threshold=baseline_threshold, anomalous=flags,
-                                                kinds=kinds, explanations=texts))
-            base_flagged += int(flags.sum())
-            base.append(b)
-    all_packets = PacketBatch.concat(packets) if packets else None
-    if all_packets is None:
+            base.append(np.asarray(baseline(batch, feats), dtype=np.float64))
+            flags = _judged_by(detector, scored, model, base[-1], baseline_threshold, bad)
+            base_events.add(flags)
+            base_flagged += int(flags.anomalous.sum())
+    if not packets:
         raise ValueError(f"{path}: the capture holds no packets")
-    is_attack = np.concatenate(attacks)
-    n_normal = int((~is_attack).sum())
-    hours = span_hours(all_packets.ts)
-    flagged = np.concatenate(flagged_at)
+    all_packets, n_normal = PacketBatch.concat(packets), int((~np.concatenate(attacks)).sum())
+    hours, flagged = span_hours(all_packets.ts), np.concatenate(flagged_at)
     own = [OwnThreshold("netids transformer", pipeline.threshold, n_normal, len(flagged),
                         model_events.finish(), hours)]
     if baseline is not None:
@@ -192,6 +185,16 @@ def judge_capture(
     return Judged(all_packets, np.concatenate(raw), np.concatenate(scores), own,
                   np.concatenate(base) if baseline is not None else None, false_flags, flagged,
                   np.sort(np.fromiter(model_events.first_seen.values(), np.float64)))
+
+
+def _judged_by(detector: Detector, scored: ScoredBatch, model: Scores, scores: np.ndarray,
+               threshold: float, attack: np.ndarray) -> ScoredBatch:
+    """``scored`` as a baseline's ``scores`` judge it at ``threshold``, attacks taken back;
+    each anomaly with the kind and words the model gives that packet."""
+    flags = (scores >= threshold) & ~attack
+    kinds, texts = detector.explain(scored.packets, scored.features, model, np.flatnonzero(flags))
+    return dataclasses.replace(scored, scores=scores.astype(np.float32), threshold=threshold,
+                               anomalous=flags, kinds=kinds, explanations=texts)
 
 
 class _Remembering:
