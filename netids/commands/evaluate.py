@@ -75,15 +75,31 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     """Everything ``evaluate`` prints, for callers that want the figures (``bench/``);
     ``seed_baseline=False`` leaves the seed transformer out."""
     threshold = getattr(args, "threshold", None)
-    detector = _checked_detector(args, settings, threshold)
-    truth = _Truth.read(args)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise CommandError(f"--threshold must be between 0 and 1, got {threshold}")
+    try:
+        detector = load_detector(settings.model_path, threads=args.threads)
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+    if not Path(args.capture).is_file():
+        raise CommandError(f"capture not found: {args.capture}")
+    if len(FEATURE_NAMES) != len(detector.feature_names):
+        raise CommandError("the model was trained on other context features than this netids "
+                           "computes: retrain it with `python app.py train`")
+    labelled, label_of, kind_of = _labels(args.labels)
+    size = len(labelled)
+
+    def attack(first: int, n: int) -> np.ndarray:
+        if first + n > size or not labelled[first:first + n].all():
+            raise CommandError(f"{args.labels} does not label every packet of {args.capture} "
+                               f"({int(labelled.sum())} rows, packet {first + n - 1} read)")
+        return label_of[first:first + n] == 1
+
     forest, train_packets = None, None
     if not args.no_baselines:
         train_packets, train_feats = _training_data(args, detector)
-        t = time.perf_counter()
         forest = ev.Forest.fit(ev.model_inputs(detector, train_packets, train_feats),
                                quantile=detector.threshold if threshold is None else threshold)
-        log.info("isolation forest fitted in %.1f s", time.perf_counter() - t)
 
     def forest_scores(packets: PacketBatch, features: np.ndarray) -> np.ndarray:
         assert forest is not None
@@ -92,14 +108,14 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     t = time.perf_counter()
     try:
         judged = drift.judge_capture(
-            args.capture, detector, truth.attack, threshold=threshold,
+            args.capture, detector, attack, threshold=threshold,
             baseline=forest_scores if forest else None,
             baseline_threshold=forest.threshold if forest else float("inf"))
     except (CaptureFileError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     n = len(judged.packets)
     log.info("judged %d packets in %.1f s", n, time.perf_counter() - t)
-    labels, kind = truth.label_of[:n], truth.kind_of[:n]
+    labels, kind = label_of[:n], kind_of[:n]
 
     method_scores = {"netids transformer": judged.raw}
     if judged.baseline is not None:
@@ -112,53 +128,20 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     return Report(heading, rows, judged, labels, kind, method_scores)
 
 
-def _checked_detector(args: argparse.Namespace, settings: Settings,
-                      threshold: float | None) -> Detector:
-    """The model, once the options and files it is judged with make sense."""
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise CommandError(f"--threshold must be between 0 and 1, got {threshold}")
-    try:
-        detector = load_detector(settings.model_path, threads=args.threads)
-    except CheckpointError as exc:
-        raise CommandError(str(exc)) from None
-    if not Path(args.capture).is_file():
-        raise CommandError(f"capture not found: {args.capture}")
-    if len(FEATURE_NAMES) != len(detector.feature_names):
-        raise CommandError("the model was trained on other context features than this netids "
-                           "computes: retrain it with `python app.py train`")
-    if not Path(args.labels).is_file():
-        raise CommandError(f"labels not found: {args.labels}")
-    return detector
-
-
-@dataclass
-class _Truth:
-    """The labels file, by packet position."""
-
-    labels: str  # the file, for messages
-    capture: str
-    labelled: np.ndarray  # bool [size]
-    label_of: np.ndarray  # int8 [size], 1 = attack
-    kind_of: np.ndarray  # object [size]
-
-    @classmethod
-    def read(cls, args: argparse.Namespace) -> _Truth:
-        idx, lab, kinds = read_labels(Path(args.labels))
-        size = int(idx.max()) + 1 if len(idx) else 0
-        truth = cls(str(args.labels), str(args.capture), np.zeros(size, bool),
-                    np.zeros(size, np.int8), np.full(size, "", dtype=object))
-        ok = idx >= 0
-        truth.labelled[idx[ok]] = True
-        truth.label_of[idx[ok]] = lab[ok]
-        truth.kind_of[idx[ok]] = np.asarray(kinds, dtype=object)[ok]
-        return truth
-
-    def attack(self, first: int, n: int) -> np.ndarray:
-        """Which of packets ``first .. first + n`` are attacks; every one must be labelled."""
-        if first + n > len(self.labelled) or not self.labelled[first:first + n].all():
-            raise CommandError(f"{self.labels} does not label every packet of {self.capture} "
-                               f"({int(self.labelled.sum())} rows, packet {first + n - 1} read)")
-        return self.label_of[first:first + n] == 1
+def _labels(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bool: labelled, int8: label, object: attack kind), indexed by packet."""
+    if not Path(path).is_file():
+        raise CommandError(f"labels not found: {path}")
+    idx, lab, kinds = read_labels(Path(path))
+    size = int(idx.max()) + 1 if len(idx) else 0
+    labelled = np.zeros(size, bool)
+    label_of = np.zeros(size, np.int8)
+    kind_of = np.full(size, "", dtype=object)
+    ok = idx >= 0
+    labelled[idx[ok]] = True
+    label_of[idx[ok]] = lab[ok]
+    kind_of[idx[ok]] = np.asarray(kinds, dtype=object)[ok]
+    return labelled, label_of, kind_of
 
 
 def _training_data(args: argparse.Namespace, detector: Detector) -> tuple[PacketBatch, np.ndarray]:

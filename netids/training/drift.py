@@ -169,17 +169,14 @@ def judge_capture(
         scores.append(verdicts.scores)
         attacks.append(bad)
         if baseline is not None:
-            b = _judge_baseline(baseline, baseline_threshold, detector, scored, model, bad,
-                                base_events)
-            base_flagged += int(((b >= baseline_threshold) & ~bad).sum())
-            base.append(b)
-    all_packets = PacketBatch.concat(packets) if packets else None
-    if all_packets is None:
+            base.append(np.asarray(baseline(batch, feats), dtype=np.float64))
+            flags = _judged_by(detector, scored, model, base[-1], baseline_threshold, bad)
+            base_events.add(flags)
+            base_flagged += int(flags.anomalous.sum())
+    if not packets:
         raise ValueError(f"{path}: the capture holds no packets")
-    is_attack = np.concatenate(attacks)
-    n_normal = int((~is_attack).sum())
-    hours = span_hours(all_packets.ts)
-    flagged = np.concatenate(flagged_at)
+    all_packets, n_normal = PacketBatch.concat(packets), int((~np.concatenate(attacks)).sum())
+    hours, flagged = span_hours(all_packets.ts), np.concatenate(flagged_at)
     own = [OwnThreshold("netids transformer", pipeline.threshold, n_normal, len(flagged),
                         model_events.finish(), hours)]
     if baseline is not None:
@@ -190,18 +187,14 @@ def judge_capture(
                   np.sort(np.fromiter(model_events.first_seen.values(), np.float64)))
 
 
-def _judge_baseline(baseline: BaselineScorer, threshold: float, detector: Detector,
-                    scored: ScoredBatch, model: Scores, bad: np.ndarray,
-                    events: EventCounter) -> np.ndarray:
-    """The baseline's scores of one batch; its flags on normal packets become events in
-    ``events``, each packet with the kind the model's explanation gives it."""
-    batch, feats = scored.packets, scored.features
-    b = np.asarray(baseline(batch, feats), dtype=np.float64)
-    flags = (b >= threshold) & ~bad
-    kinds, texts = detector.explain(batch, feats, model, np.flatnonzero(flags))
-    events.add(dataclasses.replace(scored, scores=b, threshold=threshold, anomalous=flags,
-                                   kinds=kinds, explanations=texts))
-    return b
+def _judged_by(detector: Detector, scored: ScoredBatch, model: Scores, scores: np.ndarray,
+               threshold: float, attack: np.ndarray) -> ScoredBatch:
+    """``scored`` as a baseline's ``scores`` judge it at ``threshold``, attacks taken back;
+    each anomaly with the kind and words the model gives that packet."""
+    flags = (scores >= threshold) & ~attack
+    kinds, texts = detector.explain(scored.packets, scored.features, model, np.flatnonzero(flags))
+    return dataclasses.replace(scored, scores=scores.astype(np.float32), threshold=threshold,
+                               anomalous=flags, kinds=kinds, explanations=texts)
 
 
 class _Remembering:
