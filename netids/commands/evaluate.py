@@ -18,7 +18,7 @@ import numpy as np
 from netids.capture.pcapfile import CaptureFileError
 from netids.commands import CommandError
 from netids.commands.mix import parse_part
-from netids.config import Settings
+from netids.config import PROJECT_ROOT, Settings
 from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
 from netids.detect.packets import PacketBatch
@@ -96,8 +96,9 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
         return label_of[first:first + n] == 1
 
     forest, train_packets = None, None
-    if not args.no_baselines:
-        train_packets, train_feats = _training_data(args, detector)
+    baseline_data = None if args.no_baselines else _training_data(args, detector)
+    if baseline_data is not None:
+        train_packets, train_feats = baseline_data
         forest = ev.Forest.fit(ev.model_inputs(detector, train_packets, train_feats),
                                quantile=detector.threshold if threshold is None else threshold)
 
@@ -144,16 +145,28 @@ def _labels(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labelled, label_of, kind_of
 
 
-def _training_data(args: argparse.Namespace, detector: Detector) -> tuple[PacketBatch, np.ndarray]:
+def _training_data(args: argparse.Namespace,
+                   detector: Detector) -> tuple[PacketBatch, np.ndarray] | None:
+    """The normal captures the baselines train on: ``--train``, else the model's own (paths
+    as its metadata names them, relative to the project). None, said in one line, when the
+    model's own are not on this machine: the model's figures are printed all the same."""
     meta = detector.checkpoint.metadata
-    paths = args.train if args.train else meta.get("sources") or []
-    if not paths:
-        raise CommandError("no normal captures for the baselines: pass --train CAPTURE...")
+    if args.train:
+        paths = [Path(p) for p in args.train]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise CommandError(f"baseline training capture not found: {missing[0]}")
+    else:
+        paths = [PROJECT_ROOT / p for p in meta.get("sources") or []]
+        missing = [p for p in paths if not p.is_file()]
+        if not paths or missing:
+            what = f"{missing[0]} is not here" if missing else "the model names none"
+            sys.stderr.write(f"baselines left out: their training captures are the model's "
+                             f"and {what}; pass --train CAPTURE... to compare\n")
+            return None
     lo, hi = parse_part(args.train_part) if args.train_part else tuple(meta.get("part", (0, 1)))
     packets, feats = [], []
     for path in paths:
-        if not Path(path).is_file():
-            raise CommandError(f"baseline training capture not found: {path} (pass --train)")
         p, f = read_capture(path)
         a, b = round(lo * len(p)), round(hi * len(p))
         packets.append(p.take(slice(a, b)))

@@ -10,7 +10,7 @@ from pathlib import Path
 from netids.capture.pcapfile import CaptureFileError
 from netids.commands import CommandError
 from netids.commands.mix import parse_part
-from netids.config import Settings
+from netids.config import PROJECT_ROOT, Settings
 from netids.training.checkpoint import save
 from netids.training.data import read_capture
 from netids.training.train import MIN_PACKETS, TrainConfig, TrainingError, train
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         report = train(captures, config, progress=progress,
-                       sources=[str(Path(p).resolve()) for p in args.captures])
+                       sources=[_project_path(p) for p in args.captures])
     except TrainingError as exc:
         raise CommandError(str(exc)) from None
     report.checkpoint.metadata["part"] = [lo, hi]
@@ -71,3 +71,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _project_path(path: str) -> str:
+    """A capture as the model's metadata names it: relative to the project when inside it,
+    so ``evaluate`` finds it again in another clone; absolute otherwise."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(PROJECT_ROOT) if resolved.is_relative_to(PROJECT_ROOT)
+               else resolved)
