@@ -191,17 +191,14 @@ class EventStore:
         """Commit one batch; when the database refuses a row, write the rest one by one.
         Raises what should be retried: a lost or locked database, or a bug (``_Unexpected``)."""
         try:
-            try:
-                self._commit(events, samples)
-            except SQLAlchemyError:
-                raise
-            except Exception as exc:  # the thread must not die: count it and retry
-                raise _Unexpected(f"{type(exc).__name__}: {exc}") from exc
+            self._commit(events, samples)
         except (OperationalError, InterfaceError):
             raise
         except SQLAlchemyError as exc:  # a row the database refuses: isolate it, keep the rest
             log.error("event write refused (%s); writing one event at a time", exc)
             return self._salvage(events, samples)
+        except Exception as exc:  # the thread must not die: count it and retry
+            raise _Unexpected(f"{type(exc).__name__}: {exc}") from exc
         return len(events)
 
     def _requeue(self, exc: Exception, events: dict[str, EventUpdate],
