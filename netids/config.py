@@ -79,6 +79,7 @@ class Settings:
     threshold: float | None = None  # None: the threshold stored in the model checkpoint
     torch_threads: int = 1  # leave the other core to capture and the UI
     score_workers: int = field(default_factory=_score_workers)  # `score`: judging processes
+    progress: bool = True  # progress bars on a terminal; CI=true turns them off
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -96,6 +97,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         db_url=env.get("NETIDS_DB"),
         model_path=Path(env["NETIDS_MODEL"]) if "NETIDS_MODEL" in env else None,
         sensor=env.get("NETIDS_SENSOR"),
+        progress=False if _truthy(env.get("CI")) else None,
         auth=_auth_from(env, base.auth),
     )
 
@@ -112,6 +114,10 @@ def _auth_from(env: Mapping[str, str], auth: AuthSettings) -> AuthSettings:
         "session_idle_seconds": _number(env.get("NETIDS_SESSION_IDLE_SECONDS")),
         "session_max_seconds": _number(env.get("NETIDS_SESSION_MAX_SECONDS")),
     }.items() if v is not None})
+
+
+def _truthy(text: str | None) -> bool:
+    return (text or "").strip().lower() in {"1", "true", "yes"}
 
 
 def _number(text: str | None) -> float | None:

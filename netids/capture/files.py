@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from netids.capture.pcapfile import CaptureFileError, read_batches
+from netids.capture.pcapfile import PCAPNG_SHB, CaptureFileError, read_batches
+from netids.capture.progress import RECORD_OVERHEAD, Meter, Snapshot, packet_bytes
 from netids.capture.source import CaptureError, CaptureStats
 from netids.config import CaptureSettings
 from netids.detect.frames import FrameBatch
@@ -44,11 +45,17 @@ class FileSource:
         self._stopped = False
         self._started = False
         self._packets = self._bytes = self._batches = 0
+        self._progress: FileProgress | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if not self.path.is_file():
             raise CaptureError(f"{self.path}: no such capture file")
         self._started, self._stopped = True, False
+        self._progress = FileProgress([self.path])
+
+    def progress(self) -> Snapshot | None:
+        """How far through the file the batches handed on so far reach."""
+        return self._progress.snapshot() if self._progress is not None else None
 
     def stop(self) -> None:
         self._stopped = True
@@ -64,6 +71,8 @@ class FileSource:
         if not self._started:
             raise CaptureError("capture not started: call start() first")
         it = read_batches(self.path, self.settings.batch_size)
+        assert self._progress is not None
+        count = self._progress.counter(self.path)
         clock = _Pacer(self.speed, self.max_gap) if self.realtime else None
         try:
             while not self._stopped:
@@ -72,6 +81,7 @@ class FileSource:
                 except CaptureFileError as exc:
                     raise CaptureError(str(exc)) from exc
                 if batch is None:
+                    self._progress.meter.finish()  # the whole file is through
                     return
                 parts = (
                     [batch] if clock is None else _time_slices(batch, self.settings.batch_timeout)
@@ -84,9 +94,51 @@ class FileSource:
                     self._packets += len(part)
                     self._bytes += int(part.wirelen.sum())
                     self._batches += 1
+                    count(part)
                     yield part
         finally:
             self._stopped = True
+
+
+class FileProgress:
+    """Progress through capture files, counted from the packets finished: call the
+    :meth:`counter` of a file with each batch of it that is done."""
+
+    def __init__(self, paths: Sequence[Path], clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.meter = Meter(total=sum(_size(p) for p in paths), started=clock())
+
+    def counter(self, path: Path) -> Callable[[FrameBatch], None]:
+        """What to call with each finished batch of ``path``."""
+        overhead = record_overhead(path)
+
+        def count(frames: FrameBatch) -> None:
+            n = len(frames)
+            self.meter.advance(packets=n, work=packet_bytes(n, int(frames.caplen.sum()),
+                                                            overhead))
+
+        return count
+
+    def snapshot(self) -> Snapshot:
+        return self.meter.snapshot(self.clock())
+
+
+def record_overhead(path: Path) -> int:
+    """Bytes each packet record of ``path`` takes beside the packet, by its format."""
+    try:
+        with Path(path).open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return RECORD_OVERHEAD["pcap"]
+    pcapng = len(head) == 4 and int.from_bytes(head, "little") == PCAPNG_SHB
+    return RECORD_OVERHEAD["pcapng" if pcapng else "pcap"]
+
+
+def _size(path: Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
 
 
 class _Pacer:

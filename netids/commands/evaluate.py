@@ -10,17 +10,21 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError
 from netids.commands import CommandError
 from netids.commands.mix import parse_part
+from netids.commands.progress import TerminalBar
 from netids.config import PROJECT_ROOT, Settings
 from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
+from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 from netids.lab.mixing import read_labels
 from netids.training import drift
@@ -102,18 +106,8 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
         forest = ev.Forest.fit(ev.model_inputs(detector, train_packets, train_feats),
                                quantile=detector.threshold if threshold is None else threshold)
 
-    def forest_scores(packets: PacketBatch, features: np.ndarray) -> np.ndarray:
-        assert forest is not None
-        return forest.score(ev.model_inputs(detector, packets, features))
-
     t = time.perf_counter()
-    try:
-        judged = drift.judge_capture(
-            args.capture, detector, attack, threshold=threshold,
-            baseline=forest_scores if forest else None,
-            baseline_threshold=forest.threshold if forest else float("inf"))
-    except (CaptureFileError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+    judged = _judge(args.capture, detector, attack, threshold, forest, settings)
     n = len(judged.packets)
     log.info("judged %d packets in %.1f s", n, time.perf_counter() - t)
     labels, kind = label_of[:n], kind_of[:n]
@@ -127,6 +121,31 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     heading = (f"{args.capture}: {n} packets, {int(labels.sum())} attack; "
                f"model {settings.model_path}")
     return Report(heading, rows, judged, labels, kind, method_scores)
+
+
+def _judge(capture: str, detector: Detector, attack: Callable[[int, int], np.ndarray],
+           threshold: float | None, forest: ev.Forest | None, settings: Settings) -> drift.Judged:
+    """Every packet of ``capture`` judged by the model (and the forest), with a progress bar."""
+    progress, bar = FileProgress([Path(capture)]), TerminalBar.for_settings("judging", settings)
+    count = progress.counter(Path(capture))
+
+    def done(frames: FrameBatch) -> None:
+        count(frames)
+        bar.show(progress.snapshot())
+
+    def forest_scores(packets: PacketBatch, features: np.ndarray) -> np.ndarray:
+        assert forest is not None
+        return forest.score(ev.model_inputs(detector, packets, features))
+
+    try:
+        return drift.judge_capture(
+            capture, detector, attack, threshold=threshold,
+            baseline=forest_scores if forest else None,
+            baseline_threshold=forest.threshold if forest else float("inf"), done=done)
+    except (CaptureFileError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        bar.clear()
 
 
 def _labels(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,14 +13,17 @@ import logging
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
+from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError, read_batches
 from netids.commands import CommandError
+from netids.commands.progress import TerminalBar
 from netids.config import Settings
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
@@ -63,13 +66,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     gc.freeze()
     started = time.perf_counter()
     error: Exception | None = None
+    progress, bar = FileProgress([args.capture]), TerminalBar.for_settings("scoring", settings)
+    count = progress.counter(args.capture)
+
+    def done(frames: FrameBatch) -> None:
+        count(frames)
+        bar.show(progress.snapshot())
+
     with scoring_pool(pipeline, workers) as pool:
         # the sink starts a writer thread: open it only once the workers are forked
         sink = _DatabaseSink.open(settings) if getattr(args, "db", None) else None
         try:
             with _open_out(args.out) as out:
-                error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size)
+                error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
+                                   done)
         finally:
+            bar.clear()
             if sink:
                 sink.close()
     s = pipeline.stats
@@ -102,14 +114,16 @@ def judge_rows(pipeline: Pipeline, task: Task) -> Rows:
 
 def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
                pool: OrderedPool[Task, Rows], sink: _DatabaseSink | None = None,
-               batch_size: int = 4096) -> Exception | None:
+               batch_size: int = 4096,
+               done: Callable[[FrameBatch], None] | None = None) -> Exception | None:
     """Write the CSV of ``capture`` to ``out``; return the error that ended it early: the
     file's (:class:`CaptureFileError`) or a worker's (:class:`WorkerError`).
 
     The main process reads and featurises batch after batch (context features must see the
     stream in order) while ``pool`` judges and formats earlier batches on the other cores (or
     here, when they are busy); rows are written, counted and stored in file order as their
-    batches come back.
+    batches come back, and only then reported ``done`` (progress counts packets written, not
+    packets read ahead).
     """
     out.write(",".join(HEADER) + "\n")
     waiting: deque[tuple[FrameBatch, PacketBatch, np.ndarray]] = deque()
@@ -117,9 +131,12 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     def write_oldest() -> None:
         text, verdicts = pool.next()
         out.write(text)
-        scored = pipeline.record(*waiting.popleft(), verdicts)
+        frames, packets, features = waiting.popleft()
+        scored = pipeline.record(frames, packets, features, verdicts)
         if sink:
             sink.add(scored)
+        if done:
+            done(frames)
 
     error: Exception | None = None
     try:

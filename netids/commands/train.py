@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError
+from netids.capture.progress import Meter
 from netids.commands import CommandError
 from netids.commands.mix import parse_part
+from netids.commands.progress import TerminalBar
 from netids.config import PROJECT_ROOT, Settings
+from netids.detect.frames import FrameBatch
+from netids.detect.packets import PacketBatch
 from netids.training.checkpoint import save
 from netids.training.data import read_capture
 from netids.training.train import MIN_PACKETS, TrainConfig, TrainingError, train
@@ -38,27 +47,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     lo, hi = parse_part(args.part)
     if not 0.0 < args.false_alarm < 0.5:
         raise CommandError("--false-alarm must be between 0 and 0.5")
-    captures = []
-    for path in args.captures:
-        if not Path(path).is_file():
-            raise CommandError(f"capture not found: {path}")
-        try:
-            packets, feats = read_capture(path)
-        except CaptureFileError as exc:
-            raise CommandError(str(exc)) from None
-        a, b = round(lo * len(packets)), round(hi * len(packets))
-        captures.append((packets.take(slice(a, b)), feats[a:b]))
+    captures = _read(args.captures, lo, hi, settings)
     config = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads,
                          target_false_alarm=args.false_alarm)
+    bar = TerminalBar.for_settings("training", settings)
+    epochs = Meter(total=config.epochs, started=time.monotonic(), unit="epochs", bound=True)
 
     def progress(epoch: int, train_loss: float, val_loss: float) -> None:
+        epochs.advance(packets=1, work=1)
+        bar.clear()
         _say(f"epoch {epoch:3d}  train loss {train_loss:.4f}  validation loss {val_loss:.4f}")
+        bar.show(epochs.snapshot(time.monotonic()), force=True)
 
     try:
         report = train(captures, config, progress=progress,
                        sources=[_project_path(p) for p in args.captures])
     except TrainingError as exc:
         raise CommandError(str(exc)) from None
+    finally:
+        bar.clear()
     report.checkpoint.metadata["part"] = [lo, hi]
     path = save(report.checkpoint, args.out)
     size = path.stat().st_size
@@ -66,6 +73,33 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
           f"(best {report.best_epoch}), {report.seconds:.0f} s, threshold "
           f"{report.checkpoint.threshold}")
     return 0
+
+
+def _read(paths: list[str], lo: float, hi: float,
+          settings: Settings) -> list[tuple[PacketBatch, np.ndarray]]:
+    """The ``lo:hi`` part of each capture, read with a progress bar over all of them."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise CommandError(f"capture not found: {missing[0]}")
+    progress = FileProgress([Path(p) for p in paths])
+    bar = TerminalBar.for_settings("reading", settings)
+    captures = []
+    try:
+        for path in paths:
+            count = progress.counter(Path(path))
+
+            def done(frames: FrameBatch, count: Callable[[FrameBatch], None] = count) -> None:
+                count(frames)
+                bar.show(progress.snapshot())
+
+            packets, feats = read_capture(path, done=done)
+            a, b = round(lo * len(packets)), round(hi * len(packets))
+            captures.append((packets.take(slice(a, b)), feats[a:b]))
+    except CaptureFileError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        bar.clear()
+    return captures
 
 
 def _say(text: str) -> None:

@@ -7,6 +7,7 @@ see.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,19 @@ from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 
 
-def read_capture(path: str | Path, batch_size: int = 4096) -> tuple[PacketBatch, np.ndarray]:
-    """Decode a whole capture file and compute its context features (fresh state per file)."""
+def read_capture(path: str | Path, batch_size: int = 4096,
+                 done: Callable[[FrameBatch], None] | None = None,
+                 ) -> tuple[PacketBatch, np.ndarray]:
+    """Decode a whole capture file and compute its context features (fresh state per file);
+    ``done`` hears of each batch once it is featurised (for a progress bar)."""
     ctx = ContextFeatures()
     packets, feats = [], []
     for frames in read_batches(path, batch_size):
         p = decode(frames)
         packets.append(p)
         feats.append(ctx.update(p))
+        if done is not None:
+            done(frames)
     if not packets:
         return _empty_packets(), np.zeros((0, len(FEATURE_NAMES)), np.float32)
     return PacketBatch.concat(packets), np.concatenate(feats).astype(np.float32)

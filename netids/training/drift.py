@@ -36,6 +36,7 @@ from netids.capture.pcapfile import read_batches
 from netids.detect.detector import Detector, Scores
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
+from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
@@ -138,8 +139,9 @@ def judge_capture(
     baseline_threshold: float = float("inf"),
     baseline_name: str = "isolation forest",
     batch_size: int = 4096,
+    done: Callable[[FrameBatch], None] | None = None,
 ) -> Judged:
-    """Judge every packet of ``path`` in pipeline batches of ``batch_size``.
+    """Judge every packet of ``path`` in batches of ``batch_size``, each then told to ``done``.
 
     ``attack(first, n)`` gives the bool attack labels of packets ``first .. first + n - 1``
     of the file. ``threshold`` overrides the model's own. ``baseline`` scores a featurised
@@ -173,6 +175,8 @@ def judge_capture(
             flags = _judged_by(detector, scored, model, base[-1], baseline_threshold, bad)
             base_events.add(flags)
             base_flagged += int(flags.anomalous.sum())
+        if done is not None:
+            done(frames)
     if not packets:
         raise ValueError(f"{path}: the capture holds no packets")
     all_packets, n_normal = PacketBatch.concat(packets), int((~np.concatenate(attacks)).sum())
