@@ -352,6 +352,7 @@ class Controller:
         live.packets_per_second, live.rate_mark = last_second_rate(
             live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)
         live.session_events = opened
+        live.progress = source.progress() if isinstance(source, FileSource) else None
         live.store = self.store.stats if self.store is not None else None
         live.generation += 1
 

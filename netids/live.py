@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from netids.capture.progress import Snapshot
 from netids.detect.event_records import EventUpdate
 from netids.detect.packets import protocol_name
 from netids.detect.scored import ScoredBatch
@@ -76,6 +77,7 @@ class LiveState:
     timeline: Timeline = field(default_factory=Timeline)
     events: deque[EventUpdate] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     store: StoreStats | None = None
+    progress: Snapshot | None = None  # how far through the file analysed; None when live
     generation: int = 0  # increases on every change, so timers redraw only when needed
 
 

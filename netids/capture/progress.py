@@ -70,11 +70,12 @@ class Snapshot:
         """One line for people: count, share, rate, time left.
 
         >>> Snapshot(3, 3, 20, 42.0, unit="epochs", bound=True).describe()
-        '3 epochs · 15% · 14.0 s an epoch · at most 3 min 58 s left'
+        '3/20 epochs · 15% · 14.0 s an epoch · at most 3 min 58 s left'
         >>> Snapshot(10, 10, None, 0.1).describe()
         '10 packets · 100 packets/s'
         """
-        parts = [f"{self.count:,} {self.unit}"]
+        counted = f"/{self.total:,.0f}" if self.unit != "packets" and self.total else ""
+        parts = [f"{self.count:,}{counted} {self.unit}"]
         fraction = self.fraction
         if fraction is not None:
             parts.append(f"{int(fraction * 100)}%")

@@ -15,6 +15,7 @@ from netids.ui.frame import require_admin
 log = logging.getLogger(__name__)
 
 SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"  # 30 s of lab traffic
+PROGRESS_SECONDS = 0.5  # how often the file progress bar is redrawn
 
 
 def interface_options(controller: Controller) -> dict[str, str]:
@@ -64,3 +65,21 @@ async def start_capture(controller: Controller, interface: str | None, bpf: str 
         failed(str(exc))
         return False
     return True
+
+
+def file_progress(controller: Controller) -> None:
+    """How far the analysis of a file is: a bar and its packets, share, rate and time left,
+    the figures ``score`` prints on a terminal. Hidden while no file is analysed."""
+    with ui.column().classes("w-full gap-1").mark("file-progress") as box:
+        bar = ui.linear_progress(value=0, show_value=False).props("rounded size=8px")
+        text = ui.label("").classes("text-xs opacity-80").mark("file-progress-text")
+
+    def refresh() -> None:
+        progress = controller.live.progress
+        box.set_visibility(progress is not None)
+        if progress is not None:
+            bar.set_value(progress.fraction or 0.0)
+            text.set_text(("Done · " if progress.finished else "") + progress.describe())
+
+    ui.timer(PROGRESS_SECONDS, refresh)
+    refresh()

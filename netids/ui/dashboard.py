@@ -19,7 +19,13 @@ from nicegui import events, ui
 from netids.controller import CaptureError, Controller
 from netids.live import LiveState
 from netids.ui import charts, event_detail, theme
-from netids.ui.capture_form import SAMPLE, filter_problem, interface_options, start_capture
+from netids.ui.capture_form import (
+    SAMPLE,
+    file_progress,
+    filter_problem,
+    interface_options,
+    start_capture,
+)
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 from netids.ui.threshold import (
     SLIDER_STEP,
@@ -126,6 +132,7 @@ class Dashboard:
                            .props("color=amber-8 unelevated").mark("try-sample"))
                 ui.label("30 s of lab traffic with a sweep, a port scan, a SYN flood and ARP "
                          "spoofing").classes("text-xs opacity-70")
+            file_progress(self.c)
 
     def _counters(self) -> None:
         self.counter_labels: dict[str, ui.label] = {}

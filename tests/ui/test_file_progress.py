@@ -1,0 +1,57 @@
+"""Analysing a file shows how far it is (NiceGUI ``user`` fixture, the real app, the bundled
+sample): a bar and the packets, share, rate and time left, like ``score`` on a terminal."""
+
+from __future__ import annotations
+
+import re
+
+from nicegui.testing import User
+
+from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
+    SAMPLE,
+    app_paths,
+    controller_of_app,
+    until,
+)
+
+
+def progress_text(user: User) -> str:
+    """The text beside the bar; '' while it is hidden (the user sees no such element)."""
+    try:
+        return user.find(marker="file-progress-text").elements.pop().text
+    except AssertionError:
+        return ""
+
+
+def progress_value(user: User) -> float:
+    box = user.find(marker="file-progress").elements.pop()
+    return float(box.default_slot.children[0].value)
+
+
+async def test_a_file_played_back_shows_packets_share_rate_and_time_left(user: User) -> None:
+    await user.open("/")
+    user.find(marker="realtime").click()
+    user.find(marker="pcap-path").type(str(SAMPLE))
+    user.find(marker="analyse").click()
+    c = controller_of_app()
+    # the 30 s sample is paced in real time: after a few seconds it is part way, with an estimate
+    await until(lambda: "left" in progress_text(user), 15, "a time-left estimate")
+    first = progress_value(user)
+    text = progress_text(user)
+    assert re.search(r"^[\d,]+ packets · \d+% · [\d,]+ packets/s · .+ left$", text), text
+    assert 0.0 < first < 1.0
+    await until(lambda: progress_value(user) > first, 10, "the bar to move on")
+    assert c.live.running
+    await c.stop()
+
+
+async def test_a_finished_file_says_done_at_full_share(user: User) -> None:
+    await user.open("/")
+    await user.should_not_see(marker="file-progress-text")  # hidden until a file is analysed
+    user.find(marker="pcap-path").type(str(SAMPLE))
+    user.find(marker="analyse").click()
+    c = controller_of_app()
+    await until(lambda: c.live.source == SAMPLE.name and not c.live.running, 60, "the analysis")
+    await until(lambda: progress_text(user).startswith("Done · "), 5, "the finished bar")
+    assert f"{c.live.packets:,} packets · 100%" in progress_text(user)
+    assert progress_value(user) == 1.0
