@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from netids.commands import CommandError
+from netids.commands import CommandError, add_eve_options, eve_settings
 from netids.config import Settings, load_settings
 
 # command name -> (module implementing it, one-line help). Only the module of the command
@@ -29,7 +29,8 @@ COMMANDS = {
                                         "event's samples as pcap"),
     "users": ("netids.commands.users", "manage the accounts that may log in on the LAN"),
 }
-OPTIONS_WITH_VALUES = {"--db", "--model", "--host", "--port", "--models-dir"}
+OPTIONS_WITH_VALUES = {"--db", "--model", "--host", "--port", "--models-dir", "--eve",
+                       "--eve-max-mb", "--eve-keep"}
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
@@ -82,6 +83,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                           help="ask for a login even on 127.0.0.1 (always on beyond loopback)")
     ui_group.add_argument("--models-dir", default=None,
                           help="folder for trained models (default: models/)")
+    add_eve_options(ui_group)
     sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
     chosen = chosen_command(argv)
     for name, (module, help_text) in COMMANDS.items():
@@ -106,6 +108,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings().with_overrides(
         db_url=getattr(args, "db", None),
         model_path=Path(args.model) if getattr(args, "model", None) else None,
+        eve=eve_settings(args),
     )
 
 
@@ -115,13 +118,20 @@ def _serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from netids.native import NativeError
+    from netids.store.eve import EveError, EveLog
     from netids.ui.login import LanConfigError
     from netids.webapp import serve
 
-    settings = settings_from(args).with_overrides(
-        host=args.host, port=args.port,
-        models_dir=Path(args.models_dir) if args.models_dir else None,
-    )
+    try:
+        settings = settings_from(args).with_overrides(
+            host=args.host, port=args.port,
+            models_dir=Path(args.models_dir) if args.models_dir else None,
+        )
+        if settings.eve.path is not None:
+            EveLog(settings.eve).close()  # a file we cannot write is said now, not at start-up
+    except (CommandError, EveError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     if args.require_login:
         settings = replace(settings, auth=replace(settings.auth, require_login=True))
     try:

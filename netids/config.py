@@ -44,6 +44,15 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EveSettings:
+    """``--eve FILE``: stored events as Suricata-EVE-like JSON lines (netids.store.eve)."""
+
+    path: Path | None = None  # None: no EVE file
+    max_bytes: int = 100 * 1024 * 1024  # the file is rotated (FILE.1, FILE.2, ...) past this
+    keep: int = 5  # rotated files kept beside the current one
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     """Credentials and sessions for serving beyond loopback (netids.auth, netids.ui.login)."""
 
@@ -82,6 +91,7 @@ class Settings:
     progress: bool = True  # progress bars on a terminal; CI=true turns them off
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    eve: EveSettings = field(default_factory=EveSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -33,6 +33,7 @@ from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.live import LiveState, count_protocols, last_second_rate
 from netids.store.engine import open_database
+from netids.store.eve import EveError, EveLog
 from netids.store.queries import activate_model_version, add_model_version, list_model_versions
 from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
@@ -61,6 +62,7 @@ class Controller:
         self.store: EventStore | None = None
         self.engine: Engine | None = None
         self.db_error = ""
+        self.eve: EveLog | None = None  # --eve: stored events as EVE lines too
         self.training = TrainingState()
         self._collector: TrafficCollector | None = None
         self._cancel = threading.Event()
@@ -79,6 +81,11 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - any database failure is shown, not raised
             self.db_error = f"database unavailable ({self.settings.db_url}): {exc}"
             log.error("%s", self.db_error)
+        if self.settings.eve.path is not None:
+            try:
+                self.eve = EveLog(self.settings.eve, sensor=self.settings.sensor)
+            except EveError as exc:  # checked before start-up; gone since: said, not fatal
+                log.error("%s", exc)
         self.load_model(self._active_model_path())
 
     def _active_model_path(self) -> Path:
@@ -102,6 +109,8 @@ class Controller:
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.store.close)
             self.store = None
+        if self.eve is not None:
+            self.eve.close()
         self._pool.shutdown(wait=True)
 
     def load_model(self, path: Path) -> bool:
@@ -309,7 +318,8 @@ class Controller:
         self.live = LiveState(running=True, source=label, threshold=threshold,
                               events=self.live.events, message=f"monitoring {label}",
                               rate_mark=(time.monotonic(), 0))
-        self._task = asyncio.create_task(self._run(source, pipeline, EventSink(self.store)))
+        self._task = asyncio.create_task(self._run(source, pipeline,
+                                                   EventSink(self.store, eve=self.eve)))
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
                    sink: EventSink) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError, read_batches
-from netids.commands import CommandError
+from netids.commands import CommandError, add_eve_options
 from netids.commands.progress import TerminalBar
 from netids.config import Settings
 from netids.detect.frames import FrameBatch
@@ -48,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
     p.add_argument("--workers", type=int,
                    help="processes judging batches beside the main one, which helps when they "
                         "are busy (default: one per core but one; 0: all in the main process)")
+    add_eve_options(p)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with scoring_pool(pipeline, workers) as pool:
         # the sink starts a writer thread: open it only once the workers are forked
-        sink = _DatabaseSink.open(settings) if getattr(args, "db", None) else None
+        db = bool(getattr(args, "db", None))
+        sink = _EventSink.open(settings, db) if db or settings.eve.path else None
         try:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
@@ -113,7 +115,7 @@ def judge_rows(pipeline: Pipeline, task: Task) -> Rows:
 
 
 def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
-               pool: OrderedPool[Task, Rows], sink: _DatabaseSink | None = None,
+               pool: OrderedPool[Task, Rows], sink: _EventSink | None = None,
                batch_size: int = 4096,
                done: Callable[[FrameBatch], None] | None = None) -> Exception | None:
     """Write the CSV of ``capture`` to ``out``; return the error that ended it early: the
@@ -163,23 +165,36 @@ def _open_out(path: Path) -> TextIO:
         raise CommandError(f"{path}: cannot write ({exc.strerror})") from exc
 
 
-class _DatabaseSink:
-    """``--db``: the app's event sink on a store of its own, closed with the command."""
+class _EventSink:
+    """``--db`` and ``--eve``: the app's event sink on a store and an EVE file of its own,
+    closed with the command."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db: bool) -> None:
         from netids.store.engine import open_database
+        from netids.store.eve import EveLog
         from netids.store.sink import EventSink
         from netids.store.writer import EventStore
 
-        self.store = EventStore(open_database(settings.db_url), sensor=settings.sensor)
-        self.sink = EventSink(self.store)
+        self.eve = EveLog(settings.eve, settings.sensor) if settings.eve.path else None
+        try:
+            self.store = EventStore(open_database(settings.db_url),
+                                    sensor=settings.sensor) if db else None
+        except BaseException:
+            if self.eve:
+                self.eve.close()
+            raise
+        self.sink = EventSink(self.store, eve=self.eve)
 
     @classmethod
-    def open(cls, settings: Settings) -> _DatabaseSink:
+    def open(cls, settings: Settings, db: bool) -> _EventSink:
         from sqlalchemy.exc import SQLAlchemyError
 
+        from netids.store.eve import EveError
+
         try:
-            return cls(settings)
+            return cls(settings, db)
+        except EveError as exc:
+            raise CommandError(str(exc)) from exc
         except (SQLAlchemyError, OSError) as exc:
             raise CommandError(f"cannot open the database: {exc}") from exc
 
@@ -188,7 +203,12 @@ class _DatabaseSink:
 
     def close(self) -> None:
         self.sink.finish()
-        stats = self.store.close()
-        if stats.pending or stats.dropped:
+        if self.eve:
+            self.eve.close()
+        stats = self.store.close() if self.store else None
+        if stats and (stats.pending or stats.dropped):
             raise CommandError(f"{stats.pending + stats.dropped} events could not be stored: "
                                f"{stats.last_error}")
+        if self.eve and self.eve.lost:
+            raise CommandError(f"{self.eve.lost} EVE lines could not be written to "
+                               f"{self.eve.path}: {self.eve.last_error}")

@@ -1,6 +1,6 @@
 """The one path from scored batches to stored events, used by the live controller and by
 ``score --db`` alike: aggregate a batch's anomalies, close the events its time has passed,
-write both to the store.
+write both to the store and, with ``--eve``, to the EVE file (:mod:`netids.store.eve`).
 """
 
 from __future__ import annotations
@@ -8,29 +8,35 @@ from __future__ import annotations
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
 from netids.detect.scored import ScoredBatch
+from netids.store.eve import EveLog
 from netids.store.writer import EventStore
 
 
 class EventSink:
     """Events of one traffic stream (state carries across batches), written to ``store``
-    when there is one; the updates are also returned for whoever shows them live."""
+    when there is one, and to the EVE file when there is one; the updates are also returned for
+    whoever shows them live."""
 
-    def __init__(self, store: EventStore | None, config: EventConfig | None = None) -> None:
+    def __init__(self, store: EventStore | None, config: EventConfig | None = None,
+                 eve: EveLog | None = None) -> None:
         self.aggregator = EventAggregator(config)
         self.store = store
+        self.eve = eve
 
     def add(self, scored: ScoredBatch) -> list[EventUpdate]:
         """Fold in one batch, in stream order; return the events it opened, grew or closed."""
         updates = self.aggregator.add(scored)
-        if len(scored):
-            updates += self.aggregator.flush(float(scored.packets.ts[-1]))
-        return self._write(updates)
+        closed = self.aggregator.flush(float(scored.packets.ts[-1])) if len(scored) else []
+        return self._write(updates, closed)
 
     def finish(self) -> list[EventUpdate]:
         """The stream ended: close every open event."""
-        return self._write(self.aggregator.flush())
+        return self._write([], self.aggregator.flush())
 
-    def _write(self, updates: list[EventUpdate]) -> list[EventUpdate]:
-        if updates and self.store is not None:
-            self.store.write(updates)
-        return updates
+    def _write(self, updates: list[EventUpdate], closed: list[EventUpdate]) -> list[EventUpdate]:
+        everything = updates + closed
+        if everything and self.store is not None:
+            self.store.write(everything)
+        if everything and self.eve is not None:
+            self.eve.write(updates, closed)
+        return everything
