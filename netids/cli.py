@@ -71,7 +71,9 @@ def chosen_command(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
+    # `netids` when installed (pyproject.toml's console script), `app.py` in a checkout
+    prog = "netids" if sys.argv and sys.argv[0].endswith("netids") else "app.py"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     _add_common(parser)
     ui_group = parser.add_argument_group("the app (when no command is given)")
     ui_group.add_argument("--host", default=None,

@@ -11,9 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DB_URL = f"sqlite:///{PROJECT_ROOT / 'db' / 'netids.sqlite'}"
-DEFAULT_MODEL = PROJECT_ROOT / "models" / "default.pt"
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+# A checkout keeps the shipped model and the migrations in models/ and db/ beside the package,
+# and its data (database, accounts, trained models) there too. `pip install .` carries the
+# first two inside the package (pyproject.toml) and keeps data in the user's data folder.
+CHECKOUT = (PROJECT_ROOT / "db" / "migrations").is_dir()
+MIGRATIONS = PROJECT_ROOT / "db" / "migrations" if CHECKOUT else PACKAGE_DIR / "migrations"
+DEFAULT_MODEL = (PROJECT_ROOT / "models" if CHECKOUT else PACKAGE_DIR / "shipped_models") \
+    / "default.pt"
+DATA_DIR = PROJECT_ROOT if CHECKOUT else Path(
+    os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "netids"
+DEFAULT_DB_URL = f"sqlite:///{DATA_DIR / 'db' / 'netids.sqlite'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +65,8 @@ class EveSettings:
 class AuthSettings:
     """Credentials and sessions for serving beyond loopback (netids.auth, netids.ui.login)."""
 
-    users_file: Path = PROJECT_ROOT / "db" / "users.json"  # hashed credentials, mode 0600
-    secret_file: Path = PROJECT_ROOT / "db" / "storage_secret"  # signs session cookies, 0600
+    users_file: Path = DATA_DIR / "db" / "users.json"  # hashed credentials, mode 0600
+    secret_file: Path = DATA_DIR / "db" / "storage_secret"  # signs session cookies, 0600
     admin_password_hash: str | None = None  # NETIDS_ADMIN_PASSWORD_HASH: an extra admin account
     admin_name: str = "admin"  # NETIDS_ADMIN_USER: that account's name
     require_login: bool = False  # NETIDS_REQUIRE_LOGIN=1 / --require-login: login even on loopback
@@ -81,7 +90,7 @@ class Settings:
 
     db_url: str = DEFAULT_DB_URL
     model_path: Path = DEFAULT_MODEL
-    models_dir: Path = PROJECT_ROOT / "models"
+    models_dir: Path = DATA_DIR / "models"
     host: str = "127.0.0.1"
     port: int = 8080
     sensor: str = "local"

@@ -1,5 +1,5 @@
 """The engine and the schema: one engine per process, made by :func:`open_database`, which
-also brings the schema to the newest Alembic migration in ``db/migrations``.
+also brings the schema to the newest Alembic migration in ``db/migrations`` (inside the package when installed).
 
 SQLite files get WAL, synchronous=NORMAL and a busy timeout; PostgreSQL gets a lock timeout of
 the same length and TCP keepalives, so a locked or vanished database fails a write in seconds
@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
-from netids.config import PROJECT_ROOT, StorageSettings
+from netids.config import MIGRATIONS, StorageSettings
 
-MIGRATIONS = PROJECT_ROOT / "db" / "migrations"
 PG_MIGRATION_LOCK = 0x6E657469  # advisory lock id: two sensors starting at once upgrade in turn
 
 
