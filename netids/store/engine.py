@@ -1,5 +1,6 @@
 """The engine and the schema: one engine per process, made by :func:`open_database`, which
-also brings the schema to the newest Alembic migration in ``db/migrations`` (inside the package when installed).
+also brings the schema to the newest Alembic migration in ``db/migrations`` (inside the
+package when installed).
 
 SQLite files get WAL, synchronous=NORMAL and a busy timeout; PostgreSQL gets a lock timeout of
 the same length and TCP keepalives, so a locked or vanished database fails a write in seconds
