@@ -57,6 +57,41 @@ class AuthSettings:
     login_free_attempts: int = 3  # failed logins per user name / address before back-off starts
     login_base_delay: float = 2.0  # seconds of the first back-off; doubles with every failure
     login_max_delay: float = 300.0  # longest back-off
+    login_checks_per_second: float = 5.0  # password checks server-wide (scrypt: ~60 ms each)
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    """What the UI may read: capture files by path, and uploads (netids.ui.capture_form)."""
+
+    captures_dir: Path = PROJECT_ROOT / "captures"  # the path field reads files only from here
+    uploads_dir: Path = PROJECT_ROOT / "db" / "uploads"  # uploads wait here for analysis, 0700
+    upload_limit: int = 1024**3  # bytes an upload may have, enforced while it streams in
+
+
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``1073741824``, ``512M``, ``1G``, ``1.5GiB`` ...; ValueError in words.
+
+    >>> parse_size("1G"), parse_size("512m"), parse_size("2048"), parse_size("1.5 GiB")
+    (1073741824, 536870912, 2048, 1610612736)
+    >>> parse_size("lots")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'lots' is not a size: give bytes, or a number with K, M, G or T (e.g. 1G)
+    """
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B").replace(" ", "")
+    number, unit = cleaned.rstrip("KMGT"), cleaned[len(cleaned.rstrip("KMGT")):]
+    try:
+        value = float(number) * SIZE_UNITS[unit]
+    except (ValueError, KeyError):
+        value = -1.0
+    if not 0 < value < 2**63:
+        raise ValueError(f"{text!r} is not a size: give bytes, or a number with K, M, G or T "
+                         "(e.g. 1G)")
+    return int(value)
 
 
 def _score_workers() -> int:
@@ -82,6 +117,7 @@ class Settings:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    files: FileSettings = field(default_factory=FileSettings)
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -97,6 +133,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model_path=Path(env["NETIDS_MODEL"]) if "NETIDS_MODEL" in env else None,
         sensor=env.get("NETIDS_SENSOR"),
         auth=_auth_from(env, base.auth),
+        files=replace(base.files, captures_dir=Path(env["NETIDS_CAPTURES_DIR"]))
+        if env.get("NETIDS_CAPTURES_DIR") else None,
     )
 
 
