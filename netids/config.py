@@ -38,8 +38,8 @@ class StorageSettings:
     retry_max: float = 5.0  # longest wait between retries
     close_timeout: float = 10.0  # seconds close() keeps retrying before it gives up and logs loss
     busy_timeout_ms: int = 2000  # SQLite waits this long for another writer's lock
-    retention_days: float | None = 90.0  # events last seen longer ago are deleted; None keeps all
-    retention_rows: int | None = 1_000_000  # newest events kept at most; None: no row limit
+    retention_days: float | None = 90.0  # events stored longer ago are deleted; None keeps all
+    retention_rows: int | None = 1_000_000  # events stored last kept at most; None: no limit
     retention_interval: float = 300.0  # seconds between retention runs of the writer
 
 
