@@ -404,6 +404,7 @@ def chromium() -> Iterator[object]:
         options.add_argument(arg)
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # driver.get_log("browser")
     options.binary_location = binary
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     driver.implicitly_wait(0)
