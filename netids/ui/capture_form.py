@@ -149,9 +149,20 @@ async def discard_when_done(controller: Controller, path: Path) -> None:
         shutil.rmtree(path.parent, ignore_errors=True)
 
 
+def prepare_folders(files: FileSettings) -> None:
+    """At start: make the captures folder (so the path fields have a place to point to) and
+    delete the uploads of processes that are gone."""
+    try:
+        files.captures_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot make the captures folder %s: %s", files.captures_dir,
+                    exc.strerror or exc)
+    clean_uploads(files)
+
+
 def clean_uploads(files: FileSettings) -> int:
-    """At start: delete the uploads of processes that are gone (left by a crash or a kill);
-    returns how many folders went."""
+    """Delete the uploads of processes that are gone (left by a crash or a kill); returns how
+    many folders went."""
     try:
         folders = [p for p in files.uploads_dir.iterdir() if p.is_dir()]
     except OSError:

@@ -217,7 +217,12 @@ class Dashboard:
     async def analyse_upload(self, e: events.UploadEventArguments) -> None:
         if not require_admin():
             return
-        target = await keep_upload(e, self.c.settings.files)
+        try:
+            target = await keep_upload(e, self.c.settings.files)
+        except OSError as exc:
+            ui.notify(f"Cannot keep the upload in {self.c.settings.files.uploads_dir}: "
+                      f"{exc.strerror or exc}", type="negative", multi_line=True)
+            return
         try:
             await self.analyse(target)
         finally:  # deleted once its analysis ends (or at once when it did not start)
