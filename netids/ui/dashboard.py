@@ -24,6 +24,7 @@ from netids.ui.capture_form import (
     filter_problem,
     interface_options,
     keep_upload,
+    size_in_words,
     start_capture,
     too_large_message,
 )
@@ -125,8 +126,10 @@ class Dashboard:
                                on_rejected=lambda: ui.notify(too_large, type="warning")) \
                 .props(f'accept="{",".join(PCAP_SUFFIXES)}" flat bordered') \
                 .classes("w-full max-h-24").mark("upload")
-            # refused by the server (the limit is enforced there too, whatever the browser does)
-            upload.on("failed", lambda: ui.notify(too_large, type="warning"), [])
+            # the server refused it (it enforces the limit too) or the connection dropped
+            failed = (f"The upload failed: refused by the server or cut off (the limit is "
+                      f"{size_in_words(self.c.settings.files.upload_limit)}).")
+            upload.on("failed", lambda: ui.notify(failed, type="warning"), [])
             admin_only(upload)
             with ui.row().classes("items-center gap-2"):
                 admin_only(ui.button("Try the bundled sample", icon="science",
