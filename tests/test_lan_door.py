@@ -187,6 +187,27 @@ async def test_parallel_guesses_are_counted_before_the_password_is_checked(door:
     assert door.failed_checks("127.0.0.1") == 0
 
 
+async def test_guesses_from_many_addresses_meet_the_server_wide_cap(door: Door) -> None:
+    addresses = [f"127.0.1.{i}" for i in range(1, 21)]  # 20 machines, one guess each
+    pages = [LoginPage(door, local=address) for address in addresses]
+    for page in pages:
+        await page.__aenter__()
+    try:
+        await asyncio.sleep(1.5)  # the bucket refills while the pages open
+        for page in pages:
+            await page.fill(ADMIN, "a-wrong-guess")
+        started = time.monotonic()
+        await asyncio.gather(*(page.press() for page in pages))
+        sent_in = time.monotonic() - started
+        await asyncio.sleep(3.0)
+    finally:
+        for page in pages:
+            await page.__aexit__()
+    checked = sum(door.failed_checks(address) for address in addresses)
+    assert 1 <= checked <= 5 + int(5 * sent_in) + 1  # 5 a second, whatever the addresses
+    assert "Too many sign-ins at once" not in door.app.log()  # said to the page, not logged
+
+
 # -- the session after signing in -------------------------------------------------------------
 async def test_signing_in_gives_the_browser_a_new_session_id(door: Door) -> None:
     async with LoginPage(door) as page:
