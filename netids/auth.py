@@ -241,7 +241,7 @@ class UserStore:
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temporary file, fsync, rename) with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new folder: owner only
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -297,61 +297,95 @@ class SessionPolicy:
 # --- login throttling ------------------------------------------------------------------------
 
 
-class LoginThrottle:
-    """Exponential back-off of login attempts, per user name and per client address.
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """:meth:`LoginThrottle.begin`'s answer: check now (``wait == 0``) or wait; ``busy``: the
+    server-wide cap refused, not a back-off."""
 
-    After ``free_attempts`` failures of a key, each further failure makes that key wait
-    ``base_delay * 2**k`` seconds (capped at ``max_delay``) before the next attempt is checked.
-    A success clears the user name's count (not the address's). Memory is bounded.
+    wait: float = 0.0
+    busy: bool = False
+
+    @property
+    def granted(self) -> bool:
+        return self.wait <= 0
+
+
+class LoginThrottle:
+    """Back-off of login attempts per (account, client address), with a looser one per address
+    and a server-wide cap on password checks per second.
+
+    :meth:`begin` decides and counts in one step before the password is checked (no ``await``
+    between), so parallel attempts cannot all pass; each counts as a failure until
+    :meth:`success`. After ``free_attempts`` failures of a pair, or ``address_factor`` times as
+    many from one address, each attempt waits ``base_delay * 2**k`` s (at most ``max_delay``):
+    an attacker's address locks out only itself. Memory is bounded by ``max_keys``.
 
     >>> now = [0.0]
     >>> t = LoginThrottle(free_attempts=2, base_delay=1, max_delay=8, clock=lambda: now[0])
-    >>> for _ in range(4):
-    ...     wait = t.failure("ann", "10.0.0.9")
-    >>> t.retry_after("ann", "10.0.0.9"), t.retry_after("bob", "10.0.0.9")
-    (2.0, 2.0)
-    >>> t.retry_after("ann", "10.0.0.7")
-    2.0
-    >>> now[0] = 2.0; t.retry_after("ann", "10.0.0.7")
-    0.0
+    >>> [t.begin("ann", "10.0.0.9").wait for _ in range(5)]
+    [0.0, 0.0, 0.0, 1.0, 1.0]
+    >>> t.begin("ann", "10.0.0.7").granted, t.begin("bob", "10.0.0.9").granted
+    (True, True)
     """
 
     def __init__(self, *, free_attempts: int = 3, base_delay: float = 1.0, max_delay: float = 300.0,
-                 max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+                 checks_per_second: float = 5.0, address_factor: int = 4, max_keys: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.free_attempts = free_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.checks_per_second = checks_per_second
+        self.address_factor = address_factor
         self.max_keys = max_keys
         self._clock = clock
         self._keys: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key -> (failures, until)
+        self._tokens = checks_per_second  # server-wide budget of password checks (token bucket)
+        self._filled_at = clock()
 
     def retry_after(self, user: str, address: str) -> float:
-        """Seconds to wait before an attempt for ``user`` from ``address`` is checked; 0: go."""
+        """Seconds before an attempt for ``user`` from ``address`` may be checked; 0: now."""
         now = self._clock()
         until = max(self._keys.get(k, (0, 0.0))[1] for k in _keys(user, address))
         return max(0.0, until - now)
 
-    def failure(self, user: str, address: str) -> float:
-        """Count a failed attempt; returns the wait now imposed (0 while attempts are free)."""
+    def begin(self, user: str, address: str) -> Admission:
+        """Admit one attempt and count it as a failure at once, or refuse it uncounted."""
+        wait = self.retry_after(user, address)
+        if wait > 0:
+            return Admission(wait)
         now = self._clock()
-        for key in _keys(user, address):
+        self._tokens = min(self.checks_per_second,
+                           self._tokens + (now - self._filled_at) * self.checks_per_second)
+        self._filled_at = now
+        if self._tokens < 1:
+            return Admission((1 - self._tokens) / self.checks_per_second, busy=True)
+        self._tokens -= 1
+        frees = (self.free_attempts, self.free_attempts * self.address_factor)
+        for key, free in zip(_keys(user, address), frees, strict=True):
             count, until = self._keys.pop(key, (0, 0.0))
             if count and until + self.max_delay * 2 < now:  # long quiet: forgive old failures
                 count = 0
             count += 1
-            excess = count - self.free_attempts
+            excess = count - free
             delay = min(self.max_delay, self.base_delay * 2 ** (excess - 1)) if excess > 0 else 0.0
             self._keys[key] = (count, now + delay)
         while len(self._keys) > self.max_keys:
             self._keys.popitem(last=False)
-        return self.retry_after(user, address)
+        return Admission()
 
     def success(self, user: str, address: str) -> None:
-        self._keys.pop(_keys(user, address)[0], None)
+        """The admitted attempt was right: the pair starts afresh, the address takes it back."""
+        pair, addr = _keys(user, address)
+        self._keys.pop(pair, None)
+        count, until = self._keys.get(addr, (0, 0.0))
+        if count > 1:
+            self._keys[addr] = (count - 1, until)
+        else:
+            self._keys.pop(addr, None)
 
 
 def _keys(user: str, address: str) -> tuple[str, str]:
-    return (f"user:{user.lower()}", f"addr:{address}")
+    return (f"pair:{user.lower()}\0{address}", f"addr:{address}")
 
 
 def wait_in_words(seconds: float) -> str:

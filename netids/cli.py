@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from netids.commands import CommandError, add_eve_options, eve_settings
-from netids.config import Settings, load_settings
+from netids.config import Settings, load_settings, parse_size
 
 # command name -> (module implementing it, one-line help). Only the module of the command
 # being run is imported, so `app.py export` does not pay for torch or NiceGUI.
@@ -30,7 +30,7 @@ COMMANDS = {
     "users": ("netids.commands.users", "manage the accounts that may log in on the LAN"),
 }
 OPTIONS_WITH_VALUES = {"--db", "--model", "--host", "--port", "--models-dir", "--eve",
-                       "--eve-max-mb", "--eve-keep"}
+                       "--eve-max-mb", "--eve-keep", "--captures-dir", "--upload-limit"}
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
@@ -86,6 +86,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     ui_group.add_argument("--models-dir", default=None,
                           help="folder for trained models (default: models/)")
     add_eve_options(ui_group)
+    ui_group.add_argument("--captures-dir", default=None,
+                          help="the only folder the UI's path fields read capture files from "
+                               "(default: NETIDS_CAPTURES_DIR or captures/)")
+    ui_group.add_argument("--upload-limit", type=_size, default=None, metavar="SIZE",
+                          help="largest upload the server accepts, e.g. 512M or 2G "
+                               "(default: 1G)")
     sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
     chosen = chosen_command(argv)
     for name, (module, help_text) in COMMANDS.items():
@@ -94,6 +100,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         else:
             sub.add_parser(name, help=help_text)
     return parser
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -136,6 +149,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.require_login:
         settings = replace(settings, auth=replace(settings.auth, require_login=True))
+    settings = replace(settings, files=replace(
+        settings.files,
+        captures_dir=Path(args.captures_dir) if args.captures_dir else settings.files.captures_dir,
+        upload_limit=args.upload_limit or settings.files.upload_limit))
     try:
         if args.native:
             from netids.native import prepare

@@ -47,8 +47,8 @@ class StorageSettings:
     retry_max: float = 5.0  # longest wait between retries
     close_timeout: float = 10.0  # seconds close() keeps retrying before it gives up and logs loss
     busy_timeout_ms: int = 2000  # SQLite waits this long for another writer's lock
-    retention_days: float | None = 90.0  # events last seen longer ago are deleted; None keeps all
-    retention_rows: int | None = 1_000_000  # newest events kept at most; None: no row limit
+    retention_days: float | None = 90.0  # events stored longer ago are deleted; None keeps all
+    retention_rows: int | None = 1_000_000  # events stored last kept at most; None: no limit
     retention_interval: float = 300.0  # seconds between retention runs of the writer
 
 
@@ -75,6 +75,41 @@ class AuthSettings:
     login_free_attempts: int = 3  # failed logins per user name / address before back-off starts
     login_base_delay: float = 2.0  # seconds of the first back-off; doubles with every failure
     login_max_delay: float = 300.0  # longest back-off
+    login_checks_per_second: float = 5.0  # password checks server-wide (scrypt: ~60 ms each)
+
+
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    """What the UI may read: capture files by path, and uploads (netids.ui.capture_form)."""
+
+    captures_dir: Path = PROJECT_ROOT / "captures"  # the path field reads files only from here
+    uploads_dir: Path = PROJECT_ROOT / "db" / "uploads"  # uploads wait here for analysis, 0700
+    upload_limit: int = 1024**3  # bytes an upload may have, enforced while it streams in
+
+
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``1073741824``, ``512M``, ``1G``, ``1.5GiB`` ...; ValueError in words.
+
+    >>> parse_size("1G"), parse_size("512m"), parse_size("2048"), parse_size("1.5 GiB")
+    (1073741824, 536870912, 2048, 1610612736)
+    >>> parse_size("lots")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'lots' is not a size: give bytes, or a number with K, M, G or T (e.g. 1G)
+    """
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B").replace(" ", "")
+    number, unit = cleaned.rstrip("KMGT"), cleaned[len(cleaned.rstrip("KMGT")):]
+    try:
+        value = float(number) * SIZE_UNITS[unit]
+    except (ValueError, KeyError):
+        value = -1.0
+    if not 0 < value < 2**63:
+        raise ValueError(f"{text!r} is not a size: give bytes, or a number with K, M, G or T "
+                         "(e.g. 1G)")
+    return int(value)
 
 
 def _score_workers() -> int:
@@ -102,6 +137,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     eve: EveSettings = field(default_factory=EveSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    files: FileSettings = field(default_factory=FileSettings)
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -118,6 +154,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sensor=env.get("NETIDS_SENSOR"),
         progress=False if _truthy(env.get("CI")) else None,
         auth=_auth_from(env, base.auth),
+        files=replace(base.files, captures_dir=Path(env["NETIDS_CAPTURES_DIR"]))
+        if env.get("NETIDS_CAPTURES_DIR") else None,
     )
 
 

@@ -16,6 +16,8 @@ from nicegui import app, ui
 from netids.config import Settings
 from netids.controller import Controller
 from netids.ui import dashboard, frame, history, training
+from netids.ui.capture_form import prepare_folders, too_large_message
+from netids.ui.http_guards import SecurityHeaders, UploadLimit
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,12 @@ def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
     app.state.controller = controller  # for tests and add-ons; pages get it passed
     app.on_startup(controller.open)
     app.on_shutdown(controller.close)
+    files = controller.settings.files
+    app.on_startup(lambda: prepare_folders(files))
+    app.add_middleware(UploadLimit, limit=files.upload_limit,
+                       message=too_large_message(files.upload_limit))
     install_auth(controller.settings, auth)
+    app.add_middleware(SecurityHeaders)  # outermost: the gate's redirects and refusals too
 
     @ui.page("/")
     def dashboard_page() -> None:

@@ -242,14 +242,17 @@ class AppPaths:
 
 @pytest.fixture(autouse=True)  # autouse: set before ``user``/``screen`` run app.py
 def app_paths(tmp_path: Path, trained_model: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
-    """Command line of the app under test: its own database and models folder, and the model
-    that ships (tests/conftest.py). Autouse in the modules that import it (the UI tests)."""
+    """Command line of the app under test: its own database and models folder, the model
+    that ships (tests/conftest.py), and the test's folder as captures folder, holding a copy
+    of the bundled sample. Autouse in the modules that import it (the UI tests)."""
     db = tmp_path / "ui.sqlite"
     models = tmp_path / "models"
     models.mkdir()
+    shutil.copy(SAMPLE, tmp_path / SAMPLE.name)  # the path fields read only the captures folder
     paths = AppPaths(f"sqlite:///{db}", db, models, trained_model)
     monkeypatch.setattr(sys, "argv", ["app.py", "--db", paths.db_url, "--model",
-                                      str(trained_model), "--models-dir", str(models)])
+                                      str(trained_model), "--models-dir", str(models),
+                                      "--captures-dir", str(tmp_path)])
     return paths
 
 
@@ -401,6 +404,7 @@ def chromium() -> Iterator[object]:
         options.add_argument(arg)
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # driver.get_log("browser")
     options.binary_location = binary
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     driver.implicitly_wait(0)

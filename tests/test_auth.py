@@ -210,48 +210,91 @@ def test_each_app_has_its_own_auth(tmp_path: Path) -> None:
 
 
 # -- back-off ----------------------------------------------------------------------------------
+UNCAPPED = 1e9  # checks per second: these tests are about the back-off, not the global cap
+
+
+def fail(throttle: LoginThrottle, user: str, address: str) -> float:
+    """One admitted attempt that turns out wrong; the wait it imposes on the next."""
+    assert throttle.begin(user, address).granted
+    return throttle.retry_after(user, address)
+
+
 def test_backoff_doubles_per_failure_and_is_capped() -> None:
     now = [0.0]
-    throttle = LoginThrottle(free_attempts=3, base_delay=2, max_delay=30, clock=lambda: now[0])
-    waits = [throttle.failure("ann", "10.0.0.9") for _ in range(8)]
+    throttle = LoginThrottle(free_attempts=3, base_delay=2, max_delay=30,
+                             checks_per_second=UNCAPPED, clock=lambda: now[0])
+    waits = []
+    for _ in range(8):
+        now[0] += waits[-1] if waits else 0  # each try waits its turn
+        waits.append(fail(throttle, "ann", "10.0.0.9"))
     assert waits == [0, 0, 0, 2, 4, 8, 16, 30]
-    assert throttle.retry_after("ann", "10.0.0.9") == 30
-    now[0] = 29.5
+    now[0] += 29.5
     assert throttle.retry_after("ann", "10.0.0.9") == pytest.approx(0.5)
-    now[0] = 30
+    now[0] += 0.5
     assert throttle.retry_after("ann", "10.0.0.9") == 0
 
 
+def test_an_attempt_is_counted_when_admitted_so_parallel_ones_cannot_all_pass() -> None:
+    throttle = LoginThrottle(free_attempts=3, base_delay=2, checks_per_second=UNCAPPED,
+                             clock=lambda: 0.0)
+    # 50 attempts begun before any password check has finished (no success or failure yet)
+    admitted = [throttle.begin("ann", "10.0.0.66").granted for _ in range(50)]
+    assert admitted.count(True) == 4  # 3 free, the 4th starts the back-off
+    assert throttle.begin("ann", "10.0.0.66").wait == 2  # refusals do not lengthen it
+
+
+def test_an_attackers_address_does_not_lock_the_owner_out() -> None:
+    throttle = LoginThrottle(free_attempts=3, base_delay=2, checks_per_second=UNCAPPED,
+                             clock=lambda: 0.0)
+    for _ in range(20):
+        throttle.begin("ann", "10.0.0.66")
+    assert not throttle.begin("ann", "10.0.0.66").granted
+    assert throttle.begin("ann", "10.0.0.9").granted  # ann, from her own machine
+
+
 def test_backoff_per_address_covers_guessing_many_names() -> None:
-    now = [0.0]
-    throttle = LoginThrottle(free_attempts=3, base_delay=2, clock=lambda: now[0])
-    for name in ("ann", "bob", "carl", "dora"):
-        throttle.failure(name, "10.0.0.66")
+    throttle = LoginThrottle(free_attempts=3, base_delay=2, address_factor=4,
+                             checks_per_second=UNCAPPED, clock=lambda: 0.0)
+    for i in range(13):  # 4 times the free attempts of one name, spread over many names
+        assert fail(throttle, f"user{i}", "10.0.0.66") == (2 if i == 12 else 0)
     assert throttle.retry_after("eve", "10.0.0.66") == 2  # a fresh name, the same address
     assert throttle.retry_after("eve", "10.0.0.7") == 0  # another machine is not affected
 
 
-def test_success_clears_the_name_but_not_the_address() -> None:
+def test_success_clears_the_pair_and_is_not_counted_for_the_address() -> None:
+    throttle = LoginThrottle(free_attempts=1, base_delay=2, address_factor=2,
+                             checks_per_second=UNCAPPED, clock=lambda: 0.0)
+    assert fail(throttle, "ann", "10.0.0.9") == 0
+    throttle.begin("ann", "10.0.0.8")
+    throttle.success("ann", "10.0.0.8")  # right password elsewhere: nothing counted there
+    assert throttle.retry_after("ann", "10.0.0.8") == 0
+    assert throttle.begin("ann", "10.0.0.9").granted  # the second attempt of the pair
+    throttle.success("ann", "10.0.0.9")  # right: the pair starts afresh
+    assert fail(throttle, "ann", "10.0.0.9") == 0
+    assert fail(throttle, "bob", "10.0.0.9") == 2  # the address: 2 failures of 2 free, then 3
+
+
+def test_password_checks_are_capped_server_wide() -> None:
     now = [0.0]
-    throttle = LoginThrottle(free_attempts=1, base_delay=2, clock=lambda: now[0])
-    throttle.failure("ann", "10.0.0.9")
-    throttle.failure("ann", "10.0.0.9")
-    now[0] = 10
-    throttle.success("ann", "10.0.0.9")
-    assert throttle.failure("ann", "10.0.0.8") == 0  # ann starts afresh elsewhere
-    assert throttle.failure("bob", "10.0.0.9") == 4  # the address keeps its count
+    throttle = LoginThrottle(free_attempts=100, checks_per_second=5, clock=lambda: now[0])
+    answers = [throttle.begin(f"user{i}", f"10.2.0.{i}") for i in range(20)]  # 20 addresses
+    assert [a.granted for a in answers].count(True) == 5
+    assert all(a.busy and 0 < a.wait <= 1 for a in answers[5:])
+    now[0] = 1.0  # a second later: five more
+    assert [throttle.begin(f"user{i}", f"10.3.0.{i}").granted for i in range(6)].count(True) == 5
 
 
 def test_backoff_forgets_after_a_long_quiet_and_stays_bounded() -> None:
     now = [0.0]
     throttle = LoginThrottle(free_attempts=1, base_delay=1, max_delay=10, max_keys=100,
-                             clock=lambda: now[0])
+                             checks_per_second=UNCAPPED, clock=lambda: now[0])
     for _ in range(5):
-        throttle.failure("ann", "10.0.0.9")
+        throttle.begin("ann", "10.0.0.9")
+        now[0] += 10
     now[0] = 1000
-    assert throttle.failure("ann", "10.0.0.9") == 0  # counted from scratch
+    assert fail(throttle, "ann", "10.0.0.9") == 0  # counted from scratch
     for i in range(500):
-        throttle.failure(f"user{i}", f"10.1.{i // 256}.{i % 256}")
+        throttle.begin(f"user{i}", f"10.1.{i // 256}.{i % 256}")
     assert len(throttle._keys) <= 100
 
 

@@ -9,6 +9,7 @@ and the writer retries it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ def make_engine(url: str, settings: StorageSettings | None = None) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
         memory = path in ("", ":memory:")
-        if not memory:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if not memory and not path.startswith("file:"):
+            _private_file(Path(path))
         engine = create_engine(
             url,
             connect_args={"timeout": settings.busy_timeout_ms / 1000, "check_same_thread": False},
@@ -58,6 +59,16 @@ def make_engine(url: str, settings: StorageSettings | None = None) -> Engine:
         "keepalives_count": 3,
     }
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite does, in a folder made 0700
+    when it is new; SQLite gives its -wal and -shm files the file's mode. Existing files and
+    folders keep theirs."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

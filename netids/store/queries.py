@@ -184,16 +184,21 @@ def apply_retention(
     max_rows: int | None = None,
     now: datetime | None = None,
 ) -> int:
-    """Delete events last seen longer than ``max_age`` ago and beyond the newest ``max_rows``,
-    with their samples; return how many events went."""
+    """Delete events stored longer than ``max_age`` ago and beyond the ``max_rows`` stored
+    last, with their samples; return how many events went.
+
+    Age is the time the event was last written (``updated_at``), never its packets' time: the
+    events of a recording from last year are as new as the analysis that found them.
+    """
     doomed: list[Any] = []
     if max_age is not None:
         cutoff = (now or utcnow()) - max_age
-        doomed.append(select(col(Event.id)).where(col(Event.last_seen) < cutoff))
+        doomed.append(select(col(Event.id)).where(col(Event.updated_at) < cutoff))
     if max_rows is not None:
         doomed.append(
             select(col(Event.id))
-            .order_by(col(Event.last_seen).desc(), col(Event.id).desc())
+            .order_by(col(Event.updated_at).desc(), col(Event.last_seen).desc(),
+                      col(Event.id).desc())
             .offset(max_rows)
         )
     deleted = 0

@@ -86,7 +86,8 @@ class Event(SQLModel, table=True):
     threshold: float = 0.0
     src_count: int = 1  # revision 0002
     dst_count: int = 1  # revision 0002
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # when the event was last stored (its packets may be years older): retention goes by it
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)  # 0004
 
 
 class SamplePacket(SQLModel, table=True):

@@ -3,7 +3,8 @@
 Pages (one route each, built by ``netids.webapp``; no page imports another): ``dashboard``,
 ``history``, ``training``, ``login``. Shared, not pages: ``frame`` (header, navigation, the
 admin check), ``event_detail`` (the event dialog both event tables open), ``capture_form``,
-``charts``, ``threshold``, ``theme``, and ``gate`` (the LAN login gate behind ``login``).
+``charts``, ``threshold``, ``theme``, ``gate`` (the LAN login gate behind ``login``) and
+``http_guards`` (security headers and the upload limit, in front of every page).
 
 Pages read the controller's published state (:mod:`netids.live`) and call its commands and
 the store's query and export functions; they import no capture, detect or training module and

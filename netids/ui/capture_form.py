@@ -1,14 +1,23 @@
 """The interface picker, capture-filter box and bundled sample shared by the dashboard and
-training pages; interfaces and filters are the controller's to list and check."""
+training pages; interfaces and filters are the controller's to list and check.
+
+Also what those pages may read from disk: a typed path only inside the captures folder
+(:func:`capture_in_folder`), and uploads kept in a private folder per process until their
+analysis ends (:func:`keep_upload`, :func:`discard_when_done`, :func:`clean_uploads`).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from nicegui import ui
+from nicegui import events, ui
 
-from netids.config import PROJECT_ROOT
+from netids.config import PROJECT_ROOT, FileSettings
 from netids.controller import CaptureError, Controller
 from netids.ui.frame import require_admin
 
@@ -83,3 +92,113 @@ def file_progress(controller: Controller) -> None:
 
     ui.timer(PROGRESS_SECONDS, refresh)
     refresh()
+# -- files from disk --------------------------------------------------------------------------
+def outside_message(folder: Path) -> str:
+    """The one refusal for every path outside the captures folder, existing or not."""
+    return (f"Only files in the captures folder ({folder}) can be analysed: copy the file "
+            "there and give its name.")
+
+
+def capture_in_folder(text: str, folder: Path) -> Path | None:
+    """The file ``text`` names inside ``folder`` (a relative name is taken inside it), with
+    symlinks and ``..`` resolved; None when that lands outside the folder, whether or not
+    anything is there. Nothing is opened or read here."""
+    try:
+        root = folder.resolve()
+        path = (root / text).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte, a name too long
+        return None
+    return path if path != root and path.is_relative_to(root) else None
+
+
+def chosen_capture(text: str, files: FileSettings) -> Path | None:
+    """The capture file typed into a path field, or None after telling the user why not."""
+    path = capture_in_folder(text, files.captures_dir)
+    if path is None:
+        ui.notify(outside_message(files.captures_dir), type="negative", multi_line=True)
+        return None
+    if not path.is_file():
+        ui.notify(f"There is no file {path.relative_to(files.captures_dir.resolve())} in the "
+                  f"captures folder ({files.captures_dir}).", type="negative", multi_line=True)
+        return None
+    return path
+
+
+def size_in_words(size: int) -> str:
+    """A size in the largest unit that divides it.
+
+    >>> size_in_words(1024**3), size_in_words(512 * 1024**2), size_in_words(1500)
+    ('1 GiB', '512 MiB', '1500 bytes')
+    """
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+def too_large_message(limit: int) -> str:
+    return (f"That file is larger than the upload limit of {size_in_words(limit)}: copy it "
+            "into the captures folder and give its name instead.")
+
+
+def process_uploads(files: FileSettings) -> Path:
+    """This process's folder for uploads (owner only), made on first use."""
+    folder = files.uploads_dir / str(os.getpid())
+    files.uploads_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+async def keep_upload(e: events.UploadEventArguments, files: FileSettings) -> Path:
+    """Save an uploaded file, readable by its owner only, in a fresh folder of its own."""
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=process_uploads(files)))
+    target = folder / (Path(e.file.name).name or "upload.pcap")
+    target.touch(mode=0o600)
+    await e.file.save(target)
+    return target
+
+
+async def discard_when_done(controller: Controller, path: Path) -> None:
+    """Delete an uploaded file's folder once the analysis reading it has ended."""
+    try:
+        await controller.wait()
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def prepare_folders(files: FileSettings) -> None:
+    """At start: make the captures folder (so the path fields have a place to point to) and
+    delete the uploads of processes that are gone."""
+    try:
+        files.captures_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot make the captures folder %s: %s", files.captures_dir,
+                    exc.strerror or exc)
+    clean_uploads(files)
+
+
+def clean_uploads(files: FileSettings) -> int:
+    """Delete the uploads of processes that are gone (left by a crash or a kill); returns how
+    many folders went."""
+    try:
+        folders = [p for p in files.uploads_dir.iterdir() if p.is_dir()]
+    except OSError:
+        return 0
+    gone = [p for p in folders if not _running(p.name) or p.name == str(os.getpid())]
+    for folder in gone:
+        shutil.rmtree(folder, ignore_errors=True)
+    if gone:
+        log.info("deleted %d folder(s) of old uploads in %s", len(gone), files.uploads_dir)
+    return len(gone)
+
+
+def _running(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

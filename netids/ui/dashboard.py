@@ -9,22 +9,25 @@ whatever the packet rate.
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from nicegui import events, ui
+from nicegui import background_tasks, events, ui
 
 from netids.controller import CaptureError, Controller
 from netids.live import LiveState
 from netids.ui import charts, event_detail, theme
 from netids.ui.capture_form import (
     SAMPLE,
+    chosen_capture,
+    discard_when_done,
     file_progress,
     filter_problem,
     interface_options,
+    keep_upload,
+    size_in_words,
     start_capture,
+    too_large_message,
 )
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 from netids.ui.threshold import (
@@ -42,7 +45,6 @@ COUNTER_SECONDS = 0.5  # counters and status: 2 updates a second
 CHART_SECONDS = 1.0  # charts and the event table: 1 update a second
 MAX_ROWS = 500  # events kept in the browser's table
 PCAP_SUFFIXES = (".pcap", ".pcapng", ".cap")
-UPLOAD_LIMIT = 512 * 1024 * 1024
 
 
 def page(controller: Controller) -> None:
@@ -57,7 +59,6 @@ class Dashboard:
         self.seen_counters: tuple[int, int] = (0, -1)
         self.seen_message = (id(controller.live), controller.live.message)
         self.seen_store_error = ""
-        self.upload_dir: Path | None = None  # the last uploaded file's folder
         self.permission_dialog = self._permission_dialog()
         with ui.row().classes("w-full gap-4 items-stretch flex-wrap"):
             self._controls()
@@ -113,18 +114,23 @@ class Dashboard:
         with ui.card().classes("flex-1 min-w-[380px]"):
             ui.label("Analyse a capture file").classes("text-lg font-semibold")
             with ui.row().classes("w-full items-center gap-2"):
-                self.path = ui.input("Path to a pcap / pcapng file").classes("flex-1") \
-                    .mark("pcap-path")
+                self.path = ui.input("Name of a pcap / pcapng file in the captures folder") \
+                    .classes("flex-1").mark("pcap-path") \
+                    .tooltip(f"captures folder: {self.c.settings.files.captures_dir}")
                 admin_only(ui.button("Analyse", icon="insights", on_click=self.analyse_path)
                            .mark("analyse"))
             self.realtime = ui.switch("Play back at capture speed").mark("realtime")
+            too_large = too_large_message(self.c.settings.files.upload_limit)
             upload = ui.upload(label="…or upload one", auto_upload=True,
-                               max_file_size=UPLOAD_LIMIT, on_upload=self.analyse_upload,
-                               on_rejected=lambda: ui.notify(
-                                   "That file is too large to upload: give its path instead.",
-                                   type="warning")) \
+                               max_file_size=self.c.settings.files.upload_limit,
+                               on_upload=self.analyse_upload,
+                               on_rejected=lambda: ui.notify(too_large, type="warning")) \
                 .props(f'accept="{",".join(PCAP_SUFFIXES)}" flat bordered') \
                 .classes("w-full max-h-24").mark("upload")
+            # the server refused it (it enforces the limit too) or the connection dropped
+            failed = (f"The upload failed: refused by the server or cut off (the limit is "
+                      f"{size_in_words(self.c.settings.files.upload_limit)}).")
+            upload.on("failed", lambda: ui.notify(failed, type="warning"), [])
             admin_only(upload)
             with ui.row().classes("items-center gap-2"):
                 admin_only(ui.button("Try the bundled sample", icon="science",
@@ -207,21 +213,26 @@ class Dashboard:
             return
         text = (self.path.value or "").strip()
         if not text:
-            ui.notify("Give the path of a pcap or pcapng file first.", type="warning")
+            ui.notify("Give the name of a pcap or pcapng file first.", type="warning")
             return
-        await self.analyse(Path(text).expanduser())
+        path = chosen_capture(text, self.c.settings.files)
+        if path is not None:
+            await self.analyse(path)
 
     async def analyse_upload(self, e: events.UploadEventArguments) -> None:
         if not require_admin():
             return
-        name = Path(e.file.name).name or "upload.pcap"
-        folder = Path(tempfile.mkdtemp(prefix="netids-upload-"))
-        target = folder / name
-        await e.file.save(target)
-        await self.analyse(target)
-        previous, self.upload_dir = self.upload_dir, folder
-        if previous is not None:  # its analysis was stopped by the new one
-            shutil.rmtree(previous, ignore_errors=True)
+        try:
+            target = await keep_upload(e, self.c.settings.files)
+        except OSError as exc:
+            ui.notify(f"Cannot keep the upload in {self.c.settings.files.uploads_dir}: "
+                      f"{exc.strerror or exc}", type="negative", multi_line=True)
+            return
+        try:
+            await self.analyse(target)
+        finally:  # deleted once its analysis ends (or at once when it did not start)
+            background_tasks.create(discard_when_done(self.c, target),
+                                    name="netids-discard-upload")
 
     async def try_sample(self) -> None:
         if require_admin():

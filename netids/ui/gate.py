@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -44,17 +45,34 @@ from netids.auth import CredentialsError, LoginThrottle, SessionPolicy, SessionR
 log = logging.getLogger(__name__)
 
 LOGIN_PATH = "/login"
+LOGIN_FINISH_PATH = "/login/finish"  # a signed-in browser gets its new session id here
+LOGIN_TOKEN_SECONDS = 60.0  # how long the one-time token of a sign-in may wait for its use
+MAX_PENDING_LOGINS = 1000
 STORAGE_KEY = "netids_auth"  # the SessionRecord in app.storage.user
 SWEEP_SECONDS = 5.0  # how often open pages of ended sessions are sent to the login page
 PUBLIC_PREFIXES = (f"/_nicegui/{nicegui_version}/",)  # versioned JS/CSS assets, no data
-PUBLIC_PATHS = frozenset({LOGIN_PATH, "/favicon.ico"})
+PUBLIC_PATHS = frozenset({LOGIN_PATH, LOGIN_FINISH_PATH, "/favicon.ico"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SOCKET_PREFIX = "/_nicegui_ws/"
+UNGUARDED_EVENTS = frozenset({"connect", "disconnect"})  # the WebSocket upgrade is checked
+# Socket.IO messages a login page may send before anyone signed in: not 'log', which writes
+# whatever it is sent to the server's log
+LOGIN_PAGE_EVENTS = frozenset({"handshake", "event", "javascript_response", "ack"})
 CLIENT_PREFIX = "/_nicegui/client/"  # per-page endpoints (uploads): bound to the page's session
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    """A checked password waiting for its browser to fetch a new session id."""
+
+    session_id: str  # the id the login page was loaded with
+    record: SessionRecord
+    target: str
+    expires: float
 
 
 @dataclass
@@ -67,6 +85,25 @@ class Gate:
     records: dict[str, SessionRecord] = field(default_factory=dict)  # session id -> record
     login_clients: set[str] = field(default_factory=set)  # ids of open login pages
     clock: Callable[[], float] = time.time
+    pending: dict[str, PendingLogin] = field(default_factory=dict)  # one-time token -> login
+
+    def pending_login(self, session_id: str, record: SessionRecord, target: str) -> str:
+        """A one-time token for :data:`LOGIN_FINISH_PATH`, good for the same session only."""
+        now = self.clock()
+        for token in [t for t, p in self.pending.items() if p.expires < now]:
+            del self.pending[token]
+        while len(self.pending) >= MAX_PENDING_LOGINS:
+            del self.pending[next(iter(self.pending))]
+        token = secrets.token_urlsafe(32)
+        self.pending[token] = PendingLogin(session_id, record, target, now + LOGIN_TOKEN_SECONDS)
+        return token
+
+    def take_login(self, token: str, session_id: str | None) -> PendingLogin | None:
+        """The login of ``token`` if it is unused, in time and for ``session_id``; used up."""
+        pending = self.pending.pop(token, None)
+        if pending is None or pending.expires < self.clock() or pending.session_id != session_id:
+            return None
+        return pending
 
     def check(self, session_id: str | None, *, touch: bool,
               stored: object = None) -> SessionRecord | None:
@@ -230,6 +267,25 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detai
     await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
 
 
+def safe_next(target: str, *, fallback: str = "/") -> str:
+    r"""``target`` when it is a path on this site, else ``fallback``: no scheme, no host, no
+    ``//`` or backslash (browsers read ``/\\host`` as ``//host``), no control characters or
+    spaces (browsers drop tabs and newlines, so ``/\t/host`` is ``//host`` too).
+
+    >>> [safe_next(t) for t in ("/history?since=1", "//evil.net", "/\\evil.net", "/\t/evil.net",
+    ...                         "https://evil.net", "javascript:alert(1)", "history", "")]
+    ['/history?since=1', '/', '/', '/', '/', '/', '/', '/']
+    """
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return fallback
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target):
+        return fallback
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return fallback
+    return target
+
+
 def _wants_html(scope: Scope) -> bool:
     """Whether the request is a browser navigation (a page), not a script or API call."""
     accept = dict(scope.get("headers") or []).get(b"accept", b"")
@@ -250,9 +306,8 @@ def guard_socket_messages() -> None:
     per process: they are wrapped once and consult :func:`current_auth` on every message.
     """
     handlers = core.sio.handlers.get("/", {})
-    for event in ("handshake", "event", "javascript_response", "ack"):
-        original = handlers.get(event)
-        if original is None or getattr(original, "netids_guarded", False):
+    for event, original in list(handlers.items()):
+        if event in UNGUARDED_EVENTS or getattr(original, "netids_guarded", False):
             continue
         core.sio.on(event)(_guarded(event, original))
 
@@ -263,8 +318,8 @@ def _allowed(event: str, sid: str, msg: object) -> bool:
     if gate is None:
         return True
     client_id = str(msg.get("client_id", "")) if isinstance(msg, dict) else ""
-    if client_id in gate.login_clients:
-        return True
+    if client_id in gate.login_clients:  # signed out: only what the login form needs
+        return event in LOGIN_PAGE_EVENTS
     try:
         scope = core.sio.get_environ(sid).get("asgi.scope", {})
     except (KeyError, AttributeError):

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 
 from nicegui import app, background_tasks, context, run, ui
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
 
 from netids.auth import (
     CredentialsError,
@@ -25,6 +28,7 @@ from netids.auth import (
 )
 from netids.config import Settings
 from netids.ui.gate import (
+    LOGIN_FINISH_PATH,
     LOGIN_PATH,
     STORAGE_KEY,
     Auth,
@@ -32,6 +36,7 @@ from netids.ui.gate import (
     Gate,
     guard_socket_messages,
     page_session_id,
+    safe_next,
     stored_record,
 )
 
@@ -94,7 +99,8 @@ def install_auth(settings: Settings, *, host: str) -> Auth:
         policy=SessionPolicy(config.session_idle_seconds, config.session_max_seconds),
         throttle=LoginThrottle(free_attempts=config.login_free_attempts,
                                base_delay=config.login_base_delay,
-                               max_delay=config.login_max_delay),
+                               max_delay=config.login_max_delay,
+                               checks_per_second=config.login_checks_per_second),
     )
     auth = app.state.auth = Auth(gate)
     app.add_middleware(AuthMiddleware, auth=auth)
@@ -103,6 +109,10 @@ def install_auth(settings: Settings, *, host: str) -> Auth:
     @ui.page(LOGIN_PATH, title="netids · sign in")
     async def login(redirect_to: str = "/") -> None:
         await login_page(auth, redirect_to)
+
+    @app.get(LOGIN_FINISH_PATH, include_in_schema=False)
+    def finish(request: Request, token: str = "") -> RedirectResponse:
+        return finish_login(gate, request, token)
 
     app.on_startup(lambda: background_tasks.create(auth.sweep_forever(),
                                                    name="netids-auth-sweep"))
@@ -124,8 +134,9 @@ async def login_page(auth: Auth, redirect_to: str = "/") -> None:
     assert gate is not None
     client = context.client
     gate.login_clients.add(client.id)
-    target = redirect_to if redirect_to.startswith("/") and not redirect_to.startswith("//") \
-        and not redirect_to.startswith(LOGIN_PATH) else "/"
+    target = safe_next(redirect_to)
+    if target.startswith(LOGIN_PATH):
+        target = "/"
     if gate.check(page_session_id(), touch=False, stored=stored_record()) is not None:
         ui.navigate.to(target)
         return
@@ -161,9 +172,14 @@ class LoginForm:
         if not name or not secret:
             self.message.set_text("Enter your user name and password.")
             return
-        wait = gate.throttle.retry_after(name, address)
-        if wait > 0:
-            self.message.set_text(f"Too many failed sign-ins. Try again in {wait_in_words(wait)}.")
+        admission = gate.throttle.begin(name, address)  # counted now, before any await
+        if admission.busy:
+            self.message.set_text("Too many sign-ins at once on this server. Try again in a "
+                                  "few seconds.")
+            return
+        if not admission.granted:
+            wait = wait_in_words(admission.wait)
+            self.message.set_text(f"Too many failed sign-ins. Try again in {wait}.")
             return
         self.button.disable()
         try:
@@ -176,20 +192,38 @@ class LoginForm:
         finally:
             self.button.enable()
         if account is None:
-            wait = gate.throttle.failure(name, address)
+            wait = gate.throttle.retry_after(name, address)
             log.warning("failed sign-in for %r from %s", name, address)
             self.message.set_text("Wrong user name or password." + (
                 f" Too many failed sign-ins: wait {wait_in_words(wait)} before the next try."
                 if wait > 0 else ""))
             return
         gate.throttle.success(name, address)
-        record = gate.policy.new(account, gate.clock())
         session_id = page_session_id()
-        if session_id:
-            gate.records[session_id] = record
-        app.storage.user[STORAGE_KEY] = record.to_dict()
+        if not session_id:
+            return
+        # the session id this page was loaded with may be known to someone else (fixation):
+        # the browser fetches a new one, over HTTP, with a one-time token only this page got
+        token = gate.pending_login(session_id, gate.policy.new(account, gate.clock()),
+                                   self.target)
         log.info("%s (%s) signed in from %s", account.name, account.role, address)
-        ui.navigate.to(self.target)
+        ui.navigate.to(f"{LOGIN_FINISH_PATH}?token={token}")
+
+
+def finish_login(gate: Gate, request: Request, token: str) -> RedirectResponse:
+    """Second half of a sign-in: give the browser a new session id holding the new record,
+    then send it on to the page it asked for; a token unknown, used, late or from another
+    session leads back to the login page."""
+    old_id = request.session.get("id")
+    pending = gate.take_login(token, old_id)
+    if pending is None:
+        return RedirectResponse(LOGIN_PATH, status_code=303)
+    gate.end(old_id)
+    app.storage.user.pop(STORAGE_KEY, None)
+    new_id = str(uuid.uuid4())
+    request.session["id"] = new_id  # the session middleware sends the new cookie
+    gate.records[new_id] = pending.record  # put in app.storage.user by the next request
+    return RedirectResponse(safe_next(pending.target), status_code=303)
 
 
 def signed_in_as(auth: Auth) -> None:

@@ -10,13 +10,18 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from nicegui import run, ui
 
 from netids.controller import CaptureError, Controller, TrainingError
 from netids.ui import charts
-from netids.ui.capture_form import SAMPLE, filter_problem, interface_options, start_capture
+from netids.ui.capture_form import (
+    SAMPLE,
+    chosen_capture,
+    filter_problem,
+    interface_options,
+    start_capture,
+)
 from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, require_admin
 
 log = logging.getLogger(__name__)
@@ -77,7 +82,8 @@ class TrainingPage:
             admin_only(ui.button("Start capture for training", icon="fiber_manual_record",
                                  on_click=self.start_capture).mark("train-start-capture"))
             with ui.row().classes("w-full items-center gap-2"):
-                self.path = admin_only(ui.input("…or a pcap / pcapng file of normal traffic")
+                self.path = admin_only(ui.input("…or a pcap / pcapng file of normal traffic "
+                                                "in the captures folder")
                                        .classes("flex-1").mark("train-path"))
                 admin_only(ui.button("Use file", icon="description", on_click=self.use_file)
                            .mark("train-use-file"))
@@ -114,9 +120,8 @@ class TrainingPage:
         if not require_admin():
             return
         text = (self.path.value or "").strip()
-        path = Path(text).expanduser() if text else SAMPLE
-        if not path.is_file():
-            ui.notify(f"No such file: {path}", type="negative")
+        path = chosen_capture(text, self.c.settings.files) if text else SAMPLE
+        if path is None:
             return
         try:
             await self.c.start_training_file(path)

@@ -9,12 +9,14 @@ import os
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,13 +89,13 @@ def stored(engine: sa.Engine, **kw: object) -> list[Event]:
 
 
 def test_fresh_database_is_at_head_and_matches_the_tables(engine: sa.Engine) -> None:
-    assert schema_revision(engine) == "0003"
+    assert schema_revision(engine) == "0004"
     ours = {t.__tablename__ for t in TABLES}
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert [d for d in diffs if ours & set(map(str, _tables_of(d)))] == []
     upgrade(engine)  # running it again on start is harmless
-    assert schema_revision(engine) == "0003"
+    assert schema_revision(engine) == "0004"
 
 
 def _tables_of(diff: object) -> list[str]:
@@ -132,7 +134,7 @@ def test_upgrading_an_older_schema_keeps_its_history(storage_url: str) -> None:
     engine.dispose()
 
     engine = open_database(storage_url, FAST)  # what the new app does on start
-    assert schema_revision(engine) == "0003"
+    assert schema_revision(engine) == "0004"
     (event,) = stored(engine)
     assert (event.id, event.sensor, event.packets, event.kind, event.dst_port) == (
         "a" * 32, "old-sensor", 42, "brute force", 22,
@@ -304,22 +306,42 @@ def test_nul_characters_are_stripped_on_write_and_refused_in_filters(engine: sa.
             stored(engine, **{field: "x\x00"})
 
 
-def test_retention_by_age_and_by_rows(engine: sa.Engine) -> None:
+def test_retention_goes_by_stored_time_not_packet_time(engine: sa.Engine) -> None:
+    events = flood_and_scans(5)  # a recording from long ago: packets at T0 + seconds
     store = EventStore(engine, sensor="a", settings=FAST)
-    store.write(flood_and_scans(5))  # last seen T0+10, T0+9, T0+69, ..., T0+249
+    store.write(events[-2:])  # scans 3 and 4, the latest packets, stored first
+    assert store.flush(timeout=10)
+    time.sleep(0.05)
+    store.write(events[:-2])  # the flood and scans 0-2, earlier packets, stored a moment later
     store.close()
-    now = datetime.fromtimestamp(T0 + 3600, UTC)
+    assert datetime.now(UTC) - datetime.fromtimestamp(T0 + 249, UTC) > timedelta(days=30)
     with Session(engine) as session:
-        assert apply_retention(session=session, max_age=timedelta(hours=2), now=now) == 0
-        gone = apply_retention(session=session, max_age=timedelta(seconds=3600 - 100), now=now)
-        assert gone == 3  # flood, scans 0 and 1
-        assert apply_retention(session=session, max_rows=2) == 1
+        # a day's retention keeps events stored now, however old their packets are
+        assert apply_retention(session=session, max_age=timedelta(days=1)) == 0
+        assert count_events(session=session) == 6
+        # the row limit keeps the events stored last, not those with the latest packets
+        assert apply_retention(session=session, max_rows=4) == 2
         left = query_events(session=session, sort="last_seen")
-        assert [e.last_seen.timestamp() for e in left] == [T0 + 249, T0 + 189]
+        assert [round(e.last_seen.timestamp() - T0) for e in left] == [129, 69, 10, 9]
         n_samples = session.exec(sa.select(sa.func.count()).select_from(sa.table("sample_packets")))
-        assert n_samples.one()[0] == 6  # the deleted events' samples went with them
-        assert apply_retention(session=session, max_age=timedelta(0), max_rows=0, now=now) == 2
+        assert n_samples.one()[0] == 12  # the deleted events' samples went with them
+        later = datetime.now(UTC) + timedelta(days=2)
+        assert apply_retention(session=session, max_age=timedelta(days=1), now=later) == 4
         assert count_events(session=session) == 0
+
+
+def test_a_new_sqlite_file_and_its_folder_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "netids.sqlite"
+    engine = open_database(f"sqlite:///{path}", FAST)
+    store = EventStore(engine, sensor="a", settings=FAST)
+    store.write(flood_and_scans(1))
+    assert store.flush(timeout=10)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+    assert modes == {"netids.sqlite": 0o600, "netids.sqlite-wal": 0o600,
+                     "netids.sqlite-shm": 0o600}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    store.close()
+    engine.dispose()
 
 
 def test_the_writer_applies_retention_as_it_goes(engine: sa.Engine) -> None:

@@ -67,11 +67,11 @@ def row_classes(screen: Screen) -> list[tuple[float, str]]:
 
 
 def analyse_sample_fully(screen: Screen) -> None:
-    """Type the sample's path, analyse at full speed, wait for the end in the browser."""
-    box = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Path to a '
+    """Type the sample's name, analyse at full speed, wait for the end in the browser."""
+    box = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Name of a '
                                                  'pcap")]]//input')
-    if box.get_attribute("value") != str(SAMPLE):
-        box.send_keys(Keys.CONTROL, "a", Keys.NULL, Keys.BACKSPACE, str(SAMPLE))
+    if box.get_attribute("value") != SAMPLE.name:
+        box.send_keys(Keys.CONTROL, "a", Keys.NULL, Keys.BACKSPACE, SAMPLE.name)
     before = id(controller_of_app().live)  # each session publishes a new LiveState
     press(screen, "Analyse")
     wait_until(lambda: id(controller_of_app().live) != before, 10, "the analysis to start")

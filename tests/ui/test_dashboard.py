@@ -4,7 +4,9 @@ model, real capture files, a real SQLite database and, for live capture, the loo
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
+import stat
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ from sqlmodel import Session, select
 from netids.capture.pcapfile import read_batches
 from netids.store.engine import make_engine
 from netids.store.tables import Event
+from netids.ui.capture_form import outside_message
 from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
 from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
@@ -47,7 +50,7 @@ async def analyse_whole_sample(user: User, open_page: bool = True) -> None:
     """Analyse the bundled sample at full speed through the path box; wait for the end."""
     if open_page:
         await user.open("/")
-    user.find(marker="pcap-path").type(str(SAMPLE))
+    user.find(marker="pcap-path").type(SAMPLE.name)
     user.find(marker="analyse").click()
     c = controller_of_app()
     await until(lambda: c.live.running, 10, "the analysis to start")
@@ -119,6 +122,49 @@ async def test_an_uploaded_pcap_is_analysed(user: User, tmp_path: Path) -> None:
     await until(lambda: count(user, "packets") == 3000, 5, "the counters")
 
 
+async def test_an_upload_is_private_while_analysed_and_deleted_after(user: User,
+                                                                     tmp_path: Path) -> None:
+    data = small_pcap(tmp_path / "first.pcap", 3000).read_bytes()
+    await user.open("/")
+    user.find(marker="realtime").click()  # at capture speed: the file stays a while
+    upload = user.find(ui.upload).elements.pop()
+    await upload.handle_uploads([SmallFileUpload(name="first.pcap", content_type="", _data=data)])
+    c = controller_of_app()
+    await until(lambda: c.live.source == "first.pcap" and c.live.running, 10, "the analysis")
+    mine = c.settings.files.uploads_dir / str(os.getpid())
+    (kept,) = mine.glob("upload-*/first.pcap")
+    assert kept.read_bytes() == data
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (kept, kept.parent, mine)]
+    assert modes == [0o600, 0o700, 0o700]
+    await c.stop()
+    await until(lambda: not kept.parent.exists(), 5, "the upload to be deleted")
+
+
+async def test_the_path_field_reads_only_the_captures_folder(user: User, tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "secret.pcap").write_bytes(b"\xd4\xc3\xb2\xa1secret")
+    (tmp_path / "link.pcap").symlink_to(outside / "secret.pcap")
+    (tmp_path / "door").symlink_to(outside)
+    refusal = outside_message(tmp_path)
+    await user.open("/")
+    c = controller_of_app()
+    for text in (str(outside / "secret.pcap"), str(outside / "missing.pcap"),
+                 f"../{outside.name}/secret.pcap", f"../{outside.name}/missing.pcap",
+                 "link.pcap", "door/secret.pcap", "door/missing.pcap", "/etc/shadow",
+                 "/etc/no-such-file", "/proc/self/environ", str(tmp_path), "."):
+        user.notify.messages.clear()
+        user.find(marker="pcap-path").clear().type(text)
+        user.find(marker="analyse").click()
+        await until(lambda: user.notify.messages, 5, f"an answer to {text!r}")
+        assert user.notify.messages == [refusal], text  # the same words, existing or not
+        assert not c.live.running
+    user.find(marker="pcap-path").clear().type(SAMPLE.name)  # inside: analysed
+    user.find(marker="analyse").click()
+    await until(lambda: c.live.source == SAMPLE.name, 10, "the sample in the captures folder")
+    await c.stop()
+
+
 async def test_a_bad_pcap_is_a_notification_not_a_traceback(user: User, tmp_path: Path) -> None:
     bad = tmp_path / "notes.pcap"
     bad.write_text("these are my notes, not a capture")
@@ -132,7 +178,7 @@ async def test_a_bad_pcap_is_a_notification_not_a_traceback(user: User, tmp_path
     await user.should_see(c.live.error, retries=20)
     user.find(marker="pcap-path").clear().type(str(tmp_path / "missing.pcap"))
     user.find(marker="analyse").click()
-    await user.should_see("No such file")
+    await user.should_see("There is no file missing.pcap in the captures folder")
 
 
 async def test_a_bad_filter_is_explained_and_nothing_starts(user: User) -> None:
@@ -199,7 +245,7 @@ async def test_no_capture_permission_opens_a_dialog_and_files_still_work(user: U
     user.find(marker="permission-close").click()
     c = controller_of_app()
     assert not c.live.running
-    user.find(marker="pcap-path").type(str(SAMPLE))
+    user.find(marker="pcap-path").type(SAMPLE.name)
     user.find(marker="analyse").click()
     await until(lambda: c.live.running or c.live.packets > 0, 10, "the file analysis")
     await c.stop()
@@ -305,7 +351,7 @@ async def test_the_header_navigates_between_the_pages(user: User) -> None:
 async def test_a_file_can_play_back_at_capture_speed(user: User, tmp_path: Path) -> None:
     await user.open("/")
     user.find(marker="realtime").click()
-    user.find(marker="pcap-path").type(str(SAMPLE))
+    user.find(marker="pcap-path").type(SAMPLE.name)
     user.find(marker="analyse").click()
     c = controller_of_app()
     await until(lambda: c.live.packets > 0, 10, "the first packets")

@@ -187,7 +187,7 @@ async def test_a_locked_database_is_a_notification_and_events_are_written_later(
     lock = sqlite3.connect(app_paths.db_path, timeout=0)
     lock.execute("BEGIN EXCLUSIVE")  # another process holding the database
     try:
-        user.find(marker="pcap-path").type(str(SAMPLE))
+        user.find(marker="pcap-path").type(SAMPLE.name)
         user.find(marker="analyse").click()
         await until(lambda: c.store is not None and c.store.stats.failures > 0, 30,
                     "a failed write")
