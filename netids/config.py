@@ -82,8 +82,8 @@ class AuthSettings:
 class FileSettings:
     """What the UI may read: capture files by path, and uploads (netids.ui.capture_form)."""
 
-    captures_dir: Path = PROJECT_ROOT / "captures"  # the path field reads files only from here
-    uploads_dir: Path = PROJECT_ROOT / "db" / "uploads"  # uploads wait here for analysis, 0700
+    captures_dir: Path = DATA_DIR / "captures"  # the path field reads files only from here
+    uploads_dir: Path = DATA_DIR / "db" / "uploads"  # uploads wait here for analysis, 0700
     upload_limit: int = 1024**3  # bytes an upload may have, enforced while it streams in
 
 
