@@ -31,7 +31,7 @@ def progress_value(user: User) -> float:
 async def test_a_file_played_back_shows_packets_share_rate_and_time_left(user: User) -> None:
     await user.open("/")
     user.find(marker="realtime").click()
-    user.find(marker="pcap-path").type(str(SAMPLE))
+    user.find(marker="pcap-path").type(SAMPLE.name)
     user.find(marker="analyse").click()
     c = controller_of_app()
     # the 30 s sample is paced in real time: after a few seconds it is part way, with an estimate
@@ -48,7 +48,7 @@ async def test_a_file_played_back_shows_packets_share_rate_and_time_left(user: U
 async def test_a_finished_file_says_done_at_full_share(user: User) -> None:
     await user.open("/")
     await user.should_not_see(marker="file-progress-text")  # hidden until a file is analysed
-    user.find(marker="pcap-path").type(str(SAMPLE))
+    user.find(marker="pcap-path").type(SAMPLE.name)
     user.find(marker="analyse").click()
     c = controller_of_app()
     await until(lambda: c.live.source == SAMPLE.name and not c.live.running, 60, "the analysis")
