@@ -57,6 +57,10 @@ class FileSource:
     def running(self) -> bool:
         return self._started and not self._stopped
 
+    def backlog(self) -> int:
+        """Batches waiting for the pipeline: none, a file is read at the pipeline's pace."""
+        return 0
+
     def stats(self) -> CaptureStats:
         return CaptureStats(packets=self._packets, bytes=self._bytes, batches=self._batches)
 

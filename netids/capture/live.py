@@ -142,6 +142,10 @@ class LiveSource:
             self._slots.release()
             yield batch
 
+    def backlog(self) -> int:
+        """Batches captured and waiting for the consumer (call from the event loop)."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     def stats(self) -> CaptureStats:
         if self._sock is not None:
             self._poll_kernel_drops()

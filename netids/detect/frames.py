@@ -53,6 +53,17 @@ class FrameBatch:
         s = int(self.start[i])
         return self.buf[s : s + int(self.caplen[i])].tobytes()
 
+    def take(self, idx: np.ndarray) -> FrameBatch:
+        """The frames at ``idx`` (ascending indices), sharing this batch's buffer: a sample
+        to score under overload (``first_index`` stays that of the whole batch).
+
+        >>> b = FrameBatch.from_frames([b"ab", b"cde", b"f"], [1.0, 2.0, 3.0])
+        >>> b.take(np.array([0, 2])).frame(1)
+        b'f'
+        """
+        return FrameBatch(self.buf, self.start[idx], self.caplen[idx], self.wirelen[idx],
+                          self.ts[idx], self.linktype[idx], self.first_index)
+
     @classmethod
     def from_frames(
         cls,

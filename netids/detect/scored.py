@@ -42,6 +42,7 @@ class ScoredBatch:
     anomalous: np.ndarray  # bool [n], scores >= threshold
     kinds: list[str]  # short kind of deviation per anomalous packet ("port scan", "flood", ...)
     explanations: list[str]  # plain words per anomalous packet ("480 SYN/s from ..., normal is 2")
+    unscored: PacketBatch | None = None  # shed under overload: decoded and counted, not scored
 
     def __len__(self) -> int:
         return len(self.scores)
