@@ -326,12 +326,15 @@ class Controller:
         loop = asyncio.get_running_loop()
         live = self.live
         shedder = LoadShedder(self._shedding())
+        merge = max(1, self.settings.capture.merge_batches)
         try:
             async for frames in source.batches():
                 pipeline.threshold = live.threshold
-                share = shedder.share_for(source.backlog())
+                backlog = source.backlog()  # batches behind this one: how far we fell behind
+                share = shedder.share_for(backlog)
+                group = [frames, *source.waiting(merge - 1)] if backlog else [frames]
                 scored, updates = await loop.run_in_executor(
-                    self._pool, _score_and_aggregate, pipeline, sink, frames, share)
+                    self._pool, _score_and_aggregate, pipeline, sink, group, share)
                 live.scored_share = share
                 self._publish(live, pipeline, scored, updates, source, sink.aggregator.opened)
         except (CaptureError, CaptureFileError) as exc:
@@ -370,11 +373,12 @@ class Controller:
         live.generation += 1
 
 
-def _score_and_aggregate(pipeline: Pipeline, sink: EventSink, frames: FrameBatch,
+def _score_and_aggregate(pipeline: Pipeline, sink: EventSink, group: list[FrameBatch],
                          share: float) -> tuple[ScoredBatch, list[EventUpdate]]:
-    """One batch through the pipeline and event aggregation, on the pipeline thread: both
-    cost per packet, and the event loop stays free for the pages."""
-    scored = pipeline.process(frames, share)
+    """Consecutive batches, as one, through the pipeline and event aggregation, on the
+    pipeline thread: both cost per packet and per batch, and the event loop stays free for
+    the pages."""
+    scored = pipeline.process(FrameBatch.concat(group), share)
     return scored, sink.add(scored)
 
 

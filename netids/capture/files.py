@@ -57,6 +57,10 @@ class FileSource:
     def running(self) -> bool:
         return self._started and not self._stopped
 
+    def waiting(self, limit: int) -> list[FrameBatch]:
+        """Batches already read and waiting: none (see :meth:`backlog`)."""
+        return []
+
     def backlog(self) -> int:
         """Batches waiting for the pipeline: none, a file is read at the pipeline's pace."""
         return 0
