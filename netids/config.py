@@ -28,7 +28,7 @@ class CaptureSettings:
     shed_load: bool = True  # overloaded: score a sample, count all (False: whole batches drop)
     shed_backlog: int = 6  # batches waiting in the queue from which the scored share halves
     min_scored_share: float = 1 / 256  # the scored share never goes below this
-    merge_batches: int = 8  # batches waiting in the queue taken and scored as one, at most
+    merge_batches: int = 16  # batches waiting in the queue taken and scored as one, at most
 
 
 @dataclass(frozen=True, slots=True)
