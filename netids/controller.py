@@ -334,7 +334,8 @@ class Controller:
                 share = shedder.share_for(backlog)
                 group = [frames, *source.waiting(merge - 1)] if backlog else [frames]
                 scored, updates = await loop.run_in_executor(
-                    self._pool, _score_and_aggregate, pipeline, sink, group, share)
+                    self._pool, _score_and_aggregate, pipeline, sink, group, share,
+                    not shedder.deep)
                 live.scored_share = share
                 self._publish(live, pipeline, scored, updates, source, sink.aggregator.opened)
         except (CaptureError, CaptureFileError) as exc:
@@ -363,7 +364,7 @@ class Controller:
                 self._collector(scored)
         s, cap = pipeline.stats, source.stats()
         live.packets, live.tcp, live.udp, live.other = s.packets, s.tcp, s.udp, s.other
-        live.shed = s.shed
+        live.shed, live.unread = s.shed, s.unread
         live.anomalies, live.undecoded = s.anomalies, s.undecoded
         live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
         live.packets_per_second, live.rate_mark = last_second_rate(
@@ -374,11 +375,12 @@ class Controller:
 
 
 def _score_and_aggregate(pipeline: Pipeline, sink: EventSink, group: list[FrameBatch],
-                         share: float) -> tuple[ScoredBatch, list[EventUpdate]]:
+                         share: float, decode_shed: bool
+                         ) -> tuple[ScoredBatch, list[EventUpdate]]:
     """Consecutive batches, as one, through the pipeline and event aggregation, on the
     pipeline thread: both cost per packet and per batch, and the event loop stays free for
     the pages."""
-    scored = pipeline.process(FrameBatch.concat(group), share)
+    scored = pipeline.process(FrameBatch.concat(group), share, decode_shed=decode_shed)
     return scored, sink.add(scored)
 
 

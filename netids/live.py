@@ -32,9 +32,11 @@ class Timeline:
         """Fold a batch into per-second buckets keyed by packet time (packets shed under
         overload count in the packet rate, not in the scores)."""
         ts, scores, anomalous = scored.packets.ts, scored.scores, scored.anomalous
-        if scored.unscored is not None and len(scored.unscored):
-            shed = len(scored.unscored)
-            ts = np.concatenate([ts, scored.unscored.ts])
+        shed_ts = [x for x in (scored.unscored.ts if scored.unscored is not None else None,
+                               scored.unread_ts) if x is not None and len(x)]
+        if shed_ts:
+            shed = sum(len(x) for x in shed_ts)
+            ts = np.concatenate([ts, *shed_ts])
             scores = np.concatenate([scores, np.zeros(shed)])
             anomalous = np.concatenate([anomalous, np.zeros(shed, dtype=bool)])
         if len(ts) == 0:
@@ -69,6 +71,7 @@ class LiveState:
     packets: int = 0  # every packet handled, scored or shed
     shed: int = 0  # counted but not scored: the pipeline fell behind and scored a sample
     scored_share: float = 1.0  # share of the latest batch scored; < 1 while overloaded
+    unread: int = 0  # shed without decoding (deep overload): in packets, not in tcp/udp/other
     tcp: int = 0
     udp: int = 0
     other: int = 0
@@ -94,14 +97,15 @@ def overload_text(live: LiveState) -> str:
     ''
     >>> overload_text(LiveState(running=True, scored_share=0.125, shed=52_000))
     'scoring 12.5% of packets (overload): 52,000 counted, not scored'
-    >>> overload_text(LiveState(running=False, scored_share=0.5, shed=7))
-    'overload: 7 packets were counted, not scored'
+    >>> overload_text(LiveState(running=False, scored_share=0.5, shed=7, unread=3))
+    'overload: 7 packets were counted, not scored (3 not even decoded)'
     """
+    unread = f" ({live.unread:,} not even decoded)" if live.unread else ""
     if live.running and live.scored_share < 1.0:
         return (f"scoring {100 * live.scored_share:.3g}% of packets (overload): "
-                f"{live.shed:,} counted, not scored")
+                f"{live.shed:,} counted, not scored{unread}")
     if live.shed:
-        return f"overload: {live.shed:,} packets were counted, not scored"
+        return f"overload: {live.shed:,} packets were counted, not scored{unread}"
     return ""
 
 

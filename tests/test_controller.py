@@ -168,10 +168,12 @@ async def test_an_overloaded_pipeline_scores_a_sample_and_counts_every_packet(
     assert sent == 100_000
     # nothing lost uncounted: every datagram sent was scored, shed or counted as a drop
     assert live.packets + live.kernel_drops + live.queue_drops == sent
-    assert live.udp == live.packets  # shed packets are decoded and counted by protocol too
+    # shed packets are decoded and counted by protocol too, unless the overload was so deep
+    # that they were only counted
+    assert live.udp + live.unread == live.packets and live.unread <= live.shed
     assert live.shed > 0 and live.packets - live.shed > 0  # a sample was scored
     assert min(shares) < 1.0  # the scored share went down while it was overloaded
-    assert overload_text(live) == f"overload: {live.shed:,} packets were counted, not scored"
+    assert overload_text(live).startswith(f"overload: {live.shed:,} packets were counted, not")
 
 
 async def test_without_load_shedding_an_overloaded_pipeline_counts_its_drops(

@@ -31,6 +31,7 @@ class PipelineStats:
 
     packets: int = 0  # every packet handled, scored or shed
     shed: int = 0  # counted but not scored, under overload (see netids.detect.shedding)
+    unread: int = 0  # of those, shed without decoding (deep overload): protocol unknown
     undecoded: int = 0  # frames with no network layer read (unsupported link, truncated)
     anomalies: int = 0
     tcp: int = 0
@@ -53,7 +54,8 @@ class Pipeline:
         self.threshold = detector.threshold if threshold is None else float(threshold)
         self.stats = PipelineStats()
 
-    def process(self, frames: FrameBatch, share: float = 1.0) -> ScoredBatch:
+    def process(self, frames: FrameBatch, share: float = 1.0, *,
+                decode_shed: bool = True) -> ScoredBatch:
         """Decode, featurise, judge and count one batch, in stream order: the one entry point.
         Its stages are public so ``score`` can judge batches in worker processes while the
         next one is featurised: :meth:`featurise` in order, :meth:`judge` anywhere,
@@ -62,21 +64,33 @@ class Pipeline:
         ``share`` < 1 sheds load (live capture falling behind): every packet is decoded and
         counted, only a sample of about that share (fair per destination, so a flood gives up
         packets first) goes on to context features, the model and events; the rest is handed
-        on as ``unscored``."""
+        on as ``unscored``. With ``decode_shed=False`` (deep overload) the sample is every
+        k-th frame and the rest is only counted, not decoded (``unread_ts``)."""
         if share >= 1.0:
             frames, packets, features = self.featurise(frames)
             return self.record(frames, packets, features, self.judge(packets, features))
-        packets = decode(frames)
-        keep = choose_sample(destination_key(packets), share)
-        shed = np.ones(len(packets), dtype=bool)
+        if decode_shed:
+            packets = decode(frames)
+            keep = choose_sample(destination_key(packets), share)
+        else:
+            keep = choose_sample(np.arange(len(frames), dtype=np.uint64), share)
+        shed = np.ones(len(frames), dtype=bool)
         shed[keep] = False
-        unscored = packets.take(shed)
-        self._count(unscored.proto, unscored.status, 0)
-        self.stats.shed += len(unscored)
-        frames, packets = frames.take(keep), packets.take(keep)
+        unscored = unread_ts = None
+        if decode_shed:
+            unscored = packets.take(shed)
+            self._count(unscored.proto, unscored.status, 0)
+            packets = packets.take(keep)
+        else:
+            unread_ts = frames.ts[shed]
+            self.stats.packets += len(unread_ts)
+            self.stats.unread += len(unread_ts)
+            packets = decode(frames.take(keep))
+        self.stats.shed += len(frames) - len(keep)
+        frames = frames.take(keep)
         features = self.context.update(packets)
         scored = self.record(frames, packets, features, self.judge(packets, features))
-        return dataclasses.replace(scored, unscored=unscored)
+        return dataclasses.replace(scored, unscored=unscored, unread_ts=unread_ts)
 
     def featurise(self, frames: FrameBatch) -> tuple[FrameBatch, PacketBatch, np.ndarray]:
         """First stage: decode and context features (advances the stream state; in order)."""

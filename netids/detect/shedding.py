@@ -8,7 +8,9 @@ per destination: a destination with few packets keeps all of them and the heavie
 destinations (a flood's target) give up packets first, evenly spread over the batch, so a
 flood is sampled while the rest of the traffic is still scored whole. Packets not chosen are
 still decoded and counted (totals, protocols, packets per second); they skip context features,
-the model and event aggregation, the costly part.
+the model and event aggregation, the costly part. If the queue stays long even at the
+smallest share (``deep``), the packets not scored are counted without being decoded, and the
+sample is every k-th frame.
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ class LoadShedder:
     def __init__(self, config: SheddingConfig | None = None) -> None:
         self.config = config or SheddingConfig()
         self.share = 1.0
+        self.deep = False  # at the smallest share and still behind: do not even decode the rest
 
     def share_for(self, backlog: int) -> float:
         """The share of the next batch to score, given ``backlog`` batches waiting behind it."""
         c = self.config
         if not c.enabled:
             return 1.0
+        self.deep = backlog >= c.backlog_high and self.share <= c.min_share
         if backlog >= c.backlog_high:
             self.share = max(c.min_share, self.share / 2)
         elif backlog <= c.backlog_low:

@@ -16,6 +16,7 @@ from netids.detect.shedding import (
     choose_sample,
     destination_key,
 )
+from netids.live import LiveState
 from netids.training.checkpoint import load_detector
 from tests.support import SAMPLE
 
@@ -54,6 +55,14 @@ def test_the_scored_share_halves_while_the_queue_backs_up_and_grows_back() -> No
     assert shedder.share_for(3) == 0.0625  # in between: held
     shares = [shedder.share_for(0) for _ in range(20)]
     assert shares == sorted(shares) and shares[-1] == 1.0
+    assert not shedder.deep
+    for _ in range(4):
+        shedder.share_for(30)
+    assert shedder.share == 1 / 16 and not shedder.deep
+    shedder.share_for(30)
+    assert shedder.deep  # at the smallest share and still behind
+    shedder.share_for(0)
+    assert not shedder.deep
     off = LoadShedder(SheddingConfig(enabled=False))
     assert off.share_for(60) == 1.0
 
@@ -76,3 +85,21 @@ def test_a_shed_batch_is_counted_whole_and_scores_its_sample(trained_model: Path
     assert (b.packets, b.tcp, b.udp, b.other, b.undecoded) == (
         a.packets, a.tcp, a.udp, a.other, a.undecoded)  # every packet counted
     assert b.shed == a.packets - scored_n > 0 and a.shed == 0
+
+
+def test_in_deep_overload_the_rest_is_counted_without_decoding(trained_model: Path) -> None:
+    detector = load_detector(trained_model)
+    pipeline, live = Pipeline(detector), LiveState()
+    total = scored_n = 0
+    for frames in read_batches(SAMPLE, 2048):
+        scored = pipeline.process(frames, 1 / 64, decode_shed=False)
+        assert scored.unscored is None and scored.unread_ts is not None
+        assert len(scored) + len(scored.unread_ts) == len(frames)
+        step = np.diff(scored.frames.ts)  # every k-th frame: spread over the whole batch
+        assert len(scored) == int(np.ceil(len(frames) / 64)) and (len(step) == 0 or step.min() >= 0)
+        live.timeline.add(scored)
+        total, scored_n = total + len(frames), scored_n + len(scored)
+    s = pipeline.stats
+    assert s.packets == total and s.shed == s.unread == total - scored_n
+    assert s.tcp + s.udp + s.other == scored_n  # protocols only of what was decoded
+    assert sum(live.timeline.packets) == total  # the packet rate still counts every packet

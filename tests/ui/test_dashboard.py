@@ -19,6 +19,7 @@ from nicegui.testing import User
 from sqlmodel import Session, select
 
 from netids.capture.pcapfile import read_batches
+from netids.live import overload_text
 from netids.store.engine import make_engine
 from netids.store.tables import Event
 from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
@@ -348,4 +349,5 @@ async def test_an_overloaded_capture_says_what_share_it_scores(user: User) -> No
     user.find(marker="stop").click()
     await until(lambda: not c.live.running, 10, "monitoring to stop")
     await user.should_see(f"overload: {c.live.shed:,} packets were counted, not scored")
+    assert user.find(marker="overload").elements.pop().text == overload_text(c.live)
     assert count(user, "packets") == c.live.packets >= c.live.shed
