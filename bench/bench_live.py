@@ -52,6 +52,7 @@ class Result:
     captured: int = 0
     scored: int = 0
     shed: int = 0
+    unread: int = 0  # of the shed, counted without decoding (deep overload)
     kernel_drops: int = 0
     queue_drops: int = 0
     events: int = 0
@@ -71,7 +72,8 @@ class Result:
             f"--- pushed at {self.rate:,} packets/s",
             f"sent {self.sent:,} in {self.send_seconds:.1f} s "
             f"({self.sent / max(self.send_seconds, 1e-9):,.0f}/s)  captured {self.captured:,}  "
-            f"scored {self.scored:,}  shed {self.shed:,} (counted, not scored)",
+            f"scored {self.scored:,}  shed {self.shed:,} (counted, not scored; "
+            f"{self.unread:,} not decoded)",
             f"dropped: kernel {self.kernel_drops:,}  queue {self.queue_drops:,}  "
             f"lost in all {self.lost:,} = {pct:.2f} % of sent  "
             f"(scored {100 * self.scored / max(self.sent, 1):.1f} %)",
@@ -158,6 +160,7 @@ async def measure(pair: VethPair, pcap: Path, rate: int, seconds: float, db: str
     result.captured = stats.packets if stats else 0
     result.shed = getattr(live, "shed", 0)  # main at c2b1f20 has no shedding
     result.scored = live.packets - result.shed
+    result.unread = getattr(live, "unread", 0)
     result.kernel_drops, result.queue_drops = live.kernel_drops, live.queue_drops
     result.events = live.session_events
     return result

@@ -32,7 +32,7 @@ from netids.detect.event_records import SEVERITIES, EventConfig, EventUpdate
 from netids.detect.frames import FrameBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
-from netids.detect.shedding import LoadShedder, SheddingConfig
+from netids.detect.shedding import LoadShedder, SheddingConfig, batches_to_merge
 from netids.live import LiveState, count_protocols, last_second_rate
 from netids.store.engine import open_database
 from netids.store.queries import activate_model_version, add_model_version, list_model_versions
@@ -332,7 +332,8 @@ class Controller:
                 pipeline.threshold = live.threshold
                 backlog = source.backlog()  # batches behind this one: how far we fell behind
                 share = shedder.share_for(backlog)
-                group = [frames, *source.waiting(merge - 1)] if backlog else [frames]
+                more = batches_to_merge(share, merge) - 1 if backlog else 0
+                group = [frames, *source.waiting(more)]
                 scored, updates = await loop.run_in_executor(
                     self._pool, _score_and_aggregate, pipeline, sink, group, share,
                     not shedder.deep)

@@ -64,6 +64,18 @@ class LoadShedder:
         return self.share
 
 
+def batches_to_merge(share: float, most: int) -> int:
+    """How many waiting batches to score as one at ``share``: more the less is scored, so the
+    fixed cost of a model call is shared, but never so many that one call at a large share
+    keeps the pipeline busy while the capture queue overflows (about a quarter of a batch's
+    packets scored per call at most).
+
+    >>> [batches_to_merge(s, 16) for s in (1.0, 0.25, 1 / 16, 1 / 32, 1 / 256)]
+    [1, 1, 4, 8, 16]
+    """
+    return max(1, min(most, int(1 / (4 * share))))
+
+
 def destination_key(packets: PacketBatch) -> np.ndarray:
     """One uint64 per packet naming its destination address (IPv4, IPv6 or MAC alike)."""
     return packets.dst_hi.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ packets.dst_lo
