@@ -209,6 +209,10 @@ def remove_stale() -> None:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(*cmd: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -230,7 +234,7 @@ def main() -> int:
         sys.exit("the live bench needs root (network namespaces, raw sockets)")
     if not pcap.is_file():
         sys.exit(f"capture not found: {pcap} (set NETIDS_SHARED_DATA or pass --capture)")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupted)  # like Ctrl-C: the namespaces are removed
     print(f"replaying {pcap} ({ROOT})")
     with VethPair() as pair, tempfile.TemporaryDirectory() as tmp:
         for run_no in range(args.runs):
@@ -243,4 +247,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the bench's namespaces are removed")
