@@ -34,6 +34,10 @@ class CaptureSettings:
     queue_batches: int = 64  # bounded queue between capture thread and pipeline, in batches
     rcvbuf_bytes: int = 32 * 1024 * 1024  # kernel receive buffer of the AF_PACKET socket
     snaplen: int = 65535  # bytes kept of each live frame
+    shed_load: bool = True  # overloaded: score a sample, count all (False: whole batches drop)
+    shed_backlog: int = 6  # batches waiting in the queue from which the scored share halves
+    min_scored_share: float = 1 / 256  # the scored share never goes below this
+    merge_batches: int = 16  # batches waiting in the queue taken and scored as one, at most
 
 
 @dataclass(frozen=True, slots=True)

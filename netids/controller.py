@@ -29,8 +29,10 @@ from netids.capture.source import CaptureError
 from netids.config import Settings
 from netids.detect.detector import Detector
 from netids.detect.event_records import SEVERITIES, EventConfig, EventUpdate
+from netids.detect.frames import FrameBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
+from netids.detect.shedding import LoadShedder, SheddingConfig, batches_to_merge
 from netids.live import LiveState, count_protocols, last_second_rate
 from netids.store.engine import open_database
 from netids.store.eve import EveError, EveLog
@@ -140,9 +142,11 @@ class Controller:
         self.live.threshold = float(value)
         self.live.generation += 1
 
-    async def start_live(self, interface: str | None, bpf: str | None = None) -> None:
-        """Start monitoring an interface (None: all); raises CaptureError in plain words."""
-        source = LiveSource(interface, bpf, self.settings.capture)
+    async def start_live(self, interface: str | None, bpf: str | None = None, *,
+                         netns: str | None = None) -> None:
+        """Start monitoring an interface (None: all), in network namespace ``netns`` when
+        given; raises CaptureError in plain words."""
+        source = LiveSource(interface, bpf, self.settings.capture, netns=netns)
         label = (interface or "all interfaces") + (f" (filter: {bpf})" if bpf else "")
         await self._start(source, label)
 
@@ -307,6 +311,12 @@ class Controller:
         return True
 
     # -- the session ------------------------------------------------------------------------
+    def _shedding(self) -> SheddingConfig:
+        c = self.settings.capture
+        return SheddingConfig(enabled=c.shed_load, backlog_high=c.shed_backlog,
+                              backlog_low=max(0, c.shed_backlog // 4),
+                              min_share=c.min_scored_share)
+
     async def _start(self, source: LiveSource | FileSource, label: str) -> None:
         if self.detector is None:
             raise CaptureError(f"no model loaded: {self.model_error}")
@@ -325,11 +335,19 @@ class Controller:
                    sink: EventSink) -> None:
         loop = asyncio.get_running_loop()
         live = self.live
+        shedder = LoadShedder(self._shedding())
+        merge = max(1, self.settings.capture.merge_batches)
         try:
             async for frames in source.batches():
                 pipeline.threshold = live.threshold
-                scored = await loop.run_in_executor(self._pool, pipeline.process, frames)
-                updates = sink.add(scored)
+                backlog = source.backlog()  # batches behind this one: how far we fell behind
+                share = shedder.share_for(backlog)
+                more = batches_to_merge(share, merge) - 1 if backlog else 0
+                group = [frames, *source.waiting(more)]
+                scored, updates = await loop.run_in_executor(
+                    self._pool, _score_and_aggregate, pipeline, sink, group, share,
+                    not shedder.deep)
+                live.scored_share = share
                 self._publish(live, pipeline, scored, updates, source, sink.aggregator.opened)
         except (CaptureError, CaptureFileError) as exc:
             live.error = live.message = str(exc)
@@ -357,6 +375,7 @@ class Controller:
                 self._collector(scored)
         s, cap = pipeline.stats, source.stats()
         live.packets, live.tcp, live.udp, live.other = s.packets, s.tcp, s.udp, s.other
+        live.shed, live.unread = s.shed, s.unread
         live.anomalies, live.undecoded = s.anomalies, s.undecoded
         live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
         live.packets_per_second, live.rate_mark = last_second_rate(
@@ -365,6 +384,16 @@ class Controller:
         live.progress = source.progress() if isinstance(source, FileSource) else None
         live.store = self.store.stats if self.store is not None else None
         live.generation += 1
+
+
+def _score_and_aggregate(pipeline: Pipeline, sink: EventSink, group: list[FrameBatch],
+                         share: float, decode_shed: bool
+                         ) -> tuple[ScoredBatch, list[EventUpdate]]:
+    """Consecutive batches, as one, through the pipeline and event aggregation, on the
+    pipeline thread: both cost per packet and per batch, and the event loop stays free for
+    the pages."""
+    scored = pipeline.process(FrameBatch.concat(group), share, decode_shed=decode_shed)
+    return scored, sink.add(scored)
 
 
 def _json_safe(value: object) -> object:

@@ -30,16 +30,24 @@ class Timeline:
     anomalies: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
 
     def add(self, scored: ScoredBatch) -> None:
-        """Fold a batch into per-second buckets keyed by packet time."""
-        ts = scored.packets.ts
+        """Fold a batch into per-second buckets keyed by packet time (packets shed under
+        overload count in the packet rate, not in the scores)."""
+        ts, scores, anomalous = scored.packets.ts, scored.scores, scored.anomalous
+        shed_ts = [x for x in (scored.unscored.ts if scored.unscored is not None else None,
+                               scored.unread_ts) if x is not None and len(x)]
+        if shed_ts:
+            shed = sum(len(x) for x in shed_ts)
+            ts = np.concatenate([ts, *shed_ts])
+            scores = np.concatenate([scores, np.zeros(shed)])
+            anomalous = np.concatenate([anomalous, np.zeros(shed, dtype=bool)])
         if len(ts) == 0:
             return
         second = np.floor(ts)
         keys, inverse = np.unique(second, return_inverse=True)
         counts = np.bincount(inverse, minlength=len(keys))
         peaks = np.full(len(keys), 0.0)
-        np.maximum.at(peaks, inverse, scored.scores.astype(np.float64))
-        flagged = np.bincount(inverse, weights=scored.anomalous, minlength=len(keys))
+        np.maximum.at(peaks, inverse, scores.astype(np.float64))
+        flagged = np.bincount(inverse, weights=anomalous, minlength=len(keys))
         for k, c, p, a in zip(keys.tolist(), counts.tolist(), peaks.tolist(), flagged.tolist(),
                               strict=True):
             if self.seconds and k == self.seconds[-1]:
@@ -61,7 +69,10 @@ class LiveState:
     source: str = ""  # "eth0 (filter: tcp)", "capture.pcap", ...
     message: str = ""  # last plain-words status or error, for a notification
     error: str = ""  # why the session stopped, '' when it ended normally or runs
-    packets: int = 0
+    packets: int = 0  # every packet handled, scored or shed
+    shed: int = 0  # counted but not scored: the pipeline fell behind and scored a sample
+    scored_share: float = 1.0  # share of the latest batch scored; < 1 while overloaded
+    unread: int = 0  # shed without decoding (deep overload): in packets, not in tcp/udp/other
     tcp: int = 0
     udp: int = 0
     other: int = 0
@@ -81,12 +92,34 @@ class LiveState:
     generation: int = 0  # increases on every change, so timers redraw only when needed
 
 
+def overload_text(live: LiveState) -> str:
+    """The dashboard's overload line: '' while every packet is scored.
+
+    >>> overload_text(LiveState(running=True, packets=1000))
+    ''
+    >>> overload_text(LiveState(running=True, scored_share=0.125, shed=52_000))
+    'scoring 12.5% of packets (overload): 52,000 counted, not scored'
+    >>> overload_text(LiveState(running=False, scored_share=0.5, shed=7, unread=3))
+    'overload: 7 packets were counted, not scored (3 not even decoded)'
+    """
+    unread = f" ({live.unread:,} not even decoded)" if live.unread else ""
+    if live.running and live.scored_share < 1.0:
+        return (f"scoring {100 * live.scored_share:.3g}% of packets (overload): "
+                f"{live.shed:,} counted, not scored{unread}")
+    if live.shed:
+        return f"overload: {live.shed:,} packets were counted, not scored{unread}"
+    return ""
+
+
 def count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:
-    p = scored.packets
-    pairs = np.stack([p.ethertype.astype(np.int64), p.proto.astype(np.int64)], axis=1)
-    uniq, n = np.unique(pairs, axis=0, return_counts=True)
-    for (ethertype, proto), c in zip(uniq.tolist(), n.tolist(), strict=True):
-        name = protocol_name(ethertype, proto)
+    ethertype, proto = scored.packets.ethertype, scored.packets.proto
+    if scored.unscored is not None and len(scored.unscored):  # shed packets count here too
+        ethertype = np.concatenate([ethertype, scored.unscored.ethertype])
+        proto = np.concatenate([proto, scored.unscored.proto])
+    pairs = ethertype.astype(np.int64) * 512 + proto + 1  # one number per pair (both may be -1)
+    uniq, n = np.unique(pairs, return_counts=True)
+    for pair, c in zip(uniq.tolist(), n.tolist(), strict=True):
+        name = protocol_name(pair // 512, pair % 512 - 1)
         counts[name] = counts.get(name, 0) + c
 
 

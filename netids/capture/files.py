@@ -64,6 +64,14 @@ class FileSource:
     def running(self) -> bool:
         return self._started and not self._stopped
 
+    def waiting(self, limit: int) -> list[FrameBatch]:
+        """Batches already read and waiting: none (see :meth:`backlog`)."""
+        return []
+
+    def backlog(self) -> int:
+        """Batches waiting for the pipeline: none, a file is read at the pipeline's pace."""
+        return 0
+
     def stats(self) -> CaptureStats:
         return CaptureStats(packets=self._packets, bytes=self._bytes, batches=self._batches)
 

@@ -142,6 +142,23 @@ class LiveSource:
             self._slots.release()
             yield batch
 
+    def waiting(self, limit: int) -> list[FrameBatch]:
+        """Up to ``limit`` more batches that are already waiting, without waiting for any: a
+        consumer that fell behind takes them in one go (call from the event loop)."""
+        queue, out = self._queue, []
+        while queue is not None and len(out) < limit and not queue.empty():
+            batch = queue.get_nowait()
+            if batch is None:  # the end, always last: batches() meets it next
+                queue.put_nowait(None)
+                break
+            self._slots.release()
+            out.append(batch)
+        return out
+
+    def backlog(self) -> int:
+        """Batches captured and waiting for the consumer (call from the event loop)."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     def stats(self) -> CaptureStats:
         if self._sock is not None:
             self._poll_kernel_drops()

@@ -53,6 +53,41 @@ class FrameBatch:
         s = int(self.start[i])
         return self.buf[s : s + int(self.caplen[i])].tobytes()
 
+    def take(self, idx: np.ndarray) -> FrameBatch:
+        """The frames at ``idx`` (ascending indices), sharing this batch's buffer: a sample
+        to score under overload (``first_index`` stays that of the whole batch).
+
+        >>> b = FrameBatch.from_frames([b"ab", b"cde", b"f"], [1.0, 2.0, 3.0])
+        >>> b.take(np.array([0, 2])).frame(1)
+        b'f'
+        """
+        return FrameBatch(self.buf, self.start[idx], self.caplen[idx], self.wirelen[idx],
+                          self.ts[idx], self.linktype[idx], self.first_index)
+
+    @classmethod
+    def concat(cls, batches: Sequence[FrameBatch]) -> FrameBatch:
+        """Consecutive batches as one (their buffers joined): fewer, larger batches cost less
+        per packet when live capture has fallen behind.
+
+        >>> a = FrameBatch.from_frames([b"ab"], [1.0], first_index=7)
+        >>> b = FrameBatch.from_frames([b"cde", b"f"], [2.0, 3.0], first_index=8)
+        >>> c = FrameBatch.concat([a, b])
+        >>> len(c), c.frame(2), c.first_index
+        (3, b'f', 7)
+        """
+        if len(batches) == 1:
+            return batches[0]
+        offsets = np.cumsum([0] + [len(b.buf) for b in batches[:-1]])
+        return cls(
+            buf=np.concatenate([b.buf for b in batches]),
+            start=np.concatenate([b.start + o for b, o in zip(batches, offsets, strict=True)]),
+            caplen=np.concatenate([b.caplen for b in batches]),
+            wirelen=np.concatenate([b.wirelen for b in batches]),
+            ts=np.concatenate([b.ts for b in batches]),
+            linktype=np.concatenate([b.linktype for b in batches]),
+            first_index=batches[0].first_index,
+        )
+
     @classmethod
     def from_frames(
         cls,

@@ -8,6 +8,7 @@ traffic it recorded. Event aggregation and storage sit downstream of it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from netids.detect.frames import FrameBatch
 from netids.detect.packets import FLAG_L3, PacketBatch
 from netids.detect.scaling import categorical_codes
 from netids.detect.scored import ScoredBatch, Verdicts
+from netids.detect.shedding import choose_sample, destination_key
 
 MAX_EXPLAINED = 256  # distinct explanations computed per batch at most
 
@@ -27,7 +29,9 @@ MAX_EXPLAINED = 256  # distinct explanations computed per batch at most
 class PipelineStats:
     """Running totals, read by the UI and the end-of-run summary."""
 
-    packets: int = 0
+    packets: int = 0  # every packet handled, scored or shed
+    shed: int = 0  # counted but not scored, under overload (see netids.detect.shedding)
+    unread: int = 0  # of those, shed without decoding (deep overload): protocol unknown
     undecoded: int = 0  # frames with no network layer read (unsupported link, truncated)
     anomalies: int = 0
     tcp: int = 0
@@ -50,13 +54,43 @@ class Pipeline:
         self.threshold = detector.threshold if threshold is None else float(threshold)
         self.stats = PipelineStats()
 
-    def process(self, frames: FrameBatch) -> ScoredBatch:
+    def process(self, frames: FrameBatch, share: float = 1.0, *,
+                decode_shed: bool = True) -> ScoredBatch:
         """Decode, featurise, judge and count one batch, in stream order: the one entry point.
         Its stages are public so ``score`` can judge batches in worker processes while the
         next one is featurised: :meth:`featurise` in order, :meth:`judge` anywhere,
-        :meth:`record` in order again."""
-        frames, packets, features = self.featurise(frames)
-        return self.record(frames, packets, features, self.judge(packets, features))
+        :meth:`record` in order again.
+
+        ``share`` < 1 sheds load (live capture falling behind): every packet is decoded and
+        counted, only a sample of about that share (fair per destination, so a flood gives up
+        packets first) goes on to context features, the model and events; the rest is handed
+        on as ``unscored``. With ``decode_shed=False`` (deep overload) the sample is every
+        k-th frame and the rest is only counted, not decoded (``unread_ts``)."""
+        if share >= 1.0:
+            frames, packets, features = self.featurise(frames)
+            return self.record(frames, packets, features, self.judge(packets, features))
+        if decode_shed:
+            packets = decode(frames)
+            keep = choose_sample(destination_key(packets), share)
+        else:
+            keep = choose_sample(np.arange(len(frames), dtype=np.uint64), share)
+        shed = np.ones(len(frames), dtype=bool)
+        shed[keep] = False
+        unscored = unread_ts = None
+        if decode_shed:
+            unscored = packets.take(shed)
+            self._count(unscored.proto, unscored.status, 0)
+            packets = packets.take(keep)
+        else:
+            unread_ts = frames.ts[shed]
+            self.stats.packets += len(unread_ts)
+            self.stats.unread += len(unread_ts)
+            packets = decode(frames.take(keep))
+        self.stats.shed += len(frames) - len(keep)
+        frames = frames.take(keep)
+        features = self.context.update(packets)
+        scored = self.record(frames, packets, features, self.judge(packets, features))
+        return dataclasses.replace(scored, unscored=unscored, unread_ts=unread_ts)
 
     def featurise(self, frames: FrameBatch) -> tuple[FrameBatch, PacketBatch, np.ndarray]:
         """First stage: decode and context features (advances the stream state; in order)."""

@@ -42,6 +42,8 @@ class ScoredBatch:
     anomalous: np.ndarray  # bool [n], scores >= threshold
     kinds: list[str]  # short kind of deviation per anomalous packet ("port scan", "flood", ...)
     explanations: list[str]  # plain words per anomalous packet ("480 SYN/s from ..., normal is 2")
+    unscored: PacketBatch | None = None  # shed under overload: decoded and counted, not scored
+    unread_ts: np.ndarray | None = None  # shed without decoding (deep overload): arrival times
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -15,7 +15,7 @@ from pathlib import Path
 from nicegui import background_tasks, events, ui
 
 from netids.controller import CaptureError, Controller
-from netids.live import LiveState
+from netids.live import LiveState, overload_text
 from netids.ui import charts, event_detail, theme
 from netids.ui.capture_form import (
     SAMPLE,
@@ -152,6 +152,9 @@ class Dashboard:
                         ui.label(title).classes("text-xs uppercase opacity-70")
                         self.counter_labels[key] = ui.label("0").classes("nid-count") \
                             .mark(f"count-{key}")
+        self.overload = ui.label("").classes("text-sm font-semibold text-orange-9") \
+            .mark("overload")
+        self.overload.set_visibility(False)
 
     def _grid(self) -> None:
         with ui.card().classes("w-full"):
@@ -295,6 +298,8 @@ class Dashboard:
         labels["anomalies"].set_text(f"{live.anomalies:,}")
         labels["events"].set_text(f"{live.session_events:,}")
         self.status.set_text(_status_text(live, self.c))
+        self.overload.set_text(overload_text(live))
+        self.overload.set_visibility(bool(self.overload.text))
         if self.threshold.value != slider_position(live.threshold):
             self.threshold.set_value(slider_position(live.threshold))
         self._show_threshold(live.threshold)

@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from netids.capture.files import FileSource
@@ -201,6 +202,42 @@ async def test_a_slow_consumer_loses_whole_batches_counted_never_blocks() -> Non
     assert got <= 2 * settings.batch_size  # at most queue_batches batches were held
     assert stats.queue_drops == n - got and stats.queue_dropped_batches > 0
     assert stats.packets == n and stats.kernel_drops == 0
+
+
+@needs_root
+async def test_a_consumer_that_fell_behind_takes_the_waiting_batches_in_one_go() -> None:
+    n, port = 1000, 47005
+    settings = CaptureSettings(batch_size=100, batch_timeout=0.2, queue_batches=30)
+    source = LiveSource("lo", f"udp and dst port {port}", settings)
+    source.start()
+    try:
+        await asyncio.sleep(0.2)  # nobody consumes while the datagrams arrive
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", SEND_UDP, str(n), "127.0.0.1", str(port), "20"],
+            check=True,
+        )
+        await asyncio.sleep(0.5)
+        behind = source.backlog()
+        assert behind >= 10  # 1000 datagrams in batches of at most 100, all waiting
+        first = [b async for b in _first(source)]
+        taken = source.waiting(5)
+        assert len(taken) == 5 and source.backlog() == behind - 6
+        rest = source.waiting(100)
+    finally:
+        source.stop()
+    after = [b async for b in source.batches()]  # the end still comes, after nothing more
+    got = first + taken + rest + after
+    assert sum(len(b) for b in got) == n and not after
+    starts = np.cumsum([0] + [len(b) for b in got[:-1]])
+    assert [b.first_index for b in got] == starts.tolist()  # in order, none lost
+    assert source.stats().queue_drops == 0
+
+
+async def _first(source: LiveSource):
+    async for batch in source.batches():
+        yield batch
+        return
 
 
 def test_list_interfaces_shows_loopback_up() -> None:

@@ -7,8 +7,11 @@ import ctypes
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from nicegui.testing import User
 from sqlmodel import Session, select
 
 from netids.capture.pcapfile import read_batches
+from netids.live import overload_text
 from netids.store.engine import make_engine
 from netids.store.tables import Event
 from netids.ui.capture_form import outside_message
@@ -360,3 +364,36 @@ async def test_a_file_can_play_back_at_capture_speed(user: User, tmp_path: Path)
     assert c.live.packets < sum(len(b) for b in read_batches(SAMPLE))
     user.find(marker="stop").click()
     await until(lambda: not c.live.running, 5, "stopped")
+
+
+FLOOD = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    for _ in range(1000):
+        s.sendto(b"x" * 32, ("127.0.0.1", int(sys.argv[1])))
+"""
+
+
+async def test_an_overloaded_capture_says_what_share_it_scores(user: User) -> None:
+    c = controller_of_app()  # a deliberately slow configuration: tiny batches, a short queue
+    c.settings = replace(c.settings, capture=replace(
+        c.settings.capture, batch_size=64, queue_batches=3, shed_backlog=1, merge_batches=1))
+    await user.open("/")
+    user.find(marker="interface").elements.pop().set_value("lo")
+    user.find(marker="bpf").type("udp port 50998")
+    user.find(marker="start").click()
+    await until(lambda: c.live.running, 5, "monitoring to start")
+    flood = subprocess.Popen([sys.executable, "-c", FLOOD, "50998", "6"])
+    try:
+        await user.should_see("of packets (overload)", retries=100)
+        assert c.live.shed > 0
+    finally:
+        flood.kill()
+        flood.wait()
+    user.find(marker="stop").click()
+    await until(lambda: not c.live.running, 10, "monitoring to stop")
+    await user.should_see(f"overload: {c.live.shed:,} packets were counted, not scored")
+    assert user.find(marker="overload").elements.pop().text == overload_text(c.live)
+    assert count(user, "packets") == c.live.packets >= c.live.shed
