@@ -35,7 +35,7 @@ from netids.detect.scored import ScoredBatch
 from netids.detect.shedding import LoadShedder, SheddingConfig, batches_to_merge
 from netids.live import LiveState, count_protocols, last_second_rate
 from netids.store.engine import open_database
-from netids.store.eve import EveError, EveLog
+from netids.store.eve import EveLog, open_eve
 from netids.store.queries import activate_model_version, add_model_version, list_model_versions
 from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
@@ -83,11 +83,7 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - any database failure is shown, not raised
             self.db_error = f"database unavailable ({self.settings.db_url}): {exc}"
             log.error("%s", self.db_error)
-        if self.settings.eve.path is not None:
-            try:
-                self.eve = EveLog(self.settings.eve, sensor=self.settings.sensor)
-            except EveError as exc:  # checked before start-up; gone since: said, not fatal
-                log.error("%s", exc)
+        self.eve = open_eve(self.settings.eve, self.settings.sensor)
         self.load_model(self._active_model_path())
 
     def _active_model_path(self) -> Path:

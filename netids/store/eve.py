@@ -236,3 +236,15 @@ def _clean(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     return value
+
+
+def open_eve(settings: EveSettings, sensor: str) -> EveLog | None:
+    """The EVE log ``--eve`` asks for, or None: none asked, or it cannot be opened any more
+    (it was checked before start-up; gone since, it is logged and monitoring goes on)."""
+    if settings.path is None:
+        return None
+    try:
+        return EveLog(settings, sensor=sensor)
+    except EveError as exc:
+        log.error("%s", exc)
+        return None
