@@ -23,6 +23,7 @@ from netids.capture.pcapfile import CaptureFileError, read_batches
 from netids.commands import CommandError
 from netids.config import Settings
 from netids.detect.frames import FrameBatch
+from netids.detect.keytable import TableStats
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.score_csv import HEADER, format_rows
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     gc.freeze()
     started = time.perf_counter()
     error: Exception | None = None
+    tables: list[TableStats] = []
     with scoring_pool(pipeline, workers) as pool:
         # the sink starts a writer thread: open it only once the workers are forked
         sink = _DatabaseSink.open(settings) if getattr(args, "db", None) else None
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size)
         finally:
             if sink:
+                tables = sink.sink.aggregator.stats()
                 sink.close()
     s = pipeline.stats
     if error is not None:
@@ -82,6 +85,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sys.stderr.write(f"{s.packets} packets scored in {elapsed:.1f} s "
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
+    tables = [t.stats(name) for name, t in pipeline.context.tables.items()] + tables
+    sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n")
     return 0
 
 

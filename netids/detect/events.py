@@ -162,11 +162,11 @@ class EventAggregator:
         the whole batch at once (as :meth:`_event_of` would one key at a time): a flood of
         new pairs then costs a few groups a batch, not one per packet."""
         room = self.config.max_open - self._own_open()
-        ukeys, inverse = np.unique(key, axis=0, return_inverse=True)
-        if len(ukeys) <= room:
+        _, first, inverse = np.unique(hash64(*key.T), return_index=True, return_inverse=True)
+        if len(first) <= room:
             return
         held = self._open.__contains__
-        new = np.flatnonzero([not held(tuple(k)) for k in ukeys.tolist()])
+        new = np.flatnonzero([not held(tuple(k)) for k in key[first].tolist()])
         if len(new) <= room:
             return
         spill = np.isin(inverse.reshape(-1), new[max(room, 0):])
@@ -313,8 +313,8 @@ class EventAggregator:
         # each conversation's packets, its earliest one first
         fwd = (src[:, 0] < dst[:, 0]) | ((src[:, 0] == dst[:, 0]) & (src[:, 1] <= dst[:, 1]))
         lo, hi = np.where(fwd[:, None], src, dst), np.where(fwd[:, None], dst, src)
-        convo = np.concatenate([lo, hi, tag[:, None]], axis=1)
-        _, inv = np.unique(convo, axis=0, return_inverse=True)
+        convo = hash64(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1], tag)
+        _, inv = np.unique(convo, return_inverse=True)
         inv = inv.ravel()
         order = np.lexsort((ts, inv))  # by conversation (numbered 0..), then time
         starts = np.ones(n, dtype=bool)
@@ -326,30 +326,38 @@ class EventAggregator:
         if not self._open:
             return opener, open_key
         # conversations an open event covers were opened by that event's source
-        pairs, sources, targets = {}, {}, {}
-        for k in self._open:
-            if k[6] == 0:
-                pairs[k[:5]] = k
-            elif k[6] == 2:
-                sources[(k[0], k[1], k[4])] = k
-            elif k[6] == 1:
-                targets[(k[2], k[3], k[4])] = k
-        def event_of(a: list[int], b: list[int], t: int) -> tuple | None:
-            """The open event in which host ``a`` talks to host ``b``."""
-            return pairs.get((*a, *b, t)) or sources.get((*a, t)) or targets.get((*b, t))
-
+        keys = np.array(list(self._open), dtype=np.uint64)  # [e, 7], oldest first
         held = np.zeros((len(head), 8), dtype=np.uint64)  # per conversation: 1, the event key
-        opener_fwd = np.zeros(len(head), dtype=bool)  # the direction its opener talks in
-        s, d, t = src.tolist(), dst.tolist(), tag.tolist()
-        for c, row in enumerate(head.tolist()):
-            k, by_source = event_of(s[row], d[row], t[row]), True
-            if k is None:
-                k, by_source = event_of(d[row], s[row], t[row]), False
-            if k is not None:
-                held[c] = (1, *k)
-                opener_fwd[c] = fwd[row] == by_source
+        hs, hd, ht = src[head], dst[head], tag[head]
+        ev = _event_of(keys, hs, hd, ht)
+        ev_back = _event_of(keys, hd, hs, ht)
+        by_source = ev >= 0
+        ev = np.where(by_source, ev, ev_back)
+        held[ev >= 0, 0] = 1
+        held[ev >= 0, 1:] = keys[ev[ev >= 0]]
+        opener_fwd = fwd[head] == by_source  # the direction its opener talks in
         covered = held[inv, 0] == np.uint64(1)
         opener[covered] = -1
         theirs = covered & (fwd != opener_fwd[inv])
         open_key[theirs] = held[inv[theirs]]
         return opener, open_key
+
+
+def _event_of(keys: np.ndarray, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per row, the open event (a row of ``keys``, -1 for none) in which host ``a`` talks to
+    host ``b`` over tag ``t``: the pair's own event, else ``a``'s as a source of many, else
+    ``b``'s as a target of many; among equals the newest."""
+    flag = keys[:, 6]
+    found = np.full(len(a), -1, dtype=np.int64)
+    for merged, cols, hosts in ((0, [0, 1, 2, 3, 4], [a, b]), (2, [0, 1, 4], [a]),
+                                (1, [2, 3, 4], [b])):
+        rows = np.flatnonzero(flag == merged)[::-1]  # newest first: np.unique keeps it
+        if len(rows) == 0:
+            continue
+        known, first = np.unique(hash64(*(keys[rows, c] for c in cols)), return_index=True)
+        words = [w for h in hosts for w in (h[:, 0], h[:, 1])] + [t]
+        want = hash64(*words)
+        at = np.minimum(np.searchsorted(known, want), len(known) - 1)
+        hit = (known[at] == want) & (found < 0)
+        found[hit] = rows[first[at[hit]]]
+    return found
