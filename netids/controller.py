@@ -320,7 +320,7 @@ class Controller:
                 pipeline.threshold = live.threshold
                 scored = await loop.run_in_executor(self._pool, pipeline.process, frames)
                 updates = sink.add(scored)
-                self._publish(live, pipeline, scored, updates, source, sink.aggregator.opened)
+                self._publish(live, pipeline, scored, updates, source, sink)
         except (CaptureError, CaptureFileError) as exc:
             live.error = live.message = str(exc)
         except Exception as exc:  # noqa: BLE001 - the app stays up and says what happened
@@ -328,7 +328,7 @@ class Controller:
             live.error = live.message = f"monitoring stopped: {exc}"
         finally:
             source.stop()
-            self._publish(live, pipeline, None, sink.finish(), source, sink.aggregator.opened)
+            self._publish(live, pipeline, None, sink.finish(), source, sink)
             live.running = False
             if not live.error:
                 live.message = f"finished {live.source}: {live.packets} packets, " \
@@ -337,7 +337,7 @@ class Controller:
 
     def _publish(self, live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
                  updates: list[EventUpdate], source: LiveSource | FileSource,
-                 opened: int) -> None:
+                 sink: EventSink) -> None:
         for u in updates:
             live.events.append(u)
         if scored is not None:
@@ -351,7 +351,8 @@ class Controller:
         live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
         live.packets_per_second, live.rate_mark = last_second_rate(
             live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)
-        live.session_events = opened
+        live.session_events = sink.aggregator.opened
+        live.tables = sink.tables(pipeline)
         live.store = self.store.stats if self.store is not None else None
         live.generation += 1
 

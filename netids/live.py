@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netids.detect.event_records import EventUpdate
+from netids.detect.keytable import TableStats
 from netids.detect.packets import protocol_name
 from netids.detect.scored import ScoredBatch
 from netids.store.writer import StoreStats
@@ -76,6 +77,7 @@ class LiveState:
     timeline: Timeline = field(default_factory=Timeline)
     events: deque[EventUpdate] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     store: StoreStats | None = None
+    tables: list[TableStats] = field(default_factory=list)  # bounded state: size, evictions
     generation: int = 0  # increases on every change, so timers redraw only when needed
 
 

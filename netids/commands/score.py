@@ -23,7 +23,7 @@ from netids.capture.pcapfile import CaptureFileError, read_batches
 from netids.commands import CommandError
 from netids.config import Settings
 from netids.detect.frames import FrameBatch
-from netids.detect.keytable import TableStats
+from netids.detect.keytable import TableStats, table_stats
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.score_csv import HEADER, format_rows
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size)
         finally:
             if sink:
-                tables = sink.sink.aggregator.stats()
+                tables = sink.sink.aggregator.stats()  # before close() ends every event
                 sink.close()
     s = pipeline.stats
     if error is not None:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sys.stderr.write(f"{s.packets} packets scored in {elapsed:.1f} s "
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
-    tables = [t.stats(name) for name, t in pipeline.context.tables.items()] + tables
+    tables = table_stats(pipeline.context.tables) + tables
     sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n")
     return 0
 

@@ -210,7 +210,6 @@ class EventAggregator:
     def _grow(self, ev: OpenEvent, b: Keyed, g: Groups, n: int, rows: np.ndarray,
               mine: np.ndarray) -> None:
         """Count group ``n`` into its event; its score and explanation stay its opener's."""
-        cfg = self.config
         ev.first_seen = min(ev.first_seen, g.t0(n))
         ev.last_seen = max(ev.last_seen, g.t1(n))
         ev.packets += len(rows)

@@ -135,3 +135,8 @@ class KeyTable:
         self.hits[victims] = 0
         self.free.extend(victims.tolist())
         self.evicted += count
+
+
+def table_stats(tables: dict[str, KeyTable]) -> list[TableStats]:
+    """The stats of named tables (the context engine's hosts, pairs, sockets, ...)."""
+    return [table.stats(name) for name, table in tables.items()]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
+from netids.detect.keytable import TableStats, table_stats
+from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.store.writer import EventStore
 
@@ -30,7 +32,13 @@ class EventSink:
         """The stream ended: close every open event."""
         return self._write(self.aggregator.flush())
 
+    def tables(self, pipeline: Pipeline) -> list[TableStats]:
+        """Size and evictions of every bounded table of the stream: ``pipeline``'s context
+        tables, then event aggregation's."""
+        return table_stats(pipeline.context.tables) + self.aggregator.stats()
+
     def _write(self, updates: list[EventUpdate]) -> list[EventUpdate]:
         if updates and self.store is not None:
             self.store.write(updates)
         return updates
+
