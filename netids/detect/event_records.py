@@ -18,7 +18,7 @@ class EventConfig:
     max_duration: float = 3600.0  # a longer event is cut and a new one starts (rows stay current)
     max_sources: int = 16  # distinct sources of one target (same proto, kind) before they merge
     max_targets: int = 16  # distinct targets of one source (same proto, kind) before they merge
-    max_open: int = 10_000  # open events at most; past it new keys merge into "many -> many"
+    max_open: int = 1_000  # open events at most; past it new keys merge into "many -> many"
     fan_capacity: int = 1 << 16  # (address, proto, kind) fans tracked per direction at most
     top_sources: int = 8  # heaviest sources kept per event whose sources merged
     samples: int = 5  # sample packets kept per event, as raw bytes

@@ -98,7 +98,8 @@ class EventAggregator:
     def stats(self) -> list[TableStats]:
         """Occupancy of every keyed table of event aggregation."""
         return [self._fan_in.stats("sources per target"), self._fan_out.stats("targets per source"),
-                TableStats("open events", len(self._open), self.config.max_open, self.overflowed)]
+                TableStats("open events", len(self._open), self.config.max_open, self.overflowed,
+                           evicted_as="packets merged")]
 
     def add(self, scored: ScoredBatch) -> list[EventUpdate]:
         """Merge the anomalous packets of ``scored``; return the events they created or changed."""

@@ -17,6 +17,7 @@ like new ones (a table of nothing but old keys still takes new ones).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -30,6 +31,7 @@ class TableStats:
     capacity: int  # keys held at most
     evicted: int  # keys recycled so far because the table was full
     protected: int = 0  # established keys held now (evicted only past protect_share)
+    evicted_as: str = "evicted"  # what became of the evicted (open events: "merged")
 
     def text(self) -> str:
         """One line for the summary.
@@ -37,7 +39,7 @@ class TableStats:
         >>> TableStats("src", 12, 65536, 3, 2).text()
         'src 12/65,536 (3 evicted)'
         """
-        return f"{self.name} {self.size:,}/{self.capacity:,} ({self.evicted:,} evicted)"
+        return f"{self.name} {self.size:,}/{self.capacity:,} ({self.evicted:,} {self.evicted_as})"
 
 
 class KeyTable:
@@ -62,7 +64,7 @@ class KeyTable:
         self.last_seen = np.full(capacity, -np.inf)
         self.first_seen = np.full(capacity, np.inf)
         self.hits = np.zeros(capacity, dtype=np.int64)  # packets seen per slot
-        self.free = list(range(capacity - 1, -1, -1))
+        self.free = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # a stack: top at the end
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -77,15 +79,14 @@ class KeyTable:
         """
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         assert len(uniq) <= self.capacity // 2, "look up at most capacity / 2 keys at once"
-        get = self.slot_of.get
-        found = [get(k, -1) for k in uniq.tolist()]
-        uslots = np.array(found, dtype=np.int64)
+        uslots = np.fromiter(map(self.slot_of.get, uniq.tolist(), repeat(-1)), np.int64, len(uniq))
         missing = np.flatnonzero(uslots < 0)
         if len(missing):
             if len(missing) > len(self.free):
                 keep = uslots[uslots >= 0]
                 self._evict(len(missing) - len(self.free), keep)
-            new_slots = np.array([self.free.pop() for _ in range(len(missing))], dtype=np.int64)
+            new_slots = self.free[len(self.free) - len(missing):][::-1]
+            self.free = self.free[:len(self.free) - len(missing)]
             uslots[missing] = new_slots
             self.key_of[new_slots] = uniq[missing]
             self.used[new_slots] = True
@@ -133,7 +134,7 @@ class KeyTable:
         self.last_seen[victims] = -np.inf
         self.first_seen[victims] = np.inf
         self.hits[victims] = 0
-        self.free.extend(victims.tolist())
+        self.free = np.concatenate([self.free, victims.astype(np.int64)])
         self.evicted += count
 
 
