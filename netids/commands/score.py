@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sys.stderr.write(f"{s.packets} packets scored in {elapsed:.1f} s "
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
-    tables = table_stats(pipeline.context.tables) + tables
+    tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
     sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n")
     return 0
 

@@ -35,7 +35,8 @@ class EventSink:
     def tables(self, pipeline: Pipeline) -> list[TableStats]:
         """Size and evictions of every bounded table of the stream: ``pipeline``'s context
         tables, then event aggregation's."""
-        return table_stats(pipeline.context.tables) + self.aggregator.stats()
+        context = pipeline.context
+        return table_stats(context.tables) + [context.arp.stats()] + self.aggregator.stats()
 
     def _write(self, updates: list[EventUpdate]) -> list[EventUpdate]:
         if updates and self.store is not None:
