@@ -344,7 +344,7 @@ class Controller:
                     self._pool, _score_and_aggregate, pipeline, sink, group, share,
                     not shedder.deep)
                 live.scored_share = share
-                self._publish(live, pipeline, scored, updates, source, sink.aggregator.opened)
+                self._publish(live, pipeline, scored, updates, source, sink)
         except (CaptureError, CaptureFileError) as exc:
             live.error = live.message = str(exc)
         except Exception as exc:  # noqa: BLE001 - the app stays up and says what happened
@@ -352,7 +352,7 @@ class Controller:
             live.error = live.message = f"monitoring stopped: {exc}"
         finally:
             source.stop()
-            self._publish(live, pipeline, None, sink.finish(), source, sink.aggregator.opened)
+            self._publish(live, pipeline, None, sink.finish(), source, sink)
             live.running = False
             if not live.error:
                 live.message = f"finished {live.source}: {live.packets} packets, " \
@@ -361,7 +361,7 @@ class Controller:
 
     def _publish(self, live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
                  updates: list[EventUpdate], source: LiveSource | FileSource,
-                 opened: int) -> None:
+                 sink: EventSink) -> None:
         for u in updates:
             live.events.append(u)
         if scored is not None:
@@ -376,7 +376,8 @@ class Controller:
         live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
         live.packets_per_second, live.rate_mark = last_second_rate(
             live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)
-        live.session_events = opened
+        live.session_events = sink.aggregator.opened
+        live.tables = sink.tables(pipeline)
         live.progress = source.progress() if isinstance(source, FileSource) else None
         live.store = self.store.stats if self.store is not None else None
         live.generation += 1

@@ -12,6 +12,7 @@ import numpy as np
 
 from netids.capture.progress import Snapshot
 from netids.detect.event_records import EventUpdate
+from netids.detect.keytable import TableStats
 from netids.detect.packets import protocol_name
 from netids.detect.scored import ScoredBatch
 from netids.store.writer import StoreStats
@@ -89,6 +90,7 @@ class LiveState:
     events: deque[EventUpdate] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     store: StoreStats | None = None
     progress: Snapshot | None = None  # how far through the file analysed; None when live
+    tables: list[TableStats] = field(default_factory=list)  # bounded state: size, evictions
     generation: int = 0  # increases on every change, so timers redraw only when needed
 
 

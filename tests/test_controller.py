@@ -46,6 +46,17 @@ async def test_a_file_runs_through_the_pipeline_into_the_database(controller: Co
     assert {e.id for e in stored} == {u.id for u in live.events}
 
 
+async def test_the_bounded_tables_are_published_with_size_and_evictions(
+        controller: Controller) -> None:
+    await controller.start_file(SAMPLE)
+    await controller.wait()
+    tables = {t.name: t for t in controller.live.tables}
+    assert {"src", "dst", "pair", "sock", "sources per target", "open events"} <= set(tables)
+    assert all(0 <= t.size <= t.capacity and t.evicted >= 0 for t in tables.values())
+    assert tables["src"].size > 0  # the event fans are emptied when the stream ends
+    await controller.close()
+
+
 async def test_the_events_counter_counts_this_session_only(controller: Controller) -> None:
     await controller.start_file(SAMPLE)
     await controller.wait()

@@ -26,6 +26,7 @@ from netids.commands import CommandError, add_eve_options
 from netids.commands.progress import TerminalBar
 from netids.config import Settings
 from netids.detect.frames import FrameBatch
+from netids.detect.keytable import TableStats, table_stats
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.score_csv import HEADER, format_rows
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         count(frames)
         bar.show(progress.snapshot())
 
+    tables: list[TableStats] = []
     with scoring_pool(pipeline, workers) as pool:
         # the sink starts a writer thread: open it only once the workers are forked
         db = bool(getattr(args, "db", None))
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             bar.clear()
             if sink:
+                tables = sink.sink.aggregator.stats()  # before close() ends every event
                 sink.close()
     s = pipeline.stats
     if error is not None:
@@ -96,6 +99,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sys.stderr.write(f"{s.packets} packets scored in {elapsed:.1f} s "
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
+    tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
+    sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n")
     return 0
 
 

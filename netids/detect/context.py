@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netids.detect.arpwatch import ArpWatch
 from netids.detect.bindings import MacBindings
 from netids.detect.decay import MAX_EXPONENT, DecayedSums, mean_std, time_chunks
 from netids.detect.keytable import KeyTable
@@ -135,7 +136,7 @@ class ContextFeatures:
         self.trio_base = {"dst": 0, "pair": cap, "sock": 2 * cap}
         self.mac = DecayedSums(cap, lam, 1)  # new source IP behind the source MAC
         self.link = DecayedSums(1, lam, 1)  # new source MAC, one slot for the whole link
-        self.arp = _ArpWatch(config.arp_hold, config.arp_capacity)
+        self.arp = ArpWatch(config.arp_hold, config.arp_capacity)
         self.src_mac = MacBindings(cap, config.mac_moved_half_life)  # source IP -> source MAC
         self.dst_mac = MacBindings(cap, config.mac_moved_half_life)  # dest IP -> dest MAC
         self.max_span = MAX_EXPONENT / float(lam.max())

@@ -1,5 +1,6 @@
 """The working state of event aggregation: a batch's anomalous packets with their event keys,
-their runs grouped by key and time, open events, and the fans counting distinct peers.
+their runs grouped by key and time, and open events (the fans counting distinct peers are in
+:mod:`netids.detect.event_fans`).
 """
 
 from __future__ import annotations
@@ -8,8 +9,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from netids.detect.event_records import EventConfig, EventUpdate, Sample, severity
+from netids.detect.event_records import (
+    EXACT_DISTINCT,
+    EventConfig,
+    EventUpdate,
+    Sample,
+    severity,
+)
+from netids.detect.packets import format_ip
 from netids.detect.scored import ScoredBatch
+from netids.detect.sketches import DistinctCount, TopK
 
 
 @dataclass(slots=True)
@@ -31,10 +40,29 @@ class OpenEvent:
     score_max: float = -1.0
     explanation: str = ""
     threshold: float = 0.0
-    sources: set[int] = field(default_factory=set)
-    targets: set[int] = field(default_factory=set)
+    sources: DistinctCount = field(default_factory=lambda: DistinctCount(EXACT_DISTINCT))
+    targets: DistinctCount = field(default_factory=lambda: DistinctCount(EXACT_DISTINCT))
     samples: int = 0
     first_target: str = ""  # shown as dst while targets merged from the first packet are one
+    top_sources: TopK | None = None  # the heaviest sources, once sources merged ("")
+    top_names: dict[int, str] = field(default_factory=dict)  # hash -> text, for those held
+
+    def count_sources(self, hashes: np.ndarray, src: np.ndarray) -> None:
+        """Count the heaviest sources (``src`` [m, 2] addresses, ``hashes`` theirs), naming
+        only those the summary holds."""
+        if self.top_sources is None or len(hashes) == 0:
+            return
+        self.top_sources.add(hashes)
+        held = self.top_sources.keys.tolist()
+        self.top_names = {h: self.top_names[h] for h in held if h in self.top_names}
+        missing = [h for h in held if h not in self.top_names]
+        if missing:
+            _, at = np.unique(hashes, return_index=True)
+            where = dict(zip(np.unique(hashes).tolist(), at.tolist(), strict=True))
+            for h in missing:
+                if h in where:
+                    i = where[h]
+                    self.top_names[h] = format_ip(src[i, 0], src[i, 1])
 
     def update(self, config: EventConfig, new_samples: tuple[Sample, ...]) -> EventUpdate:
         return EventUpdate(
@@ -42,7 +70,7 @@ class OpenEvent:
             first_seen=self.first_seen,
             last_seen=self.last_seen,
             src=self.src,
-            dst=self.dst or (self.first_target if len(self.targets) == 1 else ""),
+            dst=self.dst or (self.first_target if self.targets.estimate == 1 else ""),
             src_port=self.src_port,
             dst_port=self.dst_port,
             proto=self.proto,
@@ -53,19 +81,12 @@ class OpenEvent:
             severity=severity(self.score_max, config),
             explanation=self.explanation,
             threshold=self.threshold,
-            src_count=max(len(self.sources), 1),
-            dst_count=max(len(self.targets), 1),
+            src_count=max(self.sources.estimate, 1),
+            dst_count=max(self.targets.estimate, 1),
             new_samples=new_samples,
+            top_sources=tuple((self.top_names.get(h, "?"), c)
+                              for h, c in self.top_sources.top()) if self.top_sources else (),
         )
-
-
-@dataclass(slots=True)
-class Fan:
-    """Distinct peers of one (address, proto, kind) group, until they are 'many'."""
-
-    last_seen: float
-    peers: set[int] = field(default_factory=set)
-    many: bool = False
 
 
 @dataclass(slots=True)
@@ -81,12 +102,8 @@ class Keyed:
     key: np.ndarray  # uint64 [m, 7]: src, dst, (ptag, kind), merge flags
     own: np.ndarray  # bool [m]: not an answer to another host's packet
     now: float
-    src_int: np.ndarray = field(init=False)  # object [m]: addresses as Python ints
-    dst_int: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.src_int = (self.src[:, 0].astype(object) << 64) | self.src[:, 1].astype(object)
-        self.dst_int = (self.dst[:, 0].astype(object) << 64) | self.dst[:, 1].astype(object)
+    src_h: np.ndarray  # uint64 [m]: hashes of the addresses (sketches.hash64)
+    dst_h: np.ndarray
 
 
 @dataclass(slots=True)

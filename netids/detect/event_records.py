@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SEVERITIES = ("normal", "suspicious", "anomalous")  # in rising order
+EXACT_DISTINCT = 64  # sources/targets counted exactly per event; beyond, estimated
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +18,9 @@ class EventConfig:
     max_duration: float = 3600.0  # a longer event is cut and a new one starts (rows stay current)
     max_sources: int = 16  # distinct sources of one target (same proto, kind) before they merge
     max_targets: int = 16  # distinct targets of one source (same proto, kind) before they merge
-    max_open: int = 10_000  # open events at most; past it new keys merge into "many -> many"
-    max_distinct: int = 65_536  # distinct sources/targets counted per event at most
+    max_open: int = 1_000  # open events at most; past it new keys merge into "many -> many"
+    fan_capacity: int = 1 << 16  # (address, proto, kind) fans tracked per direction at most
+    top_sources: int = 8  # heaviest sources kept per event whose sources merged
     samples: int = 5  # sample packets kept per event, as raw bytes
     # Calibrated scores are the share of normal traffic scoring lower (netids.detect.calibration):
     # 0.999 means one normal packet in a thousand scores as high.
@@ -85,6 +87,32 @@ class EventUpdate:
     severity: str  # one of SEVERITIES, from score_max
     explanation: str  # explanation of the highest-scoring packet
     threshold: float  # decision threshold when the top packet was scored
-    src_count: int  # distinct sources (1 unless merged), counted up to max_distinct
-    dst_count: int
+    src_count: int  # distinct sources (1 unless merged): exact up to EXACT_DISTINCT, then
+    dst_count: int  # estimated (HyperLogLog, about 2 % error)
     new_samples: tuple[Sample, ...] = ()
+    top_sources: tuple[tuple[str, int], ...] = ()  # heaviest (source, packets), when merged
+
+    @property
+    def reach(self) -> str:
+        """Packets and distinct peers in words, approximate counts marked with '~'.
+
+        >>> EventUpdate("0", 0, 1, "", "192.0.2.1", None, 80, "TCP", "flood", 48211, 1, 1,
+        ...             "anomalous", "", 0.999, 47_912, 1).reach
+        '48,211 packets from ~47,900 sources'
+        >>> EventUpdate("0", 0, 1, "198.51.100.7", "", None, 80, "TCP", "flood", 90, 1, 1,
+        ...             "anomalous", "", 0.999, 1, 30).reach
+        '90 packets to 30 targets'
+        """
+        parts = [f"{self.packets:,} packet{'s' if self.packets != 1 else ''}"]
+        if self.src_count > 1:
+            parts.append(f"from {_about(self.src_count)} sources")
+        if self.dst_count > 1:
+            parts.append(f"to {_about(self.dst_count)} targets")
+        return " ".join(parts)
+
+
+def _about(count: int) -> str:
+    """A count as text: exact ones as they are, estimates to three figures after a '~'."""
+    if count <= EXACT_DISTINCT:
+        return f"{count:,}"
+    return f"~{round(count, 2 - len(str(count)) + 1):,}"

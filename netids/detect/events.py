@@ -14,6 +14,13 @@ SYN flood, a DDoS), they become one event whose source is ``""`` ("many sources"
 ``src_count`` says how many); likewise more than ``max_targets`` targets of one source with
 the same protocol and kind (a host flooding many) become one event with destination ``""``.
 
+State is bounded whatever the traffic (see docs/performance.md, "Bounded state"): the fans
+counting distinct peers are fixed-size tables (:mod:`netids.detect.event_fans`), an event
+counts its sources and targets exactly up to ``exact_distinct`` and with a 2 KiB HyperLogLog
+beyond, keeps its heaviest sources in a Space-Saving summary once they merge, and past
+``max_open`` open events new keys merge into one "many -> many" event per protocol and kind,
+a whole batch at a time. :meth:`EventAggregator.stats` says how full each table is.
+
 Pure: :class:`EventAggregator` takes :class:`~netids.detect.scored.ScoredBatch` and returns
 :class:`EventUpdate` snapshots. It does no I/O and reads no clock: time is packet time, so a
 pcap replayed later gives the same events as the live capture did. Every update carries the
@@ -38,9 +45,8 @@ upserts by ``id``).
 >>> batch = ScoredBatch(frames, packets, np.zeros((n, 1), np.float32), scores, 0.5,
 ...                     scores >= 0.5, ["flood"] * n, ["SYN rate 1000/s, normal 2/s"] * n)
 >>> agg = EventAggregator(EventConfig(samples=3))
->>> [(u.src, u.dst, u.dst_port, u.proto, u.kind, u.packets, u.src_count, u.severity)
-...  for u in agg.add(batch)]
-[('', '192.0.2.1', 80, 'TCP', 'flood', 1000, 1000, 'anomalous')]
+>>> [(u.src, u.dst, u.dst_port, u.proto, u.kind, u.reach, u.severity) for u in agg.add(batch)]
+[('', '192.0.2.1', 80, 'TCP', 'flood', '1,000 packets from ~1,010 sources', 'anomalous')]
 >>> len(agg.add(batch)[0].new_samples), agg.add(batch)[0].packets   # the flood goes on
 (0, 3000)
 >>> [u.packets for u in agg.flush()], agg.open_events
@@ -53,11 +59,14 @@ import uuid
 
 import numpy as np
 
-from netids.detect.event_groups import Fan, Groups, Keyed, OpenEvent
+from netids.detect.event_fans import FanTable
+from netids.detect.event_groups import Groups, Keyed, OpenEvent
 from netids.detect.event_records import EventConfig, EventUpdate, Sample
 from netids.detect.explain import SCANS, TARGET_FLOOD
+from netids.detect.keytable import TableStats
 from netids.detect.packets import PacketBatch, format_ip, format_mac, protocol_name, summary
 from netids.detect.scored import ScoredBatch
+from netids.detect.sketches import TopK, hash64
 
 ANY = -1  # marker in the merge columns: address replaced by "many"
 
@@ -72,16 +81,25 @@ class EventAggregator:
     def __init__(self, config: EventConfig | None = None) -> None:
         self.config = config or EventConfig()
         self._open: dict[tuple, OpenEvent] = {}
-        self._fan_in: dict[tuple, Fan] = {}  # (dst, ptag, kind) -> distinct sources
-        self._fan_out: dict[tuple, Fan] = {}  # (src, ptag, kind) -> distinct targets
+        cfg = self.config
+        self._fan_in = FanTable(cfg.fan_capacity, cfg.max_sources)  # (dst, ptag, kind) -> sources
+        self._fan_out = FanTable(cfg.fan_capacity, cfg.max_targets)  # (src, ptag, kind) -> targets
         self._kinds: dict[str, int] = {}
         self._kind_names: list[str] = []
         self._now = float("-inf")
         self.opened = 0  # events opened so far
+        self._many_many: set[tuple] = set()  # keys of the "many -> many" events
+        self.overflowed = 0  # packets merged into "many -> many" because max_open events were open
 
     @property
     def open_events(self) -> int:
         return len(self._open)
+
+    def stats(self) -> list[TableStats]:
+        """Occupancy of every keyed table of event aggregation."""
+        return [self._fan_in.stats("sources per target"), self._fan_out.stats("targets per source"),
+                TableStats("open events", len(self._open), self.config.max_open, self.overflowed,
+                           evicted_as="packets merged")]
 
     def add(self, scored: ScoredBatch) -> list[EventUpdate]:
         """Merge the anomalous packets of ``scored``; return the events they created or changed."""
@@ -115,17 +133,19 @@ class EventAggregator:
         dst = np.stack([p.dst_hi[idx], p.dst_lo[idx]], axis=1).astype(np.uint64)
         tag = np.stack([ptag.astype(np.int64), kind], axis=1).view(np.uint64)
         now = float(ts.max())
-        self._expire_fans(now)
         opener, open_key = self._answers(src, dst, ptag, ts)
         answer = (opener >= 0) | (open_key[:, 0] == np.uint64(1))
         own = ~answer
         many_in = np.zeros(len(idx), dtype=bool)
         many_out = np.zeros(len(idx), dtype=bool)
-        many_in[own] = self._fan(self._fan_in, dst[own], src[own], tag[own], ts[own],
-                                 cfg.max_sources)
+        src_h, dst_h = hash64(src[:, 0], src[:, 1]), hash64(dst[:, 0], dst[:, 1])
+        tag_h = hash64(tag[:, 0], tag[:, 1])
+        cutoff = now - cfg.gap
+        many_in[own] = self._fan_in.mark(hash64(dst_h[own], tag_h[own]), src_h[own], ts[own],
+                                         cutoff)
         many_in |= own & (kind == self._kind_id(TARGET_FLOOD))
-        many_out[own] = self._fan(self._fan_out, src[own], dst[own], tag[own], ts[own],
-                                  cfg.max_targets)
+        many_out[own] = self._fan_out.mark(hash64(src_h[own], tag_h[own]), dst_h[own], ts[own],
+                                           cutoff)
         many_out |= own & np.isin(kind, [self._kind_id(k) for k in SCANS])
         key = np.concatenate([src, dst, tag], axis=1)
         key[many_in, 0:2] = np.uint64(0)
@@ -134,8 +154,26 @@ class EventAggregator:
         key = np.concatenate([key, flags], axis=1)
         key[opener >= 0] = key[opener[opener >= 0]]
         key[open_key[:, 0] == np.uint64(1)] = open_key[open_key[:, 0] == np.uint64(1), 1:]
+        self._overflow(key)
         return Keyed(scored, idx, ts, scored.scores[idx].astype(np.float64), src, dst, key,
-                      own, now)
+                     own, now, src_h, dst_h)
+
+    def _overflow(self, key: np.ndarray) -> None:
+        """Past ``max_open`` open events, key the packets of new keys as "many -> many" for
+        the whole batch at once (as :meth:`_event_of` would one key at a time): a flood of
+        new pairs then costs a few groups a batch, not one per packet."""
+        room = self.config.max_open - self._own_open()
+        _, first, inverse = np.unique(hash64(*key.T), return_index=True, return_inverse=True)
+        if len(first) <= room:
+            return
+        held = self._open.__contains__
+        new = np.flatnonzero([not held(tuple(k)) for k in key[first].tolist()])
+        if len(new) <= room:
+            return
+        spill = np.isin(inverse.reshape(-1), new[max(room, 0):])
+        key[spill, 0:4] = np.uint64(0)
+        key[spill, 6] = np.uint64(3)
+        self.overflowed += int(spill.sum())
 
     def _event_of(self, b: Keyed, g: Groups, n: int, rows: np.ndarray,
                   mine: np.ndarray) -> OpenEvent:
@@ -150,9 +188,11 @@ class EventAggregator:
                                or t1 - ev.first_seen > cfg.max_duration):
             del self._open[k]
             ev = None
-        if ev is None and len(self._open) >= cfg.max_open:
+        if ev is None and k[6] != 3 and self._own_open() >= cfg.max_open:
             k = (0, 0, 0, 0, *k[4:6], 3)
             ev = self._open.get(k)
+        if ev is None and k[6] == 3:
+            self._many_many.add(k)
         sp_lo, sp_hi, dp_lo, dp_hi = g.ports(n)
         if ev is None:
             i = int(b.idx[mine[0]]) if len(mine) else int(b.idx[first])
@@ -171,7 +211,6 @@ class EventAggregator:
     def _grow(self, ev: OpenEvent, b: Keyed, g: Groups, n: int, rows: np.ndarray,
               mine: np.ndarray) -> None:
         """Count group ``n`` into its event; its score and explanation stay its opener's."""
-        cfg = self.config
         ev.first_seen = min(ev.first_seen, g.t0(n))
         ev.last_seen = max(ev.last_seen, g.t1(n))
         ev.packets += len(rows)
@@ -183,10 +222,9 @@ class EventAggregator:
                 ev.score_max = float(b.scores[top])
                 ev.explanation = b.scored.explanations[top]
                 ev.threshold = float(b.scored.threshold)
-        if len(ev.sources) < cfg.max_distinct:
-            ev.sources.update(b.src_int[mine[: cfg.max_distinct]].tolist())
-        if len(ev.targets) < cfg.max_distinct:
-            ev.targets.update(b.dst_int[mine[: cfg.max_distinct]].tolist())
+        ev.sources.add(b.src_h[mine])
+        ev.targets.add(b.dst_h[mine])
+        ev.count_sources(b.src_h[mine], b.src[mine])
 
     def _samples_of(self, ev: OpenEvent, b: Keyed, rows: np.ndarray) -> list[Sample]:
         """The group's first packets, raw, while the event has fewer than ``samples``."""
@@ -215,14 +253,17 @@ class EventAggregator:
         cutoff = float("inf") if now is None else now - self.config.gap
         ended = [k for k, ev in self._open.items() if ev.last_seen < cutoff]
         out = [self._open.pop(k).update(self.config, ()) for k in ended]
-        if now is None:
+        if now is None:  # fans idle past the gap restart when next seen (FanTable.mark)
             self._fan_in.clear()
             self._fan_out.clear()
-        else:
-            self._expire_fans(now)
         return out
 
     # helpers ---------------------------------------------------------------------------------
+
+    def _own_open(self) -> int:
+        """Open events of a key of their own (the cap's count; "many -> many" ones aside)."""
+        self._many_many &= self._open.keys()
+        return len(self._open) - len(self._many_many)
 
     def _kind_id(self, name: str) -> int:
         kid = self._kinds.get(name)
@@ -252,6 +293,7 @@ class EventAggregator:
             proto=protocol_name(int(p.ethertype[i]), int(p.proto[i])),
             kind=self._kind_names[int(k[5])],
             first_target=dst if self._kind_names[int(k[5])] in SCANS else "",
+            top_sources=TopK(self.config.top_sources) if merged & 1 else None,
         )
 
     def _answers(self, src: np.ndarray, dst: np.ndarray, ptag: np.ndarray,
@@ -271,8 +313,8 @@ class EventAggregator:
         # each conversation's packets, its earliest one first
         fwd = (src[:, 0] < dst[:, 0]) | ((src[:, 0] == dst[:, 0]) & (src[:, 1] <= dst[:, 1]))
         lo, hi = np.where(fwd[:, None], src, dst), np.where(fwd[:, None], dst, src)
-        convo = np.concatenate([lo, hi, tag[:, None]], axis=1)
-        _, inv = np.unique(convo, axis=0, return_inverse=True)
+        convo = hash64(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1], tag)
+        _, inv = np.unique(convo, return_inverse=True)
         inv = inv.ravel()
         order = np.lexsort((ts, inv))  # by conversation (numbered 0..), then time
         starts = np.ones(n, dtype=bool)
@@ -284,72 +326,38 @@ class EventAggregator:
         if not self._open:
             return opener, open_key
         # conversations an open event covers were opened by that event's source
-        pairs, sources, targets = {}, {}, {}
-        for k in self._open:
-            if k[6] == 0:
-                pairs[k[:5]] = k
-            elif k[6] == 2:
-                sources[(k[0], k[1], k[4])] = k
-            elif k[6] == 1:
-                targets[(k[2], k[3], k[4])] = k
-        def event_of(a: list[int], b: list[int], t: int) -> tuple | None:
-            """The open event in which host ``a`` talks to host ``b``."""
-            return pairs.get((*a, *b, t)) or sources.get((*a, t)) or targets.get((*b, t))
-
+        keys = np.array(list(self._open), dtype=np.uint64)  # [e, 7], oldest first
         held = np.zeros((len(head), 8), dtype=np.uint64)  # per conversation: 1, the event key
-        opener_fwd = np.zeros(len(head), dtype=bool)  # the direction its opener talks in
-        s, d, t = src.tolist(), dst.tolist(), tag.tolist()
-        for c, row in enumerate(head.tolist()):
-            k, by_source = event_of(s[row], d[row], t[row]), True
-            if k is None:
-                k, by_source = event_of(d[row], s[row], t[row]), False
-            if k is not None:
-                held[c] = (1, *k)
-                opener_fwd[c] = fwd[row] == by_source
+        hs, hd, ht = src[head], dst[head], tag[head]
+        ev = _event_of(keys, hs, hd, ht)
+        ev_back = _event_of(keys, hd, hs, ht)
+        by_source = ev >= 0
+        ev = np.where(by_source, ev, ev_back)
+        held[ev >= 0, 0] = 1
+        held[ev >= 0, 1:] = keys[ev[ev >= 0]]
+        opener_fwd = fwd[head] == by_source  # the direction its opener talks in
         covered = held[inv, 0] == np.uint64(1)
         opener[covered] = -1
         theirs = covered & (fwd != opener_fwd[inv])
         open_key[theirs] = held[inv[theirs]]
         return opener, open_key
 
-    def _fan(
-        self,
-        fans: dict[tuple, Fan],
-        group: np.ndarray,
-        peer: np.ndarray,
-        tag: np.ndarray,
-        ts: np.ndarray,
-        limit: int,
-    ) -> np.ndarray:
-        """Mark the packets whose (group address, tag) has more than ``limit`` distinct peers."""
-        gkey = np.concatenate([group, tag], axis=1)
-        ukeys, inv = np.unique(gkey, axis=0, return_inverse=True)
-        inv = inv.ravel()
-        pairs = np.unique(np.concatenate([inv[:, None].astype(np.uint64), peer], axis=1), axis=0)
-        bounds = np.searchsorted(pairs[:, 0], np.arange(len(ukeys) + 1, dtype=np.uint64))
-        last = np.full(len(ukeys), -np.inf)
-        np.maximum.at(last, inv, ts)
-        many = np.zeros(len(ukeys), dtype=bool)
-        for g, key in enumerate(map(tuple, ukeys.tolist())):
-            fan = fans.get(key)
-            if fan is None:
-                fan = fans[key] = Fan(last_seen=float(last[g]))
-            fan.last_seen = max(fan.last_seen, float(last[g]))
-            if not fan.many:
-                b0, b1 = bounds[g], bounds[g + 1]
-                if b1 - b0 > limit:
-                    fan.many = True
-                else:
-                    fan.peers.update((hi << 64) | lo for _, hi, lo in pairs[b0:b1].tolist())
-                    fan.many = len(fan.peers) > limit
-                if fan.many:
-                    fan.peers = set()
-            many[g] = fan.many
-        return many[inv]
 
-    def _expire_fans(self, now: float) -> None:
-        cutoff = now - self.config.gap
-        for fans in (self._fan_in, self._fan_out):
-            for k in [k for k, f in fans.items() if f.last_seen < cutoff]:
-                del fans[k]
-
+def _event_of(keys: np.ndarray, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per row, the open event (a row of ``keys``, -1 for none) in which host ``a`` talks to
+    host ``b`` over tag ``t``: the pair's own event, else ``a``'s as a source of many, else
+    ``b``'s as a target of many; among equals the newest."""
+    flag = keys[:, 6]
+    found = np.full(len(a), -1, dtype=np.int64)
+    for merged, cols, hosts in ((0, [0, 1, 2, 3, 4], [a, b]), (2, [0, 1, 4], [a]),
+                                (1, [2, 3, 4], [b])):
+        rows = np.flatnonzero(flag == merged)[::-1]  # newest first: np.unique keeps it
+        if len(rows) == 0:
+            continue
+        known, first = np.unique(hash64(*(keys[rows, c] for c in cols)), return_index=True)
+        words = [w for h in hosts for w in (h[:, 0], h[:, 1])] + [t]
+        want = hash64(*words)
+        at = np.minimum(np.searchsorted(known, want), len(known) - 1)
+        hit = (known[at] == want) & (found < 0)
+        found[hit] = rows[first[at[hit]]]
+    return found

