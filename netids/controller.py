@@ -28,7 +28,13 @@ from netids.capture.pcapfile import CaptureFileError
 from netids.capture.source import CaptureError
 from netids.config import Settings
 from netids.detect.detector import Detector
-from netids.detect.event_records import SEVERITIES, EventConfig, EventUpdate
+from netids.detect.event_records import (
+    GRADES,
+    SEVERITIES,
+    EventUpdate,
+    grade,
+    nines,
+)
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.live import LiveState, count_protocols, last_second_rate
@@ -192,9 +198,19 @@ class Controller:
         return SEVERITIES
 
     @staticmethod
-    def suspicious_at() -> float:
-        """The calibrated score from which an event is 'suspicious'."""
-        return EventConfig().suspicious_at
+    def grades() -> tuple[str, ...]:
+        """The levels an event table shows, in rising order."""
+        return GRADES
+
+    @staticmethod
+    def grade(score: float, threshold: float, kind: str) -> str:
+        """An event's level at ``threshold``: how far past it scores, and its kind."""
+        return grade(score, threshold, kind)
+
+    @staticmethod
+    def nines(score: float) -> float:
+        """``-log10(1 - score)``: 3 for 0.999, 6 for 0.999999."""
+        return nines(score)
 
     # -- training -----------------------------------------------------------------------------
     async def start_training_capture(self, interface: str | None, bpf: str | None = None) -> None:

@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from netids.store.queries import EventFilter, count_events, query_events
 from netids.store.tables import Event, address_key
+from netids.ui.theme import FLAGGED
 from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
 from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
@@ -29,6 +30,7 @@ from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
 )
 
 WIDE = (1440, 1000)
+FLAGGED_CSS = {f"nid-{level}" for level in FLAGGED}
 TALL = (1440, 1560)  # the whole dashboard, for the docs screenshots
 
 
@@ -195,16 +197,16 @@ def test_dark_mode_grid_sorting_and_threshold_colours(screen: Screen) -> None:
                                                              key=float), 5, "ascending scores")
     wait_until(lambda: [s for s, _ in row_classes(screen) if 0.5 <= s < 1.0], 10,
                "events scoring between 0.5 and 1")
-    assert all(c == "nid-anomalous" for s, c in row_classes(screen) if s >= 0.5)
+    assert all(c in FLAGGED_CSS for s, c in row_classes(screen) if s >= 0.5)
     move_threshold(screen, 1.0)  # the top: 0.99999
     top = slider_threshold(SLIDER_TOP)
-    wait_until(lambda: all(c != "nid-anomalous" for s, c in row_classes(screen) if s < top), 5,
+    wait_until(lambda: all(c not in FLAGGED_CSS for s, c in row_classes(screen) if s < top), 5,
                "events under the new threshold to lose the anomalous colour")
     assert any(c == "nid-suspicious" for _, c in row_classes(screen))
     assert grid_column(screen, "score") == sorted(grid_column(screen, "score"), key=float), \
         "the user's sort is kept while rows update"
     move_threshold(screen, 0.0)  # everything anomalous
-    wait_until(lambda: all(c == "nid-anomalous" for _, c in row_classes(screen)), 5,
+    wait_until(lambda: all(c in FLAGGED_CSS for _, c in row_classes(screen)), 5,
                "every event anomalous")
 
 
