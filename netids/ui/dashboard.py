@@ -102,7 +102,7 @@ class Dashboard:
                         .classes("nid-count nid-threshold whitespace-nowrap leading-tight") \
                         .mark("threshold-value")
                     self.false_alarm_label = ui.label(false_alarm_text(self.c.threshold)) \
-                        .classes("text-xs opacity-70 whitespace-nowrap") \
+                        .classes("nid-threshold-meaning text-xs opacity-70 whitespace-nowrap") \
                         .mark("threshold-meaning")
             self.status = ui.label("").classes("text-sm opacity-80").mark("status")
 
@@ -149,7 +149,7 @@ class Dashboard:
                 ui.label("Anomaly events").classes("text-lg font-semibold")
                 ui.label("newest first · click a row for details · times in UTC · levels "
                          "follow the threshold").classes("text-xs opacity-70")
-            options = theme.event_grid_options(sensor=False, column_filters=True,
+            options = theme.event_grid_options(wrap_times=False, sensor=False, column_filters=True,
                                                empty="No anomaly events yet")
             self.grid = EventGrid(options, theme="quartz") \
                 .classes("w-full h-[420px] nid-events").mark("events-grid")

@@ -95,7 +95,8 @@ def frame(title: str) -> Iterator[None]:
         for extra in auth.header_extras if auth is not None else ():
             extra()
         with ui.button(on_click=lambda: _toggle_dark(dark, toggle, tip)) \
-                .props("flat round color=white").mark("dark-toggle") as toggle:
+                .props("flat round color=white").classes("nid-dark-toggle").mark("dark-toggle") \
+                as toggle:
             tip = ui.tooltip("")
         _show_mode_switch(toggle, tip, bool(dark.value))
     with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4"):

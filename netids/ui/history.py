@@ -81,7 +81,7 @@ class History:
                 self.page_label = ui.label("").classes("text-sm").mark("history-page")
                 self.next = ui.button(icon="chevron_right", on_click=lambda: self.turn(1)) \
                     .props("flat round").mark("history-next")
-            options = theme.event_grid_options(sensor=True, column_filters=False,
+            options = theme.event_grid_options(wrap_times=True, sensor=True, column_filters=False,
                                                empty="No stored events match")
             self.grid = ui.aggrid(options, theme="quartz") \
                 .classes("w-full h-[480px] nid-events").mark("history-grid")
@@ -237,6 +237,8 @@ class History:
         for col in self.grid.options["columnDefs"]:
             field = GRID_TO_DB.get(col["field"], col["field"])
             col["sort"] = ("desc" if self.descending else "asc") if field == self.sort else None
+            if field == "sensor":  # one sensor: its column only takes the why's room
+                col["hide"] = len(data.sensors) <= 1
         self.grid.update()
         self._draw_charts(data)
 

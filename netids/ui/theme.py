@@ -54,12 +54,13 @@ CSS = "".join(
 .nid-count { font-size: 1.6rem; font-weight: 600; font-variant-numeric: tabular-nums; }
 .nid-mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem; }
 .nid-chip { display: inline-block; width: 12px; height: 12px; border-radius: 3px; }
-.nid-events { --ag-cell-horizontal-padding: 8px; --ag-header-column-resize-handle-width: 1px; }
+.nid-events { --ag-cell-horizontal-padding: 6px; --ag-header-column-resize-handle-width: 1px; }
 .nid-events .ag-header-cell-menu-button { position: absolute; right: 2px; }
 .nid-events .ag-header-cell:not(:hover) .ag-header-cell-menu-button { display: none; }
-.nid-events .nid-address { word-break: break-all; line-height: 1.35; display: flex;
-  align-items: center; }
-.nid-events .nid-why { line-height: 1.35; padding-top: 5px; padding-bottom: 5px; }
+.nid-events .ag-cell { display: flex; align-items: center; line-height: 1.35; }
+.nid-events .ag-right-aligned-cell { justify-content: flex-end; }
+.nid-events .nid-address { word-break: break-all; }
+.nid-events .nid-why { padding-top: 5px; padding-bottom: 5px; }
 .nid-events .nid-why .ag-cell-value { display: -webkit-box; -webkit-line-clamp: 2;
   -webkit-box-orient: vertical; overflow: hidden; }
 .nid-upload { width: 100%; max-height: none; box-shadow: none; background: transparent;
@@ -83,8 +84,8 @@ def row_class_rules() -> dict[str, str]:
 
 def legend() -> ui.row:
     """The colour legend of the event tables: each level, its colour and what it means."""
-    with ui.row().classes("w-full items-center gap-x-4 gap-y-1 text-xs").mark("level-legend") \
-            as row:
+    with ui.row().classes("nid-legend w-full items-center gap-x-4 gap-y-1 text-xs") \
+            .mark("level-legend") as row:
         ui.label("Level:").classes("font-semibold")
         for name, (_, meaning) in LEVELS.items():
             with ui.row().classes("items-center gap-1 no-wrap").mark(f"legend-{name}"):
@@ -117,9 +118,11 @@ def event_cells(e: Any) -> dict[str, Any]:
 
 # long (IPv6) addresses wrap inside a bounded column instead of pushing "Why" off screen
 ADDRESS = {"maxWidth": 170, "wrapText": True, "autoHeight": True, "cellClass": "nid-address"}
+# a date and time on two lines (the why's two lines make rows that tall anyway)
+WRAPPED_TIME = {"maxWidth": 104, "wrapText": True, "autoHeight": True}
 
 
-def event_grid_options(*, sensor: bool, column_filters: bool,
+def event_grid_options(*, sensor: bool, column_filters: bool, wrap_times: bool,
                        empty: str) -> dict[str, Any]:
     """AG Grid options of an event table (live and history), coloured by level.
 
@@ -127,9 +130,11 @@ def event_grid_options(*, sensor: bool, column_filters: bool,
     user resizes one by hand); "Why" takes the rest of the width and wraps, its full text also
     on hover.
     """
+    times: dict[str, Any] = {"headerTooltip": "packet time, UTC",
+                             **(WRAPPED_TIME if wrap_times else {})}
     columns: list[tuple[str, str, dict[str, Any]]] = [
-        ("last_seen", "Last seen", {"sort": "desc", "headerTooltip": "packet time, UTC"}),
-        ("first_seen", "First seen", {"headerTooltip": "packet time, UTC"}),
+        ("last_seen", "Last seen", {"sort": "desc", **times}),
+        ("first_seen", "First seen", times),
         ("level", "Level", {}),
         ("score", "Score", {"type": "numericColumn"}),
         ("nines", "Nines", {"type": "numericColumn",
