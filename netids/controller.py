@@ -43,7 +43,8 @@ from netids.store.queries import activate_model_version, add_model_version, list
 from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
 from netids.store.writer import EventStore
-from netids.training.checkpoint import CheckpointError, load_detector
+from netids.training.checkpoint import CheckpointError, load_detector, read_metadata
+from netids.training.quality import Concern, concerns
 from netids.training.retrain import (
     TrafficCollector,
     TrainingCancelled,
@@ -216,15 +217,15 @@ class Controller:
     async def start_training_capture(self, interface: str | None, bpf: str | None = None) -> None:
         """Monitor an interface and keep its traffic as normal traffic to train on."""
         await self.start_live(interface, bpf)
-        self._begin_collecting(self.live.source)
+        self._begin_collecting(self.live.source, from_file=False)
 
     async def start_training_file(self, path: Path) -> None:
         """Use a capture file of normal traffic for training (it is analysed as it is read)."""
         await self.start_file(path)
-        self._begin_collecting(path.name)
+        self._begin_collecting(path.name, from_file=True)
 
-    def _begin_collecting(self, source: str) -> None:
-        self.training = TrainingState(phase="capturing", source=source)
+    def _begin_collecting(self, source: str, from_file: bool) -> None:
+        self.training = TrainingState(phase="capturing", source=source, from_file=from_file)
         self._collector = TrafficCollector(self.training)
 
     async def stop_and_train(self, name: str, config: TrainConfig | None = None) -> bool:
@@ -259,10 +260,14 @@ class Controller:
             log.exception("training failed")
             return self._training_failed(f"training failed: {exc}")
         state.report, state.model = describe(report), name
-        await self._register(name, out, report.checkpoint.metadata)
-        if not self.load_model(out):
+        state.concerns = concerns(report.checkpoint.metadata, report.checkpoint.threshold)
+        await self._register(name, out, report.checkpoint.metadata, active=not state.concerns)
+        if state.concerns:  # the page asks before activating it (activate_model)
+            state.phase = "review"
+        elif not self.load_model(out):
             return self._training_failed(f"the new model could not be loaded: {self.model_error}")
-        state.phase = "done"
+        else:
+            state.phase = "done"
         state.generation += 1
         return True
 
@@ -275,13 +280,13 @@ class Controller:
         self.live.message = f"training failed, previous model kept: {why}"
         return False
 
-    async def _register(self, name: str, path: Path, details: dict) -> None:
+    async def _register(self, name: str, path: Path, details: dict, active: bool) -> None:
         if self.engine is None:
             return
 
         def write() -> None:
             with Session(self.engine) as session:
-                add_model_version(name, str(path), session=session, activate=True,
+                add_model_version(name, str(path), session=session, activate=active,
                                   details=_json_safe(details))
 
         await asyncio.get_running_loop().run_in_executor(None, write)
@@ -312,6 +317,36 @@ class Controller:
 
         await asyncio.get_running_loop().run_in_executor(None, write)
         return True
+
+    async def accept_trained(self) -> bool:
+        """Activate the model held for review, its concerns shown and accepted."""
+        state = self.training
+        if state.phase != "review":
+            return False
+        path = self.settings.models_dir / f"{state.model}.pt"
+        if not (await self.activate_model(state.model) if self.engine is not None
+                else self.load_model(path)):
+            return False
+        state.phase, state.generation = "done", state.generation + 1
+        return True
+
+    def decline_trained(self) -> None:
+        """Keep the previous model; the new one stays listed, inactive."""
+        if self.training.phase == "review":
+            self.training.phase = "declined"
+            self.training.generation += 1
+
+    def model_card(self, version: ModelVersion) -> tuple[dict, list[Concern]]:
+        """What a version's card shows: its metadata (what it was trained on, when, its
+        validation figures) and its concerns. Versions recorded without metadata (the
+        shipped model, recorded at first start) read their checkpoint's. Blocking."""
+        try:
+            details = read_metadata(Path(version.path))
+        except CheckpointError:
+            details = dict(version.details or {})
+        threshold = details.get("threshold") or 1.0 - details.get("train_config", {}).get(
+            "target_false_alarm", 0.001)
+        return details, concerns(details, threshold) if details else []
 
     # -- the session ------------------------------------------------------------------------
     async def _start(self, source: LiveSource | FileSource, label: str) -> None:
