@@ -125,11 +125,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.require_login:
         settings = replace(settings, auth=replace(settings.auth, require_login=True))
     try:
+        window = None
         if args.native:
             from netids.native import prepare
 
-            prepare()  # display and Qt present, clean shutdown; NativeError otherwise
-        serve(settings, native=args.native)
+            window = prepare()  # display and Qt present, clean shutdown; NativeError otherwise
+        serve(settings, native=args.native, window=window)
     except (LanConfigError, NativeError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

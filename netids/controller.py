@@ -28,13 +28,7 @@ from netids.capture.pcapfile import CaptureFileError
 from netids.capture.source import CaptureError
 from netids.config import Settings
 from netids.detect.detector import Detector
-from netids.detect.event_records import (
-    GRADES,
-    SEVERITIES,
-    EventUpdate,
-    grade,
-    nines,
-)
+from netids.detect.event_records import GRADES, SEVERITIES, EventUpdate, grade, nines
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.live import LiveState, count_protocols, last_second_rate
@@ -198,20 +192,9 @@ class Controller:
         """Event severities, in rising order."""
         return SEVERITIES
 
-    @staticmethod
-    def grades() -> tuple[str, ...]:
-        """The levels an event table shows, in rising order."""
-        return GRADES
-
-    @staticmethod
-    def grade(score: float, threshold: float, kind: str) -> str:
-        """An event's level at ``threshold``: how far past it scores, and its kind."""
-        return grade(score, threshold, kind)
-
-    @staticmethod
-    def nines(score: float) -> float:
-        """``-log10(1 - score)``: 3 for 0.999, 6 for 0.999999."""
-        return nines(score)
+    grades = GRADES  # the levels an event table shows, in rising order
+    grade = staticmethod(grade)  # an event's level at a threshold: how far past, and its kind
+    nines = staticmethod(nines)  # -log10(1 - score): 3 for 0.999, 6 for 0.999999
 
     # -- training -----------------------------------------------------------------------------
     async def start_training_capture(self, interface: str | None, bpf: str | None = None) -> None:
@@ -342,11 +325,9 @@ class Controller:
         shipped model, recorded at first start) read their checkpoint's. Blocking."""
         try:
             details = read_metadata(Path(version.path))
-        except CheckpointError:
-            details = dict(version.details or {})
-        threshold = details.get("threshold") or 1.0 - details.get("train_config", {}).get(
-            "target_false_alarm", 0.001)
-        return details, concerns(details, threshold) if details else []
+        except CheckpointError:  # the file is gone: what was recorded
+            return dict(version.details or {}), []
+        return details, concerns(details, details["threshold"])
 
     # -- the session ------------------------------------------------------------------------
     async def _start(self, source: LiveSource | FileSource, label: str) -> None:

@@ -23,7 +23,7 @@ from nicegui import ui
 
 from netids.controller import Controller
 
-GRADES = Controller.grades()  # in rising order
+GRADES = Controller.grades  # in rising order
 FLAGGED = GRADES[2:]  # the levels at or past the threshold
 # (colour, what the level means): the legend under each event table
 LEVELS = {
