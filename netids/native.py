@@ -68,11 +68,11 @@ def prepare(environ: MutableMapping[str, str] | None = None) -> WindowMemory | N
     if multiprocessing.current_process().name != "MainProcess":
         return None  # the window process re-imports app.py: it must not check or install again
     env = os.environ if environ is None else environ
-    for name, value in QUIET_QT.items():  # before the probe: its Qt is quiet too
-        env.setdefault(name, value)
-    problem = native_problem(env)
+    problem = native_problem(env)  # reads Qt's warnings (why it cannot start): not quiet yet
     if problem:
         raise NativeError(problem)
+    for name, value in QUIET_QT.items():
+        env.setdefault(name, value)
     env.setdefault("PYWEBVIEW_GUI", "qt")  # pywebview would try GTK first
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         env.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # Chromium's sandbox refuses root

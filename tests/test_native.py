@@ -177,7 +177,7 @@ def test_the_window_opens_at_1280x800_remembers_its_size_and_prints_no_qt_warnin
                           str(model_for_tests()), "--models-dir", str(tmp_path)],
                          env, tmp_path / f"native-{run}.log")
         try:
-            wait_until(lambda a=app: a.proc.poll() is not None or _window_geometry(xvfb), 90,
+            wait_until(lambda a=app: a.proc.poll() is not None or _window_geometry(xvfb), 180,
                        "the window")
             assert app.proc.poll() is None, app.log()
             window, width, height = _window_geometry(xvfb)
