@@ -29,9 +29,9 @@ from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     wait_until,
 )
 
-WIDE = (1440, 1000)
+WIDE = (1280, 1000)
 FLAGGED_CSS = {f"nid-{level}" for level in FLAGGED}
-TALL = (1440, 1560)  # the whole dashboard, for the docs screenshots
+TALL = (1280, 1560)  # the whole dashboard, for the docs screenshots (1280 px: a laptop)
 
 
 def open_page(screen: Screen, path: str, size: tuple[int, int] = WIDE) -> None:
@@ -278,7 +278,7 @@ def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> No
 def test_training_page_after_a_training(screen: Screen, app_paths: AppPaths,  # noqa: F811
                                        tmp_path: Path) -> None:
     normal = small_pcap(tmp_path / "normal.pcap", 12_000)  # training needs 8,000 at least
-    open_page(screen, "/training", (1440, 1100))
+    open_page(screen, "/training", (1280, 1100))
     box = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "file of '
                                                  'normal traffic")]]//input')
     box.send_keys(str(normal))
