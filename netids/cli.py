@@ -154,11 +154,12 @@ def _serve(args: argparse.Namespace) -> int:
         captures_dir=Path(args.captures_dir) if args.captures_dir else settings.files.captures_dir,
         upload_limit=args.upload_limit or settings.files.upload_limit))
     try:
+        window = None
         if args.native:
             from netids.native import prepare
 
-            prepare()  # display and Qt present, clean shutdown; NativeError otherwise
-        serve(settings, native=args.native)
+            window = prepare()  # display and Qt present, clean shutdown; NativeError otherwise
+        serve(settings, native=args.native, window=window)
     except (LanConfigError, NativeError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

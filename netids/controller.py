@@ -28,7 +28,7 @@ from netids.capture.pcapfile import CaptureFileError
 from netids.capture.source import CaptureError
 from netids.config import Settings
 from netids.detect.detector import Detector
-from netids.detect.event_records import SEVERITIES, EventConfig, EventUpdate
+from netids.detect.event_records import GRADES, SEVERITIES, EventUpdate, grade, nines
 from netids.detect.frames import FrameBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
@@ -36,11 +36,12 @@ from netids.detect.shedding import LoadShedder, SheddingConfig, batches_to_merge
 from netids.live import LiveState, count_protocols, last_second_rate
 from netids.store.engine import open_database
 from netids.store.eve import EveLog, open_eve
-from netids.store.queries import activate_model_version, add_model_version, list_model_versions
+from netids.store.model_registry import ModelRegistry
 from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
 from netids.store.writer import EventStore
-from netids.training.checkpoint import CheckpointError, load_detector
+from netids.training.checkpoint import CheckpointError, load_detector, read_metadata
+from netids.training.quality import Concern, concerns
 from netids.training.retrain import (
     TrafficCollector,
     TrainingCancelled,
@@ -89,17 +90,18 @@ class Controller:
     def _active_model_path(self) -> Path:
         """The model marked active in the database, else the configured one (which is then
         recorded as the first version, so a roll-back can always return to it)."""
-        if self.engine is None:
-            return self.settings.model_path
-        versions = self._versions()
+        versions = self.registry.versions()
         for version in versions:
             if version.active and Path(version.path).is_file():
                 return Path(version.path)
         if not versions and self.settings.model_path.is_file():
-            with Session(self.engine) as session:
-                add_model_version(self.settings.model_path.stem, str(self.settings.model_path),
-                                  session=session, activate=True)
+            self.registry.add(self.settings.model_path.stem, self.settings.model_path,
+                              active=True)
         return self.settings.model_path
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.engine)
 
     async def close(self) -> None:
         self.cancel_training()
@@ -191,33 +193,25 @@ class Controller:
             return str(exc)
         return None
 
-    @staticmethod
-    def default_train_config() -> TrainConfig:
-        return TrainConfig()
-
-    @staticmethod
-    def severities() -> tuple[str, ...]:
-        """Event severities, in rising order."""
-        return SEVERITIES
-
-    @staticmethod
-    def suspicious_at() -> float:
-        """The calibrated score from which an event is 'suspicious'."""
-        return EventConfig().suspicious_at
+    default_train_config = staticmethod(TrainConfig)
+    severities = staticmethod(lambda: SEVERITIES)  # event severities, in rising order
+    grades = GRADES  # the levels an event table shows, in rising order
+    grade = staticmethod(grade)  # an event's level at a threshold: how far past, and its kind
+    nines = staticmethod(nines)  # -log10(1 - score): 3 for 0.999, 6 for 0.999999
 
     # -- training -----------------------------------------------------------------------------
     async def start_training_capture(self, interface: str | None, bpf: str | None = None) -> None:
         """Monitor an interface and keep its traffic as normal traffic to train on."""
         await self.start_live(interface, bpf)
-        self._begin_collecting(self.live.source)
+        self._begin_collecting(self.live.source, from_file=False)
 
     async def start_training_file(self, path: Path) -> None:
         """Use a capture file of normal traffic for training (it is analysed as it is read)."""
         await self.start_file(path)
-        self._begin_collecting(path.name)
+        self._begin_collecting(path.name, from_file=True)
 
-    def _begin_collecting(self, source: str) -> None:
-        self.training = TrainingState(phase="capturing", source=source)
+    def _begin_collecting(self, source: str, from_file: bool) -> None:
+        self.training = TrainingState(phase="capturing", source=source, from_file=from_file)
         self._collector = TrafficCollector(self.training)
 
     async def stop_and_train(self, name: str, config: TrainConfig | None = None) -> bool:
@@ -232,7 +226,7 @@ class Controller:
             raise TrainingError("a model name uses letters, digits, '.', '_' and '-' only")
         out = self.settings.models_dir / f"{name}.pt"
         taken = {v.name for v in await asyncio.get_running_loop().run_in_executor(
-            None, self._versions)}
+            None, self.registry.versions)}
         if name in taken or out.exists():
             raise TrainingError(f"a model named {name!r} exists already: choose another name")
         if self.live.running and isinstance(self._source, LiveSource):
@@ -252,10 +246,15 @@ class Controller:
             log.exception("training failed")
             return self._training_failed(f"training failed: {exc}")
         state.report, state.model = describe(report), name
-        await self._register(name, out, report.checkpoint.metadata)
-        if not self.load_model(out):
+        state.concerns = concerns(report.checkpoint.metadata, report.checkpoint.threshold)
+        await loop.run_in_executor(None, self.registry.add, name, out,
+                                   report.checkpoint.metadata, not state.concerns)
+        if state.concerns:  # the page asks before activating it (activate_model)
+            state.phase = "review"
+        elif not self.load_model(out):
             return self._training_failed(f"the new model could not be loaded: {self.model_error}")
-        state.phase = "done"
+        else:
+            state.phase = "done"
         state.generation += 1
         return True
 
@@ -268,51 +267,51 @@ class Controller:
         self.live.message = f"training failed, previous model kept: {why}"
         return False
 
-    async def _register(self, name: str, path: Path, details: dict) -> None:
-        if self.engine is None:
-            return
-
-        def write() -> None:
-            with Session(self.engine) as session:
-                add_model_version(name, str(path), session=session, activate=True,
-                                  details=_json_safe(details))
-
-        await asyncio.get_running_loop().run_in_executor(None, write)
-
     def model_versions(self) -> list[ModelVersion]:
         """Stored model versions, newest first (blocking: call through run.io_bound)."""
-        return self._versions()
-
-    def _versions(self) -> list[ModelVersion]:
-        if self.engine is None:
-            return []
-        with Session(self.engine) as session:
-            return list_model_versions(session=session)
+        return self.registry.versions()
 
     async def activate_model(self, name: str) -> bool:
         """Make a stored model version active (also how a roll-back is done)."""
         versions = {v.name: v for v in await asyncio.get_running_loop().run_in_executor(
-            None, self._versions)}
+            None, self.registry.versions)}
         if name not in versions:
             self.live.message = f"no model version named {name!r}"
             return False
         if not self.load_model(Path(versions[name].path)):
             return False
-
-        def write() -> None:
-            with Session(self.engine) as session:
-                activate_model_version(name, session=session)
-
-        await asyncio.get_running_loop().run_in_executor(None, write)
+        await asyncio.get_running_loop().run_in_executor(None, self.registry.activate, name)
         return True
 
-    # -- the session ------------------------------------------------------------------------
-    def _shedding(self) -> SheddingConfig:
-        c = self.settings.capture
-        return SheddingConfig(enabled=c.shed_load, backlog_high=c.shed_backlog,
-                              backlog_low=max(0, c.shed_backlog // 4),
-                              min_share=c.min_scored_share)
+    async def accept_trained(self) -> bool:
+        """Activate the model held for review, its concerns shown and accepted."""
+        state = self.training
+        if state.phase != "review":
+            return False
+        path = self.settings.models_dir / f"{state.model}.pt"
+        if not (await self.activate_model(state.model) if self.engine is not None
+                else self.load_model(path)):
+            return False
+        state.phase, state.generation = "done", state.generation + 1
+        return True
 
+    def decline_trained(self) -> None:
+        """Keep the previous model; the new one stays listed, inactive."""
+        if self.training.phase == "review":
+            self.training.phase = "declined"
+            self.training.generation += 1
+
+    def model_card(self, version: ModelVersion) -> tuple[dict, list[Concern]]:
+        """What a version's card shows: its metadata (what it was trained on, when, its
+        validation figures) and its concerns. Versions recorded without metadata (the
+        shipped model, recorded at first start) read their checkpoint's. Blocking."""
+        try:
+            details = read_metadata(Path(version.path))
+        except CheckpointError:  # the file is gone: what was recorded
+            return dict(version.details or {}), []
+        return details, concerns(details, details["threshold"])
+
+    # -- the session ------------------------------------------------------------------------
     async def _start(self, source: LiveSource | FileSource, label: str) -> None:
         if self.detector is None:
             raise CaptureError(f"no model loaded: {self.model_error}")
@@ -331,7 +330,9 @@ class Controller:
                    sink: EventSink) -> None:
         loop = asyncio.get_running_loop()
         live = self.live
-        shedder = LoadShedder(self._shedding())
+        c = self.settings.capture
+        shedder = LoadShedder(SheddingConfig.for_backlog(c.shed_load, c.shed_backlog,
+                                                         c.min_scored_share))
         merge = max(1, self.settings.capture.merge_batches)
         try:
             async for frames in source.batches():
@@ -391,10 +392,3 @@ def _score_and_aggregate(pipeline: Pipeline, sink: EventSink, group: list[FrameB
     the pages."""
     scored = pipeline.process(FrameBatch.concat(group), share, decode_shed=decode_shed)
     return scored, sink.add(scored)
-
-
-def _json_safe(value: object) -> object:
-    """Checkpoint metadata as plain JSON types for the model_versions table."""
-    import json
-
-    return json.loads(json.dumps(value, default=str))

@@ -5,6 +5,11 @@ there is a display and a working Qt (in a throw-away subprocess, so a missing sy
 or an unreachable display is one line for the user, never a hang or a window process left
 running a headless server). Shutting down ends the window process and its Qt WebEngine
 helpers, also on SIGTERM (which by default kills the server and leaves them behind).
+
+The window opens at 1280x800 the first time and at the size it had when it last closed after
+that (:class:`WindowMemory`, a small JSON file in the user's config folder). Qt's and
+Chromium's warnings (no Vulkan, no D-Bus, the disabled sandbox, page console messages) are
+turned off before Qt starts, so the console shows netids' own lines; critical ones remain.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.util
+import json
 import logging
 import multiprocessing
 import multiprocessing.util
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from netids.parallel.procs import alive, processes
@@ -39,28 +46,88 @@ _PROBE = ("import sys\n"
           "app = QApplication(sys.argv[:1])\n"
           "print(app.platformName())\n")
 _QT_BINDINGS = ("PyQt6", "PySide6", "PyQt5", "PySide2")
+DEFAULT_WINDOW = (1280, 800)  # width, height of the first window
+WINDOW_LIMITS = (400, 16384)  # a remembered size outside this is ignored
+# Qt: debug, info and warning messages off (critical stay), page console messages ("js") off;
+# Qt WebEngine's Chromium: fatal messages only
+QUIET_QT = {"QT_LOGGING_RULES": "*.debug=false;*.info=false;*.warning=false;js=false",
+            "QTWEBENGINE_CHROMIUM_FLAGS": "--log-level=3"}
 
 
 class NativeError(Exception):
     """Native mode cannot start here (one line saying why and what to do)."""
 
 
-def prepare(environ: MutableMapping[str, str] | None = None) -> None:
-    """Check the display and Qt, set Qt's environment, and arrange a clean shutdown.
+def prepare(environ: MutableMapping[str, str] | None = None) -> WindowMemory | None:
+    """Check the display and Qt, set Qt's environment, and arrange a clean shutdown; return
+    the window's remembered size (None in the window process, which re-imports app.py).
 
     Raises :class:`NativeError` with the one line to show. Call it in the main process
     before ``ui.run(native=True)``.
     """
     if multiprocessing.current_process().name != "MainProcess":
-        return  # the window process re-imports app.py: it must not check or install again
+        return None  # the window process re-imports app.py: it must not check or install again
     env = os.environ if environ is None else environ
-    problem = native_problem(env)
+    problem = native_problem(env)  # reads Qt's warnings (why it cannot start): not quiet yet
     if problem:
         raise NativeError(problem)
+    for name, value in QUIET_QT.items():
+        env.setdefault(name, value)
     env.setdefault("PYWEBVIEW_GUI", "qt")  # pywebview would try GTK first
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         env.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # Chromium's sandbox refuses root
     _arrange_cleanup()
+    return WindowMemory.load(window_file(env))
+
+
+def window_file(environ: Mapping[str, str]) -> Path:
+    """Where the window's size is kept: ``$XDG_CONFIG_HOME/netids/window.json``, by default
+    under ``~/.config``.
+
+    >>> window_file({"XDG_CONFIG_HOME": "/cfg"}), window_file({"HOME": "/home/ann"})
+    (PosixPath('/cfg/netids/window.json'), PosixPath('/home/ann/.config/netids/window.json'))
+    """
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME") or Path.home())
+                                                 / ".config")
+    return Path(base) / "netids" / "window.json"
+
+
+@dataclass
+class WindowMemory:
+    """The desktop window's size: read when it opens, followed as it is resized, written when
+    the app shuts down."""
+
+    path: Path
+    size: tuple[int, int] = DEFAULT_WINDOW
+
+    @classmethod
+    def load(cls, path: Path) -> WindowMemory:
+        """The size saved at ``path``; the default when there is none or it is unreadable."""
+        try:
+            saved = json.loads(path.read_text())
+            size = (int(saved["width"]), int(saved["height"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls(path)
+        return cls(path, size if _sane(size) else DEFAULT_WINDOW)
+
+    def resized(self, width: int, height: int) -> None:
+        if _sane((width, height)):
+            self.size = (int(width), int(height))
+
+    def save(self) -> None:
+        """Write the size (atomically); a folder that cannot be written is only logged."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"width": self.size[0], "height": self.size[1]}) + "\n")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot remember the window size in %s: %s", self.path, exc)
+
+
+def _sane(size: tuple[int, int]) -> bool:
+    low, high = WINDOW_LIMITS
+    return all(low <= n <= high for n in size)
 
 
 def native_problem(environ: Mapping[str, str]) -> str | None:

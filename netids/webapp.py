@@ -15,6 +15,7 @@ from nicegui import app, ui
 
 from netids.config import Settings
 from netids.controller import Controller
+from netids.native import WindowMemory
 from netids.ui import dashboard, frame, history, training
 from netids.ui.capture_form import prepare_folders, too_large_message
 from netids.ui.http_guards import SecurityHeaders, UploadLimit
@@ -73,18 +74,24 @@ def install_auth(settings: Settings, auth: AuthHook | None = None) -> None:
 
 
 def serve(settings: Settings, *, native: bool = False, storage_secret: str | None = None,
-          show: bool = False, auth: AuthHook | None = None) -> None:
-    """Build the app around a new controller and run it (returns when the server stops)."""
+          show: bool = False, auth: AuthHook | None = None,
+          window: WindowMemory | None = None) -> None:
+    """Build the app around a new controller and run it (returns when the server stops).
+    ``window``: the desktop window's remembered size, followed and saved (native mode)."""
     from netids.ui import login
 
     controller = Controller(settings)
     build(controller, auth=auth)
+    if native and window is not None:
+        app.native.on("resized", lambda e: window.resized(e.args["width"], e.args["height"]))
+        app.on_shutdown(window.save)
     ui.run(
         host=settings.host,
         port=settings.port,
         title="netids",
         favicon="🛡️",
         native=native,
+        window_size=window.size if native and window is not None else None,
         reload=False,
         show=show,
         storage_secret=storage_secret or login.storage_secret(settings),

@@ -6,7 +6,11 @@ be left (the window process, Qt WebEngine's zygotes and renderers included).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.util
+import json
+import re
 import shutil
 import signal
 import subprocess
@@ -134,3 +138,62 @@ def test_native_window_opens_shows_the_dashboard_and_leaves_nothing_behind(
     assert code == 128 + stop_signal
     log = app.log()
     assert "Traceback" not in log and "Vue failed to load" not in log, log
+
+
+def _window_geometry(display: str) -> tuple[int, int, int] | None:
+    """(X window id, width, height) of the window titled netids (or "netids · page")."""
+    tree = subprocess.run(["xwininfo", "-display", display, "-root", "-tree"],
+                          capture_output=True, text=True, timeout=10).stdout
+    for line in tree.splitlines():
+        found = re.match(r'\s*(0x[0-9a-f]+) "netids[^"]*": .*?(\d+)x(\d+)\+', line)
+        if found:
+            return int(found[1], 16), int(found[2]), int(found[3])
+    return None
+
+
+def _resize(display: str, window: int, width: int, height: int) -> None:
+    """Resize an X window as a window manager would (libX11's XResizeWindow)."""
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XResizeWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_uint, ctypes.c_uint]
+    x11.XFlush.argtypes = x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    connection = x11.XOpenDisplay(display.encode())
+    assert connection, f"cannot open {display}"
+    x11.XResizeWindow(connection, window, width, height)
+    x11.XFlush(connection)
+    x11.XCloseDisplay(connection)
+
+
+def test_the_window_opens_at_1280x800_remembers_its_size_and_prints_no_qt_warnings(
+        xvfb: str, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    env = clean_env(DISPLAY=xvfb, XDG_CONFIG_HOME=str(config))
+    for name in ("QT_LOGGING_RULES", "QTWEBENGINE_CHROMIUM_FLAGS"):
+        env.pop(name, None)
+    logs = []
+    for run, expected in enumerate([(1280, 800), (1000, 640)]):
+        app = AppProcess(["--native", "--port", str(free_port()), "--db",
+                          f"sqlite:///{tmp_path / 'native.sqlite'}", "--model",
+                          str(model_for_tests()), "--models-dir", str(tmp_path)],
+                         env, tmp_path / f"native-{run}.log")
+        try:
+            wait_until(lambda a=app: a.proc.poll() is not None or _window_geometry(xvfb), 180,
+                       "the window")
+            assert app.proc.poll() is None, app.log()
+            window, width, height = _window_geometry(xvfb)
+            assert (width, height) == expected
+            time.sleep(4)  # the page loads (Qt and Chromium would warn now)
+            if run == 0:
+                _resize(xvfb, window, 1000, 640)
+                wait_until(lambda: _window_geometry(xvfb)[1:] == (1000, 640), 10, "resize")
+                time.sleep(1)  # the resize event reaches the server
+        finally:
+            app.stop(signal.SIGINT, timeout=30)
+        logs.append(app.log())
+        if run == 0:
+            saved = json.loads((config / "netids" / "window.json").read_text())
+            assert saved == {"width": 1000, "height": 640}
+    lines = [line for log in logs for line in log.splitlines() if line.strip()]
+    noise = [line for line in lines if not line.startswith("NiceGUI ready to go")
+             and "nicegui: shutdown is possibly blocked" not in line]
+    assert noise == [], "\n".join(noise)

@@ -22,6 +22,7 @@ from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 from netids.training.checkpoint import save
 from netids.training.data import read_capture
+from netids.training.quality import concerns
 from netids.training.train import MIN_PACKETS, TrainConfig, TrainingError, train
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _say(f"wrote {path} ({size / 1e6:.2f} MB): {report.packets} packets, {report.epochs} epochs "
           f"(best {report.best_epoch}), {report.seconds:.0f} s, threshold "
           f"{report.checkpoint.threshold}")
+    for concern in concerns(report.checkpoint.metadata, report.checkpoint.threshold):
+        _say(f"warning: {concern.check}: {concern.why}")
     return 0
 
 

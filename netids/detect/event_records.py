@@ -4,10 +4,20 @@ read."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SEVERITIES = ("normal", "suspicious", "anomalous")  # in rising order
 EXACT_DISTINCT = 64  # sources/targets counted exactly per event; beyond, estimated
+# What a table shows of an event at a threshold, in rising order: under the threshold its
+# stored severity's lower two; at or past it, graded by how far past and by kind (see grade())
+GRADES = ("normal", "suspicious", "low", "medium", "high", "critical")
+GRADE_STEPS = (1.0, 3.0)  # nines past the threshold from which an event is a level higher
+# kinds that name an attack pattern in themselves (netids.detect.explain's KIND_RULES); the
+# "unusual ..." kinds say only that a field deviates
+ATTACK_KINDS = frozenset({"ARP spoofing", "malformed packet", "bogus address", "port scan",
+                          "host sweep", "reflection flood", "spoofed flood", "flood",
+                          "target under flood"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,37 @@ def severity(score: float, config: EventConfig = EventConfig()) -> str:
     if score >= config.suspicious_at:
         return "suspicious"
     return "normal"
+
+
+def nines(score: float) -> float:
+    """``-log10(1 - score)``: how rare a calibrated score is in normal traffic, in powers of
+    ten (3: one normal packet in a thousand scores as high), capped where a float runs out.
+
+    >>> nines(0.999), nines(0.0), nines(1.0)
+    (3.0, 0.0, 16.0)
+    """
+    return round(min(max(0.0, -math.log10(max(1.0 - score, 1e-16))), 16.0), 6)
+
+
+def grade(score: float, threshold: float, kind: str,
+          config: EventConfig = EventConfig()) -> str:
+    """How serious an event is at ``threshold``, one of :data:`GRADES`.
+
+    Under the threshold: 'normal' or 'suspicious' (from ``config.suspicious_at``). At or past
+    it, by how far past in nines: under 1 nine (under 10 times rarer than the threshold) 'low',
+    under 3 'medium', else 'high'; a kind that names an attack pattern (:data:`ATTACK_KINDS`)
+    is one level higher ('critical' at most).
+
+    >>> [grade(s, 0.999, "unusual size") for s in (0.2, 0.9, 0.999, 0.9995, 0.99995, 0.999999)]
+    ['normal', 'suspicious', 'low', 'low', 'medium', 'high']
+    >>> [grade(s, 0.999, "port scan") for s in (0.9, 0.9995, 0.99995, 0.999999)]
+    ['suspicious', 'medium', 'high', 'critical']
+    """
+    if score < threshold:
+        return "suspicious" if score >= config.suspicious_at else "normal"
+    past = nines(score) - nines(threshold)
+    level = 2 + sum(past >= step for step in GRADE_STEPS) + (kind in ATTACK_KINDS)
+    return GRADES[min(level, len(GRADES) - 1)]
 
 
 def severities_at_least(name: str) -> tuple[str, ...]:

@@ -35,6 +35,12 @@ class SheddingConfig:
     def __post_init__(self) -> None:
         assert 0 < self.min_share <= 1 and self.grow > 1 and self.backlog_low < self.backlog_high
 
+    @classmethod
+    def for_backlog(cls, enabled: bool, backlog: int, min_share: float) -> SheddingConfig:
+        """Shed from ``backlog`` waiting batches, grow back at a quarter of it."""
+        return cls(enabled=enabled, backlog_high=backlog, backlog_low=max(0, backlog // 4),
+                   min_share=min_share)
+
 
 class LoadShedder:
     """The share of packets to score, steered by the capture queue's backlog.

@@ -101,6 +101,13 @@ def load(path: str | Path) -> Checkpoint:
     return checkpoint
 
 
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of the checkpoint at ``path`` (what it was trained on, when, its figures)
+    with its default ``threshold``; :class:`CheckpointError` when it is unreadable."""
+    checkpoint = load(path)
+    return {**checkpoint.metadata, "threshold": checkpoint.threshold}
+
+
 def load_detector(path: str | Path, threads: int = 1) -> Detector:
     """The detector of the checkpoint at ``path``; :class:`CheckpointError` (plain message)
     when it is unusable."""

@@ -17,9 +17,11 @@ import numpy as np
 from netids.detect.packets import PacketBatch
 from netids.detect.scored import ScoredBatch
 from netids.training.checkpoint import save
+from netids.training.quality import Concern
 from netids.training.train import TrainConfig, TrainingCancelled, TrainingError, TrainReport, train
 
-PHASES = ("idle", "capturing", "training", "done", "failed")
+# review: trained but not active until a person accepts its concerns; declined: they did not
+PHASES = ("idle", "capturing", "training", "review", "declined", "done", "failed")
 
 
 @dataclass(slots=True)
@@ -28,11 +30,13 @@ class TrainingState:
 
     phase: str = "idle"
     source: str = ""
+    from_file: bool = False  # the source is a capture file (read, not captured)
     packets: int = 0  # normal packets collected so far
     history: list[tuple[int, float, float]] = field(default_factory=list)  # epoch, losses
     report: str = ""  # final summary in words
     error: str = ""  # why training failed; the previous model stays active
     model: str = ""  # name of the model it produced
+    concerns: list[Concern] = field(default_factory=list)  # why the new model may be unreliable
     generation: int = 0
 
 

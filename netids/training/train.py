@@ -44,6 +44,7 @@ from netids.detect.scaling import (
     raw_numeric,
 )
 from netids.training.checkpoint import Checkpoint
+from netids.training.quality import traffic_profile
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,7 @@ def _metadata(model: PacketAutoencoder, data: _Windows, config: TrainConfig, fit
         "time_span": {"first": min((a for a, _ in spans), default=None),
                       "last": max((b for _, b in spans), default=None),
                       "seconds": sum(b - a for a, b in spans)},  # of traffic, per capture
+        **traffic_profile([p for p, _ in captures]),  # hosts, protocols (quality checks)
         "train_config": asdict(config),
         "metrics": {"best_val_loss": fit.best_val, "best_epoch": fit.best_epoch,
                     "epochs_run": len(fit.history), "history": fit.history,

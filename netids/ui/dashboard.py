@@ -102,12 +102,15 @@ class Dashboard:
                 self.threshold = ui.slider(min=0, max=SLIDER_TOP, step=SLIDER_STEP,
                                            value=slider_position(self.c.threshold),
                                            on_change=self.set_threshold) \
-                    .classes("flex-1").mark("threshold")
+                    .classes("flex-1 min-w-[120px]").mark("threshold")
                 admin_only(self.threshold)
-                self.threshold_label = ui.label(format_threshold(self.c.threshold)) \
-                    .classes("nid-count nid-threshold text-base w-20").mark("threshold-value")
-                self.false_alarm_label = ui.label(false_alarm_text(self.c.threshold)) \
-                    .classes("text-xs opacity-70 w-36").mark("threshold-meaning")
+                with ui.column().classes("gap-0 shrink-0 items-end"):  # number over its words
+                    self.threshold_label = ui.label(format_threshold(self.c.threshold)) \
+                        .classes("nid-count nid-threshold whitespace-nowrap leading-tight") \
+                        .mark("threshold-value")
+                    self.false_alarm_label = ui.label(false_alarm_text(self.c.threshold)) \
+                        .classes("nid-threshold-meaning text-xs opacity-70 whitespace-nowrap") \
+                        .mark("threshold-meaning")
             self.status = ui.label("").classes("text-sm opacity-80").mark("status")
 
     def _file_card(self) -> None:
@@ -121,12 +124,12 @@ class Dashboard:
                            .mark("analyse"))
             self.realtime = ui.switch("Play back at capture speed").mark("realtime")
             too_large = too_large_message(self.c.settings.files.upload_limit)
-            upload = ui.upload(label="…or upload one", auto_upload=True,
+            upload = ui.upload(label="…or upload one: drop it here or press +", auto_upload=True,
                                max_file_size=self.c.settings.files.upload_limit,
                                on_upload=self.analyse_upload,
                                on_rejected=lambda: ui.notify(too_large, type="warning")) \
-                .props(f'accept="{",".join(PCAP_SUFFIXES)}" flat bordered') \
-                .classes("w-full max-h-24").mark("upload")
+                .props(f'accept="{",".join(PCAP_SUFFIXES)}" flat') \
+                .classes("nid-upload").mark("upload")
             # the server refused it (it enforces the limit too) or the connection dropped
             failed = (f"The upload failed: refused by the server or cut off (the limit is "
                       f"{size_in_words(self.c.settings.files.upload_limit)}).")
@@ -160,14 +163,14 @@ class Dashboard:
         with ui.card().classes("w-full"):
             with ui.row().classes("w-full items-center"):
                 ui.label("Anomaly events").classes("text-lg font-semibold")
-                ui.label("newest first · click a row for details · colours follow the "
-                         "threshold").classes("text-xs opacity-70")
-            options = theme.event_grid_options(
-                status=("status", "Status"), time_width=145,
-                sensor=False, column_filters=True, empty="No anomaly events yet")
+                ui.label("newest first · click a row for details · times in UTC · levels "
+                         "follow the threshold").classes("text-xs opacity-70")
+            options = theme.event_grid_options(wrap_times=False, sensor=False, column_filters=True,
+                                               empty="No anomaly events yet")
             self.grid = EventGrid(options, theme="quartz") \
-                .classes("w-full h-[420px]").mark("events-grid")
+                .classes("w-full h-[420px] nid-events").mark("events-grid")
             self.grid.on("cellClicked", self._open_event)
+            theme.legend()
 
     def _permission_dialog(self) -> ui.dialog:
         python = Path(sys.executable).resolve()

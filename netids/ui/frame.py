@@ -58,10 +58,19 @@ def on_dark_change(callback: Callable[[], None]) -> None:
 _dark_hooks: dict[str, list[Callable[[], None]]] = {}
 
 
-def _toggle_dark(dark: ui.dark_mode) -> None:
+def _toggle_dark(dark: ui.dark_mode, button: ui.button, tip: ui.tooltip) -> None:
     dark.toggle()
+    _show_mode_switch(button, tip, bool(dark.value))
     for callback in _dark_hooks.get(context.client.id, []):
         callback()
+
+
+def _show_mode_switch(button: ui.button, tip: ui.tooltip, dark: bool) -> None:
+    """The toggle shows the mode it switches to: a sun in dark mode, a moon in light."""
+    button.props["icon"] = "light_mode" if dark else "dark_mode"
+    button.props["aria-label"] = f"switch to {'light' if dark else 'dark'} mode"
+    button.update()
+    tip.set_text(f"switch to {'light' if dark else 'dark'} mode")
 
 
 @contextmanager
@@ -85,7 +94,10 @@ def frame(title: str) -> Iterator[None]:
         auth = current_auth()
         for extra in auth.header_extras if auth is not None else ():
             extra()
-        ui.button(icon="dark_mode", on_click=lambda: _toggle_dark(dark)) \
-            .props("flat round color=white").tooltip("dark / light").mark("dark-toggle")
+        with ui.button(on_click=lambda: _toggle_dark(dark, toggle, tip)) \
+                .props("flat round color=white").classes("nid-dark-toggle").mark("dark-toggle") \
+                as toggle:
+            tip = ui.tooltip("")
+        _show_mode_switch(toggle, tip, bool(dark.value))
     with ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4"):
         yield

@@ -73,19 +73,21 @@ class History:
             with ui.row().classes("w-full items-center gap-2"):
                 ui.label("Stored events").classes("text-lg font-semibold")
                 self.summary = ui.label("").classes("text-sm opacity-80").mark("history-summary")
+                ui.label("times in UTC · levels at each event's own threshold") \
+                    .classes("text-xs opacity-70")
                 ui.space()
                 self.prev = ui.button(icon="chevron_left", on_click=lambda: self.turn(-1)) \
                     .props("flat round").mark("history-prev")
                 self.page_label = ui.label("").classes("text-sm").mark("history-page")
                 self.next = ui.button(icon="chevron_right", on_click=lambda: self.turn(1)) \
                     .props("flat round").mark("history-next")
-            options = theme.event_grid_options(
-                status=("severity", "Severity"), time_width=170,
-                sensor=True, column_filters=False, empty="No stored events match")
-            self.grid = ui.aggrid(options, theme="quartz").classes("w-full h-[480px]") \
-                .mark("history-grid")
+            options = theme.event_grid_options(wrap_times=True, sensor=True, column_filters=False,
+                                               empty="No stored events match")
+            self.grid = ui.aggrid(options, theme="quartz") \
+                .classes("w-full h-[480px] nid-events").mark("history-grid")
             self.grid.on("cellClicked", self._open_event)
             self.grid.on("sortChanged", self._sort_changed)
+            theme.legend()
         ui.timer(0.05, self.reload, once=True)
         on_dark_change(lambda: self._draw_charts(self.data) if self.data else None)
 
@@ -235,6 +237,8 @@ class History:
         for col in self.grid.options["columnDefs"]:
             field = GRID_TO_DB.get(col["field"], col["field"])
             col["sort"] = ("desc" if self.descending else "asc") if field == self.sort else None
+            if field == "sensor":  # one sensor: its column only takes the why's room
+                col["hide"] = len(data.sensors) <= 1
         self.grid.update()
         self._draw_charts(data)
 
@@ -274,7 +278,7 @@ class History:
         )
 
 
-GRID_TO_DB = {"score": "score_max"}
+GRID_TO_DB = {"score": "score_max", "nines": "score_max", "level": "score_max"}
 
 
 def history_row(e: Any) -> dict[str, Any]:
@@ -284,8 +288,8 @@ def history_row(e: Any) -> dict[str, Any]:
         "first_seen": _when(e.first_seen),
         "last_seen": _when(e.last_seen),
         "sensor": e.sensor,
-        "severity": e.severity,
-        "css": f"nid-{e.severity}" if e.severity != "normal" else "nid-normal-2",
+        "level": Controller.grade(e.score_max, e.threshold, e.kind),  # at its own threshold
+        "css": theme.row_class(e.score_max, e.threshold, e.kind),
     }
 
 

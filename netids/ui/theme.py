@@ -1,14 +1,16 @@
-"""Severity colours, the small CSS the pages share, and the event tables' columns and rows.
+"""Level colours, the legend, the small CSS the pages share, and the event tables' columns and
+rows.
 
-Rows of the event tables are coloured by how anomalous they are *at the current threshold*:
-an event whose highest score reaches the threshold is "anomalous" (red); below it, a score
-from ``Controller.suspicious_at()`` is "suspicious" (orange); lower scores are "normal", shaded
-from white to yellow as the score rises. Moving the threshold therefore recolours the table.
+Rows of the event tables are coloured by their level (``Controller.grade``): under the
+threshold an event is 'normal' or 'suspicious'; at or past it 'low', 'medium', 'high' or
+'critical' by how far past the threshold it scores, in nines, and whether its kind names an
+attack pattern. The live table grades at the current threshold, so moving the slider
+recolours it; the history grades each event at the threshold it was detected with.
 
->>> display_severity(0.95, 0.9), display_severity(0.95, 0.99), display_severity(0.2, 0.99)
-('anomalous', 'suspicious', 'normal')
->>> row_class(0.95, 0.99), row_class(0.1, 0.99), row_class(0.45, 0.99)
-('nid-suspicious', 'nid-normal-1', 'nid-normal-4')
+>>> row_class(0.95, 0.9, "unusual size"), row_class(0.95, 0.99, "flood")
+('nid-low', 'nid-suspicious')
+>>> row_class(0.99999, 0.999, "port scan"), row_class(0.1, 0.99, "flood")
+('nid-high', 'nid-normal')
 """
 
 from __future__ import annotations
@@ -17,51 +19,82 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from nicegui import ui
+
 from netids.controller import Controller
 
-SUSPICIOUS_AT = Controller.suspicious_at()
-NORMAL_SHADES = 5  # white -> yellow steps for scores below SUSPICIOUS_AT
+GRADES = Controller.grades  # in rising order
+FLAGGED = GRADES[2:]  # the levels at or past the threshold
+# (colour, what the level means): the legend under each event table
+LEVELS = {
+    "critical": ("#9f1239", "an attack pattern 3+ nines past the threshold"),
+    "high": ("#dc2626", "3+ nines past, or an attack pattern 1+ past"),
+    "medium": ("#f97316", "1+ nine past, or an attack pattern just past"),
+    "low": ("#f59e0b", "just past the threshold (under 10x rarer)"),
+    "suspicious": ("#facc15", "under the threshold, score 0.5 or more"),
+    "normal": ("#94a3b8", "under 0.5"),
+}
+# badge colours of the stored severity (event detail)
+SEVERITY_COLORS = {"normal": "#94a3b8", "suspicious": "#facc15", "anomalous": "#dc2626"}
+ALPHA = {"critical": 0.42, "high": 0.30, "medium": 0.26, "low": 0.20, "suspicious": 0.16,
+         "normal": 0.0}
 
-SEVERITY_COLORS = {"normal": "#fde047", "suspicious": "#f97316", "anomalous": "#dc2626"}
 
-CSS = """
-.nid-anomalous { background-color: rgba(220, 38, 38, 0.30) !important; }
-.nid-suspicious { background-color: rgba(249, 115, 22, 0.28) !important; }
-.nid-normal-0 { background-color: rgba(255, 255, 255, 0) !important; }
-.nid-normal-1 { background-color: rgba(253, 224, 71, 0.08) !important; }
-.nid-normal-2 { background-color: rgba(253, 224, 71, 0.16) !important; }
-.nid-normal-3 { background-color: rgba(253, 224, 71, 0.26) !important; }
-.nid-normal-4 { background-color: rgba(253, 224, 71, 0.38) !important; }
+def _rgba(colour: str, alpha: float) -> str:
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+CSS = "".join(
+    f".nid-{name} {{ background-color: {_rgba(colour, ALPHA[name])} !important; "
+    f"box-shadow: inset 4px 0 0 {colour}; }}\n"
+    f".nid-chip-{name} {{ background-color: {colour}; }}\n"
+    for name, (colour, _) in LEVELS.items()) + """
 .nid-counter .q-card__section { padding: 8px 14px; }
 .nid-count { font-size: 1.6rem; font-weight: 600; font-variant-numeric: tabular-nums; }
 .nid-mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 0.85rem; }
+.nid-chip { display: inline-block; width: 12px; height: 12px; border-radius: 3px; }
+.nid-events { --ag-cell-horizontal-padding: 6px; --ag-header-column-resize-handle-width: 1px; }
+.nid-events .ag-header-cell-menu-button { position: absolute; right: 2px; }
+.nid-events .ag-header-cell:not(:hover) .ag-header-cell-menu-button { display: none; }
+.nid-events .ag-cell { display: flex; align-items: center; line-height: 1.35; }
+.nid-events .ag-right-aligned-cell { justify-content: flex-end; }
+.nid-events .nid-address { word-break: break-all; }
+.nid-events .nid-why { padding-top: 5px; padding-bottom: 5px; }
+.nid-events .nid-why .ag-cell-value { display: -webkit-box; -webkit-line-clamp: 2;
+  -webkit-box-orient: vertical; overflow: hidden; }
+.nid-upload { width: 100%; max-height: none; box-shadow: none; background: transparent;
+  border: 1px dashed rgba(127, 127, 127, 0.6); border-radius: 6px; }
+.nid-upload .q-uploader__header { background: transparent; color: inherit; }
+.nid-upload .q-uploader__subtitle { display: none; }
+.nid-upload .q-uploader__list { min-height: 0; padding: 0; }
 """
 
 
-def display_severity(score: float, threshold: float) -> str:
-    """'anomalous' at or above the threshold, else 'suspicious' or 'normal' by score."""
-    if score >= threshold:
-        return "anomalous"
-    return "suspicious" if score >= SUSPICIOUS_AT else "normal"
-
-
-def row_class(score: float, threshold: float) -> str:
-    """CSS class of a table row (see CSS above)."""
-    status = display_severity(score, threshold)
-    if status != "normal":
-        return f"nid-{status}"
-    step = min(NORMAL_SHADES - 1, int(max(score, 0.0) / SUSPICIOUS_AT * NORMAL_SHADES))
-    return f"nid-normal-{step}"
-
-
-ROW_CLASSES = ("nid-anomalous", "nid-suspicious",
-               *(f"nid-normal-{i}" for i in range(NORMAL_SHADES)))
+def row_class(score: float, threshold: float, kind: str) -> str:
+    """CSS class of a table row (see CSS above): its level at ``threshold``."""
+    return f"nid-{Controller.grade(score, threshold, kind)}"
 
 
 def row_class_rules() -> dict[str, str]:
     """AG Grid ``rowClassRules`` giving each row the class in its ``css`` field; unlike
     ``getRowClass`` they are re-evaluated when a row's data changes (threshold moved)."""
-    return {f":{name}": f"params => params.data.css === '{name}'" for name in ROW_CLASSES}
+    return {f":nid-{name}": f"params => params.data.css === 'nid-{name}'" for name in GRADES}
+
+
+def legend() -> ui.row:
+    """The colour legend of the event tables: each level, its colour and what it means."""
+    with ui.row().classes("nid-legend w-full items-center gap-x-4 gap-y-1 text-xs") \
+            .mark("level-legend") as row:
+        ui.label("Level:").classes("font-semibold")
+        for name, (_, meaning) in LEVELS.items():
+            with ui.row().classes("items-center gap-1 no-wrap").mark(f"legend-{name}"):
+                ui.element("span").classes(f"nid-chip nid-chip-{name}")
+                ui.label(name).classes("font-medium")
+                ui.label(meaning).classes("opacity-70")
+        ui.label("A nine is a factor of 10: 3 nines past 0.999 is 0.999999. Attack patterns: "
+                 "scans, sweeps, floods, spoofing, malformed packets.").classes("opacity-70")
+    return row
 
 
 def event_cells(e: Any) -> dict[str, Any]:
@@ -78,38 +111,66 @@ def event_cells(e: Any) -> dict[str, Any]:
         "kind": e.kind,
         "packets": e.packets,
         "score": round(e.score_max, 6),
+        "nines": round(Controller.nines(e.score_max), 1),
         "explanation": e.explanation,
     }
 
 
-def event_grid_options(*, status: tuple[str, str], time_width: int, sensor: bool,
-                       column_filters: bool, empty: str) -> dict[str, Any]:
-    """AG Grid options of an event table (live and history), coloured by severity."""
+# long (IPv6) addresses wrap inside a bounded column instead of pushing "Why" off screen
+ADDRESS = {"maxWidth": 170, "wrapText": True, "autoHeight": True, "cellClass": "nid-address"}
+# a date and time on two lines (the why's two lines make rows that tall anyway)
+WRAPPED_TIME = {"maxWidth": 104, "wrapText": True, "autoHeight": True}
+
+
+def event_grid_options(*, sensor: bool, column_filters: bool, wrap_times: bool,
+                       empty: str) -> dict[str, Any]:
+    """AG Grid options of an event table (live and history), coloured by level.
+
+    Every column but "Why" is sized to its content and header when rows arrive (until the
+    user resizes one by hand); "Why" takes the rest of the width and wraps, its full text also
+    on hover.
+    """
+    times: dict[str, Any] = {"headerTooltip": "packet time, UTC",
+                             **(WRAPPED_TIME if wrap_times else {})}
     columns: list[tuple[str, str, dict[str, Any]]] = [
-        ("last_seen", "Last seen (UTC)", {"sort": "desc", "minWidth": time_width}),
-        ("first_seen", "First seen (UTC)", {"minWidth": time_width}),
-        (*status, {"minWidth": 105}),
-        ("score", "Score", {"minWidth": 95, "type": "numericColumn"}),
-        ("kind", "Kind", {"minWidth": 110}),
-        ("src", "Source", {"minWidth": 130}),
-        ("src_port", "Src port", {"minWidth": 90, "type": "numericColumn"}),
-        ("dst", "Destination", {"minWidth": 130}),
-        ("dst_port", "Dst port", {"minWidth": 90, "type": "numericColumn"}),
-        ("proto", "Proto", {"minWidth": 80}),
-        ("packets", "Packets", {"minWidth": 90, "type": "numericColumn"}),
-        *([("sensor", "Sensor", {"minWidth": 90})] if sensor else []),
-        ("explanation", "Why", {"minWidth": 260, "tooltipField": "explanation"}),
+        ("last_seen", "Last seen", {"sort": "desc", **times}),
+        ("first_seen", "First seen", times),
+        ("level", "Level", {}),
+        ("score", "Score", {"type": "numericColumn"}),
+        ("nines", "Nines", {"type": "numericColumn",
+                            "headerTooltip": "-log10(1 - score): 3 is 0.999, 6 is 0.999999"}),
+        ("kind", "Kind", {}),
+        ("src", "Source", ADDRESS),
+        ("src_port", "Port", {"type": "numericColumn", "headerTooltip": "source port"}),
+        ("dst", "Destination", ADDRESS),
+        ("dst_port", "Port", {"type": "numericColumn", "headerTooltip": "destination port"}),
+        ("proto", "Proto", {}),
+        ("packets", "Packets", {"type": "numericColumn"}),
+        *([("sensor", "Sensor", {})] if sensor else []),
+        ("explanation", "Why", {"flex": 1, "minWidth": 180, "wrapText": True,
+                                "autoHeight": True, "cellClass": "nid-why",
+                                "tooltipField": "explanation"}),
     ]
+    sized = [f for f, _, _ in columns if f != "explanation"]
     return {
         "columnDefs": [{"field": f, "headerName": h, **extra} for f, h, extra in columns],
-        "defaultColDef": {"sortable": True, "resizable": True,
+        "defaultColDef": {"sortable": True, "resizable": True, "minWidth": 50,
                           **({"filter": True} if column_filters else {})},
         "rowData": [],
         ":getRowId": "params => params.data.id",
         "rowClassRules": row_class_rules(),
         "animateRows": False,
+        "columnMenu": "legacy",  # menu (and filter) icons only on hover: headers keep the room
         "suppressCellFocus": True,
+        "tooltipShowDelay": 300,
+        "autoSizePadding": 6,  # pixels beside a column's widest cell (AG Grid's default 20)
         "overlayNoRowsTemplate": empty,
+        "context": {"userSized": False},
+        ":onColumnResized": "p => { if (p.source === 'uiColumnResized' && p.finished) "
+                            "p.context.userSized = true; }",
+        ":onRowDataUpdated": f"p => {{ if (!p.context.userSized) "
+                             f"p.api.autoSizeColumns({sized}); }}",
+        ":onFirstDataRendered": f"p => p.api.autoSizeColumns({sized})",
     }
 
 
@@ -130,8 +191,8 @@ def event_row(u: Any, threshold: float) -> dict:
         **event_cells(u),
         "first_seen": _time(u.first_seen),
         "last_seen": _time(u.last_seen),
-        "status": display_severity(u.score_max, threshold),
-        "css": row_class(u.score_max, threshold),
+        "level": Controller.grade(u.score_max, threshold, u.kind),
+        "css": row_class(u.score_max, threshold, u.kind),
     }
 
 

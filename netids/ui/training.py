@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from nicegui import run, ui
 
@@ -32,6 +33,10 @@ PHASE_TEXT = {
             "or a capture file of it (at least 8,000 packets).",
     "capturing": "Capturing normal traffic…",
     "training": "Training…",
+    "review": "Trained, not active yet: it may be unreliable (see why), activate it or keep the "
+              "previous model.",
+    "declined": "Trained, not activated: the previous model stays active. The new one is "
+                "listed below if you change your mind.",
     "done": "Done: the new model is active.",
     "failed": "Training failed: the previous model stays active.",
 }
@@ -57,8 +62,11 @@ class TrainingPage:
                 ui.label("Final report").classes("text-lg font-semibold")
                 self.report = ui.label("").classes("whitespace-pre-wrap text-sm") \
                     .mark("training-report")
+                self.concerns = ui.label("").classes("text-warning whitespace-pre-wrap text-sm") \
+                    .mark("training-concerns")
                 self.error = ui.label("").classes("text-negative whitespace-pre-wrap") \
                     .mark("training-error")
+        self.review_dialog = self._review_dialog()
         with ui.card().classes("w-full"):
             with ui.row().classes("w-full items-center"):
                 ui.label("Model versions").classes("text-lg font-semibold")
@@ -110,6 +118,22 @@ class TrainingPage:
                 self.cancel_button = admin_only(ui.button("Cancel", on_click=self.cancel)
                                                 .props("flat").mark("train-cancel"))
 
+    def _review_dialog(self) -> ui.dialog:
+        """Asks before a model with concerns becomes active; says why it may be unreliable."""
+        with ui.dialog().props("persistent") as dialog, \
+                ui.card().classes("max-w-xl").mark("review-dialog"):
+            ui.label("The new model may be unreliable").classes("text-lg font-semibold")
+            self.review_text = ui.label().classes("whitespace-pre-wrap text-sm") \
+                .mark("review-concerns")
+            ui.label("Activate it anyway, or keep the current model and capture more varied "
+                     "normal traffic.").classes("text-sm opacity-80")
+            with ui.row():
+                admin_only(ui.button("Activate anyway", on_click=self.accept)
+                           .props("color=warning").mark("review-activate"))
+                ui.button("Keep the current model", on_click=self.decline) \
+                    .props("flat").mark("review-keep")
+        return dialog
+
     # -- commands ------------------------------------------------------------------------------
     async def start_capture(self) -> None:
         if await start_capture(self.c, self.interface.value, self.bpf.value,
@@ -147,8 +171,26 @@ class TrainingPage:
             self.train_button.set_enabled(is_admin())
         self.refresh()
         await self.show_versions()
-        if ok:
+        if ok and self.c.training.phase == "done":
             ui.notify(f"Model {name} trained and active.", type="positive")
+
+    async def accept(self) -> None:
+        if not require_admin():
+            return
+        self.review_dialog.close()
+        name = self.c.training.model
+        if await self.c.accept_trained():
+            ui.notify(f"Model {name} is active.", type="positive")
+        else:
+            ui.notify(f"Model {name} not activated: {self.c.live.message}", type="negative",
+                      multi_line=True)
+        self.refresh()
+        await self.show_versions()
+
+    def decline(self) -> None:
+        self.review_dialog.close()
+        self.c.decline_trained()
+        self.refresh()
 
     def cancel(self) -> None:
         if require_admin():
@@ -177,11 +219,13 @@ class TrainingPage:
         self.packets.set_text(f"{t.packets:,}")
         text = PHASE_TEXT.get(t.phase, t.phase)
         if t.phase == "capturing" and t.source:
-            text = f"Capturing normal traffic from {t.source}…"
+            text = _collecting_text(t.source, t.from_file, t.packets, self.c.live.running)
         if t.phase == "training" and t.history:
             text = f"Training… epoch {t.history[-1][0]}"
         self.phase.set_text(text)
         self.report.set_text(t.report)
+        self.concerns.set_text(_concerns_text(t.concerns) if t.phase in ("review", "declined",
+                                                                          "done") else "")
         self.error.set_text(t.error if t.phase == "failed" else "")
         opts = self.loss_chart.options
         charts.apply_chart_theme(opts, is_dark())
@@ -191,18 +235,26 @@ class TrainingPage:
         self.loss_chart.update()
         admin = is_admin()
         self.train_button.set_enabled(admin and t.phase == "capturing")
+        self.train_button.set_text("Train" if t.from_file and t.phase == "capturing"
+                                   and not self.c.live.running else "Stop & train")
         self.cancel_button.set_enabled(admin and t.phase == "training")
         if t.phase != self.seen_phase:
             self.seen_phase = t.phase
             if t.phase == "failed":
                 ui.notify(f"Training failed, the previous model stays active: {t.error}",
                           type="negative", multi_line=True)
+            elif t.phase == "review":
+                self.review_text.set_text(_concerns_text(t.concerns))
+                self.review_dialog.open()
 
     async def show_versions(self) -> None:
         try:
             versions = await run.io_bound(self.c.model_versions) or []
+            cards = await run.io_bound(lambda: [self.c.model_card(v) for v in versions])
         except Exception as exc:  # noqa: BLE001 - database trouble is a notification
             ui.notify(f"Cannot list model versions: {exc}", type="negative")
+            return
+        if cards is None:  # the app is shutting down
             return
         active = next((v for v in versions if v.active), None)
         self.active.set_text(f"active: {active.name}" if active else
@@ -212,19 +264,28 @@ class TrainingPage:
             if not versions:
                 ui.label("No model versions recorded yet.").classes("text-sm opacity-70")
             previous = _previous(versions)
-            for v in versions:
-                with ui.row().classes("w-full items-center gap-3 border-b py-1") \
-                        .mark(f"version-{v.name}"):
-                    ui.icon("check_circle" if v.active else "radio_button_unchecked",
-                            color="positive" if v.active else "grey")
-                    ui.label(v.name).classes("font-medium min-w-[160px]")
-                    ui.label(v.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")) \
-                        .classes("text-sm opacity-70")
-                    ui.label(_details(v.details)).classes("text-sm opacity-70 flex-1")
-                    if not v.active:
-                        label = "Roll back" if previous and v.name == previous else "Activate"
-                        admin_only(ui.button(label, on_click=lambda n=v.name: self.activate(n))
-                                   .props("outline dense no-caps").mark(f"activate-{v.name}"))
+            for v, (details, worries) in zip(versions, cards, strict=True):
+                self._version_row(v, details, worries, previous)
+
+    def _version_row(self, v, details: dict, worries: list, previous: str | None) -> None:
+        with ui.row().classes("w-full items-center gap-3 border-b py-1 no-wrap") \
+                .mark(f"version-{v.name}"):
+            ui.icon("check_circle" if v.active else "radio_button_unchecked",
+                    color="positive" if v.active else "grey")
+            with ui.column().classes("gap-0 flex-1"):
+                with ui.row().classes("items-center gap-3"):
+                    ui.label(v.name).classes("font-medium")
+                    ui.label(f"added {v.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC") \
+                        .classes("text-xs opacity-70")
+                    if worries:
+                        ui.icon("warning", color="warning").tooltip(_concerns_text(worries)) \
+                            .mark(f"concerns-{v.name}")
+                ui.label(_details(details)).classes("text-sm opacity-80") \
+                    .mark(f"card-{v.name}")
+            if not v.active:
+                label = "Roll back" if previous and v.name == previous else "Activate"
+                admin_only(ui.button(label, on_click=lambda n=v.name: self.activate(n))
+                           .props("outline dense no-caps").mark(f"activate-{v.name}"))
 
 
 def _previous(versions: list) -> str | None:
@@ -236,16 +297,74 @@ def _previous(versions: list) -> str | None:
     return None
 
 
-def _details(details: dict | None) -> str:
-    if not details:
-        return ""
-    metrics = details.get("metrics", {}) if isinstance(details, dict) else {}
+def _details(details: dict) -> str:
+    """A model card's figures: what it was trained on, when, and how well it fits.
+
+    >>> print(*_details({"created": "2026-12-04T06:01:37+00:00", "packets": 167484,
+    ...       "sources": ["/x/lab.pcap", "b.pcap"], "time_span": {"seconds": 5400},
+    ...       "metrics": {"best_val_loss": 0.01806, "best_epoch": 56, "epochs_run": 60,
+    ...                   "calibration_packets": 33792}, "threshold": 0.999}
+    ...       ).split(" · "), sep=chr(10))
+    trained 2026-12-04 06:01 UTC on 167,484 packets (1.5 h of traffic) from lab.pcap, b.pcap
+    validation loss 0.0181 (epoch 56 of 60)
+    threshold 0.999 from 33,792 held-back packets
+    >>> _details({})
+    'no training figures recorded'
+    """
     parts = []
+    trained = details.get("created")
+    packets = details.get("packets")
+    if trained or packets:
+        when = f" {trained[:16].replace('T', ' ')} UTC" if trained else ""
+        what = f" on {packets:,} packets" if packets else ""
+        seconds = (details.get("time_span") or {}).get("seconds")
+        span = f" ({_duration(seconds)} of traffic)" if seconds else ""
+        names = [Path(s).name for s in details.get("sources") or []]
+        more = f" +{len(names) - 4} more" if len(names) > 4 else ""
+        source = f" from {', '.join(names[:4])}{more}" if names else ""
+        parts.append(f"trained{when}{what}{span}{source}")
+    metrics = details.get("metrics") or {}
     if "best_val_loss" in metrics:
-        parts.append(f"validation loss {metrics['best_val_loss']:.4f}")
-    if "packets" in details:
-        parts.append(f"{details['packets']:,} packets")
-    return " · ".join(parts)
+        epochs = (f" (epoch {metrics['best_epoch']} of {metrics['epochs_run']})"
+                  if "best_epoch" in metrics and "epochs_run" in metrics else "")
+        parts.append(f"validation loss {metrics['best_val_loss']:.4f}{epochs}")
+    if "threshold" in details and "calibration_packets" in metrics:
+        parts.append(f"threshold {details['threshold']:g} from "
+                     f"{metrics['calibration_packets']:,} held-back packets")
+    return " · ".join(parts) or "no training figures recorded"
+
+
+def _duration(seconds: float) -> str:
+    """Seconds in the unit a person reads them in.
+
+    >>> _duration(90), _duration(5400), _duration(200000)
+    ('2 min', '1.5 h', '2.3 days')
+    """
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _collecting_text(source: str, from_file: bool, packets: int, running: bool) -> str:
+    """What the page says while normal traffic is gathered: a file is read, not captured.
+
+    >>> _collecting_text("lab.pcap", True, 12000, False)
+    'Read 12,000 packets from lab.pcap: name the model and press Train.'
+    >>> _collecting_text("eth0", False, 5, True)
+    'Capturing normal traffic from eth0…'
+    """
+    if not from_file:
+        return f"Capturing normal traffic from {source}…"
+    if running:
+        return f"Reading normal traffic from {source}…"
+    return f"Read {packets:,} packets from {source}: name the model and press Train."
+
+
+def _concerns_text(concerns: list) -> str:
+    """One line per concern: '• few hosts: only 2 IP addresses took part: ...'."""
+    return "\n".join(f"• {c.check}: {c.why}" for c in concerns)
 
 
 def _refused(message: str) -> None:

@@ -82,8 +82,13 @@ def test_train_command_writes_a_checkpoint_with_metadata(tmp_path, capsys, share
     meta = load(out).metadata
     assert meta["part"] == [0.0, 0.3] and meta["sources"] == [str(path.resolve())]
     assert meta["packets"] == round(0.3 * 46656)
-    assert "wrote" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "wrote" in said
     assert out.stat().st_size < 5_000_000
+    assert meta["hosts"] >= 1 and sum(meta["protocols"].values()) == meta["packets"]
+    # 14,000 packets, one epoch: the model is not to be trusted, and the command says why
+    assert "warning: little traffic: trained on only 13,997 packets" in said
+    assert "warning: unstable calibration" in said
 
 
 def test_train_command_errors_are_one_line(tmp_path, shared_data):

@@ -25,6 +25,7 @@ from netids.live import overload_text
 from netids.store.engine import make_engine
 from netids.store.tables import Event
 from netids.ui.capture_form import outside_message
+from netids.ui.theme import FLAGGED
 from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
 from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
@@ -278,7 +279,7 @@ async def test_the_threshold_slider_applies_live_and_recolours_events(user: User
     await user.should_see("0.499", retries=10)
     await analyse_whole_sample(user, open_page=False)
     rows = grid_rows(user)
-    assert rows and all(r["status"] == "anomalous" and r["css"] == "nid-anomalous"
+    assert rows and all(r["level"] in FLAGGED and r["css"] == f"nid-{r['level']}"
                         for r in rows if r["score"] >= low)
     top = slider_threshold(SLIDER_TOP)
     below_top = {r["id"] for r in rows if r["score"] < top}
@@ -287,12 +288,13 @@ async def test_the_threshold_slider_applies_live_and_recolours_events(user: User
     assert c.threshold == top == 0.99999
     await user.should_see("0.99999", retries=10)
     await user.should_see("≈ 0.001% of normal traffic flagged")
-    await until(lambda: all(r["status"] != "anomalous" and r["css"] != "nid-anomalous"
+    await until(lambda: all(r["level"] in ("normal", "suspicious")
+                            and r["css"] == f"nid-{r['level']}"
                             for r in grid_rows(user) if r["id"] in below_top), 5,
                 "rows below the new threshold to stop showing as anomalous")
     assert {r["id"] for r in grid_rows(user)} == {r["id"] for r in rows}
     slider.set_value(0.3)
-    await until(lambda: all(r["status"] == "anomalous" for r in grid_rows(user)
+    await until(lambda: all(r["level"] in FLAGGED for r in grid_rows(user)
                             if r["score"] >= low), 5, "rows above 0.5 anomalous again")
 
 

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from netids.store.export import read_export
 from netids.store.queries import EventFilter, count_events, query_events
 from netids.ui import history
+from netids.ui.theme import FLAGGED
 from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     SAMPLE,
     AppPaths,
@@ -85,7 +86,7 @@ async def test_filters_narrow_the_list_in_the_database(user: User) -> None:
     assert n >= 1
     await user.should_see(f"{n:,} events match", retries=20)
     await until(lambda: len(rows(user)) == min(n, history.PAGE_SIZE) and all(
-        r["severity"] == "anomalous" and r["score"] >= 0.5 for r in rows(user)), 5,
+        r["level"] in FLAGGED and r["score"] >= 0.5 for r in rows(user)), 5,
         "only matching rows")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nicegui.testing import User
 
+from netids.training.checkpoint import read_metadata
 from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     AppPaths,
     app_paths,
@@ -24,35 +25,77 @@ async def capture_file(user: User, path: Path) -> None:
     await until(lambda: not c.live.running, 60, "the file to be read")
 
 
-async def test_train_from_a_file_shows_the_loss_curve_report_and_activates_the_model(
-        user: User, app_paths: AppPaths, tmp_path: Path) -> None:  # noqa: F811
-    await user.open("/training")
-    original = app_paths.model.stem
-    await user.should_see(f"active: {original}", retries=20)
+async def train_small(user: User, tmp_path: Path, name: str) -> None:
+    """Read 10,000 packets of the sample (too little to trust) and train 2 epochs on them."""
     await capture_file(user, small_pcap(tmp_path / "normal.pcap", 10_000))  # >= 8,000 needed
     c = controller_of_app()
     await user.should_see("10,000", retries=20)
     assert c.training.packets == 10_000
-    before = c.detector
-    user.find(marker="train-name").clear().type("office-week")
+    await user.should_see("Read 10,000 packets from normal.pcap: name the model and press Train.")
+    user.find(marker="train-name").clear().type(name)
     user.find(marker="train-epochs").elements.pop().set_value(2)
     user.find(marker="train-go").click()
     await until(lambda: c.training.phase == "training", 10, "training to start")
-    await until(lambda: c.training.phase in ("done", "failed"), 120, "training to end")
-    assert c.training.phase == "done", c.training.error
+    await until(lambda: c.training.phase in ("review", "done", "failed"), 180, "training to end")
+
+
+async def test_a_model_trained_on_too_little_traffic_is_activated_only_when_accepted(
+        user: User, app_paths: AppPaths, tmp_path: Path) -> None:  # noqa: F811
+    await user.open("/training")
+    original = app_paths.model.stem
+    await user.should_see(f"active: {original}", retries=20)
+    c = controller_of_app()
+    before = c.detector
+    await train_small(user, tmp_path, "office-week")
+    assert c.training.phase == "review", c.training.error
+    await user.should_see(marker="review-dialog", retries=20)
+    for words in ("little traffic: trained on only 10,000 packets", "short capture",
+                  "unstable calibration"):
+        await user.should_see(words)
+    assert c.detector is before, "not active before it is accepted"
+    await user.should_see(f"active: {original}", retries=20)
     await user.should_see("validation loss", retries=20)
     await user.should_see("false-alarm rate")
     chart = user.find(marker="loss-chart").elements.pop().options
     assert chart["xAxis"]["data"] == [1, 2] and len(chart["series"][1]["data"]) == 2
-    assert c.detector is not before
     assert (app_paths.models_dir / "office-week.pt").is_file()
+    await user.should_see(marker="concerns-office-week", retries=20)  # its card warns too
+    user.find(marker="review-activate").click()
     await user.should_see("active: office-week", retries=20)
+    assert c.detector is not before and c.training.phase == "done"
     await user.should_see(marker=f"version-{original}")
     user.find(marker=f"activate-{original}").click()  # roll back
     await user.should_see(f"active: {original}", retries=20)
     await user.should_see(f"Model {original} is active.")
     user.find(marker="activate-office-week").click()
     await user.should_see("active: office-week", retries=20)
+
+
+async def test_keeping_the_current_model_leaves_the_new_one_listed_inactive(
+        user: User, app_paths: AppPaths, tmp_path: Path) -> None:  # noqa: F811
+    await user.open("/training")
+    c = controller_of_app()
+    before = c.detector
+    await train_small(user, tmp_path, "doubtful")
+    await user.should_see(marker="review-dialog", retries=20)
+    user.find(marker="review-keep").click()
+    await user.should_see("Trained, not activated: the previous model stays active", retries=20)
+    assert c.detector is before and c.training.phase == "declined"
+    await user.should_see(f"active: {app_paths.model.stem}", retries=20)
+    await user.should_see(marker="activate-doubtful", retries=20)
+
+
+async def test_the_shipped_model_card_shows_its_training_and_validation_figures(
+        user: User, app_paths: AppPaths) -> None:  # noqa: F811
+    meta = read_metadata(app_paths.model)
+    await user.open("/training")
+    card = f"card-{app_paths.model.stem}"
+    await user.should_see(marker=card, retries=20)
+    text = user.find(marker=card).elements.pop().text
+    assert f"on {meta['packets']:,} packets" in text
+    assert f"trained {meta['created'][:10]}" in text
+    assert f"validation loss {meta['metrics']['best_val_loss']:.4f}" in text
+    assert f"{meta['metrics']['calibration_packets']:,} held-back packets" in text
 
 
 async def test_a_failed_training_keeps_the_previous_model_and_says_why(
