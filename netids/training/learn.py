@@ -110,11 +110,12 @@ def learn_start(path: str | Path, seconds: float, config: TrainConfig, *, thread
             break
     if learned.packets < MIN_PACKETS:
         raise TrainingError(too_little(path, seconds, learned.packets,
-                                       _time_to(MIN_PACKETS, learned, head, frames)))
+                                       _reach(learned, head, frames)))
     if head is None:
         raise TrainingError(f"the first {_seconds(seconds)} of {path} are the whole capture "
-                            f"({_seconds(learned.last - learned.first)}, {learned.packets:,} "
-                            f"packets): nothing is left to score; give a shorter --learn")
+                            f"({_seconds(learned.last - learned.first)}, "
+                            f"{_packets(learned.packets)}): nothing is left to score; give a "
+                            "shorter --learn")
     report = train([(PacketBatch.concat(packets), np.concatenate(features).astype(np.float32))],
                    config, progress=progress, sources=[str(path)])
     del packets, features  # the learning part is in the model now: free it before scoring
@@ -152,23 +153,35 @@ def split_frames(frames: FrameBatch, k: int) -> tuple[FrameBatch, FrameBatch]:
     return rows(slice(0, k), frames.first_index), rows(slice(k, None), frames.first_index + k)
 
 
-def too_little(path: str | Path, seconds: float, packets: int,
-               needed: float | None) -> str:
+def too_little(path: str | Path, seconds: float, packets: int, reach: Reach) -> str:
     """The refusal when the learning part is too small, with a value that would do.
 
-    >>> too_little("a.pcap", 60, 3412, 143.2)  # doctest: +NORMALIZE_WHITESPACE
+    >>> too_little("a.pcap", 60, 3412, Reach(143.2, 900.0, 50_000))
+    ... # doctest: +NORMALIZE_WHITESPACE
     'the first 60 s of a.pcap hold 3,412 packets; learning needs at least 8,000: the first
      8,000 packets take 143 s, try --learn 160'
-    >>> too_little("a.pcap", 60, 3412, None)  # doctest: +NORMALIZE_WHITESPACE
-    'the first 60 s of a.pcap hold 3,412 packets; learning needs at least 8,000 and the whole
-     capture has fewer'
+    >>> too_little("a.pcap", 60, 3412, Reach(579.2, 601.0, 8_317))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    'the first 60 s of a.pcap hold 3,412 packets; learning needs at least 8,000: the first
+     8,000 packets take 579 s of its 601 s, try --learn 580'
+    >>> too_little("a.pcap", 10, 1, Reach(None, 97.0, 1_797))  # doctest: +NORMALIZE_WHITESPACE
+    'the first 10 s of a.pcap hold 1 packet; learning needs at least 8,000 and the whole
+     capture holds 1,797: score it with a trained model instead'
     """
-    said = (f"the first {_seconds(seconds)} of {path} hold {packets:,} packets; learning needs "
+    said = (f"the first {_seconds(seconds)} of {path} hold {_packets(packets)}; learning needs "
             f"at least {MIN_PACKETS:,}")
-    if needed is None:
-        return f"{said} and the whole capture has fewer"
-    return (f"{said}: the first {MIN_PACKETS:,} packets take {_seconds(needed)}, try --learn "
-            f"{suggest_seconds(needed)}")
+    if reach.needed is None:
+        return (f"{said} and the whole capture holds {reach.packets:,}: score it with a trained "
+                "model instead")
+    took = f"{said}: the first {MIN_PACKETS:,} packets take {_seconds(reach.needed)}"
+    suggested = suggest_seconds(reach.needed)
+    if suggested < reach.duration:
+        return f"{took}, try --learn {suggested}"
+    least = math.floor(reach.needed) + 1  # the cut excludes a packet right at the end
+    if least < reach.duration:
+        return f"{took} of its {_seconds(reach.duration)}, try --learn {least}"
+    return (f"{took}, the whole capture: nothing would be left to score; score it with a "
+            "trained model instead")
 
 
 def suggest_seconds(needed: float) -> int:
@@ -182,16 +195,25 @@ def suggest_seconds(needed: float) -> int:
     return int(math.ceil(x / step) * step)
 
 
-def _time_to(n: int, learned: Span, head: FrameBatch | None,
-             frames: Iterator[FrameBatch]) -> float | None:
-    """Capture time from the first packet to the ``n``-th, reading on past the learning part
-    (frames only, nothing decoded); None when the capture holds fewer."""
-    seen = learned.packets
+@dataclass(frozen=True)
+class Reach:
+    """How far into a capture enough packets to learn from lie."""
+
+    needed: float | None  # capture time to the MIN_PACKETS-th packet; None: it has fewer
+    duration: float  # of the whole capture
+    packets: int  # in the whole capture
+
+
+def _reach(learned: Span, head: FrameBatch | None, frames: Iterator[FrameBatch]) -> Reach:
+    """Read on past the learning part to the end (frames only, nothing decoded: the refusal
+    path alone pays for it) to say what a workable ``--learn`` would be."""
+    whole = Span(first=learned.first, last=learned.last, packets=learned.packets)
+    needed = None
     for batch in itertools.chain([head] if head is not None else [], frames):
-        if seen + len(batch) >= n:
-            return float(batch.ts[n - seen - 1]) - learned.first
-        seen += len(batch)
-    return None
+        if needed is None and whole.packets + len(batch) >= MIN_PACKETS:
+            needed = float(batch.ts[MIN_PACKETS - whole.packets - 1]) - whole.first
+        whole.see(batch.ts)
+    return Reach(needed, whole.last - whole.first if whole.packets else 0.0, whole.packets)
 
 
 def _following(head: FrameBatch, frames: Iterator[FrameBatch],
@@ -211,3 +233,12 @@ def _seconds(value: float) -> str:
     ('120 s', '5,890 s', '0.25 s')
     """
     return f"{value:,.0f} s" if value >= 10 else f"{value:.3g} s"
+
+
+def _packets(n: int) -> str:
+    """A packet count in words.
+
+    >>> _packets(1), _packets(34112)
+    ('1 packet', '34,112 packets')
+    """
+    return f"{n:,} packet{'' if n == 1 else 's'}"
