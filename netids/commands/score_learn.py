@@ -17,7 +17,7 @@ from netids.capture.pcapfile import CaptureFileError
 from netids.commands import CommandError
 from netids.config import Settings
 from netids.training.checkpoint import save
-from netids.training.learn import LearnedStart, learn_start
+from netids.training.learn import LearnedStart, learn_start, settle_note
 from netids.training.train import TrainConfig, TrainingError
 
 
@@ -41,6 +41,9 @@ def learn_first(args: argparse.Namespace, settings: Settings) -> LearnedStart | 
                               progress=_epoch_line)
     except (CaptureFileError, TrainingError) as exc:
         raise CommandError(str(exc)) from None
+    note = settle_note(args.learn)
+    if note:
+        _say(note)
     report = learned.report
     saved = ""
     if args.save_model is not None:

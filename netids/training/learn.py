@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from netids.capture.pcapfile import read_batches
-from netids.detect.context import ContextFeatures
+from netids.detect.context import ContextConfig, ContextFeatures
 from netids.detect.decode import decode
 from netids.detect.detector import Detector
 from netids.detect.frames import FrameBatch
@@ -36,6 +36,8 @@ from netids.training.train import (
     TrainReport,
     train,
 )
+
+SETTLE_WINDOWS = 3  # slowest context windows a learning part should span
 
 
 @dataclass
@@ -182,6 +184,30 @@ def too_little(path: str | Path, seconds: float, packets: int, reach: Reach) -> 
         return f"{took} of its {_seconds(reach.duration)}, try --learn {least}"
     return (f"{took}, the whole capture: nothing would be left to score; score it with a "
             "trained model instead")
+
+
+def settle_note(seconds: float, config: ContextConfig | None = None) -> str | None:
+    """A warning when the learning part is shorter than the context statistics need to settle.
+
+    The slowest statistics average over ``1 / min(lambdas)`` seconds (100 s): learned from
+    less than three such windows, a steady service's rates and averages are still rising when
+    learning ends and keep rising past the learned range in the scored part (a poller at a
+    constant rate, learned from 10 s, had every later packet flagged).
+
+    >>> settle_note(40)  # doctest: +NORMALIZE_WHITESPACE
+    'note: 40 s is less than 3 times the slowest context window (100 s): slow statistics are
+     still settling when learning ends, expect more false alarms; learn 300 s or more when the
+     capture is long enough'
+    >>> settle_note(300) is None
+    True
+    """
+    window = 1.0 / min((config or ContextConfig()).lambdas)
+    if seconds >= SETTLE_WINDOWS * window:
+        return None
+    return (f"note: {_seconds(seconds)} is less than {SETTLE_WINDOWS} times the slowest context "
+            f"window ({_seconds(window)}): slow statistics are still settling when learning "
+            f"ends, expect more false alarms; learn {SETTLE_WINDOWS * window:g} s or more when "
+            "the capture is long enough")
 
 
 def suggest_seconds(needed: float) -> int:
