@@ -51,7 +51,7 @@ def learn_first(args: argparse.Namespace, settings: Settings) -> LearnedStart | 
             saved = f"; saved to {save(report.checkpoint, args.save_model)}"
         except OSError as exc:
             raise CommandError(f"{args.save_model}: cannot write ({exc.strerror})") from None
-    _say(f"learned from the first {args.learn:g} s of capture time ({learned.learned:,} "
+    _say(f"learned from the first {args.learn:,g} s of capture time ({learned.learned:,} "
          f"packets): {report.epochs} epochs (best {report.best_epoch}, validation loss "
          f"{report.checkpoint.metadata['metrics']['best_val_loss']:.4f}) in "
          f"{report.seconds:.0f} s; the model's threshold is {report.checkpoint.threshold:g}"
