@@ -192,7 +192,7 @@ def settle_note(seconds: float, config: ContextConfig | None = None) -> str | No
     The slowest statistics average over ``1 / min(lambdas)`` seconds (100 s): learned from
     less than three such windows, a steady service's rates and averages are still rising when
     learning ends and keep rising past the learned range in the scored part (a poller at a
-    constant rate, learned from 10 s, had every later packet flagged).
+    constant rate, learned from its first 12 s, had every later packet flagged).
 
     >>> settle_note(40)  # doctest: +NORMALIZE_WHITESPACE
     'note: 40 s is less than 3 times the slowest context window (100 s): slow statistics are
