@@ -100,15 +100,14 @@ def learn_start(path: str | Path, seconds: float, config: TrainConfig, *, thread
     for batch in frames:
         if learned.packets == 0 and len(batch):
             end = float(batch.ts[0]) + seconds
-        k = cut_index(batch.ts, end)
-        part = split_frames(batch, k)[0] if k < len(batch) else batch
+        part, after = split_frames(batch, cut_index(batch.ts, end))
         if len(part):
             p = decode(part)
             packets.append(p)
             features.append(context.update(p))
             learned.see(part.ts)
-        if k < len(batch):
-            head = split_frames(batch, k)[1]
+        if len(after):
+            head = after
             break
     if learned.packets < MIN_PACKETS:
         raise TrainingError(too_little(path, seconds, learned.packets,
