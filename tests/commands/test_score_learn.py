@@ -30,7 +30,7 @@ EPOCHS = "3"  # enough to learn the network, quick on two shared cores
 
 def score(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, APP, "score", *map(str, args)],
-                          capture_output=True, text=True, timeout=1800)  # trains: slow on busy cores
+                          capture_output=True, text=True, timeout=1800)  # training, on busy cores
 
 
 def capture_path(shared_data: Path) -> Path:
