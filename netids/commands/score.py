@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -24,6 +24,7 @@ from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError, read_batches
 from netids.commands import CommandError, add_eve_options
 from netids.commands.progress import TerminalBar
+from netids.commands.score_learn import learn_first
 from netids.config import Settings
 from netids.detect.frames import FrameBatch
 from netids.detect.keytable import TableStats, table_stats
@@ -34,6 +35,7 @@ from netids.detect.scored import ScoredBatch, Verdicts
 from netids.parallel.allocator import keep_freed_memory
 from netids.parallel.workers import OrderedPool, WorkerError, can_fork
 from netids.training.checkpoint import CheckpointError, load_detector
+from netids.training.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +52,29 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
                    help="processes judging batches beside the main one, which helps when they "
                         "are busy (default: one per core but one; 0: all in the main process)")
     add_eve_options(p)
+    learn = p.add_argument_group("an unfamiliar network: learn it from the capture's start")
+    learn.add_argument("--learn", type=float, metavar="SECONDS",
+                       help="train a model on the first SECONDS of capture time, then score "
+                            "only the rest with it")
+    learn.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                       help="with --learn: training epochs at most")
+    learn.add_argument("--save-model", type=Path, metavar="PATH",
+                       help="with --learn: keep the learned model as a checkpoint")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be between 0 and 1, got {args.threshold}")
     keep_freed_memory()  # batches reuse their arrays' memory instead of page-faulting anew
-    try:
-        detector = load_detector(settings.model_path, threads=settings.torch_threads)
-    except CheckpointError as exc:
-        raise CommandError(str(exc)) from exc
-    pipeline = Pipeline(detector, threshold=args.threshold)
+    learned = learn_first(args, settings)
+    if learned:
+        pipeline = learned.pipeline(args.threshold)
+    else:
+        try:
+            detector = load_detector(settings.model_path, threads=settings.torch_threads)
+        except CheckpointError as exc:
+            raise CommandError(str(exc)) from exc
+        pipeline = Pipeline(detector, threshold=args.threshold)
     workers = settings.score_workers if args.workers is None else max(0, args.workers)
     # everything loaded so far lives until the end: out of the cyclic collector's sight, a
     # full collection no longer walks the model and libraries (80 ms each time), and forked
@@ -83,7 +97,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
-                                   done)
+                                   done, learned.rest if learned else None)
         finally:
             bar.clear()
             if sink:
@@ -96,7 +110,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if s.packets == 0:
         raise CommandError(f"{args.capture}: the capture holds no packets")
     elapsed = time.perf_counter() - started
-    sys.stderr.write(f"{s.packets} packets scored in {elapsed:.1f} s "
+    learned_words = f"{learned.summary()}: " if learned else ""
+    sys.stderr.write(f"{learned_words}{s.packets} packets scored in {elapsed:.1f} s "
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
     tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
@@ -122,7 +137,8 @@ def judge_rows(pipeline: Pipeline, task: Task) -> Rows:
 def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
                pool: OrderedPool[Task, Rows], sink: _EventSink | None = None,
                batch_size: int = 4096,
-               done: Callable[[FrameBatch], None] | None = None) -> Exception | None:
+               done: Callable[[FrameBatch], None] | None = None,
+               batches: Iterable[FrameBatch] | None = None) -> Exception | None:
     """Write the CSV of ``capture`` to ``out``; return the error that ended it early: the
     file's (:class:`CaptureFileError`) or a worker's (:class:`WorkerError`).
 
@@ -130,7 +146,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     stream in order) while ``pool`` judges and formats earlier batches on the other cores (or
     here, when they are busy); rows are written, counted and stored in file order as their
     batches come back, and only then reported ``done`` (progress counts packets written, not
-    packets read ahead).
+    packets read ahead). ``batches``: the file's frames when they are already being read
+    (``--learn`` hands on those after its learning part).
     """
     out.write(",".join(HEADER) + "\n")
     waiting: deque[tuple[FrameBatch, PacketBatch, np.ndarray]] = deque()
@@ -148,7 +165,7 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     error: Exception | None = None
     try:
         try:
-            for frames in read_batches(capture, batch_size):
+            for frames in read_batches(capture, batch_size) if batches is None else batches:
                 frames, packets, features = pipeline.featurise(frames)
                 pool.submit((frames.first_index, packets, features))
                 waiting.append((frames, packets, features))
