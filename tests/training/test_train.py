@@ -11,9 +11,9 @@ import pytest
 from netids.commands import CommandError
 from netids.commands import train as train_command
 from netids.config import Settings
+from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
 from netids.training.checkpoint import load
-from netids.detect.context import FEATURE_NAMES
 from netids.training.data import cold_starts, read_capture
 from netids.training.train import MIN_PACKETS, TrainConfig, TrainingCancelled, TrainingError, train
 
