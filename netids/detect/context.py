@@ -28,10 +28,16 @@ from netids.detect.arpwatch import ArpWatch
 from netids.detect.bindings import MacBindings
 from netids.detect.decay import MAX_EXPONENT, DecayedSums, mean_std, time_chunks
 from netids.detect.keytable import KeyTable
-from netids.detect.packets import ETHERTYPE_ARP, PacketBatch
+from netids.detect.packets import PacketBatch
 
 LN2 = math.log(2.0)
 SYN, ACK = 0x02, 0x10
+# Gaps between a source's packets are averaged as log10 of seconds, within these bounds: a
+# host that pauses for 13 s between packets 10 ms apart adds 3 decades to its log gaps, where
+# its squared gaps would grow by 169 s2 against 0.0001 s2 a packet and keep the spread far
+# above normal for minutes at the 100 s window (issue #15). A gap under a microsecond is
+# capture timestamp noise, one over an hour a sensor that was stopped.
+MIN_GAP, MAX_GAP = 1e-6, 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +63,10 @@ PER_WINDOW = (
     ("src_rate_{w}", "packets/s sent by the source host"),
     ("src_size_mean_{w}", "mean packet length sent by the source host (bytes)"),
     ("src_size_std_{w}", "spread of packet lengths sent by the source host (bytes)"),
-    ("src_iat_mean_{w}", "mean gap between the source host's packets (s)"),
-    ("src_iat_std_{w}", "spread of the gaps between the source host's packets (s)"),
+    ("src_iat_mean_{w}", "typical gap between the source host's packets (s): the geometric "
+                         "mean, so one long pause moves it by its log, not its length"),
+    ("src_iat_std_{w}", "spread of the gaps between the source host's packets, in decades "
+                        "(standard deviation of log10 of the gaps)"),
     ("src_syn_rate_{w}", "TCP SYNs without ACK per second from the source host"),
     ("src_new_port_rate_{w}", "new (destination, port, protocol) services contacted per second "
                               "by the source host: distinct destination ports (replies, such as "
@@ -127,7 +135,7 @@ class ContextFeatures:
         self.lambdas = lam
         self.tables = {name: KeyTable(cap)
                        for name in ("src", "dst", "pair", "sock", "service", "mac")}
-        # src channels: 1, size, size^2, syn, new service, new dst, iat count, iat, iat^2
+        # src channels: 1, size, size^2, syn, new service, new dst, gap count, log gap, its square
         self.src = DecayedSums(cap, lam, 9)
         self.src_prev = np.full(cap, np.nan)  # time of the source's previous packet
         # destination (1, new source, unsolicited reply), pair and socket (1, size, size^2)
@@ -180,12 +188,13 @@ class ContextFeatures:
         new_service = (new["service"] & opens).astype(float)
         new_pair = (new["pair"] & opens).astype(float)
         iat, has_prev = self._gaps(slots["src"], ts)
+        log_gap = has_prev * np.log10(np.clip(iat, MIN_GAP, MAX_GAP))
 
         chunk, chunk_t0 = time_chunks(ts, self.max_span)
         ones = np.ones(n)
         src = self.src.update(slots["src"], ts, np.stack(
-            [ones, size, size**2, syn, new_service, new_pair, has_prev, iat, iat**2], axis=1),
-            chunk, chunk_t0)
+            [ones, size, size**2, syn, new_service, new_pair, has_prev, log_gap, log_gap**2],
+            axis=1), chunk, chunk_t0)
         sizes = _size_channels(size)
         dst, pair, sock = np.split(self.trio.update(
             np.concatenate([slots[name] + base for name, base in self.trio_base.items()]),
@@ -213,7 +222,7 @@ class ContextFeatures:
             rate = lam * LN2
             out[:, li * per_window:(li + 1) * per_window] = np.stack([
                 src[:, li, 0] * rate, *mean_std(src[:, li, 0], src[:, li, 1], src[:, li, 2]),
-                *mean_std(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
+                *_gap_stats(src[:, li, 6], src[:, li, 7], src[:, li, 8]),
                 src[:, li, 3] * rate, src[:, li, 4] * rate, src[:, li, 5] * rate,
                 dst[:, li, 0] * rate, dst[:, li, 1] * rate, dst[:, li, 2] * rate,
                 pair[:, li, 0] * rate, *mean_std(*pair[:, li].T),
@@ -288,6 +297,19 @@ def _initiates(p: PacketBatch) -> np.ndarray:
     return ~(tcp_reply | udp_reply | icmp_reply)
 
 
+def _gap_stats(w: np.ndarray, s: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(typical gap in seconds, spread in decades) from decayed sums of log10 gaps: 0 for a
+    source with no gap yet.
+
+    >>> typical, spread = _gap_stats(np.array([2.0, 0.0]), np.array([-4.0, 0.0]),
+    ...                              np.array([10.0, 0.0]))
+    >>> typical.tolist(), spread.tolist()
+    ([0.01, 0.0], [1.0, 0.0])
+    """
+    mean, std = mean_std(w, s, ss)
+    return np.where(w > 1e-12, 10.0 ** mean, 0.0), std
+
+
 def _size_channels(size: np.ndarray) -> np.ndarray:
     return np.stack([np.ones(len(size)), size, size**2], axis=1)
 
@@ -343,37 +365,3 @@ def _socket_key(pair: np.ndarray, proto: np.ndarray, sport: np.ndarray,
         ports = (sport.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(16)
         dports = (dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
         return _mix(pair, (proto << np.uint64(32)) | ports | dports)
-
-
-class _ArpWatch:
-    """IP-to-MAC bindings seen in ARP, to flag a binding that changes (spoofing)."""
-
-    def __init__(self, hold: float, capacity: int) -> None:
-        self.hold, self.capacity = hold, capacity
-        self.binding: dict[int, tuple[int, float]] = {}  # ip -> (mac, last seen)
-        self.claims: dict[int, dict[int, float]] = {}  # mac -> {ip: last seen}
-
-    def update(self, p: PacketBatch) -> np.ndarray:
-        out = np.zeros((len(p), 2), dtype=np.float32)
-        rows = np.flatnonzero((p.ethertype == ETHERTYPE_ARP) & (p.arp_sha != 0))
-        for i, ip, mac, t in zip(rows.tolist(), p.src_lo[rows].tolist(),
-                                 p.arp_sha[rows].tolist(), p.ts[rows].tolist(), strict=True):
-            if ip & 0xFFFF_FFFF == 0:  # ARP probes announce 0.0.0.0: no binding
-                continue
-            held = self.binding.get(ip)
-            if held is not None and held[0] != mac and t - held[1] <= self.hold:
-                out[i, 0] = 1.0
-            self.binding[ip] = (mac, t)
-            claims = self.claims.setdefault(mac, {})
-            claims[ip] = t
-            for old in [k for k, seen in claims.items() if t - seen > self.hold]:
-                del claims[old]
-            out[i, 1] = len(claims)
-        if len(self.binding) > self.capacity:
-            self._prune()
-        return out
-
-    def _prune(self) -> None:
-        keep = sorted(self.binding.items(), key=lambda kv: kv[1][1])[-self.capacity // 2:]
-        self.binding = dict(keep)
-        self.claims = dict(list(self.claims.items())[-self.capacity // 2:])

@@ -42,9 +42,14 @@ class ModelConfig:
     d_ff: int = 64  # feed-forward width inside each layer
     latent: int = 8  # per-packet bottleneck width, well below the number of inputs
     dropout: float = 0.1  # used in training only
+    # per categorical field, the least training share any of its values counts as (0: none);
+    # see PacketAutoencoder.errors
+    share_floor: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         self.vocab_sizes = tuple(int(v) for v in self.vocab_sizes)
+        self.share_floor = tuple(float(v) for v in self.share_floor)
+        assert not self.share_floor or len(self.share_floor) == len(self.vocab_sizes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +78,11 @@ class PacketAutoencoder(nn.Module):
         self.embedding = nn.Embedding(int(vocab.sum()), d)
         # log share of each code in training traffic (-inf: never seen), set by set_code_prior
         self.register_buffer("code_log_prior", torch.zeros(int(vocab.sum())))
+        floors = config.share_floor or (0.0,) * len(config.vocab_sizes)
+        with np.errstate(divide="ignore"):
+            log_floor = np.repeat(np.log(np.asarray(floors)), config.vocab_sizes)
+        self.register_buffer("code_log_floor", torch.from_numpy(log_floor).float(),
+                             persistent=False)
         # [total_vocab, n_fields]: 1 where a code belongs to a field (sums each field's logits)
         members = torch.zeros(int(vocab.sum()), len(config.vocab_sizes))
         for f, (o, v) in enumerate(zip(offsets.tolist(), config.vocab_sizes, strict=True)):
@@ -146,7 +156,8 @@ class PacketAutoencoder(nn.Module):
         e = torch.exp(rec.logits - top)  # [B, T, total_vocab]
         picked = e.gather(-1, idx)  # [B, T, n_fields]
         prob = picked / (e @ self.members)  # [B, T, n_fields]
-        share = torch.exp(self.code_log_prior[idx])  # [B, T, n_fields]
+        log_prior = torch.maximum(self.code_log_prior, self.code_log_floor)  # [total_vocab]
+        share = torch.exp(log_prior[idx])  # [B, T, n_fields]
         err = ((1.0 - PRIOR_WEIGHT) * prob + PRIOR_WEIGHT * share).reciprocal_()
         # float32 ends near 1e-38: a code 70 nats below the row's top has its own cross-entropy
         lost = (picked < 1e-30).any(dim=-1)  # [B, T]
@@ -155,7 +166,7 @@ class PacketAutoencoder(nn.Module):
             ce = self._field_logsumexp(logits) - logits.gather(-1, idx[lost])  # [m, n_fields]
             err[lost] = torch.exp(-torch.logaddexp(math.log1p(-PRIOR_WEIGHT) - ce,
                                                    math.log(PRIOR_WEIGHT)
-                                                   + self.code_log_prior[idx[lost]]))
+                                                   + log_prior[idx[lost]]))
         sq = (rec.numeric - target) ** 2  # [B, T, n_numeric]
         return torch.cat([sq, err.clamp_(max=math.exp(80.0))], dim=2)
 

@@ -103,8 +103,18 @@ CATEGORICAL = {
     "dst_addr": len(ADDRESS_CLASSES),
     "mac": len(MAC_CLASSES),  # see mac_class
 }
+# Fields whose values depend on what a network runs (its services, protocols, ICMP use): no
+# value of them counts as rarer than NETWORK_SHARE_FLOOR of training traffic (see
+# model.PacketAutoencoder.errors), so one unseen port is as weak as a rare one, not certain
+NETWORK_FIELDS = ("protocol", "sport_class", "dport_class", "icmp_type")
+NETWORK_SHARE_FLOOR = 1e-4
 PROTOCOL_NAMES = ("other link layer", "ARP", "TCP", "UDP", "ICMP", "ICMPv6", "other IP protocol",
                   "IP fragment")
+
+
+def share_floors() -> tuple[float, ...]:
+    """The share floor of each field of :data:`CATEGORICAL`, in order (0: none)."""
+    return tuple(NETWORK_SHARE_FLOOR if name in NETWORK_FIELDS else 0.0 for name in CATEGORICAL)
 
 
 def port_class(port: np.ndarray) -> np.ndarray:

@@ -21,10 +21,10 @@ from netids.detect.model import ModelConfig
 from netids.detect.scaling import RobustScaler
 
 FORMAT = "netids-detector"
-FORMAT_VERSION = 4  # 2: MAC-binding and reply context features, the surprise combiner;
+FORMAT_VERSION = 5  # 2: MAC-binding and reply context features, the surprise combiner;
 # 3: the training prior of categorical values (model buffer code_log_prior); 4: address and MAC
 # classes, rates logged with a scale of at least a factor e, new services and hosts counted on
-# initiating packets only
+# initiating packets only; 5: gaps averaged in log10 seconds, share floors of network fields
 
 
 def save(checkpoint: Checkpoint, path: str | Path) -> Path:

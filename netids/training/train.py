@@ -42,8 +42,10 @@ from netids.detect.scaling import (
     categorical_codes,
     past_range,
     raw_numeric,
+    share_floors,
 )
 from netids.training.checkpoint import Checkpoint
+from netids.training.data import cold_starts
 from netids.training.quality import traffic_profile
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class TrainConfig:
     calib_fraction: float = 0.2  # share of window blocks held back for calibration
     max_train_windows: int = 20000  # windows sampled per epoch at most (keeps runs short)
     target_false_alarm: float = 0.001  # default threshold = 1 - this
+    cold_starts: int = 4  # stretches per capture also featurised from a fresh context
+    warmup: float = 60.0  # seconds each of them lasts (see data.cold_starts)
     range_weight: float = RANGE_WEIGHT  # nats per scaled unit past the training range
     seed: int = 0
     threads: int = 2  # torch threads while training
@@ -115,7 +119,8 @@ def train(
     before_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        data = _prepare(captures, config, rng)
+        starts = [s for p, _ in captures for s in cold_starts(p, config.cold_starts, config.warmup)]
+        data = _prepare([*captures, *starts], config, rng)
         model = PacketAutoencoder(data.model_config(config))
         model.set_code_prior(data.train_codes())
         fit = _fit(model, data, config, rng, progress, cancel)
@@ -149,6 +154,7 @@ class _Windows:
 
     def model_config(self, config: TrainConfig) -> ModelConfig:
         return ModelConfig(n_numeric=self.target.shape[2], vocab_sizes=tuple(CATEGORICAL.values()),
+                           share_floor=share_floors(),
                            window=config.window, d_model=config.d_model, n_head=config.n_head,
                            n_layer=config.n_layer, latent=config.latent)
 
@@ -289,7 +295,8 @@ def _metadata(model: PacketAutoencoder, data: _Windows, config: TrainConfig, fit
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "netids_version": __version__,
         "sources": list(sources),
-        "packets": int(data.packets),
+        "packets": sum(len(p) for p, _ in captures),
+        "cold_start_packets": int(data.packets) - sum(len(p) for p, _ in captures),
         "windows": {"train": len(data.index(0)), "val": len(data.index(1)),
                     "calibration": len(data.index(2))},
         "time_span": {"first": min((a for a, _ in spans), default=None),

@@ -82,6 +82,38 @@ def test_features_do_not_depend_on_how_the_stream_is_batched(shared_data: Path) 
     np.testing.assert_allclose(pieces, whole, rtol=1e-4, atol=1e-2)
 
 
+def one_host(ts: np.ndarray) -> PacketBatch:
+    frame = bytes(Ether() / IP(src="10.0.0.5", dst="10.0.0.1") / TCP(sport=40000, dport=443,
+                                                                     flags="A"))
+    return packets_of([frame] * len(ts), ts)
+
+
+def test_gap_statistics_are_the_decayed_mean_and_spread_of_log10_gaps() -> None:
+    gaps = np.random.default_rng(1).uniform(0.005, 0.5, 400)
+    ts = np.concatenate([[0.0], np.cumsum(gaps)])
+    f = ContextFeatures().update(one_host(ts))
+    lam = 0.1
+    weights = 2.0 ** (-lam * (ts[-1] - ts[1:]))  # each gap counts from the packet ending it
+    logs = np.log10(gaps)
+    mean = (weights * logs).sum() / weights.sum()
+    spread = math.sqrt((weights * logs**2).sum() / weights.sum() - mean**2)
+    assert f[-1, FEATURE_NAMES.index("src_iat_mean_10s")] == pytest.approx(10**mean, rel=1e-4)
+    assert f[-1, FEATURE_NAMES.index("src_iat_std_10s")] == pytest.approx(spread, rel=1e-3)
+
+
+def test_a_pause_does_not_keep_a_host_s_gap_spread_high_for_minutes() -> None:
+    """Issue #15: a 13 s pause among 10 ms gaps made the 100 s gap spread 30 times normal for
+    minutes (169 s2 in a sum of squared gaps). In log10 gaps it is 3 decades, a blip."""
+    rng = np.random.default_rng(2)
+    before = np.cumsum(rng.uniform(0.005, 0.015, 12000))  # 2 minutes at about 100 packets/s
+    after = before[-1] + 13.0 + np.cumsum(rng.uniform(0.005, 0.015, 6000))
+    ts = np.concatenate([before, after])
+    f = ContextFeatures().update(one_host(ts))
+    spread = f[:, FEATURE_NAMES.index("src_iat_std_100s")]
+    a_minute_later = np.searchsorted(ts, after[0] + 60.0)
+    assert spread[a_minute_later] < 1.2 * spread[len(before) - 1]
+
+
 def test_a_port_scan_and_a_flood_stand_out_from_a_steady_client() -> None:
     normal = [bytes(Ether() / IP(src="10.0.0.5", dst="10.0.0.1") / TCP(sport=40000, dport=443,
                                                                       flags="A"))] * 200

@@ -68,6 +68,24 @@ def test_a_value_seen_in_training_costs_at_most_its_rarity_an_unseen_one_its_ful
     assert nats[2] > 50  # never seen: the network's own cross-entropy
 
 
+def test_a_field_with_a_share_floor_counts_no_value_rarer_than_the_floor():
+    """A port or protocol the training network never used costs what a rare one does; a field
+    without a floor (an impossible address class) keeps the network's full surprise."""
+    config = ModelConfig(n_numeric=2, vocab_sizes=(4, 4), window=4, latent=2,
+                         share_floor=(1e-3, 0.0))
+    model = PacketAutoencoder(config).eval()
+    model.set_code_prior(np.array([[0, 0]] * 9999 + [[1, 1]]))  # code 1: 0.01%, code 2: never
+    with torch.no_grad():
+        model.out.bias[2] = 60.0  # the network is all but certain of code 0 in both fields
+        model.out.bias[6] = 60.0
+    codes = torch.tensor([[[0, 0], [1, 1], [2, 2], [0, 0]]])
+    nats = torch.log(model.errors(torch.zeros(1, 4, 2), codes)[0, :, 2:])
+    floor = 5.0 - math.log(1e-3)  # -log(PRIOR_WEIGHT * floor)
+    assert abs(nats[1, 0] - floor) < 0.1 and abs(nats[2, 0] - floor) < 0.1
+    assert abs(nats[1, 1] - (5.0 - math.log(1e-4))) < 0.1  # seen once in 10,000: its rarity
+    assert nats[2, 1] > 50  # never seen, no floor: the network's own cross-entropy
+
+
 def test_fields_whose_logits_sit_far_below_another_fields_keep_exact_errors():
     config = ModelConfig(n_numeric=3, vocab_sizes=(4, 6, 5), window=4, latent=2)
     model = PacketAutoencoder(config).eval()

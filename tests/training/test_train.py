@@ -11,9 +11,10 @@ import pytest
 from netids.commands import CommandError
 from netids.commands import train as train_command
 from netids.config import Settings
+from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
 from netids.training.checkpoint import load
-from netids.training.data import read_capture
+from netids.training.data import cold_starts, read_capture
 from netids.training.train import MIN_PACKETS, TrainConfig, TrainingCancelled, TrainingError, train
 
 CAPTURE = "benign/iotlab__lockly-hub-01.pcap"  # shared data: 46,656 packets of a smart-lock hub
@@ -43,6 +44,38 @@ def test_small_model_trains_and_is_calibrated_on_fresh_traffic(capture):
     for t in (0.9, 0.99):
         share = float((scores > t).mean())
         assert abs(share - (1 - t)) <= CALIBRATION_TOLERANCE * (1 - t), (t, share)
+
+
+def test_cold_starts_featurise_stretches_inside_a_capture_from_a_fresh_context(capture):
+    packets, feats = capture
+    starts = cold_starts(packets, count=3, warmup=60.0)
+    assert len(starts) == 3
+    new_macs = FEATURE_NAMES.index("link_new_mac_rate_100s")
+    firsts = []
+    for part, part_feats in starts:
+        first = int(np.flatnonzero(packets.ts == part.ts[0])[0])
+        firsts.append(first)
+        assert 0 < first < len(packets)
+        assert part.ts[-1] - part.ts[0] <= 60.0
+        assert len(part_feats) == len(part)
+        # the first packet meets its MAC for the first time, unlike the same packet read
+        # with the whole capture's history behind it
+        assert part_feats[0, new_macs] > 0 and feats[first, new_macs] < part_feats[0, new_macs]
+    assert firsts == sorted(firsts) and len(set(firsts)) == 3
+
+
+def test_training_also_learns_a_sensor_s_start_inside_the_capture(capture):
+    packets, feats = capture
+    cut = MIN_PACKETS * 2
+    config = TrainConfig(epochs=1, max_train_windows=200, threads=2)
+    with_starts = train([(packets.take(slice(0, cut)), feats[:cut])], config)
+    without = train([(packets.take(slice(0, cut)), feats[:cut])],
+                    TrainConfig(epochs=1, max_train_windows=200, threads=2, cold_starts=0))
+    added = sum(len(p) for p, _ in cold_starts(packets.take(slice(0, cut)), 4, 60.0))
+    meta = with_starts.checkpoint.metadata
+    assert meta["packets"] == without.checkpoint.metadata["packets"] == cut
+    assert meta["cold_start_packets"] == added > 0
+    assert without.checkpoint.metadata["cold_start_packets"] == 0
 
 
 def test_too_little_traffic_says_how_much_is_needed(capture):
