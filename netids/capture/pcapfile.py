@@ -26,6 +26,10 @@ PCAP_MAGIC = {
 }
 PCAPNG_SHB = 0x0A0D0D0A
 MAX_RECORD = 16 * 1024 * 1024  # a larger record length means the file is corrupt
+LINKTYPE_MASK = 0xFFFF  # the link type in a pcap header's last field; the rest is FCS/reserved
+MAX_WIRE = 2**31 - 1  # a longer claimed length on the wire is kept as this (int32 columns)
+# the smallest length of each block kind the reader takes fields from (pcapng spec, section 4)
+MIN_BLOCK = {1: 20, 3: 16, 6: 32}  # interface description, simple packet, enhanced packet
 CHUNK = 4 * 1024 * 1024
 _FILE_HEADER = struct.Struct("<IHHiIII")  # magic, version 2.4, zone, sigfigs, snaplen, linktype
 _RECORD_HEADER = struct.Struct("<IIII")  # seconds, nanoseconds, captured length, wire length
@@ -82,7 +86,7 @@ class _Columns:
         """Append one frame's columns."""
         self.start.append(start)
         self.caplen.append(caplen)
-        self.wirelen.append(wirelen)
+        self.wirelen.append(min(wirelen, MAX_WIRE))
         self.ts.append(ts)
         self.linktype.append(linktype)
 
@@ -131,7 +135,9 @@ class _PcapReader:
         rest = fh.read(20)
         if len(rest) < 20:
             raise CaptureFileError(f"{path}: truncated pcap header")
-        self.linktype = struct.unpack(order + "HHiIII", rest)[5] & 0x0FFFFFFF
+        # LinkType is the low 16 bits; above it sit reserved bits and the FCS length (its
+        # frames then end in a checksum the decoder ignores), never part of the link type
+        self.linktype = struct.unpack(order + "HHiIII", rest)[5] & LINKTYPE_MASK
         self.length = struct.Struct(order + "I")  # a record's captured length, at offset 8
         self.header = np.dtype(order + "u4")  # a record header: seconds, fraction, lengths
 
@@ -213,7 +219,7 @@ class _PcapngReader:
                     raise CaptureFileError(f"{self.path}: not a pcapng file (bad byte-order mark)")
                 self.interfaces = []
             blen = struct.unpack_from(self.order + "I", buf, off + 4)[0]
-            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            if blen < MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_RECORD:
                 raise CaptureFileError(f"{self.path}: corrupt pcapng block of length {blen}")
             if off + blen > end:
                 return
