@@ -11,8 +11,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from netids.commands import CommandError
+from netids.commands import CommandError, counted
 from netids.config import Settings, load_settings
 
 # command name -> (module implementing it, one-line help). Only the module of the command
@@ -41,7 +42,14 @@ def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None
                         help="log progress")
 
 
-class _CommandParser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, naming where the options are listed (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (options: {self.prog} --help)\n")
+
+
+class _CommandParser(_Parser):
     """A subcommand's parser: also takes the common options after the command name."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -70,12 +78,13 @@ def chosen_command(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="app.py", description=__doc__.splitlines()[0])
     _add_common(parser)
     ui_group = parser.add_argument_group("the app (when no command is given)")
     ui_group.add_argument("--host", default=None,
                           help="address to serve the UI on (default: 127.0.0.1)")
-    ui_group.add_argument("--port", type=int, default=None, help="port (default: 8080)")
+    ui_group.add_argument("--port", type=counted(1, 65535), default=None,
+                          help="port (default: 8080)")
     ui_group.add_argument("--native", action="store_true",
                           help="open the UI in a desktop window instead of the browser")
     ui_group.add_argument("--require-login", action="store_true", default=None,
@@ -125,15 +134,33 @@ def _serve(args: argparse.Namespace) -> int:
     if args.require_login:
         settings = replace(settings, auth=replace(settings.auth, require_login=True))
     try:
+        _check_serve_options(args, settings)
         if args.native:
             from netids.native import prepare
 
             prepare()  # display and Qt present, clean shutdown; NativeError otherwise
         serve(settings, native=args.native)
-    except (LanConfigError, NativeError) as exc:
+    except (LanConfigError, NativeError, CommandError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     return 0
+
+
+def _check_serve_options(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse at start what could never work: a database URL of another kind, a model or a
+    models folder named on the command line that is not there. A database that is down, or
+    a model that fails to load, is shown in the app instead (it may come back, or be
+    replaced from the training page)."""
+    from netids.store.engine import DatabaseURLError, check_url
+
+    try:
+        check_url(settings.db_url)
+    except DatabaseURLError as exc:
+        raise CommandError(str(exc)) from None
+    if args.model and not settings.model_path.is_file():
+        raise CommandError(f"--model {args.model}: no such file")
+    if args.models_dir and settings.models_dir.exists() and not settings.models_dir.is_dir():
+        raise CommandError(f"--models-dir {args.models_dir}: not a folder")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

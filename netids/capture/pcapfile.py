@@ -109,21 +109,35 @@ def read_batches(path: str | Path, batch_size: int = 4096) -> Iterator[FrameBatc
     read before a truncation are yielded first, so nothing already read is lost.
     """
     path = Path(path)
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise CaptureFileError(f"{path}: cannot open ({exc.strerror})") from exc
+    fh, head = _open(path)
     with fh:
-        head = fh.read(4)
-        if not head:
-            raise CaptureFileError(f"{path}: the file is empty")
         if head in PCAP_MAGIC:
             yield from _PcapReader(fh, path, head, batch_size).batches()
-        elif len(head) == 4 and struct.unpack("<I", head)[0] == PCAPNG_SHB:
+        else:
             fh.seek(0)
             yield from _PcapngReader(fh, path, batch_size).batches()
-        else:
-            raise CaptureFileError(f"{path}: not a pcap or pcapng file (starts with {head.hex()})")
+
+
+def check_capture(path: str | Path) -> None:
+    """Raise :class:`CaptureFileError` unless ``path`` starts like a pcap or pcapng file, so
+    a command can refuse before it creates (or overwrites) its output."""
+    fh, _ = _open(Path(path))
+    fh.close()
+
+
+def _open(path: Path) -> tuple[BinaryIO, bytes]:
+    """The open file and its first four bytes, a pcap or pcapng magic number."""
+    try:
+        fh = path.open("rb")
+        head = fh.read(4)
+    except OSError as exc:
+        raise CaptureFileError(f"{path}: cannot open ({exc.strerror})") from exc
+    if head in PCAP_MAGIC or (len(head) == 4 and struct.unpack("<I", head)[0] == PCAPNG_SHB):
+        return fh, head
+    fh.close()
+    if not head:
+        raise CaptureFileError(f"{path}: the file is empty")
+    raise CaptureFileError(f"{path}: not a pcap or pcapng file (starts with {head.hex()})")
 
 
 class _PcapReader:
@@ -265,7 +279,11 @@ def _stream(
     in a chunk, and a unit cut by the chunk's end is carried into the next chunk."""
     index, pending = 0, b""
     while True:
-        data = fh.read(CHUNK)
+        try:
+            data = fh.read(CHUNK)
+        except OSError as exc:
+            raise CaptureFileError(f"{path}: cannot read after packet {index} "
+                                   f"({exc.strerror})") from exc
         buf = pending + data if pending else data
         if not buf:
             return
