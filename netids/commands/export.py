@@ -18,7 +18,7 @@ from netids.config import Settings
 from netids.detect.event_records import SEVERITIES
 from netids.store.engine import open_database
 from netids.store.export import FORMATS, export_events, export_samples_pcap
-from netids.store.queries import EventFilter, get_event
+from netids.store.queries import EventFilter, address_range, get_event
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
@@ -39,6 +39,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    for text in (args.src, args.dst):
+        if text:
+            try:
+                address_range(text)  # a bad filter is refused before the output is created
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
     url = settings.db_url
     if url.startswith("sqlite") and "///" in url:
         path = Path(url.split("///", 1)[1])

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (CaptureFileError, LabelsError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
-        where = exc.filename or f"{out} or {labels}"
+        where = exc.filename or out  # the pcap is written first, the labels after
         raise CommandError(f"cannot write the mix: {where}: {exc.strerror}") from None
     kinds = ", ".join(f"{k}={v}" for k, v in sorted(report.by_kind.items()))
     _say(f"wrote {out} ({report.packets} packets, {report.attack_packets} attack, "
