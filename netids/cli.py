@@ -112,35 +112,44 @@ def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argu
 def settings_from(args: argparse.Namespace) -> Settings:
     from pathlib import Path
 
-    return load_settings().with_overrides(
+    try:
+        base = load_settings()
+    except ValueError as exc:  # NETIDS_SESSION_IDLE_SECONDS=abc and the like
+        raise CommandError(f"a NETIDS_* environment variable holds a bad value ({exc})") from None
+    return base.with_overrides(
         db_url=getattr(args, "db", None),
         model_path=Path(args.model) if getattr(args, "model", None) else None,
     )
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     """No command: serve the UI (``python app.py``) until it is stopped."""
     from dataclasses import replace
     from pathlib import Path
 
-    from netids.native import NativeError
-    from netids.ui.login import LanConfigError
-    from netids.webapp import serve
-
-    settings = settings_from(args).with_overrides(
+    settings = settings.with_overrides(
         host=args.host, port=args.port,
         models_dir=Path(args.models_dir) if args.models_dir else None,
     )
     if args.require_login:
         settings = replace(settings, auth=replace(settings.auth, require_login=True))
     try:
-        _check_serve_options(args, settings)
+        _check_serve_options(args, settings)  # before NiceGUI and torch are imported
+    except CommandError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+    from netids.native import NativeError
+    from netids.ui.login import LanConfigError
+    from netids.webapp import serve
+
+    try:
         if args.native:
             from netids.native import prepare
 
             prepare()  # display and Qt present, clean shutdown; NativeError otherwise
         serve(settings, native=args.native)
-    except (LanConfigError, NativeError, CommandError) as exc:
+    except (LanConfigError, NativeError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     return 0
@@ -161,6 +170,26 @@ def _check_serve_options(args: argparse.Namespace, settings: Settings) -> None:
         raise CommandError(f"--model {args.model}: no such file")
     if args.models_dir and settings.models_dir.exists() and not settings.models_dir.is_dir():
         raise CommandError(f"--models-dir {args.models_dir}: not a folder")
+    _check_address(settings.host, settings.port)
+
+
+def _check_address(host: str, port: int) -> None:
+    """A host name that does not resolve, or an address and port another program holds,
+    in one line before the server starts (uvicorn would say it after "ready")."""
+    import socket
+
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CommandError(f"--host {host}: {getattr(exc, 'strerror', None) or exc}") from None
+    for family, kind, proto, _, address in found[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise CommandError(f"cannot serve on {host} port {port}: {exc.strerror}"
+                                   ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,11 +207,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        settings = settings_from(args)
+    except CommandError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     if args.command is None:
-        return _serve(args)
+        return _serve(args, settings)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args, settings_from(args)))
+        return int(module.run(args, settings))
     except CommandError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,12 @@ CASES = [
     Case("app-models-dir-file", ("--models-dir", "{PNG}"), "not a folder"),
     Case("app-unknown-option", ("--natve",), "unrecognized arguments: --natve"),
     Case("app-unknown-command", ("frobnicate",), "invalid choice"),
+    Case("app-host-unknown", ("--host", "no.such.host.invalid"), "--host no.such.host.invalid: "
+         "Name or service not known"),
+    Case("app-port-taken", ("--port", "{TAKEN}"), "cannot serve on 127.0.0.1 port {TAKEN}: "
+         "Address already in use"),
+    Case("app-env-number", ("--port", "18999"), "NETIDS_* environment variable holds a bad value",
+         env=(("NETIDS_SESSION_IDLE_SECONDS", "soon"),)),
     # score
     Case("score-missing", ("score", "{DIR}/none.pcap", "--out", "{OUT}"), "cannot open"),
     Case("score-directory", ("score", "{DIR}", "--out", "{OUT}"), "Is a directory"),
@@ -231,9 +239,13 @@ def _fill(text: str, files: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def answers(files: dict[str, str]) -> dict[str, subprocess.CompletedProcess[str]]:
+def answers(files: dict[str, str]) -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
     """Every case run at once (each is a fresh interpreter importing torch: seconds)."""
     model = str(model_for_tests())
+    taken = socket.socket()  # a port another program holds
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    files["TAKEN"] = str(taken.getsockname()[1])
 
     def run(case: Case) -> subprocess.CompletedProcess[str]:
         env = clean_env(NETIDS_USERS_FILE=str(Path(files["DIR"]) / "users.json"),
@@ -243,8 +255,8 @@ def answers(files: dict[str, str]) -> dict[str, subprocess.CompletedProcess[str]
                               capture_output=True, text=True, timeout=180, env=env,
                               input="a long enough password\n", cwd=files["DIR"])
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip((c.name for c in CASES), pool.map(run, CASES), strict=True))
+    with taken, ThreadPoolExecutor(max_workers=4) as pool:
+        yield dict(zip((c.name for c in CASES), pool.map(run, CASES), strict=True))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
