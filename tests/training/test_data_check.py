@@ -12,8 +12,11 @@ import torch
 
 from netids.capture.pcapfile import write_pcap
 from netids.config import PROJECT_ROOT
+from netids.training.checkpoint import load
 from netids.training.data import check_training_data, read_capture
-from netids.training.train import TrainConfig, TrainingError, train
+from netids.training.retrain import describe
+from netids.training.train import TrainConfig, TrainingError, TrainReport, train
+from tests.support import model_for_tests
 
 APP = str(PROJECT_ROOT / "app.py")
 BEACON = bytes.fromhex("80000000ffffffffffff020000000001020000000001") + bytes(40)
@@ -78,3 +81,12 @@ def test_train_command_warns_on_a_flood_and_still_trains(tmp_path: Path,
     assert "100% of the TCP packets carry no ACK" in warnings[1]
     saved = torch.load(out, weights_only=True)["metadata"]["data_warnings"]
     assert saved == [w.removeprefix("warning: ") for w in warnings]
+
+
+def test_the_training_page_report_carries_the_doubts() -> None:
+    """The Training page shows :func:`describe`: a doubt is read there, not only on stderr."""
+    report = TrainReport(checkpoint=load(model_for_tests()), epochs=1, best_epoch=1,
+                         warnings=["only 2 IP addresses in the data"])
+    assert describe(report).endswith("; warning: only 2 IP addresses in the data")
+    assert "warning" not in describe(TrainReport(checkpoint=report.checkpoint, epochs=1,
+                                                 best_epoch=1))
