@@ -252,10 +252,10 @@ def answers(files: dict[str, str]) -> Iterator[dict[str, subprocess.CompletedPro
                         NETIDS_MODEL=model, NETIDS_DB=f"sqlite:///{files['DIR']}/app.sqlite")
         env.update({k: _fill(v, files) for k, v in case.env})
         return subprocess.run([sys.executable, APP, *(_fill(a, files) for a in case.argv)],
-                              capture_output=True, text=True, timeout=180, env=env,
+                              capture_output=True, text=True, timeout=600, env=env,
                               input="a long enough password\n", cwd=files["DIR"])
 
-    with taken, ThreadPoolExecutor(max_workers=4) as pool:
+    with taken, ThreadPoolExecutor(max_workers=2) as pool:  # 2 s of CPU each, unloaded
         yield dict(zip((c.name for c in CASES), pool.map(run, CASES), strict=True))
 
 
