@@ -11,8 +11,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from netids.commands import CommandError, add_eve_options, eve_settings
+from netids.commands import CommandError, add_eve_options, counted, eve_settings
 from netids.config import Settings, load_settings, parse_size
 
 # command name -> (module implementing it, one-line help). Only the module of the command
@@ -42,7 +43,14 @@ def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None
                         help="log progress")
 
 
-class _CommandParser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, naming where the options are listed (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (options: {self.prog} --help)\n")
+
+
+class _CommandParser(_Parser):
     """A subcommand's parser: also takes the common options after the command name."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -73,12 +81,13 @@ def chosen_command(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     # `netids` when installed (pyproject.toml's console script), `app.py` in a checkout
     prog = "netids" if sys.argv and sys.argv[0].endswith("netids") else "app.py"
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
     _add_common(parser)
     ui_group = parser.add_argument_group("the app (when no command is given)")
     ui_group.add_argument("--host", default=None,
                           help="address to serve the UI on (default: 127.0.0.1)")
-    ui_group.add_argument("--port", type=int, default=None, help="port (default: 8080)")
+    ui_group.add_argument("--port", type=counted(1, 65535), default=None,
+                          help="port (default: 8080)")
     ui_group.add_argument("--native", action="store_true",
                           help="open the UI in a desktop window instead of the browser")
     ui_group.add_argument("--require-login", action="store_true", default=None,
@@ -120,25 +129,26 @@ def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argu
 def settings_from(args: argparse.Namespace) -> Settings:
     from pathlib import Path
 
-    return load_settings().with_overrides(
+    try:
+        base = load_settings()
+    except ValueError as exc:  # NETIDS_SESSION_IDLE_SECONDS=abc and the like
+        raise CommandError(f"a NETIDS_* environment variable holds a bad value ({exc})") from None
+    return base.with_overrides(
         db_url=getattr(args, "db", None),
         model_path=Path(args.model) if getattr(args, "model", None) else None,
         eve=eve_settings(args),
     )
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     """No command: serve the UI (``python app.py``) until it is stopped."""
     from dataclasses import replace
     from pathlib import Path
 
-    from netids.native import NativeError
     from netids.store.eve import EveError, EveLog
-    from netids.ui.login import LanConfigError
-    from netids.webapp import serve
 
     try:
-        settings = settings_from(args).with_overrides(
+        settings = settings.with_overrides(
             host=args.host, port=args.port,
             models_dir=Path(args.models_dir) if args.models_dir else None,
         )
@@ -154,6 +164,16 @@ def _serve(args: argparse.Namespace) -> int:
         captures_dir=Path(args.captures_dir) if args.captures_dir else settings.files.captures_dir,
         upload_limit=args.upload_limit or settings.files.upload_limit))
     try:
+        _check_serve_options(args, settings)  # before NiceGUI and torch are imported
+    except CommandError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+    from netids.native import NativeError
+    from netids.ui.login import LanConfigError
+    from netids.webapp import serve
+
+    try:
         window = None
         if args.native:
             from netids.native import prepare
@@ -164,6 +184,43 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     return 0
+
+
+def _check_serve_options(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse at start what could never work: a database URL of another kind, a model or a
+    models folder named on the command line that is not there. A database that is down, or
+    a model that fails to load, is shown in the app instead (it may come back, or be
+    replaced from the training page)."""
+    from netids.store.engine import DatabaseURLError, check_url
+
+    try:
+        check_url(settings.db_url)
+    except DatabaseURLError as exc:
+        raise CommandError(str(exc)) from None
+    if args.model and not settings.model_path.is_file():
+        raise CommandError(f"--model {args.model}: no such file")
+    if args.models_dir and settings.models_dir.exists() and not settings.models_dir.is_dir():
+        raise CommandError(f"--models-dir {args.models_dir}: not a folder")
+    _check_address(settings.host, settings.port)
+
+
+def _check_address(host: str, port: int) -> None:
+    """A host name that does not resolve, or an address and port another program holds,
+    in one line before the server starts (uvicorn would say it after "ready")."""
+    import socket
+
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CommandError(f"--host {host}: {getattr(exc, 'strerror', None) or exc}") from None
+    for family, kind, proto, _, address in found[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise CommandError(f"cannot serve on {host} port {port}: {exc.strerror}"
+                                   ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,11 +238,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        settings = settings_from(args)
+    except CommandError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     if args.command is None:
-        return _serve(args)
+        return _serve(args, settings)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args, settings_from(args)))
+        return int(module.run(args, settings))
     except CommandError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -1,4 +1,5 @@
-"""The command line: a typo is an error with the usual usage line, never silently ignored."""
+"""The command line: a typo is an error in one line, never silently ignored; every command
+answers hostile values with one line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def test_a_misspelt_option_of_a_command_stops_it(tmp_path: Path,
     status = main(["score", str(SAMPLE), "--out", str(out), "--thresold", "0.5"])
     err = capsys.readouterr().err
     assert status == 2
-    assert "usage: app.py score" in err and "unrecognized arguments: --thresold 0.5" in err
+    assert err == ("app.py score: error: unrecognized arguments: --thresold 0.5 "
+                   "(options: app.py score --help)\n")
     assert not out.exists()  # nothing ran with the default threshold instead
 
 

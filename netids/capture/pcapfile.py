@@ -26,6 +26,10 @@ PCAP_MAGIC = {
 }
 PCAPNG_SHB = 0x0A0D0D0A
 MAX_RECORD = 16 * 1024 * 1024  # a larger record length means the file is corrupt
+LINKTYPE_MASK = 0xFFFF  # the link type in a pcap header's last field; the rest is FCS/reserved
+MAX_WIRE = 2**31 - 1  # a longer claimed length on the wire is kept as this (int32 columns)
+# the smallest length of each block kind the reader takes fields from (pcapng spec, section 4)
+MIN_BLOCK = {1: 20, 3: 16, 6: 32}  # interface description, simple packet, enhanced packet
 CHUNK = 4 * 1024 * 1024
 _FILE_HEADER = struct.Struct("<IHHiIII")  # magic, version 2.4, zone, sigfigs, snaplen, linktype
 _RECORD_HEADER = struct.Struct("<IIII")  # seconds, nanoseconds, captured length, wire length
@@ -82,7 +86,7 @@ class _Columns:
         """Append one frame's columns."""
         self.start.append(start)
         self.caplen.append(caplen)
-        self.wirelen.append(wirelen)
+        self.wirelen.append(min(wirelen, MAX_WIRE))
         self.ts.append(ts)
         self.linktype.append(linktype)
 
@@ -105,21 +109,35 @@ def read_batches(path: str | Path, batch_size: int = 4096) -> Iterator[FrameBatc
     read before a truncation are yielded first, so nothing already read is lost.
     """
     path = Path(path)
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise CaptureFileError(f"{path}: cannot open ({exc.strerror})") from exc
+    fh, head = _open(path)
     with fh:
-        head = fh.read(4)
-        if not head:
-            raise CaptureFileError(f"{path}: the file is empty")
         if head in PCAP_MAGIC:
             yield from _PcapReader(fh, path, head, batch_size).batches()
-        elif len(head) == 4 and struct.unpack("<I", head)[0] == PCAPNG_SHB:
+        else:
             fh.seek(0)
             yield from _PcapngReader(fh, path, batch_size).batches()
-        else:
-            raise CaptureFileError(f"{path}: not a pcap or pcapng file (starts with {head.hex()})")
+
+
+def check_capture(path: str | Path) -> None:
+    """Raise :class:`CaptureFileError` unless ``path`` starts like a pcap or pcapng file, so
+    a command can refuse before it creates (or overwrites) its output."""
+    fh, _ = _open(Path(path))
+    fh.close()
+
+
+def _open(path: Path) -> tuple[BinaryIO, bytes]:
+    """The open file and its first four bytes, a pcap or pcapng magic number."""
+    try:
+        fh = path.open("rb")
+        head = fh.read(4)
+    except OSError as exc:
+        raise CaptureFileError(f"{path}: cannot open ({exc.strerror})") from exc
+    if head in PCAP_MAGIC or (len(head) == 4 and struct.unpack("<I", head)[0] == PCAPNG_SHB):
+        return fh, head
+    fh.close()
+    if not head:
+        raise CaptureFileError(f"{path}: the file is empty")
+    raise CaptureFileError(f"{path}: not a pcap or pcapng file (starts with {head.hex()})")
 
 
 class _PcapReader:
@@ -131,7 +149,9 @@ class _PcapReader:
         rest = fh.read(20)
         if len(rest) < 20:
             raise CaptureFileError(f"{path}: truncated pcap header")
-        self.linktype = struct.unpack(order + "HHiIII", rest)[5] & 0x0FFFFFFF
+        # LinkType is the low 16 bits; above it sit reserved bits and the FCS length (its
+        # frames then end in a checksum the decoder ignores), never part of the link type
+        self.linktype = struct.unpack(order + "HHiIII", rest)[5] & LINKTYPE_MASK
         self.length = struct.Struct(order + "I")  # a record's captured length, at offset 8
         self.header = np.dtype(order + "u4")  # a record header: seconds, fraction, lengths
 
@@ -213,7 +233,7 @@ class _PcapngReader:
                     raise CaptureFileError(f"{self.path}: not a pcapng file (bad byte-order mark)")
                 self.interfaces = []
             blen = struct.unpack_from(self.order + "I", buf, off + 4)[0]
-            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            if blen < MIN_BLOCK.get(btype, 12) or blen % 4 or blen > MAX_RECORD:
                 raise CaptureFileError(f"{self.path}: corrupt pcapng block of length {blen}")
             if off + blen > end:
                 return
@@ -259,7 +279,11 @@ def _stream(
     in a chunk, and a unit cut by the chunk's end is carried into the next chunk."""
     index, pending = 0, b""
     while True:
-        data = fh.read(CHUNK)
+        try:
+            data = fh.read(CHUNK)
+        except OSError as exc:
+            raise CaptureFileError(f"{path}: cannot read after packet {index} "
+                                   f"({exc.strerror})") from exc
         buf = pending + data if pending else data
         if not buf:
             return

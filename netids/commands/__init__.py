@@ -2,13 +2,16 @@
 and ``run(args, settings) -> int``. :mod:`netids.cli` dispatches to them.
 
 Commands may import any package below them (detect, capture, store, training, lab, parallel)
-and :mod:`netids.config`; nothing imports a command. The ``--eve`` options, which the app
-takes too, are defined here once.
+and :mod:`netids.config`; nothing imports a command. Option values are checked by the types
+below as they are parsed, so a bad one is a usage error (exit 2) in one line. The ``--eve``
+options, which the app takes too, are defined here once.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 from netids.config import EveSettings
@@ -37,3 +40,52 @@ def eve_settings(args: argparse.Namespace) -> EveSettings | None:
     if args.eve_max_mb <= 0 or args.eve_keep < 1:
         raise CommandError("--eve-max-mb must be above 0 and --eve-keep at least 1")
     return EveSettings(Path(args.eve), int(args.eve_max_mb * 2**20), args.eve_keep)
+def counted(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, else a usage error.
+
+    >>> counted(1, 64)("8")
+    8
+    >>> counted(1, 64)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a whole number from 1 to 64, got '0'
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low} to {high}, got {text!r}")
+        return value
+
+    return parse
+
+
+def bounded(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number from ``low`` to ``high`` (not NaN), else a usage error.
+
+    >>> bounded(0, 3600)("2.5")
+    2.5
+    >>> bounded(0, 3600)("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a number from 0 to 3600, got 'nan'
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # NaN fails every comparison
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
+fraction = bounded(0.0, 1.0)  # thresholds and scores

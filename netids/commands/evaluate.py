@@ -18,7 +18,7 @@ import numpy as np
 
 from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError
-from netids.commands import CommandError
+from netids.commands import CommandError, counted, fraction
 from netids.commands.mix import parse_part
 from netids.commands.progress import TerminalBar
 from netids.config import PROJECT_ROOT, Settings
@@ -26,7 +26,7 @@ from netids.detect.context import FEATURE_NAMES
 from netids.detect.detector import Detector
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
-from netids.lab.mixing import read_labels
+from netids.lab.mixing import LabelsError, read_labels
 from netids.training import drift
 from netids.training import evaluate as ev
 from netids.training.checkpoint import CheckpointError, load_detector
@@ -45,10 +45,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--train-part", default=None, metavar="FROM:TO",
                    help="fraction range of those captures (default: the model's)")
     p.add_argument("--no-baselines", action="store_true", help="evaluate the model only")
-    p.add_argument("--threshold", type=float,
+    p.add_argument("--threshold", type=fraction,
                    help="threshold 0..1 for the flagged share and false events (default: the "
                         "model's); IsolationForest's is the same quantile of its training scores")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=counted(1, 1024), default=2, help="torch threads")
     p.add_argument("--markdown", help="also write the table to this file")
 
 
@@ -60,7 +60,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _say("normal packets at each method's own threshold (attack packets never count):")
     _say(drift.format_own(report.judged.own))
     if args.markdown:
-        Path(args.markdown).write_text(ev.format_table(report.rows) + "\n")
+        try:
+            Path(args.markdown).write_text(ev.format_table(report.rows) + "\n")
+        except OSError as exc:  # the table is printed above all the same
+            raise CommandError(f"{args.markdown}: cannot write ({exc.strerror})") from None
     return 0
 
 
@@ -90,6 +93,8 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     if len(FEATURE_NAMES) != len(detector.feature_names):
         raise CommandError("the model was trained on other context features than this netids "
                            "computes: retrain it with `python app.py train`")
+    if getattr(args, "train_part", None):
+        parse_part(args.train_part)  # a bad range is refused before any work
     labelled, label_of, kind_of = _labels(args.labels)
     size = len(labelled)
 
@@ -152,7 +157,10 @@ def _labels(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bool: labelled, int8: label, object: attack kind), indexed by packet."""
     if not Path(path).is_file():
         raise CommandError(f"labels not found: {path}")
-    idx, lab, kinds = read_labels(Path(path))
+    try:
+        idx, lab, kinds = read_labels(Path(path))
+    except LabelsError as exc:
+        raise CommandError(str(exc)) from None
     size = int(idx.max()) + 1 if len(idx) else 0
     labelled = np.zeros(size, bool)
     label_of = np.zeros(size, np.int8)
@@ -186,7 +194,10 @@ def _training_data(args: argparse.Namespace,
     lo, hi = parse_part(args.train_part) if args.train_part else tuple(meta.get("part", (0, 1)))
     packets, feats = [], []
     for path in paths:
-        p, f = read_capture(path)
+        try:
+            p, f = read_capture(path)
+        except CaptureFileError as exc:
+            raise CommandError(f"baseline training capture {exc}") from None
         a, b = round(lo * len(p)), round(hi * len(p))
         packets.append(p.take(slice(a, b)))
         feats.append(f[a:b])

@@ -13,12 +13,12 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from netids.commands import CommandError
+from netids.commands import CommandError, fraction
 from netids.config import Settings
 from netids.detect.event_records import SEVERITIES
 from netids.store.engine import open_database
 from netids.store.export import FORMATS, export_events, export_samples_pcap
-from netids.store.queries import EventFilter, get_event
+from netids.store.queries import EventFilter, address_range, get_event
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
@@ -34,11 +34,17 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
     p.add_argument("--dst", help="destination address or CIDR")
     p.add_argument("--proto")
     p.add_argument("--kind")
-    p.add_argument("--min-score", type=float)
+    p.add_argument("--min-score", type=fraction)
     p.add_argument("--min-severity", choices=SEVERITIES)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    for text in (args.src, args.dst):
+        if text:
+            try:
+                address_range(text)  # a bad filter is refused before the output is created
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
     url = settings.db_url
     if url.startswith("sqlite") and "///" in url:
         path = Path(url.split("///", 1)[1])
@@ -73,6 +79,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _pcap(args: argparse.Namespace, session: Session) -> int:
     if not args.event:
         raise CommandError("--format pcap needs --event ID")
+    if args.out == "-":
+        raise CommandError("--out - (standard output) is for csv and jsonl; give a file name "
+                           "for the pcap")
     if get_event(args.event, session=session) is None:
         raise CommandError(f"no event {args.event}")
     n = export_samples_pcap(args.event, args.out, session=session)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
+from netids.commands import counted
 from netids.config import Settings
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,10 @@ def add_parser(sub: Any, name: str) -> None:
         default="all",
         help=f"none, all (default) or a comma-separated list of: {', '.join(ATTACKS)}",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the clients' behaviour")
-    p.add_argument(
-        "--snaplen", type=int, default=None, help="bytes kept of each frame (default: all)"
-    )
+    p.add_argument("--seed", type=counted(0, 2**32 - 1), default=0,
+                   help="seed of the clients' behaviour")
+    p.add_argument("--snaplen", type=counted(64, 262144), default=None,
+                   help="bytes kept of each frame (default: all)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from netids.lab.network import LabError
     from netids.lab.recorder import run_lab
 
+    _check_out(Path(args.out), args.name)
     capture = settings.capture
     if args.snaplen:
         capture = dataclasses.replace(capture, snaplen=max(64, args.snaplen))
@@ -64,3 +67,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"{report.queue_drops} in the queue"
         )
     return 0
+
+
+def _check_out(out: Path, name: str) -> None:
+    """Refuse an output that is not a folder, or a name that would leave it, before the lab
+    network is built."""
+    from netids.commands import CommandError
+
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is not a folder")
+    if not name or name in {".", ".."} or Path(name).name != name:
+        raise CommandError(f"--name {name!r} must be a plain file name (no folders)")

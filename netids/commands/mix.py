@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from netids.capture.pcapfile import CaptureFileError
-from netids.commands import CommandError
+from netids.commands import CommandError, bounded, counted
 from netids.config import Settings
-from netids.lab.mixing import AttackSource, mix
+from netids.lab.mixing import AttackSource, LabelsError, mix
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -21,9 +21,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="attack captures (labels from NAME.labels.csv beside them, else KIND)")
     p.add_argument("--out", required=True, help="mixed pcap to write")
     p.add_argument("--labels", help="labels CSV to write (default: OUT with .labels.csv)")
-    p.add_argument("--seed", type=int, default=0, help="placement of the attacks")
-    p.add_argument("--max-gap", type=float, default=10.0, help="idle gaps cut to this (s)")
-    p.add_argument("--max-attack-packets", type=int, default=None,
+    p.add_argument("--seed", type=counted(0, 2**32 - 1), default=0,
+                   help="placement of the attacks")
+    p.add_argument("--max-gap", type=bounded(0.0, 1e9), default=10.0,
+                   help="idle gaps cut to this (s)")
+    p.add_argument("--max-attack-packets", type=counted(1, 2**62), default=None,
                    help="keep at most this many packets of each attack capture")
     p.add_argument("--normal-part", default="0:1", metavar="FROM:TO",
                    help="fraction range of each normal capture to use, e.g. 0.7:1 for the "
@@ -59,10 +61,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         labels.parent.mkdir(parents=True, exist_ok=True)
         report = mix([Path(p) for p in args.normal], attacks, out, labels, seed=args.seed,
                      max_gap=args.max_gap, normal_part=part)
-    except CaptureFileError as exc:
+    except (CaptureFileError, LabelsError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
-        raise CommandError(f"cannot write the mix: {exc.strerror}: {exc.filename}") from None
+        where = exc.filename or out  # the pcap is written first, the labels after
+        raise CommandError(f"cannot write the mix: {where}: {exc.strerror}") from None
     kinds = ", ".join(f"{k}={v}" for k, v in sorted(report.by_kind.items()))
     _say(f"wrote {out} ({report.packets} packets, {report.attack_packets} attack, "
           f"{report.duration:.0f} s) and {labels}")

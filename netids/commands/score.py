@@ -21,8 +21,8 @@ from typing import TextIO
 import numpy as np
 
 from netids.capture.files import FileProgress
-from netids.capture.pcapfile import CaptureFileError, read_batches
-from netids.commands import CommandError, add_eve_options
+from netids.capture.pcapfile import CaptureFileError, check_capture, read_batches
+from netids.commands import CommandError, add_eve_options, counted, fraction
 from netids.commands.progress import TerminalBar
 from netids.commands.score_learn import learn_first
 from netids.config import Settings
@@ -40,15 +40,17 @@ from netids.training.train import TrainConfig
 log = logging.getLogger(__name__)
 
 MAX_WAITING = 8  # batches featurised but not yet written, at most (bounds memory)
+MAX_WORKERS = 64  # more scoring processes than this only exhaust the machine
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(name, help="score every packet of a pcap/pcapng file")
     p.add_argument("capture", type=Path, help="pcap or pcapng file")
     p.add_argument("--out", type=Path, required=True, help="CSV to write, one row per packet")
-    p.add_argument("--threshold", type=float, help="anomaly threshold 0..1 (default: model's)")
-    p.add_argument("--batch-size", type=int, default=4096, help="packets per pipeline batch")
-    p.add_argument("--workers", type=int,
+    p.add_argument("--threshold", type=fraction, help="anomaly threshold 0..1 (default: model's)")
+    p.add_argument("--batch-size", type=counted(1, 1 << 20), default=4096,
+                   help="packets per pipeline batch")
+    p.add_argument("--workers", type=counted(0, MAX_WORKERS),
                    help="processes judging batches beside the main one, which helps when they "
                         "are busy (default: one per core but one; 0: all in the main process)")
     add_eve_options(p)
@@ -63,8 +65,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise CommandError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    _check_paths(args.capture, args.out)
+    if getattr(args, "db", None) is not None:
+        _check_url(settings.db_url)
     keep_freed_memory()  # batches reuse their arrays' memory instead of page-faulting anew
     learned = learn_first(args, settings)
     if learned:
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         except CheckpointError as exc:
             raise CommandError(str(exc)) from exc
         pipeline = Pipeline(detector, threshold=args.threshold)
-    workers = settings.score_workers if args.workers is None else max(0, args.workers)
+    workers = settings.score_workers if args.workers is None else args.workers
     # everything loaded so far lives until the end: out of the cyclic collector's sight, a
     # full collection no longer walks the model and libraries (80 ms each time), and forked
     # workers do not copy the pages it would touch
@@ -98,6 +101,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
                                    done, learned.rest if learned else None)
+        except OSError as exc:  # the output: a full disk, a device that refuses writes
+            raise CommandError(f"{args.out}: cannot write ({exc.strerror}) after "
+                               f"{pipeline.stats.packets} packets") from None
         finally:
             bar.clear()
             if sink:
@@ -180,6 +186,26 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     return error
 
 
+def _check_paths(capture: Path, out: Path) -> None:
+    """Refuse a capture that cannot be read, or an output that would overwrite it, before
+    the output is created: a mistyped command must not clobber anything."""
+    try:
+        check_capture(capture)
+    except CaptureFileError as exc:
+        raise CommandError(str(exc)) from None
+    if out.exists() and out.resolve() == capture.resolve():
+        raise CommandError(f"{out}: --out is the capture itself; write the scores elsewhere")
+
+
+def _check_url(url: str) -> None:
+    from netids.store.engine import DatabaseURLError, check_url
+
+    try:
+        check_url(url)
+    except DatabaseURLError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _open_out(path: Path) -> TextIO:
     try:
         return path.open("w", newline="")
@@ -211,6 +237,7 @@ class _EventSink:
     def open(cls, settings: Settings, db: bool) -> _EventSink:
         from sqlalchemy.exc import SQLAlchemyError
 
+        from netids.store.engine import safe_url
         from netids.store.eve import EveError
 
         try:
@@ -218,7 +245,9 @@ class _EventSink:
         except EveError as exc:
             raise CommandError(str(exc)) from exc
         except (SQLAlchemyError, OSError) as exc:
-            raise CommandError(f"cannot open the database: {exc}") from exc
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CommandError(f"cannot open the database {safe_url(settings.db_url)}: "
+                               f"{reason}") from None
 
     def add(self, scored: ScoredBatch) -> None:
         self.sink.add(scored)

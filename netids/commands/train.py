@@ -14,13 +14,13 @@ import numpy as np
 from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError
 from netids.capture.progress import Meter
-from netids.commands import CommandError
+from netids.commands import CommandError, counted
 from netids.commands.mix import parse_part
 from netids.commands.progress import TerminalBar
 from netids.config import PROJECT_ROOT, Settings
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
-from netids.training.checkpoint import save
+from netids.training.checkpoint import CheckpointError, check_writable, save
 from netids.training.data import read_capture
 from netids.training.quality import concerns
 from netids.training.train import MIN_PACKETS, TrainConfig, TrainingError, train
@@ -37,17 +37,22 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--part", default="0:1", metavar="FROM:TO",
                    help="fraction range of each capture to train on (e.g. 0:0.7, keeping the "
                         "rest unseen for evaluation)")
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--epochs", type=counted(1, 10_000), default=TrainConfig.epochs)
+    p.add_argument("--seed", type=counted(0, 2**32 - 1), default=TrainConfig.seed)
     p.add_argument("--false-alarm", type=float, default=TrainConfig.target_false_alarm,
                    help="target false-alarm rate giving the default threshold (1 - rate)")
-    p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads")
+    p.add_argument("--threads", type=counted(1, 1024), default=TrainConfig.threads,
+                   help="torch threads")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     lo, hi = parse_part(args.part)
     if not 0.0 < args.false_alarm < 0.5:
         raise CommandError("--false-alarm must be between 0 and 0.5")
+    try:
+        check_writable(Path(args.out))  # before the minutes of training, not after
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
     captures = _read(args.captures, lo, hi, settings)
     config = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads,
                          target_false_alarm=args.false_alarm)
@@ -62,13 +67,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         report = train(captures, config, progress=progress,
-                       sources=[_project_path(p) for p in args.captures])
+                       sources=[_project_path(p) for p in args.captures],
+                       warn=lambda text: sys.stderr.write(f"warning: {text}\n"))
     except TrainingError as exc:
         raise CommandError(str(exc)) from None
     finally:
         bar.clear()
     report.checkpoint.metadata["part"] = [lo, hi]
-    path = save(report.checkpoint, args.out)
+    try:
+        path = save(report.checkpoint, args.out)
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.out} ({exc.strerror}); the trained model is "
+                           f"lost, run again with another --out") from None
     size = path.stat().st_size
     _say(f"wrote {path} ({size / 1e6:.2f} MB): {report.packets} packets, {report.epochs} epochs "
           f"(best {report.best_epoch}), {report.seconds:.0f} s, threshold "

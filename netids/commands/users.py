@@ -77,6 +77,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.write(hash_password(_read_password(args.password_stdin)) + "\n")
     except CredentialsError as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # the users file's folder is missing, read-only, not a folder
+        raise CommandError(f"cannot write {store.path}: {exc.strerror}") from None
     return 0
 
 

@@ -29,6 +29,7 @@ HEADER = ("index", "timestamp", "score", "nines", "anomaly", "length", "protocol
 _SMALL = np.array([""] + [str(i) for i in range(65536)], dtype=object)  # -1 -> '', i -> str(i)
 _DIGITS3 = np.array([f"{i:03d}" for i in range(1000)], dtype=object)
 _DIGITS2 = np.array([f".{i:02d}" for i in range(100)], dtype=object)
+MAX_SECONDS = 9e12  # microseconds of larger timestamps overflow int64 (year 287,000 and on)
 _MILLI = np.array([f"{i // 1000}.{i % 1000:03d}" for i in range(1001)], dtype=object)  # "0.000"..
 
 
@@ -109,13 +110,20 @@ def _hundredths(values: np.ndarray) -> np.ndarray:
 def _seconds(ts: np.ndarray) -> np.ndarray:
     """Timestamps with six decimals (microseconds).
 
-    >>> _seconds(np.array([1700000000.25, 5.0000004])).tolist()
-    ['1700000000.250000', '5.000000']
+    A corrupt file can claim a time beyond 64-bit microseconds (its pcapng timestamp
+    resolution, say): such a value is written as the file gives it.
+
+    >>> _seconds(np.array([1700000000.25, 5.0000004, 2.0**64])).tolist()
+    ['1700000000.250000', '5.000000', '18446744073709551616.000000']
     """
-    micro = np.rint(ts * 1e6).astype(np.int64)
+    wild = ~(np.abs(ts) < MAX_SECONDS)
+    micro = np.rint(np.where(wild, 0.0, ts) * 1e6).astype(np.int64)
     whole = _distinct(micro // 1_000_000, lambda s: f"{s}.")
     frac = micro % 1_000_000
-    return whole + _DIGITS3[frac // 1000] + _DIGITS3[frac % 1000]
+    text = whole + _DIGITS3[frac // 1000] + _DIGITS3[frac % 1000]
+    if wild.any():
+        text[wild] = [f"{t:.6f}" for t in ts[wild].tolist()]
+    return text
 
 
 def _distinct(values: np.ndarray, fmt: Callable[[int], str]) -> np.ndarray:

@@ -65,13 +65,58 @@ def labels_path(capture: Path) -> Path:
     return capture.with_name(capture.name.rsplit(".", 1)[0] + ".labels.csv")
 
 
+class LabelsError(ValueError):
+    """A labels CSV that cannot be used; the message names the file, the line and the fault."""
+
+
 def read_labels(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(index int64, label int8, attack_kind) from a labels CSV."""
-    with Path(path).open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    index = np.array([int(r["index"]) for r in rows], dtype=np.int64)
-    label = np.array([int(r["label"]) for r in rows], dtype=np.int8)
-    return index, label, [r.get("attack_kind") or "" for r in rows]
+    """(index int64, label int8, attack_kind) from a labels CSV: a header with at least
+    ``index,label``, then one row per packet (index 0, 1, ... in any order, label 0 or 1).
+    Raises :class:`LabelsError` for anything else."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in ("index", "label") if c not in (reader.fieldnames or ())]
+            if missing:
+                raise LabelsError(f"{path}: line 1: no {' or '.join(missing)} column (the "
+                                  f"header must name index,label,attack_kind)")
+            index, label, kinds, lines = [], [], [], []
+            for row in reader:
+                lines.append(reader.line_num)
+                index.append(_label_field(row, "index", reader.line_num, path))
+                label.append(_label_field(row, "label", reader.line_num, path))
+                kinds.append(row.get("attack_kind") or "")
+    except UnicodeDecodeError:
+        raise LabelsError(f"{path}: not a labels CSV (not UTF-8 text)") from None
+    except csv.Error as exc:
+        raise LabelsError(f"{path}: line {reader.line_num}: {exc}") from None
+    except OSError as exc:
+        raise LabelsError(f"{path}: cannot read ({exc.strerror})") from None
+    idx = np.array(index, dtype=np.int64)
+    _check_one_row_per_packet(idx, lines, path)
+    return idx, np.array(label, dtype=np.int8), kinds
+
+
+def _label_field(row: dict[str, str | None], name: str, line: int, path: Path) -> int:
+    """The whole number in ``row[name]``: an index from 0, or a label 0 or 1."""
+    text = (row.get(name) or "").strip()
+    high = 1 if name == "label" else 2**62
+    if not text.isdigit() or int(text) > high:
+        want = "0 or 1" if name == "label" else "a packet number from 0"
+        raise LabelsError(f"{path}: line {line}: {name} {text!r} is not {want}")
+    return int(text)
+
+
+def _check_one_row_per_packet(index: np.ndarray, lines: list[int], path: Path) -> None:
+    """Each packet once: an index past the row count or a repeated one is a broken file
+    (and would otherwise size arrays by whatever number it holds)."""
+    seen = np.zeros(len(index), dtype=bool)
+    for row, i in enumerate(index.tolist()):
+        if i >= len(index) or seen[i]:
+            fault = (f"index {i}, but the file has {len(index)} rows (one per packet)"
+                     if i >= len(index) else f"index {i} is labelled twice")
+            raise LabelsError(f"{path}: line {lines[row]}: {fault}")
+        seen[i] = True
 
 
 def mix(

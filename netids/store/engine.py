@@ -10,6 +10,7 @@ and the writer retries it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,64 @@ from sqlalchemy.pool import StaticPool
 from netids.config import MIGRATIONS, StorageSettings
 
 PG_MIGRATION_LOCK = 0x6E657469  # advisory lock id: two sensors starting at once upgrade in turn
+SUPPORTED = ("SQLite (sqlite:///FILE) or PostgreSQL "
+             "(postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE)")
+
+
+class DatabaseURLError(ValueError):
+    """A database URL netids cannot use; the message says which URLs it can."""
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that can never work (another database, a missing driver, a malformed
+    URL) before anything is started; whether the database answers is found out later.
+
+    >>> check_url("sqlite:///db/netids.sqlite")
+    >>> try:
+    ...     check_url("mysql://bob:secret@db/events")
+    ... except DatabaseURLError as exc:
+    ...     print(exc)  # doctest: +ELLIPSIS
+    unsupported database URL mysql://bob:***@db/events: netids stores events in SQLite ...
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not url.startswith(("sqlite", "postgresql")):
+        raise DatabaseURLError(f"unsupported database URL {safe_url(url)}: netids stores "
+                               f"events in {SUPPORTED}")
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()  # a driver that is not installed is said here
+        dialect().create_connect_args(parsed)  # so is a URL the driver cannot read
+    except (ArgumentError, ValueError, ImportError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatabaseURLError(f"unusable database URL {safe_url(url)} ({reason}): netids "
+                               f"stores events in {SUPPORTED}") from None
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password hidden, for messages.
+
+    >>> safe_url("postgresql+psycopg://bob:secret@db:5432/events")
+    'postgresql+psycopg://bob:***@db:5432/events'
+    >>> safe_url("no url: at all")
+    "'no url: at all'"
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return repr(re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url))
 
 
 def make_engine(url: str, settings: StorageSettings | None = None) -> Engine:
-    """The engine for ``url``; SQLite files get WAL, synchronous=NORMAL and a busy timeout."""
+    """The engine for ``url``; SQLite files get WAL, synchronous=NORMAL and a busy timeout.
+    Raises :class:`DatabaseURLError` for a URL that can never work."""
     settings = settings or StorageSettings()
+    check_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
         memory = path in ("", ":memory:")
@@ -46,8 +100,6 @@ def make_engine(url: str, settings: StorageSettings | None = None) -> Engine:
             cur.close()
 
         return engine
-    if not url.startswith("postgresql"):
-        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql+psycopg://...")
     connect_args = {
         # a lock held elsewhere fails the write after the same wait as SQLite's busy timeout
         "options": f"-c lock_timeout={int(settings.busy_timeout_ms)}",

@@ -28,8 +28,10 @@ FORMAT_VERSION = 5  # 2: MAC-binding and reply context features, the surprise co
 
 
 def save(checkpoint: Checkpoint, path: str | Path) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically; return the path."""
+    """Write ``checkpoint`` to ``path`` atomically; return the path. Raises
+    :class:`CheckpointError` for a path that is not a file (see :func:`check_writable`)."""
     path = Path(path)
+    check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
@@ -57,6 +59,20 @@ def save(checkpoint: Checkpoint, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_writable(path: Path) -> None:
+    """Refuse to write a checkpoint over anything but a regular file: the atomic replace
+    would put it in the place of a folder's name, a device (``/dev/full``) or a pipe."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder: name the checkpoint file, e.g. "
+                              f"{path / 'model.pt'}")
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file: a checkpoint is not written "
+                              f"in its place")
+    folder = next((p for p in path.parents if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot write {path}: {folder} is not a writable folder")
 
 
 def load(path: str | Path) -> Checkpoint:

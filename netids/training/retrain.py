@@ -93,7 +93,8 @@ def run_training(
 
 
 def describe(report: TrainReport) -> str:
-    """The final report in words: data, epochs, validation loss, threshold, false alarms."""
+    """The final report in words: data, epochs, validation loss, threshold, false alarms,
+    and any doubt about the data (see :func:`~netids.training.data.check_training_data`)."""
     metrics = report.checkpoint.metadata.get("metrics", {})
     threshold = report.checkpoint.threshold
     return (f"trained on {report.packets:,} packets in {report.seconds:.0f} s, "
@@ -101,7 +102,8 @@ def describe(report: TrainReport) -> str:
             f"{', stopped early' if report.stopped_early else ''}), validation loss "
             f"{metrics.get('best_val_loss', float('nan')):.4f}; calibrated on "
             f"{metrics.get('calibration_packets', 0):,} held-back packets: threshold "
-            f"{threshold:.4f}, estimated false-alarm rate {1.0 - threshold:.2%} of normal packets")
+            f"{threshold:.4f}, estimated false-alarm rate {1.0 - threshold:.2%} of normal packets"
+            + "".join(f"; warning: {text}" for text in report.warnings))
 
 
 __all__ = ["PHASES", "TrafficCollector", "TrainingCancelled", "TrainingError", "TrainingState",

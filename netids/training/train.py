@@ -45,7 +45,7 @@ from netids.detect.scaling import (
     share_floors,
 )
 from netids.training.checkpoint import Checkpoint
-from netids.training.data import cold_starts
+from netids.training.data import check_training_data, cold_starts
 from netids.training.quality import traffic_profile
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class TrainReport:
     seconds: float = 0.0
     packets: int = 0
     stopped_early: bool = False
+    warnings: list[str] = field(default_factory=list)  # doubts about the data (see data.py)
 
 
 Progress = Callable[[int, float, float], None]  # (epoch, train_loss, val_loss)
@@ -105,15 +106,23 @@ def train(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     sources: Sequence[str] = (),
+    warn: Callable[[str], None] | None = None,
 ) -> TrainReport:
     """Train on normal captures, each ``(packets, features)`` with features in
-    ``FEATURE_NAMES`` order; return the report."""
+    ``FEATURE_NAMES`` order; return the report. Data with essentially no IP traffic is
+    refused (:class:`TrainingError`); thin or attack-like data is trained on, each doubt
+    passed to ``warn`` first and kept in the report and the checkpoint's metadata."""
     config = config or TrainConfig()
     started = time.monotonic()
     n_total = sum(len(p) for p, _ in captures)
     if n_total < MIN_PACKETS:
         raise TrainingError(f"too little normal traffic: {n_total} packets, training needs at "
                             f"least {MIN_PACKETS} (about a minute of a busy network)")
+    check = check_training_data(PacketBatch.concat([p for p, _ in captures]))
+    if check.refusal:
+        raise TrainingError(check.refusal)
+    for text in check.warnings:
+        (warn or partial(log.warning, "%s"))(text)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     before_threads = torch.get_num_threads()
@@ -129,9 +138,11 @@ def train(
         torch.set_num_threads(before_threads)
     seconds = time.monotonic() - started
     checkpoint.metadata["metrics"]["train_seconds"] = round(seconds, 1)
+    checkpoint.metadata["data_warnings"] = list(check.warnings)
     return TrainReport(checkpoint=checkpoint, epochs=len(fit.history), best_epoch=fit.best_epoch,
                        history=fit.history, seconds=seconds, packets=int(n_total),
-                       stopped_early=len(fit.history) < config.epochs)
+                       stopped_early=len(fit.history) < config.epochs,
+                       warnings=list(check.warnings))
 
 
 @dataclass

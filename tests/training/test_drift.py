@@ -13,7 +13,6 @@ import pytest
 
 from netids import cli
 from netids.capture.pcapfile import read_batches
-from netids.commands import CommandError
 from netids.commands import evaluate as evaluate_command
 from netids.config import PROJECT_ROOT, Settings
 from netids.detect.decode import decode
@@ -199,5 +198,7 @@ def test_evaluate_prints_both_methods_at_their_own_thresholds(data, capsys):
     assert model[1].strip() == "netids transformer" and float(model[2]) == 0.5
     assert forest[1].strip() == "isolation forest"
     assert int(model[3]) == int(forest[3]) == 53  # normal packets
-    with pytest.raises(CommandError, match="--threshold must be between 0 and 1"):
+    with pytest.raises(SystemExit) as refused:  # a usage error, found while parsing
         run_evaluate([str(capture), "--labels", labels, "--threshold", "2"])
+    assert refused.value.code == 2
+    assert "--threshold: must be a number from 0 to 1, got '2'" in capsys.readouterr().err
