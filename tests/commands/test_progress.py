@@ -90,7 +90,7 @@ def test_score_piped_or_under_ci_prints_no_bar(tmp_path: Path, shared_data: Path
     piped = subprocess.run([sys.executable, APP, "score", shared_data / FLOOD, "--out",
                             tmp_path / "p.csv"], capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0
-    assert piped.stderr.count("\n") == 1 and "\r" not in piped.stderr
+    assert piped.stderr.count("\n") == 2 and "\r" not in piped.stderr  # summary, state
     assert piped.stderr.startswith("37841 packets scored in")
     status, screen = on_terminal("score", shared_data / FLOOD, "--out", tmp_path / "c.csv",
                                  env={"CI": "true"})
