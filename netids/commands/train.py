@@ -38,6 +38,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="fraction range of each capture to train on (e.g. 0:0.7, keeping the "
                         "rest unseen for evaluation)")
     p.add_argument("--epochs", type=counted(1, 10_000), default=TrainConfig.epochs)
+    p.add_argument("--cold-starts", type=counted(0, 64), default=TrainConfig.cold_starts,
+                   metavar="N", help="also train on N one-minute stretches of each capture "
+                                     "read from a fresh context, as a sensor started there sees "
+                                     "them (default %(default)s; see docs/drift.md)")
     p.add_argument("--seed", type=counted(0, 2**32 - 1), default=TrainConfig.seed)
     p.add_argument("--false-alarm", type=float, default=TrainConfig.target_false_alarm,
                    help="target false-alarm rate giving the default threshold (1 - rate)")
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc)) from None
     captures = _read(args.captures, lo, hi, settings)
     config = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads,
+                         cold_starts=args.cold_starts,
                          target_false_alarm=args.false_alarm)
     bar = TerminalBar.for_settings("training", settings)
     epochs = Meter(total=config.epochs, started=time.monotonic(), unit="epochs", bound=True)

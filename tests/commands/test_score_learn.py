@@ -84,6 +84,8 @@ def test_the_summary_says_what_was_learned_and_what_was_scored(learned: Learned,
     cut = int(np.count_nonzero(ts < ts[0] + learned.seconds))
     remaining = ts[-1] - (ts[0] + learned.seconds)
     lines = learned.done.stderr.strip().splitlines()
+    assert lines[-1].startswith("state: ")  # the bounded tables' sizes, after the summary
+    lines = lines[:-1]
     assert lines[-3] == (f"note: {learned.seconds} s is less than 3 times the slowest context "
                         "window (100 s): slow statistics are still settling when learning ends, "
                         "expect more false alarms; learn 300 s or more when the capture is long "
@@ -114,11 +116,12 @@ def test_stored_events_come_from_the_scored_part_only(learned: Learned, shared_d
     assert min(dt.datetime.fromisoformat(e["timestamp"]).timestamp() for e in events) >= cut_time
 
 
-def test_learned_model_flags_far_fewer_benign_packets_than_the_shipped_one(
+def test_a_model_learned_from_the_start_keeps_its_promise_on_the_rest(
         shared_data: Path, trained_model: Path, tmp_path: Path) -> None:
-    """A camera that talks in bursts with long pauses between them: the shipped model takes
-    its pauses for anomalies ("gap spread"), a model learned from its first 2.4 days does
-    not."""
+    """A camera that talks in bursts with long pauses between them, learned from its first
+    2.4 days: at its own threshold (0.999) the rest is flagged about as rarely as promised.
+    The shipped model, with gaps in seconds, took the pauses for anomalies ("gap spread"):
+    5,819 of 11,935 flagged (48.8 %); with gaps in log10 seconds it flags as few."""
     capture = shared_data / "benign" / "iotlab__blink-cam-01.pcap"
     learned_out, shipped_out = tmp_path / "learned.csv", tmp_path / "shipped.csv"
     done = score(capture, "--learn", "210000", "--epochs", EPOCHS, "--out", learned_out)
@@ -131,8 +134,8 @@ def test_learned_model_flags_far_fewer_benign_packets_than_the_shipped_one(
     assert len(shipped) == len(learned) > 10_000
     ours = sum(r["anomaly"] == "1" for r in learned)
     theirs = sum(r["anomaly"] == "1" for r in shipped)
-    # measured: 28 against 5,819 of 11,935 (0.23 % and 48.8 %)
-    assert ours < 0.01 * len(learned) and theirs > 0.2 * len(shipped)
+    # measured: learned 2 to 28, shipped 2 (gaps in seconds: 5,819)
+    assert ours < 0.01 * len(learned) and theirs < 0.01 * len(shipped)
 
 
 def test_scoring_starts_warm_from_the_learning_part(shared_data: Path) -> None:

@@ -175,7 +175,8 @@ def test_events_read_back_as_written(engine: sa.Engine) -> None:
         )
         assert e.score_max == pytest.approx(u.score_max)
     flood = next(e for e in by_id.values() if e.kind == "flood")
-    assert (flood.src, flood.src_count, flood.packets) == ("", 1000, 1000)
+    assert (flood.src, flood.packets) == ("", 1000)
+    assert flood.src_count == pytest.approx(1000, rel=0.05)  # estimated past 64 (HyperLogLog)
     with Session(engine) as session:
         samples = event_samples(flood.id, session=session)
         assert [s.seq for s in samples] == [0, 1, 2]

@@ -67,10 +67,10 @@ def test_cold_starts_featurise_stretches_inside_a_capture_from_a_fresh_context(c
 def test_training_also_learns_a_sensor_s_start_inside_the_capture(capture):
     packets, feats = capture
     cut = MIN_PACKETS * 2
-    config = TrainConfig(epochs=1, max_train_windows=200, threads=2)
+    config = TrainConfig(epochs=1, max_train_windows=200, threads=2, cold_starts=4)
     with_starts = train([(packets.take(slice(0, cut)), feats[:cut])], config)
     without = train([(packets.take(slice(0, cut)), feats[:cut])],
-                    TrainConfig(epochs=1, max_train_windows=200, threads=2, cold_starts=0))
+                    TrainConfig(epochs=1, max_train_windows=200, threads=2))
     added = sum(len(p) for p, _ in cold_starts(packets.take(slice(0, cut)), 4, 60.0))
     meta = with_starts.checkpoint.metadata
     assert meta["packets"] == without.checkpoint.metadata["packets"] == cut
