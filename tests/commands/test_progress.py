@@ -53,12 +53,14 @@ def test_score_on_a_terminal_shows_packets_share_rate_and_time_left(
                                  "--batch-size", "1024", "--workers", "1")
     assert status == 0, screen
     bars = BAR.findall(screen)
-    assert len(bars) >= 3, screen
+    # at most 4 draws a second: a quiet machine scores this capture in half a second, so
+    # two draws are all a run can promise (the time-left words: tests/capture/test_progress)
+    assert len(bars) >= 2, screen
     assert {label for label, *_ in bars} == {"scoring"}
     packets = [int(n.replace(",", "")) for _, n, *_ in bars]
     shares = [int(share) for *_, share, _ in bars]
     assert packets == sorted(packets) and shares == sorted(shares) and shares[-1] > 50
-    assert any(re.search(r"[\d,]+ packets/s · \d+ s left$", rest) for *_, rest in bars)
+    assert all(re.search(r"[\d,]+ packets/s( · .+ left)?$", rest) for *_, rest in bars)
     # the bar is wiped before the summary, which stays as it always was
     assert re.search(r"\r\x1b\[K37841 packets scored in", screen)
 
