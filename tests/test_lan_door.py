@@ -292,7 +292,8 @@ def test_the_pages_render_under_the_csp_without_violations(door: Door) -> None:
 # -- uploads ----------------------------------------------------------------------------------
 def test_uploads_left_by_a_dead_process_are_deleted_at_start(door: Door) -> None:
     assert not DEAD_UPLOADS.exists()
-    assert "deleted 1 folder(s) of old uploads" in door.app.log()
+    # other tests' app processes may have left folders too: at least this one went
+    assert re.search(r"deleted [1-9]\d* folder\(s\) of old uploads", door.app.log())
 
 
 async def _upload_url(door: Door, cookie: str) -> str:

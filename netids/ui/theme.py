@@ -163,7 +163,7 @@ def event_grid_options(*, sensor: bool, column_filters: bool, wrap_times: bool,
         "columnMenu": "legacy",  # menu (and filter) icons only on hover: headers keep the room
         "suppressCellFocus": True,
         "tooltipShowDelay": 300,
-        "autoSizePadding": 6,  # pixels beside a column's widest cell (AG Grid's default 20)
+        "autoSizePadding": 5,  # pixels beside a column's widest cell (AG Grid's default 20)
         "overlayNoRowsTemplate": empty,
         "context": {"userSized": False},
         ":onColumnResized": "p => { if (p.source === 'uiColumnResized' && p.finished) "

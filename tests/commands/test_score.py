@@ -197,7 +197,7 @@ def test_ctrl_c_stops_every_process_without_a_traceback(tmp_path: Path, model: P
                                                         shared_data: Path) -> None:
     whole = (shared_data / "mixed_dev.pcap").read_bytes()
     big = tmp_path / "big.pcap"
-    big.write_bytes(whole + whole[24:] * 5)  # ~400k packets: several seconds of work
+    big.write_bytes(whole + whole[24:] * 15)  # ~1M packets: seconds of work on a quiet machine
     out = tmp_path / "big.csv"
     proc = subprocess.Popen([sys.executable, APP, "score", str(big), "--out", str(out),
                              "--model", str(model), "--workers", "2"],

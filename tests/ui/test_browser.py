@@ -16,7 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from sqlmodel import Session
 
 from netids.store.queries import EventFilter, count_events, query_events
-from netids.store.tables import Event, address_key
+from netids.store.tables import Event, Sensor, address_key
 from netids.ui.theme import FLAGGED
 from netids.ui.threshold import SLIDER_TOP, slider_position, slider_threshold
 from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
@@ -224,6 +224,7 @@ def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> No
     hostile = "<img src=x onerror=window.pwned=1>"
     with Session(c.engine) as session:  # a row written by some other sensor, packet-derived text
         now = datetime.now(UTC)
+        session.add(Sensor(name="<b>edge</b>"))  # a second sensor: the Sensor column shows
         session.add(Event(id="f" * 32, sensor="<b>edge</b>", first_seen=now, last_seen=now,
                           src="192.0.2.7", src_key=address_key("192.0.2.7"), dst="192.0.2.9",
                           dst_key=address_key("192.0.2.9"), proto="TCP", kind="<i>odd</i>",
@@ -294,7 +295,7 @@ def test_training_page_after_a_training(screen: Screen, app_paths: AppPaths,  # 
                                                   'new model")]]//input')
     name.send_keys(Keys.CONTROL, "a")
     name.send_keys("lab-normal", Keys.TAB)
-    press(screen, "Stop & train")
+    press(screen, "Train")  # a file read to its end: the button trains
     wait_until(lambda: c.training.phase in ("review", "done", "failed"), 180, "training")
     assert c.training.phase == "review", c.training.error  # 12,000 packets: too few to trust
     screen.should_contain("The new model may be unreliable")
