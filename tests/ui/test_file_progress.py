@@ -4,6 +4,7 @@ sample): a bar and the packets, share, rate and time left, like ``score`` on a t
 from __future__ import annotations
 
 import re
+import time
 
 from nicegui.testing import User
 
@@ -55,3 +56,31 @@ async def test_a_finished_file_says_done_at_full_share(user: User) -> None:
     await until(lambda: progress_text(user).startswith("Done · "), 5, "the finished bar")
     assert f"{c.live.packets:,} packets · 100%" in progress_text(user)
     assert progress_value(user) == 1.0
+
+
+async def test_the_packets_per_second_card_follows_the_last_second(user: User) -> None:
+    """Issue #18: the card froze at the session's average; it shows the last second's rate,
+    so it changes while a recording plays back at its own pace."""
+    await user.open("/")
+    user.find(marker="realtime").click()
+    user.find(marker="pcap-path").type(SAMPLE.name)
+    user.find(marker="analyse").click()
+    c = controller_of_app()
+
+    def shown() -> str:
+        return user.find(marker="count-rate").elements.pop().text
+
+    started = time.monotonic()
+    await until(lambda: any(ch.isdigit() for ch in shown()), 20, "a packet rate")
+    seen = {shown()}
+    await until(lambda: seen.add(shown()) or len(seen) >= 3, 20, "the rate to change")
+
+    def rate() -> int:
+        digits = shown().replace(",", "")
+        return int(digits) if digits.isdigit() else 0
+
+    # the sample's SYN flood: the last second runs far above the session's average so far
+    await until(lambda: rate() > 2 * c.live.packets / (time.monotonic() - started), 40,
+                "the flood's rate, above the session average")
+    assert c.live.running  # all while one session runs
+    await c.stop()
