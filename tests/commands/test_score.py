@@ -201,7 +201,9 @@ def test_ctrl_c_stops_every_process_without_a_traceback(tmp_path: Path, model: P
     out = tmp_path / "big.csv"
     proc = subprocess.Popen([sys.executable, APP, "score", str(big), "--out", str(out),
                              "--model", str(model), "--workers", "2"],
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as in a terminal: a shell's background job inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 1_000_000):
         time.sleep(0.05)
