@@ -162,8 +162,10 @@ def test_dark_mode_grid_sorting_and_threshold_colours(screen: Screen) -> None:
     screen.should_contain("Samples as pcap")
     assert " > " in screen.find_by_css(".nid-mono").text  # a decoded one-line summary
     shot(screen, "event-detail.png")
-    screen.selenium.find_element(
-        By.XPATH, '//div[contains(@class, "q-dialog")]//i[text()="close"]/ancestor::button').click()
+    close = screen.selenium.find_element(
+        By.XPATH, '//div[contains(@class, "q-dialog")]//i[text()="close"]/ancestor::button')
+    # a click, not a pointer move: the row's "why" tooltip may still cover the button
+    screen.selenium.execute_script("arguments[0].click()", close)
     wait_until(lambda: not js(screen, "return [...document.querySelectorAll('.q-dialog')]"
                                       ".some(e => e.offsetParent !== null)"), 5,
                "the dialog to close")
@@ -269,8 +271,10 @@ def test_history_filtering_and_export(screen: Screen, app_paths: AppPaths) -> No
     next(cell for cell in cells if cell.text == "<i>odd</i>").click()
     screen.should_contain(hostile)  # the explanation in the detail dialog, as text
     assert js(screen, "return window.pwned === undefined")
-    screen.selenium.find_element(
-        By.XPATH, '//div[contains(@class, "q-dialog")]//i[text()="close"]/ancestor::button').click()
+    close = screen.selenium.find_element(
+        By.XPATH, '//div[contains(@class, "q-dialog")]//i[text()="close"]/ancestor::button')
+    # a click, not a pointer move: the row's "why" tooltip may still cover the button
+    screen.selenium.execute_script("arguments[0].click()", close)
     wait_until(lambda: not js(screen, "return [...document.querySelectorAll('.q-dialog')]"
                                       ".some(e => e.offsetParent !== null)"), 5,
                "the dialog to close")
