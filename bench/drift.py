@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -369,14 +370,16 @@ def pct(x: float) -> str:
 # ------------------------------------------------------------------------------ helpers
 
 
-MODEL_CODE = ("netids/detect/*.py", "netids/training/train.py", "netids/training/data.py",
-              "netids/training/checkpoint.py", "netids/commands/train.py")
-
-
 def code_digest() -> str:
-    """12 hex digits over the source that makes a model: models are cached by it."""
+    """12 hex digits over the source that makes a model (every netids module ``train``
+    imports): models are cached by it, so a change to events or the UI keeps them."""
+    names = subprocess.run(
+        [sys.executable, "-c", "import sys, netids.commands.train; "
+         "print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+         "if n.startswith('netids') and getattr(m, '__file__', None)))"],
+        cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()
     h = hashlib.sha256()
-    for path in sorted(p for pattern in MODEL_CODE for p in ROOT.glob(pattern)):
+    for path in sorted(Path(n).resolve() for n in names):
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:12]
 
