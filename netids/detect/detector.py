@@ -210,7 +210,8 @@ class Detector:
         shares = self._shares(codes)
         # per row, the inputs by falling surprise; rows as lists: a Python loop reads them
         orders = np.argsort(-errors, axis=1)[:, :8].tolist()
-        absent = self._absent(values)
+        absent = self._absent(values) | words.foreign_inputs(self.input_names, sub.ethertype,
+                                                             sub.proto)
         may_name = (self._may_name_kind(values, codes, shares) & ~absent).tolist()
         sweeping = self._sweeping(values).tolist()
         rows = zip(orders, errors.tolist(), values.tolist(), codes.tolist(), cat_values.tolist(),

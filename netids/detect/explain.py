@@ -35,7 +35,17 @@ import functools
 import math
 import re
 
-from netids.detect.packets import STATUS_NAMES, format_tcp_flags
+import numpy as np
+
+from netids.detect.packets import (
+    ETHERTYPE_ARP,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    STATUS_NAMES,
+    format_tcp_flags,
+)
 from netids.detect.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES
 
 TARGET_FLOOD = "target under flood"  # an event about its destination, whoever sent it
@@ -95,6 +105,40 @@ PHRASES = {
     "link_new_mac_rate": ("{v} new MAC addresses/s on the link", ""),
     "ip_mac_moved": ("this IP changed MAC address recently (mark {v}, 1 = just now)", ""),
 }
+
+
+# what a packet of each protocol may be told about: an input is evidence of its own
+# protocol's packets only (an ARP packet has no ports, an ICMP echo no SYN), even where the
+# statistic is the source's over all its traffic. By input name without its window; inputs
+# not listed are about any packet (rates, sizes, addresses, MACs).
+TCP, UDP, ICMP, ARP = "TCP", "UDP", "ICMP", "ARP"
+OWN_PROTOCOLS = {
+    "src_syn_rate": (TCP,), "tcp_flags": (TCP,), "window": (TCP,), "udp_len": (UDP,),
+    "src_new_port_rate": (TCP, UDP), "sport_class": (TCP, UDP), "dport_class": (TCP, UDP),
+    "sock_rate": (TCP, UDP), "sock_size_mean": (TCP, UDP), "sock_size_std": (TCP, UDP),
+    "icmp_type": (ICMP,), "icmp_code": (ICMP,),
+    "arp_conflict": (ARP,), "arp_mac_ips": (ARP,), "arp_op": (ARP,),
+}
+_FAMILIES = (TCP, UDP, ICMP, ARP)
+
+
+def foreign_inputs(names: list[str], ethertype: np.ndarray, proto: np.ndarray) -> np.ndarray:
+    """bool [rows, len(names)]: the inputs that are about another protocol than each packet's
+    (see OWN_PROTOCOLS), which neither name its kind nor explain it.
+
+    >>> arp, icmp = foreign_inputs(["src_new_port_rate_1s", "src_new_dst_rate_1s", "arp_op"],
+    ...                            np.array([0x0806, 0x0800]), np.array([-1, 1]))
+    >>> arp.tolist(), icmp.tolist()
+    ([True, False, False], [True, False, True])
+    """
+    family = np.select([ethertype == ETHERTYPE_ARP, proto == PROTO_TCP, proto == PROTO_UDP,
+                        (proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)], [3, 0, 1, 2], -1)
+    allowed = np.ones((len(_FAMILIES) + 1, len(names)), bool)  # last row: other protocols
+    for j, name in enumerate(names):
+        own = OWN_PROTOCOLS.get(base_name(name))
+        if own is not None:
+            allowed[:, j] = [f in own for f in _FAMILIES] + [False]
+    return ~allowed[family]
 
 
 # each of scaling.MAC_CLASSES in words
