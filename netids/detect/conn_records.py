@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 # Well-known responder ports, the service guess (Zeek finds services by inspecting payload;
 # netids guesses from the port alone, so a web server on port 22 is called "ssh"). These are
 # also the "likely server ports" that decide who originated a connection seen midstream.
@@ -109,24 +111,31 @@ def zeek_line(r: ConnRecord) -> str:
     return "\t".join(fields)
 
 
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_MASK = (1 << 64) - 1
+_BASE62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+                        dtype=np.uint8)
 
 
-def make_uid(seed: int, serial: int) -> str:
-    """A Zeek-like uid ("C" and base-62 digits), reproducible from a seed and a serial number.
+def make_uids(seed: int, serials: np.ndarray) -> list[str]:
+    """Zeek-like uids ("C" and 17 base-62 digits), reproducible from a seed and serial numbers.
 
-    >>> make_uid(0, 1) == make_uid(0, 1), make_uid(0, 1) == make_uid(0, 2), make_uid(0, 1)[0]
-    (True, False, 'C')
+    >>> a, b = make_uids(0, np.array([1, 2]))
+    >>> a == make_uids(0, np.array([1]))[0], a == b, a[0], len(a)
+    (True, False, 'C', 18)
     """
-    value = 0
-    for part in (seed, serial):  # splitmix64 twice: 96 bits, like Zeek's uids
-        z = (value ^ part) + 0x9E3779B97F4A7C15 & _MASK
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EB & _MASK
-        value = (value << 32 | (z ^ (z >> 31))) & ((1 << 96) - 1)
+    x = serials.astype(np.uint64) ^ np.uint64(seed & (2**64 - 1))
     digits = []
-    for _ in range(17):
-        value, digit = divmod(value, 62)
-        digits.append(_BASE62[digit])
-    return "C" + "".join(digits)
+    for width in (11, 6):  # two splitmix64 outputs: 11 digits of one, 6 of the next
+        x = _splitmix(x)
+        value = x
+        for _ in range(width):
+            digits.append(value % np.uint64(62))
+            value = value // np.uint64(62)
+    chars = _BASE62[np.stack(digits, axis=1).astype(np.intp)]
+    return ["C" + text for text in chars.view(f"S{len(digits)}").ravel().astype(str).tolist()]
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    x = x + np.uint64(0x9E3779B97F4A7C15)  # uint64 arithmetic wraps around, as intended
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))

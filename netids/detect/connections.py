@@ -30,12 +30,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netids.detect.conn_records import SERVER_PORTS, SERVICES, ConnRecord, make_uid
-from netids.detect.conn_state import (ACK, FIN, INACTIVE, RST, SYN, SYN_ACK_SENT, SYN_SENT,
-                                      TcpState, udp_conn_state)
+from netids.detect.conn_records import SERVER_PORTS, SERVICES, ConnRecord, _splitmix, make_uids
+from netids.detect.conn_state import (
+    ACK,
+    FIN,
+    INACTIVE,
+    RST,
+    SYN,
+    SYN_ACK_SENT,
+    SYN_SENT,
+    TcpState,
+    udp_conn_state,
+)
 from netids.detect.keytable import KeyTable, TableStats
-from netids.detect.packets import (FLAG_FRAGMENT, FLAG_L4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
-                                   PROTO_UDP, PacketBatch, format_ip)
+from netids.detect.packets import (
+    FLAG_FRAGMENT,
+    FLAG_L4,
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    PacketBatch,
+    format_ip,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +74,6 @@ class ConnConfig:
 
 
 PROTO_TEXT = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
-_M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
 
 
 def _counterparts(pairs: dict[int, int]) -> np.ndarray:
@@ -101,11 +117,13 @@ class ConnTracker:
         self.sizes = np.zeros((n, 2, max(c.sizes_kept, 1)), dtype=np.int32)
         self.nsizes = np.zeros((n, 2), dtype=np.int64)
         self.serial = np.zeros(n, dtype=np.int64)
-        self.next_report = np.zeros(n)
+        self.next_report = np.full(n, np.inf)  # the next in-progress snapshot
         self.flipped = np.zeros(n, dtype=bool)  # at creation (UDP, TCP midstream)
         self.tcp_flips = np.zeros(n, dtype=bool)  # TcpState.flipped, as the sides are held
         self.states = np.zeros((n, 2), dtype=np.int8)  # TCP endpoint states, orig and resp
         self.finished = np.full(n, np.inf)  # when TCP closed (Zeek's close_complete)
+        self.timeout = np.zeros(n)  # inactivity timeout by protocol
+        self.deadline = np.full(n, np.inf)  # when a timer may end it, if nothing comes first
         self.tcp: list[TcpState | None] = [None] * n
         self.now = -np.inf
         self.opened = 0
@@ -120,10 +138,10 @@ class ConnTracker:
 
     def update(self, packets: PacketBatch) -> list[ConnRecord]:
         """Count one batch (in stream order); return the records it completed."""
-        rows = np.flatnonzero(((packets.status & FLAG_L4) != 0)
-                              & ((packets.status & FLAG_FRAGMENT) == 0)
-                              & np.isin(packets.proto, (PROTO_TCP, PROTO_UDP, PROTO_ICMP,
-                                                        PROTO_ICMPV6)))
+        proto = packets.proto
+        rows = np.flatnonzero(((packets.status & (FLAG_L4 | FLAG_FRAGMENT)) == FLAG_L4)
+                              & ((proto == PROTO_TCP) | (proto == PROTO_UDP)
+                                 | (proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)))
         if len(rows):
             keys, src_low, ports = _keys(packets, rows)
             order = np.argsort(keys, kind="stable")  # each connection's packets, in order
@@ -152,8 +170,8 @@ class ConnTracker:
                ports: np.ndarray) -> None:
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         counts = np.diff(np.r_[starts, len(keys)])
-        ts = p.ts[rows]
-        slots_u, new = self.table.lookup(keys[starts], np.maximum.reduceat(ts, starts))
+        last = np.maximum.reduceat(p.ts[rows], starts)
+        slots_u, new = self.table.lookup(keys[starts], last)
         self.table.hits[slots_u] += counts - 1
         slot = np.repeat(slots_u, counts)
         if new.any():
@@ -162,7 +180,20 @@ class ConnTracker:
         tcp = p.proto[rows] == PROTO_TCP
         if tcp.any():
             self._tcp(p, rows[tcp], slot[tcp], src_low[tcp])
-        self._count(p, rows, slot, src_low == self.orig_low[slot], ts)
+        self._count(p, rows, slots_u, counts, src_low == self.orig_low[slot], last)
+        self._deadlines(slots_u)
+
+    def _deadlines(self, slots: np.ndarray) -> None:
+        """When Zeek's timers would next look at these connections: inactivity, the linger
+        after closing, and the attempt timer of an unanswered SYN."""
+        c = self.config
+        due = np.minimum(self.last[slots] + self.timeout[slots],
+                         self.finished[slots] + c.close_delay)
+        st = self.states[slots]
+        waiting = ((self.proto[slots] == PROTO_TCP) & (st[:, 1] == INACTIVE)
+                   & ((st[:, 0] == SYN_SENT) | (st[:, 0] == SYN_ACK_SENT)))
+        self.deadline[slots] = np.where(waiting, np.minimum(due, self.start[slots]
+                                                            + c.attempt_delay), due)
 
     def _open(self, p: PacketBatch, rows: np.ndarray, slots: np.ndarray, src_low: np.ndarray,
               ports: np.ndarray) -> None:
@@ -188,6 +219,10 @@ class ConnTracker:
         self.proto[slots] = proto
         self.start[slots] = self.last[slots] = p.ts[rows]
         self.next_report[slots] = p.ts[rows] + self.config.report_every
+        c = self.config
+        self.timeout[slots] = np.where(proto == PROTO_TCP, c.tcp_timeout,
+                                       np.where(proto == PROTO_UDP, c.udp_timeout,
+                                                c.icmp_timeout))
         for arr in (self.pkts, self.bytes, self.ip_bytes, self.nsizes, self.states):
             arr[slots] = 0
         self.flipped[slots] = flip
@@ -240,34 +275,36 @@ class ConnTracker:
         for arr in (self.ports, self.pkts, self.bytes, self.ip_bytes, self.sizes, self.nsizes):
             arr[s] = arr[s, ::-1]
 
-    def _count(self, p: PacketBatch, rows: np.ndarray, slot: np.ndarray, is_orig: np.ndarray,
-               ts: np.ndarray) -> None:
-        """Packets, bytes, IP bytes and the first payload sizes per side; the last time."""
-        group = slot * 2 + (~is_orig)
+    def _count(self, p: PacketBatch, rows: np.ndarray, slots: np.ndarray, counts: np.ndarray,
+               is_orig: np.ndarray, last: np.ndarray) -> None:
+        """Packets, bytes, IP bytes and the first payload sizes per side; the last time.
+        ``rows`` come grouped by connection, ``counts`` packets each, in ``slots``."""
+        side = np.repeat(np.arange(len(slots)) * 2, counts) + (~is_orig)
         size = p.payload[rows].astype(np.int64)
         icmp = (p.proto[rows] == PROTO_ICMP) | (p.proto[rows] == PROTO_ICMPV6)
         size = np.maximum(np.where(icmp, size - 8, size), 0)  # Zeek: ICMP data after 8 bytes
-        groups, inverse = np.unique(group, return_inverse=True)
-        self.pkts.reshape(-1)[groups] += np.bincount(inverse)
-        self.bytes.reshape(-1)[groups] += np.bincount(inverse, size).astype(np.int64)
+        m = 2 * len(slots)
+        self.pkts[slots] += np.bincount(side, minlength=m).reshape(-1, 2)
+        self.bytes[slots] += np.bincount(side, size, m).reshape(-1, 2).astype(np.int64)
         ip_len = np.maximum(p.ip_len[rows], 0)
-        self.ip_bytes.reshape(-1)[groups] += np.bincount(inverse, ip_len).astype(np.int64)
-        np.maximum.at(self.last, slot, ts)
+        self.ip_bytes[slots] += np.bincount(side, ip_len, m).reshape(-1, 2).astype(np.int64)
+        self.last[slots] = np.maximum(self.last[slots], last)
         keep = self.config.sizes_kept
-        paying = size > 0
-        if keep and paying.any():
+        group = slots[side // 2] * 2 + (side & 1)
+        held = self.nsizes.reshape(-1)
+        paying = np.flatnonzero((size > 0) & (held[group] < keep))  # sizes still wanted
+        if len(paying):
             g = group[paying]
             order = np.argsort(g, kind="stable")
             g, values = g[order], size[paying][order]
             starts = np.r_[True, g[1:] != g[:-1]]
             index = np.arange(len(g))
             rank = index - np.maximum.accumulate(np.where(starts, index, 0))
-            held = self.nsizes.reshape(-1)
             pos = held[g] + rank
             ok = pos < keep
             self.sizes.reshape(-1, self.sizes.shape[2])[g[ok], pos[ok]] = values[ok]
-            ug, counts = np.unique(g, return_counts=True)
-            held[ug] = np.minimum(keep, held[ug] + counts)
+            ug, n = np.unique(g, return_counts=True)
+            held[ug] = np.minimum(keep, held[ug] + n)
 
     # -- writing records -------------------------------------------------------------------
     def _expire(self) -> None:
@@ -275,20 +312,16 @@ class ConnTracker:
         c, now = self.config, self.now
         if now == -np.inf:
             return
-        used = self.table.used
-        timeout = np.where(self.proto == PROTO_TCP, c.tcp_timeout,
-                           np.where(self.proto == PROTO_UDP, c.udp_timeout, c.icmp_timeout))
-        attempt = ((self.proto == PROTO_TCP) & (self.states[:, 1] == INACTIVE)
-                   & ((self.states[:, 0] == SYN_SENT) | (self.states[:, 0] == SYN_ACK_SENT))
-                   & (self.start + c.attempt_delay <= now))
-        closed = used & (self.finished + c.close_delay <= now)
-        idle = used & ~closed & (attempt | (self.last + timeout < now))
-        for mask, why in ((closed, "closed"), (idle, "timeout")):
-            slots = np.flatnonzero(mask)
-            if len(slots):
-                self._out.extend(self._records(slots, why))
-                self._release(slots)
-        due = np.flatnonzero(self.table.used & (self.next_report <= now))
+        slots = np.flatnonzero(self.deadline <= now)
+        if len(slots):
+            self._deadlines(slots)  # the same rules, at a time these slots are due
+            slots = slots[self.deadline[slots] <= now]
+            closed = self.finished[slots] + c.close_delay <= now
+            for part, why in ((slots[closed], "closed"), (slots[~closed], "timeout")):
+                if len(part):
+                    self._out.extend(self._records(part, why))
+                    self._release(part)
+        due = np.flatnonzero(self.next_report <= now)
         if len(due):
             self._out.extend(self._records(due, "", in_progress=True))
             late = np.floor((now - self.next_report[due]) / c.report_every) + 1
@@ -297,11 +330,14 @@ class ConnTracker:
     def _evicted(self, slots: np.ndarray) -> None:
         self._out.extend(self._records(slots, "evicted"))
         self.evicted += len(slots)
-        for s in slots.tolist():
-            self.tcp[s] = None
+        self._forget(slots)
 
     def _release(self, slots: np.ndarray) -> None:
         self.table.release(slots)
+        self._forget(slots)
+
+    def _forget(self, slots: np.ndarray) -> None:
+        self.deadline[slots] = self.next_report[slots] = np.inf
         for s in slots.tolist():
             self.tcp[s] = None
 
@@ -309,13 +345,15 @@ class ConnTracker:
                  in_progress: bool = False) -> list[ConnRecord]:
         """The records of connections ``slots`` as they stand."""
         out = []
-        seed = self.config.seed
+        uids = make_uids(self.config.seed, self.serial[slots])
+        sizes, nsizes = self.sizes[slots].tolist(), self.nsizes[slots].tolist()
         columns = zip(slots.tolist(), self.addr[slots].tolist(), self.ports[slots].tolist(),
                       self.proto[slots].tolist(), self.start[slots].tolist(),
                       self.last[slots].tolist(), self.pkts[slots].tolist(),
                       self.bytes[slots].tolist(), self.ip_bytes[slots].tolist(),
-                      self.serial[slots].tolist(), self.flipped[slots].tolist(), strict=True)
-        for s, addr, (op, rp), proto, start, last, pkts, size, ipb, serial, flip in columns:
+                      uids, self.flipped[slots].tolist(), sizes, nsizes, strict=True)
+        for s, addr, (op, rp), proto, start, last, pkts, size, ipb, uid, flip, first, nfirst \
+                in columns:
             name = PROTO_TEXT[proto]
             state = self.tcp[s]
             if state is not None:
@@ -333,14 +371,13 @@ class ConnTracker:
             duration = last - start
             timed = duration > 0
             out.append(ConnRecord(
-                ts=start, uid=make_uid(seed, serial), orig_h=format_ip(addr[0], addr[1]),
+                ts=start, uid=uid, orig_h=format_ip(addr[0], addr[1]),
                 orig_p=op, resp_h=format_ip(addr[2], addr[3]), resp_p=rp, proto=name,
                 service=SERVICES.get((name, rp)), duration=duration if timed else None,
                 orig_bytes=size[0] if timed else None, resp_bytes=size[1] if timed else None,
                 conn_state=conn_state, missed_bytes=0, history=history, orig_pkts=pkts[0],
                 orig_ip_bytes=ipb[0], resp_pkts=pkts[1], resp_ip_bytes=ipb[1],
-                orig_sizes=tuple(self.sizes[s, 0, :self.nsizes[s, 0]].tolist()),
-                resp_sizes=tuple(self.sizes[s, 1, :self.nsizes[s, 1]].tolist()),
+                orig_sizes=tuple(first[0][:nfirst[0]]), resp_sizes=tuple(first[1][:nfirst[1]]),
                 in_progress=in_progress, ended=ended))
         return out
 
@@ -358,18 +395,10 @@ def _keys(p: PacketBatch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     b = np.where(icmp, counter, p.dport[rows]).astype(np.int64)
     sh, sl, dh, dl = p.src_hi[rows], p.src_lo[rows], p.dst_hi[rows], p.dst_lo[rows]
     src_low = (sh < dh) | ((sh == dh) & ((sl < dl) | ((sl == dl) & (a <= b))))
-    h = _mix(np.where(src_low, sh, dh))
-    h = _mix(h ^ np.where(src_low, sl, dl))
-    h = _mix(h ^ np.where(src_low, dh, sh))
-    h = _mix(h ^ np.where(src_low, dl, sl))
+    h = _splitmix(np.where(src_low, sh, dh))
+    h = _splitmix(h ^ np.where(src_low, sl, dl))
+    h = _splitmix(h ^ np.where(src_low, dh, sh))
+    h = _splitmix(h ^ np.where(src_low, dl, sl))
     lo_port, hi_port = np.where(src_low, a, b), np.where(src_low, b, a)
-    h = _mix(h ^ ((lo_port << 24) | (hi_port << 8) | proto).astype(np.uint64))
+    h = _splitmix(h ^ ((lo_port << 24) | (hi_port << 8) | proto).astype(np.uint64))
     return h, src_low, np.stack([a, b], axis=1)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit moves every output bit."""
-    x = x + _M1  # uint64 arithmetic wraps around, as the hash wants
-    x = (x ^ (x >> np.uint64(30))) * _M2
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
