@@ -125,7 +125,7 @@ def make_uids(seed: int, serials: np.ndarray) -> list[str]:
     x = serials.astype(np.uint64) ^ np.uint64(seed & (2**64 - 1))
     digits = []
     for width in (11, 6):  # two splitmix64 outputs: 11 digits of one, 6 of the next
-        x = _splitmix(x)
+        x = splitmix(x)
         value = x
         for _ in range(width):
             digits.append(value % np.uint64(62))
@@ -134,7 +134,7 @@ def make_uids(seed: int, serials: np.ndarray) -> list[str]:
     return ["C" + text for text in chars.view(f"S{len(digits)}").ravel().astype(str).tolist()]
 
 
-def _splitmix(x: np.ndarray) -> np.ndarray:
+def splitmix(x: np.ndarray) -> np.ndarray:
     x = x + np.uint64(0x9E3779B97F4A7C15)  # uint64 arithmetic wraps around, as intended
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from netids.detect.conn_records import SERVER_PORTS, SERVICES, ConnRecord, _splitmix, make_uids
+from netids.detect.conn_keys import connection_keys
+from netids.detect.conn_records import SERVER_PORTS, SERVICES, ConnRecord, make_uids
 from netids.detect.conn_state import (
     ACK,
     FIN,
@@ -76,16 +77,6 @@ class ConnConfig:
 PROTO_TEXT = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
 
 
-def _counterparts(pairs: dict[int, int]) -> np.ndarray:
-    table = np.full(256, -1, dtype=np.int32)
-    for a, b in pairs.items():
-        table[a], table[b] = b, a
-    return table
-
-
-# Zeek's ICMP4_counterpart / ICMP6_counterpart: request and reply types; -1: one-way (code)
-ICMP4_PAIRS = _counterparts({8: 0, 13: 14, 15: 16, 10: 9, 17: 18})
-ICMP6_PAIRS = _counterparts({128: 129, 133: 134, 135: 136, 130: 131, 139: 140, 144: 145})
 _LIKELY = {PROTO_TCP: np.array(SERVER_PORTS["tcp"]), PROTO_UDP: np.array(SERVER_PORTS["udp"])}
 
 
@@ -143,7 +134,7 @@ class ConnTracker:
                               & ((proto == PROTO_TCP) | (proto == PROTO_UDP)
                                  | (proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)))
         if len(rows):
-            keys, src_low, ports = _keys(packets, rows)
+            keys, src_low, ports = connection_keys(packets, rows)
             order = np.argsort(keys, kind="stable")  # each connection's packets, in order
             rows, keys, src_low, ports = rows[order], keys[order], src_low[order], ports[order]
             starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
@@ -380,25 +371,3 @@ class ConnTracker:
                 orig_sizes=tuple(first[0][:nfirst[0]]), resp_sizes=tuple(first[1][:nfirst[1]]),
                 in_progress=in_progress, ended=ended))
         return out
-
-
-def _keys(p: PacketBatch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per packet: a 64-bit hash of its connection (the same both ways), whether its source is
-    the key's first endpoint, and its (source, destination) ports (ICMP: Zeek's type and
-    counterpart type, or the code for one-way messages)."""
-    proto = p.proto[rows]
-    itype = np.clip(p.icmp_type[rows], 0, 255)
-    counter = np.where(proto == PROTO_ICMP, ICMP4_PAIRS[itype], ICMP6_PAIRS[itype])
-    counter = np.where(counter < 0, p.icmp_code[rows], counter)
-    icmp = (proto == PROTO_ICMP) | (proto == PROTO_ICMPV6)
-    a = np.where(icmp, itype, p.sport[rows]).astype(np.int64)
-    b = np.where(icmp, counter, p.dport[rows]).astype(np.int64)
-    sh, sl, dh, dl = p.src_hi[rows], p.src_lo[rows], p.dst_hi[rows], p.dst_lo[rows]
-    src_low = (sh < dh) | ((sh == dh) & ((sl < dl) | ((sl == dl) & (a <= b))))
-    h = _splitmix(np.where(src_low, sh, dh))
-    h = _splitmix(h ^ np.where(src_low, sl, dl))
-    h = _splitmix(h ^ np.where(src_low, dh, sh))
-    h = _splitmix(h ^ np.where(src_low, dl, sl))
-    lo_port, hi_port = np.where(src_low, a, b), np.where(src_low, b, a)
-    h = _splitmix(h ^ ((lo_port << 24) | (hi_port << 8) | proto).astype(np.uint64))
-    return h, src_low, np.stack([a, b], axis=1)
