@@ -251,13 +251,13 @@ class ConnTracker:
             state.step(low == (b ^ state.flipped), f, q, n, t)
             if state.finished and finished[s] == np.inf:
                 finished[s] = t
-        for s in np.unique(slot[idx]).tolist():
-            state = tcp[s]
-            assert state is not None
-            self.states[s] = state.orig.state, state.resp.state
-            if state.flipped != self.tcp_flips[s]:
-                self.tcp_flips[s] = state.flipped
-                self._swap(s)
+        touched = np.unique(slot[idx])
+        states = [tcp[s] for s in touched.tolist()]
+        self.states[touched] = [(st.orig.state, st.resp.state) for st in states]  # type: ignore[union-attr]
+        flips = np.array([st.flipped for st in states], dtype=bool)  # type: ignore[union-attr]
+        for s in touched[flips != self.tcp_flips[touched]].tolist():
+            self.tcp_flips[s] = not self.tcp_flips[s]
+            self._swap(s)
 
     def _swap(self, s: int) -> None:
         """The roles of connection ``s`` flipped: what was the originator's is the responder's."""
