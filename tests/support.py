@@ -103,10 +103,10 @@ def dissect(frame: bytes, linktype: int) -> Any:
     return None if cls is None else cls(frame)
 
 
-def truth(pkt: Any, linktype: int) -> dict[str, int]:
+def truth(pkt: Any, linktype: int) -> dict[str, int | None]:
     """Fields the decoder must reproduce, named as PacketBatch columns; absent fields are
-    left out (the decoder must report them missing)."""
-    out: dict[str, int] = {}
+    left out (the decoder must report them missing); None: not to be compared."""
+    out: dict[str, int | None] = {}
     layer = pkt
     if type(pkt) is Dot3:
         out["dst_mac"] = int(pkt.dst.replace(":", ""), 16)
@@ -141,12 +141,15 @@ def truth(pkt: Any, linktype: int) -> dict[str, int]:
         return out
     if t is IP:
         out.update(ip_version=4, ttl=layer.ttl, proto=layer.proto, frag=layer.frag,
-                   src_lo=parse_ip(layer.src)[1], dst_lo=parse_ip(layer.dst)[1])
+                   src_lo=parse_ip(layer.src)[1], dst_lo=parse_ip(layer.dst)[1],
+                   # a length field under the header's (TSO writes 0): the decoder takes the
+                   # frame's length on the wire instead, which scapy does not know
+                   ip_len=layer.len if layer.len >= layer.ihl * 4 else None)
         layer = layer.payload
     elif t is IPv6:
         src, dst = parse_ip(layer.src), parse_ip(layer.dst)
         out.update(ip_version=6, ttl=layer.hlim, src_hi=src[0], src_lo=src[1],
-                   dst_hi=dst[0], dst_lo=dst[1])
+                   dst_hi=dst[0], dst_lo=dst[1], ip_len=40 + layer.plen)
         nh, frag = layer.nh, 0
         layer = layer.payload
         while isinstance(layer, IPV6_EXT):
@@ -160,7 +163,7 @@ def truth(pkt: Any, linktype: int) -> dict[str, int]:
     t = type(layer)
     if t is TCP:
         out.update(sport=layer.sport, dport=layer.dport, tcp_flags=int(layer.flags),
-                   window=layer.window)
+                   window=layer.window, seq=layer.seq)
     elif t is UDP:
         out.update(sport=layer.sport, dport=layer.dport, udp_len=layer.len)
     elif t is ICMP or (out.get("proto") == 58 and "type" in layer.fields):
@@ -205,7 +208,8 @@ def make_packets(
         dport=col(dport, np.int32), tcp_flags=col(2 if proto == 6 else -1, np.int16),
         window=col(1024, np.int32), udp_len=col(-1, np.int32), icmp_type=col(-1, np.int16),
         icmp_code=col(-1, np.int16), arp_op=col(-1, np.int16), arp_sha=col(0, np.uint64),
-        payload=col(0, np.int32),
+        payload=col(0, np.int32), ip_len=col(40 if proto == 6 else 28, np.int32),
+        seq=col(0 if proto == 6 else -1, np.int64),
     )
 
 

@@ -24,6 +24,7 @@ from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError, check_capture, read_batches
 from netids.commands import CommandError, add_eve_options, counted, fraction
 from netids.commands.progress import TerminalBar
+from netids.commands.score_conn import ConnLog
 from netids.commands.score_learn import learn_first
 from netids.config import Settings
 from netids.detect.frames import FrameBatch
@@ -54,6 +55,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
                    help="processes judging batches beside the main one, which helps when they "
                         "are busy (default: one per core but one; 0: all in the main process)")
     add_eve_options(p)
+    p.add_argument("--conn", type=Path, metavar="FILE",
+                   help="also write the connections as a Zeek-style conn.log (TSV)")
     learn = p.add_argument_group("an unfamiliar network: learn it from the capture's start")
     learn.add_argument("--learn", type=float, metavar="SECONDS",
                        help="train a model on the first SECONDS of capture time, then score "
@@ -66,18 +69,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     _check_paths(args.capture, args.out)
+    conn_path = _conn_path(args)
     if getattr(args, "db", None) is not None:
         _check_url(settings.db_url)
     keep_freed_memory()  # batches reuse their arrays' memory instead of page-faulting anew
     learned = learn_first(args, settings)
-    if learned:
-        pipeline = learned.pipeline(args.threshold)
-    else:
-        try:
-            detector = load_detector(settings.model_path, threads=settings.torch_threads)
-        except CheckpointError as exc:
-            raise CommandError(str(exc)) from exc
-        pipeline = Pipeline(detector, threshold=args.threshold)
+    pipeline = learned.pipeline(args.threshold) if learned else _pipeline(args, settings)
     workers = settings.score_workers if args.workers is None else args.workers
     # everything loaded so far lives until the end: out of the cyclic collector's sight, a
     # full collection no longer walks the model and libraries (80 ms each time), and forked
@@ -97,15 +94,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # the sink starts a writer thread: open it only once the workers are forked
         db = bool(getattr(args, "db", None))
         sink = _EventSink.open(settings, db) if db or settings.eve.path else None
+        conns = ConnLog(conn_path) if conn_path is not None else None
         try:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
-                                   done, learned.rest if learned else None)
+                                   done, learned.rest if learned else None, conns)
         except OSError as exc:  # the output: a full disk, a device that refuses writes
             raise CommandError(f"{args.out}: cannot write ({exc.strerror}) after "
                                f"{pipeline.stats.packets} packets") from None
         finally:
             bar.clear()
+            conn_summary = conns.close() if conns else ""
             if sink:
                 tables = sink.sink.aggregator.stats()  # before close() ends every event
                 sink.close()
@@ -121,8 +120,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
     tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
-    sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n")
+    tables += [conns.tracker.stats()] if conns else []
+    sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n" + conn_summary)
     return 0
+
+
+def _pipeline(args: argparse.Namespace, settings: Settings) -> Pipeline:
+    """The pipeline of the configured model."""
+    try:
+        detector = load_detector(settings.model_path, threads=settings.torch_threads)
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from exc
+    return Pipeline(detector, threshold=args.threshold)
 
 
 Task = tuple[int, PacketBatch, np.ndarray]  # first index, packets, context features
@@ -144,7 +153,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
                pool: OrderedPool[Task, Rows], sink: _EventSink | None = None,
                batch_size: int = 4096,
                done: Callable[[FrameBatch], None] | None = None,
-               batches: Iterable[FrameBatch] | None = None) -> Exception | None:
+               batches: Iterable[FrameBatch] | None = None,
+               conns: ConnLog | None = None) -> Exception | None:
     """Write the CSV of ``capture`` to ``out``; return the error that ended it early: the
     file's (:class:`CaptureFileError`) or a worker's (:class:`WorkerError`).
 
@@ -153,7 +163,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     here, when they are busy); rows are written, counted and stored in file order as their
     batches come back, and only then reported ``done`` (progress counts packets written, not
     packets read ahead). ``batches``: the file's frames when they are already being read
-    (``--learn`` hands on those after its learning part).
+    (``--learn`` hands on those after its learning part). ``conns``: the connection log
+    (``--conn``), fed the batches in file order.
     """
     out.write(",".join(HEADER) + "\n")
     waiting: deque[tuple[FrameBatch, PacketBatch, np.ndarray]] = deque()
@@ -165,6 +176,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
         scored = pipeline.record(frames, packets, features, verdicts)
         if sink:
             sink.add(scored)
+        if conns:
+            conns.add(packets)
         if done:
             done(frames)
 
@@ -186,7 +199,7 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     return error
 
 
-def _check_paths(capture: Path, out: Path) -> None:
+def _check_paths(capture: Path, out: Path, option: str = "--out") -> None:
     """Refuse a capture that cannot be read, or an output that would overwrite it, before
     the output is created: a mistyped command must not clobber anything."""
     try:
@@ -194,7 +207,17 @@ def _check_paths(capture: Path, out: Path) -> None:
     except CaptureFileError as exc:
         raise CommandError(str(exc)) from None
     if out.exists() and out.resolve() == capture.resolve():
-        raise CommandError(f"{out}: --out is the capture itself; write the scores elsewhere")
+        raise CommandError(f"{out}: {option} is the capture itself; write it elsewhere")
+
+
+def _conn_path(args: argparse.Namespace) -> Path | None:
+    """``--conn FILE``, checked like ``--out`` and refused when it is ``--out`` too."""
+    path: Path | None = getattr(args, "conn", None)
+    if path is not None:
+        _check_paths(args.capture, path, "--conn")
+        if path.resolve() == args.out.resolve():
+            raise CommandError(f"{path}: --conn and --out are the same file")
+    return path
 
 
 def _check_url(url: str) -> None:

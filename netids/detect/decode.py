@@ -123,6 +123,7 @@ class _Decoder:
             "udp_len": np.full(n, -1, np.int32), "icmp_type": np.full(n, -1, np.int16),
             "icmp_code": np.full(n, -1, np.int16), "arp_op": np.full(n, -1, np.int16),
             "arp_sha": np.zeros(n, np.uint64), "payload": np.full(n, -1, np.int32),
+            "ip_len": np.full(n, -1, np.int32), "seq": np.full(n, -1, np.int64),
         }
         if n:
             l3, etype = self.link()
@@ -244,6 +245,7 @@ class _Decoder:
         has_l4 = good & (frag == 0)
         payload = np.where(good, np.maximum(wire_end - l4, 0), out["payload"])
         out["payload"] = payload.astype(np.int32)
+        out["ip_len"] = np.where(good, wire_end - l3, out["ip_len"]).astype(np.int32)
         return l4, np.where(has_l4, proto, -1), l4_end, wire_end
 
     def ipv6(self, l3: np.ndarray, is_ip: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -287,6 +289,7 @@ class _Decoder:
         out["frag"] = np.where(good & (frag >= 0), frag, out["frag"]).astype(np.int32)
         payload = np.where(good, np.maximum(data_end - l4, 0), out["payload"])
         out["payload"] = payload.astype(np.int32)
+        out["ip_len"] = np.where(good, data_end - l3, out["ip_len"]).astype(np.int32)
         proto = np.where(good & (frag <= 0) & ~np.isin(nh, (*IPV6_EXT_PLAIN, 44, 51)), nh, -1)
         return l4, proto, l4_end, data_end
 
@@ -301,6 +304,7 @@ class _Decoder:
         flags = ((self.u8(l4 + 12) & 1) << 8) | self.u8(l4 + 13)
         out["tcp_flags"] = np.where(tcp_ok, flags, -1).astype(np.int16)
         out["window"] = np.where(tcp_ok, self.u16(l4 + 14), -1).astype(np.int32)
+        out["seq"] = np.where(tcp_ok, self.u32(l4 + 4), -1)
         tcp_payload = np.maximum(wire_end - l4 - np.maximum(offset, 20), 0)
 
         udp = proto == PROTO_UDP

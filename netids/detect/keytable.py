@@ -16,6 +16,7 @@ like new ones (a table of nothing but old keys still takes new ones).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -66,6 +67,9 @@ class KeyTable:
         self.hits = np.zeros(capacity, dtype=np.int64)  # packets seen per slot
         self.free = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # a stack: top at the end
         self.evicted = 0
+        # told the slots about to be recycled, while their keys and state are still there
+        # (the connection tracker writes out the connections it has to drop)
+        self.on_evict: Callable[[np.ndarray], None] | None = None
 
     def __len__(self) -> int:
         return len(self.slot_of)
@@ -104,6 +108,13 @@ class KeyTable:
         has = self.slot_of.__contains__
         return np.fromiter((has(k) for k in keys.tolist()), dtype=bool, count=len(keys))
 
+    def release(self, slots: np.ndarray) -> None:
+        """Free ``slots`` now (their keys ended), without counting them as evicted."""
+        slots = np.asarray(slots, dtype=np.int64)
+        for key in self.key_of[slots].tolist():
+            del self.slot_of[key]
+        self._clear(slots)
+
     def established(self) -> np.ndarray:
         """bool per slot: held by a key seen often enough, for long enough, to be protected."""
         return (self.used & (self.hits >= self.min_packets)
@@ -128,14 +139,19 @@ class KeyTable:
         age[~self.used] = np.inf
         age[keep] = np.inf
         victims = np.argpartition(age, count - 1)[:count]
+        if self.on_evict is not None:
+            self.on_evict(victims)
         for key in self.key_of[victims].tolist():
             del self.slot_of[key]
-        self.used[victims] = False
-        self.last_seen[victims] = -np.inf
-        self.first_seen[victims] = np.inf
-        self.hits[victims] = 0
-        self.free = np.concatenate([self.free, victims.astype(np.int64)])
+        self._clear(victims)
         self.evicted += count
+
+    def _clear(self, slots: np.ndarray) -> None:
+        self.used[slots] = False
+        self.last_seen[slots] = -np.inf
+        self.first_seen[slots] = np.inf
+        self.hits[slots] = 0
+        self.free = np.concatenate([self.free, slots.astype(np.int64)])
 
 
 def table_stats(tables: dict[str, KeyTable]) -> list[TableStats]:

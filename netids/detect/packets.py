@@ -69,6 +69,8 @@ class PacketBatch:
     arp_op: np.ndarray  # int16, ARP opcode, -1 none
     arp_sha: np.ndarray  # uint64, ARP sender hardware address, 0 none
     payload: np.ndarray  # int32, transport payload bytes (IP payload when no transport), -1 none
+    ip_len: np.ndarray  # int32, IP packet length (IPv4 total length, IPv6 40 + payload), -1 none
+    seq: np.ndarray  # int64, TCP sequence number, -1 none
 
     def __len__(self) -> int:
         return len(self.ts)

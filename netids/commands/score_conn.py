@@ -1,0 +1,61 @@
+"""``score --conn FILE``: the capture's connections as a Zeek-style conn.log (TSV).
+
+The tracker (:mod:`netids.detect.connections`) sees the scored batches in file order; its
+records are written as they complete, and the connections still open are written at the end
+of the input (``ended`` = ``end of input``), as Zeek does when it finishes reading a trace.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TextIO
+
+from netids.commands import CommandError
+from netids.detect.conn_records import ConnRecord, zeek_header, zeek_line
+from netids.detect.connections import ConnConfig, ConnTracker
+from netids.detect.packets import PacketBatch
+
+
+class ConnLog:
+    """A connection tracker writing its records to one file."""
+
+    def __init__(self, path: Path, config: ConnConfig | None = None) -> None:
+        self.path = path
+        self.tracker = ConnTracker(config)
+        self.written = 0
+        self.out: TextIO = _open(path)
+        self._write(zeek_header("conn", time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())))
+
+    def add(self, packets: PacketBatch) -> None:
+        self._lines(self.tracker.update(packets))
+
+    def close(self) -> str:
+        """Write the connections still open and close the file; a line for the summary."""
+        try:
+            self._lines(self.tracker.flush())
+            self._write(f"#close\t{time.strftime('%Y-%m-%d-%H-%M-%S', time.gmtime())}\n")
+        finally:
+            self.out.close()
+        evicted = self.tracker.evicted
+        extra = f", {evicted:,} written early to stay within the table" if evicted else ""
+        return f"{self.written:,} connections written to {self.path}{extra}\n"
+
+    def _lines(self, records: list[ConnRecord]) -> None:
+        if records:
+            self._write("".join(zeek_line(r) + "\n" for r in records))
+            self.written += len(records)
+
+    def _write(self, text: str) -> None:
+        try:
+            self.out.write(text)
+        except OSError as exc:
+            raise CommandError(f"{self.path}: cannot write ({exc.strerror}) after "
+                               f"{self.written} connections") from None
+
+
+def _open(path: Path) -> TextIO:
+    try:
+        return path.open("w", newline="")
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot write ({exc.strerror})") from None
