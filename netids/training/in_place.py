@@ -52,6 +52,7 @@ class LearningState:
     started: float = math.nan  # monotonic clock at the start
     packets: int = 0  # seen while learning
     kept: int = 0  # kept to train on
+    excluded: int = 0  # of those, left out at the last try to train: near an alert
     hosts: int = 0  # distinct IP addresses seen (at most MAX_HOSTS)
     alerted: int = 0  # anomalous packets of ALERTED_KINDS
     held: dict[str, int] = field(default_factory=dict)  # anomalous packets held, by kind
@@ -77,7 +78,7 @@ class LearningState:
         hosts = f"{self.hosts:,}{'+' if self.hosts >= MAX_HOSTS else ''}"
         text = (f"Learning this network: {duration(elapsed)} of {duration(self.seconds)}, "
                 f"{self.packets:,} packets, {hosts} host{'' if self.hosts == 1 else 's'}")
-        short = MIN_PACKETS - self.kept
+        short = MIN_PACKETS - (self.kept - self.excluded)
         if now - self.started >= self.seconds and short > 0:
             text += f"; waiting for {short:,} more packets to train on"
         return text
@@ -152,11 +153,12 @@ class Learner:
         """Learnt long enough, with enough packets kept, to train."""
         s = self.state
         return (s.phase == "learning" and now - s.started >= s.seconds
-                and s.kept >= self.config.min_packets)
+                and s.kept - s.excluded >= self.config.min_packets)
 
     def data(self) -> tuple[PacketBatch, np.ndarray] | None:
         """The kept packets and features, without the traffic of any address around its
-        alerts (its first probes came before the model noticed)."""
+        alerts (its first probes came before the model noticed); notes how many that left out,
+        so :meth:`ready` waits for as many more."""
         if not self._packets:
             return None
         packets, features = PacketBatch.concat(self._packets), np.concatenate(self._features)
@@ -166,6 +168,7 @@ class Learner:
         clean = np.ones(len(packets), dtype=bool)
         for hi, lo in ((packets.src_hi, packets.src_lo), (packets.dst_hi, packets.dst_lo)):
             clean &= ~near_alert(address_keys(hi, lo), packets.ts, keys, first, last)
+        self.state.excluded = int((~clean).sum())
         return packets.take(clean), features[clean]
 
 

@@ -89,6 +89,10 @@ class TrainingRuns:
         data = await asyncio.get_running_loop().run_in_executor(None, learner.data) \
             if learner is not None else None
         epochs = self.settings.learn.epochs
+        if learner is not None and data is not None and not learner.ready(math.inf):
+            self.learning.phase = "learning"  # too few left near no alert: learn on
+            self.training = TrainingState()
+            return False
         if data is None:
             ok = self._training_failed("learning kept no traffic to train on")
         else:

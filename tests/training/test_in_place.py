@@ -86,6 +86,9 @@ def test_the_attackers_traffic_around_its_alerts_is_not_learned(
     keys = np.concatenate([address_keys(packets.src_hi, packets.src_lo),
                            address_keys(packets.dst_hi, packets.dst_lo)])
     assert not np.isin(keys, scanner).any(), "nothing from or to the scanner is learned"
+    assert s.excluded == s.kept - len(packets)  # and learning waits for as many more
+    assert not Learner(s, LearnConfig(seconds=0.0, min_packets=s.kept - s.excluded + 1)
+                       ).ready(1.0)
 
 
 def test_learning_is_ready_after_its_time_with_enough_packets_kept(

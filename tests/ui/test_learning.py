@@ -37,7 +37,8 @@ NS, HOST_END, NS_END = "nidlearn", "nidlrn0", "nidlrn1"
 
 @pytest.fixture
 def veth() -> Iterator[str]:
-    """A veth pair: one end here to capture on, the other in a namespace to replay from."""
+    """A veth pair: one end here to capture on, the other in a namespace to replay from.
+    Made before the browser starts: Chromium fails loads while interfaces appear."""
     if os.geteuid() != 0:
         pytest.skip("needs root (a veth pair and a network namespace)")
     run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
@@ -77,7 +78,7 @@ def shown(screen: Screen, words: str) -> str:
 
 
 def test_the_first_live_capture_learns_the_network_then_the_learned_model_is_kept(
-        screen: Screen, app_paths: AppPaths, veth: str, shared_data: Path,  # noqa: F811
+        veth: str, screen: Screen, app_paths: AppPaths, shared_data: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     argv = [a for a in sys.argv if a != "--no-learn"]
     monkeypatch.setattr(sys, "argv", [*argv, "--learn-minutes", "0.2", "--learn-epochs", "1"])
