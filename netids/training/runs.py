@@ -89,8 +89,8 @@ class TrainingRuns:
         data = await asyncio.get_running_loop().run_in_executor(None, learner.data) \
             if learner is not None else None
         epochs = self.settings.learn.epochs
-        if learner is not None and data is not None and not learner.ready(math.inf):
-            self.learning.phase = "learning"  # too few left near no alert: learn on
+        if learner is not None and data is not None and len(data[0]) < learner.config.min_packets:
+            self.learning.phase = "learning"  # too few left far from alerts: learn on
             self.training = TrainingState()
             return False
         if data is None:
