@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from netids.commands import CommandError, add_eve_options, counted, eve_settings
+from netids.commands import CommandError, add_eve_options, bounded, counted, eve_settings
 from netids.config import Settings, load_settings, parse_size
 
 # command name -> (module implementing it, one-line help). Only the module of the command
@@ -31,7 +31,8 @@ COMMANDS = {
     "users": ("netids.commands.users", "manage the accounts that may log in on the LAN"),
 }
 OPTIONS_WITH_VALUES = {"--db", "--model", "--host", "--port", "--models-dir", "--eve",
-                       "--eve-max-mb", "--eve-keep", "--captures-dir", "--upload-limit"}
+                       "--eve-max-mb", "--eve-keep", "--captures-dir", "--upload-limit",
+                       "--learn-minutes", "--learn-epochs"}
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
@@ -101,6 +102,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     ui_group.add_argument("--upload-limit", type=_size, default=None, metavar="SIZE",
                           help="largest upload the server accepts, e.g. 512M or 2G "
                                "(default: 1G)")
+    ui_group.add_argument("--no-learn", action="store_true",
+                          help="do not learn the network on the first live capture")
+    ui_group.add_argument("--learn-minutes", type=bounded(0.01, 10_080), default=None,
+                          metavar="N", help="minutes of live traffic to learn from on the first "
+                                            "live capture (default: 10)")
+    ui_group.add_argument("--learn-epochs", type=counted(1, 1000), default=None, metavar="N",
+                          help="training epochs at most after learning (default: 30)")
     sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
     chosen = chosen_command(argv)
     for name, (module, help_text) in COMMANDS.items():
@@ -159,6 +167,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.require_login:
         settings = replace(settings, auth=replace(settings.auth, require_login=True))
+    settings = replace(settings, learn=replace(
+        settings.learn, enabled=not args.no_learn, epochs=args.learn_epochs,
+        seconds=60.0 * args.learn_minutes if args.learn_minutes else settings.learn.seconds))
     settings = replace(settings, files=replace(
         settings.files,
         captures_dir=Path(args.captures_dir) if args.captures_dir else settings.files.captures_dir,

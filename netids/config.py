@@ -66,6 +66,16 @@ class EveSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LearnSettings:
+    """Learning the network in place on the first live capture (netids.training.in_place)."""
+
+    enabled: bool = True  # --no-learn: never; the shipped model alerts on every kind at once
+    seconds: float = 600.0  # --learn-minutes: live capture to learn from before training
+    epochs: int | None = None  # --learn-epochs: at most; None: the trainer's default
+    shipped: Path = DEFAULT_MODEL  # the model that is not trained on this network
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     """Credentials and sessions for serving beyond loopback (netids.auth, netids.ui.login)."""
 
@@ -140,6 +150,7 @@ class Settings:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     eve: EveSettings = field(default_factory=EveSettings)
+    learn: LearnSettings = field(default_factory=LearnSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     files: FileSettings = field(default_factory=FileSettings)
 

@@ -33,7 +33,7 @@ from netids.detect.frames import FrameBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.detect.shedding import LoadShedder, SheddingConfig, batches_to_merge
-from netids.live import LiveState, count_protocols, last_second_rate
+from netids.live import LiveState, publish
 from netids.store.engine import open_database
 from netids.store.eve import EveLog, open_eve
 from netids.store.model_registry import ModelRegistry
@@ -41,20 +41,19 @@ from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
 from netids.store.writer import EventStore
 from netids.training.checkpoint import CheckpointError, load_detector, read_metadata
+from netids.training.in_place import LearnConfig, Learner, LearningState, needs_learning
 from netids.training.quality import Concern, concerns
 from netids.training.retrain import (
     TrafficCollector,
-    TrainingCancelled,
     TrainingError,
     TrainingState,
-    describe,
-    run_training,
 )
+from netids.training.runs import TrainingRuns
 from netids.training.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
-class Controller:
+class Controller(TrainingRuns):
     """Owns the detector, the store and at most one running monitoring session."""
 
     def __init__(self, settings: Settings) -> None:
@@ -73,6 +72,10 @@ class Controller:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netids-pipeline")
         self._task: asyncio.Task[None] | None = None
         self._source: LiveSource | FileSource | None = None
+        self.learning = LearningState(seconds=settings.learn.seconds)
+        self._learner: Learner | None = None
+        self._learn_task: asyncio.Task[bool] | None = None
+        self._wants_learning = False  # set by open(): the shipped model and none trained here
 
     # -- life cycle (app.on_startup / app.on_shutdown) ---------------------------------------
     def open(self) -> None:
@@ -85,7 +88,11 @@ class Controller:
             self.db_error = f"database unavailable ({self.settings.db_url}): {exc}"
             log.error("%s", self.db_error)
         self.eve = open_eve(self.settings.eve, self.settings.sensor)
-        self.load_model(self._active_model_path())
+        active = self._active_model_path()
+        self.load_model(active)
+        trained = [v.details or {} for v in self.registry.versions()]
+        self._wants_learning = self.settings.learn.enabled and needs_learning(
+            active, self.settings.learn.shipped, trained)
 
     def _active_model_path(self) -> Path:
         """The model marked active in the database, else the configured one (which is then
@@ -141,12 +148,17 @@ class Controller:
         self.live.generation += 1
 
     async def start_live(self, interface: str | None, bpf: str | None = None, *,
-                         netns: str | None = None) -> None:
+                         netns: str | None = None, learn: bool = True) -> None:
         """Start monitoring an interface (None: all), in network namespace ``netns`` when
-        given; raises CaptureError in plain words."""
+        given, learning the network first when no model was trained here (``learn``);
+        raises CaptureError in plain words."""
         source = LiveSource(interface, bpf, self.settings.capture, netns=netns)
         label = (interface or "all interfaces") + (f" (filter: {bpf})" if bpf else "")
         await self._start(source, label)
+        if learn and self._wants_learning and not self.learning.holding:
+            self.learning = LearningState("learning", self.settings.learn.seconds,
+                                          time.monotonic())
+            self._learner = Learner(self.learning, LearnConfig(self.settings.learn.seconds))
 
     async def start_file(self, path: Path, *, realtime: bool = False) -> None:
         """Analyse a capture file through the same pipeline as live traffic."""
@@ -154,6 +166,9 @@ class Controller:
         await self._start(source, path.name)
 
     async def stop(self) -> None:
+        if self.learning.phase == "learning":
+            self._end_learning("stopped", "learning stopped with the capture: it starts over "
+                                          "with the next live capture")
         if self._source is not None:
             self._source.stop()
         task, self._task = self._task, None
@@ -202,7 +217,7 @@ class Controller:
     # -- training -----------------------------------------------------------------------------
     async def start_training_capture(self, interface: str | None, bpf: str | None = None) -> None:
         """Monitor an interface and keep its traffic as normal traffic to train on."""
-        await self.start_live(interface, bpf)
+        await self.start_live(interface, bpf, learn=False)
         self._begin_collecting(self.live.source, from_file=False)
 
     async def start_training_file(self, path: Path) -> None:
@@ -234,29 +249,10 @@ class Controller:
         else:
             await self.wait()
         self._collector = None
-        state.phase, state.generation = "training", state.generation + 1
-        self._cancel.clear()
-        loop = asyncio.get_running_loop()
-        try:
-            report = await loop.run_in_executor(
-                None, run_training, collector, out, self._cancel, config)
-        except (TrainingError, TrainingCancelled) as exc:
-            return self._training_failed(str(exc))
-        except Exception as exc:  # noqa: BLE001 - a failed training never takes the app down
-            log.exception("training failed")
-            return self._training_failed(f"training failed: {exc}")
-        state.report, state.model = describe(report), name
-        state.concerns = concerns(report.checkpoint.metadata, report.checkpoint.threshold)
-        await loop.run_in_executor(None, self.registry.add, name, out,
-                                   report.checkpoint.metadata, not state.concerns)
-        if state.concerns:  # the page asks before activating it (activate_model)
-            state.phase = "review"
-        elif not self.load_model(out):
-            return self._training_failed(f"the new model could not be loaded: {self.model_error}")
-        else:
-            state.phase = "done"
-        state.generation += 1
-        return True
+        data = collector.data()
+        if data is None:
+            return self._training_failed("no traffic was captured for training")
+        return await self._train(data, name, config, state.source, "training page")
 
     def cancel_training(self) -> None:
         self._cancel.set()
@@ -293,6 +289,8 @@ class Controller:
                 else self.load_model(path)):
             return False
         state.phase, state.generation = "done", state.generation + 1
+        if self.learning.phase == "review":
+            self._learned("done")
         return True
 
     def decline_trained(self) -> None:
@@ -300,6 +298,8 @@ class Controller:
         if self.training.phase == "review":
             self.training.phase = "declined"
             self.training.generation += 1
+            if self.learning.phase == "review":
+                self._learned("declined")
 
     def model_card(self, version: ModelVersion) -> tuple[dict, list[Concern]]:
         """What a version's card shows: its metadata (what it was trained on, when, its
@@ -343,7 +343,7 @@ class Controller:
                 group = [frames, *source.waiting(more)]
                 scored, updates = await loop.run_in_executor(
                     self._pool, _score_and_aggregate, pipeline, sink, group, share,
-                    not shedder.deep)
+                    not shedder.deep, self._learner)
                 live.scored_share = share
                 self._publish(live, pipeline, scored, updates, source, sink)
         except (CaptureError, CaptureFileError) as exc:
@@ -363,32 +363,21 @@ class Controller:
     def _publish(self, live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
                  updates: list[EventUpdate], source: LiveSource | FileSource,
                  sink: EventSink) -> None:
-        for u in updates:
-            live.events.append(u)
-        if scored is not None:
-            live.timeline.add(scored)
-            count_protocols(live.protocols, scored)
-            if self._collector is not None:
-                self._collector(scored)
-        s, cap = pipeline.stats, source.stats()
-        live.packets, live.tcp, live.udp, live.other = s.packets, s.tcp, s.udp, s.other
-        live.shed, live.unread = s.shed, s.unread
-        live.anomalies, live.undecoded = s.anomalies, s.undecoded
-        live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
-        live.packets_per_second, live.rate_mark = last_second_rate(
-            live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)
-        live.session_events = sink.aggregator.opened
-        live.tables = sink.tables(pipeline)
-        live.progress = source.progress() if isinstance(source, FileSource) else None
-        live.store = self.store.stats if self.store is not None else None
-        live.generation += 1
+        if scored is not None and self._collector is not None:
+            self._collector(scored)
+        publish(live, pipeline, scored, updates, source, sink,
+                self.store.stats if self.store is not None else None)
+        if self._learner is not None and self._learner.ready(time.monotonic()):
+            self._train_learned_soon()
 
 
 def _score_and_aggregate(pipeline: Pipeline, sink: EventSink, group: list[FrameBatch],
-                         share: float, decode_shed: bool
+                         share: float, decode_shed: bool, learner: Learner | None
                          ) -> tuple[ScoredBatch, list[EventUpdate]]:
-    """Consecutive batches, as one, through the pipeline and event aggregation, on the
-    pipeline thread: both cost per packet and per batch, and the event loop stays free for
-    the pages."""
+    """Consecutive batches, as one, through the pipeline, learning (which holds back kinds
+    that depend on the network) and event aggregation, on the pipeline thread: all cost per
+    packet and per batch, and the event loop stays free for the pages."""
     scored = pipeline.process(FrameBatch.concat(group), share, decode_shed=decode_shed)
+    if learner is not None:
+        scored = learner.observe(scored)
     return scored, sink.add(scored)

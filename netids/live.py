@@ -5,16 +5,21 @@ events, bounded, updated once per batch by the controller with a handful of nump
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from netids.capture.files import FileSource
+from netids.capture.live import LiveSource
 from netids.capture.progress import Snapshot
 from netids.detect.event_records import EventUpdate
 from netids.detect.keytable import TableStats
 from netids.detect.packets import protocol_name
+from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
+from netids.store.sink import EventSink
 from netids.store.writer import StoreStats
 
 HISTORY_SECONDS = 300  # points kept in each timeline (one per second)
@@ -111,6 +116,29 @@ def overload_text(live: LiveState) -> str:
     if live.shed:
         return f"overload: {live.shed:,} packets were counted, not scored{unread}"
     return ""
+
+
+def publish(live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
+            updates: list[EventUpdate], source: LiveSource | FileSource, sink: EventSink,
+            store: StoreStats | None) -> None:
+    """Fold one batch's results into ``live``: a handful of numpy reductions."""
+    for u in updates:
+        live.events.append(u)
+    if scored is not None:
+        live.timeline.add(scored)
+        count_protocols(live.protocols, scored)
+    s, cap = pipeline.stats, source.stats()
+    live.packets, live.tcp, live.udp, live.other = s.packets, s.tcp, s.udp, s.other
+    live.shed, live.unread = s.shed, s.unread
+    live.anomalies, live.undecoded = s.anomalies, s.undecoded
+    live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
+    live.packets_per_second, live.rate_mark = last_second_rate(
+        live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)
+    live.session_events = sink.aggregator.opened
+    live.tables = sink.tables(pipeline)
+    live.progress = source.progress() if isinstance(source, FileSource) else None
+    live.store = store
+    live.generation += 1
 
 
 def count_protocols(counts: dict[str, int], scored: ScoredBatch) -> None:

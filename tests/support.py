@@ -248,7 +248,8 @@ class AppPaths:
 def app_paths(tmp_path: Path, trained_model: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
     """Command line of the app under test: its own database and models folder, the model
     that ships (tests/conftest.py), and the test's folder as captures folder, holding a copy
-    of the bundled sample. Autouse in the modules that import it (the UI tests)."""
+    of the bundled sample; learning in place off (tests/ui/test_learning.py turns it on).
+    Autouse in the modules that import it (the UI tests)."""
     db = tmp_path / "ui.sqlite"
     models = tmp_path / "models"
     models.mkdir()
@@ -256,7 +257,7 @@ def app_paths(tmp_path: Path, trained_model: Path, monkeypatch: pytest.MonkeyPat
     paths = AppPaths(f"sqlite:///{db}", db, models, trained_model)
     monkeypatch.setattr(sys, "argv", ["app.py", "--db", paths.db_url, "--model",
                                       str(trained_model), "--models-dir", str(models),
-                                      "--captures-dir", str(tmp_path)])
+                                      "--captures-dir", str(tmp_path), "--no-learn"])
     return paths
 
 

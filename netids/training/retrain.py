@@ -3,22 +3,20 @@
 The collector is a pipeline listener: it keeps the decoded packets and context features the
 pipeline already computed (no second decode), bounded to ``max_packets``. Training runs the
 same :func:`netids.training.train.train` as ``python app.py train``, off the event loop,
-reporting each epoch to :class:`TrainingState` for the live loss curve.
+reporting each epoch to :class:`TrainingState` for the live loss curve
+(:mod:`netids.training.background`, in a child process).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from netids.detect.packets import PacketBatch
 from netids.detect.scored import ScoredBatch
-from netids.training.checkpoint import save
 from netids.training.quality import Concern
-from netids.training.train import TrainConfig, TrainingCancelled, TrainingError, TrainReport, train
+from netids.training.train import TrainingCancelled, TrainingError, TrainReport
 
 # review: trained but not active until a person accepts its concerns; declined: they did not
 PHASES = ("idle", "capturing", "training", "review", "declined", "done", "failed")
@@ -38,6 +36,11 @@ class TrainingState:
     model: str = ""  # name of the model it produced
     concerns: list[Concern] = field(default_factory=list)  # why the new model may be unreliable
     generation: int = 0
+
+    def progress(self, epoch: int, train_loss: float, val_loss: float) -> None:
+        """One epoch done: a point of the live loss curve."""
+        self.history.append((epoch, float(train_loss), float(val_loss)))
+        self.generation += 1
 
 
 class TrafficCollector:
@@ -67,31 +70,6 @@ class TrafficCollector:
         return PacketBatch.concat(self._packets), np.concatenate(self._features)
 
 
-def run_training(
-    collector: TrafficCollector,
-    out: Path,
-    cancel: threading.Event,
-    config: TrainConfig | None = None,
-) -> TrainReport:
-    """Train on what ``collector`` holds and save the checkpoint atomically at ``out``.
-
-    Raises :class:`TrainingError` (plain message) or :class:`TrainingCancelled`.
-    """
-    state = collector.state
-    data = collector.data()
-    if data is None:
-        raise TrainingError("no traffic was captured for training")
-
-    def progress(epoch: int, train_loss: float, val_loss: float) -> None:
-        state.history.append((epoch, float(train_loss), float(val_loss)))
-        state.generation += 1
-
-    report = train([data], config or TrainConfig(), progress=progress,
-                   cancel=cancel, sources=[state.source])
-    save(report.checkpoint, out)
-    return report
-
-
 def describe(report: TrainReport) -> str:
     """The final report in words: data, epochs, validation loss, threshold, false alarms,
     and any doubt about the data (see :func:`~netids.training.data.check_training_data`)."""
@@ -107,4 +85,4 @@ def describe(report: TrainReport) -> str:
 
 
 __all__ = ["PHASES", "TrafficCollector", "TrainingCancelled", "TrainingError", "TrainingState",
-           "describe", "run_training"]
+           "describe"]

@@ -16,7 +16,7 @@ from nicegui import background_tasks, events, ui
 
 from netids.controller import CaptureError, Controller
 from netids.live import LiveState, overload_text
-from netids.ui import charts, event_detail, theme
+from netids.ui import charts, event_detail, learning_card, theme
 from netids.ui.capture_form import (
     SAMPLE,
     chosen_capture,
@@ -63,6 +63,7 @@ class Dashboard:
         with ui.row().classes("w-full gap-4 items-stretch flex-wrap"):
             self._controls()
             self._file_card()
+        learning_card.card(controller)
         self._counters()
         with ui.row().classes("w-full gap-4 flex-nowrap max-lg:flex-wrap"):
             size = "flex-1 min-w-[300px] h-64"

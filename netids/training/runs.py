@@ -1,0 +1,120 @@
+"""Training runs the controller starts: a model trained in a background process on collected
+traffic (the training page) or on what learning in place kept (:mod:`netids.training.in_place`),
+recorded as a model version and made active unless its concerns hold it for review.
+
+A mixin of :class:`netids.controller.Controller`: it uses the controller's settings, registry,
+model loading and published state, which this package may not import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+
+from netids.detect.packets import PacketBatch
+from netids.training.background import train_in_process
+from netids.training.checkpoint import CheckpointError
+from netids.training.quality import concerns
+from netids.training.retrain import TrainingCancelled, TrainingError, TrainingState
+from netids.training.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class TrainingRuns:
+    """Background training and learning in place, for the controller."""
+
+    async def _train(self, data: tuple[PacketBatch, np.ndarray], name: str,
+                     config: TrainConfig | None, source: str, how: str) -> bool:
+        """Train ``models/NAME.pt`` in a background process (the pages stay responsive),
+        record it, and make it active unless its concerns hold it for review."""
+        state, out = self.training, self.settings.models_dir / f"{name}.pt"
+        state.phase, state.model, state.generation = "training", name, state.generation + 1
+        self._cancel.clear()
+        loop = asyncio.get_running_loop()
+
+        try:
+            report, metadata = await loop.run_in_executor(
+                None, train_in_process, data, out, config or TrainConfig(), source, how,
+                state.progress, self._cancel)
+        except (TrainingError, TrainingCancelled, CheckpointError) as exc:
+            return self._training_failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a failed training never takes the app down
+            log.exception("training failed")
+            return self._training_failed(f"training failed: {exc}")
+        state.report = report
+        state.concerns = concerns(metadata, metadata["threshold"])
+        await loop.run_in_executor(None, self.registry.add, name, out, metadata,
+                                   not state.concerns)
+        if state.concerns:  # the page asks before activating it (activate_model)
+            state.phase = "review"
+        elif not self.load_model(out):
+            return self._training_failed(f"the new model could not be loaded: {self.model_error}")
+        else:
+            state.phase = "done"
+        state.generation += 1
+        return True
+
+    # -- learning the network in place (netids.training.in_place) -----------------------------
+    def skip_learning(self) -> None:
+        """Alert on every kind with the current model from now on (until the next start)."""
+        if self.learning.phase == "training":
+            self.cancel_training()
+        self._wants_learning = False
+        self._end_learning("skipped", "learning skipped: every kind is alerted")
+
+    def can_train_learned(self) -> bool:
+        """Learning kept enough packets to train on now, before its time is up."""
+        return self._learner is not None and self._learner.ready(math.inf)
+
+    def train_learned_now(self) -> bool:
+        """Train on what learning kept so far, before its time is up."""
+        if not self.can_train_learned():
+            return False
+        self._train_learned_soon()
+        return True
+
+    def _train_learned_soon(self) -> None:
+        self.learning.phase, self.learning.generation = "training", self.learning.generation + 1
+        self._learn_task = asyncio.create_task(self._train_learned())
+
+    async def _train_learned(self) -> bool:
+        """Train on the learned traffic; the model becomes active unless it is held for review."""
+        learner = self._learner
+        self.training = TrainingState(phase="training", source=f"{self.live.source}, learned")
+        data = await asyncio.get_running_loop().run_in_executor(None, learner.data) \
+            if learner is not None else None
+        epochs = self.settings.learn.epochs
+        if learner is not None and data is not None and len(data[0]) < learner.config.min_packets:
+            self.learning.phase = "learning"  # too few left far from alerts: learn on
+            self.training = TrainingState()
+            return False
+        if data is None:
+            ok = self._training_failed("learning kept no traffic to train on")
+        else:
+            ok = await self._train(data, f"learned-{datetime.now(UTC):%Y%m%d-%H%M%S}",
+                                   TrainConfig(epochs=epochs) if epochs else None,
+                                   self.training.source, "learning")
+        self._learned(self.training.phase if ok else "failed")
+        return ok
+
+    def _learned(self, phase: str) -> None:
+        """The learned model's fate: done, review (a person decides), declined or failed."""
+        if phase in ("done", "declined"):
+            self._wants_learning = False
+        messages = {"failed": f"learning failed, the shipped model stays: {self.training.error}",
+                    "declined": "the learned model was not activated: the shipped model stays"}
+        learner = self._learner
+        self._end_learning(phase, messages.get(phase, ""))
+        if phase == "review":  # still holding back: the learned model may yet be activated
+            self._learner = learner
+
+    def _end_learning(self, phase: str, message: str) -> None:
+        self.learning.phase, self.learning.message = phase, message
+        self.learning.generation += 1
+        self._learner = None
+

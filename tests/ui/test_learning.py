@@ -1,0 +1,133 @@
+"""Learning the network in place, end to end: the real app with the shipped model and no model
+trained here starts learning on its first live capture of a veth the test makes, shows its
+progress in headless Chromium, alerts only network-independent kinds while it learns (a SYN
+scan replayed over a Modbus network's traffic), trains in a child process, and the model it
+made is remembered, so the next start does not learn again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from nicegui.testing import Screen
+from selenium.webdriver.common.by import By
+from sqlmodel import Session, select
+
+from netids.config import DEFAULT_MODEL, Settings
+from netids.controller import Controller
+from netids.store.engine import make_engine
+from netids.store.tables import Event
+from netids.training.in_place import ALERTED_KINDS
+from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
+    AppPaths,
+    app_paths,
+    controller_of_app,
+    wait_until,
+)
+
+NS, HOST_END, NS_END = "nidlearn", "nidlrn0", "nidlrn1"
+
+
+@pytest.fixture
+def veth() -> Iterator[str]:
+    """A veth pair: one end here to capture on, the other in a namespace to replay from.
+    Made before the browser starts: Chromium fails loads while interfaces appear."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a veth pair and a network namespace)")
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    subprocess.run(["ip", "link", "del", HOST_END], capture_output=True)
+    run("ip", "netns", "add", NS)
+    try:
+        run("ip", "link", "add", HOST_END, "type", "veth", "peer", "name", NS_END, "netns", NS)
+        run("ip", "link", "set", HOST_END, "up")
+        run("ip", "netns", "exec", NS, "ip", "link", "set", NS_END, "up")
+        for args in (["ethtool", "-K", HOST_END], ["ip", "netns", "exec", NS, "ethtool", "-K",
+                                                   NS_END]):
+            subprocess.run([*args, "tso", "off", "gso", "off", "gro", "off"],
+                           capture_output=True)
+        yield HOST_END
+    finally:
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)  # the veth goes too
+        subprocess.run(["ip", "link", "del", HOST_END], capture_output=True)
+
+
+def replay(pcap: Path, multiplier: float) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", NS, "tcpreplay", "-q", "-i", NS_END,
+                             f"--multiplier={multiplier}", str(pcap)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def on_app_loop(coro) -> object:
+    from nicegui import core
+
+    return asyncio.run_coroutine_threadsafe(coro, core.loop).result(30)
+
+
+def shown(screen: Screen, words: str) -> str:
+    """The text of the element showing ``words`` in the browser, '' when none does."""
+    found = screen.selenium.find_elements(By.XPATH, f'//*[contains(text(), "{words}")]')
+    return found[0].text if found else ""
+
+
+def test_the_first_live_capture_learns_the_network_then_the_learned_model_is_kept(
+        veth: str, screen: Screen, app_paths: AppPaths, shared_data: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = [a for a in sys.argv if a != "--no-learn"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--learn-minutes", "0.2", "--learn-epochs", "1"])
+    screen.selenium.set_window_size(1280, 1000)
+    screen.open("/", timeout=20)
+    c = controller_of_app()
+    assert c.learning.phase == "off"
+    on_app_loop(c.start_live(veth))
+    assert c.learning.phase == "learning"
+    normal = replay(shared_data / "benign" / "zeek__modbusBig.pcap", 4)
+    threading.Timer(3.0, lambda: replay(
+        shared_data / "attack" / "evilfingers__TCP_SYN_SCAN.pcap", 1)).start()
+    try:
+        wait_until(lambda: c.learning.held and c.learning.packets > 3000, 20, "held flags")
+        wait_until(lambda: shown(screen, "Learning this network: "), 10, "the banner")
+        progress = shown(screen, "Learning this network: ")
+        assert progress.startswith("Learning this network: ") and " of 12 s, " in progress
+        assert " packets, " in progress and " hosts" in progress
+        wait_until(lambda: shown(screen, "held back until the network is learned: "), 10,
+                   "the held kinds shown")
+        screen.shot("learning", failed=False)
+        wait_until(lambda: c.learning.phase != "learning", 40, "learning to end")
+    finally:
+        normal.wait(60)
+    with Session(make_engine(app_paths.db_url)) as session:
+        kinds = {e.kind for e in session.exec(select(Event)).all()}
+    assert "port scan" in kinds and kinds <= ALERTED_KINDS, kinds
+    wait_until(lambda: c.learning.phase in ("review", "done", "failed"), 240, "training")
+    assert c.learning.phase != "failed", c.training.error
+    if c.learning.phase == "review":  # a 12 s capture: too little to trust without asking
+        screen.should_contain("may be unreliable")
+        screen.click("Activate anyway")
+    wait_until(lambda: c.learning.phase == "done", 30, "the learned model to be active")
+    screen.should_contain("Learned this network: model learned-")
+    name = c.training.model
+    assert (app_paths.models_dir / f"{name}.pt").is_file()
+    on_app_loop(c.stop())
+    again = asyncio.run(_next_start(app_paths))
+    assert again == ("off", name)
+
+
+async def _next_start(paths: AppPaths) -> tuple[str, str]:
+    """A new app on the same database and models: what it learns and which model is active."""
+    c = Controller(replace(Settings(), db_url=paths.db_url, model_path=DEFAULT_MODEL,
+                           models_dir=paths.models_dir))
+    c.open()
+    try:
+        await c.start_live("lo", "udp port 9")
+        active = next(Path(v.path).stem for v in c.model_versions() if v.active)
+        return c.learning.phase, active
+    finally:
+        await c.close()
