@@ -123,8 +123,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sys.stderr.write(f"{learned_words}{s.packets} packets scored in {elapsed:.1f} s "
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
-    if pipeline.adapter and pipeline.adapter.summary():
-        sys.stderr.write(pipeline.adapter.summary() + "\n")
+    sys.stderr.write("".join(f"{a.summary()}\n" for a in [pipeline.adapter] if a and a.summary()))
     tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
     sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n")
     return 0

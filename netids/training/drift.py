@@ -139,8 +139,7 @@ def judge_capture(
     baseline_threshold: float = float("inf"),
     baseline_name: str = "isolation forest",
     batch_size: int = 4096,
-    done: Callable[[FrameBatch], None] | None = None,
-    adapt: bool = False,
+    done: Callable[[FrameBatch], None] | None = None, adapt: bool = False,
 ) -> Judged:
     """Judge every packet of ``path`` in batches of ``batch_size``, each then told to ``done``.
 
