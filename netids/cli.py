@@ -96,6 +96,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     ui_group.add_argument("--models-dir", default=None,
                           help="folder for trained models (default: models/)")
     add_eve_options(ui_group)
+    ui_group.add_argument("--fixed-threshold", action="store_true", default=None,
+                          help="keep the model's calibration as trained instead of letting it "
+                               "follow this network's clean traffic")
     ui_group.add_argument("--captures-dir", default=None,
                           help="the only folder the UI's path fields read capture files from "
                                "(default: NETIDS_CAPTURES_DIR or captures/)")
@@ -145,6 +148,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         db_url=getattr(args, "db", None),
         model_path=Path(args.model) if getattr(args, "model", None) else None,
         eve=eve_settings(args),
+        adapt_threshold=False if getattr(args, "fixed_threshold", None) else None,
     )
 
 

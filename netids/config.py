@@ -144,6 +144,7 @@ class Settings:
     port: int = 8080
     sensor: str = "local"
     threshold: float | None = None  # None: the threshold stored in the model checkpoint
+    adapt_threshold: bool = True  # the calibration follows clean traffic (detect/adaptive.py)
     torch_threads: int = 1  # leave the other core to capture and the UI
     score_workers: int = field(default_factory=_score_workers)  # `score`: judging processes
     progress: bool = True  # progress bars on a terminal; CI=true turns them off

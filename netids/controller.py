@@ -319,7 +319,8 @@ class Controller(TrainingRuns):
         source.start(asyncio.get_running_loop())
         self._source = source
         threshold = self.detector.threshold if self._threshold is None else self._threshold
-        pipeline = Pipeline(self.detector, threshold=threshold)
+        pipeline = Pipeline(self.detector, threshold=threshold,
+                            adapt=self.settings.adapt_threshold)
         self.live = LiveState(running=True, source=label, threshold=threshold,
                               events=self.live.events, message=f"monitoring {label}",
                               rate_mark=(time.monotonic(), 0))

@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
     p.add_argument("capture", type=Path, help="pcap or pcapng file")
     p.add_argument("--out", type=Path, required=True, help="CSV to write, one row per packet")
     p.add_argument("--threshold", type=fraction, help="anomaly threshold 0..1 (default: model's)")
+    p.add_argument("--fixed-threshold", action="store_true",
+                   help="keep the model's calibration as trained instead of letting it follow "
+                        "the capture's clean traffic")
     p.add_argument("--batch-size", type=counted(1, 1 << 20), default=4096,
                    help="packets per pipeline batch")
     p.add_argument("--workers", type=counted(0, MAX_WORKERS),
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         _check_url(settings.db_url)
     keep_freed_memory()  # batches reuse their arrays' memory instead of page-faulting anew
     learned = learn_first(args, settings)
-    pipeline = learned.pipeline(args.threshold) if learned else _pipeline(args, settings)
+    pipeline = (learned.pipeline(args.threshold, adapt=settings.adapt_threshold) if learned
+                else _pipeline(args, settings))
     workers = settings.score_workers if args.workers is None else args.workers
     # everything loaded so far lives until the end: out of the cyclic collector's sight, a
     # full collection no longer walks the model and libraries (80 ms each time), and forked
@@ -119,6 +123,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sys.stderr.write(f"{learned_words}{s.packets} packets scored in {elapsed:.1f} s "
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
+    sys.stderr.write("".join(f"{a.summary()}\n" for a in [pipeline.adapter] if a and a.summary()))
     tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
     tables += [conns.tracker.stats()] if conns else []
     sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n" + conn_summary)
@@ -131,10 +136,10 @@ def _pipeline(args: argparse.Namespace, settings: Settings) -> Pipeline:
         detector = load_detector(settings.model_path, threads=settings.torch_threads)
     except CheckpointError as exc:
         raise CommandError(str(exc)) from exc
-    return Pipeline(detector, threshold=args.threshold)
+    return Pipeline(detector, threshold=args.threshold, adapt=settings.adapt_threshold)
 
 
-Task = tuple[int, PacketBatch, np.ndarray]  # first index, packets, context features
+Task = tuple[int, PacketBatch, np.ndarray, float]  # first index, packets, features, scale
 Rows = tuple[str, Verdicts]  # CSV text of the batch, and the verdicts it shows
 
 
@@ -144,8 +149,8 @@ def scoring_pool(pipeline: Pipeline, workers: int) -> OrderedPool[Task, Rows]:
 
 
 def judge_rows(pipeline: Pipeline, task: Task) -> Rows:
-    first_index, packets, features = task
-    verdicts = pipeline.judge(packets, features)
+    first_index, packets, features, scale = task
+    verdicts = pipeline.judge(packets, features, scale)
     return format_rows(first_index, packets, verdicts), verdicts
 
 
@@ -186,7 +191,7 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
         try:
             for frames in read_batches(capture, batch_size) if batches is None else batches:
                 frames, packets, features = pipeline.featurise(frames)
-                pool.submit((frames.first_index, packets, features))
+                pool.submit((frames.first_index, packets, features, pipeline.next_scale()))
                 waiting.append((frames, packets, features))
                 while pool.ready() or pool.pending >= MAX_WAITING:
                     write_oldest()

@@ -132,8 +132,11 @@ class Detector:
     def policy(self, threshold: float | None = None) -> ThresholdPolicy:
         return ThresholdPolicy(self.threshold if threshold is None else threshold)
 
-    def score_batch(self, packets: PacketBatch, features: np.ndarray) -> Scores:
-        """Score consecutive packets; ``features`` is float32 [n, F] in ``feature_names`` order."""
+    def score_batch(self, packets: PacketBatch, features: np.ndarray,
+                    scale: float = 1.0) -> Scores:
+        """Score consecutive packets; ``features`` is float32 [n, F] in ``feature_names`` order.
+        ``scale``: the calibration as adapted to this network (netids.detect.adaptive), read
+        as the trained one's score of ``raw / scale``."""
         n = len(packets)
         if features.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
@@ -143,7 +146,7 @@ class Detector:
             surprise = self.checkpoint.surprise.transform(errors)
             raw = (self.checkpoint.combiner.combine(surprise, excess) if n
                    else np.zeros(0, np.float32))
-        nines = self.checkpoint.calibrator.nines(raw)
+        nines = self.checkpoint.calibrator.nines(raw / scale if scale != 1.0 else raw)
         return Scores(scores_of(nines), raw, surprise, nines)
 
     @contextmanager

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netids.detect.event_records import (
+    ATTACK_KINDS,
     EXACT_DISTINCT,
     EventConfig,
     EventUpdate,
     Sample,
     severity,
 )
+from netids.detect.explain import SCANS
 from netids.detect.packets import format_ip
 from netids.detect.scored import ScoredBatch
 from netids.detect.sketches import DistinctCount, TopK
@@ -155,3 +157,14 @@ class Groups:
 
     def ports(self, n: int) -> tuple[int, int, int, int]:
         return self.sport_lo[n], self.sport_hi[n], self.dport_lo[n], self.dport_hi[n]
+
+
+def by_source(kind: str) -> bool:
+    """Whether events of ``kind`` are keyed by their source alone, their targets counted: a
+    scan, and a deviation that names no attack ("unusual size"), whose packets to several
+    peers are one host's doing, not one incident per peer.
+
+    >>> [by_source(k) for k in ("port scan", "unusual size", "flood", "ARP spoofing")]
+    [True, True, False, False]
+    """
+    return kind in SCANS or kind not in ATTACK_KINDS

@@ -25,9 +25,12 @@ class EventConfig:
     """How anomalous packets merge into events."""
 
     gap: float = 60.0  # seconds without a matching packet after which an event ends
+    refold: float = 900.0  # ... yet a matching packet this soon after its last re-opens it
     max_duration: float = 3600.0  # a longer event is cut and a new one starts (rows stay current)
     max_sources: int = 16  # distinct sources of one target (same proto, kind) before they merge
     max_targets: int = 16  # distinct targets of one source (same proto, kind) before they merge
+    max_pairs: int = 16  # distinct host pairs of one proto and kind (neither merged) before
+    # further ones merge into one "many -> many" event (a flood spoofing both addresses)
     max_open: int = 1_000  # open events at most; past it new keys merge into "many -> many"
     fan_capacity: int = 1 << 16  # (address, proto, kind) fans tracked per direction at most
     top_sources: int = 8  # heaviest sources kept per event whose sources merged
@@ -38,8 +41,9 @@ class EventConfig:
     anomalous_at: float = 0.999  # calibrated score from which an event is "anomalous"
 
     def __post_init__(self) -> None:
-        assert self.gap > 0 and self.max_duration >= self.gap
-        assert self.max_sources >= 1 and self.max_targets >= 1 and self.samples >= 0
+        assert self.gap > 0 and self.max_duration >= self.gap and self.refold >= self.gap
+        assert self.max_sources >= 1 and self.max_targets >= 1 and self.max_pairs >= 1
+        assert self.samples >= 0
         assert 0.0 <= self.suspicious_at <= self.anomalous_at <= 1.0
 
 

@@ -59,16 +59,20 @@ import uuid
 
 import numpy as np
 
+from netids.detect.event_answers import answers
 from netids.detect.event_fans import FanTable
-from netids.detect.event_groups import Groups, Keyed, OpenEvent
-from netids.detect.event_records import EventConfig, EventUpdate, Sample
-from netids.detect.explain import SCANS, TARGET_FLOOD
+from netids.detect.event_groups import Groups, Keyed, OpenEvent, by_source
+from netids.detect.event_records import ATTACK_KINDS, EventConfig, EventUpdate, Sample
+from netids.detect.explain import TARGET_FLOOD
 from netids.detect.keytable import TableStats
 from netids.detect.packets import PacketBatch, format_ip, format_mac, protocol_name, summary
 from netids.detect.scored import ScoredBatch
 from netids.detect.sketches import TopK, hash64
 
 ANY = -1  # marker in the merge columns: address replaced by "many"
+OWN_TAG_PROTOS = (1, 6, 17, 58)  # IP protocols with events of their own: ICMP, TCP, UDP, ICMPv6
+OTHER_IP = 256  # the tag of every other IP protocol: a protocol scan is one event, not 100
+PAIR_FANS = 1 << 10  # (protocol, kind) fans counting distinct host pairs
 
 
 class EventAggregator:
@@ -81,9 +85,11 @@ class EventAggregator:
     def __init__(self, config: EventConfig | None = None) -> None:
         self.config = config or EventConfig()
         self._open: dict[tuple, OpenEvent] = {}
+        self._closed: dict[tuple, OpenEvent] = {}  # ended less than ``refold`` ago, oldest first
         cfg = self.config
         self._fan_in = FanTable(cfg.fan_capacity, cfg.max_sources)  # (dst, ptag, kind) -> sources
         self._fan_out = FanTable(cfg.fan_capacity, cfg.max_targets)  # (src, ptag, kind) -> targets
+        self._fan_pairs = FanTable(PAIR_FANS, cfg.max_pairs)  # (ptag, kind) -> host pairs
         self._kinds: dict[str, int] = {}
         self._kind_names: list[str] = []
         self._now = float("-inf")
@@ -98,6 +104,7 @@ class EventAggregator:
     def stats(self) -> list[TableStats]:
         """Occupancy of every keyed table of event aggregation."""
         return [self._fan_in.stats("sources per target"), self._fan_out.stats("targets per source"),
+                self._fan_pairs.stats("pairs per kind"),
                 TableStats("open events", len(self._open), self.config.max_open, self.overflowed,
                            evicted_as="packets merged")]
 
@@ -127,13 +134,15 @@ class EventAggregator:
         keyed as their opener."""
         cfg, p = self.config, scored.packets
         ts = p.ts[idx].astype(np.float64)
-        ptag = np.where(p.proto[idx] >= 0, p.proto[idx], -2 - p.ethertype[idx].astype(np.int64))
+        proto = p.proto[idx].astype(np.int64)
+        ptag = np.where(proto < 0, -2 - p.ethertype[idx].astype(np.int64),
+                        np.where(np.isin(proto, OWN_TAG_PROTOS), proto, OTHER_IP))
         kind = np.fromiter((self._kind_id(k) for k in scored.kinds), np.int64, len(idx))
         src = np.stack([p.src_hi[idx], p.src_lo[idx]], axis=1).astype(np.uint64)
         dst = np.stack([p.dst_hi[idx], p.dst_lo[idx]], axis=1).astype(np.uint64)
         tag = np.stack([ptag.astype(np.int64), kind], axis=1).view(np.uint64)
         now = float(ts.max())
-        opener, open_key = self._answers(src, dst, ptag, ts)
+        opener, open_key = answers(self._open, src, dst, ptag, ts)
         answer = (opener >= 0) | (open_key[:, 0] == np.uint64(1))
         own = ~answer
         many_in = np.zeros(len(idx), dtype=bool)
@@ -146,7 +155,10 @@ class EventAggregator:
         many_in |= own & (kind == self._kind_id(TARGET_FLOOD))
         many_out[own] = self._fan_out.mark(hash64(src_h[own], tag_h[own]), dst_h[own], ts[own],
                                            cutoff)
-        many_out |= own & np.isin(kind, [self._kind_id(k) for k in SCANS])
+        many_out |= own & np.isin(kind, self._by_source_ids())
+        pair = own & ~many_in & ~many_out  # keyed by both hosts: many such pairs at once merge
+        many_in[pair] = many_out[pair] = self._fan_pairs.mark(
+            tag_h[pair], hash64(src_h[pair], dst_h[pair]), ts[pair], cutoff)
         key = np.concatenate([src, dst, tag], axis=1)
         key[many_in, 0:2] = np.uint64(0)
         key[many_out, 2:4] = np.uint64(0)
@@ -182,9 +194,9 @@ class EventAggregator:
         cfg = self.config
         first = int(rows[0])
         k = tuple(b.key[first].tolist())
-        ev = self._open.get(k)
         t0, t1 = g.t0(n), g.t1(n)
-        if ev is not None and (t0 - ev.last_seen > cfg.gap
+        ev = self._open.get(k) or self._reopen(k, t0)
+        if ev is not None and (t0 - ev.last_seen > self._idle(k)
                                or t1 - ev.first_seen > cfg.max_duration):
             del self._open[k]
             ev = None
@@ -252,11 +264,49 @@ class EventAggregator:
         """
         cutoff = float("inf") if now is None else now - self.config.gap
         ended = [k for k, ev in self._open.items() if ev.last_seen < cutoff]
-        out = [self._open.pop(k).update(self.config, ()) for k in ended]
+        out = []
+        for k in ended:
+            ev = self._open.pop(k)
+            out.append(ev.update(self.config, ()))
+            if self._idle(k) > self.config.gap:
+                self._closed[k] = ev
+        self._forget(now)
         if now is None:  # fans idle past the gap restart when next seen (FanTable.mark)
             self._fan_in.clear()
             self._fan_out.clear()
+            self._fan_pairs.clear()
         return out
+
+    def _idle(self, k: tuple) -> float:
+        """How long the event of key ``k`` may go without a packet and still grow: ``refold``
+        for a deviation that names no attack, ``gap`` for an attack (a second flood on the
+        same host minutes later is news, not an update of the first)."""
+        return self.config.gap if self._kind_names[int(k[5])] in ATTACK_KINDS \
+            else self.config.refold
+
+    def _reopen(self, k: tuple, t0: float) -> OpenEvent | None:
+        """The event of key ``k`` that ended (idle past ``gap``) less than ``refold`` before
+        ``t0``, open again: a host flagging the same odd way minutes later is the same
+        incident, and its event is updated, not repeated (attacks never end up here)."""
+        ev = self._closed.pop(k, None)
+        if ev is not None and t0 - ev.last_seen <= self.config.refold:
+            self._open[k] = ev
+            if k[6] == 3:
+                self._many_many.add(k)
+            return ev
+        return None
+
+    def _forget(self, now: float | None) -> None:
+        """Drop ended events past ``refold`` (all at the end of a stream), and the oldest
+        past ``max_open`` of them."""
+        if now is None:
+            self._closed.clear()
+            return
+        cutoff = now - self.config.refold
+        stale = [k for k, ev in self._closed.items() if ev.last_seen < cutoff]
+        stale += list(self._closed)[: max(len(self._closed) - len(stale) - self.config.max_open, 0)]
+        for k in stale:
+            self._closed.pop(k, None)
 
     # helpers ---------------------------------------------------------------------------------
 
@@ -264,6 +314,10 @@ class EventAggregator:
         """Open events of a key of their own (the cap's count; "many -> many" ones aside)."""
         self._many_many &= self._open.keys()
         return len(self._open) - len(self._many_many)
+
+    def _by_source_ids(self) -> list[int]:
+        """Ids of the kinds keyed by their source alone (see :func:`by_source`)."""
+        return [i for i, name in enumerate(self._kind_names) if by_source(name)]
 
     def _kind_id(self, name: str) -> int:
         kid = self._kinds.get(name)
@@ -290,74 +344,8 @@ class EventAggregator:
             dst="" if merged & 2 else dst,
             src_port=None,
             dst_port=None,
-            proto=protocol_name(int(p.ethertype[i]), int(p.proto[i])),
+            proto="IP" if k[4] == OTHER_IP else protocol_name(int(p.ethertype[i]), int(p.proto[i])),
             kind=self._kind_names[int(k[5])],
-            first_target=dst if self._kind_names[int(k[5])] in SCANS else "",
+            first_target=dst if by_source(self._kind_names[int(k[5])]) else "",
             top_sources=TopK(self.config.top_sources) if merged & 1 else None,
         )
-
-    def _answers(self, src: np.ndarray, dst: np.ndarray, ptag: np.ndarray,
-                 ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which anomalous packets answer a conversation another host opened.
-
-        Returns ``opener`` [n]: for an answer to an earlier packet of this batch, that packet's
-        position (-1 otherwise), and ``open_key`` [n, 8]: for an answer to an event already
-        open, 1 then that event's key (0 otherwise). The opener of a conversation (host pair
-        and protocol) is the host whose anomalous packet came first; an open event's source
-        opened every conversation it covers (all of its targets', when they merged).
-        """
-        n = len(src)
-        opener = np.full(n, -1, dtype=np.int64)
-        open_key = np.zeros((n, 8), dtype=np.uint64)
-        tag = ptag.astype(np.int64).view(np.uint64)
-        # each conversation's packets, its earliest one first
-        fwd = (src[:, 0] < dst[:, 0]) | ((src[:, 0] == dst[:, 0]) & (src[:, 1] <= dst[:, 1]))
-        lo, hi = np.where(fwd[:, None], src, dst), np.where(fwd[:, None], dst, src)
-        convo = hash64(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1], tag)
-        _, inv = np.unique(convo, return_inverse=True)
-        inv = inv.ravel()
-        order = np.lexsort((ts, inv))  # by conversation (numbered 0..), then time
-        starts = np.ones(n, dtype=bool)
-        starts[1:] = inv[order][1:] != inv[order][:-1]
-        head = order[starts]  # the earliest packet of each conversation, by its number
-        first = head[inv]
-        answer = fwd != fwd[first]
-        opener[answer] = first[answer]
-        if not self._open:
-            return opener, open_key
-        # conversations an open event covers were opened by that event's source
-        keys = np.array(list(self._open), dtype=np.uint64)  # [e, 7], oldest first
-        held = np.zeros((len(head), 8), dtype=np.uint64)  # per conversation: 1, the event key
-        hs, hd, ht = src[head], dst[head], tag[head]
-        ev = _event_of(keys, hs, hd, ht)
-        ev_back = _event_of(keys, hd, hs, ht)
-        by_source = ev >= 0
-        ev = np.where(by_source, ev, ev_back)
-        held[ev >= 0, 0] = 1
-        held[ev >= 0, 1:] = keys[ev[ev >= 0]]
-        opener_fwd = fwd[head] == by_source  # the direction its opener talks in
-        covered = held[inv, 0] == np.uint64(1)
-        opener[covered] = -1
-        theirs = covered & (fwd != opener_fwd[inv])
-        open_key[theirs] = held[inv[theirs]]
-        return opener, open_key
-
-
-def _event_of(keys: np.ndarray, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per row, the open event (a row of ``keys``, -1 for none) in which host ``a`` talks to
-    host ``b`` over tag ``t``: the pair's own event, else ``a``'s as a source of many, else
-    ``b``'s as a target of many; among equals the newest."""
-    flag = keys[:, 6]
-    found = np.full(len(a), -1, dtype=np.int64)
-    for merged, cols, hosts in ((0, [0, 1, 2, 3, 4], [a, b]), (2, [0, 1, 4], [a]),
-                                (1, [2, 3, 4], [b])):
-        rows = np.flatnonzero(flag == merged)[::-1]  # newest first: np.unique keeps it
-        if len(rows) == 0:
-            continue
-        known, first = np.unique(hash64(*(keys[rows, c] for c in cols)), return_index=True)
-        words = [w for h in hosts for w in (h[:, 0], h[:, 1])] + [t]
-        want = hash64(*words)
-        at = np.minimum(np.searchsorted(known, want), len(known) - 1)
-        hit = (known[at] == want) & (found < 0)
-        found[hit] = rows[first[at[hit]]]
-    return found

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netids.detect.adaptive import AdaptConfig, ThresholdAdapter
 from netids.detect.context import ContextConfig, ContextFeatures
 from netids.detect.decode import decode
 from netids.detect.detector import Detector, Scores
@@ -21,6 +22,7 @@ from netids.detect.packets import FLAG_L3, PacketBatch
 from netids.detect.scaling import categorical_codes
 from netids.detect.scored import ScoredBatch, Verdicts
 from netids.detect.shedding import choose_sample, destination_key
+from netids.detect.sketches import hash64
 
 MAX_EXPLAINED = 256  # distinct explanations computed per batch at most
 # ... unless grouping by target leaves more; past this many, a flood from and to random
@@ -51,11 +53,25 @@ class Pipeline:
         *,
         threshold: float | None = None,
         context: ContextConfig | None = None,
+        adapt: bool | AdaptConfig = False,
     ) -> None:
+        """``adapt``: let the calibration follow this stream's clean traffic
+        (:mod:`netids.detect.adaptive`; True for the default bounds)."""
         self.detector = detector
         self.context = ContextFeatures(context or ContextConfig())
         self.threshold = detector.threshold if threshold is None else float(threshold)
         self.stats = PipelineStats()
+        cal = detector.checkpoint.calibrator
+        self.adapter = ThresholdAdapter(
+            float(np.exp(cal.knots[-1])), cal.tail_prob,
+            adapt if isinstance(adapt, AdaptConfig) else None) if adapt else None
+        self._handed = 0  # batches handed out for judging
+
+    def next_scale(self) -> float:
+        """The calibration scale (1: as trained) of the next batch handed out for judging,
+        in stream order: every batch takes one."""
+        self._handed += 1
+        return self.adapter.scale_for(self._handed - 1) if self.adapter else 1.0
 
     def process(self, frames: FrameBatch, share: float = 1.0, *,
                 decode_shed: bool = True) -> ScoredBatch:
@@ -71,7 +87,8 @@ class Pipeline:
         k-th frame and the rest is only counted, not decoded (``unread_ts``)."""
         if share >= 1.0:
             frames, packets, features = self.featurise(frames)
-            return self.record(frames, packets, features, self.judge(packets, features))
+            return self.record(frames, packets, features,
+                               self.judge(packets, features, self.next_scale()))
         if decode_shed:
             packets = decode(frames)
             keep = choose_sample(destination_key(packets), share)
@@ -92,7 +109,9 @@ class Pipeline:
         self.stats.shed += len(frames) - len(keep)
         frames = frames.take(keep)
         features = self.context.update(packets)
-        scored = self.record(frames, packets, features, self.judge(packets, features))
+        verdicts = self.judge(packets, features, self.next_scale())
+        # overload: a flood may be passing, learn nothing
+        scored = self.record(frames, packets, features, verdicts, learn=False)
         return dataclasses.replace(scored, unscored=unscored, unread_ts=unread_ts)
 
     def featurise(self, frames: FrameBatch) -> tuple[FrameBatch, PacketBatch, np.ndarray]:
@@ -100,19 +119,27 @@ class Pipeline:
         packets = decode(frames)
         return frames, packets, self.context.update(packets)
 
-    def judge(self, packets: PacketBatch, features: np.ndarray) -> Verdicts:
-        """The model's verdicts on one featurised batch. They depend on that batch and the
-        threshold alone and change no state, so batches may be judged in any order, on any
-        thread or process."""
-        scores = self.detector.score_batch(packets, features)
+    def judge(self, packets: PacketBatch, features: np.ndarray, scale: float = 1.0) -> Verdicts:
+        """The model's verdicts on one featurised batch. They depend on that batch, the
+        threshold and the calibration ``scale`` (:meth:`next_scale`, taken when the batch is
+        handed out) alone and change no state, so batches may be judged in any order, on any thread
+        or process."""
+        scores = self.detector.score_batch(packets, features, scale)
         anomalous = self.detector.policy(self.threshold).classify(scores.scores)
         kinds, explanations = self._explain(packets, features, scores, np.flatnonzero(anomalous))
-        return Verdicts(scores.scores, anomalous, kinds, explanations, scores.nines)
+        return Verdicts(scores.scores, anomalous, kinds, explanations, scores.nines, scores.raw)
 
     def record(self, frames: FrameBatch, packets: PacketBatch, features: np.ndarray,
-               verdicts: Verdicts) -> ScoredBatch:
-        """Count a judged batch into :attr:`stats` (in stream order) and assemble it."""
+               verdicts: Verdicts, learn: bool = True) -> ScoredBatch:
+        """Count a judged batch into :attr:`stats` (in stream order), let the threshold
+        adapter learn from it (unless ``learn`` is False), and assemble it."""
         self._count(packets.proto, packets.status, len(verdicts.kinds))
+        if self.adapter is not None:
+            self.adapter.observe(packets.ts, verdicts.raw if verdicts.raw is not None
+                                 else np.zeros(len(packets)), verdicts.anomalous,
+                                 hash64(packets.src_hi, packets.src_lo),
+                                 hash64(packets.dst_hi, packets.dst_lo),
+                                 shed=not learn or verdicts.raw is None)
         return ScoredBatch(
             frames=frames,
             packets=packets,

@@ -21,6 +21,7 @@ class Verdicts:
     kinds: list[str]  # one per anomalous packet, in the order of np.flatnonzero(anomalous)
     explanations: list[str]  # likewise
     nines: np.ndarray  # float64 [n], -log10(1 - score): orders the tail where scores tie
+    raw: np.ndarray | None = None  # float32 [n], uncalibrated (what the threshold adapter learns)
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -139,7 +139,7 @@ def judge_capture(
     baseline_threshold: float = float("inf"),
     baseline_name: str = "isolation forest",
     batch_size: int = 4096,
-    done: Callable[[FrameBatch], None] | None = None,
+    done: Callable[[FrameBatch], None] | None = None, adapt: bool = False,
 ) -> Judged:
     """Judge every packet of ``path`` in batches of ``batch_size``, each then told to ``done``.
 
@@ -150,14 +150,14 @@ def judge_capture(
     methods' events are grouped alike.
     """
     remembering = _Remembering(detector)
-    pipeline = Pipeline(cast(Detector, remembering), threshold=threshold)
+    pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt)
     model_events, base_events = EventCounter(), EventCounter()
     packets, raw, scores, base, attacks = [], [], [], [], []
     flagged_at, base_flagged = [], 0
     false_flags: Counter[tuple[str, str]] = Counter()
     for frames in read_batches(path, batch_size):
         frames, batch, feats = pipeline.featurise(frames)
-        verdicts = pipeline.judge(batch, feats)
+        verdicts = pipeline.judge(batch, feats, pipeline.next_scale())
         scored = pipeline.record(frames, batch, feats, verdicts)
         bad = np.asarray(attack(frames.first_index, len(batch)), dtype=bool)
         normal = normal_only(scored, bad)
@@ -209,8 +209,9 @@ class _Remembering:
         self._detector = detector
         self.last: Scores | None = None
 
-    def score_batch(self, packets: PacketBatch, features: np.ndarray) -> Scores:
-        self.last = self._detector.score_batch(packets, features)
+    def score_batch(self, packets: PacketBatch, features: np.ndarray,
+                    scale: float = 1.0) -> Scores:
+        self.last = self._detector.score_batch(packets, features, scale)
         return self.last
 
     def __getattr__(self, name: str) -> Any:

@@ -69,9 +69,9 @@ class LearnedStart:
     scored: Span = field(default_factory=Span)  # what ``rest`` has yielded so far
     cut_time: float = math.nan  # first packet's timestamp + seconds
 
-    def pipeline(self, threshold: float | None = None) -> Pipeline:
+    def pipeline(self, threshold: float | None = None, adapt: bool = False) -> Pipeline:
         """A pipeline judging with the learned model, continuing the learning part's context."""
-        pipeline = Pipeline(self.detector, threshold=threshold)
+        pipeline = Pipeline(self.detector, threshold=threshold, adapt=adapt)
         pipeline.context = self.context
         return pipeline
 

@@ -113,7 +113,7 @@ def test_rows_equal_a_plain_sequential_run_of_the_pipeline(tmp_path: Path, model
         assert done.returncode == 0, done.stderr
     assert parallel.read_bytes() == inline.read_bytes()
 
-    pipeline = Pipeline(load_detector(model))  # the reference: one batch after the other
+    pipeline = Pipeline(load_detector(model), adapt=True)  # the reference, as score runs it
     scored = [pipeline.process(frames) for frames in read_batches(capture)]
     scores = np.concatenate([s.scores for s in scored])
     anomalous = np.concatenate([s.anomalous for s in scored])
@@ -156,10 +156,10 @@ def test_a_failing_worker_stops_the_run_in_one_line_with_the_rows_before_it(
         tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> None:
     judge = Pipeline.judge
 
-    def judge_until_the_third_batch(self: Pipeline, packets, features):  # type: ignore[no-untyped-def]
+    def judge_until_the_third_batch(self: Pipeline, packets, features, scale=1.0):  # type: ignore[no-untyped-def]
         if packets.ts[0] >= third_batch_starts:
             raise RuntimeError("the model ran out of\nmemory")
-        return judge(self, packets, features)
+        return judge(self, packets, features, scale)
 
     capture = shared_data / "mixed_dev.pcap"
     third_batch_starts = float(list(read_batches(capture, 4096))[2].ts[0])
@@ -179,11 +179,11 @@ def test_a_killed_worker_stops_the_run_in_one_line(tmp_path: Path, model: Path,
                                                   shared_data: Path) -> None:
     judge = Pipeline.judge
 
-    def killed_at_the_third_batch(self: Pipeline, packets, features):  # type: ignore[no-untyped-def]
+    def killed_at_the_third_batch(self: Pipeline, packets, features, scale=1.0):  # type: ignore[no-untyped-def]
         in_a_worker = multiprocessing.parent_process() is not None  # the main one judges too
         if in_a_worker and packets.ts[0] >= third_batch_starts:
             os.kill(os.getpid(), signal.SIGKILL)
-        return judge(self, packets, features)
+        return judge(self, packets, features, scale)
 
     capture = shared_data / "mixed_dev.pcap"
     third_batch_starts = float(list(read_batches(capture, 4096))[2].ts[0])

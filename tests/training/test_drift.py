@@ -66,11 +66,12 @@ def burst_batch(frame: bytes, ts: np.ndarray, first_index: int = 0) -> ScoredBat
 
 
 def test_bursts_of_normal_packets_make_one_event_each_and_attacks_none(data):
-    """Four bursts of one real DNS query, each past the 60 s event gap: two normal, one all
-    attack, one half attack. Three events, whichever way the batches cut the stream."""
+    """Four bursts of one real DNS query, each past the time within which an event of the
+    same host and kind re-opens (``EventConfig.refold``, 15 min): two normal, one all attack,
+    one half attack. Three events, whichever way the batches cut the stream."""
     frame = next(read_batches(data / "benign" / "sanders__dns.pcap")).frame(0)
-    ts = np.concatenate([0 + np.arange(40) * 0.01, 200 + np.arange(40) * 0.01,
-                         400 + np.arange(40) * 0.01, 600 + np.arange(40) * 0.01])
+    ts = np.concatenate([0 + np.arange(40) * 0.01, 1000 + np.arange(40) * 0.01,
+                         2000 + np.arange(40) * 0.01, 3000 + np.arange(40) * 0.01])
     attack = np.zeros(160, bool)
     attack[80:120] = True  # the third burst
     attack[120::2] = True  # half the fourth
