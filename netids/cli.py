@@ -13,7 +13,14 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from netids.commands import CommandError, add_eve_options, bounded, counted, eve_settings
+from netids.commands import (
+    CommandError,
+    add_conn_retention_option,
+    add_eve_options,
+    bounded,
+    counted,
+    eve_settings,
+)
 from netids.config import Settings, load_settings, parse_size
 
 # command name -> (module implementing it, one-line help). Only the module of the command
@@ -32,7 +39,7 @@ COMMANDS = {
 }
 OPTIONS_WITH_VALUES = {"--db", "--model", "--host", "--port", "--models-dir", "--eve",
                        "--eve-max-mb", "--eve-keep", "--captures-dir", "--upload-limit",
-                       "--learn-minutes", "--learn-epochs"}
+                       "--learn-minutes", "--learn-epochs", "--conn-retention-days"}
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
@@ -96,6 +103,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     ui_group.add_argument("--models-dir", default=None,
                           help="folder for trained models (default: models/)")
     add_eve_options(ui_group)
+    add_conn_retention_option(ui_group)
     ui_group.add_argument("--fixed-threshold", action="store_true", default=None,
                           help="keep the model's calibration as trained instead of letting it "
                                "follow this network's clean traffic")
@@ -138,6 +146,7 @@ def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argu
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    from dataclasses import replace
     from pathlib import Path
 
     try:
@@ -149,6 +158,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         model_path=Path(args.model) if getattr(args, "model", None) else None,
         eve=eve_settings(args),
         adapt_threshold=False if getattr(args, "fixed_threshold", None) else None,
+        storage=replace(base.storage, conn_retention_days=args.conn_retention_days)
+        if getattr(args, "conn_retention_days", None) else None,
     )
 
 

@@ -54,6 +54,8 @@ class StorageSettings:
     retention_days: float | None = 90.0  # events stored longer ago are deleted; None keeps all
     retention_rows: int | None = 1_000_000  # events stored last kept at most; None: no limit
     retention_interval: float = 300.0  # seconds between retention runs of the writer
+    max_pending_connections: int = 200_000  # connection records held while the database is away
+    conn_retention_days: float | None = 7.0  # --conn-retention-days; None keeps them all
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +28,14 @@ from netids.capture.live import LiveSource
 from netids.capture.pcapfile import CaptureFileError
 from netids.capture.source import CaptureError
 from netids.config import Settings
+from netids.detect.connections import ConnConfig
 from netids.detect.detector import Detector
 from netids.detect.event_records import GRADES, SEVERITIES, EventUpdate, grade, nines
 from netids.detect.frames import FrameBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.detect.shedding import LoadShedder, SheddingConfig, batches_to_merge
+from netids.detect.tracking import ConnFeed
 from netids.live import LiveState, publish
 from netids.store.engine import open_database
 from netids.store.eve import EveLog, open_eve
@@ -324,8 +327,10 @@ class Controller(TrainingRuns):
         self.live = LiveState(running=True, source=label, threshold=threshold,
                               events=self.live.events, message=f"monitoring {label}",
                               rate_mark=(time.monotonic(), 0))
+        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) if self.store else None
         self._task = asyncio.create_task(self._run(source, pipeline,
-                                                   EventSink(self.store, eve=self.eve)))
+                                                   EventSink(self.store, eve=self.eve,
+                                                             conns=conns)))
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
                    sink: EventSink) -> None:

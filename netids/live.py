@@ -107,9 +107,9 @@ def overload_text(live: LiveState) -> str:
     >>> overload_text(LiveState(running=True, scored_share=0.125, shed=52_000))
     'scoring 12.5% of packets (overload): 52,000 counted, not scored'
     >>> overload_text(LiveState(running=False, scored_share=0.5, shed=7, unread=3))
-    'overload: 7 packets were counted, not scored (3 not even decoded)'
+    'overload: 7 packets were counted, not scored (3 not even decoded, nor in connections)'
     """
-    unread = f" ({live.unread:,} not even decoded)" if live.unread else ""
+    unread = f" ({live.unread:,} not even decoded, nor in connections)" if live.unread else ""
     if live.running and live.scored_share < 1.0:
         return (f"scoring {100 * live.scored_share:.3g}% of packets (overload): "
                 f"{live.shed:,} counted, not scored{unread}")

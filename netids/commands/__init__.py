@@ -33,6 +33,14 @@ def add_eve_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -
                         help="rotated EVE files kept, FILE.1 .. FILE.N (default: %(default)s)")
 
 
+def add_conn_retention_option(
+        parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--conn-retention-days``, for the app and ``score``."""
+    parser.add_argument("--conn-retention-days", type=bounded(0.001, 100_000), default=None,
+                        metavar="DAYS", help="delete stored connection records this long after "
+                                             "they were written (default: 7)")
+
+
 def eve_settings(args: argparse.Namespace) -> EveSettings | None:
     """The EVE settings the options give; None without ``--eve``."""
     if not getattr(args, "eve", None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import secrets
 import sys
 import time
 from collections import deque
@@ -22,17 +23,25 @@ import numpy as np
 
 from netids.capture.files import FileProgress
 from netids.capture.pcapfile import CaptureFileError, check_capture, read_batches
-from netids.commands import CommandError, add_eve_options, counted, fraction
+from netids.commands import (
+    CommandError,
+    add_conn_retention_option,
+    add_eve_options,
+    counted,
+    fraction,
+)
 from netids.commands.progress import TerminalBar
 from netids.commands.score_conn import ConnLog
 from netids.commands.score_learn import learn_first
 from netids.config import Settings
+from netids.detect.connections import ConnConfig
 from netids.detect.frames import FrameBatch
 from netids.detect.keytable import TableStats, table_stats
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.score_csv import HEADER, format_rows
 from netids.detect.scored import ScoredBatch, Verdicts
+from netids.detect.tracking import ConnFeed
 from netids.parallel.allocator import keep_freed_memory
 from netids.parallel.workers import OrderedPool, WorkerError, can_fork
 from netids.training.checkpoint import CheckpointError, load_detector
@@ -60,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
     add_eve_options(p)
     p.add_argument("--conn", type=Path, metavar="FILE",
                    help="also write the connections as a Zeek-style conn.log (TSV)")
+    add_conn_retention_option(p)
     learn = p.add_argument_group("an unfamiliar network: learn it from the capture's start")
     learn.add_argument("--learn", type=float, metavar="SECONDS",
                        help="train a model on the first SECONDS of capture time, then score "
@@ -98,7 +108,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # the sink starts a writer thread: open it only once the workers are forked
         db = bool(getattr(args, "db", None))
         sink = _EventSink.open(settings, db) if db or settings.eve.path else None
-        conns = ConnLog(conn_path) if conn_path is not None else None
+        feed = sink.sink.conns if sink else None
+        conns = ConnLog(conn_path, feed=feed) if conn_path is not None else None
+        if sink and conns:
+            sink.sink.on_conns = conns.write
         try:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
@@ -108,9 +121,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                f"{pipeline.stats.packets} packets") from None
         finally:
             bar.clear()
+            if sink:
+                sink.sink.close_connections()  # the shared tracker's last records, to both
             conn_summary = conns.close() if conns else ""
             if sink:
                 tables = sink.sink.aggregator.stats()  # before close() ends every event
+                tables += [sink.sink.conns.stats()] if sink.sink.conns and not conns else []
+                conn_summary += sink.summary()
                 sink.close()
     s = pipeline.stats
     if error is not None:
@@ -253,13 +270,16 @@ class _EventSink:
 
         self.eve = EveLog(settings.eve, settings.sensor) if settings.eve.path else None
         try:
-            self.store = EventStore(open_database(settings.db_url),
-                                    sensor=settings.sensor) if db else None
+            self.store = EventStore(open_database(settings.db_url, settings.storage),
+                                    sensor=settings.sensor, settings=settings.storage) \
+                if db else None
         except BaseException:
             if self.eve:
                 self.eve.close()
             raise
-        self.sink = EventSink(self.store, eve=self.eve)
+        # uids must not repeat across runs and sensors sharing a database: a random seed
+        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) if db else None
+        self.sink = EventSink(self.store, eve=self.eve, conns=conns)
 
     @classmethod
     def open(cls, settings: Settings, db: bool) -> _EventSink:
@@ -280,6 +300,11 @@ class _EventSink:
     def add(self, scored: ScoredBatch) -> None:
         self.sink.add(scored)
 
+    def summary(self) -> str:
+        """A line on the connections stored, '' without ``--db``."""
+        return (f"{self.sink.connections:,} connection records stored in the database\n"
+                if self.store else "")
+
     def close(self) -> None:
         self.sink.finish()
         if self.eve:
@@ -288,6 +313,10 @@ class _EventSink:
         if stats and (stats.pending or stats.dropped):
             raise CommandError(f"{stats.pending + stats.dropped} events could not be stored: "
                                f"{stats.last_error}")
+        lost = stats.conn_pending + stats.conn_dropped if stats else 0
+        if lost:
+            raise CommandError(f"{lost} connection records could not be stored: "
+                               f"{stats.last_error if stats else ''}")
         if self.eve and self.eve.lost:
             raise CommandError(f"{self.eve.lost} EVE lines could not be written to "
                                f"{self.eve.path}: {self.eve.last_error}")

@@ -3,6 +3,8 @@
 The tracker (:mod:`netids.detect.connections`) sees the scored batches in file order; its
 records are written as they complete, and the connections still open are written at the end
 of the input (``ended`` = ``end of input``), as Zeek does when it finishes reading a trace.
+With ``--db`` the event sink's tracker is shared (:meth:`ConnLog.shared`): the file and the
+database hold the same records, uids included, for the cost of one tracker.
 """
 
 from __future__ import annotations
@@ -15,25 +17,34 @@ from netids.commands import CommandError
 from netids.detect.conn_records import ConnRecord, zeek_header, zeek_line
 from netids.detect.connections import ConnConfig, ConnTracker
 from netids.detect.packets import PacketBatch
+from netids.detect.tracking import ConnFeed
 
 
 class ConnLog:
     """A connection tracker writing its records to one file."""
 
-    def __init__(self, path: Path, config: ConnConfig | None = None) -> None:
+    def __init__(self, path: Path, config: ConnConfig | None = None,
+                 feed: ConnFeed | None = None) -> None:
         self.path = path
-        self.tracker = ConnTracker(config)
+        self.feed = feed  # shared: its owner hands the records on through write()
+        self.tracker = feed.tracker if feed is not None else ConnTracker(config)
         self.written = 0
         self.out: TextIO = _open(path)
         self._write(zeek_header("conn", time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())))
 
     def add(self, packets: PacketBatch) -> None:
-        self._lines(self.tracker.update(packets))
+        if self.feed is None:
+            self._lines(self.tracker.update(packets))
+
+    def write(self, records: list[ConnRecord]) -> None:
+        """Records of the shared tracker, as its owner hands them on."""
+        self._lines(records)
 
     def close(self) -> str:
         """Write the connections still open and close the file; a line for the summary."""
         try:
-            self._lines(self.tracker.flush())
+            if self.feed is None:
+                self._lines(self.tracker.flush())
             self._write(f"#close\t{time.strftime('%Y-%m-%d-%H-%M-%S', time.gmtime())}\n")
         finally:
             self.out.close()

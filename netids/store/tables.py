@@ -1,5 +1,5 @@
-"""Database tables (SQLModel): events, their sample packets, capture sessions, model versions
-and sensors.
+"""Database tables (SQLModel): events, their sample packets, connections, model versions and
+sensors.
 
 Named ``tables`` because "model" already means the network. Timestamps are timezone-aware UTC
 on the Python side whatever the database (SQLite keeps them as naive UTC text). Addresses are
@@ -16,7 +16,7 @@ import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, LargeBinary, Text
+from sqlalchemy import JSON, BigInteger, DateTime, LargeBinary, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -131,7 +131,44 @@ class Sensor(SQLModel, table=True):
     last_seen: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-TABLES = (Event, SamplePacket, ModelVersion, Sensor)
+class Connection(SQLModel, table=True):
+    """One connection record (Zeek's conn.log fields, ``netids.detect.conn_records``); an
+    in-progress snapshot and the final record share the row (by ``uid``). Revision 0005."""
+
+    __tablename__ = "connections"
+
+    uid: str = Field(primary_key=True, max_length=32)
+    sensor: str = Field(index=True, max_length=64)
+    ts: datetime = Field(sa_type=UTCDateTime, index=True)  # first packet
+    last_ts: datetime = Field(sa_type=UTCDateTime, index=True)  # ts + duration
+    orig_h: str = Field(max_length=64)
+    orig_key: str = Field(default="", index=True, max_length=32)
+    orig_p: int
+    resp_h: str = Field(max_length=64)
+    resp_key: str = Field(default="", index=True, max_length=32)
+    resp_p: int
+    proto: str = Field(max_length=8)
+    service: str | None = Field(default=None, max_length=32)
+    duration: float | None = None
+    orig_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    resp_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    conn_state: str = Field(index=True, max_length=8)
+    missed_bytes: int = Field(default=0, sa_type=BigInteger)
+    history: str | None = Field(default=None, sa_type=Text)
+    orig_pkts: int = Field(sa_type=BigInteger)
+    orig_ip_bytes: int = Field(sa_type=BigInteger)
+    resp_pkts: int = Field(sa_type=BigInteger)
+    resp_ip_bytes: int = Field(sa_type=BigInteger)
+    orig_sizes: str = Field(default="", max_length=128)  # "517,21,..." (the first few)
+    resp_sizes: str = Field(default="", max_length=128)
+    in_progress: bool = False
+    ended: str = Field(default="", max_length=16)
+    # when the row was last written: retention goes by it, as for events
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+TABLES = (Event, SamplePacket, Connection, ModelVersion, Sensor)
 EVENTS: Any = Event.__table__  # type: ignore[attr-defined]
 SAMPLES: Any = SamplePacket.__table__  # type: ignore[attr-defined]
 SENSORS: Any = Sensor.__table__  # type: ignore[attr-defined]
+CONNECTIONS: Any = Connection.__table__  # type: ignore[attr-defined]

@@ -1,11 +1,14 @@
-"""The batched event writer: :class:`EventStore` owns a thread that writes events.
+"""The batched event writer: :class:`EventStore` owns a thread that writes events and
+connection records.
 
 :meth:`EventStore.write` only merges updates into a bounded in-memory queue and returns at
 once, so the pipeline (sync or asyncio) never waits on the database. The thread writes
 everything queued in one transaction at least every ``flush_interval`` seconds; when the
 database is locked or away the queue is kept and retried with backoff, and
 :attr:`EventStore.stats` shows it. Upserts by event id make every write idempotent, so a
-retried batch never duplicates anything.
+retried batch never duplicates anything; connection records are upserted by uid likewise, in
+the same transaction as the events, from a queue of their own (bounded by
+``max_pending_connections``, newest snapshot per uid).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, col
 
 from netids.config import StorageSettings
+from netids.detect.conn_records import ConnRecord
 from netids.detect.event_records import EventUpdate, Sample
+from netids.store.conn_queries import apply_conn_retention
+from netids.store.conn_rows import conn_row, conn_upsert
 from netids.store.queries import apply_retention
 from netids.store.rows import (
     FastSQLiteUpsert,
@@ -54,6 +60,9 @@ class StoreStats:
     dropped: int  # events given up on: queue full, or still unwritten when close() timed out
     last_error: str  # the last failure, '' after a success
     last_write: datetime | None  # wall clock of the last successful transaction
+    connections: int = 0  # connection rows written (inserts and updates)
+    conn_pending: int = 0  # connection records waiting in memory
+    conn_dropped: int = 0  # connection records given up on (queue full, refused, unwritten)
 
 
 class EventStore:
@@ -78,6 +87,8 @@ class EventStore:
         self._cond = threading.Condition()
         self._pending: dict[str, EventUpdate] = {}
         self._samples: dict[str, list[Sample]] = {}
+        self._conns: dict[str, ConnRecord] = {}  # by uid: a newer snapshot replaces an older
+        self._conn_written = self._conn_dropped = self._conn_inflight = 0
         self._accepted = 0  # updates accepted by write()
         self._done = 0  # every update accepted up to this count is committed (or dropped)
         self._urgent = False
@@ -94,6 +105,7 @@ class EventStore:
         self._sqlite = engine.dialect.name == "sqlite"
         self._fast = FastSQLiteUpsert(self._upsert) if self._sqlite else None
         self._insert_samples = sample_insert(engine.dialect.name)
+        self._upsert_conns = conn_upsert(engine.dialect.name)
         self._thread = threading.Thread(target=self._run, name="netids-event-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)  # a caller that forgets close() still loses nothing
@@ -108,6 +120,17 @@ class EventStore:
                     self._samples.setdefault(u.id, []).extend(u.new_samples)
                 self._accepted += 1
             self._bound()
+
+    def write_connections(self, records: Iterable[ConnRecord]) -> None:
+        """Queue connection records for the next transaction; never blocks on the database."""
+        with self._cond:
+            for r in records:
+                self._conns.pop(r.uid, None)  # re-insert: the dict stays oldest-first
+                self._conns[r.uid] = r
+                self._accepted += 1
+            while len(self._conns) > self.settings.max_pending_connections:
+                del self._conns[next(iter(self._conns))]
+                self._conn_dropped += 1
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything written so far is committed; False if ``timeout`` ran out."""
@@ -143,6 +166,9 @@ class EventStore:
                 dropped=self._dropped,
                 last_error=self._last_error,
                 last_write=self._last_write,
+                connections=self._conn_written,
+                conn_pending=len(self._conns) + self._conn_inflight,
+                conn_dropped=self._conn_dropped,
             )
 
     # the thread ------------------------------------------------------------------------------
@@ -152,19 +178,19 @@ class EventStore:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._closing or self._urgent, timeout=delay)
-                events, samples = self._pending, self._samples
-                self._pending, self._samples = {}, {}
-                self._inflight = len(events)
+                events, samples, conns = self._pending, self._samples, self._conns
+                self._pending, self._samples, self._conns = {}, {}, {}
+                self._inflight, self._conn_inflight = len(events), len(conns)
                 upto = self._accepted
                 closing = self._closing
-            if not events and not samples:
+            if not events and not samples and not conns:
                 if self._idle(upto, closing):
                     return
                 continue
             try:
-                written = self._write_or_salvage(events, samples)
+                written = self._write_or_salvage(events, samples, conns)
             except (OperationalError, InterfaceError, _Unexpected) as exc:  # keep, retry
-                if self._requeue(exc, events, samples, closing):
+                if self._requeue(exc, events, samples, conns, closing):
                     return
                 delay = min(max(delay * 2, self.settings.retry_min), self.settings.retry_max)
                 time.sleep(min(delay, self.settings.retry_max))
@@ -186,23 +212,26 @@ class EventStore:
         return False
 
     def _write_or_salvage(
-        self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]]
+        self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]],
+        conns: dict[str, ConnRecord]
     ) -> int:
         """Commit one batch; when the database refuses a row, write the rest one by one.
         Raises what should be retried: a lost or locked database, or a bug (``_Unexpected``)."""
         try:
-            self._commit(events, samples)
+            self._commit(events, samples, conns)
         except (OperationalError, InterfaceError):
             raise
         except SQLAlchemyError as exc:  # a row the database refuses: isolate it, keep the rest
             log.error("event write refused (%s); writing one event at a time", exc)
+            self._salvage_conns(conns)
             return self._salvage(events, samples)
         except Exception as exc:  # the thread must not die: count it and retry
             raise _Unexpected(f"{type(exc).__name__}: {exc}") from exc
         return len(events)
 
     def _requeue(self, exc: Exception, events: dict[str, EventUpdate],
-                 samples: dict[str, list[Sample]], closing: bool) -> bool:
+                 samples: dict[str, list[Sample]], conns: dict[str, ConnRecord],
+                 closing: bool) -> bool:
         """Put a failed batch back in front of newer updates; True when closing has run out of
         time (what is left is counted as dropped)."""
         if not isinstance(exc, SQLAlchemyError):
@@ -214,10 +243,12 @@ class EventStore:
             self._pending = {**events, **self._pending}  # newer updates win
             for eid, old in samples.items():
                 self._samples[eid] = old + self._samples.get(eid, [])
-            self._inflight = 0
+            self._conns = {**conns, **self._conns}
+            self._inflight = self._conn_inflight = 0
             self._bound()
             if closing and time.monotonic() >= self._close_deadline:
                 self._dropped += len(self._pending)
+                self._conn_dropped += len(self._conns)
                 return True
         log.warning("event write failed (%d queued, retrying): %s", len(events), error)
         return False
@@ -225,18 +256,21 @@ class EventStore:
     def _committed(self, written: int, samples: dict[str, list[Sample]], upto: int) -> None:
         with self._cond:
             self._written += written
+            self._conn_written += self._conn_inflight
             self._sample_count += sum(len(s) for s in samples.values())
             self._last_error = ""
             self._last_write = utcnow()
-            self._inflight = 0
+            self._inflight = self._conn_inflight = 0
             self._done = max(self._done, upto)
             if not self._pending:
                 self._urgent = False
             self._cond.notify_all()
         self._maybe_retain()
 
-    def _commit(self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]]) -> None:
+    def _commit(self, events: dict[str, EventUpdate], samples: dict[str, list[Sample]],
+                conns: dict[str, ConnRecord] | None = None) -> None:
         now = utcnow()
+        conn_rows = [conn_row(r, self.sensor, now) for r in (conns or {}).values()]
         updates = list(events.values())
         sample_rows = [sample_row(eid, s) for eid, ss in samples.items() for s in ss]
         step = self.settings.batch_rows
@@ -249,6 +283,8 @@ class EventStore:
                     conn.execute(self._upsert, [event_row(u, self.sensor, now) for u in chunk])
             for i in range(0, len(sample_rows), step):
                 conn.execute(self._insert_samples, sample_rows[i : i + step])
+            for i in range(0, len(conn_rows), step):
+                conn.execute(self._upsert_conns, conn_rows[i : i + step])
             if not self._sensor_known:
                 conn.execute(sensor_upsert(conn.dialect.name), [{
                     "name": self.sensor, "hostname": socket.gethostname(), "first_seen": now,
@@ -274,6 +310,18 @@ class EventStore:
                 log.error("event %s dropped: %s", eid, exc)
         return written
 
+    def _salvage_conns(self, conns: dict[str, ConnRecord]) -> None:
+        """Write connection records one transaction each, counting those refused as dropped
+        (they leave the in-flight count, which ``_committed`` adds to the written)."""
+        for uid, r in conns.items():
+            try:
+                self._commit({}, {}, {uid: r})
+            except SQLAlchemyError as exc:
+                with self._cond:
+                    self._conn_dropped += 1
+                    self._conn_inflight -= 1
+                log.error("connection %s dropped: %s", uid, exc)
+
     def _bound(self) -> None:
         """Drop the oldest queued events beyond ``max_pending`` (caller holds the lock)."""
         while len(self._pending) > self.settings.max_pending:
@@ -297,15 +345,17 @@ class EventStore:
         if time.monotonic() - self._last_retention < s.retention_interval:
             return
         self._last_retention = time.monotonic()
-        if s.retention_days is None and s.retention_rows is None:
-            return
         try:
             with Session(self.engine) as session:
-                apply_retention(
-                    session=session,
-                    max_age=None if s.retention_days is None else timedelta(days=s.retention_days),
-                    max_rows=s.retention_rows,
-                )
+                if s.retention_days is not None or s.retention_rows is not None:
+                    apply_retention(
+                        session=session, max_rows=s.retention_rows,
+                        max_age=None if s.retention_days is None
+                        else timedelta(days=s.retention_days),
+                    )
+                if s.conn_retention_days is not None:
+                    apply_conn_retention(session=session,
+                                         max_age=timedelta(days=s.conn_retention_days))
         except SQLAlchemyError as exc:
             log.warning("retention failed: %s", exc)
 
