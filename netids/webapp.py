@@ -48,9 +48,9 @@ def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
             dashboard.page(controller)
 
     @ui.page("/history")
-    def history_page() -> None:
+    def history_page(view: str = "events", event: str = "") -> None:
         with frame.frame("History"):
-            history.page(controller)
+            history.page(controller, view, event[:64])
 
     @ui.page("/training")
     def training_page() -> None:

@@ -15,10 +15,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from nicegui import run, ui
 
 from netids.controller import Controller
+from netids.store.conn_queries import COUNT_CAP, ConnFilter, count_connections
 from netids.store.export import FIELDS, event_record, frames_pcap, packet_summaries
 from netids.store.queries import event_samples, get_event
 from netids.ui import theme
@@ -41,6 +43,7 @@ class EventDetail:
     record: dict[str, Any]  # the export record (netids.store.export.FIELDS)
     samples: list[RawSample] = field(default_factory=list)
     stored: bool = False  # read from the database
+    connections: int = 0  # stored connections behind it (COUNT_CAP + 1: more than COUNT_CAP)
 
 
 async def show(controller: Controller, event_id: str) -> None:
@@ -69,9 +72,10 @@ def load(controller: Controller, event_id: str) -> EventDetail | None:
         samples = [RawSample(s.ts.timestamp(), bytes(s.data), s.wirelen, s.linktype, s.score)
                    for s in event_samples(event_id, session=session)]
         record = event_record(row) if recent is None else recent.record
+        conns = count_connections(session=session, filter=ConnFilter(event=event_id))
     if recent is not None and len(recent.samples) > len(samples):
         samples = recent.samples
-    return EventDetail(record, samples, stored=True)
+    return EventDetail(record, samples, stored=True, connections=conns)
 
 
 def load_recent(controller: Controller, event_id: str) -> EventDetail | None:
@@ -153,6 +157,13 @@ def dialog(controller: Controller, detail: EventDetail) -> ui.dialog:
                 .props("outline").mark("detail-pcap")
             if not detail.samples:
                 pcap.disable()
+            if detail.stored:
+                many = f"{COUNT_CAP:,}+" if detail.connections > COUNT_CAP \
+                    else f"{detail.connections:,}"
+                target = f"/history?view=connections&event={quote(r['event_id'])}"
+                ui.button(f"Connections behind this event ({many})", icon="lan",
+                          on_click=lambda: ui.navigate.to(target)) \
+                    .props("outline").mark("detail-connections")
     d.on("hide", d.delete)
     return d
 

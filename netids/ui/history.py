@@ -1,4 +1,5 @@
-"""The history page: the stored anomaly log, filtered, paged and sorted by the database.
+"""The history page: the stored anomaly log, filtered, paged and sorted by the database, and
+beside it the stored connections (:mod:`netids.ui.connections`).
 
 Every query goes through the store's query functions, in a session from the controller, in
 ``run.io_bound``; the browser only ever holds one page of rows. Sorting a column in the grid
@@ -28,6 +29,7 @@ from netids.store.queries import (
     top_targets,
 )
 from netids.ui import charts, event_detail, theme
+from netids.ui.connections import Connections
 from netids.ui.frame import is_dark, on_dark_change
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,18 @@ PAGE_SIZE = 100
 PROTOCOLS = ("TCP", "UDP", "ICMP", "ICMPv6", "ARP", "IGMP", "GRE", "ESP", "IPv4", "IPv6", "other")
 
 
-def page(controller: Controller) -> None:
-    History(controller)
+def page(controller: Controller, view: str = "events", event: str = "") -> None:
+    """Two views: the stored events, and the stored connections (``view="connections"``,
+    narrowed to those behind ``event`` when it names one)."""
+    with ui.tabs().classes("w-full justify-start") as tabs:
+        ui.tab("events", "Events", icon="report").mark("tab-events")
+        ui.tab("connections", "Connections", icon="lan").mark("tab-connections")
+    chosen = "connections" if view == "connections" else "events"
+    with ui.tab_panels(tabs, value=chosen).classes("w-full"):
+        with ui.tab_panel("events").classes("p-0 gap-4"):
+            History(controller)
+        with ui.tab_panel("connections").classes("p-0 gap-4"):
+            Connections(controller, event=event)
 
 
 @dataclass(slots=True)
