@@ -63,7 +63,7 @@ def main() -> None:
         flood = Path(tmp) / "flood.pcap"
         write_flood(flood, args.flood, random_targets=False, seed=1)
         for name, path in (("lab_sample", SAMPLE), ("syn flood", flood)):
-            for share in (1.0, floor):
+            for share in (1.0, 0.25, floor):
                 without = cost(path, share, False, args.repeat)
                 with_conn = cost(path, share, True, args.repeat)
                 print(f"{name:10s} share {share:<9.4g} pipeline {without:6.2f} µs/packet, "

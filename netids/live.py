@@ -79,6 +79,7 @@ class LiveState:
     shed: int = 0  # counted but not scored: the pipeline fell behind and scored a sample
     scored_share: float = 1.0  # share of the latest batch scored; < 1 while overloaded
     unread: int = 0  # shed without decoding (deep overload): in packets, not in tcp/udp/other
+    conn_missed: int = 0  # packets left out of connection records (heavy overload)
     tcp: int = 0
     udp: int = 0
     other: int = 0
@@ -107,9 +108,13 @@ def overload_text(live: LiveState) -> str:
     >>> overload_text(LiveState(running=True, scored_share=0.125, shed=52_000))
     'scoring 12.5% of packets (overload): 52,000 counted, not scored'
     >>> overload_text(LiveState(running=False, scored_share=0.5, shed=7, unread=3))
-    'overload: 7 packets were counted, not scored (3 not even decoded, nor in connections)'
+    'overload: 7 packets were counted, not scored (3 not even decoded)'
+    >>> overload_text(LiveState(running=True, scored_share=0.05, shed=950, conn_missed=950))
+    'scoring 5% of packets (overload): 950 counted, not scored, 950 left out of connections'
     """
-    unread = f" ({live.unread:,} not even decoded, nor in connections)" if live.unread else ""
+    unread = f" ({live.unread:,} not even decoded)" if live.unread else ""
+    if live.conn_missed:
+        unread += f", {live.conn_missed:,} left out of connections"
     if live.running and live.scored_share < 1.0:
         return (f"scoring {100 * live.scored_share:.3g}% of packets (overload): "
                 f"{live.shed:,} counted, not scored{unread}")
@@ -136,6 +141,7 @@ def publish(live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
         live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)
     live.session_events = sink.aggregator.opened
     live.tables = sink.tables(pipeline)
+    live.conn_missed = sink.conns.missed if sink.conns is not None else 0
     live.progress = source.progress() if isinstance(source, FileSource) else None
     live.store = store
     live.generation += 1
