@@ -32,3 +32,16 @@ def test_a_misspelt_option_of_the_app_stops_it(capsys: pytest.CaptureFixture[str
 def test_help_still_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "--help"]) == 0
     assert "--format" in capsys.readouterr().out
+
+
+def test_connection_retention_is_configurable(capsys: pytest.CaptureFixture[str]) -> None:
+    from netids.cli import build_parser, settings_from
+
+    for argv in (["--conn-retention-days", "3"],
+                 ["score", str(SAMPLE), "--out", "x.csv", "--conn-retention-days", "3"]):
+        args = build_parser(argv).parse_args(argv)
+        assert settings_from(args).storage.conn_retention_days == 3.0
+    assert settings_from(build_parser([]).parse_args([])).storage.conn_retention_days == 7.0
+    assert main(["--conn-retention-days", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--conn-retention-days" in err

@@ -191,3 +191,37 @@ def test_the_writer_applies_connection_retention_as_it_goes(engine: sa.Engine) -
     store.close()
     with Session(engine) as session:
         assert list(session.exec(select(col(Connection.uid)))) == [records[1].uid]
+
+
+def test_export_writes_the_conn_log_back_and_the_connections_of_an_event(
+        scored_sample: Path) -> None:
+    db = f"sqlite:///{scored_sample}/netids.sqlite"
+    out = scored_sample / "exported.log"
+    done = subprocess.run([sys.executable, APP, "export", "--db", db, "--connections",
+                           "--format", "zeek", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "8705 connections written" in done.stderr
+
+    def body(path: Path) -> set[str]:
+        return {line for line in path.read_text().splitlines() if not line.startswith("#")}
+
+    assert body(out) == body(scored_sample / "conn.log")  # every field survives the database
+    engine = open_database(db)
+    with Session(engine) as session:
+        flood = max((e for e in query_events(session=session, limit=None)
+                     if e.kind == "flood" and e.proto == "TCP"), key=lambda e: e.packets)
+        behind = count_connections(session=session, filter=ConnFilter(event=flood.id))
+    engine.dispose()
+    csv_out = scored_sample / "behind.csv"
+    done = subprocess.run([sys.executable, APP, "export", "--db", db, "--connections",
+                           "--format", "csv", "--event", flood.id, "--out", str(csv_out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = csv_out.read_text().splitlines()
+    assert lines[0].startswith("ts,uid,id.orig_h") and len(lines) == behind + 1
+    wrong = subprocess.run([sys.executable, APP, "export", "--db", db, "--format", "zeek",
+                            "--out", str(scored_sample / "x")], capture_output=True, text=True,
+                           timeout=120)
+    assert wrong.returncode != 0 and wrong.stderr.count("\n") == 1
+    assert "--connections --format zeek or csv" in wrong.stderr
