@@ -103,15 +103,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         count(frames)
         bar.show(progress.snapshot())
 
-    tables: list[TableStats] = []
     with scoring_pool(pipeline, workers) as pool:
         # the sink starts a writer thread: open it only once the workers are forked
         db = bool(getattr(args, "db", None))
         sink = _EventSink.open(settings, db) if db or settings.eve.path else None
-        feed = sink.sink.conns if sink else None
-        conns = ConnLog(conn_path, feed=feed) if conn_path is not None else None
-        if sink and conns:
-            sink.sink.on_conns = conns.write
+        conns = _conn_log(conn_path, sink)
         try:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
@@ -121,14 +117,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                f"{pipeline.stats.packets} packets") from None
         finally:
             bar.clear()
-            if sink:
-                sink.sink.close_connections()  # the shared tracker's last records, to both
-            conn_summary = conns.close() if conns else ""
-            if sink:
-                tables = sink.sink.aggregator.stats()  # before close() ends every event
-                tables += [sink.sink.conns.stats()] if sink.sink.conns and not conns else []
-                conn_summary += sink.summary()
-                sink.close()
+            tables, conn_summary = _finish(sink, conns)
     s = pipeline.stats
     if error is not None:
         what = f"scoring failed: {error}" if isinstance(error, WorkerError) else str(error)
@@ -145,6 +134,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     tables += [conns.tracker.stats()] if conns else []
     sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n" + conn_summary)
     return 0
+
+
+def _conn_log(path: Path | None, sink: _EventSink | None) -> ConnLog | None:
+    """``--conn``: a tracker of its own, or with ``--db`` the event sink's, so the file and
+    the database hold the same records (uids included) for the cost of one tracker."""
+    if path is None:
+        return None
+    feed = sink.sink.conns if sink else None
+    conns = ConnLog(path, feed=feed)
+    if sink and feed:
+        sink.sink.on_conns = conns.write
+    return conns
+
+
+def _finish(sink: _EventSink | None, conns: ConnLog | None) -> tuple[list[TableStats], str]:
+    """Close the connection log and the sink (the shared tracker's last records go to both,
+    every event is closed and stored); the sink's bounded tables and the summary lines."""
+    tables: list[TableStats] = []
+    summary = ""
+    try:
+        if sink:
+            sink.sink.close_connections()
+        summary = conns.close() if conns else ""
+    finally:
+        if sink:
+            tables = sink.sink.aggregator.stats()  # before close() ends every event
+            tables += [sink.sink.conns.stats()] if sink.sink.conns and not conns else []
+            summary += sink.summary()
+            sink.close()
+    return tables, summary
 
 
 def _pipeline(args: argparse.Namespace, settings: Settings) -> Pipeline:

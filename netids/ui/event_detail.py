@@ -158,14 +158,19 @@ def dialog(controller: Controller, detail: EventDetail) -> ui.dialog:
             if not detail.samples:
                 pcap.disable()
             if detail.stored:
-                many = f"{COUNT_CAP:,}+" if detail.connections > COUNT_CAP \
-                    else f"{detail.connections:,}"
-                target = f"/history?view=connections&event={quote(r['event_id'])}"
-                ui.button(f"Connections behind this event ({many})", icon="lan",
-                          on_click=lambda: ui.navigate.to(target)) \
-                    .props("outline").mark("detail-connections")
+                _connections_button(detail)
     d.on("hide", d.delete)
     return d
+
+
+def _connections_button(detail: EventDetail) -> None:
+    """To the history's Connections view, narrowed to the connections behind the event."""
+    n = detail.connections
+    many = f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
+    target = f"/history?view=connections&event={quote(detail.record['event_id'])}"
+    ui.button(f"Connections behind this event ({many})", icon="lan",
+              on_click=lambda: ui.navigate.to(target)).props("outline") \
+        .mark("detail-connections")
 
 
 def record_csv(record: dict[str, Any]) -> bytes:

@@ -109,8 +109,9 @@ def test_filters_and_sorting(scored_sample: Path) -> None:
     with Session(engine) as session:
         rej = query_connections(session=session, filter=ConnFilter(state="rej"), limit=5000)
         assert rej and all(c.conn_state == "REJ" for c in rej)
-        udp = query_connections(session=session, filter=ConnFilter(proto="UDP", host="10.77.0.0/24"),
-                                sort="orig_pkts", descending=True, limit=20)
+        lab_udp = ConnFilter(proto="UDP", host="10.77.0.0/24")
+        udp = query_connections(session=session, filter=lab_udp, sort="orig_pkts",
+                                descending=True, limit=20)
         assert udp and all(c.proto == "udp" for c in udp)
         assert [c.orig_pkts for c in udp] == sorted((c.orig_pkts for c in udp), reverse=True)
         one = rej[0]

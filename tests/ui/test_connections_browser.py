@@ -55,9 +55,8 @@ def test_connections_view_lists_filters_and_escapes(screen: Screen,
                                                   '")]]//input')
     host.send_keys("10.77.0.0/24")
     screen.selenium.find_element(By.XPATH, '//label[.//div[text()="State"]]').click()
-    screen.selenium.find_element(By.XPATH, '//div[contains(@class, "q-menu")]'
-                                           '//div[contains(@class, "q-item")][.//span[text()="REJ"]]'
-                                 ).click()
+    screen.selenium.find_element(By.XPATH, '//div[contains(@class, "q-menu")]//div[contains('
+                                           '@class, "q-item")][.//span[text()="REJ"]]').click()
     press(screen, "Apply")
     screen.should_contain(f"{rej:,} connections match")
     wait_until(lambda: set(grid_column(screen, "conn_state")) == {"REJ"}, 10, "only REJ rows")
