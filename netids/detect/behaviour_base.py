@@ -199,7 +199,7 @@ class Distinct:
 
     __slots__ = ("exact_up_to", "every", "_set", "_hll", "_pending", "_estimate")
 
-    def __init__(self, exact_up_to: int = 64, every: int = 32) -> None:
+    def __init__(self, exact_up_to: int = 64, every: int = 8) -> None:
         self.exact_up_to, self.every = exact_up_to, every
         self._set: set[int] | None = set()
         self._hll: HyperLogLog | None = None

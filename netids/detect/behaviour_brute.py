@@ -28,6 +28,7 @@ window of benign traffic, per service, and asks for ``learned_factor`` times tha
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from statistics import median
@@ -182,8 +183,9 @@ class BruteForceDetector:
         first, last = attempts[0].ts, attempts[-1].ts
         name = LOGIN_SERVICES[service]
         why = (f"{len(attempts)} {name} sessions from {r.orig_h} to {r.resp_h}:{r.resp_p} in "
-               f"{span_text(last - first)}, each under {span_text(max(a.duration for a in attempts) + 1)}"
-               f" and {size_text(max(a.total for a in attempts) + 1)}, {alike} of them alike in "
+               f"{span_text(last - first)}, each under {math.ceil(max(a.duration for a in attempts))} s"
+               f" and {math.ceil(max(a.total for a in attempts) / 1000)} kB, {alike} of them alike "
+               f"in "
                f"size: password guessing; {self._normal_text(service)}")
         uids = tuple(a.uid for a in attempts[: self.config.uids_kept])
         return [BehaviourAlert("brute_force", severity, r.orig_h, (f"{r.resp_h}:{r.resp_p}",),

@@ -146,9 +146,12 @@ class ScanDetector:
         self.normal_max = max(self.normal.values(), default=0)
         self.learned = True
 
-    def threshold(self, source: str) -> int:
-        learned = self.normal.get(source, 0)
-        return max(self.config.threshold, int(np.ceil(learned * self.config.learned_factor)))
+    def threshold(self, source: str, slow: bool = False) -> int:
+        """Failed pairs that make ``source`` a scanner (in 15 min, or with ``slow`` in 24 h):
+        the configured number, or twice the source's learned normal if that is more."""
+        c = self.config
+        learned = int(np.ceil(self.normal.get(source, 0) * c.learned_factor))
+        return max(c.slow_threshold if slow else c.threshold, learned)
 
     def observe(self, r: ConnRecord) -> tuple[list[BehaviourAlert], float]:
         """Count one record: the alerts it completes (before suppression), and its score."""
@@ -205,7 +208,7 @@ class ScanDetector:
             return [self._alert(source, s, count, limit, knock)]
         slow = self.slow.peek(source)
         if slow is not None and not slow.alerted and s.alerted == 0 and (
-                slow.total.estimate >= c.slow_threshold):
+                slow.total.estimate >= self.threshold(source, slow=True)):
             slow.alerted = True
             return [self._slow_alert(source, slow, s)]
         return []
