@@ -30,7 +30,8 @@ class BehaviourConfig:
     scan: ScanConfig = field(default_factory=ScanConfig)
     brute: BruteConfig = field(default_factory=BruteConfig)
     suppress_for: float = 3600.0  # one alert per key this long (Zeek's notice suppression)
-    escalation: float = 4.0  # ... unless its evidence grew this many times, or its severity
+    escalation: float = 10.0  # ... unless its evidence grew tenfold (Slips' log10 steps), or
+    # its severity rose
 
 
 @dataclass(frozen=True, slots=True)

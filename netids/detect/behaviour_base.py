@@ -96,16 +96,16 @@ class Suppressor:
     """One alert per key per ``hold`` seconds, unless it escalates (a higher severity, or its
     evidence at least ``factor`` times what the last alert reported), as Zeek's notice
     suppression (``Notice::default_suppression_interval``, 1 h) with Slips' rule of alerting
-    again when the evidence grows by an order of magnitude.
+    again when the evidence grows by an order of magnitude (its log10 steps).
 
-    >>> s = Suppressor(hold=3600.0, factor=4.0)
-    >>> s.allow("k", 0.0, "medium", 25), s.allow("k", 60.0, "medium", 40)
+    >>> s = Suppressor(hold=3600.0, factor=10.0)
+    >>> s.allow("k", 0.0, "medium", 25), s.allow("k", 60.0, "medium", 100)
     (True, False)
-    >>> s.allow("k", 120.0, "medium", 100), s.allow("k", 180.0, "high", 101)
+    >>> s.allow("k", 120.0, "medium", 250), s.allow("k", 180.0, "high", 251)
     (True, True)
     """
 
-    def __init__(self, hold: float = 3600.0, factor: float = 4.0, capacity: int = 65536) -> None:
+    def __init__(self, hold: float = 3600.0, factor: float = 10.0, capacity: int = 65536) -> None:
         self.hold, self.factor = hold, factor
         self.last: BoundedMap[str, list[float]] = BoundedMap(capacity, lambda: [-1e300, -1.0, 0.0])
         self.suppressed = 0

@@ -54,6 +54,11 @@ class BruteConfig:
     max_seconds: float = 30.0  # a login attempt ends within this long
     max_bytes: int = 8000  # ... having moved under this many payload bytes both ways
     max_bytes_by_service: tuple[tuple[str, int], ...] = (("rdp", 24000), ("ssl", 16000))
+    min_by_service: tuple[tuple[str, int], ...] = (("http", 100), ("ssl", 100))
+    # counted only once this network's normal is learned: without a status code (payload),
+    # failed HTTP logins look like a client polling a server (the lab's clients make 66
+    # short, alike HTTP sessions a minute)
+    learned_only: tuple[str, ...] = ("http", "ssl")
     alike_share: float = 0.6  # share of attempts within 25 % of the median server bytes
     learned_factor: float = 2.0  # a learned key may make this many times its normal
     max_keys: int = 16384  # (source, server, service) keys held (least recently used go)
@@ -67,6 +72,9 @@ class BruteConfig:
     def byte_limit(self, service: str) -> int:
         return dict(self.max_bytes_by_service).get(service, self.max_bytes)
 
+    def min_for(self, service: str) -> int:
+        return dict(self.min_by_service).get(service, self.min_attempts)
+
 
 def login_service(r: ConnRecord) -> str | None:
     """The login service a TCP record went to, or None.
@@ -74,8 +82,9 @@ def login_service(r: ConnRecord) -> str | None:
     >>> from netids.detect.behaviour_base import record
     >>> login_service(record(service="ssh")), login_service(record(resp_p=5901))
     ('ssh', 'vnc')
+    >>> login_service(record(service="smtp", resp_p=25))  # mail relay, not a login
     """
-    if r.proto != "tcp":
+    if r.proto != "tcp" or (r.service == "smtp" and r.resp_p == 25):
         return None
     if r.service in LOGIN_SERVICES:
         return r.service
@@ -128,6 +137,7 @@ class BruteForceDetector:
     def learn(self, records: list[ConnRecord]) -> None:
         """Take each service's normal from benign traffic (no alerts come out)."""
         quiet = BruteForceDetector(self.config)
+        quiet.learned = True  # count every service, learned-only ones too
         for r in sorted(records, key=lambda r: r.ts):
             if quiet.score(r) > 0.0:
                 service = login_service(r)
@@ -137,14 +147,18 @@ class BruteForceDetector:
         self.learned = True
 
     def threshold(self, service: str) -> int:
+        """Attempts in a window that make guessing: the service's configured minimum, or
+        more than ``learned_factor`` times the most this network made in a window."""
         learned = int(self.normal.get(service, 0) * self.config.learned_factor)
-        return max(self.config.min_attempts, learned + 1 if learned else 0)
+        return max(self.config.min_for(service), learned + 1 if learned else 0)
 
     def score(self, r: ConnRecord) -> float:
         """Count one record; its key's attempts in the window as a share of the threshold
         (1.0: guessing), or 0.0 if it is no login attempt."""
         service = login_service(r)
         if service is None or r.in_progress or not answered(r) or not self._short(r, service):
+            return 0.0
+        if service in self.config.learned_only and not self.learned:
             return 0.0
         key = self.keys.get((r.orig_h, r.resp_h, service))
         attempts = key.attempts
