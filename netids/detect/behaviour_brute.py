@@ -196,10 +196,11 @@ class BruteForceDetector:
         severity = "high" if len(attempts) >= 3 * limit else "medium"
         first, last = attempts[0].ts, attempts[-1].ts
         name = LOGIN_SERVICES[service]
+        seconds = math.ceil(max(a.duration for a in attempts))
+        kb = math.ceil(max(a.total for a in attempts) / 1000)
         why = (f"{len(attempts)} {name} sessions from {r.orig_h} to {r.resp_h}:{r.resp_p} in "
-               f"{span_text(last - first)}, each under {math.ceil(max(a.duration for a in attempts))} s"
-               f" and {math.ceil(max(a.total for a in attempts) / 1000)} kB, {alike} of them alike "
-               f"in "
+               f"{span_text(last - first)}, each at most {seconds} s and {kb} kB, {alike} of them "
+               f"alike in "
                f"size: password guessing; {self._normal_text(service)}")
         uids = tuple(a.uid for a in attempts[: self.config.uids_kept])
         return [BehaviourAlert("brute_force", severity, r.orig_h, (f"{r.resp_h}:{r.resp_p}",),

@@ -101,7 +101,7 @@ def test_password_guessing_then_a_real_login_is_a_critical_alert() -> None:
     assert [(a.kind, a.severity, a.count, a.targets, a.service) for a in alerts] == [
         ("brute_force", "medium", 10, ("10.0.0.5:22",), "ssh")]
     assert alerts[0].why.startswith("10 SSH sessions from 10.0.0.9 to 10.0.0.5:22 in 3 min, "
-                                    "each under 4 s and 5 kB, 10 of them alike in size: "
+                                    "each at most 4 s and 5 kB, 10 of them alike in size: "
                                     "password guessing")
     shell = record(ts=300.0, uid="WIN", orig_h="10.0.0.9", resp_h="10.0.0.5", service="ssh",
                    conn_state="SF", duration=600.0, orig_bytes=40_000, resp_bytes=900_000)

@@ -56,7 +56,7 @@ def test_ftp_password_guessing_in_zeeks_trace_is_found(shared_data: Path) -> Non
     alerts = alerts_of(shared_data / "attack" / "zeek__bruteforce.pcap")
     assert [(a.kind, a.source, a.targets, a.service) for a in alerts] == [
         ("brute_force", "192.168.56.1", ("192.168.56.101:21",), "ftp")]
-    assert "FTP sessions" in alerts[0].why and "each under 3 s and 1 kB" in alerts[0].why
+    assert "FTP sessions" in alerts[0].why and "each at most 3 s and 1 kB" in alerts[0].why
 
 
 def test_every_tcp_or_udp_port_scan_and_host_sweep_is_found(shared_data: Path) -> None:
