@@ -116,6 +116,24 @@ async def test_ssh_password_guessing_then_a_key_login_against_a_real_sshd(
     assert win.uids[-1] == max(records, key=lambda r: r.resp_bytes or 0).uid
 
 
+async def test_hydra_guessing_several_passwords_a_session_is_found(
+        lab_net, sshd: Path, tmp_path: Path) -> None:
+    if not shutil.which("hydra"):
+        pytest.skip("needs hydra (apt)")
+    words = tmp_path / "passwords.txt"
+    words.write_text("".join(f"guess{i}\n" for i in range(48)))
+    b = lab_net.ip("b")
+    records = await capture_records(
+        lab_net, "tcp port 22",
+        lambda: lab_net.run("a", "hydra", "-l", "root", "-P", str(words), "-t", "4",
+                            f"ssh://{b}", timeout=180, check=False))
+    sessions = [r for r in records if r.service == "ssh"]
+    assert 10 <= len(sessions) < 48  # hydra (libssh) tries several passwords a connection
+    alerts = BehaviourDetectors().update(records, now=max(r.ts for r in records))
+    assert [(a.kind, a.source, a.targets) for a in alerts] == [
+        ("brute_force", lab_net.ip("a"), (f"{b}:22",))]
+
+
 async def test_a_real_nmap_scan_fast_and_spread_over_hours(lab_net) -> None:
     if not shutil.which("nmap"):
         pytest.skip("needs nmap (apt)")
