@@ -15,7 +15,8 @@ Then false alerts per hour of traffic on every benign capture (and on mixed_dev.
 benign part: alerts overlapping no attack episode), with each alert's why, and the cost of
 the detectors per record against the connection tracker's in the same run. ``--lab DIR``
 adds the lab captures in DIR (``python app.py lab --attacks none``): normal traffic whose
-alerts count as false too.
+alerts count as false too; ``--lab-attacks FILE ...`` lab captures with attacks, each kind
+found or not.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--lab", type=Path, nargs="*", default=[])
+    parser.add_argument("--lab-attacks", type=Path, nargs="*", default=[])
     args = parser.parse_args()
     rows = manifest(args.data)
     cost = [0.0, 0.0, 0]
@@ -110,6 +112,8 @@ def main() -> None:
             above += sum(s > threshold for s in scores)
         print(f"{kind:15} {len(files):8} {hit:9} {pos:8} {above / max(pos, 1):17.3f}")
     mixed(args.data, cost)
+    for path in args.lab_attacks:
+        lab_episodes(path, cost)
     print(f"\ncost: detectors {cost[1] * 1e6 / max(cost[2], 1):.1f} us/record against the "
           f"tracker's {cost[0] * 1e6 / max(cost[2], 1):.1f} us/record, same files, same run "
           f"({cost[2]} records; ratio {cost[1] / max(cost[0], 1e-9):.3f})")
@@ -143,6 +147,25 @@ def mixed(data: Path, cost: list[float]) -> None:
         print(f"    {a.kind} {a.why}")
     print(f"  alerts on attack episodes: {len(other)}: "
           + ", ".join(sorted({f'{a.kind}' for a in other})))
+
+
+def lab_episodes(path: Path, cost: list[float]) -> None:
+    """Each attack kind of a lab capture (its labels beside it), found as in :func:`mixed`."""
+    spans: dict[str, list[float]] = {}
+    with open(path.with_suffix(".labels.csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            if row["label"] == "1":
+                span = spans.setdefault(row["attack_kind"], [np.inf, -np.inf])
+                span[:] = [min(span[0], float(row["timestamp"])),
+                           max(span[1], float(row["timestamp"]))]
+    alerts, scored, track, detect, n = run(path, keep_records=True)
+    cost[:] = [cost[0] + track, cost[1] + detect, cost[2] + n]
+    print(f"\n{path.name}: {len(alerts)} alerts: " + "; ".join(a.why for a in alerts))
+    for kind, (start, end) in sorted(spans.items()):
+        by_alert = any(a.first <= end + 1 and a.last >= start - 1 for a in alerts)
+        by_score = any(score >= 1.0 and start <= ts <= end for ts, score in scored)
+        print(f"  {kind:15} alert {'yes' if by_alert else 'no'}, over the limit while it ran "
+              f"{'yes' if by_score else 'no'}")
 
 
 def _duration(path: Path) -> float:

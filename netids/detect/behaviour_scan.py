@@ -112,6 +112,7 @@ class _Slow:
     last: float = -np.inf
     total: Distinct = field(default_factory=Distinct)
     pairs: set[tuple[str, int, str]] = field(default_factory=set)
+    uids: list[str] = field(default_factory=list)
     burst: int = 0  # the most it gathered in the 15-min tier
     alerted: bool = False
 
@@ -132,6 +133,7 @@ class ScanDetector:
         self.fast: BoundedMap[str, _Scanner] = BoundedMap(c.max_scanners, _Scanner)
         self.slow: BoundedMap[str, _Slow] = BoundedMap(c.max_slow, _Slow)
         self.normal: dict[str, int] = {}  # learned: a source's most failed pairs in 15 min
+        self.normal_slow: dict[str, int] = {}  # ... and in 24 h
         self.normal_max = 0  # ... and the most of any source
         self.learned = False
 
@@ -140,9 +142,12 @@ class ScanDetector:
         quiet = ScanDetector(self.config)
         for r in sorted(records, key=lambda r: r.ts):
             quiet.score(r)
-            s = quiet.fast.peek(r.orig_h)
+            s, slow = quiet.fast.peek(r.orig_h), quiet.slow.peek(r.orig_h)
             if s is not None:
                 self.normal[r.orig_h] = max(self.normal.get(r.orig_h, 0), s.total.estimate)
+            if slow is not None:
+                self.normal_slow[r.orig_h] = max(self.normal_slow.get(r.orig_h, 0),
+                                                 slow.total.estimate)
         self.normal_max = max(self.normal.values(), default=0)
         self.learned = True
 
@@ -150,7 +155,8 @@ class ScanDetector:
         """Failed pairs that make ``source`` a scanner (in 15 min, or with ``slow`` in 24 h):
         the configured number, or twice the source's learned normal if that is more."""
         c = self.config
-        learned = int(np.ceil(self.normal.get(source, 0) * c.learned_factor))
+        normal = (self.normal_slow if slow else self.normal).get(source, 0)
+        learned = int(np.ceil(normal * c.learned_factor))
         return max(c.slow_threshold if slow else c.threshold, learned)
 
     def observe(self, r: ConnRecord) -> tuple[list[BehaviourAlert], float]:
@@ -184,7 +190,10 @@ class ScanDetector:
             slow = _Slow()
             self.slow.items[r.orig_h] = slow
         slow.first, slow.last = min(slow.first, r.ts), max(slow.last, r.ts)
+        before = slow.total.estimate
         slow.total.add(h)
+        if slow.total.estimate > before and len(slow.uids) < c.uids_kept:
+            slow.uids.append(r.uid)
         if len(slow.pairs) < c.sample:
             slow.pairs.add(pair)
         return s.total.estimate / self.threshold(r.orig_h)
@@ -210,7 +219,7 @@ class ScanDetector:
         if slow is not None and not slow.alerted and s.alerted == 0 and (
                 slow.total.estimate >= self.threshold(source, slow=True)):
             slow.alerted = True
-            return [self._slow_alert(source, slow, s)]
+            return [self._slow_alert(source, slow, s.total.estimate)]
         return []
 
     def _alert(self, source: str, s: _Scanner, count: int, limit: int,
@@ -225,14 +234,14 @@ class ScanDetector:
         return BehaviourAlert(kind, severity, source, targets, None, s.first, s.last, count,
                               tuple(s.uids), why, f"scan:{source}")
 
-    def _slow_alert(self, source: str, slow: _Slow, s: _Scanner) -> BehaviourAlert:
+    def _slow_alert(self, source: str, slow: _Slow, now_burst: int) -> BehaviourAlert:
         _, targets, shape = scan_shape(slow.pairs, slow.total.estimate)
-        burst = max(slow.burst, s.total.estimate)
+        burst = max(slow.burst, now_burst)
         why = (f"{source} failed to connect to {shape} over {span_text(slow.last - slow.first)}"
                f", never more than {burst} within 15 min of each other: a slow scan, under "
                f"the {self.threshold(source)}-in-15-min limit; {self._normal_text(source)}")
         return BehaviourAlert("slow_scan", "medium", source, targets, None, slow.first,
-                              slow.last, slow.total.estimate, tuple(s.uids), why,
+                              slow.last, slow.total.estimate, tuple(slow.uids), why,
                               f"scan:{source}")
 
     def _normal_text(self, source: str) -> str:

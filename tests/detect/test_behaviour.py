@@ -48,6 +48,7 @@ def test_a_scan_slower_than_15_min_is_caught_by_the_24_hour_tier() -> None:
     alerts = feed(BehaviourDetectors(), records)
     assert [(a.kind, a.count, a.severity) for a in alerts] == [("slow_scan", 25, "medium")]
     assert alerts[0].last == records[24].ts  # raised on the 25th failure, 8 h in
+    assert alerts[0].uids == tuple(f"P{i}" for i in range(25))
     assert "over 8 h, never more than 1 within 15 min of each other" in alerts[0].why
     # without the slow tier, the same scanner goes unseen: the 15-min state forgets it
     no_slow = BehaviourConfig(scan=ScanConfig(slow_threshold=10**6))
