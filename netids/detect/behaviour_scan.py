@@ -55,9 +55,10 @@ class ScanConfig:
     slow_window: float = 86400.0  # the slow tier counts a source's failures for this long
     slow_threshold: int = 25  # unique failed (host, port) pairs in slow_window
     learned_factor: float = 2.0  # a learned source may fail this many times its normal
-    max_scanners: int = 16384  # sources held in the 15-min tier (least recently failed go)
+    max_scanners: int = 8192  # sources held in the 15-min tier (least recently failed go)
     max_slow: int = 4096  # sources held in the 24 h tier (a DistinctCount each, <= 2 KiB)
-    sample: int = 256  # failed pairs held exactly per source: the targets and the shape
+    sample: int = 32  # failed pairs held exactly per source: the targets and the shape
+    slow_sample: int = 16  # ... in the 24 h tier (the targets a slow-scan alert names)
     uids_kept: int = 32  # connection uids an alert carries
 
     def __post_init__(self) -> None:
@@ -194,7 +195,7 @@ class ScanDetector:
         slow.total.add(h)
         if slow.total.estimate > before and len(slow.uids) < c.uids_kept:
             slow.uids.append(r.uid)
-        if len(slow.pairs) < c.sample:
+        if len(slow.pairs) < c.slow_sample:
             slow.pairs.add(pair)
         return s.total.estimate / self.threshold(r.orig_h)
 
