@@ -69,7 +69,8 @@ class BehaviourDetectors:
         self.brute.learn(records)
 
     def update(self, records: list[ConnRecord], now: float) -> list[BehaviourAlert]:
-        """Count records (any order; in-progress snapshots are skipped); the alerts due."""
+        """Count records (any order; an in-progress snapshot is counted by its final record,
+        but may reveal a login after guessing); the alerts due."""
         return self.observe(records, now).alerts
 
     def observe(self, records: list[ConnRecord], now: float) -> BehaviourResult:
@@ -79,7 +80,8 @@ class BehaviourDetectors:
         found: list[BehaviourAlert] = []
         for i in sorted(range(len(records)), key=lambda i: records[i].ts):
             r = records[i]
-            if r.in_progress:
+            if r.in_progress:  # counted when it ends; only a login after guessing is due now
+                found += self.brute.observe(r)[0]
                 continue
             scan_alerts, scan_score = self.scans.observe(r)
             brute_alerts, brute_score = self.brute.observe(r)

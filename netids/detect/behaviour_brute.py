@@ -173,7 +173,11 @@ class BruteForceDetector:
         return len(attempts) / self.threshold(service)
 
     def observe(self, r: ConnRecord) -> tuple[list[BehaviourAlert], float]:
-        """Count one record: the alerts it completes (before suppression), and its score."""
+        """Count one record: the alerts it completes (before suppression), and its score.
+        An in-progress snapshot is not counted, but a long session on a guessed key is a
+        login within a minute of its start, not when it ends hours later."""
+        if r.in_progress:
+            return self._check_success(r), 0.0
         score = self.score(r)
         return (self._check_guessing(r) if score > 0.0 else self._check_success(r)), score
 
@@ -210,7 +214,7 @@ class BruteForceDetector:
     def _check_success(self, r: ConnRecord) -> list[BehaviourAlert]:
         """A session on a guessed key that is not one more attempt: the guess worked."""
         service = login_service(r)
-        if service is None or r.in_progress or not answered(r):
+        if service is None or not answered(r) or (r.in_progress and self._short(r, service)):
             return []
         key = self.keys.peek((r.orig_h, r.resp_h, service))
         if key is None or not key.guessed or key.succeeded:

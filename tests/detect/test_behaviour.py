@@ -112,6 +112,23 @@ def test_password_guessing_then_a_real_login_is_a_critical_alert() -> None:
     assert d.update([shell], now=301.0) == []  # one success alert per guessing run
 
 
+def test_a_login_after_guessing_is_alerted_while_the_session_is_still_open() -> None:
+    d = BehaviourDetectors()
+    feed(d, logins(12))
+    fields = dict(ts=300.0, uid="SHELL", orig_h="10.0.0.9", resp_h="10.0.0.5", service="ssh",
+                  conn_state="S1", history="ShAdD", orig_bytes=3000, resp_bytes=9000)
+    snapshot = record(duration=60.0, in_progress=True, ended="", **fields)
+    (win,) = d.update([snapshot], now=360.0)  # the tracker's first snapshot, a minute in
+    assert (win.kind, win.uids[-1], win.last) == ("login_after_guessing", "SHELL", 300.0)
+    final = record(duration=7200.0, ended="closed", **{**fields, "conn_state": "SF"})
+    assert d.update([final], now=7500.0) == []  # the same login, not a second alert
+    # a snapshot short enough to be one more attempt says nothing yet
+    d2 = BehaviourDetectors()
+    feed(d2, logins(12))
+    early = record(duration=5.0, in_progress=True, ended="", **{**fields, "resp_bytes": 900})
+    assert d2.update([early], now=305.0) == []
+
+
 def test_sessions_unlike_each_other_are_a_person_not_a_tool() -> None:
     varied = [record(ts=i * 60.0, uid=f"V{i}", orig_h="10.0.0.9", resp_h="10.0.0.5",
                      service="ssh", conn_state="SF", duration=3.0, orig_bytes=500 + 300 * i,
