@@ -1,0 +1,92 @@
+"""Behaviour detectors on connection records: one object the pipeline feeds.
+
+:class:`BehaviourDetectors` takes the :class:`~netids.detect.conn_records.ConnRecord` records
+the connection tracker emits and returns :class:`~netids.detect.behaviour_base.BehaviourAlert`
+alerts: scans, slow scans (:mod:`netids.detect.behaviour_scan`) and brute force
+(:mod:`netids.detect.behaviour_brute`), one alert per key per hour unless it escalates.
+Time is packet time (the records' own and ``now``), so a capture file gives what live capture
+would. ``learn`` takes the network's normal from benign records before detection starts.
+
+    detectors = BehaviourDetectors()
+    detectors.learn(training_records)             # optional: this network's normal
+    for batch in batches:
+        alerts = detectors.update(tracker.update(batch), now=tracker.now)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netids.detect.behaviour_base import BehaviourAlert, Suppressor
+from netids.detect.behaviour_brute import BruteConfig, BruteForceDetector
+from netids.detect.behaviour_scan import ScanConfig, ScanDetector
+from netids.detect.conn_records import ConnRecord
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourConfig:
+    """The detectors' thresholds, and suppression."""
+
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    brute: BruteConfig = field(default_factory=BruteConfig)
+    suppress_for: float = 3600.0  # one alert per key this long (Zeek's notice suppression)
+    escalation: float = 10.0  # ... unless its evidence grew tenfold (Slips' log10 steps), or
+    # its severity rose
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourResult:
+    """What one update found: the alerts that go out, and each record's behaviour score (the
+    larger of its scanner's and its guesser's evidence as a share of their thresholds: 1.0
+    is where an alert is due), in the order the records were given."""
+
+    alerts: list[BehaviourAlert]
+    scores: list[float]
+
+
+class BehaviourDetectors:
+    """Scans and brute force on connection records, with suppression.
+
+    >>> from netids.detect.behaviour_base import record
+    >>> d = BehaviourDetectors()
+    >>> probes = [record(ts=60.0 * p, uid=f"C{p}", resp_p=p) for p in range(1, 41)]
+    >>> [(a.kind, a.count) for a in d.update(probes, now=2400.0)]
+    [('vertical_scan', 25)]
+    >>> d.update([record(ts=2500.0, resp_p=99)], now=2500.0)  # same scanner: suppressed
+    []
+    """
+
+    def __init__(self, config: BehaviourConfig | None = None) -> None:
+        self.config = c = config or BehaviourConfig()
+        self.scans = ScanDetector(c.scan)
+        self.brute = BruteForceDetector(c.brute)
+        self.suppressor = Suppressor(c.suppress_for, c.escalation)
+        self.now = float("-inf")
+
+    def learn(self, records: list[ConnRecord]) -> None:
+        """Learn this network's normal from records of benign traffic (see each detector)."""
+        self.scans.learn(records)
+        self.brute.learn(records)
+
+    def update(self, records: list[ConnRecord], now: float) -> list[BehaviourAlert]:
+        """Count records (any order; an in-progress snapshot is counted by its final record,
+        but may reveal a login after guessing); the alerts due."""
+        return self.observe(records, now).alerts
+
+    def observe(self, records: list[ConnRecord], now: float) -> BehaviourResult:
+        """:meth:`update`, with each record's behaviour score."""
+        self.now = max(self.now, now)
+        scores = [0.0] * len(records)
+        found: list[BehaviourAlert] = []
+        for i in sorted(range(len(records)), key=lambda i: records[i].ts):
+            r = records[i]
+            if r.in_progress:  # counted when it ends; only a login after guessing is due now
+                found += self.brute.observe(r)[0]
+                continue
+            scan_alerts, scan_score = self.scans.observe(r)
+            brute_alerts, brute_score = self.brute.observe(r)
+            found += scan_alerts + brute_alerts
+            scores[i] = max(scan_score, brute_score)
+        alerts = [a for a in found
+                  if self.suppressor.allow(a.key, a.last, a.severity, a.count)]
+        return BehaviourResult(alerts, scores)
