@@ -12,7 +12,7 @@ NATIVE_APT=(libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-ra
             libfontconfig1)
 DEV_APT=(tcpdump tcpreplay nmap hping3 dsniff dnsmasq-base iperf3 ethtool iputils-ping curl wget
          dnsutils postgresql libcap2-bin procps util-linux xvfb imagemagick chromium
-         chromium-driver)
+         chromium-driver openssh-server openssh-client hydra sshpass)
 packages=("${RUNTIME_APT[@]}")
 requirements=requirements.txt
 case "${1:-}" in
