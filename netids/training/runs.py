@@ -134,6 +134,8 @@ class TrainingRuns:
 
     def _learned(self, phase: str) -> None:
         """The learned model's fate: done, review (a person decides), declined or failed."""
+        if self.learning.phase == "skipped":  # skipped while it trained: the skip stands
+            return
         if phase in ("done", "declined"):
             self._wants_learning = False
         messages = {"failed": f"learning failed, the shipped model stays: {self.training.error}",

@@ -114,10 +114,9 @@ class Dashboard:
                     self.false_alarm_label = ui.label(false_alarm_text(self.c.threshold)) \
                         .classes("nid-threshold-meaning text-xs opacity-70 whitespace-nowrap") \
                         .mark("threshold-meaning")
-                    with ui.label("").classes("nid-threshold-meaning text-xs opacity-70 "
-                                              "whitespace-nowrap").mark("threshold-adapted") \
-                            as self.adapted:
-                        self.adapted_tip = ui.tooltip("")
+            with ui.label("").classes("nid-threshold-adapted text-xs opacity-70 -mt-2") \
+                    .mark("threshold-adapted") as self.adapted:
+                self.adapted_tip = ui.tooltip("").props('max-width="28rem"')
             self.status = ui.label("").classes("text-sm opacity-80").mark("status")
 
     def _file_card(self) -> None:

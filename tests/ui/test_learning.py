@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from nicegui.testing import Screen
+from nicegui.testing import Screen, User
 from selenium.webdriver.common.by import By
 from sqlmodel import Session, select
 
@@ -28,6 +28,7 @@ from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     Veth,
     app_paths,
     controller_of_app,
+    until,
     veth_pair,
     wait_until,
 )
@@ -107,3 +108,42 @@ async def _next_start(paths: AppPaths) -> tuple[str, str]:
         return c.learning.phase, active
     finally:
         await c.close()
+
+
+@pytest.fixture
+def learning_on(app_paths: AppPaths, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The app's command line without --no-learn (before ``user`` runs app.py)."""
+    monkeypatch.setattr(sys, "argv", [a for a in sys.argv if a != "--no-learn"])
+
+
+async def test_train_now_then_skip_learning_from_the_card(
+        learning_on: None, veth: Veth, user: User, shared_data: Path) -> None:
+    """A person presses *Train now* once enough is kept, then changes their mind: *Skip
+    learning* cancels the training, every kind is alerted, and the next capture of this
+    session does not learn."""
+    await user.open("/")
+    c = controller_of_app()
+    await c.start_live(veth.host_end, "tcp")
+    assert c.learning.phase == "learning"
+    await user.should_see("Learning this network: ", retries=20)
+    train_now = user.find(marker="learning-train-now").elements.pop()
+    assert not train_now.enabled  # nothing kept yet
+    replay = veth.replay(shared_data / "benign" / "zeek__modbusBig.pcap", 4)
+    try:
+        await until(c.can_train_learned, 60, "enough packets kept to train now")
+        await until(lambda: train_now.enabled, 5, "Train now enabled")
+        user.find(marker="learning-train-now").click()
+        await user.should_see("Learning this network: training on what it saw", retries=20)
+        assert c.learning.phase == "training"
+        user.find(marker="learning-skip").click()
+        await user.should_see("learning skipped: every kind is alerted", retries=20)
+        await until(lambda: c.training.phase == "failed", 30, "the training to be cancelled")
+        assert c.training.error == "training cancelled"
+        assert c.learning.phase == "skipped" and not c.learning.holding  # the skip stands
+        assert not list(c.settings.models_dir.glob("learned-*.pt"))
+    finally:
+        replay.wait(60)
+    await c.stop()
+    await c.start_live(veth.host_end, "tcp")
+    assert c.learning.phase == "skipped"  # not learning again until the next start
+    await c.stop()
