@@ -44,8 +44,9 @@ from netids.store.sink import EventSink
 from netids.store.tables import ModelVersion
 from netids.store.writer import EventStore
 from netids.training.checkpoint import CheckpointError, load_detector, read_metadata
-from netids.training.in_place import LearnConfig, Learner, LearningState, needs_learning
-from netids.training.quality import Concern, concerns
+from netids.training.in_place import Learner, LearningState, needs_learning
+from netids.training.kept import AdapterMemory, model_digest, remembered_active, trained_here
+from netids.training.quality import Concern, Limits, concerns
 from netids.training.retrain import (
     TrafficCollector,
     TrainingError,
@@ -59,8 +60,9 @@ log = logging.getLogger(__name__)
 class Controller(TrainingRuns):
     """Owns the detector, the store and at most one running monitoring session."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, quality: Limits | None = None) -> None:
+        """``quality``: where a trained model's figures ask for review before activation."""
+        self.settings, self.quality = settings, quality or Limits()
         self.live = LiveState()
         self.detector: Detector | None = None
         self.model_error = ""
@@ -78,6 +80,8 @@ class Controller(TrainingRuns):
         self.learning = LearningState(seconds=settings.learn.seconds)
         self._learner: Learner | None = None
         self._learn_task: asyncio.Task[bool] | None = None
+        self._learn_watch: asyncio.Task[None] | None = None
+        self._digest = ""  # the active checkpoint's SHA-256: its adapter state's key
         self._wants_learning = False  # set by open(): the shipped model and none trained here
 
     # -- life cycle (app.on_startup / app.on_shutdown) ---------------------------------------
@@ -93,13 +97,17 @@ class Controller(TrainingRuns):
         self.eve = open_eve(self.settings.eve, self.settings.sensor)
         active = self._active_model_path()
         self.load_model(active)
-        trained = [v.details or {} for v in self.registry.versions()]
+        trained = ([v.details or {} for v in self.registry.versions()] if self.engine
+                   else trained_here(self.settings.models_dir, self.settings.learn.shipped))
         self._wants_learning = self.settings.learn.enabled and needs_learning(
             active, self.settings.learn.shipped, trained)
 
     def _active_model_path(self) -> Path:
         """The model marked active in the database, else the configured one (which is then
-        recorded as the first version, so a roll-back can always return to it)."""
+        recorded as the first version, so a roll-back can always return to it). Without a
+        database, the one the models folder remembers (netids.training.kept)."""
+        if self.engine is None:
+            return remembered_active(self.settings.models_dir) or self.settings.model_path
         versions = self.registry.versions()
         for version in versions:
             if version.active and Path(version.path).is_file():
@@ -131,7 +139,7 @@ class Controller(TrainingRuns):
             self.model_error = str(exc)
             self.live.message = f"model not loaded: {exc}"
             return False
-        self.detector, self.model_error = detector, ""
+        self.detector, self.model_error, self._digest = detector, "", model_digest(path)
         self.live.threshold = detector.threshold if self._threshold is None else self._threshold
         self.live.message = f"model {path.name} active"
         self.live.generation += 1
@@ -159,9 +167,7 @@ class Controller(TrainingRuns):
         label = (interface or "all interfaces") + (f" (filter: {bpf})" if bpf else "")
         await self._start(source, label)
         if learn and self._wants_learning and not self.learning.holding:
-            self.learning = LearningState("learning", self.settings.learn.seconds,
-                                          time.monotonic())
-            self._learner = Learner(self.learning, LearnConfig(self.settings.learn.seconds))
+            self._begin_learning()
 
     async def start_file(self, path: Path, *, realtime: bool = False) -> None:
         """Analyse a capture file through the same pipeline as live traffic."""
@@ -289,7 +295,7 @@ class Controller(TrainingRuns):
             return False
         path = self.settings.models_dir / f"{state.model}.pt"
         if not (await self.activate_model(state.model) if self.engine is not None
-                else self.load_model(path)):
+                else self._activate_trained(path)):
             return False
         state.phase, state.generation = "done", state.generation + 1
         if self.learning.phase == "review":
@@ -324,16 +330,19 @@ class Controller(TrainingRuns):
         threshold = self.detector.threshold if self._threshold is None else self._threshold
         pipeline = Pipeline(self.detector, threshold=threshold,
                             adapt=self.settings.adapt_threshold)
+        memory = AdapterMemory(self.settings.models_dir, self._digest) \
+            if isinstance(source, LiveSource) else None  # a file may be of another network
+        if memory is not None:
+            memory.restore(pipeline.adapter)
         self.live = LiveState(running=True, source=label, threshold=threshold,
                               events=self.live.events, message=f"monitoring {label}",
                               rate_mark=(time.monotonic(), 0))
         conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) if self.store else None
-        self._task = asyncio.create_task(self._run(source, pipeline,
-                                                   EventSink(self.store, eve=self.eve,
-                                                             conns=conns)))
+        self._task = asyncio.create_task(self._run(
+            source, pipeline, EventSink(self.store, eve=self.eve, conns=conns), memory))
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
-                   sink: EventSink) -> None:
+                   sink: EventSink, memory: AdapterMemory | None) -> None:
         loop = asyncio.get_running_loop()
         live = self.live
         c = self.settings.capture
@@ -360,6 +369,8 @@ class Controller(TrainingRuns):
         finally:
             source.stop()
             self._publish(live, pipeline, None, sink.finish(), source, sink)
+            if memory is not None:  # for the next start
+                memory.keep(pipeline.adapter)
             live.running = False
             if not live.error:
                 live.message = f"finished {live.source}: {live.packets} packets, " \

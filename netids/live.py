@@ -91,6 +91,8 @@ class LiveState:
     rate_mark: tuple[float, int] = (0.0, 0)  # (monotonic time, packets) the rate runs from
     session_events: int = 0  # events this session opened (the table keeps earlier ones too)
     threshold: float = 0.0
+    adapt_scale: float = 1.0  # the threshold adapter's factor on raw errors (1: as trained)
+    adapt_learned: int = 0  # clean packets the adapter learned from (detect/adaptive.py)
     protocols: dict[str, int] = field(default_factory=dict)
     timeline: Timeline = field(default_factory=Timeline)
     events: deque[EventUpdate] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
@@ -142,6 +144,9 @@ def publish(live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
     live.session_events = sink.aggregator.opened
     live.tables = sink.tables(pipeline)
     live.conn_missed = sink.conns.missed if sink.conns is not None else 0
+    adapter = pipeline.adapter
+    live.adapt_scale, live.adapt_learned = (adapter.scale, adapter.learned) if adapter \
+        else (1.0, 0)
     live.progress = source.progress() if isinstance(source, FileSource) else None
     live.store = store
     live.generation += 1

@@ -417,3 +417,44 @@ def chromium() -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+
+
+# a veth pair to capture on, its other end in a namespace to replay from (learning tests) --------
+
+@dataclass
+class Veth:
+    """``host_end`` here to capture on; ``ns_end`` in namespace ``ns`` to replay from."""
+
+    ns: str
+    host_end: str
+    ns_end: str
+
+    def replay(self, pcap: Path, multiplier: float) -> subprocess.Popen:
+        """tcpreplay ``pcap`` out of the namespace's end, ``multiplier`` times its speed."""
+        return subprocess.Popen(["ip", "netns", "exec", self.ns, "tcpreplay", "-q", "-i",
+                                 self.ns_end, f"--multiplier={multiplier}", str(pcap)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextmanager
+def veth_pair(ns: str, host_end: str, ns_end: str) -> Iterator[Veth]:
+    """Make the pair (offloads off, so no 64 KB super-frames), delete it afterwards. Make it
+    before a browser starts: Chromium fails loads while interfaces appear. Needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a veth pair and a network namespace)")
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "link", "del", host_end], capture_output=True)
+    run("ip", "netns", "add", ns)
+    try:
+        run("ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", ns)
+        run("ip", "link", "set", host_end, "up")
+        run("ip", "netns", "exec", ns, "ip", "link", "set", ns_end, "up")
+        for args in (["ethtool", "-K", host_end], ["ip", "netns", "exec", ns, "ethtool", "-K",
+                                                   ns_end]):
+            subprocess.run([*args, "tso", "off", "gso", "off", "gro", "off"],
+                           capture_output=True)
+        yield Veth(ns, host_end, ns_end)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)  # the veth goes too
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True)

@@ -45,3 +45,20 @@ def test_connection_retention_is_configurable(capsys: pytest.CaptureFixture[str]
     assert main(["--conn-retention-days", "soon"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--conn-retention-days" in err
+
+
+@pytest.mark.parametrize(("option", "value", "expected"), [
+    ("--learn-minutes", "0", "must be a number from 0.01 to 10080, got '0'"),
+    ("--learn-minutes", "-5", "must be a number from 0.01 to 10080, got '-5'"),
+    ("--learn-minutes", "ten", "must be a number from 0.01 to 10080, got 'ten'"),
+    ("--learn-minutes", "nan", "must be a number from 0.01 to 10080, got 'nan'"),
+    ("--learn-epochs", "0", "must be a whole number from 1 to 1000, got '0'"),
+    ("--learn-epochs", "2.5", "must be a whole number from 1 to 1000, got '2.5'"),
+])
+def test_learning_options_out_of_range_are_one_line_errors(
+        option: str, value: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([option, value]) == 2  # before anything is served or imported
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"app.py: error: argument {option}: {expected} "
+                   "(options: app.py --help)\n")

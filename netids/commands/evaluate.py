@@ -1,12 +1,14 @@
 """``python app.py evaluate CAPTURE --labels LABELS.csv``: score a labelled capture with the
 model and both baselines (trained on the model's own normal training data) and print the table,
 then what the model and IsolationForest flag among the normal packets at their own thresholds
-and the false events per hour that makes (see :mod:`netids.training.drift`).
+and the false events per hour that makes (see :mod:`netids.training.drift`); with ``--adapt``
+also what the model flags with the threshold following the capture's clean traffic.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -34,6 +36,8 @@ from netids.training.data import read_capture
 
 log = logging.getLogger(__name__)
 
+ADAPTED = "netids transformer, adapted"  # its row in the false-alarm table (--adapt)
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="ROC-AUC, PR-AUC and detection rates on a labelled capture")
@@ -48,6 +52,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--threshold", type=fraction,
                    help="threshold 0..1 for the flagged share and false events (default: the "
                         "model's); IsolationForest's is the same quantile of its training scores")
+    p.add_argument("--adapt", action="store_true",
+                   help="judge the capture a second time with the threshold following its clean "
+                        "traffic, as score and the live app do, and give both in the "
+                        "false-alarm table (default: the calibration as trained only)")
     p.add_argument("--threads", type=counted(1, 1024), default=2, help="torch threads")
     p.add_argument("--markdown", help="also write the table to this file")
 
@@ -113,6 +121,9 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
 
     t = time.perf_counter()
     judged = _judge(args.capture, detector, attack, threshold, forest, settings)
+    if getattr(args, "adapt", False):  # only the flags move: the raw scores stay the same
+        adapted = _judge(args.capture, detector, attack, threshold, None, settings, adapt=True)
+        judged.own.insert(1, dataclasses.replace(adapted.own[0], method=ADAPTED))
     n = len(judged.packets)
     log.info("judged %d packets in %.1f s", n, time.perf_counter() - t)
     labels, kind = label_of[:n], kind_of[:n]
@@ -129,9 +140,12 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
 
 
 def _judge(capture: str, detector: Detector, attack: Callable[[int, int], np.ndarray],
-           threshold: float | None, forest: ev.Forest | None, settings: Settings) -> drift.Judged:
-    """Every packet of ``capture`` judged by the model (and the forest), with a progress bar."""
-    progress, bar = FileProgress([Path(capture)]), TerminalBar.for_settings("judging", settings)
+           threshold: float | None, forest: ev.Forest | None, settings: Settings,
+           adapt: bool = False) -> drift.Judged:
+    """Every packet of ``capture`` judged by the model (and the forest), with a progress bar;
+    ``adapt``: with the threshold following the capture's clean traffic."""
+    progress = FileProgress([Path(capture)])
+    bar = TerminalBar.for_settings("judging, adapted" if adapt else "judging", settings)
     count = progress.counter(Path(capture))
 
     def done(frames: FrameBatch) -> None:
@@ -146,7 +160,8 @@ def _judge(capture: str, detector: Detector, attack: Callable[[int, int], np.nda
         return drift.judge_capture(
             capture, detector, attack, threshold=threshold,
             baseline=forest_scores if forest else None,
-            baseline_threshold=forest.threshold if forest else float("inf"), done=done)
+            baseline_threshold=forest.threshold if forest else float("inf"), done=done,
+            adapt=adapt)
     except (CaptureFileError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     finally:

@@ -65,6 +65,16 @@ class AdaptConfig:
         assert self.max_scale >= 1.0 and self.rate_per_hour >= 1.0 and self.lag >= 0
 
 
+@dataclass(frozen=True, slots=True)
+class AdapterState:
+    """What a restart keeps of an adapter: its factor and the clean sample behind it, so the
+    app does not start over from the trained calibration each time it starts."""
+
+    scale: float
+    learned: int  # clean packets learned from, over the adapter's whole life
+    samples: tuple[np.ndarray, ...]  # clean raw errors, one array per period, oldest first
+
+
 class ThresholdAdapter:
     """Learns the scale of clean raw errors of one traffic stream, batch by batch in order."""
 
@@ -74,6 +84,7 @@ class ThresholdAdapter:
         self.config = config or AdaptConfig()
         self.anchor, self.quantile = float(anchor), float(quantile)
         self.scale = 1.0  # the latest refit's factor on raw errors
+        self._initial = 1.0  # the factor the first ``lag`` batches are judged with
         self.learned = 0  # clean packets learned from so far
         self._after: deque[float] = deque(maxlen=4 * self.config.lag + 4)  # scale after each
         self.observed = 0  # batches observed so far (the last len(_after) scales are kept)
@@ -92,7 +103,7 @@ class ThresholdAdapter:
         judged ahead of their turn get the verdicts they get judged one by one."""
         seen = batch - self.config.lag  # batches observed before its scale was set
         if seen <= 0:
-            return 1.0
+            return self._initial
         back = self.observed - seen
         assert 0 <= back < len(self._after), "a batch judged more than lag batches ahead"
         return self._after[-1 - back]
@@ -103,6 +114,25 @@ class ThresholdAdapter:
             return ""
         return (f"threshold adapted to this network: {self.learned:,} packets learned, "
                 f"raw error at the threshold {self.scale:.2f}x the trained one")
+
+    def state(self) -> AdapterState:
+        """The factor and the sample, to be restored after a restart (:meth:`restore`)."""
+        pieces = [*self._samples, *([np.concatenate(self._period)] if self._period else [])]
+        return AdapterState(self.scale, self.learned, tuple(p.copy() for p in pieces))
+
+    def restore(self, state: AdapterState) -> None:
+        """Continue from ``state`` (a stream not observed yet): its factor, within this
+        adapter's bounds, judges from the first batch; its sample takes part in the refits.
+
+        >>> a = ThresholdAdapter(anchor=1.0)
+        >>> a.restore(AdapterState(1.27, 10_424, (np.ones(3),)))
+        >>> a.scale_for(0), a.learned, a.state().samples[0].tolist()
+        (1.27, 10424, [1.0, 1.0, 1.0])
+        """
+        assert self.observed == 0, "restore before the first batch"
+        self.scale = self._initial = min(max(float(state.scale), 1.0), self.config.max_scale)
+        self.learned = int(state.learned)
+        self._samples.extend(np.asarray(p, np.float64) for p in state.samples)
 
     def observe(self, ts: np.ndarray, raw: np.ndarray, anomalous: np.ndarray,
                 src_hash: np.ndarray, dst_hash: np.ndarray, shed: bool = False) -> None:

@@ -37,21 +37,23 @@ def train_in_process(data: tuple[PacketBatch, np.ndarray], out: Path, config: Tr
                      cancel: threading.Event) -> tuple[str, dict]:
     """Train on ``data`` in a child process and save the checkpoint at ``out`` (blocking: run
     it off the event loop); return the report in words (see :func:`describe`) and the
-    checkpoint's metadata, marked as trained here (``how``: "learning", "training page").
+    checkpoint's metadata, marked as trained here (``how``: "learning", "training page"; kept
+    in the checkpoint too, see :mod:`netids.training.kept`).
     Raises :class:`TrainingError` in the child's words, :class:`TrainingCancelled` once
     ``cancel`` is set (the child is ended), :class:`CheckpointError` for an unreadable result.
     """
-    report = _run_child(data, out, config, [source], progress, cancel)
-    return report, {**read_metadata(out), "trained_here": how}
+    report = _run_child(data, out, config, [source], how, progress, cancel)
+    return report, read_metadata(out)
 
 
 def _run_child(data: tuple[PacketBatch, np.ndarray], out: Path, config: TrainConfig,
-               sources: Sequence[str], progress: Progress, cancel: threading.Event) -> str:
+               sources: Sequence[str], how: str, progress: Progress,
+               cancel: threading.Event) -> str:
     packets, features = data
     with tempfile.TemporaryDirectory(prefix="netids-train-") as job:
         np.savez(Path(job) / "data.npz", features=features, **packets.columns())
         (Path(job) / "job.json").write_text(json.dumps(
-            {"out": str(out), "config": asdict(config), "sources": list(sources)}))
+            {"out": str(out), "config": asdict(config), "sources": list(sources), "how": how}))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(IMPORT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         errors_path = Path(job) / "errors.txt"  # a file: a full pipe would block the child
@@ -120,6 +122,8 @@ def main(job_dir: str) -> int:
     try:
         report = train([(packets, features)], TrainConfig(**job["config"]), progress=emit,
                        sources=job["sources"], warn=lambda _: None)
+        # in the file too: without a database, the models folder says what was trained here
+        report.checkpoint.metadata["trained_here"] = job["how"]
         save(report.checkpoint, job["out"])
     except (TrainingError, OSError) as exc:
         sys.stderr.write(f"{exc}\n")

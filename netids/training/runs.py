@@ -11,18 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
 from netids.detect.packets import PacketBatch
 from netids.training.background import train_in_process
 from netids.training.checkpoint import CheckpointError
+from netids.training.in_place import LearnConfig, Learner, LearningState
+from netids.training.kept import remember_active
 from netids.training.quality import concerns
 from netids.training.retrain import TrainingCancelled, TrainingError, TrainingState
 from netids.training.train import TrainConfig
 
 log = logging.getLogger(__name__)
+
+READY_CHECK_SECONDS = 1.0  # how often learning asks whether it is ready, packets or not
 
 
 class TrainingRuns:
@@ -47,19 +53,43 @@ class TrainingRuns:
             log.exception("training failed")
             return self._training_failed(f"training failed: {exc}")
         state.report = report
-        state.concerns = concerns(metadata, metadata["threshold"])
+        state.concerns = concerns(metadata, metadata["threshold"], self.quality)
         await loop.run_in_executor(None, self.registry.add, name, out, metadata,
                                    not state.concerns)
         if state.concerns:  # the page asks before activating it (activate_model)
             state.phase = "review"
-        elif not self.load_model(out):
+        elif not self._activate_trained(out):
             return self._training_failed(f"the new model could not be loaded: {self.model_error}")
         else:
             state.phase = "done"
         state.generation += 1
         return True
 
+    def _activate_trained(self, path: Path) -> bool:
+        """Load a model trained here; without a database the models folder remembers it
+        (:mod:`netids.training.kept`), so the next start uses it and does not learn again."""
+        if not self.load_model(path):
+            return False
+        if self.engine is None:
+            remember_active(self.settings.models_dir, path)
+        return True
+
     # -- learning the network in place (netids.training.in_place) -----------------------------
+    def _begin_learning(self) -> None:
+        """Learn from the live capture just started, and watch the clock: on a quiet network
+        no batch arrives to ask whether the time is up."""
+        self.learning = LearningState("learning", self.settings.learn.seconds, time.monotonic())
+        learner = self._learner = Learner(self.learning, LearnConfig(self.settings.learn.seconds))
+        self._learn_watch = asyncio.create_task(self._watch_learning(learner))
+
+    async def _watch_learning(self, learner: Learner) -> None:
+        """Start training once ``learner`` is ready, whether packets come or not; ends with
+        that learner (learning skipped, stopped, trained or declined)."""
+        while self._learner is learner:
+            if learner.ready(time.monotonic()):
+                self._train_learned_soon()
+            await asyncio.sleep(READY_CHECK_SECONDS)
+
     def skip_learning(self) -> None:
         """Alert on every kind with the current model from now on (until the next start)."""
         if self.learning.phase == "training":
@@ -104,6 +134,8 @@ class TrainingRuns:
 
     def _learned(self, phase: str) -> None:
         """The learned model's fate: done, review (a person decides), declined or failed."""
+        if self.learning.phase == "skipped":  # skipped while it trained: the skip stands
+            return
         if phase in ("done", "declined"):
             self._wants_learning = False
         messages = {"failed": f"learning failed, the shipped model stays: {self.training.error}",

@@ -33,6 +33,8 @@ from netids.ui.frame import admin_only, is_admin, is_dark, on_dark_change, requi
 from netids.ui.threshold import (
     SLIDER_STEP,
     SLIDER_TOP,
+    adapted_text,
+    adapted_tooltip,
     false_alarm_text,
     format_threshold,
     slider_position,
@@ -112,6 +114,9 @@ class Dashboard:
                     self.false_alarm_label = ui.label(false_alarm_text(self.c.threshold)) \
                         .classes("nid-threshold-meaning text-xs opacity-70 whitespace-nowrap") \
                         .mark("threshold-meaning")
+            with ui.label("").classes("nid-threshold-adapted text-xs opacity-70 -mt-2") \
+                    .mark("threshold-adapted") as self.adapted:
+                self.adapted_tip = ui.tooltip("").props('max-width="28rem"')
             self.status = ui.label("").classes("text-sm opacity-80").mark("status")
 
     def _file_card(self) -> None:
@@ -307,6 +312,9 @@ class Dashboard:
         if self.threshold.value != slider_position(live.threshold):
             self.threshold.set_value(slider_position(live.threshold))
         self._show_threshold(live.threshold)
+        self.adapted.set_text(adapted_text(live.adapt_scale, live.adapt_learned))
+        self.adapted.set_visibility(bool(self.adapted.text))
+        self.adapted_tip.set_text(adapted_tooltip(live.adapt_scale))
         self.start_button.set_enabled(not live.running and self._admin())
         self.stop_button.set_enabled(live.running and self._admin())
         message = (id(live), live.message)

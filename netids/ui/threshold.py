@@ -42,6 +42,28 @@ def format_threshold(threshold: float) -> str:
     return text
 
 
+def adapted_text(scale: float, learned: int) -> str:
+    """The line under the threshold once it follows this network ('' until it has moved).
+
+    >>> adapted_text(1.27, 10_424)
+    'threshold adapted to this network: ×1.27 after 10,424 clean packets'
+    >>> adapted_text(1.0, 10_424)
+    ''
+    """
+    if scale <= 1.0:
+        return ""
+    return f"threshold adapted to this network: ×{scale:.2f} after {learned:,} clean packets"
+
+
+def adapted_tooltip(scale: float) -> str:
+    """What the adapted line means, on hover."""
+    return (f"This network's clean traffic sits higher than the model's training traffic: "
+            f"every raw error is divided by {scale:.2f} before calibration, so the threshold "
+            "keeps its promised share of false alarms here. It moves by at most 2× an hour, "
+            "between 1× and 8×, learns only from packets of hosts with no recent flag, and is "
+            "kept across restarts; --fixed-threshold turns it off.")
+
+
 def false_alarm_text(threshold: float) -> str:
     """What a calibrated threshold means, in false alarms.
 

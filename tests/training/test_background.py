@@ -10,7 +10,7 @@ import pytest
 
 from netids.parallel.procs import processes
 from netids.training.background import train_in_process
-from netids.training.checkpoint import load_detector
+from netids.training.checkpoint import load_detector, read_metadata
 from netids.training.data import read_capture
 from netids.training.train import TrainConfig, TrainingCancelled, TrainingError
 from tests.support import SAMPLE, small_pcap
@@ -32,6 +32,7 @@ def test_a_model_is_trained_in_a_child_process(tmp_path: Path) -> None:
     assert epochs == [1, 2]
     assert report.startswith("trained on 10,000 packets")
     assert metadata["trained_here"] == "learning" and metadata["packets"] == 10_000
+    assert read_metadata(out)["trained_here"] == "learning"  # in the file: no database needed
     assert load_detector(out).threshold == metadata["threshold"]
     assert not children()
 

@@ -126,3 +126,20 @@ def test_training_names_its_captures_relative_to_the_project():
     inside = PROJECT_ROOT / "build" / "normal" / "a.pcap"
     assert _project_path(str(inside)) == "build/normal/a.pcap"
     assert _project_path("/elsewhere/b.pcap") == "/elsewhere/b.pcap"
+
+
+def test_evaluate_adapt_gives_the_false_alarms_with_and_without_adaptation(setup, capsys):
+    model, mixed, labels = setup
+    assert _run([str(mixed), "--labels", str(labels), "--no-baselines"], model) == 0
+    fixed_only = capsys.readouterr().out
+    assert "| netids transformer |" in fixed_only and "adapted" not in fixed_only
+    assert _run([str(mixed), "--labels", str(labels), "--no-baselines", "--adapt"], model) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(fixed_only.rsplit("\n", 2)[0])  # the same, and one more row
+    rows = {r[1].strip(): r for r in (line.split("|") for line in out.splitlines())
+            if len(r) > 8 and r[1].strip().startswith("netids transformer")}
+    assert set(rows) == {"netids transformer", "netids transformer, adapted"}
+    fixed, adapted = rows["netids transformer"], rows["netids transformer, adapted"]
+    assert fixed[3] == adapted[3]  # the same normal packets
+    # the factor is never below 1: adapted, it never flags more, nor makes more events
+    assert int(adapted[4]) <= int(fixed[4]) and int(adapted[6]) <= int(fixed[6])

@@ -7,8 +7,6 @@ made is remembered, so the next start does not learn again."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from nicegui.testing import Screen
+from nicegui.testing import Screen, User
 from selenium.webdriver.common.by import By
 from sqlmodel import Session, select
 
@@ -27,8 +25,11 @@ from netids.store.tables import Event
 from netids.training.in_place import ALERTED_KINDS
 from tests.support import (  # noqa: F401 - app_paths is an autouse fixture
     AppPaths,
+    Veth,
     app_paths,
     controller_of_app,
+    until,
+    veth_pair,
     wait_until,
 )
 
@@ -36,33 +37,9 @@ NS, HOST_END, NS_END = "nidlearn", "nidlrn0", "nidlrn1"
 
 
 @pytest.fixture
-def veth() -> Iterator[str]:
-    """A veth pair: one end here to capture on, the other in a namespace to replay from.
-    Made before the browser starts: Chromium fails loads while interfaces appear."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (a veth pair and a network namespace)")
-    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    subprocess.run(["ip", "link", "del", HOST_END], capture_output=True)
-    run("ip", "netns", "add", NS)
-    try:
-        run("ip", "link", "add", HOST_END, "type", "veth", "peer", "name", NS_END, "netns", NS)
-        run("ip", "link", "set", HOST_END, "up")
-        run("ip", "netns", "exec", NS, "ip", "link", "set", NS_END, "up")
-        for args in (["ethtool", "-K", HOST_END], ["ip", "netns", "exec", NS, "ethtool", "-K",
-                                                   NS_END]):
-            subprocess.run([*args, "tso", "off", "gso", "off", "gro", "off"],
-                           capture_output=True)
-        yield HOST_END
-    finally:
-        subprocess.run(["ip", "netns", "del", NS], capture_output=True)  # the veth goes too
-        subprocess.run(["ip", "link", "del", HOST_END], capture_output=True)
-
-
-def replay(pcap: Path, multiplier: float) -> subprocess.Popen:
-    return subprocess.Popen(["ip", "netns", "exec", NS, "tcpreplay", "-q", "-i", NS_END,
-                             f"--multiplier={multiplier}", str(pcap)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def veth() -> Iterator[Veth]:
+    with veth_pair(NS, HOST_END, NS_END) as pair:
+        yield pair
 
 
 def on_app_loop(coro) -> object:
@@ -78,7 +55,7 @@ def shown(screen: Screen, words: str) -> str:
 
 
 def test_the_first_live_capture_learns_the_network_then_the_learned_model_is_kept(
-        veth: str, screen: Screen, app_paths: AppPaths, shared_data: Path,  # noqa: F811
+        veth: Veth, screen: Screen, app_paths: AppPaths, shared_data: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
     argv = [a for a in sys.argv if a != "--no-learn"]
     monkeypatch.setattr(sys, "argv", [*argv, "--learn-minutes", "0.2", "--learn-epochs", "1"])
@@ -86,10 +63,10 @@ def test_the_first_live_capture_learns_the_network_then_the_learned_model_is_kep
     screen.open("/", timeout=20)
     c = controller_of_app()
     assert c.learning.phase == "off"
-    on_app_loop(c.start_live(veth))
+    on_app_loop(c.start_live(veth.host_end))
     assert c.learning.phase == "learning"
-    normal = replay(shared_data / "benign" / "zeek__modbusBig.pcap", 4)
-    threading.Timer(3.0, lambda: replay(
+    normal = veth.replay(shared_data / "benign" / "zeek__modbusBig.pcap", 4)
+    threading.Timer(3.0, lambda: veth.replay(
         shared_data / "attack" / "evilfingers__TCP_SYN_SCAN.pcap", 1)).start()
     try:
         wait_until(lambda: c.learning.held and c.learning.packets > 3000, 20, "held flags")
@@ -131,3 +108,42 @@ async def _next_start(paths: AppPaths) -> tuple[str, str]:
         return c.learning.phase, active
     finally:
         await c.close()
+
+
+@pytest.fixture
+def learning_on(app_paths: AppPaths, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The app's command line without --no-learn (before ``user`` runs app.py)."""
+    monkeypatch.setattr(sys, "argv", [a for a in sys.argv if a != "--no-learn"])
+
+
+async def test_train_now_then_skip_learning_from_the_card(
+        learning_on: None, veth: Veth, user: User, shared_data: Path) -> None:
+    """A person presses *Train now* once enough is kept, then changes their mind: *Skip
+    learning* cancels the training, every kind is alerted, and the next capture of this
+    session does not learn."""
+    await user.open("/")
+    c = controller_of_app()
+    await c.start_live(veth.host_end, "tcp")
+    assert c.learning.phase == "learning"
+    await user.should_see("Learning this network: ", retries=20)
+    train_now = user.find(marker="learning-train-now").elements.pop()
+    assert not train_now.enabled  # nothing kept yet
+    replay = veth.replay(shared_data / "benign" / "zeek__modbusBig.pcap", 4)
+    try:
+        await until(c.can_train_learned, 60, "enough packets kept to train now")
+        await until(lambda: train_now.enabled, 5, "Train now enabled")
+        user.find(marker="learning-train-now").click()
+        await user.should_see("Learning this network: training on what it saw", retries=20)
+        assert c.learning.phase == "training"
+        user.find(marker="learning-skip").click()
+        await user.should_see("learning skipped: every kind is alerted", retries=20)
+        await until(lambda: c.training.phase == "failed", 30, "the training to be cancelled")
+        assert c.training.error == "training cancelled"
+        assert c.learning.phase == "skipped" and not c.learning.holding  # the skip stands
+        assert not list(c.settings.models_dir.glob("learned-*.pt"))
+    finally:
+        replay.wait(60)
+    await c.stop()
+    await c.start_live(veth.host_end, "tcp")
+    assert c.learning.phase == "skipped"  # not learning again until the next start
+    await c.stop()

@@ -1,0 +1,144 @@
+"""What the app keeps in its models folder between starts, database or not.
+
+- **The active model without a database.** With a database the model registry says which
+  version is active and which were trained here. Without one (it is down, or not wanted) the
+  models folder says it: a checkpoint trained here carries ``trained_here`` in its metadata
+  (:mod:`netids.training.background` writes it), and ``active-model.txt`` names the one made
+  active, so a network learned once is not learned again at every start.
+- **The threshold adapter's state** (:class:`~netids.detect.adaptive.AdapterState`), in
+  ``adapted/DIGEST.npz``, keyed by the active checkpoint's SHA-256: the calibration keeps
+  following this network across restarts, and a new or retrained model starts fresh.
+
+Writing is best effort: a read-only or full folder is logged, never raised, since the app
+runs on without either file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from netids.detect.adaptive import AdapterState, ThresholdAdapter
+from netids.training.checkpoint import CheckpointError, read_metadata
+
+log = logging.getLogger(__name__)
+
+ACTIVE_FILE = "active-model.txt"  # the active checkpoint's file name, in the models folder
+ADAPTED_DIR = "adapted"  # the adapter states, one file per model digest
+
+
+def model_digest(path: Path) -> str:
+    """The checkpoint's SHA-256 (hex): what an adapter state belongs to."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remember_active(models_dir: Path, model: Path) -> None:
+    """Note ``model`` (a checkpoint in ``models_dir``) as the active one."""
+    _write(models_dir / ACTIVE_FILE, model.name.encode())
+
+
+def remembered_active(models_dir: Path) -> Path | None:
+    """The checkpoint noted active by :func:`remember_active`, if it is still there."""
+    try:
+        name = (models_dir / ACTIVE_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    path = models_dir / name
+    return path if name and "/" not in name and path.is_file() else None
+
+
+def trained_here(models_dir: Path, shipped: Path) -> list[dict]:
+    """The metadata of every readable checkpoint in ``models_dir`` trained here (learned in
+    place or on the training page), the shipped model left out."""
+    found = []
+    for path in sorted(models_dir.glob("*.pt")) if models_dir.is_dir() else []:
+        if path.resolve() == shipped.resolve():
+            continue
+        try:
+            metadata = read_metadata(path)
+        except CheckpointError:
+            continue
+        if metadata.get("trained_here"):
+            found.append(metadata)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterMemory:
+    """Where one live session's threshold adapter is restored from and kept: the state of
+    the model with ``digest`` in ``models_dir``."""
+
+    models_dir: Path
+    digest: str
+
+    def restore(self, adapter: ThresholdAdapter | None) -> None:
+        """Continue from the state kept for this model, if any (before the first batch)."""
+        state = load_adapter(self.models_dir, self.digest) if adapter is not None else None
+        if adapter is not None and state is not None:
+            adapter.restore(state)
+
+    def keep(self, adapter: ThresholdAdapter | None) -> None:
+        """Keep the adapter's state for the next start, once it has learned anything."""
+        if adapter is not None and (adapter.learned or adapter.scale > 1.0):
+            save_adapter(self.models_dir, self.digest, adapter.state())
+
+
+def save_adapter(models_dir: Path, digest: str, state: AdapterState) -> None:
+    """Keep an adapter's state for the model with ``digest``."""
+    lengths = np.array([len(s) for s in state.samples], np.int64)
+    values = np.concatenate(state.samples) if state.samples else np.zeros(0)
+    path = models_dir / ADAPTED_DIR / f"{digest}.npz"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("threshold adaptation not kept: %s: %s", path.parent, exc.strerror)
+        return
+    with tempfile.TemporaryFile() as buffer:
+        np.savez(buffer, scale=np.float64(state.scale), learned=np.int64(state.learned),
+                 lengths=lengths, values=values.astype(np.float64))
+        buffer.seek(0)
+        _write(path, buffer.read())
+
+
+def load_adapter(models_dir: Path, digest: str) -> AdapterState | None:
+    """The state kept for the model with ``digest``; None when there is none or it is
+    unreadable (the adapter then starts from the trained calibration)."""
+    path = models_dir / ADAPTED_DIR / f"{digest}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            lengths, values = f["lengths"], f["values"]
+            scale, learned = float(f["scale"]), int(f["learned"])
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("threshold adaptation not restored: %s is unreadable (%s)", path, exc)
+        return None
+    if lengths.sum() != len(values) or (lengths < 0).any() or not np.isfinite(scale):
+        log.warning("threshold adaptation not restored: %s is inconsistent", path)
+        return None
+    samples = np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
+    return AdapterState(scale, learned, tuple(samples))
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step (a crash leaves the old file or the new)."""
+    temporary = None
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        log.warning("not kept: %s: %s", path, exc.strerror or exc)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)

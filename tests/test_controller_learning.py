@@ -1,0 +1,125 @@
+"""Learning the network in place through the controller, on live captures of a veth the test
+makes (a Modbus network's traffic replayed into it) or of loopback: training by the clock on a
+quiet network, *Train now*, activation without review when nothing looks wrong, stopping the
+capture while learning, and a learned model remembered with no database at all."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from netids.config import LearnSettings, Settings
+from netids.controller import Controller
+from netids.training.quality import Limits
+from tests.support import Veth, until, veth_pair
+
+MODBUS = "benign/zeek__modbusBig.pcap"  # 13,622 packets over 58 s, Modbus/TCP polling
+# nothing asks for review: the activation path a model with no concerns takes
+TRUSTING = Limits(min_packets=0, min_seconds=0.0, min_hosts=0, max_protocol_share=math.inf,
+                  max_val_loss=math.inf, max_val_over_train=math.inf, min_tail_packets=0.0)
+
+
+@pytest.fixture
+def veth() -> Iterator[Veth]:
+    with veth_pair("nidruns", "nidrun0", "nidrun1") as pair:
+        yield pair
+
+
+def controller(tmp_path: Path, trained_model: Path, seconds: float, *, db: bool = True,
+               quality: Limits | None = None) -> Controller:
+    """A controller as `python app.py --learn-minutes ... --learn-epochs 1` makes it, with the
+    shipped model; ``db=False``: its database cannot be opened (a file stands in its folder)."""
+    (tmp_path / "not-a-folder").touch()
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}" if db else \
+        f"sqlite:///{tmp_path / 'not-a-folder' / 'c.sqlite'}"
+    settings = replace(Settings(), db_url=url, model_path=trained_model,
+                       models_dir=tmp_path / "models",
+                       learn=LearnSettings(seconds=seconds, epochs=1, shipped=trained_model))
+    (tmp_path / "models").mkdir(exist_ok=True)
+    c = Controller(settings, quality)
+    c.open()
+    assert c.has_database() is db
+    return c
+
+
+async def test_on_a_quiet_network_learning_trains_when_its_time_is_up_and_activates(
+        veth: Veth, tmp_path: Path, trained_model: Path, shared_data: Path) -> None:
+    c = controller(tmp_path, trained_model, 20.0, quality=TRUSTING)
+    try:
+        await c.start_live(veth.host_end, "tcp")  # nothing else arrives once the replay ends
+        assert c.learning.phase == "learning"
+        replay = veth.replay(shared_data / MODBUS, 4)  # about 15 s, then silence
+        await until(lambda: replay.poll() is not None, 60, "the replay")
+        await until(lambda: c.learning.kept >= 8000, 10, "enough packets kept")
+        seen = c.learning.packets
+        await until(lambda: c.learning.phase != "learning", 15, "training to start by the clock")
+        assert c.learning.packets == seen  # no packet came to ask
+        await until(lambda: c.learning.phase in ("done", "review", "failed"), 240, "training")
+        assert c.learning.phase == "done", (c.learning.phase, c.training.error)
+        assert c.training.concerns == []  # so it was activated without asking
+        active = [v for v in c.model_versions() if v.active]
+        assert [v.name for v in active] == [c.training.model]
+        assert active[0].name.startswith("learned-")
+        assert c.live.message == f"model {active[0].name}.pt active"
+    finally:
+        await c.close()
+
+
+async def test_train_now_trains_early_and_without_a_database_the_models_folder_remembers(
+        veth: Veth, tmp_path: Path, trained_model: Path, shared_data: Path) -> None:
+    c = controller(tmp_path, trained_model, 600.0, db=False, quality=TRUSTING)
+    try:
+        await c.start_live(veth.host_end, "tcp")
+        assert c.learning.phase == "learning"
+        assert not c.can_train_learned() and not c.train_learned_now()  # nothing kept yet
+        replay = veth.replay(shared_data / MODBUS, 4)
+        await until(c.can_train_learned, 60, "enough packets kept to train now")
+        assert c.train_learned_now()  # ten minutes early
+        await until(lambda: c.learning.phase in ("done", "review", "failed"), 240, "training")
+        assert c.learning.phase == "done", (c.learning.phase, c.training.error)
+        learned = c.settings.models_dir / f"{c.training.model}.pt"
+        assert learned.is_file()
+        replay.wait(60)
+    finally:
+        await c.close()
+    again = controller(tmp_path, trained_model, 600.0, db=False)  # the next start, no database
+    try:
+        assert again.live.message == f"model {learned.name} active"
+        await again.start_live("lo", "udp port 9")
+        assert again.learning.phase == "off"  # learned once, not learned again
+    finally:
+        await again.close()
+
+
+async def test_without_a_database_and_nothing_trained_here_the_next_start_learns_again(
+        tmp_path: Path, trained_model: Path) -> None:
+    c = controller(tmp_path, trained_model, 600.0, db=False)
+    try:
+        assert c.live.message == f"model {trained_model.name} active"
+        await c.start_live("lo", "udp port 9")
+        assert c.learning.phase == "learning"
+    finally:
+        await c.close()
+
+
+async def test_stopping_the_capture_ends_learning_and_the_next_capture_starts_over(
+        tmp_path: Path, trained_model: Path) -> None:
+    c = controller(tmp_path, trained_model, 600.0)
+    try:
+        await c.start_live("lo", "udp port 9")
+        first = c.learning
+        assert first.phase == "learning" and not c.can_train_learned()
+        await c.stop()
+        assert first.phase == "stopped"
+        assert first.message == ("learning stopped with the capture: it starts over with the "
+                                 "next live capture")
+        assert not c.learning.holding  # every kind is alerted again meanwhile
+        await c.start_live("lo", "udp port 9")
+        assert c.learning is not first and c.learning.phase == "learning"
+        assert c.learning.packets == 0 and c.learning.started > first.started
+    finally:
+        await c.close()
