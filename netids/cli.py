@@ -101,6 +101,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     ui_group.add_argument("--upload-limit", type=_size, default=None, metavar="SIZE",
                           help="largest upload the server accepts, e.g. 512M or 2G "
                                "(default: 1G)")
+    ui_group.add_argument("--interface", default=None, metavar="IFACE",
+                          help="start monitoring IFACE at start-up, as Start monitoring does")
+    ui_group.add_argument("--netns", default=None, metavar="NS",
+                          help="the network namespace of --interface (an `ip netns` name)")
     sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
     chosen = chosen_command(argv)
     for name, (module, help_text) in COMMANDS.items():
@@ -149,7 +153,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         settings = settings.with_overrides(
-            host=args.host, port=args.port,
+            host=args.host, port=args.port, monitor=args.interface, monitor_netns=args.netns,
             models_dir=Path(args.models_dir) if args.models_dir else None,
         )
         if settings.eve.path is not None:
@@ -202,6 +206,8 @@ def _check_serve_options(args: argparse.Namespace, settings: Settings) -> None:
     if args.models_dir and settings.models_dir.exists() and not settings.models_dir.is_dir():
         raise CommandError(f"--models-dir {args.models_dir}: not a folder")
     _check_address(settings.host, settings.port)
+    if args.netns and not args.interface:
+        raise CommandError("--netns NS needs --interface IFACE (the interface to monitor in NS)")
 
 
 def _check_address(host: str, port: int) -> None:
