@@ -187,6 +187,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except (LanConfigError, NativeError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn shut down cleanly, then re-raised SIGINT
+        return 130
     return 0
 
 
