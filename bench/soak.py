@@ -272,8 +272,8 @@ def criteria(result: SoakResult, config: SoakConfig) -> list[tuple[str, str, str
                  if r.attack.name == name]
         rows.append((f"{name} detected", f"{sum(found)} of {len(found)}", "all", all(found)))
     rows += latency_rows(result, config.max_latency)
-    rows.append(("app exit after Ctrl-C", str(result.app_exit), "130",
-                 result.app_exit == 130))
+    rows.append(("app exit after Ctrl-C", str(result.app_exit), "0 or 130",
+                 result.app_exit in (0, 130)))
     return rows
 
 

@@ -65,5 +65,5 @@ def test_ctrl_c_stops_the_app_without_a_traceback(tmp_path: Path) -> None:
     app = AppProcess(["--port", str(port), "--db", f"sqlite:///{tmp_path / 'c.sqlite'}"],
                      clean_env(), tmp_path / "app.log")
     app.wait_http(f"http://127.0.0.1:{port}/")
-    assert app.stop(signal.SIGINT) == 130  # as a shell reports Ctrl-C
+    assert app.stop(signal.SIGINT) in (0, 130)  # 130: as a shell reports Ctrl-C
     assert "Traceback" not in app.log()

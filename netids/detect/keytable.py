@@ -17,9 +17,10 @@ like new ones (a table of nothing but old keys still takes new ones).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
+
+from netids.detect.slot_index import SlotIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,8 @@ class KeyTable:
         self.capacity = capacity
         self.min_packets, self.min_age = min_packets, min_age
         self.protect_share = protect_share
-        self.slot_of: dict[int, int] = {}
+        self.index = SlotIndex(capacity)  # key -> slot, vectorised (no per-key Python)
+        self.size = 0  # keys held
         self.key_of = np.zeros(capacity, dtype=np.uint64)
         self.used = np.zeros(capacity, dtype=bool)
         self.last_seen = np.full(capacity, -np.inf)
@@ -68,7 +70,7 @@ class KeyTable:
         self.evicted = 0
 
     def __len__(self) -> int:
-        return len(self.slot_of)
+        return self.size
 
     def lookup(self, keys: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot of every key, creating slots for unseen keys.
@@ -79,7 +81,7 @@ class KeyTable:
         """
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         assert len(uniq) <= self.capacity // 2, "look up at most capacity / 2 keys at once"
-        uslots = np.fromiter(map(self.slot_of.get, uniq.tolist(), repeat(-1)), np.int64, len(uniq))
+        uslots = self.index.get(uniq)
         missing = np.flatnonzero(uslots < 0)
         if len(missing):
             if len(missing) > len(self.free):
@@ -90,19 +92,20 @@ class KeyTable:
             uslots[missing] = new_slots
             self.key_of[new_slots] = uniq[missing]
             self.used[new_slots] = True
-            self.slot_of.update(zip(uniq[missing].tolist(), new_slots.tolist(), strict=True))
-        slots = uslots[inverse.reshape(-1)]
+            self.index.put(uniq[missing], new_slots)
+            self.size += len(missing)
+        inverse = inverse.reshape(-1)
+        slots = uslots[inverse]
         np.maximum.at(self.last_seen, slots, ts)
         np.minimum.at(self.first_seen, slots, ts)
-        self.hits += np.bincount(slots, minlength=self.capacity)
+        self.hits[uslots] += np.bincount(inverse, minlength=len(uniq))  # uslots are distinct
         first_seen = np.zeros(len(keys), dtype=bool)
         first_seen[first[missing]] = True
         return slots, first_seen
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """bool per key: whether it holds a slot now (nothing is created or refreshed)."""
-        has = self.slot_of.__contains__
-        return np.fromiter((has(k) for k in keys.tolist()), dtype=bool, count=len(keys))
+        return self.index.get(keys.astype(np.uint64)) >= 0
 
     def established(self) -> np.ndarray:
         """bool per slot: held by a key seen often enough, for long enough, to be protected."""
@@ -128,8 +131,8 @@ class KeyTable:
         age[~self.used] = np.inf
         age[keep] = np.inf
         victims = np.argpartition(age, count - 1)[:count]
-        for key in self.key_of[victims].tolist():
-            del self.slot_of[key]
+        self.index.remove(self.key_of[victims])
+        self.size -= count
         self.used[victims] = False
         self.last_seen[victims] = -np.inf
         self.first_seen[victims] = np.inf

@@ -62,7 +62,8 @@ class SoakAttack:
     target: str  # lab host name
     kinds: frozenset[str]
     budget: float  # seconds it may run at most
-    argv: tuple[str, ...]  # run in the attacker host; "{name}": IP, "{name_mac}": MAC
+    argv: tuple[str, ...]  # run in the attacker host; "{name}": IP, "{name_mac}": MAC,
+    # "{ports}": 2,000 ports, others each round (a scan of ports it has seen is not new)
 
 
 ROUND = (
@@ -71,7 +72,7 @@ ROUND = (
                 "{srv}")),
     SoakAttack("wide scan", "web2", SCANS, 12,
                ("nmap", "-sS", "-Pn", "-n", "-T4", "--max-retries", "1", "--max-rate", "3000",
-                "-p", "1-2000", "{web2}", "{dns}")),
+                "-p", "{ports}", "{web2}", "{dns}")),
     SoakAttack("malformed burst", "c1", MALFORMED, 12,
                (sys.executable, "-c", MALFORMED_SCRIPT, "{c1}", "{c1_mac}", "200")),
 )
@@ -125,7 +126,7 @@ async def soak_traffic(net: LabNetwork, seconds: float, period: float = 60.0, *,
         at = t0 + first
         while at + sum(a.budget for a in ROUND) < t0 + seconds:
             await asyncio.sleep(max(0.0, at - time.time()))
-            runs += await attack_round(net)
+            runs += await attack_round(net, len(runs) // len(ROUND))
             at += period
         await asyncio.sleep(max(0.0, t0 + seconds - time.time()))
     finally:
@@ -135,9 +136,11 @@ async def soak_traffic(net: LabNetwork, seconds: float, period: float = 60.0, *,
     return runs
 
 
-async def attack_round(net: LabNetwork) -> list[AttackRun]:
-    """Run each attack of :data:`ROUND` in turn from the attacker host, a pause between."""
-    names = {h.name: h.ip for h in net.hosts.values()}
+async def attack_round(net: LabNetwork, number: int = 0) -> list[AttackRun]:
+    """Run each attack of :data:`ROUND` in turn from the attacker host, a pause between.
+    Round ``number`` scans its own 2,000 ports (1-2000, 2001-4000, ...)."""
+    lo = 1 + number * 2000 % 64000
+    names = {h.name: h.ip for h in net.hosts.values()} | {"ports": f"{lo}-{lo + 1999}"}
     names |= {f"{h.name}_mac": h.mac for h in net.hosts.values()}
     runs = []
     for attack in ROUND:
