@@ -17,10 +17,9 @@ like new ones (a table of nothing but old keys still takes new ones).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
-
-from netids.detect.slot_index import SlotIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +58,7 @@ class KeyTable:
         self.capacity = capacity
         self.min_packets, self.min_age = min_packets, min_age
         self.protect_share = protect_share
-        self.index = SlotIndex(capacity)  # key -> slot, vectorised (no per-key Python)
-        self.size = 0  # keys held
+        self.slot_of: dict[int, int] = {}
         self.key_of = np.zeros(capacity, dtype=np.uint64)
         self.used = np.zeros(capacity, dtype=bool)
         self.last_seen = np.full(capacity, -np.inf)
@@ -70,7 +68,7 @@ class KeyTable:
         self.evicted = 0
 
     def __len__(self) -> int:
-        return self.size
+        return len(self.slot_of)
 
     def lookup(self, keys: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slot of every key, creating slots for unseen keys.
@@ -81,7 +79,7 @@ class KeyTable:
         """
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         assert len(uniq) <= self.capacity // 2, "look up at most capacity / 2 keys at once"
-        uslots = self.index.get(uniq)
+        uslots = np.fromiter(map(self.slot_of.get, uniq.tolist(), repeat(-1)), np.int64, len(uniq))
         missing = np.flatnonzero(uslots < 0)
         if len(missing):
             if len(missing) > len(self.free):
@@ -92,8 +90,7 @@ class KeyTable:
             uslots[missing] = new_slots
             self.key_of[new_slots] = uniq[missing]
             self.used[new_slots] = True
-            self.index.put(uniq[missing], new_slots)
-            self.size += len(missing)
+            self.slot_of.update(zip(uniq[missing].tolist(), new_slots.tolist(), strict=True))
         inverse = inverse.reshape(-1)
         slots = uslots[inverse]
         np.maximum.at(self.last_seen, slots, ts)
@@ -105,7 +102,8 @@ class KeyTable:
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """bool per key: whether it holds a slot now (nothing is created or refreshed)."""
-        return self.index.get(keys.astype(np.uint64)) >= 0
+        has = self.slot_of.__contains__
+        return np.fromiter((has(k) for k in keys.tolist()), dtype=bool, count=len(keys))
 
     def established(self) -> np.ndarray:
         """bool per slot: held by a key seen often enough, for long enough, to be protected."""
@@ -131,8 +129,8 @@ class KeyTable:
         age[~self.used] = np.inf
         age[keep] = np.inf
         victims = np.argpartition(age, count - 1)[:count]
-        self.index.remove(self.key_of[victims])
-        self.size -= count
+        for key in self.key_of[victims].tolist():
+            del self.slot_of[key]
         self.used[victims] = False
         self.last_seen[victims] = -np.inf
         self.first_seen[victims] = np.inf

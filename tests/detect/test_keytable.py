@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from netids.detect.keytable import KeyTable
-from netids.detect.slot_index import SlotIndex
 
 
 def established_table() -> tuple[KeyTable, np.ndarray]:
@@ -51,36 +50,3 @@ def test_protection_is_capped_so_new_keys_still_get_slots() -> None:
     assert new.all() and len(np.unique(slots)) == 100
     held = table.contains(old).sum() + table.contains(old + np.uint64(1000)).sum()
     assert held >= 128  # the protected half stays, the idlest of the rest made room
-
-
-def test_the_slot_index_agrees_with_a_dict_through_puts_removes_and_rebuilds() -> None:
-    rng = np.random.default_rng(11)
-    index, truth = SlotIndex(capacity=512), {}
-    for step in range(400):
-        universe = 1 << 64 if step % 3 else 700  # small universes: the same keys come back
-        keys = np.unique(rng.integers(0, universe, 60, dtype=np.uint64))
-        held = index.get(keys)
-        assert held.tolist() == [truth.get(k, -1) for k in keys.tolist()]
-        new = keys[held < 0][: max(0, 512 - len(truth))]
-        slots = rng.integers(0, 1 << 40, len(new))
-        index.put(new, slots)
-        truth.update(zip(new.tolist(), slots.tolist(), strict=True))
-        gone = rng.choice(np.array(list(truth), dtype=np.uint64), min(40, len(truth)),
-                          replace=False)
-        index.remove(gone)
-        for k in gone.tolist():
-            del truth[k]
-    everything = np.array(list(truth), dtype=np.uint64)
-    assert index.get(everything).tolist() == list(truth.values())
-
-
-def test_keys_hashing_to_one_home_position_are_all_found() -> None:
-    index = SlotIndex(capacity=64)
-    candidates = np.arange(1, 20_000, dtype=np.uint64)
-    home = index._home(candidates)  # noqa: SLF001 - the test needs colliding keys
-    same_home = candidates[home == home[0]][:40]
-    assert len(same_home) == 40
-    index.put(same_home, np.arange(40))
-    assert index.get(same_home).tolist() == list(range(40))
-    index.remove(same_home[::2])
-    assert index.get(same_home).tolist() == [-1 if i % 2 == 0 else i for i in range(40)]
