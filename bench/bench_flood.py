@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from procs import tree_rss_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("NETIDS_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -162,30 +163,6 @@ class Run:
     peak_mib: float  # RSS of the command and its children, summed, at its largest
     growth_mib: float  # from the middle of the run to the largest sample of its last fifth
     samples: int
-
-
-def tree_rss_mib(root: int) -> float:
-    """RSS of ``root`` and its descendants, summed, in MiB (0 when it is gone)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rfind(")") + 2:].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        m = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-        total += int(m.group(1)) if m else 0
-    return total / 1024.0
 
 
 def run_score(project: Path, kind: str, capture: Path, tmp: Path) -> Run:

@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from procs import sigterm_as_ctrl_c  # noqa: E402
+
 from netids.config import Settings  # noqa: E402
 from netids.controller import Controller  # noqa: E402
 
@@ -209,10 +211,6 @@ def remove_stale() -> None:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
-def _interrupted(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run(*cmd: str) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -234,7 +232,7 @@ def main() -> int:
         sys.exit("the live bench needs root (network namespaces, raw sockets)")
     if not pcap.is_file():
         sys.exit(f"capture not found: {pcap} (set NETIDS_SHARED_DATA or pass --capture)")
-    signal.signal(signal.SIGTERM, _interrupted)  # like Ctrl-C: the namespaces are removed
+    sigterm_as_ctrl_c()  # the namespaces are removed
     print(f"replaying {pcap} ({ROOT})")
     with VethPair() as pair, tempfile.TemporaryDirectory() as tmp:
         for run_no in range(args.runs):

@@ -120,6 +120,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                                             "live capture (default: 10)")
     ui_group.add_argument("--learn-epochs", type=counted(1, 1000), default=None, metavar="N",
                           help="training epochs at most after learning (default: 30)")
+    ui_group.add_argument("--interface", default=None, metavar="IFACE",
+                          help="start monitoring IFACE at start-up, as Start monitoring does")
+    ui_group.add_argument("--netns", default=None, metavar="NS",
+                          help="the network namespace of --interface (an `ip netns` name)")
     sub = parser.add_subparsers(dest="command", parser_class=_CommandParser)
     chosen = chosen_command(argv)
     for name, (module, help_text) in COMMANDS.items():
@@ -172,7 +176,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         settings = settings.with_overrides(
-            host=args.host, port=args.port,
+            host=args.host, port=args.port, monitor=args.interface, monitor_netns=args.netns,
             models_dir=Path(args.models_dir) if args.models_dir else None,
         )
         if settings.eve.path is not None:
@@ -209,6 +213,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except (LanConfigError, NativeError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn shut down cleanly, then re-raised SIGINT
+        return 130
     return 0
 
 
@@ -228,6 +234,8 @@ def _check_serve_options(args: argparse.Namespace, settings: Settings) -> None:
     if args.models_dir and settings.models_dir.exists() and not settings.models_dir.is_dir():
         raise CommandError(f"--models-dir {args.models_dir}: not a folder")
     _check_address(settings.host, settings.port)
+    if args.netns and not args.interface:
+        raise CommandError("--netns NS needs --interface IFACE (the interface to monitor in NS)")
 
 
 def _check_address(host: str, port: int) -> None:

@@ -156,6 +156,8 @@ class Settings:
     learn: LearnSettings = field(default_factory=LearnSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     files: FileSettings = field(default_factory=FileSettings)
+    monitor: str | None = None  # interface monitored from start-up (--interface)
+    monitor_netns: str | None = None  # its network namespace (--netns), None: this one
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with the given fields replaced; ``None`` values are ignored."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from nicegui import app, ui
 
+from netids.capture.source import CaptureError
 from netids.config import Settings
 from netids.controller import Controller
 from netids.native import WindowMemory
@@ -37,6 +38,8 @@ def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
     app.on_shutdown(controller.close)
     files = controller.settings.files
     app.on_startup(lambda: prepare_folders(files))
+    if controller.settings.monitor is not None:
+        app.on_startup(lambda: start_monitoring(controller))
     app.add_middleware(UploadLimit, limit=files.upload_limit,
                        message=too_large_message(files.upload_limit))
     install_auth(controller.settings, auth)
@@ -56,6 +59,17 @@ def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
     def training_page() -> None:
         with frame.frame("Training"):
             training.page(controller)
+
+
+async def start_monitoring(controller: Controller) -> None:
+    """``--interface``: monitor from start-up; a failure is one line in the log and on the
+    dashboard, and the app keeps serving (the form can start another capture)."""
+    settings = controller.settings
+    try:
+        await controller.start_live(settings.monitor, netns=settings.monitor_netns)
+    except CaptureError as exc:
+        controller.live.error = controller.live.message = f"--interface {settings.monitor}: {exc}"
+        log.error("%s", controller.live.message)
 
 
 def install_auth(settings: Settings, auth: AuthHook | None = None) -> None:

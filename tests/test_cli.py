@@ -3,12 +3,15 @@ answers hostile values with one line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
+import signal
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from netids.cli import main
 from netids.config import PROJECT_ROOT
+from tests.support import AppProcess, clean_env, free_port, wait_until
 
 SAMPLE = PROJECT_ROOT / "netids" / "samples" / "lab_sample.pcap"
 
@@ -62,3 +65,35 @@ def test_learning_options_out_of_range_are_one_line_errors(
     assert out == ""
     assert err == (f"app.py: error: argument {option}: {expected} "
                    "(options: app.py --help)\n")
+
+
+def test_netns_without_an_interface_is_refused_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--netns", "somewhere", "--port", str(free_port())]) == 2
+    assert capsys.readouterr().err == (
+        "error: --netns NS needs --interface IFACE (the interface to monitor in NS)\n")
+
+
+def test_an_interface_that_is_not_there_is_one_line_and_the_app_keeps_serving(
+        tmp_path: Path) -> None:
+    port = free_port()
+    app = AppProcess(["--port", str(port), "--db", f"sqlite:///{tmp_path / 'e.sqlite'}",
+                      "--interface", "nosuch0"], clean_env(), tmp_path / "app.log")
+    try:
+        app.wait_http(f"http://127.0.0.1:{port}/")
+        wait_until(lambda: "nosuch0" in app.log(), what="the capture error in the log")
+        assert "ERROR netids.webapp: --interface nosuch0: no network interface named " \
+               "'nosuch0'" in app.log()
+        assert "Traceback" not in app.log()
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).close()  # still serving
+    finally:
+        app.stop(signal.SIGINT)
+
+
+def test_ctrl_c_stops_the_app_without_a_traceback(tmp_path: Path) -> None:
+    port = free_port()
+    app = AppProcess(["--port", str(port), "--db", f"sqlite:///{tmp_path / 'c.sqlite'}"],
+                     clean_env(), tmp_path / "app.log")
+    app.wait_http(f"http://127.0.0.1:{port}/")
+    assert app.stop(signal.SIGINT) in (0, 130)  # 130: as a shell reports Ctrl-C
+    assert "Traceback" not in app.log()

@@ -76,15 +76,27 @@ class FanTable:
         n_held = self.count[held_slots]
         rows = np.repeat(held_slots, n_held)
         cols = np.arange(len(rows)) - np.repeat(np.cumsum(n_held) - n_held, n_held)
-        pairs = np.unique(np.stack([np.concatenate([slots, rows]).astype(np.uint64),
-                                    np.concatenate([peer, self.peers[rows, cols]])], axis=1),
-                          axis=0)
-        owner = pairs[:, 0].astype(np.int64)
+        owner, value = _distinct_pairs(np.concatenate([slots, rows]).astype(np.int64),
+                                       np.concatenate([peer, self.peers[rows, cols]]))
         counts = np.bincount(owner, minlength=self.table.capacity)[held_slots]
         many = held_slots[counts > self.limit]
         self.many[many], self.count[many] = True, 0
         keep = ~self.many[owner]
-        owner, value = owner[keep], pairs[keep, 1]
+        owner, value = owner[keep], value[keep]
         starts = np.searchsorted(owner, owner, side="left")  # owners come sorted
         self.peers[owner, np.arange(len(owner)) - starts] = value
         self.count[held_slots] = np.where(counts > self.limit, 0, counts)
+
+
+def _distinct_pairs(owner: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (owner, value) pairs, sorted by owner then value: ``np.unique(axis=0)``'s
+    result, from a lexsort (the structured sort behind ``axis=0`` was the slower part).
+
+    >>> [a.tolist() for a in _distinct_pairs(np.array([2, 1, 2, 1]), np.array([5, 9, 5, 3]))]
+    [[1, 1, 2], [3, 9, 5]]
+    """
+    order = np.lexsort((value, owner))
+    owner, value = owner[order], value[order]
+    keep = np.ones(len(owner), dtype=bool)
+    keep[1:] = (owner[1:] != owner[:-1]) | (value[1:] != value[:-1])
+    return owner[keep], value[keep]

@@ -95,10 +95,11 @@ class KeyTable:
             self.key_of[new_slots] = uniq[missing]
             self.used[new_slots] = True
             self.slot_of.update(zip(uniq[missing].tolist(), new_slots.tolist(), strict=True))
-        slots = uslots[inverse.reshape(-1)]
+        inverse = inverse.reshape(-1)
+        slots = uslots[inverse]
         np.maximum.at(self.last_seen, slots, ts)
         np.minimum.at(self.first_seen, slots, ts)
-        self.hits += np.bincount(slots, minlength=self.capacity)
+        self.hits[uslots] += np.bincount(inverse, minlength=len(uniq))  # uslots are distinct
         first_seen = np.zeros(len(keys), dtype=bool)
         first_seen[first[missing]] = True
         return slots, first_seen

@@ -248,7 +248,7 @@ def test_key_table_recycles_the_idlest_slots() -> None:
     table.lookup(np.arange(8, 16, dtype=np.uint64), np.arange(8, 16, dtype=float))
     slots, new = table.lookup(np.array([100], dtype=np.uint64), np.array([16.0]))
     assert new.tolist() == [True] and len(table) == 15 and table.evicted == 2
-    assert 0 not in table.slot_of and 1 not in table.slot_of and 2 in table.slot_of
+    assert table.contains(np.array([0, 1, 2], dtype=np.uint64)).tolist() == [False, False, True]
 
 
 @pytest.mark.parametrize("batch", [1, 4096])
