@@ -210,7 +210,8 @@ def start_app(net: LabNetwork, db: str, port: int, log: Path) -> subprocess.Pope
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port), "--db", db,
-             "--interface", BRIDGE, "--netns", net.switch],
+             "--interface", BRIDGE, "--netns", net.switch,
+             "--models-dir", str(log.parent / "models")],  # a model it learns stays there
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=app_env())
 
