@@ -297,7 +297,8 @@ class _EventSink:
                 self.eve.close()
             raise
         # uids must not repeat across runs and sensors sharing a database: a random seed
-        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) if db else None
+        # followed for the database and for the EVE file's behaviour events alike
+        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) if db or self.eve else None
         self.sink = EventSink(self.store, eve=self.eve, conns=conns)
 
     @classmethod
@@ -320,9 +321,12 @@ class _EventSink:
         self.sink.add(scored)
 
     def summary(self) -> str:
-        """A line on the connections stored, '' without ``--db``."""
+        """Lines on the connections stored (none without ``--db``) and the behaviour alerts."""
+        behaviour = self.sink.behaviour
+        alerts = (f"{behaviour.alerts:,} behaviour alerts (scans, brute force) stored as events\n"
+                  if behaviour is not None else "")
         return (f"{self.sink.connections:,} connection records stored in the database\n"
-                if self.store else "")
+                if self.store else "") + alerts
 
     def close(self) -> None:
         self.sink.finish()

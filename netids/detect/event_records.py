@@ -18,6 +18,14 @@ GRADE_STEPS = (1.0, 3.0)  # nines past the threshold from which an event is a le
 ATTACK_KINDS = frozenset({"ARP spoofing", "malformed packet", "bogus address", "port scan",
                           "host sweep", "reflection flood", "spoofed flood", "flood",
                           "target under flood"})
+# the behaviour detectors' kinds (netids.detect.behaviour) as events name them; their level is
+# their detector's severity, stored as a score (behaviour_score), whatever the threshold
+BEHAVIOUR_KINDS = {"vertical_scan": "vertical scan", "horizontal_scan": "horizontal scan",
+                   "scan": "host and port scan", "slow_scan": "slow scan",
+                   "brute_force": "brute force", "login_after_guessing": "login after guessing"}
+BEHAVIOUR_NINES = {"low": 4.0, "medium": 6.0, "high": 8.0, "critical": 10.0}
+
+_BEHAVIOUR_NAMES = frozenset(BEHAVIOUR_KINDS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +91,31 @@ def grade(score: float, threshold: float, kind: str,
     ['normal', 'suspicious', 'low', 'low', 'medium', 'high']
     >>> [grade(s, 0.999, "port scan") for s in (0.9, 0.9995, 0.99995, 0.999999)]
     ['suspicious', 'medium', 'high', 'critical']
+
+    A behaviour kind's level is its detector's severity, read back from its score
+    (:func:`behaviour_score`) at any threshold:
+
+    >>> grade(behaviour_score("medium"), 0.99999, "brute force")
+    'medium'
     """
+    if kind in _BEHAVIOUR_NAMES:
+        return max((name for name, n in BEHAVIOUR_NINES.items() if nines(score) >= n - 0.5),
+                   key=GRADES.index, default="low")
     if score < threshold:
         return "suspicious" if score >= config.suspicious_at else "normal"
     past = nines(score) - nines(threshold)
     level = 2 + sum(past >= step for step in GRADE_STEPS) + (kind in ATTACK_KINDS)
     return GRADES[min(level, len(GRADES) - 1)]
+
+
+def behaviour_score(severity: str) -> float:
+    """The score a behaviour event of ``severity`` (low .. critical) is stored with: as rare
+    as 4, 6, 8 or 10 nines, past any threshold the slider offers.
+
+    >>> [nines(behaviour_score(s)) for s in ("low", "medium", "high", "critical")]
+    [4.0, 6.0, 8.0, 10.0]
+    """
+    return 1.0 - 10.0 ** -BEHAVIOUR_NINES[severity]
 
 
 def severities_at_least(name: str) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ CATEGORIES = (  # (words in the kind, Suricata classification), first match wins
     (("flood",), "Attempted Denial of Service"),
     (("malformed",), "Generic Protocol Command Decode"),
     (("spoof", "bogus"), "Potentially Bad Traffic"),
+    (("brute", "guessing"), "Attempted User Privilege Gain"),
 )
 
 
@@ -106,6 +107,8 @@ def category(kind: str) -> str:
 
     >>> category("port scan"), category("target under flood"), category("unusual TTL")
     ('Detection of a Network Scan', 'Attempted Denial of Service', 'Misc activity')
+    >>> category("brute force"), category("login after guessing")
+    ('Attempted User Privilege Gain', 'Attempted User Privilege Gain')
     """
     lowered = kind.lower()
     for words, name in CATEGORIES:

@@ -2,13 +2,15 @@
 ``score --db`` alike: aggregate a batch's anomalies, close the events its time has passed,
 write both to the store and, with ``--eve``, to the EVE file (:mod:`netids.store.eve`). With a
 :class:`~netids.detect.tracking.ConnFeed` it also follows the stream's connections and stores
-their records (every decoded packet counts, shed or not).
+their records (every decoded packet counts, shed or not), and feeds them to the behaviour
+detectors, whose alerts become events too (:mod:`netids.detect.behaviour_events`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from netids.detect.behaviour_events import BehaviourEvents
 from netids.detect.conn_records import ConnRecord
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
@@ -34,35 +36,48 @@ class EventSink:
         self.conns = conns  # None: connections are not followed
         self.on_conns = on_conns  # also handed each batch's records (``score --conn``)
         self.connections = 0  # records handed on (snapshots included)
+        self.behaviour = BehaviourEvents() if conns is not None else None
         self._conns_closed = False
+        self._threshold = 1.0  # the packet model's last threshold, kept with behaviour events
 
     def add(self, scored: ScoredBatch) -> list[EventUpdate]:
         """Fold in one batch, in stream order; return the events it opened, grew or closed."""
         updates = self.aggregator.add(scored)
         closed = self.aggregator.flush(float(scored.packets.ts[-1])) if len(scored) else []
         if self.conns is not None:
-            self._connections(self.conns.update(scored))
+            found, ended = self._connections(self.conns.update(scored), scored.threshold)
+            updates, closed = updates + found, closed + ended
         return self._write(updates, closed)
 
     def finish(self) -> list[EventUpdate]:
         """The stream ended: close every open event and connection."""
-        self.close_connections()
-        return self._write([], self.aggregator.flush())
+        last = self.close_connections()
+        ended = self.behaviour.flush() if self.behaviour is not None else []
+        return last + self._write([], self.aggregator.flush() + ended)
 
-    def close_connections(self) -> None:
-        """Hand on the connections still open (``ended`` = "end of input"), once."""
-        if self.conns is not None and not self._conns_closed:
-            self._conns_closed = True
-            self._connections(self.conns.flush())
+    def close_connections(self) -> list[EventUpdate]:
+        """Hand on the connections still open (``ended`` = "end of input"), once; write and
+        return the behaviour events they open, grow or close."""
+        if self.conns is None or self._conns_closed:
+            return []
+        self._conns_closed = True
+        return self._write(*self._connections(self.conns.flush(), self._threshold))
 
-    def _connections(self, records: list[ConnRecord]) -> None:
+    def _connections(self, records: list[ConnRecord],
+                     threshold: float) -> tuple[list[EventUpdate], list[EventUpdate]]:
+        """Store and hand on ``records``; the behaviour events (opened or grown, closed)."""
+        self._threshold = threshold
+        found: tuple[list[EventUpdate], list[EventUpdate]] = ([], [])
+        if self.behaviour is not None and self.conns is not None:
+            found = self.behaviour.update(records, self.conns.tracker.now, threshold)
         if not records:
-            return
+            return found
         self.connections += len(records)
         if self.store is not None:
             self.store.write_connections(records)
         if self.on_conns is not None:
             self.on_conns(records)
+        return found
 
     def _write(self, updates: list[EventUpdate], closed: list[EventUpdate]) -> list[EventUpdate]:
         everything = updates + closed
