@@ -46,6 +46,10 @@ BOGUS_CODES = {
 # A source is scanning while its new contacts (hosts, services) are at least this share of
 # what it sends over the shortest window: a SYN flood right after a port scan keeps a high
 # decaying new-port rate for seconds, but is 1 new port in 1,000 packets, a flood
+SPOOF_FLOOR = 8.0  # new addresses/s (MACs on the link, IPs behind a MAC) below which they never
+# name a spoofed flood: a sensor's start or a device joining shows a few a second (benign
+# flags of the dev mix at most 6.1/s), the dev mix's DHCP flood at least 10.6/s for 95 % of
+# its packets
 SCAN_SHARE = 0.05
 SWEEP_SHARE = 0.5  # a scan whose new hosts are at least this share of its new services sweeps
 WINDOWS_PER_CALL = 256  # 256 windows of 16 = 4096 packets (a pipeline batch) per model call:
@@ -223,7 +227,9 @@ class Detector:
         kinds, texts = [], []
         for row, (order, err, value, code, cat_value, share, may, gone) in enumerate(rows):
             top = [j for j in order[:6] if may[j]][:3]
-            kind = words.kind_of([names[j] for j in top], [err[j] for j in top])
+            kind = words.busy_or_flood(words.kind_of([names[j] for j in top],
+                                                     [err[j] for j in top]),
+                                       int(sub.tcp_flags[row]))
             kinds.append("host sweep" if kind == "port scan" and sweeping[row] else kind)
             parts, seen = [], set()
             # the inputs that say something first (a rate above normal, a rare value), then
@@ -341,4 +347,6 @@ class Detector:
             elif "rate" in name:  # above twice normal and above 0.05
                 typical = self._typical[j] if j < len(self._typical) else 0.0
                 floor[j] = max(2 * typical, 0.05)
+                if name.startswith(("link_new_mac_rate_", "mac_new_ip_rate_")):
+                    floor[j] = max(floor[j], SPOOF_FLOOR)
         return floor

@@ -49,6 +49,7 @@ from netids.detect.packets import (
 from netids.detect.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES
 
 TARGET_FLOOD = "target under flood"  # an event about its destination, whoever sent it
+BUSY = "busy connection"  # a conversation's rate alone, on a TCP packet answering its peer
 SCANS = ("port scan", "host sweep")  # events about their source, whatever hosts it probed
 # (pattern on an input name, kind), in priority order: the first rule matching any of the
 # packet's three most surprising inputs names the kind
@@ -61,7 +62,10 @@ KIND_RULES = (
     (r"^arp_mac_ips$", "ARP spoofing"),
     (r"unsolicited", "reflection flood"),
     (r"mac_new_ip|link_new_mac", "spoofed flood"),
-    (r"^src_syn_rate_|^src_rate_|^pair_rate_|^sock_rate_", "flood"),
+    (r"^src_syn_rate_|^src_rate_", "flood"),
+    # one conversation far busier than normal: a flood when one-way, a bulk transfer when the
+    # packet acknowledges its peer (see busy_or_flood)
+    (r"^pair_rate_|^sock_rate_", BUSY),
     # only what reaches the destination is unusual: the packet is one of many hitting a busy
     # host (a normal client of a flooded server, a spoofed flood), not its sender's doing
     (r"^dst_rate_|^dst_new_src_rate_", TARGET_FLOOD),
@@ -144,6 +148,21 @@ def foreign_inputs(names: list[str], ethertype: np.ndarray, proto: np.ndarray) -
 # each of scaling.MAC_CLASSES in words
 MAC_PHRASES = ("no MAC address", "unicast MACs", "a broadcast MAC", "a multicast MAC",
                "a group (multicast) source MAC", "a MAC that does not match its IP destination")
+
+
+def busy_or_flood(kind: str, tcp_flags: int) -> str:
+    """A conversation's rate alone names a flood unless the packet is TCP acknowledging its
+    peer without opening or resetting (ACK, no SYN or RST): a download or a copy at LAN speed
+    is busy, not a flood, and says nothing about an attack on a network the model never saw.
+    A flood of ACKs from one host still raises the source's own rate, which names it a flood.
+
+    >>> busy_or_flood(BUSY, 0x18), busy_or_flood(BUSY, 0x02), busy_or_flood(BUSY, -1)
+    ('busy connection', 'flood', 'flood')
+    """
+    if kind != BUSY:
+        return kind
+    answering = tcp_flags >= 0 and tcp_flags & 0x10 and not tcp_flags & 0x06
+    return BUSY if answering else "flood"
 
 
 def kind_of(names: list[str], errors: list[float]) -> str:

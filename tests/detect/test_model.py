@@ -197,6 +197,43 @@ def test_a_scan_is_named_by_what_the_source_does_now(trained, sent, new_ports, n
     assert kinds == [kind]
 
 
+@pytest.mark.parametrize("flags, kind", [
+    (0x18, "busy connection"),  # PSH ACK: a transfer answering its peer
+    (0x10, "busy connection"),  # a bare ACK of that transfer
+    (0x02, "flood"),  # SYNs at that rate on one conversation
+])
+def test_one_busy_conversation_is_a_flood_only_when_it_does_not_answer(trained, flags, kind):
+    detector, packets, feats = trained
+    tcp = np.flatnonzero(packets.proto[:2000] == 6)[:1]
+    one, row = packets.take(tcp), feats[tcp].copy()
+    one.tcp_flags[:] = flags
+    names = list(detector.feature_names)
+    for window in ("1s", "10s"):
+        row[0, names.index(f"sock_rate_{window}")] = 2000.0
+        row[0, names.index(f"pair_rate_{window}")] = 2000.0
+    errors = np.zeros((1, len(detector.input_names)), np.float32)
+    errors[0, detector.input_names.index("sock_rate_1s")] = 50.0  # the most surprising
+    errors[0, detector.input_names.index("pair_rate_10s")] = 40.0
+    scores = Scores(np.ones(1), np.ones(1, np.float32), errors, np.ones(1))
+    kinds, texts = detector.explain(one, row, scores, np.array([0]))
+    assert kinds == [kind]
+    assert texts[0].startswith("2000 packets/s on this connection"), texts
+
+
+@pytest.mark.parametrize("new_macs, spoofed", [(1.4, False), (6.0, False), (40.0, True)])
+def test_a_few_new_macs_a_second_are_a_start_not_a_spoofed_flood(trained, new_macs, spoofed):
+    detector, packets, feats = trained
+    one, row = packets.take(slice(0, 1)), feats[:1].copy()
+    names = list(detector.feature_names)
+    for window in ("1s", "10s"):
+        row[0, names.index(f"link_new_mac_rate_{window}")] = new_macs
+    errors = np.zeros((1, len(detector.input_names)), np.float32)
+    errors[0, detector.input_names.index("link_new_mac_rate_1s")] = 50.0  # the most surprising
+    scores = Scores(np.ones(1), np.ones(1, np.float32), errors, np.ones(1))
+    kinds, _ = detector.explain(one, row, scores, np.array([0]))
+    assert (kinds == ["spoofed flood"]) is spoofed, kinds
+
+
 def test_a_common_value_the_network_did_not_expect_is_not_called_rare(trained):
     detector, packets, feats = trained
     tcp = np.flatnonzero(packets.proto[:2000] == 6)[:1]  # TCP: most of the training traffic
