@@ -21,10 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from netids.detect.event_records import EventUpdate
-from netids.detect.rules import Rule, RuleSet
+from netids.detect.rules import Rule, RuleError, RuleSet
 from netids.store.tables import RULES, SuppressionRule
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Rule", "RuleBook", "RuleError", "add_rule", "list_rules", "remove_rule", "to_rule"]
 
 SEEN_CAP = 100_000  # suppressed event ids remembered (to count each event once)
 _changed = [0]  # bumped by add_rule / remove_rule: books in this process reload at once
