@@ -17,7 +17,7 @@ from netids.capture.source import CaptureError
 from netids.config import Settings
 from netids.controller import Controller
 from netids.native import WindowMemory
-from netids.ui import dashboard, frame, history, training
+from netids.ui import dashboard, frame, history, rules, training
 from netids.ui.capture_form import prepare_folders, too_large_message
 from netids.ui.http_guards import SecurityHeaders, UploadLimit
 
@@ -59,6 +59,11 @@ def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
     def training_page() -> None:
         with frame.frame("Training"):
             training.page(controller)
+
+    @ui.page("/rules")
+    def rules_page() -> None:
+        with frame.frame("Rules"):
+            rules.page(controller)
 
 
 async def start_monitoring(controller: Controller) -> None:

@@ -3,7 +3,9 @@
 write both to the store and, with ``--eve``, to the EVE file (:mod:`netids.store.eve`). With a
 :class:`~netids.detect.tracking.ConnFeed` it also follows the stream's connections and stores
 their records (every decoded packet counts, shed or not), and feeds them to the behaviour
-detectors, whose alerts become events too (:mod:`netids.detect.behaviour_events`).
+detectors, whose alerts become events too (:mod:`netids.detect.behaviour_events`). With a
+store, events an allow-list rule covers are counted against the rule instead of being stored,
+returned or sent to the EVE file (:mod:`netids.store.rules`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.detect.tracking import ConnFeed
 from netids.store.eve import EveLog
+from netids.store.rules import RuleBook
 from netids.store.writer import EventStore
 
 
@@ -39,6 +42,7 @@ class EventSink:
         self.behaviour = BehaviourEvents() if conns is not None else None
         self._conns_closed = False
         self._threshold = 1.0  # the packet model's last threshold, kept with behaviour events
+        self.rules = RuleBook(store.engine) if store is not None else None
 
     def add(self, scored: ScoredBatch) -> list[EventUpdate]:
         """Fold in one batch, in stream order; return the events it opened, grew or closed."""
@@ -53,7 +57,10 @@ class EventSink:
         """The stream ended: close every open event and connection."""
         last = self.close_connections()
         ended = self.behaviour.flush() if self.behaviour is not None else []
-        return last + self._write([], self.aggregator.flush() + ended)
+        written = last + self._write([], self.aggregator.flush() + ended)
+        if self.rules is not None:
+            self.rules.sync()  # the counts of what was suppressed
+        return written
 
     def close_connections(self) -> list[EventUpdate]:
         """Hand on the connections still open (``ended`` = "end of input"), once; write and
@@ -80,6 +87,8 @@ class EventSink:
         return found
 
     def _write(self, updates: list[EventUpdate], closed: list[EventUpdate]) -> list[EventUpdate]:
+        if self.rules is not None:
+            updates, closed = self.rules.keep(updates), self.rules.keep(closed)
         everything = updates + closed
         if everything and self.store is not None:
             self.store.write(everything)

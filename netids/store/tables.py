@@ -1,5 +1,5 @@
-"""Database tables (SQLModel): events, their sample packets, connections, model versions and
-sensors.
+"""Database tables (SQLModel): events, their sample packets, connections, model versions,
+sensors and allow-list rules.
 
 Named ``tables`` because "model" already means the network. Timestamps are timezone-aware UTC
 on the Python side whatever the database (SQLite keeps them as naive UTC text). Addresses are
@@ -167,8 +167,29 @@ class Connection(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
 
 
-TABLES = (Event, SamplePacket, Connection, ModelVersion, Sensor)
+class SuppressionRule(SQLModel, table=True):
+    """An allow-list rule (``netids.detect.rules.Rule``; "" or NULL = any) and what it has
+    suppressed: events it covered are not stored, so it counts them. Revision 0006."""
+
+    __tablename__ = "rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    src: str = Field(default="", max_length=64)
+    dst: str = Field(default="", max_length=64)
+    dst_port: int | None = None
+    kind: str = Field(default="", max_length=64)
+    expires: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    note: str = Field(default="", sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_by: str = Field(default="", max_length=64)
+    events: int = Field(default=0, sa_type=BigInteger)  # events suppressed
+    packets: int = Field(default=0, sa_type=BigInteger)  # their packets
+    last_hit: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+TABLES = (Event, SamplePacket, Connection, ModelVersion, Sensor, SuppressionRule)
 EVENTS: Any = Event.__table__  # type: ignore[attr-defined]
 SAMPLES: Any = SamplePacket.__table__  # type: ignore[attr-defined]
 SENSORS: Any = Sensor.__table__  # type: ignore[attr-defined]
 CONNECTIONS: Any = Connection.__table__  # type: ignore[attr-defined]
+RULES: Any = SuppressionRule.__table__  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 """The NiceGUI screens: a shell around :class:`netids.controller.Controller`.
 
 Pages (one route each, built by ``netids.webapp``; no page imports another): ``dashboard``,
+``rules`` (also the "Mark as expected" dialog the event detail opens),
 ``history``, ``training``, ``login``. Shared, not pages: ``frame`` (header, navigation, the
 admin check), ``event_detail`` (the event dialog both event tables open), ``connections``
 (the history page's Connections view), ``learning_card`` (the

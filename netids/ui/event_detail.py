@@ -23,7 +23,7 @@ from netids.controller import Controller
 from netids.store.conn_queries import COUNT_CAP, ConnFilter, count_connections
 from netids.store.export import FIELDS, event_record, frames_pcap, packet_summaries
 from netids.store.queries import event_samples, get_event
-from netids.ui import theme
+from netids.ui import rules, theme
 
 
 @dataclass(slots=True)
@@ -159,8 +159,17 @@ def dialog(controller: Controller, detail: EventDetail) -> ui.dialog:
                 pcap.disable()
             if detail.stored:
                 _connections_button(detail)
+            _expected_button(controller, r)
     d.on("hide", d.delete)
     return d
+
+
+def _expected_button(controller: Controller, record: dict[str, Any]) -> None:
+    """Write an allow-list rule from this event (needs the database, where rules live)."""
+    if controller.has_database():
+        ui.button("Mark as expected", icon="rule",
+                  on_click=lambda: rules.mark_expected(controller, record)) \
+            .props("outline").mark("detail-expected")
 
 
 def _connections_button(detail: EventDetail) -> None:

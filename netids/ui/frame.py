@@ -21,7 +21,7 @@ from netids.ui.gate import current_auth
 E = TypeVar("E", bound=DisableableElement)
 
 PAGES = (("/", "Live", "monitor_heart"), ("/history", "History", "history"),
-         ("/training", "Training", "model_training"))
+         ("/training", "Training", "model_training"), ("/rules", "Rules", "rule"))
 
 
 def is_admin() -> bool:

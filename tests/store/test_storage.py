@@ -89,13 +89,13 @@ def stored(engine: sa.Engine, **kw: object) -> list[Event]:
 
 
 def test_fresh_database_is_at_head_and_matches_the_tables(engine: sa.Engine) -> None:
-    assert schema_revision(engine) == "0005"
+    assert schema_revision(engine) == "0006"
     ours = {t.__tablename__ for t in TABLES}
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert [d for d in diffs if ours & set(map(str, _tables_of(d)))] == []
     upgrade(engine)  # running it again on start is harmless
-    assert schema_revision(engine) == "0005"
+    assert schema_revision(engine) == "0006"
 
 
 def _tables_of(diff: object) -> list[str]:
@@ -134,7 +134,7 @@ def test_upgrading_an_older_schema_keeps_its_history(storage_url: str) -> None:
     engine.dispose()
 
     engine = open_database(storage_url, FAST)  # what the new app does on start
-    assert schema_revision(engine) == "0005"
+    assert schema_revision(engine) == "0006"
     (event,) = stored(engine)
     assert (event.id, event.sensor, event.packets, event.kind, event.dst_port) == (
         "a" * 32, "old-sensor", 42, "brute force", 22,
