@@ -40,8 +40,8 @@ class BehaviourConfig:
 @dataclass(frozen=True, slots=True)
 class BehaviourResult:
     """What one update found: the alerts that go out, and each record's behaviour score (the
-    largest of its scanner's, its guesser's and its pair's beaconing evidence as a share of their thresholds: 1.0
-    is where an alert is due), in the order the records were given."""
+    largest of its scanner's, its guesser's and its pair's beaconing evidence as a share of
+    their thresholds: 1.0 is where an alert is due), in the order the records were given."""
 
     alerts: list[BehaviourAlert]
     scores: list[float]

@@ -53,8 +53,8 @@ class BeaconConfig:
     window: float = 6 * 3600.0  # connections scored over this long (RITA: a day)
     min_window: float = 600.0  # ... and over at least this long, however new the input
     min_connections: int = 6  # in the window (RITA's unique_connection_threshold is 4)
-    threshold: float = 0.85  # beacon score to alert at (RITA's "medium" is 0.9, "low" 0.7)
-    high: float = 0.95  # ... and to call it high severity
+    threshold: float = 0.9  # beacon score to alert at: RITA's "medium" (its "low" is 0.7)
+    high: float = 0.95  # ... and to call it high severity (netids' own)
     bins: int = 24  # histogram bins over the window (RITA: the hours of a day)
     duration_min_bins: int = 6  # RITA's duration_min_hours_seen
     duration_ideal_bins: int = 12  # RITA's duration_consistency_ideal_hours_seen
@@ -67,7 +67,8 @@ class BeaconConfig:
     rescore_share: int = 8  # a pair of n connections is scored again after n / 8 more
 
     def __post_init__(self) -> None:
-        assert self.min_connections >= 4 and self.min_window > 0 and self.kept >= self.min_connections
+        assert self.min_connections >= 4 and self.kept >= self.min_connections
+        assert self.min_window > 0
         assert 0.0 < self.threshold <= self.high <= 1.0
 
 
@@ -90,6 +91,7 @@ class _Pair:
     seen: deque[tuple[float, int, str]] = field(default_factory=deque)  # ts, bytes, uid
     alerted: int = 0  # connections its last alert reported
     pending: int = 0  # connections since it was last scored
+    dropped: float = -math.inf  # newest connection let go for room: the history starts after
     share: float = 0.0  # its last score as a share of the threshold
 
 
@@ -101,8 +103,9 @@ class BeaconDetector:
     >>> calls = [record(ts=60.0 * i, uid=f"C{i}", orig_h="10.0.0.9", resp_h="203.0.113.7",
     ...                 resp_p=443, conn_state="SF", orig_ip_bytes=312) for i in range(41)]
     >>> alerts = [a for r in calls for a in d.observe(r)[0]]
-    >>> alerts[0].why
-    '11 connections from 10.0.0.9 to 203.0.113.7:443 every 60 s ± 0 s, 312 B sent each: beaconing score 1.00 (timing 1.00, size 1.00, histogram 1.00, duration 1.00)'
+    >>> print(alerts[0].why)  # doctest: +NORMALIZE_WHITESPACE
+    11 connections from 10.0.0.9 to 203.0.113.7:443 every 60 s ± 0 s, 312 B sent each:
+    beaconing score 1.00 (timing 1.00, size 1.00, histogram 1.00, duration 1.00)
     >>> [a.count for a in alerts]  # again once the evidence doubled (scored every n/8)
     [11, 23]
     """
@@ -136,8 +139,10 @@ class BeaconDetector:
         pair = self.pairs.get(key)
         seen = pair.seen
         seen.append((float(math.floor(r.ts)), r.orig_ip_bytes, r.uid))  # RITA's whole seconds
-        while seen and (seen[0][0] < r.ts - c.window or len(seen) > c.kept):
+        while seen and seen[0][0] < r.ts - c.window:
             seen.popleft()
+        if len(seen) > c.kept:
+            pair.dropped = seen.popleft()[0]
         if len(seen) < c.min_connections:
             pair.alerted, pair.pending, pair.share = 0, 0, 0.0
             return [], 0.0
@@ -145,7 +150,7 @@ class BeaconDetector:
         if pair.pending < max(1, len(seen) // c.rescore_share):  # a long history moves slowly
             return [], pair.share
         pair.pending = 0
-        start = min(max(self.start, r.ts - c.window), r.ts - c.min_window)
+        start = min(max(self.start, r.ts - c.window, pair.dropped), r.ts - c.min_window)
         score = beacon_score([s[0] for s in seen], [s[1] for s in seen], start, r.ts, c)
         pair.share = share = 0.0 if score is None else score.score / c.threshold
         if score is None or share < 1.0 or len(seen) < 2 * pair.alerted or self._learned(key):
