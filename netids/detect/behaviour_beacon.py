@@ -55,6 +55,7 @@ class BeaconConfig:
     min_connections: int = 6  # in the window (RITA's unique_connection_threshold is 4)
     threshold: float = 0.9  # beacon score to alert at: RITA's "medium" (its "low" is 0.7)
     high: float = 0.95  # ... and to call it high severity (netids' own)
+    base: float = 0.5  # RITA's "base": under it a pair is no beacon at all (a share of 0)
     bins: int = 24  # histogram bins over the window (RITA: the hours of a day)
     duration_min_bins: int = 6  # RITA's duration_min_hours_seen
     duration_ideal_bins: int = 12  # RITA's duration_consistency_ideal_hours_seen
@@ -69,7 +70,7 @@ class BeaconConfig:
     def __post_init__(self) -> None:
         assert self.min_connections >= 4 and self.kept >= self.min_connections
         assert self.min_window > 0
-        assert 0.0 < self.threshold <= self.high <= 1.0
+        assert 0.0 <= self.base < self.threshold <= self.high <= 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,8 @@ class BeaconDetector:
 
     def observe(self, r: ConnRecord) -> tuple[list[BehaviourAlert], float]:
         """Count one record: the alerts it completes (before suppression), and its pair's
-        beacon score as a share of the threshold (1.0: beaconing), 0.0 if not scored."""
+        beacon score's way from RITA's base to the threshold (1.0: beaconing; 0.0 at or
+        under the base, or not scored)."""
         c = self.config
         if r.in_progress or is_group_address(r.resp_h):
             return [], 0.0
@@ -152,7 +154,8 @@ class BeaconDetector:
         pair.pending = 0
         start = min(max(self.start, r.ts - c.window, pair.dropped), r.ts - c.min_window)
         score = beacon_score([s[0] for s in seen], [s[1] for s in seen], start, r.ts, c)
-        pair.share = share = 0.0 if score is None else score.score / c.threshold
+        pair.share = share = 0.0 if score is None else (
+            max(score.score - c.base, 0.0) / (c.threshold - c.base))
         if score is None or share < 1.0 or len(seen) < 2 * pair.alerted or self._learned(key):
             return [], share
         pair.alerted = len(seen)
