@@ -1,4 +1,4 @@
-"""Behaviour detectors (scans, slow scans, brute force) on the shared captures.
+"""Behaviour detectors (scans, slow scans, brute force, beacons) on the shared captures.
 
     .venv/bin/python bench/behaviour.py [--data ../shared/data] [--lab DIR ...]
 
@@ -41,15 +41,20 @@ from netids.detect.connections import ConnTracker  # noqa: E402
 from netids.detect.decode import decode  # noqa: E402
 
 KINDS = {"port_scan": "scan", "host_sweep": "scan", "ssh_bruteforce": "brute",
-         "ftp_bruteforce": "brute"}
+         "ftp_bruteforce": "brute", "c2": "beacon"}
 FAMILY = {"vertical_scan": "scan", "horizontal_scan": "scan", "scan": "scan",
-          "slow_scan": "scan", "brute_force": "brute", "login_after_guessing": "brute"}
+          "slow_scan": "scan", "brute_force": "brute", "login_after_guessing": "brute",
+          "beacon": "beacon"}
 
 
-def run(path: Path, keep_records: bool = False) -> tuple[list, list, float, float, int]:
+def run(path: Path, keep_records: bool = False, learned: list[ConnRecord] | None = None,
+        ) -> tuple[list, list, float, float, int]:
     """Alerts, per-record scores (with ``keep_records``: (ts, score) pairs), tracker and
-    detector seconds, and the records, for one file."""
+    detector seconds, and the records, for one file; with ``learned``, the detectors learn
+    those records' normal first."""
     tracker, detectors = ConnTracker(), BehaviourDetectors()
+    if learned is not None:
+        detectors.learn(learned)
     alerts: list[BehaviourAlert] = []
     scores: list = []
     track = detect = 0.0
@@ -112,6 +117,7 @@ def main() -> None:
             above += sum(s > threshold for s in scores)
         print(f"{kind:15} {len(files):8} {hit:9} {pos:8} {above / max(pos, 1):17.3f}")
     mixed(args.data, cost)
+    beacons(benign)
     for path in args.lab_attacks:
         lab_episodes(path, cost)
     print(f"\ncost: detectors {cost[1] * 1e6 / max(cost[2], 1):.1f} us/record against the "
@@ -147,6 +153,30 @@ def mixed(data: Path, cost: list[float]) -> None:
         print(f"    {a.kind} {a.why}")
     print(f"  alerts on attack episodes: {len(other)}: "
           + ", ".join(sorted({f'{a.kind}' for a in other})))
+
+
+def beacons(benign: list[Path]) -> None:
+    """Beacon alerts per hour on each benign capture, as is and after learning that capture
+    (the learned normal of a network watched over the same traffic)."""
+    print("\nbeacon alerts on benign captures: capture, hours, records, alerts (per hour) "
+          "without learn / with learn")
+    total = [0.0, 0, 0]
+    for path in benign:
+        tracker, records = ConnTracker(), []
+        for frames in read_batches(path, 4096):
+            records += tracker.update(decode(frames))
+        records += tracker.flush()
+        hours = _duration(path) / 3600
+        plain = [a for a in run(path)[0] if a.kind == "beacon"]
+        learned = [a for a in run(path, learned=records)[0] if a.kind == "beacon"]
+        total = [total[0] + hours, total[1] + len(plain), total[2] + len(learned)]
+        print(f"  {path.name:45} {hours:7.2f} h {len(records):6} {len(plain):3} "
+              f"({len(plain) / max(hours, 1e-9):.2f}) / {len(learned):3} "
+              f"({len(learned) / max(hours, 1e-9):.2f})")
+        for a in plain:
+            print(f"    {a.why}")
+    print(f"  all: {total[0]:.1f} h, {total[1]} alerts without learn "
+          f"({total[1] / total[0]:.3f} an hour), {total[2]} with ({total[2] / total[0]:.3f})")
 
 
 def lab_episodes(path: Path, cost: list[float]) -> None:

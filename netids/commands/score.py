@@ -323,8 +323,8 @@ class _EventSink:
     def summary(self) -> str:
         """Lines on the connections stored (none without ``--db``) and the behaviour alerts."""
         behaviour = self.sink.behaviour
-        alerts = (f"{behaviour.alerts:,} behaviour alerts (scans, brute force) stored as events\n"
-                  if behaviour is not None else "")
+        alerts = (f"{behaviour.alerts:,} behaviour alerts (scans, brute force, beacons) "
+                  "stored as events\n" if behaviour is not None else "")
         return (f"{self.sink.connections:,} connection records stored in the database\n"
                 if self.store else "") + alerts
 

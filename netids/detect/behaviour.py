@@ -2,8 +2,9 @@
 
 :class:`BehaviourDetectors` takes the :class:`~netids.detect.conn_records.ConnRecord` records
 the connection tracker emits and returns :class:`~netids.detect.behaviour_base.BehaviourAlert`
-alerts: scans, slow scans (:mod:`netids.detect.behaviour_scan`) and brute force
-(:mod:`netids.detect.behaviour_brute`), one alert per key per hour unless it escalates.
+alerts: scans, slow scans (:mod:`netids.detect.behaviour_scan`), brute force
+(:mod:`netids.detect.behaviour_brute`) and beaconing (:mod:`netids.detect.behaviour_beacon`),
+one alert per key per hour unless it escalates.
 Time is packet time (the records' own and ``now``), so a capture file gives what live capture
 would. ``learn`` takes the network's normal from benign records before detection starts.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netids.detect.behaviour_base import BehaviourAlert, Suppressor
+from netids.detect.behaviour_beacon import BeaconConfig, BeaconDetector
 from netids.detect.behaviour_brute import BruteConfig, BruteForceDetector
 from netids.detect.behaviour_scan import ScanConfig, ScanDetector
 from netids.detect.conn_records import ConnRecord
@@ -29,6 +31,7 @@ class BehaviourConfig:
 
     scan: ScanConfig = field(default_factory=ScanConfig)
     brute: BruteConfig = field(default_factory=BruteConfig)
+    beacon: BeaconConfig = field(default_factory=BeaconConfig)
     suppress_for: float = 3600.0  # one alert per key this long (Zeek's notice suppression)
     escalation: float = 10.0  # ... unless its evidence grew tenfold (Slips' log10 steps), or
     # its severity rose
@@ -37,15 +40,15 @@ class BehaviourConfig:
 @dataclass(frozen=True, slots=True)
 class BehaviourResult:
     """What one update found: the alerts that go out, and each record's behaviour score (the
-    larger of its scanner's and its guesser's evidence as a share of their thresholds: 1.0
-    is where an alert is due), in the order the records were given."""
+    largest of its scanner's, its guesser's and its pair's beaconing evidence as a share of
+    their thresholds: 1.0 is where an alert is due), in the order the records were given."""
 
     alerts: list[BehaviourAlert]
     scores: list[float]
 
 
 class BehaviourDetectors:
-    """Scans and brute force on connection records, with suppression.
+    """Scans, brute force and beaconing on connection records, with suppression.
 
     >>> from netids.detect.behaviour_base import record
     >>> d = BehaviourDetectors()
@@ -60,6 +63,7 @@ class BehaviourDetectors:
         self.config = c = config or BehaviourConfig()
         self.scans = ScanDetector(c.scan)
         self.brute = BruteForceDetector(c.brute)
+        self.beacons = BeaconDetector(c.beacon)
         self.suppressor = Suppressor(c.suppress_for, c.escalation)
         self.now = float("-inf")
 
@@ -67,6 +71,7 @@ class BehaviourDetectors:
         """Learn this network's normal from records of benign traffic (see each detector)."""
         self.scans.learn(records)
         self.brute.learn(records)
+        self.beacons.learn(records)
 
     def update(self, records: list[ConnRecord], now: float) -> list[BehaviourAlert]:
         """Count records (any order; an in-progress snapshot is counted by its final record,
@@ -85,8 +90,9 @@ class BehaviourDetectors:
                 continue
             scan_alerts, scan_score = self.scans.observe(r)
             brute_alerts, brute_score = self.brute.observe(r)
-            found += scan_alerts + brute_alerts
-            scores[i] = max(scan_score, brute_score)
+            beacon_alerts, beacon_score = self.beacons.observe(r)
+            found += scan_alerts + brute_alerts + beacon_alerts
+            scores[i] = max(scan_score, brute_score, beacon_score)
         alerts = [a for a in found
                   if self.suppressor.allow(a.key, a.last, a.severity, a.count)]
         return BehaviourResult(alerts, scores)

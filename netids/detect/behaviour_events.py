@@ -96,7 +96,7 @@ def alert_event(alert: BehaviourAlert, r: ConnRecord, threshold: float) -> Event
     ('brute force', '2001:db8::5', 22, 31, '31 SSH sessions ...')
     """
     dst, dst_port, dst_count = "", None, max(alert.count, len(alert.targets))
-    if alert.service is not None and alert.targets:  # brute force: "host:port"
+    if (alert.service is not None or alert.kind == "beacon") and alert.targets:  # "host:port"
         host, _, port = alert.targets[0].rpartition(":")
         dst, dst_port, dst_count = host, int(port), 1
     elif len(alert.targets) == 1:  # one host scanned

@@ -22,7 +22,8 @@ ATTACK_KINDS = frozenset({"ARP spoofing", "malformed packet", "bogus address", "
 # their detector's severity, stored as a score (behaviour_score), whatever the threshold
 BEHAVIOUR_KINDS = {"vertical_scan": "vertical scan", "horizontal_scan": "horizontal scan",
                    "scan": "host and port scan", "slow_scan": "slow scan",
-                   "brute_force": "brute force", "login_after_guessing": "login after guessing"}
+                   "brute_force": "brute force", "login_after_guessing": "login after guessing",
+                   "beacon": "beaconing"}
 BEHAVIOUR_NINES = {"low": 4.0, "medium": 6.0, "high": 8.0, "critical": 10.0}
 
 _BEHAVIOUR_NAMES = frozenset(BEHAVIOUR_KINDS.values())

@@ -86,7 +86,7 @@ def test_behaviour_events_go_to_the_eve_file_too(tmp_path: Path, shared_data: Pa
          "--out", str(tmp_path / "s.csv"), "--eve", str(eve), "--workers", "0"],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "1 behaviour alerts (scans, brute force) stored as events" in done.stderr
+    assert "1 behaviour alerts (scans, brute force, beacons) stored as events" in done.stderr
     lines = [json.loads(line) for line in eve.read_text().splitlines()]
     brute = [r for r in lines if r["netids"]["kind"] == "brute force"]
     assert [r["netids"]["state"] for r in brute] == ["new", "closed"]
