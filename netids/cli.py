@@ -89,7 +89,9 @@ def chosen_command(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     # `netids` when installed (pyproject.toml's console script), `app.py` in a checkout
     prog = "netids" if sys.argv and sys.argv[0].endswith("netids") else "app.py"
-    parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
+    # no abbreviations at the top: they would claim a command's own option (`score --learn`
+    # is not short for the app's `--learn-minutes`)
+    parser = _Parser(prog=prog, description=__doc__.splitlines()[0], allow_abbrev=False)
     _add_common(parser)
     ui_group = parser.add_argument_group("the app (when no command is given)")
     ui_group.add_argument("--host", default=None,

@@ -97,3 +97,11 @@ def test_ctrl_c_stops_the_app_without_a_traceback(tmp_path: Path) -> None:
     app.wait_http(f"http://127.0.0.1:{port}/")
     assert app.stop(signal.SIGINT) in (0, 130)  # 130: as a shell reports Ctrl-C
     assert "Traceback" not in app.log()
+
+
+def test_a_command_option_is_not_taken_for_an_abbreviation_of_an_app_option() -> None:
+    from netids.cli import build_parser
+
+    argv = ["score", str(SAMPLE), "--learn", "10", "--out", "x.csv"]
+    args = build_parser(argv).parse_args(argv)
+    assert args.learn == 10.0
