@@ -84,8 +84,11 @@ def test_the_summary_says_what_was_learned_and_what_was_scored(learned: Learned,
     cut = int(np.count_nonzero(ts < ts[0] + learned.seconds))
     remaining = ts[-1] - (ts[0] + learned.seconds)
     lines = learned.done.stderr.strip().splitlines()
-    assert lines[-1].startswith("state: ")  # the bounded tables' sizes, after the summary
-    lines = lines[:-1]
+    # the bounded tables' sizes follow the summary, then what connections gave (with --db)
+    state = next(i for i, line in enumerate(lines) if line.startswith("state: "))
+    assert all(line.endswith(("stored in the database", "stored as events"))
+               for line in lines[state + 1:]), lines[state:]
+    lines = lines[:state]
     assert lines[-3] == (f"note: {learned.seconds} s is less than 3 times the slowest context "
                         "window (100 s): slow statistics are still settling when learning ends, "
                         "expect more false alarms; learn 300 s or more when the capture is long "
