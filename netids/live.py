@@ -141,7 +141,7 @@ def publish(live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
     live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
     live.packets_per_second, live.rate_mark = last_second_rate(
         live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)
-    live.session_events = sink.aggregator.opened
+    live.session_events = sink.opened
     live.tables = sink.tables(pipeline)
     live.conn_missed = sink.conns.missed if sink.conns is not None else 0
     adapter = pipeline.adapter

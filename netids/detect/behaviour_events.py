@@ -44,6 +44,7 @@ class BehaviourEvents:
         self.capacity = capacity
         self.open: OrderedDict[str, EventUpdate] = OrderedDict()  # alert key -> its event
         self.alerts = 0  # alerts turned into events or event updates
+        self.opened = 0  # events opened so far (an escalation updates its event)
 
     def update(self, records: list[ConnRecord], now: float,
                threshold: float) -> tuple[list[EventUpdate], list[EventUpdate]]:
@@ -75,6 +76,8 @@ class BehaviourEvents:
                 score_mean=max(old.score_mean, fresh.score_mean))
         elif old is not None:
             closed.append(old)
+        if old is None or fresh.id != old.id:
+            self.opened += 1
         self.open[alert.key] = fresh
         while len(self.open) > self.capacity:
             closed.append(self.open.popitem(last=False)[1])

@@ -44,6 +44,11 @@ class EventSink:
         self._threshold = 1.0  # the packet model's last threshold, kept with behaviour events
         self.rules = RuleBook(store.engine) if store is not None else None
 
+    @property
+    def opened(self) -> int:
+        """Events this stream opened, of the packet model and of the behaviour detectors."""
+        return self.aggregator.opened + (self.behaviour.opened if self.behaviour else 0)
+
     def add(self, scored: ScoredBatch) -> list[EventUpdate]:
         """Fold in one batch, in stream order; return the events it opened, grew or closed."""
         updates = self.aggregator.add(scored)

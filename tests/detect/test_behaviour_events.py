@@ -32,6 +32,7 @@ def test_an_escalating_scan_updates_one_event_and_a_later_one_opens_another() ->
     (again,), _ = b.update(probes(8000.0, range(1, 26)), now=8025.0, threshold=0.999)
     assert again.id != first.id and again.first_seen == 8000.0
     assert [c.id for c in b.flush()] == [again.id] and not b.open
+    assert b.opened == 2  # the escalation updated its event
 
 
 def test_login_after_guessing_is_an_event_of_its_own() -> None:
