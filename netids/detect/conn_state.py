@@ -219,7 +219,7 @@ class TcpState:
             return "RSTRH" if o_inactive else "RSTR"
         if os_ == RESET:
             if r_inactive:
-                return "RSTOS0" if _RSTOS0.fullmatch(self.history) else "OTH"
+                return "RSTOS0" if rstos0(self.history) else "OTH"
             return "RSTO"
         if rs == CLOSED and os_ == CLOSED:
             return "SF"
@@ -232,6 +232,11 @@ class TcpState:
         if os_ == ESTABLISHED and rs == ESTABLISHED:
             return "S1"
         return "OTH"
+
+
+def rstos0(history: str) -> bool:
+    """Zeek's test for RSTOS0: a SYN from the originator, then its RST, no SYN-ACK."""
+    return _RSTOS0.fullmatch(history) is not None
 
 
 def udp_conn_state(orig_pkts: int, resp_pkts: int) -> str:

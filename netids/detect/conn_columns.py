@@ -1,0 +1,156 @@
+"""The tracker's records as columns, made into :class:`ConnRecord` objects only when read.
+
+Building a frozen record (its uid, two addresses as text, 22 fields) costs a few
+microseconds: more than the tracker spends on a connection, and a flood of spoofed SYNs
+emits one per packet. So :meth:`ConnTracker.update` returns :class:`ConnRecords`: a
+sequence that holds the records' columns (numpy arrays) and builds the records the first
+time it is indexed or iterated. It behaves as the list it stands for (``len``, indexing,
+iteration, ``==`` and ``+`` with lists); :func:`zeek_text` writes the log lines straight
+from the columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
+
+from netids.detect.conn_records import SERVICES, ConnRecord, make_uids, zeek_line
+from netids.detect.packets import format_ip
+
+
+@dataclass(frozen=True, slots=True)
+class ConnColumns:
+    """Records of ``len(ts)`` connections, one row each, as they stood when written."""
+
+    ts: np.ndarray  # first packet
+    serial: np.ndarray  # the connection's number in the run; the uid derives from it
+    seed: int
+    addr: np.ndarray  # uint64 [n, 4]: orig hi, lo, resp hi, lo
+    ports: np.ndarray  # [n, 2]: orig, resp
+    proto: list[str]  # "tcp", "udp", "icmp"
+    duration: np.ndarray  # seconds; 0 for a connection that lasted no time (unset in the log)
+    bytes: np.ndarray  # [n, 2] payload bytes, orig and resp
+    conn_state: list[str]
+    history: list[str | None]
+    pkts: np.ndarray  # [n, 2]
+    ip_bytes: np.ndarray  # [n, 2]
+    sizes: np.ndarray  # [n, 2, k]: the first payload sizes each way
+    nsizes: np.ndarray  # [n, 2]: how many of them are set
+    in_progress: bool
+    ended: str
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def records(self) -> list[ConnRecord]:
+        """The rows as :class:`ConnRecord` objects."""
+        rows = self._lists()
+        ended, progress = self.ended, self.in_progress
+        return [ConnRecord(
+            ts=ts, uid=uid, orig_h=oh, orig_p=op, resp_h=rh, resp_p=rp, proto=proto,
+            service=SERVICES.get((proto, rp)), duration=dur if dur > 0 else None,
+            orig_bytes=ob if dur > 0 else None, resp_bytes=rb if dur > 0 else None,
+            conn_state=state, missed_bytes=0, history=hist, orig_pkts=opk,
+            orig_ip_bytes=oip, resp_pkts=rpk, resp_ip_bytes=rip, orig_sizes=tuple(osz),
+            resp_sizes=tuple(rsz), in_progress=progress, ended=ended)
+            for ts, uid, oh, op, rh, rp, proto, dur, ob, rb, state, hist, opk, oip, rpk, rip,
+            osz, rsz in rows]
+
+    def _lists(self) -> zip[tuple]:  # type: ignore[type-arg]
+        """The columns as Python values, row by row, in ConnRecord's field order."""
+        addr = self.addr
+        sizes = [[row[:k] for row, k in zip(self.sizes[:, i].tolist(),
+                                             self.nsizes[:, i].tolist(), strict=True)]
+                 for i in range(2)]
+        return zip(self.ts.tolist(), make_uids(self.seed, self.serial),
+                   format_ips(addr[:, 0], addr[:, 1]), self.ports[:, 0].tolist(),
+                   format_ips(addr[:, 2], addr[:, 3]), self.ports[:, 1].tolist(), self.proto,
+                   self.duration.tolist(), self.bytes[:, 0].tolist(),
+                   self.bytes[:, 1].tolist(), self.conn_state, self.history,
+                   self.pkts[:, 0].tolist(), self.ip_bytes[:, 0].tolist(),
+                   self.pkts[:, 1].tolist(), self.ip_bytes[:, 1].tolist(), sizes[0], sizes[1],
+                   strict=True)
+
+
+class ConnRecords(Sequence[ConnRecord]):
+    """Records the tracker wrote, as columns, built into :class:`ConnRecord` on first use.
+
+    >>> ConnRecords([]) == [], len(ConnRecords([])), ConnRecords([]) + []
+    (True, 0, [])
+    """
+
+    __hash__ = None  # type: ignore[assignment]  # compared as the list it stands for
+
+    def __init__(self, parts: list[ConnColumns]) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self._built: list[ConnRecord] | None = None
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def records(self) -> list[ConnRecord]:
+        if self._built is None:
+            self._built = [r for p in self.parts for r in p.records()]
+        return self._built
+
+    @overload
+    def __getitem__(self, index: int) -> ConnRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ConnRecord]: ...
+    def __getitem__(self, index: int | slice) -> ConnRecord | list[ConnRecord]:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[ConnRecord]:
+        return iter(self.records())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ConnRecords | list | tuple):
+            return self.records() == list(other)
+        return NotImplemented
+
+    def __add__(self, other: Sequence[ConnRecord]) -> list[ConnRecord]:
+        return self.records() + list(other)
+
+    def __radd__(self, other: Sequence[ConnRecord]) -> list[ConnRecord]:
+        return list(other) + self.records()
+
+    def __repr__(self) -> str:
+        return repr(self.records())
+
+
+def zeek_text(records: Sequence[ConnRecord]) -> str:
+    """The log lines of ``records`` (each ending in a newline), as :func:`zeek_line` writes
+    them; from the columns when ``records`` came from the tracker."""
+    if isinstance(records, ConnRecords) and records._built is None:
+        return "".join(_zeek_lines(p) for p in records.parts)
+    return "".join(zeek_line(r) + "\n" for r in records)
+
+
+def _zeek_lines(c: ConnColumns) -> str:
+    def opt(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    def sizes(values: list[int]) -> str:
+        return ",".join(map(str, values)) if values else "(empty)"
+
+    tail = ("T\t" if c.in_progress else "F\t") + (c.ended or "-") + "\n"
+    return "".join(
+        f"{ts:.6f}\t{uid}\t{oh}\t{op}\t{rh}\t{rp}\t{proto}\t{opt(SERVICES.get((proto, rp)))}\t"
+        + (f"{dur:.6f}\t{ob}\t{rb}\t" if dur > 0 else "-\t-\t-\t")
+        + f"{state}\t0\t{opt(hist)}\t{opk}\t{oip}\t{rpk}\t{rip}\t{sizes(osz)}\t{sizes(rsz)}\t"
+        + tail
+        for ts, uid, oh, op, rh, rp, proto, dur, ob, rb, state, hist, opk, oip, rpk, rip, osz,
+        rsz in c._lists())
+
+
+def format_ips(hi: np.ndarray, lo: np.ndarray) -> list[str]:
+    """:func:`format_ip` of every pair, each distinct address formatted once."""
+    if not len(hi):
+        return []
+    pairs = np.stack([hi, lo], axis=1)
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    text = [format_ip(h, low) for h, low in uniq.tolist()]
+    return [text[i] for i in inverse.reshape(-1).tolist()]
