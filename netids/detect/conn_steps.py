@@ -75,8 +75,20 @@ class TcpTable:
         self.closed_at[slots] = np.nan
         self.hist[slots, 0] = np.where(flipped, ord("^"), 0)
         self.hlen[slots] = flipped
-        for s in slots.tolist():
-            self.spill.pop(s, None)
+        if self.spill:
+            for s in slots.tolist():
+                self.spill.pop(s, None)
+
+    def open_syn(self, slots: np.ndarray, seq: np.ndarray) -> None:
+        """New connections (just :meth:`reset`, not flipped) whose first packet is a SYN
+        without ACK, FIN or RST: its step, as TcpState.step takes it (state SYN_SENT,
+        history ``S``), without a round. The first packet of most connections, and of
+        every connection of a SYN flood."""
+        self.state[slots, 0] = SYN_SENT
+        self.seen[slots] = 1 << (2 * _S)
+        self.last_syn[slots, 0] = seq
+        self.hist[slots, 0] = ord("S")
+        self.hlen[slots] = 1
 
     def roles(self, slots: np.ndarray) -> np.ndarray:
         """Endpoint states of ``slots`` as [originator, responder]."""

@@ -74,7 +74,15 @@ _UDP_STATES = np.array(["OTH", "S0", "SHR", "SF"], dtype=object)
 _UDP_HISTORY = np.array(["", "D", "d", "Dd", "^", "^D", "^d", "^dD"], dtype=object)
 
 
-_LIKELY = {PROTO_TCP: np.array(SERVER_PORTS["tcp"]), PROTO_UDP: np.array(SERVER_PORTS["udp"])}
+def _port_table(ports: list[int]) -> np.ndarray:
+    table = np.zeros(1 << 16, dtype=bool)
+    table[ports] = True
+    return table
+
+
+# the likely server ports of each protocol, as a table indexed by port
+_LIKELY = {PROTO_TCP: _port_table(SERVER_PORTS["tcp"]),
+           PROTO_UDP: _port_table(SERVER_PORTS["udp"])}
 
 
 class ConnTracker:
@@ -161,10 +169,12 @@ class ConnTracker:
         slots_u, new = self.table.lookup(keys[starts], last)
         self.table.hits[slots_u] += counts - 1
         slot = np.repeat(slots_u, counts)
-        if new.any():
-            self._open(p, rows[starts[new]], slots_u[new], src_low[starts[new]],
-                       ports[starts[new]])
         tcp = p.proto[rows] == PROTO_TCP
+        if new.any():
+            first = starts[new]
+            # a connection opened by a plain SYN has taken that SYN's step already
+            tcp[first[self._open(p, rows[first], slots_u[new], src_low[first],
+                                 ports[first])]] = False
         if tcp.any():
             self._tcp(p, rows[tcp], slot[tcp], src_low[tcp])
         self._count(p, rows, slots_u, counts, src_low == self.orig_low[slot], last)
@@ -183,13 +193,14 @@ class ConnTracker:
                                                             + c.attempt_delay), due)
 
     def _open(self, p: PacketBatch, rows: np.ndarray, slots: np.ndarray, src_low: np.ndarray,
-              ports: np.ndarray) -> None:
-        """New connections, from their first packet: who originated it, and clean counters."""
+              ports: np.ndarray) -> np.ndarray:
+        """New connections, from their first packet: who originated it, and clean counters.
+        Returns where that packet was a plain SYN, stepped already (TcpTable.open_syn)."""
         proto = p.proto[rows]
         flags = p.tcp_flags[rows]
         flip = np.zeros(len(rows), dtype=bool)
         for num, likely in _LIKELY.items():
-            src, dst = np.isin(ports[:, 0], likely), np.isin(ports[:, 1], likely)
+            src, dst = likely[ports[:, 0] & 0xFFFF], likely[ports[:, 1] & 0xFFFF]
             if num == PROTO_TCP:  # Zeek's TCPAnalyzer::WantConnection
                 partial = (flags & SYN == 0) | (flags & ACK != 0)
                 both = ~(flags & SYN != 0) & (ports[:, 0] < ports[:, 1])
@@ -216,7 +227,11 @@ class ConnTracker:
         self.tcp_flips[slots] = False
         self.serial[slots] = np.arange(self.opened + 1, self.opened + 1 + len(slots))
         self.opened += len(slots)
-        self.tcp.reset(slots, flip & (proto == PROTO_TCP))
+        tcp = proto == PROTO_TCP
+        self.tcp.reset(slots, flip & tcp)
+        syn = tcp & ((flags & (SYN | ACK | FIN | RST)) == SYN)
+        self.tcp.open_syn(slots[syn], p.seq[rows[syn]])
+        return syn
 
     def _tcp(self, p: PacketBatch, rows: np.ndarray, slot: np.ndarray,
              src_low: np.ndarray) -> None:

@@ -96,9 +96,14 @@ class KeyTable:
             self.used[new_slots] = True
             self.slot_of.update(zip(uniq[missing].tolist(), new_slots.tolist(), strict=True))
         slots = uslots[inverse.reshape(-1)]
-        np.maximum.at(self.last_seen, slots, ts)
-        np.minimum.at(self.first_seen, slots, ts)
-        self.hits += np.bincount(slots, minlength=self.capacity)
+        if len(uniq) == len(keys):  # one packet a key (a caller that grouped them first)
+            self.last_seen[slots] = np.maximum(self.last_seen[slots], ts)
+            self.first_seen[slots] = np.minimum(self.first_seen[slots], ts)
+            self.hits[slots] += 1
+        else:
+            np.maximum.at(self.last_seen, slots, ts)
+            np.minimum.at(self.first_seen, slots, ts)
+            self.hits += np.bincount(slots, minlength=self.capacity)
         first_seen = np.zeros(len(keys), dtype=bool)
         first_seen[first[missing]] = True
         return slots, first_seen
