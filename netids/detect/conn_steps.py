@@ -46,6 +46,37 @@ _CODE = np.frombuffer(b"SFRDAIQ", dtype=np.uint8)  # the letter of each kind (S:
 _LOWER = 32  # ASCII: lower case is upper case + 32
 
 
+def _kind_table() -> np.ndarray:
+    """update_history's branch by FIN, SYN, RST and ACK (flags & 0x17): the kind of letter,
+    -2 where it depends on the payload (D with data, A with ACK, none without)."""
+    table = np.full(0x18, -2, dtype=np.int64)
+    for f in range(0x18):
+        syn, fin, rst = bool(f & SYN), bool(f & FIN), bool(f & RST)
+        if syn + fin + rst > 1:
+            table[f] = _I if fin and rst else _Q
+        elif syn + fin + rst == 1:
+            table[f] = _S if syn else _F if fin else _R
+    return table
+
+
+def _state_table() -> np.ndarray:
+    """TcpState.conn_state by [originator state, responder state, no bytes either way], from
+    TcpState itself; "" where the history decides (RSTOS0 or OTH)."""
+    names = np.empty((7, 7, 2), dtype=object)
+    for os_, rs, empty in np.ndindex(names.shape):
+        state = TcpState()
+        state.orig.state, state.resp.state = os_, rs
+        names[os_, rs, empty] = state.conn_state(0 if empty else 1, 0)
+        state.history = "SR"
+        if state.conn_state(0 if empty else 1, 0) != names[os_, rs, empty]:
+            names[os_, rs, empty] = ""
+    return names
+
+
+_KINDS = _kind_table()
+_STATES = _state_table()
+
+
 class TcpTable:
     """The TCP state of ``capacity`` connection slots, as Zeek's rules update it."""
 
@@ -157,11 +188,9 @@ class TcpTable:
                  size: np.ndarray, fl: np.ndarray) -> np.ndarray:
         """Zeek's ``update_history`` for one packet each; returns where the roles flipped
         (a connection begun by a SYN-ACK, then productive traffic: ``^h``)."""
-        syn, fin, rst, ack = ((flags & bit) != 0 for bit in (SYN, FIN, RST, ACK))
-        bits = syn.astype(np.int64) + fin + rst
-        one = bits == 1
-        kind = np.select([bits > 1, one & syn, one & fin, one & rst, size > 0, ack],
-                         [np.where(fin & rst, _I, _Q), _S, _F, _R, _D, _A], -1)
+        ack = (flags & ACK) != 0
+        kind = _KINDS[flags & (SYN | FIN | RST | ACK)]
+        kind = np.where(kind == -2, np.where(size > 0, _D, np.where(ack, _A, -1)), kind)
         hlen = self.hlen[s]
         rewrite = (((kind == _D) | (kind == _A)) & (hlen == 1)
                    & (self.hist[s, 0] == ord("H")))
@@ -207,20 +236,11 @@ class TcpTable:
                    resp_bytes: np.ndarray) -> list[str]:
         """Zeek's ``conn_state`` of ``slots`` (TcpState.conn_state, as arrays)."""
         os_, rs = self.roles(slots).T
-        o_in = (os_ == INACTIVE) | (os_ == PARTIAL)
-        r_in = (rs == INACTIVE) | (rs == PARTIAL)
-        rej = (os_ == SYN_SENT) | (os_ == SYN_ACK_SENT) | (
-            (os_ == RESET) & (orig_bytes == 0) & (resp_bytes == 0))
-        cases = [(rs == RESET) & rej, (rs == RESET) & o_in, rs == RESET,
-                 (os_ == RESET) & r_in, os_ == RESET, (rs == CLOSED) & (os_ == CLOSED),
-                 (os_ == CLOSED) & r_in, os_ == CLOSED, (rs == CLOSED) & o_in, rs == CLOSED,
-                 (os_ == SYN_SENT) & (rs == INACTIVE),
-                 (os_ == ESTABLISHED) & (rs == ESTABLISHED)]
-        names = np.array(["REJ", "RSTRH", "RSTR", "?", "RSTO", "SF", "SH", "S2", "SHR", "S3",
-                          "S0", "S1", "OTH"])
-        out = names[np.select(cases, np.arange(len(cases)), len(cases))].tolist()
-        for i in np.flatnonzero(~(rs == RESET) & (os_ == RESET) & r_in).tolist():
-            out[i] = "RSTOS0" if rstos0(self.history(slots[i:i + 1])[0]) else "OTH"
+        empty = ((orig_bytes == 0) & (resp_bytes == 0)).astype(np.intp)
+        out = _STATES[os_, rs, empty].tolist()
+        if "" in out:
+            for i in [i for i, name in enumerate(out) if not name]:
+                out[i] = "RSTOS0" if rstos0(self.history(slots[i:i + 1])[0]) else "OTH"
         return out
 
     # -- the reference object, for the few ---------------------------------------------------

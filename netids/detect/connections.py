@@ -248,7 +248,7 @@ class ConnTracker:
         # the sender's endpoint, as TcpTable holds them: column 0 originated at creation
         col = (src_low[idx] ^ self.orig_low[at] ^ self.tcp_flips[at]).astype(np.intp)
         self.tcp.step(at, col, flags[idx], p.seq[rows[idx]], size[idx], p.ts[rows[idx]])
-        touched = np.unique(at)
+        touched = at[np.r_[True, at[1:] != at[:-1]]]  # packets come grouped by connection
         for s in touched[self.tcp.flipped[touched] != self.tcp_flips[touched]].tolist():
             self.tcp_flips[s] = not self.tcp_flips[s]
             self._swap(s)

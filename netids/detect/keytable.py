@@ -16,6 +16,7 @@ like new ones (a table of nothing but old keys still takes new ones).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
@@ -116,8 +117,7 @@ class KeyTable:
     def release(self, slots: np.ndarray) -> None:
         """Free ``slots`` now (their keys ended), without counting them as evicted."""
         slots = np.asarray(slots, dtype=np.int64)
-        for key in self.key_of[slots].tolist():
-            del self.slot_of[key]
+        deque(map(self.slot_of.__delitem__, self.key_of[slots].tolist()), maxlen=0)
         self._clear(slots)
 
     def established(self) -> np.ndarray:
@@ -146,8 +146,7 @@ class KeyTable:
         victims = np.argpartition(age, count - 1)[:count]
         if self.on_evict is not None:
             self.on_evict(victims)
-        for key in self.key_of[victims].tolist():
-            del self.slot_of[key]
+        deque(map(self.slot_of.__delitem__, self.key_of[victims].tolist()), maxlen=0)
         self._clear(victims)
         self.evicted += count
 
