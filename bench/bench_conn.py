@@ -102,7 +102,8 @@ def main() -> None:
             print(f"{name:<15} {n:>8,} {records:>8,} {dec:>7.3f} "
                   + "  ".join(f"{track[k]:>8.3f} ({track[k] / dec:4.2f})" for k in USES))
         rss_growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
-        arrays = sum(v.nbytes for v in vars(tracker).values() if hasattr(v, "nbytes"))
+        arrays = sum(v.nbytes for part in (tracker, tracker.tcp) for v in vars(part).values()
+                     if hasattr(v, "nbytes"))  # its own and its TCP state's
         print(f"flood state: {tracker.held_at_end:,}/{tracker.config.capacity:,} connections "
               f"held before the flush, {tracker.evicted:,} written early (evicted); tracker "
               f"arrays {arrays / 2**20:.1f} MiB; peak RSS grew {rss_growth:.0f} MiB over all "
