@@ -39,16 +39,26 @@ class ConnColumns:
     ip_bytes: np.ndarray  # [n, 2]
     sizes: np.ndarray  # [n, 2, k]: the first payload sizes each way
     nsizes: np.ndarray  # [n, 2]: how many of them are set
-    in_progress: bool
-    ended: str
+    in_progress: list[bool]
+    ended: list[str]  # "" for an in-progress snapshot
+
+    @classmethod
+    def concat(cls, parts: list[ConnColumns]) -> ConnColumns:
+        """One block of the rows of ``parts``, in order (each block costs a few numpy calls
+        whatever its size, so a batch's records are read as one)."""
+        if len(parts) == 1:
+            return parts[0]
+        lists = ("proto", "conn_state", "history", "in_progress", "ended")
+        return cls(**{name: [v for p in parts for v in getattr(p, name)] if name in lists
+                      else parts[0].seed if name == "seed"
+                      else np.concatenate([getattr(p, name) for p in parts])
+                      for name in cls.__dataclass_fields__})
 
     def __len__(self) -> int:
         return len(self.ts)
 
     def records(self) -> list[ConnRecord]:
         """The rows as :class:`ConnRecord` objects."""
-        rows = self._lists()
-        ended, progress = self.ended, self.in_progress
         return [ConnRecord(
             ts=ts, uid=uid, orig_h=oh, orig_p=op, resp_h=rh, resp_p=rp, proto=proto,
             service=SERVICES.get((proto, rp)), duration=dur if dur > 0 else None,
@@ -57,7 +67,7 @@ class ConnColumns:
             orig_ip_bytes=oip, resp_pkts=rpk, resp_ip_bytes=rip, orig_sizes=osz,
             resp_sizes=rsz, in_progress=progress, ended=ended)
             for ts, uid, oh, op, rh, rp, proto, dur, ob, rb, state, hist, opk, oip, rpk, rip,
-            osz, rsz in rows]
+            osz, rsz, progress, ended in self._lists()]
 
     def _lists(self) -> zip[tuple]:  # type: ignore[type-arg]
         """The columns as Python values, row by row, in ConnRecord's field order."""
@@ -70,7 +80,7 @@ class ConnColumns:
                    self.bytes[:, 1].tolist(), self.conn_state, self.history,
                    self.pkts[:, 0].tolist(), self.ip_bytes[:, 0].tolist(),
                    self.pkts[:, 1].tolist(), self.ip_bytes[:, 1].tolist(), sizes[0], sizes[1],
-                   strict=True)
+                   self.in_progress, self.ended, strict=True)
 
 
 class ConnRecords(Sequence[ConnRecord]):
@@ -83,7 +93,8 @@ class ConnRecords(Sequence[ConnRecord]):
     __hash__ = None  # type: ignore[assignment]  # compared as the list it stands for
 
     def __init__(self, parts: list[ConnColumns]) -> None:
-        self.parts = [p for p in parts if len(p)]
+        parts = [p for p in parts if len(p)]
+        self.parts = [ConnColumns.concat(parts)] if parts else []
         self._built: list[ConnRecord] | None = None
 
     def __len__(self) -> int:
@@ -134,14 +145,13 @@ def _zeek_lines(c: ConnColumns) -> str:
     def sizes(values: tuple[int, ...]) -> str:
         return ",".join(map(str, values)) if values else "(empty)"
 
-    tail = ("T\t" if c.in_progress else "F\t") + (c.ended or "-") + "\n"
     return "".join(
         f"{ts:.6f}\t{uid}\t{oh}\t{op}\t{rh}\t{rp}\t{proto}\t{opt(SERVICES.get((proto, rp)))}\t"
         + (f"{dur:.6f}\t{ob}\t{rb}\t" if dur > 0 else "-\t-\t-\t")
         + f"{state}\t0\t{opt(hist)}\t{opk}\t{oip}\t{rpk}\t{rip}\t{sizes(osz)}\t{sizes(rsz)}\t"
-        + tail
+        + ("T\t" if progress else "F\t") + (ended or "-") + "\n"
         for ts, uid, oh, op, rh, rp, proto, dur, ob, rb, state, hist, opk, oip, rpk, rip, osz,
-        rsz in c._lists())
+        rsz, progress, ended in c._lists())
 
 
 def _sizes(sizes: np.ndarray, held: np.ndarray) -> list[tuple[int, ...]]:

@@ -351,5 +351,5 @@ class ConnTracker:
             ports=self.ports[slots], proto=[PROTO_TEXT[p] for p in proto.tolist()],
             duration=last - start, bytes=size, conn_state=state.tolist(),
             history=history.tolist(), pkts=pkts, ip_bytes=self.ip_bytes[slots],
-            sizes=self.sizes[slots], nsizes=self.nsizes[slots], in_progress=in_progress,
-            ended=ended)
+            sizes=self.sizes[slots], nsizes=self.nsizes[slots],
+            in_progress=[in_progress] * len(slots), ended=[ended] * len(slots))
