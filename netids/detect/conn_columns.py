@@ -139,19 +139,32 @@ def zeek_text(records: Sequence[ConnRecord]) -> str:
 
 
 def _zeek_lines(c: ConnColumns) -> str:
-    def opt(value: object) -> str:
-        return "-" if value is None else str(value)
-
-    def sizes(values: tuple[int, ...]) -> str:
-        return ",".join(map(str, values)) if values else "(empty)"
-
+    """zeek_line of every row, without building the records (one f-string a row)."""
+    addr = c.addr
+    sizes = [_size_text(c.sizes[:, i], c.nsizes[:, i]) for i in range(2)]
+    rows = zip(c.ts.tolist(), make_uids(c.seed, c.serial), format_ips(addr[:, 0], addr[:, 1]),
+               c.ports[:, 0].tolist(), format_ips(addr[:, 2], addr[:, 3]),
+               c.ports[:, 1].tolist(), c.proto, c.duration.tolist(), c.bytes[:, 0].tolist(),
+               c.bytes[:, 1].tolist(), c.conn_state, c.history, c.pkts[:, 0].tolist(),
+               c.ip_bytes[:, 0].tolist(), c.pkts[:, 1].tolist(), c.ip_bytes[:, 1].tolist(),
+               sizes[0], sizes[1], c.in_progress, c.ended, strict=True)
     return "".join(
-        f"{ts:.6f}\t{uid}\t{oh}\t{op}\t{rh}\t{rp}\t{proto}\t{opt(SERVICES.get((proto, rp)))}\t"
+        f"{ts:.6f}\t{uid}\t{oh}\t{op}\t{rh}\t{rp}\t{proto}\t{SERVICES.get((proto, rp), '-')}\t"
         + (f"{dur:.6f}\t{ob}\t{rb}\t" if dur > 0 else "-\t-\t-\t")
-        + f"{state}\t0\t{opt(hist)}\t{opk}\t{oip}\t{rpk}\t{rip}\t{sizes(osz)}\t{sizes(rsz)}\t"
-        + ("T\t" if progress else "F\t") + (ended or "-") + "\n"
+        + f"{state}\t0\t{hist or '-'}\t{opk}\t{oip}\t{rpk}\t{rip}\t{osz}\t{rsz}\t"
+          f"{'T' if progress else 'F'}\t{ended or '-'}\n"
         for ts, uid, oh, op, rh, rp, proto, dur, ob, rb, state, hist, opk, oip, rpk, rip, osz,
-        rsz, progress, ended in c._lists())
+        rsz, progress, ended in rows)
+
+
+def _size_text(sizes: np.ndarray, held: np.ndarray) -> list[str]:
+    """The first ``held[i]`` values of each row of ``sizes`` as the log writes a vector."""
+    out = ["(empty)"] * len(held)
+    rows = np.flatnonzero(held > 0)
+    for i, row, k in zip(rows.tolist(), sizes[rows].tolist(), held[rows].tolist(),
+                         strict=True):
+        out[i] = ",".join(map(str, row[:k]))
+    return out
 
 
 def _sizes(sizes: np.ndarray, held: np.ndarray) -> list[tuple[int, ...]]:
