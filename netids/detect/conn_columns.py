@@ -12,7 +12,7 @@ from the columns.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import overload
 
 import numpy as np
@@ -49,10 +49,11 @@ class ConnColumns:
         if len(parts) == 1:
             return parts[0]
         lists = ("proto", "conn_state", "history", "in_progress", "ended")
+        names = [f.name for f in fields(cls)]
         return cls(**{name: [v for p in parts for v in getattr(p, name)] if name in lists
                       else parts[0].seed if name == "seed"
                       else np.concatenate([getattr(p, name) for p in parts])
-                      for name in cls.__dataclass_fields__})
+                      for name in names})
 
     def __len__(self) -> int:
         return len(self.ts)
