@@ -179,13 +179,36 @@ def _sizes(sizes: np.ndarray, held: np.ndarray) -> list[tuple[int, ...]]:
 
 
 def format_ips(hi: np.ndarray, lo: np.ndarray) -> list[str]:
-    """:func:`format_ip` of every pair (IPv4 from the columns, without a call each).
+    """:func:`format_ip` of every pair (IPv4 assembled as bytes by numpy, no call each).
 
     >>> format_ips(np.array([0, 0], np.uint64), np.array([0xFFFF_0A00_0001, 0], np.uint64))
     ['10.0.0.1', '']
     """
     v4 = (hi == IPV4_MAPPED_HI) & ((lo >> np.uint64(32)) == 0xFFFF)
-    if v4.all():
-        octets = (lo[:, None] >> np.array([24, 16, 8, 0], np.uint64)) & np.uint64(255)
-        return [f"{a}.{b}.{c}.{d}" for a, b, c, d in octets.tolist()]
-    return [format_ip(h, low) for h, low in zip(hi.tolist(), lo.tolist(), strict=True)]
+    if not v4.all():
+        return [format_ip(h, low) for h, low in zip(hi.tolist(), lo.tolist(), strict=True)]
+    octets = ((lo[:, None] >> np.array([24, 16, 8, 0], np.uint64)) & np.uint64(255)).astype(
+        np.intp)
+    digits, width = _OCTETS[octets], _OCTET_WIDTH[octets]  # [n, 4, 3], [n, 4]
+    text = np.zeros((len(lo), 16), dtype=np.uint8)
+    rows, pos = np.arange(len(lo)), np.zeros(len(lo), dtype=np.intp)
+    for k in range(4):
+        for j in range(3):
+            m = j < width[:, k]
+            text[rows[m], pos[m] + j] = digits[m, k, j]
+        pos += width[:, k]
+        if k < 3:
+            text[rows, pos] = ord(".")
+            pos += 1
+    return text.view("S16").ravel().astype(str).tolist()
+
+
+def _octet_digits() -> tuple[np.ndarray, np.ndarray]:
+    digits = np.zeros((256, 3), dtype=np.uint8)
+    for value in range(256):
+        text = str(value).encode()
+        digits[value, :len(text)] = list(text)
+    return digits, np.array([len(str(v)) for v in range(256)])
+
+
+_OCTETS, _OCTET_WIDTH = _octet_digits()

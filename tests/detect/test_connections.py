@@ -15,13 +15,14 @@ from scapy.packet import Packet, Raw
 from netids.capture.pcapfile import read_batches
 from netids.config import PROJECT_ROOT
 from netids.detect import conn_steps
-from netids.detect.conn_columns import zeek_text
+from netids.detect.conn_columns import format_ips, zeek_text
 from netids.detect.conn_records import ConnRecord, zeek_line
 from netids.detect.conn_state import ACK, FIN, RST, SYN, TcpState
 from netids.detect.conn_steps import TcpTable
 from netids.detect.connections import ConnConfig, ConnTracker
 from netids.detect.decode import decode
 from netids.detect.frames import FrameBatch
+from netids.detect.packets import format_ip
 
 # Zeek's own conn.log for this trace: zeek/zeek@a13de64f,
 # testing/btest/Baseline/scripts.base.protocols.ssh.basic/conn.log (orig_h, orig_p, resp_h,
@@ -380,3 +381,15 @@ def test_array_state_machine_steps_as_the_reference_does(
                                     b.last_fin, b.last_rst), exchange
         assert table.finished_at[slot] == finished
         assert states[slot] == want.conn_state(*sent[slot].tolist()), exchange
+
+
+def test_addresses_as_text_as_format_ip_writes_them() -> None:
+    rng = np.random.default_rng(3)
+    v4 = (np.uint64(0xFFFF) << np.uint64(32)) | rng.integers(0, 2**32, 20000, dtype=np.uint64)
+    v4[:4] = [0xFFFF_0000_0000, 0xFFFF_FFFF_FFFF, 0xFFFF_0A00_0001, 0xFFFF_6409_6409]
+    hi = np.zeros_like(v4)
+    mixed_hi = np.r_[hi[:3], np.uint64(0x20010DB8 << 32), np.uint64(0)]
+    mixed_lo = np.r_[v4[:3], np.uint64(1), np.uint64(0)]
+    for h, lo in ((hi, v4), (mixed_hi, mixed_lo)):
+        assert format_ips(h, lo) == [format_ip(a, b) for a, b in zip(h.tolist(), lo.tolist(),
+                                                                     strict=True)]
