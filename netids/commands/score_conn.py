@@ -10,11 +10,13 @@ database hold the same records, uids included, for the cost of one tracker.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from netids.commands import CommandError
-from netids.detect.conn_records import ConnRecord, zeek_header, zeek_line
+from netids.detect.conn_columns import zeek_text
+from netids.detect.conn_records import ConnRecord, zeek_header
 from netids.detect.connections import ConnConfig, ConnTracker
 from netids.detect.packets import PacketBatch
 from netids.detect.tracking import ConnFeed
@@ -52,9 +54,9 @@ class ConnLog:
         extra = f", {evicted:,} written early to stay within the table" if evicted else ""
         return f"{self.written:,} connections written to {self.path}{extra}\n"
 
-    def _lines(self, records: list[ConnRecord]) -> None:
+    def _lines(self, records: Sequence[ConnRecord]) -> None:
         if records:
-            self._write("".join(zeek_line(r) + "\n" for r in records))
+            self._write(zeek_text(records))
             self.written += len(records)
 
     def _write(self, text: str) -> None:

@@ -15,10 +15,13 @@ sequence number differs from the last packet of that flag (a retransmission repe
 Zeek's ``c g t w`` (checksum, gap, retransmitted data, zero window) need checksums or
 reassembly and are left out.
 
-The tracker (:mod:`netids.detect.connections`) calls :meth:`TcpState.step` only for packets
-that can change state or history: those with SYN, FIN or RST, and the first packet of each
-kind (data, pure ACK, neither) per direction in a batch. All other packets of an open
-connection leave Zeek's state and history as they are.
+The tracker (:mod:`netids.detect.connections`) steps only the packets that can change state
+or history: those with SYN, FIN or RST, and the first packet of each kind (data, pure ACK,
+neither) per direction in a batch. All other packets of an open connection leave Zeek's
+state and history as they are. It holds the state of all connections in arrays
+(:class:`~netids.detect.conn_steps.TcpTable`, the same rules as array operations) and hands
+:class:`TcpState` only the few connections left in a long exchange; this module stays the
+readable reference the arrays are tested against.
 """
 
 from __future__ import annotations
@@ -219,7 +222,7 @@ class TcpState:
             return "RSTRH" if o_inactive else "RSTR"
         if os_ == RESET:
             if r_inactive:
-                return "RSTOS0" if _RSTOS0.fullmatch(self.history) else "OTH"
+                return "RSTOS0" if rstos0(self.history) else "OTH"
             return "RSTO"
         if rs == CLOSED and os_ == CLOSED:
             return "SF"
@@ -232,6 +235,11 @@ class TcpState:
         if os_ == ESTABLISHED and rs == ESTABLISHED:
             return "S1"
         return "OTH"
+
+
+def rstos0(history: str) -> bool:
+    """Zeek's test for RSTOS0: a SYN from the originator, then its RST, no SYN-ACK."""
+    return _RSTOS0.fullmatch(history) is not None
 
 
 def udp_conn_state(orig_pkts: int, resp_pkts: int) -> str:

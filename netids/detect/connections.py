@@ -15,9 +15,12 @@ without packets (TCP) or 1 min (UDP, ICMP). A connection open longer than a minu
 written every minute as an ``in_progress`` snapshot. Time is packet time (the newest
 timestamp seen), so a capture file gives the records live capture would.
 
-The cost is per batch and per connection, not per packet: packets are grouped by connection
-with numpy, counted with ``bincount``, and only the packets that can change TCP state (SYN,
-FIN, RST, and the first of each kind per direction) go through Python. State is bounded:
+The cost is per batch, not per packet or connection: packets are grouped by connection with
+numpy and counted with ``bincount``; only the packets that can change TCP state (SYN, FIN,
+RST, and the first of each kind per direction) step Zeek's state machine, held for every
+connection in arrays (:class:`~netids.detect.conn_steps.TcpTable`); records are returned as
+columns and built into objects when read (:class:`~netids.detect.conn_columns.ConnRecords`).
+State is bounded:
 ``capacity`` open connections at most, in a :class:`~netids.detect.keytable.KeyTable`; when it
 is full the idlest connections that are not established (4 packets over 1 s) are written out
 early (``ended = "evicted"``) and counted, so a flood of spoofed SYNs evicts its own and leaves
@@ -30,19 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netids.detect.conn_columns import ConnColumns, ConnRecords
 from netids.detect.conn_keys import connection_keys
-from netids.detect.conn_records import SERVER_PORTS, SERVICES, ConnRecord, make_uids
-from netids.detect.conn_state import (
-    ACK,
-    FIN,
-    INACTIVE,
-    RST,
-    SYN,
-    SYN_ACK_SENT,
-    SYN_SENT,
-    TcpState,
-    udp_conn_state,
-)
+from netids.detect.conn_records import SERVER_PORTS
+from netids.detect.conn_state import ACK, FIN, INACTIVE, RST, SYN, SYN_ACK_SENT, SYN_SENT
+from netids.detect.conn_steps import TcpTable
 from netids.detect.keytable import KeyTable, TableStats
 from netids.detect.packets import (
     FLAG_FRAGMENT,
@@ -52,7 +47,6 @@ from netids.detect.packets import (
     PROTO_TCP,
     PROTO_UDP,
     PacketBatch,
-    format_ip,
 )
 
 
@@ -75,9 +69,20 @@ class ConnConfig:
 
 
 PROTO_TEXT = {PROTO_TCP: "tcp", PROTO_UDP: "udp", PROTO_ICMP: "icmp", PROTO_ICMPV6: "icmp"}
+# UDP's conn_state and history by (originator sent) + 2 (responder sent) + 4 (flipped)
+_UDP_STATES = np.array(["OTH", "S0", "SHR", "SF"], dtype=object)
+_UDP_HISTORY = np.array(["", "D", "d", "Dd", "^", "^D", "^d", "^dD"], dtype=object)
 
 
-_LIKELY = {PROTO_TCP: np.array(SERVER_PORTS["tcp"]), PROTO_UDP: np.array(SERVER_PORTS["udp"])}
+def _port_table(ports: list[int]) -> np.ndarray:
+    table = np.zeros(1 << 16, dtype=bool)
+    table[ports] = True
+    return table
+
+
+# the likely server ports of each protocol, as a table indexed by port
+_LIKELY = {PROTO_TCP: _port_table(SERVER_PORTS["tcp"]),
+           PROTO_UDP: _port_table(SERVER_PORTS["udp"])}
 
 
 class ConnTracker:
@@ -110,16 +115,14 @@ class ConnTracker:
         self.serial = np.zeros(n, dtype=np.int64)
         self.next_report = np.full(n, np.inf)  # the next in-progress snapshot
         self.flipped = np.zeros(n, dtype=bool)  # at creation (UDP, TCP midstream)
-        self.tcp_flips = np.zeros(n, dtype=bool)  # TcpState.flipped, as the sides are held
-        self.states = np.zeros((n, 2), dtype=np.int8)  # TCP endpoint states, orig and resp
-        self.finished = np.full(n, np.inf)  # when TCP closed (Zeek's close_complete)
+        self.tcp_flips = np.zeros(n, dtype=bool)  # TcpTable.flipped, as the sides are held
         self.timeout = np.zeros(n)  # inactivity timeout by protocol
         self.deadline = np.full(n, np.inf)  # when a timer may end it, if nothing comes first
-        self.tcp: list[TcpState | None] = [None] * n
+        self.tcp = TcpTable(n)  # Zeek's TCP state; its finished_at: when TCP closed
         self.now = -np.inf
         self.opened = 0
         self.evicted = 0
-        self._out: list[ConnRecord] = []
+        self._out: list[ConnColumns] = []
 
     def __len__(self) -> int:
         return len(self.table)
@@ -127,8 +130,9 @@ class ConnTracker:
     def stats(self) -> TableStats:
         return self.table.stats("connections")
 
-    def update(self, packets: PacketBatch) -> list[ConnRecord]:
-        """Count one batch (in stream order); return the records it completed."""
+    def update(self, packets: PacketBatch) -> ConnRecords:
+        """Count one batch (in stream order); return the records it completed (a sequence
+        of :class:`~netids.detect.conn_records.ConnRecord`, built when read)."""
         proto = packets.proto
         rows = np.flatnonzero(((packets.status & (FLAG_L4 | FLAG_FRAGMENT)) == FLAG_L4)
                               & ((proto == PROTO_TCP) | (proto == PROTO_UDP)
@@ -146,12 +150,12 @@ class ConnTracker:
             self.now = max(self.now, float(packets.ts[rows].max()))
         self._expire()
         out, self._out = self._out, []
-        return out
+        return ConnRecords(out)
 
-    def flush(self) -> list[ConnRecord]:
+    def flush(self) -> ConnRecords:
         """Write every open connection (the input ended) and forget them."""
         slots = np.flatnonzero(self.table.used)
-        out = self._out + self._records(slots, "end of input")
+        out = ConnRecords([*self._out, self._records(slots, "end of input")])
         self._out = []
         self._release(slots)
         return out
@@ -165,10 +169,12 @@ class ConnTracker:
         slots_u, new = self.table.lookup(keys[starts], last)
         self.table.hits[slots_u] += counts - 1
         slot = np.repeat(slots_u, counts)
-        if new.any():
-            self._open(p, rows[starts[new]], slots_u[new], src_low[starts[new]],
-                       ports[starts[new]])
         tcp = p.proto[rows] == PROTO_TCP
+        if new.any():
+            first = starts[new]
+            # a connection opened by a plain SYN has taken that SYN's step already
+            tcp[first[self._open(p, rows[first], slots_u[new], src_low[first],
+                                 ports[first])]] = False
         if tcp.any():
             self._tcp(p, rows[tcp], slot[tcp], src_low[tcp])
         self._count(p, rows, slots_u, counts, src_low == self.orig_low[slot], last)
@@ -179,21 +185,22 @@ class ConnTracker:
         after closing, and the attempt timer of an unanswered SYN."""
         c = self.config
         due = np.minimum(self.last[slots] + self.timeout[slots],
-                         self.finished[slots] + c.close_delay)
-        st = self.states[slots]
+                         self.tcp.finished_at[slots] + c.close_delay)
+        st = self.tcp.roles(slots)
         waiting = ((self.proto[slots] == PROTO_TCP) & (st[:, 1] == INACTIVE)
                    & ((st[:, 0] == SYN_SENT) | (st[:, 0] == SYN_ACK_SENT)))
         self.deadline[slots] = np.where(waiting, np.minimum(due, self.start[slots]
                                                             + c.attempt_delay), due)
 
     def _open(self, p: PacketBatch, rows: np.ndarray, slots: np.ndarray, src_low: np.ndarray,
-              ports: np.ndarray) -> None:
-        """New connections, from their first packet: who originated it, and clean counters."""
+              ports: np.ndarray) -> np.ndarray:
+        """New connections, from their first packet: who originated it, and clean counters.
+        Returns where that packet was a plain SYN, stepped already (TcpTable.open_syn)."""
         proto = p.proto[rows]
         flags = p.tcp_flags[rows]
         flip = np.zeros(len(rows), dtype=bool)
         for num, likely in _LIKELY.items():
-            src, dst = np.isin(ports[:, 0], likely), np.isin(ports[:, 1], likely)
+            src, dst = likely[ports[:, 0] & 0xFFFF], likely[ports[:, 1] & 0xFFFF]
             if num == PROTO_TCP:  # Zeek's TCPAnalyzer::WantConnection
                 partial = (flags & SYN == 0) | (flags & ACK != 0)
                 both = ~(flags & SYN != 0) & (ports[:, 0] < ports[:, 1])
@@ -214,19 +221,17 @@ class ConnTracker:
         self.timeout[slots] = np.where(proto == PROTO_TCP, c.tcp_timeout,
                                        np.where(proto == PROTO_UDP, c.udp_timeout,
                                                 c.icmp_timeout))
-        for arr in (self.pkts, self.bytes, self.ip_bytes, self.nsizes, self.states):
+        for arr in (self.pkts, self.bytes, self.ip_bytes, self.nsizes):
             arr[slots] = 0
         self.flipped[slots] = flip
         self.tcp_flips[slots] = False
-        self.finished[slots] = np.inf
         self.serial[slots] = np.arange(self.opened + 1, self.opened + 1 + len(slots))
         self.opened += len(slots)
-        for s, is_tcp, fl in zip(slots.tolist(), (proto == PROTO_TCP).tolist(), flip.tolist(),
-                                 strict=True):
-            state = TcpState() if is_tcp else None
-            if state is not None and fl:
-                state.history = "^"
-            self.tcp[s] = state
+        tcp = proto == PROTO_TCP
+        self.tcp.reset(slots, flip & tcp)
+        syn = tcp & ((flags & (SYN | ACK | FIN | RST)) == SYN)
+        self.tcp.open_syn(slots[syn], p.seq[rows[syn]])
+        return syn
 
     def _tcp(self, p: PacketBatch, rows: np.ndarray, slot: np.ndarray,
              src_low: np.ndarray) -> None:
@@ -239,23 +244,12 @@ class ConnTracker:
         group = slot[plain] * 6 + src_low[plain] * 3 + kind
         step[plain[np.unique(group, return_index=True)[1]]] = True
         idx = np.flatnonzero(step)
-        s_, low_ = slot[idx].tolist(), src_low[idx].tolist()
-        # the orientation TcpState calls unflipped: is_orig = (low == base ^ state.flipped)
-        base = (self.orig_low[slot[idx]] ^ self.tcp_flips[slot[idx]]).tolist()
-        tcp, finished = self.tcp, self.finished
-        for s, low, b, f, q, n, t in zip(s_, low_, base, flags[idx].tolist(),
-                                         p.seq[rows[idx]].tolist(), size[idx].tolist(),
-                                         p.ts[rows[idx]].tolist(), strict=True):
-            state = tcp[s]
-            assert state is not None
-            state.step(low == (b ^ state.flipped), f, q, n, t)
-            if state.finished and finished[s] == np.inf:
-                finished[s] = t
-        touched = np.unique(slot[idx])
-        states = [tcp[s] for s in touched.tolist()]
-        self.states[touched] = [(st.orig.state, st.resp.state) for st in states]  # type: ignore[union-attr]
-        flips = np.array([st.flipped for st in states], dtype=bool)  # type: ignore[union-attr]
-        for s in touched[flips != self.tcp_flips[touched]].tolist():
+        at = slot[idx]
+        # the sender's endpoint, as TcpTable holds them: column 0 originated at creation
+        col = (src_low[idx] ^ self.orig_low[at] ^ self.tcp_flips[at]).astype(np.intp)
+        self.tcp.step(at, col, flags[idx], p.seq[rows[idx]], size[idx], p.ts[rows[idx]])
+        touched = at[np.r_[True, at[1:] != at[:-1]]]  # packets come grouped by connection
+        for s in touched[self.tcp.flipped[touched] != self.tcp_flips[touched]].tolist():
             self.tcp_flips[s] = not self.tcp_flips[s]
             self._swap(s)
 
@@ -307,19 +301,19 @@ class ConnTracker:
         if len(slots):
             self._deadlines(slots)  # the same rules, at a time these slots are due
             slots = slots[self.deadline[slots] <= now]
-            closed = self.finished[slots] + c.close_delay <= now
+            closed = self.tcp.finished_at[slots] + c.close_delay <= now
             for part, why in ((slots[closed], "closed"), (slots[~closed], "timeout")):
                 if len(part):
-                    self._out.extend(self._records(part, why))
+                    self._out.append(self._records(part, why))
                     self._release(part)
         due = np.flatnonzero(self.next_report <= now)
         if len(due):
-            self._out.extend(self._records(due, "", in_progress=True))
+            self._out.append(self._records(due, "", in_progress=True))
             late = np.floor((now - self.next_report[due]) / c.report_every) + 1
             self.next_report[due] += late * c.report_every
 
     def _evicted(self, slots: np.ndarray) -> None:
-        self._out.extend(self._records(slots, "evicted"))
+        self._out.append(self._records(slots, "evicted"))
         self.evicted += len(slots)
         self._forget(slots)
 
@@ -329,45 +323,33 @@ class ConnTracker:
 
     def _forget(self, slots: np.ndarray) -> None:
         self.deadline[slots] = self.next_report[slots] = np.inf
-        for s in slots.tolist():
-            self.tcp[s] = None
 
     def _records(self, slots: np.ndarray, ended: str, *,
-                 in_progress: bool = False) -> list[ConnRecord]:
-        """The records of connections ``slots`` as they stand."""
-        out = []
-        uids = make_uids(self.config.seed, self.serial[slots])
-        sizes, nsizes = self.sizes[slots].tolist(), self.nsizes[slots].tolist()
-        columns = zip(slots.tolist(), self.addr[slots].tolist(), self.ports[slots].tolist(),
-                      self.proto[slots].tolist(), self.start[slots].tolist(),
-                      self.last[slots].tolist(), self.pkts[slots].tolist(),
-                      self.bytes[slots].tolist(), self.ip_bytes[slots].tolist(),
-                      uids, self.flipped[slots].tolist(), sizes, nsizes, strict=True)
-        for s, addr, (op, rp), proto, start, last, pkts, size, ipb, uid, flip, first, nfirst \
-                in columns:
-            name = PROTO_TEXT[proto]
-            state = self.tcp[s]
-            if state is not None:
-                if state.closed_at is not None:
-                    last = min(last, state.closed_at)
-                conn_state, history = state.conn_state(size[0], size[1]), state.history or None
-            elif name == "udp":
-                conn_state = udp_conn_state(pkts[0], pkts[1])
-                # Zeek's D and d, in the order the sides first sent (the responder first when
-                # the roles were flipped)
-                history = ("D" if pkts[0] else "") + ("d" if pkts[1] else "")
-                history = "^" + history[::-1] if flip else history
-            else:
-                conn_state, history = "OTH", None
-            duration = last - start
-            timed = duration > 0
-            out.append(ConnRecord(
-                ts=start, uid=uid, orig_h=format_ip(addr[0], addr[1]),
-                orig_p=op, resp_h=format_ip(addr[2], addr[3]), resp_p=rp, proto=name,
-                service=SERVICES.get((name, rp)), duration=duration if timed else None,
-                orig_bytes=size[0] if timed else None, resp_bytes=size[1] if timed else None,
-                conn_state=conn_state, missed_bytes=0, history=history, orig_pkts=pkts[0],
-                orig_ip_bytes=ipb[0], resp_pkts=pkts[1], resp_ip_bytes=ipb[1],
-                orig_sizes=tuple(first[0][:nfirst[0]]), resp_sizes=tuple(first[1][:nfirst[1]]),
-                in_progress=in_progress, ended=ended))
-        return out
+                 in_progress: bool = False) -> ConnColumns:
+        """The records of connections ``slots`` as they stand, as columns."""
+        proto = self.proto[slots]
+        tcp, udp = proto == PROTO_TCP, proto == PROTO_UDP
+        pkts, size = self.pkts[slots], self.bytes[slots]
+        start = self.start[slots]
+        # TCP's duration ends with the packet that closed both sides (nan: not closed)
+        last = np.fmin(self.last[slots], self.tcp.closed_at[slots])
+        state = np.full(len(slots), "OTH", dtype=object)
+        history = np.full(len(slots), None, dtype=object)
+        if tcp.any():
+            t = slots[tcp]
+            state[tcp] = self.tcp.conn_state(t, size[tcp, 0], size[tcp, 1])
+            history[tcp] = [h or None for h in self.tcp.history(t)]
+        if udp.any():
+            # Zeek's D and d, in the order the sides first sent (the responder first when
+            # the roles were flipped)
+            sent = (pkts[udp] > 0).astype(np.intp)
+            state[udp] = _UDP_STATES[sent[:, 0] + 2 * sent[:, 1]]
+            history[udp] = _UDP_HISTORY[sent[:, 0] + 2 * sent[:, 1]
+                                        + 4 * self.flipped[slots[udp]]]
+        return ConnColumns(
+            ts=start, serial=self.serial[slots], seed=self.config.seed, addr=self.addr[slots],
+            ports=self.ports[slots], proto=[PROTO_TEXT[p] for p in proto.tolist()],
+            duration=last - start, bytes=size, conn_state=state.tolist(),
+            history=history.tolist(), pkts=pkts, ip_bytes=self.ip_bytes[slots],
+            sizes=self.sizes[slots], nsizes=self.nsizes[slots],
+            in_progress=[in_progress] * len(slots), ended=[ended] * len(slots))

@@ -16,6 +16,7 @@ like new ones (a table of nothing but old keys still takes new ones).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
@@ -97,9 +98,14 @@ class KeyTable:
             self.slot_of.update(zip(uniq[missing].tolist(), new_slots.tolist(), strict=True))
         inverse = inverse.reshape(-1)
         slots = uslots[inverse]
-        np.maximum.at(self.last_seen, slots, ts)
-        np.minimum.at(self.first_seen, slots, ts)
-        self.hits[uslots] += np.bincount(inverse, minlength=len(uniq))  # uslots are distinct
+        if len(uniq) == len(keys):  # one packet a key (a caller that grouped them first)
+            self.last_seen[slots] = np.maximum(self.last_seen[slots], ts)
+            self.first_seen[slots] = np.minimum(self.first_seen[slots], ts)
+            self.hits[slots] += 1
+        else:
+            np.maximum.at(self.last_seen, slots, ts)
+            np.minimum.at(self.first_seen, slots, ts)
+            self.hits[uslots] += np.bincount(inverse, minlength=len(uniq))  # uslots distinct
         first_seen = np.zeros(len(keys), dtype=bool)
         first_seen[first[missing]] = True
         return slots, first_seen
@@ -112,8 +118,7 @@ class KeyTable:
     def release(self, slots: np.ndarray) -> None:
         """Free ``slots`` now (their keys ended), without counting them as evicted."""
         slots = np.asarray(slots, dtype=np.int64)
-        for key in self.key_of[slots].tolist():
-            del self.slot_of[key]
+        deque(map(self.slot_of.__delitem__, self.key_of[slots].tolist()), maxlen=0)
         self._clear(slots)
 
     def established(self) -> np.ndarray:
@@ -142,8 +147,7 @@ class KeyTable:
         victims = np.argpartition(age, count - 1)[:count]
         if self.on_evict is not None:
             self.on_evict(victims)
-        for key in self.key_of[victims].tolist():
-            del self.slot_of[key]
+        deque(map(self.slot_of.__delitem__, self.key_of[victims].tolist()), maxlen=0)
         self._clear(victims)
         self.evicted += count
 

@@ -3,6 +3,7 @@ Zeek's timers, and the bounded table under a flood."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,16 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from netids.capture.pcapfile import read_batches
-from netids.detect.conn_records import ConnRecord
+from netids.config import PROJECT_ROOT
+from netids.detect import conn_steps
+from netids.detect.conn_columns import format_ips, zeek_text
+from netids.detect.conn_records import ConnRecord, zeek_line
+from netids.detect.conn_state import ACK, FIN, RST, SYN, TcpState
+from netids.detect.conn_steps import TcpTable
 from netids.detect.connections import ConnConfig, ConnTracker
 from netids.detect.decode import decode
 from netids.detect.frames import FrameBatch
+from netids.detect.packets import format_ip
 
 # Zeek's own conn.log for this trace: zeek/zeek@a13de64f,
 # testing/btest/Baseline/scripts.base.protocols.ssh.basic/conn.log (orig_h, orig_p, resp_h,
@@ -274,3 +281,115 @@ def test_a_flood_of_new_connections_evicts_only_new_ones_and_loses_none() -> Non
     assert [(r.orig_p, r.conn_state, r.orig_pkts, r.ended) for r in kept] == [
         (40000 + c, "S1", 3, "end of input") for c in range(8)]
     assert len(records) == 8 + 1000
+
+
+# -- the same records, faster ------------------------------------------------------------------
+
+# sha256 of the conn.log lines (no header) written by the tracker before it kept TCP state in
+# arrays (commit 5cd6413, records built one by one as TcpState objects and frozen records):
+# each capture read in batches of `batch` packets, with the table's capacity when given, and
+# "".join(zeek_line(r) + "\n" for r in records) hashed, the records in the order written.
+REFERENCE = [
+    ("lab", 4096, None, 8705,
+     "77a728354b3d20a121d4ea10042401276b9ebed90777bb075affb1680d81e38a"),
+    ("mixed_dev.pcap", 4096, None, 7138,
+     "767bde43d543cfb45b2dd10c1b61701acf230d9c2757002fbfed2199ad7e4f9a"),
+    ("mixed_dev.pcap", 256, None, 8117,
+     "856dbd0d47272585da79a0644c38ae90d74ad647e2fbfaf494519ad9088ea4d0"),
+    ("mixed_dev.pcap", 4096, 1024, 7138,  # 597 written early (evicted)
+     "4f1e8ba5e4b12d142eed9763f161f7b70534ef5f6f689c991a639dff7a3d503d"),
+    ("attack/stopddos__pkt.TCP.synflood.spoofed.pcap", 4096, None, 37669,
+     "a16d90f220c8b921a95612191056e5a021dbfd0fc869b805c1dca40b9be6b653"),
+    ("attack/stopddos__pkt.TCP.synflood.spoofed.pcap", 4096, 4096, 37669,  # 33,573 evicted
+     "2a9e1cb47a1e29bf3b17ecd2b598b34f65023e871f4d18e5558b5b140f16020b"),
+]
+
+
+@pytest.mark.parametrize(("name", "batch_size", "capacity", "count", "digest"), REFERENCE)
+def test_records_of_real_captures_are_those_the_reference_tracker_wrote(
+        shared_data: Path, name: str, batch_size: int, capacity: int | None, count: int,
+        digest: str) -> None:
+    path = PROJECT_ROOT / "netids/samples/lab_sample.pcap" if name == "lab" else (
+        shared_data / name)
+    tracker = ConnTracker(ConnConfig(capacity=capacity) if capacity else None)
+    text, records = [], []
+    for frames in read_batches(path, batch_size):
+        done = tracker.update(decode(frames))
+        text.append(zeek_text(done))  # straight from the columns, as the log writer does
+        records += done
+    text.append(zeek_text(tracker.flush()))
+    as_columns = "".join(text)
+    assert hashlib.sha256(as_columns.encode()).hexdigest() == digest
+    records = records + tracker.flush()  # nothing left after the flush
+    assert len(records) == as_columns.count("\n") - text[-1].count("\n")
+    as_records = "".join(zeek_line(r) + "\n" for r in records) + text[-1]
+    assert as_records == as_columns and as_columns.count("\n") == count
+
+
+FLAG_CHOICES = [SYN, SYN | ACK, ACK, ACK | 0x08, FIN, FIN | ACK, RST, RST | ACK, FIN | RST,
+                SYN | FIN, SYN | RST, 0]
+
+
+def random_exchanges(rng: np.random.Generator, count: int) -> list[list[tuple]]:
+    """Per connection, packets (sender column, flags, seq, size, ts) meant to hit every rule:
+    few sequence numbers (so S, F and R repeat or not), both directions, odd flag mixes."""
+    out = []
+    for _ in range(count):
+        n = int(rng.integers(1, 15))
+        out.append([(int(rng.integers(2)), FLAG_CHOICES[rng.integers(len(FLAG_CHOICES))],
+                     int(rng.choice([0, 1, 9])), int(rng.choice([0, 0, 5])), 10.0 + i)
+                     for i in range(n)])
+    return out
+
+
+def reference(exchange: list[tuple], flipped: bool) -> tuple[TcpState, float]:
+    state = TcpState()
+    state.history = "^" if flipped else ""
+    ends, finished = (state.orig, state.resp), np.inf
+    for col, flags, seq, size, ts in exchange:
+        state.step(ends[col] is state.orig, flags, seq, size, ts)
+        if state.finished and finished == np.inf:
+            finished = ts
+    return state, finished
+
+
+@pytest.mark.parametrize("scalar_below", [0, conn_steps.SCALAR_BELOW, 10**9])
+def test_array_state_machine_steps_as_the_reference_does(
+        monkeypatch: pytest.MonkeyPatch, scalar_below: int) -> None:
+    """Every round vectorised, the default hand-off of the last few to TcpState, and
+    everything after the first round through TcpState: the same states as TcpState's."""
+    monkeypatch.setattr(conn_steps, "SCALAR_BELOW", scalar_below)
+    rng = np.random.default_rng(17)
+    exchanges = random_exchanges(rng, 3000)
+    flipped = rng.random(len(exchanges)) < 0.2
+    table = TcpTable(len(exchanges))
+    slots = np.arange(len(exchanges))
+    table.reset(slots, flipped)
+    packets = np.array([(s, *p) for s, ex in enumerate(exchanges) for p in ex])
+    s, col, flags, seq, size = packets[:, :5].astype(np.int64).T
+    table.step(s, col, flags, seq, size, packets[:, 5])
+    sent = rng.integers(0, 2, (len(exchanges), 2)) * 7
+    states = table.conn_state(slots, sent[:, 0], sent[:, 1])
+    for slot, exchange in enumerate(exchanges):
+        want, finished = reference(exchange, bool(flipped[slot]))
+        got, _ = table.load(slot)
+        assert (got.history, got.flipped, got.seen, got.finished, got.closed_at) == (
+            want.history, want.flipped, want.seen, want.finished, want.closed_at), exchange
+        for a, b in ((got.orig, want.orig), (got.resp, want.resp)):
+            assert (a.state, a.prev_state, a.did_close, a.last_syn, a.last_fin,
+                    a.last_rst) == (b.state, b.prev_state, b.did_close, b.last_syn,
+                                    b.last_fin, b.last_rst), exchange
+        assert table.finished_at[slot] == finished
+        assert states[slot] == want.conn_state(*sent[slot].tolist()), exchange
+
+
+def test_addresses_as_text_as_format_ip_writes_them() -> None:
+    rng = np.random.default_rng(3)
+    v4 = (np.uint64(0xFFFF) << np.uint64(32)) | rng.integers(0, 2**32, 20000, dtype=np.uint64)
+    v4[:4] = [0xFFFF_0000_0000, 0xFFFF_FFFF_FFFF, 0xFFFF_0A00_0001, 0xFFFF_6409_6409]
+    hi = np.zeros_like(v4)
+    mixed_hi = np.r_[hi[:3], np.uint64(0x20010DB8 << 32), np.uint64(0)]
+    mixed_lo = np.r_[v4[:3], np.uint64(1), np.uint64(0)]
+    for h, lo in ((hi, v4), (mixed_hi, mixed_lo)):
+        assert format_ips(h, lo) == [format_ip(a, b) for a, b in zip(h.tolist(), lo.tolist(),
+                                                                     strict=True)]
