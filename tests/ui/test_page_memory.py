@@ -10,6 +10,8 @@ import weakref
 
 import pytest
 from nicegui import Client
+from nicegui.app.app import prune_user_storage
+from nicegui.storage import Storage
 from nicegui.testing import User
 
 from netids.ui import frame
@@ -48,6 +50,20 @@ async def test_pages_fetched_without_a_websocket_are_freed_when_pruned(user: Use
     kept = [name for name in kept if name != "PcapUpload"]
     assert kept == [], f"{len(kept)} elements of deleted pages still alive: {sorted(set(kept))}"
     assert [v for v in views if v() is not None] == []
+
+
+async def test_page_views_without_a_cookie_leave_no_storage_files(user: User) -> None:
+    """Each fetch without a cookie is a new browser: a view that changes no preference must
+    not leave a user-storage file behind (a health check every 2 s would leave 43,200 a day)."""
+    def files() -> int:
+        return len(list(Storage.path.glob("storage-user-*.json")))
+
+    before = files()
+    await fetch_without_socket(user, "/", VIEWS)
+    await fetch_without_socket(user, "/history", VIEWS)
+    Client.prune_instances(client_age_threshold=0)
+    await prune_user_storage(force=True)  # closes (and so flushes) every user's storage
+    assert files() == before
 
 
 async def alive_after(refs: list[weakref.ref], seconds: float) -> list[str]:
