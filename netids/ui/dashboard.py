@@ -19,6 +19,7 @@ from netids.live import LiveState, overload_text
 from netids.ui import charts, event_detail, learning_card, theme
 from netids.ui.capture_form import (
     SAMPLE,
+    PcapUpload,
     chosen_capture,
     discard_when_done,
     file_progress,
@@ -130,10 +131,10 @@ class Dashboard:
                            .mark("analyse"))
             self.realtime = ui.switch("Play back at capture speed").mark("realtime")
             too_large = too_large_message(self.c.settings.files.upload_limit)
-            upload = ui.upload(label="…or upload one: drop it here or press +", auto_upload=True,
-                               max_file_size=self.c.settings.files.upload_limit,
-                               on_upload=self.analyse_upload,
-                               on_rejected=lambda: ui.notify(too_large, type="warning")) \
+            upload = PcapUpload(label="…or upload one: drop it here or press +", auto_upload=True,
+                                max_file_size=self.c.settings.files.upload_limit,
+                                on_upload=self.analyse_upload,
+                                on_rejected=lambda: ui.notify(too_large, type="warning")) \
                 .props(f'accept="{",".join(PCAP_SUFFIXES)}" flat') \
                 .classes("nid-upload").mark("upload")
             # the server refused it (it enforces the limit too) or the connection dropped

@@ -60,6 +60,7 @@ _dark_hooks: dict[str, list[Callable[[], None]]] = {}
 
 def _toggle_dark(dark: ui.dark_mode, button: ui.button, tip: ui.tooltip) -> None:
     dark.toggle()
+    app.storage.user["dark"] = bool(dark.value)  # other tabs of this user follow (binding)
     _show_mode_switch(button, tip, bool(dark.value))
     for callback in _dark_hooks.get(context.client.id, []):
         callback()
@@ -77,8 +78,9 @@ def _show_mode_switch(button: ui.button, tip: ui.tooltip, dark: bool) -> None:
 def frame(title: str) -> Iterator[None]:
     """Header, navigation and the dark toggle; the page content goes inside the ``with``."""
     ui.add_css(theme.CSS)
-    app.storage.user.setdefault("dark", False)
-    dark = ui.dark_mode().bind_value(app.storage.user, "dark")
+    # read only: a view that never toggles writes no storage file (a fetch without a cookie
+    # is a new user each time, and its file would stay on disk)
+    dark = ui.dark_mode(is_dark()).bind_value_from(app.storage.user, "dark")
     ui.page_title(f"netids · {title}")
     client_id = context.client.id
     context.client.on_delete(lambda: _dark_hooks.pop(client_id, None))
