@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from nicegui.testing import Screen
 from selenium.webdriver.common.by import By
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from netids.store.conn_queries import ConnFilter, count_connections
@@ -33,10 +34,21 @@ def hostile_row() -> Connection:
 
 
 
+SAMPLE_CONNECTIONS = 8705  # records of the bundled lab sample (tests/store/test_connections.py)
+
 def see(screen: Screen, text: str) -> None:
     """``text`` on the page within 15 s: counting thousands of connections takes a while on a
     busy machine (NiceGUI's should_contain waits 3 s)."""
     wait_until(lambda: text in screen.selenium.page_source, 15, repr(text))
+
+
+def all_written(engine: Engine) -> None:
+    """Wait until every connection of the bundled sample is stored: the last ones are
+    written when the stream ends, after its events."""
+    def count() -> int:
+        with Session(engine) as session:
+            return count_connections(session=session)
+    wait_until(lambda: count() == SAMPLE_CONNECTIONS, 15, "the sample's connections")
 
 def test_connections_view_lists_filters_and_escapes(screen: Screen,
                                                     app_paths: AppPaths) -> None:  # noqa: F811
@@ -44,13 +56,14 @@ def test_connections_view_lists_filters_and_escapes(screen: Screen,
     analyse_sample_fully(screen)
     c = controller_of_app()
     assert c.store is not None and c.store.flush(10)
+    all_written(c.engine)
     with Session(c.engine) as session:
         session.add(hostile_row())
         session.commit()
         total = count_connections(session=session)
         rej = count_connections(session=session, filter=ConnFilter(state="REJ",
                                                                    host="10.77.0.0/24"))
-    assert total == 8706 and 0 < rej < total
+    assert total == SAMPLE_CONNECTIONS + 1 and 0 < rej < total
     open_page(screen, "/history?view=connections", WIDE)
     see(screen, f"{total:,} connections match")
     screen.should_contain("<i>odd</i>")  # packet and sensor text as text, never as HTML
@@ -75,6 +88,7 @@ def test_an_event_opens_the_connections_behind_it(screen: Screen,
     analyse_sample_fully(screen)
     c = controller_of_app()
     assert c.store is not None and c.store.flush(10)
+    all_written(c.engine)
     with Session(c.engine) as session:
         flood = max((e for e in query_events(session=session, limit=None)
                      if e.kind == "flood" and e.proto == "TCP"), key=lambda e: e.packets)
