@@ -10,12 +10,11 @@ plain text (AG Grid escapes them), never HTML.
 from __future__ import annotations
 
 import io
-import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
-from nicegui import events, run, ui
+from nicegui import ui
 
 from netids.controller import Controller
 from netids.store.conn_export import export_connections
@@ -25,11 +24,9 @@ from netids.store.conn_queries import (
     count_connections,
     query_connections,
 )
-from netids.store.queries import address_range, get_event, list_sensors
+from netids.store.queries import get_event, list_sensors
+from netids.ui.paged import PagedView, address_problem, parse_time
 
-log = logging.getLogger(__name__)
-
-PAGE_SIZE = 100
 STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR",
           "OTH")
 COLUMNS: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -61,14 +58,13 @@ class Page:
     event: str  # the event named by the filter, in words ('' when none or gone)
 
 
-class Connections:
+class Connections(PagedView):
     """The view; ``event``: an event id whose connections to show first."""
 
+    noun = "connections"
+
     def __init__(self, controller: Controller, event: str = "") -> None:
-        self.c = controller
-        self.offset = 0
-        self.sort, self.descending = "ts", True
-        self.filter = ConnFilter(event=event or None)
+        super().__init__(controller, ConnFilter(event=event or None))
         self._filters()
         self.behind = ui.row().classes("w-full items-center gap-2")
         with ui.card().classes("w-full"):
@@ -100,7 +96,7 @@ class Connections:
                 .classes("w-52").mark("conn-until")
             self.sensor = ui.select({"": "any sensor"}, value="", label="Sensor") \
                 .classes("w-36").mark("conn-sensor")
-            self.host = ui.input("Host address or CIDR", validation=_address_problem) \
+            self.host = ui.input("Host address or CIDR", validation=address_problem) \
                 .classes("w-52").mark("conn-host")
             self.proto = ui.select({"": "any", "tcp": "tcp", "udp": "udp", "icmp": "icmp"},
                                    value="", label="Protocol").classes("w-28").mark("conn-proto")
@@ -116,15 +112,6 @@ class Connections:
                     .props("outline").mark("conn-export-csv")
 
     # -- commands ------------------------------------------------------------------------------
-    async def apply(self) -> None:
-        try:
-            self.filter = self._read_filter()
-        except ValueError as exc:
-            ui.notify(str(exc), type="negative")
-            return
-        self.offset = 0
-        await self.reload()
-
     async def clear(self) -> None:
         for box in (self.since, self.until, self.host, self.text):
             box.set_value("")
@@ -137,56 +124,13 @@ class Connections:
         self.filter = ConnFilter()
         await self.apply()
 
-    async def turn(self, step: int) -> None:
-        self.offset = max(0, self.offset + step * PAGE_SIZE)
-        await self.reload()
-
-    async def reload(self) -> None:
-        if not self.c.has_database():
-            return
-        try:
-            data = await run.io_bound(self._query)
-        except Exception as exc:  # noqa: BLE001 - database trouble is a notification
-            log.warning("connection query failed: %s", exc)
-            ui.notify(f"Cannot read the connections: {exc}", type="negative", multi_line=True)
-            return
-        if data is not None:
-            self._show(data)
-
-    async def export(self, fmt: str) -> None:
-        if not self.c.has_database():
-            ui.notify("No database: nothing to export.", type="warning")
-            return
-        try:
-            self.filter = self._read_filter()
-            content, n = await run.io_bound(self._export, fmt)
-        except Exception as exc:  # noqa: BLE001 - a bad filter or database trouble, in words
-            ui.notify(f"Export failed: {exc}", type="negative")
-            return
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        ui.download.content(content, f"netids-conn-{stamp}.{'log' if fmt == 'zeek' else 'csv'}")
-        ui.notify(f"Exported {n:,} connections")
-
-    async def _sort_changed(self, _: events.GenericEventArguments) -> None:
-        try:
-            state = await self.grid.run_grid_method("getColumnState")
-        except TimeoutError:
-            return
-        columns: list[dict[str, Any]] = state if isinstance(state, list) else []
-        chosen = [s for s in columns if s.get("sort")]
-        column = chosen[0]["colId"] if chosen else "ts"
-        descending = chosen[0]["sort"] == "desc" if chosen else True
-        if (column, descending) != (self.sort, self.descending):
-            self.sort, self.descending, self.offset = column, descending, 0
-            await self.reload()
-
     # -- blocking helpers (run.io_bound) ---------------------------------------------------------
     def _query(self) -> Page:
         f = self.filter
         with self.c.session() as session:
             rows = query_connections(session=session, filter=f, sort=self.sort,
                                      descending=self.descending, offset=self.offset,
-                                     limit=PAGE_SIZE)
+                                     limit=self.page_size)
             event = get_event(f.event, session=session) if f.event else None
             return Page(
                 rows=[connection_row(c) for c in rows],
@@ -201,6 +145,9 @@ class Connections:
         with self.c.session() as session:
             n = export_connections(out, fmt, session=session, filter=self.filter)
         return out.getvalue().encode(), n
+
+    def _file_name(self, fmt: str, stamp: str) -> str:
+        return f"netids-conn-{stamp}.{'log' if fmt == 'zeek' else 'csv'}"
 
     # -- display ---------------------------------------------------------------------------------
     def _show(self, data: Page) -> None:
@@ -217,9 +164,7 @@ class Connections:
         self.prev.set_enabled(self.offset > 0)
         self.next.set_enabled(last < data.total)
         self.grid.options["rowData"] = data.rows
-        for col in self.grid.options["columnDefs"]:
-            col["sort"] = ("desc" if self.descending else "asc") \
-                if col["field"] == self.sort else None
+        self._show_sort()
         self.grid.update()
 
     def _show_event(self, words: str) -> None:
@@ -234,11 +179,11 @@ class Connections:
                 .mark("conn-all")
 
     def _read_filter(self) -> ConnFilter:
-        problem = _address_problem(self.host.value or "")
+        problem = address_problem(self.host.value or "")
         if problem:
             raise ValueError(problem)
         return ConnFilter(
-            since=_parse_time(self.since.value), until=_parse_time(self.until.value),
+            since=parse_time(self.since.value), until=parse_time(self.until.value),
             sensor=self.sensor.value or None, host=(self.host.value or "").strip() or None,
             proto=self.proto.value or None, state=self.state.value or None,
             text=(self.text.value or "").strip() or None, event=self.filter.event,
@@ -257,22 +202,3 @@ def connection_row(c: Any) -> dict[str, Any]:
         "ended": "in progress" if c.in_progress else c.ended, "sensor": c.sensor,
     }
 
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text or not text.strip():
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"not a date and time: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _address_problem(text: str) -> str | None:
-    if not text or not text.strip():
-        return None
-    try:
-        address_range(text)
-    except ValueError as exc:
-        return str(exc)
-    return None

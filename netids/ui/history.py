@@ -9,18 +9,16 @@ re-queries the database, so the order is over all matching events, not just the 
 from __future__ import annotations
 
 import io
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from nicegui import events, run, ui
+from nicegui import events, ui
 
 from netids.controller import Controller
 from netids.store.export import export_events
 from netids.store.queries import (
     EventFilter,
-    address_range,
     count_events,
     events_per_minute,
     list_sensors,
@@ -31,10 +29,8 @@ from netids.store.queries import (
 from netids.ui import charts, event_detail, theme
 from netids.ui.connections import Connections
 from netids.ui.frame import is_dark, on_dark_change
+from netids.ui.paged import PagedView, address_problem, parse_time
 
-log = logging.getLogger(__name__)
-
-PAGE_SIZE = 100
 PROTOCOLS = ("TCP", "UDP", "ICMP", "ICMPv6", "ARP", "IGMP", "GRE", "ESP", "IPv4", "IPv6", "other")
 
 
@@ -62,13 +58,12 @@ class Page:
     sensors: list[str]
 
 
-class History:
+class History(PagedView):
+    noun = "events"
+    default_sort = "last_seen"
+
     def __init__(self, controller: Controller) -> None:
-        self.c = controller
-        self.offset = 0
-        self.sort = "last_seen"
-        self.descending = True
-        self.filter = EventFilter()
+        super().__init__(controller, EventFilter())
         self.data: Page | None = None
         if not controller.has_database():
             ui.label(f"The event history needs the database: {controller.db_error or 'not open'}")\
@@ -111,9 +106,9 @@ class History:
                 .classes("w-52").mark("filter-until")
             self.sensor = ui.select({"": "any sensor"}, value="", label="Sensor") \
                 .classes("w-36").mark("filter-sensor")
-            self.src = ui.input("Source address or CIDR", validation=_address_problem) \
+            self.src = ui.input("Source address or CIDR", validation=address_problem) \
                 .classes("w-52").mark("filter-src")
-            self.dst = ui.input("Destination address or CIDR", validation=_address_problem) \
+            self.dst = ui.input("Destination address or CIDR", validation=address_problem) \
                 .classes("w-52").mark("filter-dst")
             self.proto = ui.select({"": "any", **{p: p for p in PROTOCOLS}}, value="",
                                    label="Protocol").classes("w-28").mark("filter-proto")
@@ -132,15 +127,6 @@ class History:
                     .props("outline").mark("export-jsonl")
 
     # -- commands ------------------------------------------------------------------------------
-    async def apply(self) -> None:
-        try:
-            self.filter = self._read_filter()
-        except ValueError as exc:
-            ui.notify(str(exc), type="negative")
-            return
-        self.offset = 0
-        await self.reload()
-
     async def clear(self) -> None:
         for box in (self.since, self.until, self.src, self.dst, self.kind):
             box.set_value("")
@@ -149,74 +135,22 @@ class History:
         self.min_score.set_value(None)
         await self.apply()
 
-    async def turn(self, step: int) -> None:
-        self.offset = max(0, self.offset + step * PAGE_SIZE)
-        await self.reload()
-
-    async def reload(self) -> None:
-        if not self.c.has_database():
-            return
-        try:
-            data = await run.io_bound(self._query)
-            if data is None:  # the app is shutting down
-                return
-        except Exception as exc:  # noqa: BLE001 - database trouble is a notification
-            log.warning("history query failed: %s", exc)
-            ui.notify(f"Cannot read the event history: {exc}", type="negative", multi_line=True)
-            return
-        if self.offset and self.offset >= data.total:
-            self.offset = max(0, (data.total - 1) // PAGE_SIZE * PAGE_SIZE)
-        self._show(data)
-
-    async def export(self, fmt: str) -> None:
-        if not self.c.has_database():
-            ui.notify("No database: nothing to export.", type="warning")
-            return
-        try:
-            self.filter = self._read_filter()
-            result = await run.io_bound(self._export, fmt)
-        except ValueError as exc:
-            ui.notify(str(exc), type="negative")
-            return
-        except Exception as exc:  # noqa: BLE001
-            ui.notify(f"Export failed: {exc}", type="negative")
-            return
-        if result is None:  # the app is shutting down
-            return
-        content, n = result
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        ui.download.content(content, f"netids-events-{stamp}.{fmt}")
-        ui.notify(f"Exported {n} events as {fmt.upper()}")
-
     async def _open_event(self, e: events.GenericEventArguments) -> None:
         data = (e.args or {}).get("data") or {}
         if data.get("id"):
             await event_detail.show(self.c, str(data["id"]))
 
-    async def _sort_changed(self, _: events.GenericEventArguments) -> None:
-        try:
-            state = await self.grid.run_grid_method("getColumnState")
-        except TimeoutError:
-            return
-        columns: list[dict[str, Any]] = state if isinstance(state, list) else []
-        sorted_cols = [s for s in columns if s.get("sort")]
-        await self.sort_by(sorted_cols[0]["colId"] if sorted_cols else "last_seen",
-                           (sorted_cols[0]["sort"] == "desc") if sorted_cols else True)
-
     async def sort_by(self, column: str, descending: bool) -> None:
         """Order all matching events by ``column`` (a grid field) and show the first page."""
-        column = GRID_TO_DB.get(column, column)
-        if (column, descending) == (self.sort, self.descending):
-            return
-        self.sort, self.descending, self.offset = column, descending, 0
-        await self.reload()
+        await super().sort_by(GRID_TO_DB.get(column, column), descending)
 
     # -- blocking helpers (run.io_bound) ---------------------------------------------------------
     def _query(self) -> Page:
         f = self.filter
         with self.c.session() as session:
             rows = query_events(session=session, filter=f, sort=self.sort,
-                                descending=self.descending, offset=self.offset, limit=PAGE_SIZE)
+                                descending=self.descending, offset=self.offset,
+                                limit=self.page_size)
             return Page(
                 rows=[history_row(e) for e in rows],
                 total=count_events(session=session, filter=f),
@@ -232,6 +166,9 @@ class History:
             n = export_events(out, fmt, session=session, filter=self.filter)
         return out.getvalue().encode(), n
 
+    def _file_name(self, fmt: str, stamp: str) -> str:
+        return f"netids-events-{stamp}.{fmt}"
+
     # -- display ---------------------------------------------------------------------------------
     def _show(self, data: Page) -> None:
         self.data = data
@@ -240,16 +177,15 @@ class History:
             self.sensor.set_options(sensors, value=self.sensor.value
                                     if self.sensor.value in sensors else "")
         first = self.offset + 1 if data.total else 0
-        last = min(self.offset + PAGE_SIZE, data.total)
+        last = min(self.offset + self.page_size, data.total)
         self.summary.set_text(f"{data.total:,} events match")
         self.page_label.set_text(f"{first:,}–{last:,} of {data.total:,}")
         self.prev.set_enabled(self.offset > 0)
         self.next.set_enabled(last < data.total)
         self.grid.options["rowData"] = data.rows
+        self._show_sort(GRID_TO_DB)
         for col in self.grid.options["columnDefs"]:
-            field = GRID_TO_DB.get(col["field"], col["field"])
-            col["sort"] = ("desc" if self.descending else "asc") if field == self.sort else None
-            if field == "sensor":  # one sensor: its column only takes the why's room
+            if col["field"] == "sensor":  # one sensor: its column only takes the why's room
                 col["hide"] = len(data.sensors) <= 1
         self.grid.update()
         self._draw_charts(data)
@@ -271,15 +207,15 @@ class History:
 
     def _read_filter(self) -> EventFilter:
         for box in (self.src, self.dst):
-            problem = _address_problem(box.value or "")
+            problem = address_problem(box.value or "")
             if problem:
                 raise ValueError(problem)
         score = self.min_score.value
         if score is not None and not 0 <= float(score) <= 1:
             raise ValueError("the minimum score is between 0 and 1")
         return EventFilter(
-            since=_parse_time(self.since.value),
-            until=_parse_time(self.until.value),
+            since=parse_time(self.since.value),
+            until=parse_time(self.until.value),
             sensor=self.sensor.value or None,
             src=(self.src.value or "").strip() or None,
             dst=(self.dst.value or "").strip() or None,
@@ -308,22 +244,3 @@ def history_row(e: Any) -> dict[str, Any]:
 def _when(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text or not text.strip():
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"not a date and time: {text!r}") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _address_problem(text: str) -> str | None:
-    if not text or not text.strip():
-        return None
-    try:
-        address_range(text)
-    except ValueError as exc:
-        return str(exc)
-    return None

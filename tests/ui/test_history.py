@@ -43,7 +43,7 @@ async def test_stored_events_are_listed_with_charts(user: User) -> None:
     assert total > 0
     await user.open("/history")
     await user.should_see(f"{total:,} events match", retries=20)
-    assert len(rows(user)) == min(total, history.PAGE_SIZE)
+    assert len(rows(user)) == min(total, history.History.page_size)
     newest = [r["last_seen"] for r in rows(user)]
     assert newest == sorted(newest, reverse=True)
     minute = user.find(marker="minute-chart").elements.pop().options["series"][0]["data"]
@@ -66,7 +66,7 @@ async def test_filters_narrow_the_list_in_the_database(user: User) -> None:
     with Session(c.engine) as session:
         n = count_events(session=session, filter=expected)
     await user.should_see(f"{n:,} events match", retries=20)
-    await until(lambda: len(rows(user)) == min(n, history.PAGE_SIZE) and all(
+    await until(lambda: len(rows(user)) == min(n, history.History.page_size) and all(
         r["proto"] == some.proto and r["kind"] == some.kind for r in rows(user)), 5,
         "only matching rows")
     user.find(marker="filter-clear").click()
@@ -85,7 +85,7 @@ async def test_filters_narrow_the_list_in_the_database(user: User) -> None:
         n = count_events(session=session, filter=expected)
     assert n >= 1
     await user.should_see(f"{n:,} events match", retries=20)
-    await until(lambda: len(rows(user)) == min(n, history.PAGE_SIZE) and all(
+    await until(lambda: len(rows(user)) == min(n, history.History.page_size) and all(
         r["level"] in FLAGGED and r["score"] >= 0.5 for r in rows(user)), 5,
         "only matching rows")
 
@@ -101,7 +101,7 @@ async def test_a_bad_address_filter_is_explained(user: User) -> None:
 async def test_paging_is_done_by_the_database(user: User, monkeypatch: pytest.MonkeyPatch) -> None:
     total = await fill(user)
     assert total > 6
-    monkeypatch.setattr(history, "PAGE_SIZE", 3)
+    monkeypatch.setattr(history.History, "page_size", 3)
     await user.open("/history")
     await user.should_see(f"1–3 of {total:,}", retries=20)
     first = [r["id"] for r in rows(user)]
