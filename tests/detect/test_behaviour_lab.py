@@ -125,8 +125,9 @@ async def test_hydra_guessing_several_passwords_a_session_is_found(
     b = lab_net.ip("b")
     records = await capture_records(
         lab_net, "tcp port 22",
-        lambda: lab_net.run("a", "hydra", "-l", "root", "-P", str(words), "-t", "4",
-                            f"ssh://{b}", timeout=180, check=False))
+        lambda: lab_net.run("a", "sh", "-c", f"cd {tmp_path} && exec hydra -l root "
+                            f"-P {words} -t 4 ssh://{b}",  # its hydra.restore stays in tmp
+                            timeout=180, check=False))
     sessions = [r for r in records if r.service == "ssh"]
     assert 10 <= len(sessions) < 48  # hydra (libssh) tries several passwords a connection
     alerts = BehaviourDetectors().update(records, now=max(r.ts for r in records))
