@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netids.detect.behaviour_base import BehaviourAlert, Suppressor
+from netids.detect.behaviour_base import BehaviourAlert, Suppressor, in_order
 from netids.detect.behaviour_beacon import BeaconConfig, BeaconDetector
 from netids.detect.behaviour_brute import BruteConfig, BruteForceDetector
 from netids.detect.behaviour_scan import ScanConfig, ScanDetector
@@ -83,7 +83,7 @@ class BehaviourDetectors:
         self.now = max(self.now, now)
         scores = [0.0] * len(records)
         found: list[BehaviourAlert] = []
-        for i in sorted(range(len(records)), key=lambda i: records[i].ts):
+        for i in sorted(range(len(records)), key=lambda i: in_order(records[i])):
             r = records[i]
             if r.in_progress:  # counted when it ends; only a login after guessing is due now
                 found += self.brute.observe(r)[0]

@@ -123,6 +123,14 @@ class Suppressor:
 
 
 @lru_cache(maxsize=65536)
+def in_order(record: ConnRecord) -> tuple[float, str, int, str, int, str]:
+    """The order the detectors read records in: by time, then by endpoints, never by uid
+    (random per run) nor by the order a batch happened to hand them over, so that a capture
+    gives the same alerts every run."""
+    return (record.ts, record.orig_h, record.orig_p, record.resp_h, record.resp_p,
+            record.proto)
+
+
 def is_group_address(address: str) -> bool:
     """Multicast or broadcast: nobody answers those as a server does, so silence there is no
     failed connection (mDNS, SSDP, NetBIOS name queries to x.x.x.255).

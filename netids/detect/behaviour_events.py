@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict
 
 from netids.detect.behaviour import BehaviourConfig, BehaviourDetectors
-from netids.detect.behaviour_base import BehaviourAlert
+from netids.detect.behaviour_base import BehaviourAlert, in_order
 from netids.detect.conn_records import ConnRecord
 from netids.detect.event_records import BEHAVIOUR_KINDS, EventUpdate, behaviour_score
 
@@ -53,7 +53,7 @@ class BehaviourEvents:
         with the event as packet events keep theirs."""
         updates: list[EventUpdate] = []
         closed: list[EventUpdate] = []
-        for r in sorted(records, key=lambda r: r.ts):  # the detectors' own order
+        for r in sorted(records, key=in_order):  # the detectors' own order
             for alert in self.detectors.update([r], now):  # one by one: each alert's record
                 self.alerts += 1
                 updates.append(self._event(alert, r, threshold, closed))
@@ -70,8 +70,11 @@ class BehaviourEvents:
         fresh = alert_event(alert, r, threshold)
         old = self.open.pop(alert.key, None)
         if old is not None and alert.first <= old.last_seen + self.hold:
+            # the event starts where its first alert did, as the store keeps it (a late
+            # record can start an escalation earlier; the stored row would then depend on
+            # whether the writer flushed in between)
             fresh = dataclasses.replace(
-                fresh, id=old.id, first_seen=min(old.first_seen, fresh.first_seen),
+                fresh, id=old.id, first_seen=old.first_seen,
                 score_max=max(old.score_max, fresh.score_max),
                 score_mean=max(old.score_mean, fresh.score_mean))
         elif old is not None:

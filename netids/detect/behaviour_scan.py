@@ -261,8 +261,10 @@ def scan_shape(pairs: set[tuple[str, int, str]], count: int) -> tuple[str, tuple
     >>> scan_shape({(f"10.0.0.{h}", 22, "tcp") for h in range(30)}, 30)[::2]
     ('horizontal_scan', '30 hosts on tcp port 22')
     """
-    hosts = Counter(p[0] for p in pairs)
-    ports = Counter(f"{p[2]} port {p[1]}" if p[2] != "icmp" else "ICMP echo" for p in pairs)
+    ordered = sorted(pairs)  # a set's order changes with every run's string hashing: ties
+    # among the most hit hosts, and so the alert's targets and key, must not
+    hosts = Counter(p[0] for p in ordered)
+    ports = Counter(f"{p[2]} port {p[1]}" if p[2] != "icmp" else "ICMP echo" for p in ordered)
     more = "" if count <= len(pairs) else "at least "
     if len(ports) == 1:
         (port,) = ports

@@ -67,3 +67,13 @@ def test_behaviour_levels_ignore_the_threshold_slider() -> None:
         score = behaviour_score(severity)
         assert {grade(score, t, "slow scan") for t in (0.5, 0.999, 0.99999)} == {severity}
     assert set(("low", "medium", "high", "critical")) <= set(GRADES)
+
+
+def test_an_escalation_keeps_the_start_of_its_first_alert() -> None:
+    # records come in the order connections end, not start: a late batch of failures that
+    # started earlier escalates the event, whose start stays where the store keeps it
+    b = BehaviourEvents()
+    (first,), _ = b.update(probes(100.0, range(1, 26)), now=130.0, threshold=0.999)
+    (grown,), _ = b.update(probes(50.0, range(26, 300)), now=400.0, threshold=0.999)
+    assert grown.id == first.id and grown.packets > first.packets
+    assert grown.first_seen == first.first_seen == 100.0
