@@ -156,13 +156,7 @@ class TcpState:
                 if peer.state == SYN_SENT:
                     peer.set(ESTABLISHED)
                 ep.set(ESTABLISHED)
-        close = False
-        if flags & FIN:
-            ep.set(CLOSED)
-            close = True
-        if flags & RST:
-            ep.set(RESET)
-            close = True
+        close = self._syn_sent(ep, flags)  # a FIN or RST ends it as it ends SYN_SENT
         if ep.state == INACTIVE:
             if not is_orig and size == 0 and self.orig.state == SYN_SENT:
                 pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
@@ -174,7 +168,8 @@ class TcpState:
 
     @staticmethod
     def _syn_sent(ep: Endpoint, flags: int) -> bool:
-        """Zeek's ``UpdateSYN_SentState``."""
+        """Zeek's ``UpdateSYN_SentState``: a FIN closes the endpoint, a RST resets it (the
+        same step ends ``UpdateInactiveState``)."""
         close = False
         if flags & FIN:
             ep.set(CLOSED)
