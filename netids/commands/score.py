@@ -138,7 +138,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _conn_log(path: Path | None, sink: _EventSink | None) -> ConnLog | None:
     """``--conn``: a tracker of its own, or with ``--db`` the event sink's, so the file and
-    the database hold the same records (uids included) for the cost of one tracker."""
+    the database hold the same records (uids included) for the cost of one tracker; only the
+    file has a flood's one-shots (:mod:`netids.detect.conn_fold`)."""
     if path is None:
         return None
     feed = sink.sink.conns if sink else None
@@ -325,8 +326,11 @@ class _EventSink:
         behaviour = self.sink.behaviour
         alerts = (f"{behaviour.alerts:,} behaviour alerts (scans, brute force, beacons) "
                   "stored as events\n" if behaviour is not None else "")
-        return (f"{self.sink.connections:,} connection records stored in the database\n"
-                if self.store else "") + alerts
+        folded = self.sink.fold.folded
+        flood = (f" ({folded:,} one-packet connections of floods counted, not stored)"
+                 if folded else "")
+        return (f"{self.sink.connections:,} connection records stored in the database"
+                f"{flood}\n" if self.store else "") + alerts
 
     def close(self) -> None:
         self.sink.finish()

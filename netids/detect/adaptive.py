@@ -150,19 +150,22 @@ class ThresholdAdapter:
         if math.isnan(self._start):
             self._start, self._period_end = float(ts[0]), float(ts[0]) + cfg.period
             self._refit_at = float(ts[0])
-        self._heat(np.concatenate([src_hash[anomalous], dst_hash[anomalous]]),
-                   np.concatenate([ts[anomalous], ts[anomalous]]), now)
-        if shed or anomalous.mean() > cfg.max_flag_share or len(self._hot) > cfg.max_hot:
+        overflow = self._heat(np.concatenate([src_hash[anomalous], dst_hash[anomalous]]),
+                              np.concatenate([ts[anomalous], ts[anomalous]]), now)
+        if shed or anomalous.mean() > cfg.max_flag_share or overflow:
             self._frozen_until = now + cfg.hot_window
-        clean = ~anomalous & ~np.isin(src_hash, self._hot) & ~np.isin(dst_hash, self._hot)
-        clean &= ts >= self._start + cfg.warmup
-        if now >= self._frozen_until:
+        if now >= self._frozen_until:  # frozen, nothing is sampled: no need to sort it out
+            clean = ~anomalous & ~np.isin(src_hash, self._hot) & ~np.isin(dst_hash, self._hot)
+            clean &= ts >= self._start + cfg.warmup
             self._sample(raw[clean & np.isfinite(raw)])
         if now >= self._period_end:
             self._close_period(now)
 
-    def _heat(self, hosts: np.ndarray, ts: np.ndarray, now: float) -> None:
-        """Remember the hosts of flagged packets; forget those idle past ``hot_window``."""
+    def _heat(self, hosts: np.ndarray, ts: np.ndarray, now: float) -> bool:
+        """Remember the hosts of flagged packets; forget those idle past ``hot_window``.
+        Past ``max_hot`` hosts (a flood of spoofed sources) only the most recent are kept, so
+        the set stays bounded and each batch's sort small; True if that happened (the caller
+        freezes learning, so the hosts let go are never mistaken for clean ones)."""
         hot = np.concatenate([self._hot, hosts.astype(np.uint64)])
         hot_t = np.concatenate([self._hot_t, ts])
         keep = hot_t >= now - self.config.hot_window
@@ -171,7 +174,13 @@ class ThresholdAdapter:
         hot, hot_t = hot[order], hot_t[order]
         first = np.ones(len(hot), bool)
         first[1:] = hot[1:] != hot[:-1]
-        self._hot, self._hot_t = hot[first], hot_t[first]
+        hot, hot_t = hot[first], hot_t[first]
+        overflow = len(hot) > self.config.max_hot
+        if overflow:
+            newest = np.argpartition(-hot_t, self.config.max_hot)[:self.config.max_hot]
+            hot, hot_t = hot[np.sort(newest)], hot_t[np.sort(newest)]
+        self._hot, self._hot_t = hot, hot_t
+        return overflow
 
     def _sample(self, raw: np.ndarray) -> None:
         """Reservoir-sample this period's clean raw errors, ``per_period`` at most."""

@@ -58,6 +58,14 @@ class ConnColumns:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def take(self, rows: np.ndarray) -> ConnColumns:
+        """Only ``rows`` (indices), in that order."""
+        picked = rows.tolist()
+        return ConnColumns(**{f.name: self.seed if f.name == "seed"
+                              else [getattr(self, f.name)[i] for i in picked]
+                              if isinstance(getattr(self, f.name), list)
+                              else getattr(self, f.name)[rows] for f in fields(self)})
+
     def records(self) -> list[ConnRecord]:
         """The rows as :class:`ConnRecord` objects."""
         return [ConnRecord(

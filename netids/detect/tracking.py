@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netids.detect.conn_records import ConnRecord
+from netids.detect.conn_columns import ConnRecords
 from netids.detect.connections import ConnConfig, ConnTracker
 from netids.detect.keytable import TableStats
 from netids.detect.packets import PacketBatch
@@ -31,12 +31,12 @@ class ConnFeed:
         self.full_share = full_share  # below this scored share, shed packets are left out
         self.missed = 0  # packets left out of the records (shed, under heavy overload)
 
-    def update(self, scored: ScoredBatch) -> list[ConnRecord]:
+    def update(self, scored: ScoredBatch) -> ConnRecords:
         """The records one scored batch completes (and in-progress snapshots it passes)."""
         packets = self.packets_of(scored)
-        return self.tracker.update(packets) if len(packets) else []
+        return self.tracker.update(packets) if len(packets) else ConnRecords([])
 
-    def flush(self) -> list[ConnRecord]:
+    def flush(self) -> ConnRecords:
         """The stream ended: every connection still open."""
         return self.tracker.flush()
 

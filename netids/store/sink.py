@@ -3,7 +3,9 @@
 write both to the store and, with ``--eve``, to the EVE file (:mod:`netids.store.eve`). With a
 :class:`~netids.detect.tracking.ConnFeed` it also follows the stream's connections and stores
 their records (every decoded packet counts, shed or not), and feeds them to the behaviour
-detectors, whose alerts become events too (:mod:`netids.detect.behaviour_events`). With a
+detectors, whose alerts become events too (:mod:`netids.detect.behaviour_events`); the
+one-shot records of a flood are counted, not handed on (:mod:`netids.detect.conn_fold`),
+except to ``on_conns`` (``score --conn`` writes every record). With a
 store, events an allow-list rule covers are counted against the rule instead of being stored,
 returned or sent to the EVE file (:mod:`netids.store.rules`).
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from netids.detect.behaviour_events import BehaviourEvents
+from netids.detect.conn_columns import ConnRecords
+from netids.detect.conn_fold import FloodFold
 from netids.detect.conn_records import ConnRecord
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
@@ -40,6 +44,7 @@ class EventSink:
         self.on_conns = on_conns  # also handed each batch's records (``score --conn``)
         self.connections = 0  # records handed on (snapshots included)
         self.behaviour = BehaviourEvents() if conns is not None else None
+        self.fold = FloodFold()  # a flood's one-shot records: counted, not stored
         self._conns_closed = False
         self._threshold = 1.0  # the packet model's last threshold, kept with behaviour events
         self.rules = RuleBook(store.engine) if store is not None else None
@@ -75,18 +80,20 @@ class EventSink:
         self._conns_closed = True
         return self._write(*self._connections(self.conns.flush(), self._threshold))
 
-    def _connections(self, records: list[ConnRecord],
+    def _connections(self, records: ConnRecords,
                      threshold: float) -> tuple[list[EventUpdate], list[EventUpdate]]:
-        """Store and hand on ``records``; the behaviour events (opened or grown, closed)."""
+        """Store and hand on ``records`` but a flood's one-shots; the behaviour events
+        (opened or grown, closed)."""
         self._threshold = threshold
+        kept = self.fold.keep(records)
         found: tuple[list[EventUpdate], list[EventUpdate]] = ([], [])
         if self.behaviour is not None and self.conns is not None:
-            found = self.behaviour.update(records, self.conns.tracker.now, threshold)
+            found = self.behaviour.update(kept, self.conns.tracker.now, threshold)
         if not records:
             return found
-        self.connections += len(records)
-        if self.store is not None:
-            self.store.write_connections(records)
+        self.connections += len(kept)
+        if self.store is not None and kept:
+            self.store.write_connections(kept)
         if self.on_conns is not None:
             self.on_conns(records)
         return found

@@ -60,3 +60,30 @@ def test_bad_conn_paths_are_refused_in_one_line(tmp_path: Path, trained_model: P
         assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert capture.stat().st_size > 0
+
+
+def test_a_flood_is_counted_not_stored_but_the_conn_log_keeps_every_record(
+        tmp_path: Path, trained_model: Path) -> None:
+    """3,000 spoofed SYNs in 1 s and a scanner's 40 probes: the database keeps the scanner's
+    records and its scan event, the conn.log all 3,040, and the summary says what was
+    folded."""
+    from sqlmodel import Session, create_engine, func, select
+
+    from netids.capture.pcapfile import write_pcap
+    from netids.store.tables import Connection, Event
+    from tests.detect.test_conn_fold import probes, spoofed
+
+    frames = spoofed(3000) + probes(40)
+    capture = tmp_path / "flood.pcap"
+    write_pcap(capture, [(1000.0 + i / len(frames), f) for i, f in enumerate(frames)])
+    db, conn = tmp_path / "events.db", tmp_path / "conn.log"
+    done = score(capture, "--out", tmp_path / "s.csv", "--model", trained_model,
+                 "--db", f"sqlite:///{db}", "--conn", conn)
+    assert done.returncode == 0, done.stderr
+    assert ("40 connection records stored in the database (3,000 one-packet connections of "
+            "floods counted, not stored)") in done.stderr
+    assert sum(not line.startswith("#") for line in conn.read_text().splitlines()) == 3040
+    with Session(create_engine(f"sqlite:///{db}")) as session:
+        assert session.exec(select(func.count()).select_from(Connection)).one() == 40
+        kinds = session.exec(select(Event.kind).where(Event.src == "10.9.9.9")).all()
+    assert "vertical scan" in kinds

@@ -55,6 +55,26 @@ def test_a_stream_flagging_many_packets_teaches_nothing() -> None:
     assert quiet.learned == 0
 
 
+def test_a_flood_of_spoofed_sources_keeps_the_hot_set_bounded_and_learning_frozen() -> None:
+    """Each flagged spoofed source is a new hot host: the set keeps the most recent
+    ``max_hot``, and learning stays frozen until the flood has been over for ``hot_window``."""
+    config = AdaptConfig(warmup=0.0, min_samples=100, max_hot=500, max_flag_share=1.0)
+    adapter = ThresholdAdapter(anchor=1.0, config=config)
+    rng = np.random.default_rng(1)
+    for t in range(100):  # 100 s of 400 flagged packets a second from new sources
+        sources = rng.integers(1, 2**63, size=400).astype(np.uint64)
+        adapter.observe(t + np.arange(400) / 400, np.full(400, 5.0), np.ones(400, bool),
+                        sources, np.full(400, 9, np.uint64))
+        assert len(adapter._hot) <= 500
+    assert adapter.learned == 0
+    hosts = np.full(200, 3, np.uint64)
+    clean = np.zeros(200, bool)
+    adapter.observe(130 + np.arange(200) / 200, np.ones(200), clean, hosts, hosts)
+    assert adapter.learned == 0  # within hot_window of the last overflow
+    adapter.observe(170 + np.arange(200) / 200, np.ones(200), clean, hosts, hosts)
+    assert adapter.learned == 200
+
+
 def test_a_batch_judged_ahead_gets_the_scale_it_gets_judged_in_turn() -> None:
     adapter = ThresholdAdapter(anchor=1.0, config=AdaptConfig(warmup=0.0, min_samples=100,
                                                               lag=2))
