@@ -36,6 +36,7 @@ sys.path[:0] = [str(ROOT)]
 from netids.capture.pcapfile import read_batches  # noqa: E402
 from netids.detect.behaviour import BehaviourDetectors  # noqa: E402
 from netids.detect.behaviour_base import BehaviourAlert  # noqa: E402
+from netids.detect.conn_fold import FloodFold  # noqa: E402
 from netids.detect.conn_records import ConnRecord  # noqa: E402
 from netids.detect.connections import ConnTracker  # noqa: E402
 from netids.detect.decode import decode  # noqa: E402
@@ -52,7 +53,7 @@ def run(path: Path, keep_records: bool = False, learned: list[ConnRecord] | None
     """Alerts, per-record scores (with ``keep_records``: (ts, score) pairs), tracker and
     detector seconds, and the records, for one file; with ``learned``, the detectors learn
     those records' normal first."""
-    tracker, detectors = ConnTracker(), BehaviourDetectors()
+    tracker, detectors, fold = ConnTracker(), BehaviourDetectors(), FloodFold()
     if learned is not None:
         detectors.learn(learned)
     alerts: list[BehaviourAlert] = []
@@ -62,16 +63,29 @@ def run(path: Path, keep_records: bool = False, learned: list[ConnRecord] | None
     batches: list = [decode(f) for f in read_batches(path, 4096)]
     for batch in [*batches, None]:
         start = time.perf_counter()
-        records: list[ConnRecord] = tracker.update(batch) if batch is not None else tracker.flush()
+        records = tracker.update(batch) if batch is not None else tracker.flush()
         middle = time.perf_counter()
-        result = detectors.observe(records, tracker.now)
+        folded = fold.flood_rows(records.parts[0]) if records.parts else np.zeros(0, bool)
+        result = detectors.observe([r for r, f in zip(records, folded, strict=True) if not f],
+                                   tracker.now)
         detect += time.perf_counter() - middle
         track += middle - start
         alerts += result.alerts
+        given = iter(result.scores)  # a flood's folded one-shot: its source's scan evidence
         scores += [(r.ts, s) if keep_records else s
-                   for s, r in zip(result.scores, records, strict=True) if not r.in_progress]
+                   for r, s in ((r, scan_share(detectors, r.orig_h) if f else next(given))
+                                for r, f in zip(records, folded, strict=True))
+                   if not r.in_progress]
         n += len(records)
     return alerts, scores, track, detect, n
+
+
+def scan_share(detectors: BehaviourDetectors, source: str) -> float:
+    """The evidence a scanner's record carries: its source's failed pairs as a share of the
+    limit (what a folded repeat of a probe would have scored; 0 for a lone spoofed source)."""
+    scans = detectors.scans
+    held = scans.fast.peek(source)
+    return held.total.estimate / scans.threshold(source) if held is not None else 0.0
 
 
 def manifest(data: Path) -> list[dict[str, str]]:

@@ -80,6 +80,7 @@ class LiveState:
     scored_share: float = 1.0  # share of the latest batch scored; < 1 while overloaded
     unread: int = 0  # shed without decoding (deep overload): in packets, not in tcp/udp/other
     conn_missed: int = 0  # packets left out of connection records (heavy overload)
+    conn_folded: int = 0  # one-packet connections of floods counted, not stored
     tcp: int = 0
     udp: int = 0
     other: int = 0
@@ -113,16 +114,22 @@ def overload_text(live: LiveState) -> str:
     'overload: 7 packets were counted, not scored (3 not even decoded)'
     >>> overload_text(LiveState(running=True, scored_share=0.05, shed=950, conn_missed=950))
     'scoring 5% of packets (overload): 950 counted, not scored, 950 left out of connections'
+    >>> overload_text(LiveState(running=True, conn_folded=48_211))
+    'floods: 48,211 one-packet connections counted, not stored'
     """
     unread = f" ({live.unread:,} not even decoded)" if live.unread else ""
     if live.conn_missed:
         unread += f", {live.conn_missed:,} left out of connections"
+    folded = (f"floods: {live.conn_folded:,} one-packet connections counted, not stored"
+              if live.conn_folded else "")
     if live.running and live.scored_share < 1.0:
-        return (f"scoring {100 * live.scored_share:.3g}% of packets (overload): "
+        text = (f"scoring {100 * live.scored_share:.3g}% of packets (overload): "
                 f"{live.shed:,} counted, not scored{unread}")
-    if live.shed:
-        return f"overload: {live.shed:,} packets were counted, not scored{unread}"
-    return ""
+    elif live.shed:
+        text = f"overload: {live.shed:,} packets were counted, not scored{unread}"
+    else:
+        return folded
+    return f"{text}; {folded}" if folded else text
 
 
 def publish(live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
@@ -144,6 +151,7 @@ def publish(live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
     live.session_events = sink.opened
     live.tables = sink.tables(pipeline)
     live.conn_missed = sink.conns.missed if sink.conns is not None else 0
+    live.conn_folded = sink.fold.folded
     adapter = pipeline.adapter
     live.adapt_scale, live.adapt_learned = (adapter.scale, adapter.learned) if adapter \
         else (1.0, 0)

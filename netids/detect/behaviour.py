@@ -3,8 +3,9 @@
 :class:`BehaviourDetectors` takes the :class:`~netids.detect.conn_records.ConnRecord` records
 the connection tracker emits and returns :class:`~netids.detect.behaviour_base.BehaviourAlert`
 alerts: scans, slow scans (:mod:`netids.detect.behaviour_scan`), brute force
-(:mod:`netids.detect.behaviour_brute`) and beaconing (:mod:`netids.detect.behaviour_beacon`),
-one alert per key per hour unless it escalates.
+(:mod:`netids.detect.behaviour_brute`), beaconing (:mod:`netids.detect.behaviour_beacon`),
+exfiltration and long connections (:mod:`netids.detect.behaviour_volume`), one alert per
+key per hour unless it escalates.
 Time is packet time (the records' own and ``now``), so a capture file gives what live capture
 would. ``learn`` takes the network's normal from benign records before detection starts.
 
@@ -22,6 +23,7 @@ from netids.detect.behaviour_base import BehaviourAlert, Suppressor, in_order
 from netids.detect.behaviour_beacon import BeaconConfig, BeaconDetector
 from netids.detect.behaviour_brute import BruteConfig, BruteForceDetector
 from netids.detect.behaviour_scan import ScanConfig, ScanDetector
+from netids.detect.behaviour_volume import VolumeConfig, VolumeDetector
 from netids.detect.conn_records import ConnRecord
 
 
@@ -32,6 +34,7 @@ class BehaviourConfig:
     scan: ScanConfig = field(default_factory=ScanConfig)
     brute: BruteConfig = field(default_factory=BruteConfig)
     beacon: BeaconConfig = field(default_factory=BeaconConfig)
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
     suppress_for: float = 3600.0  # one alert per key this long (Zeek's notice suppression)
     escalation: float = 10.0  # ... unless its evidence grew tenfold (Slips' log10 steps), or
     # its severity rose
@@ -64,6 +67,7 @@ class BehaviourDetectors:
         self.scans = ScanDetector(c.scan)
         self.brute = BruteForceDetector(c.brute)
         self.beacons = BeaconDetector(c.beacon)
+        self.volume = VolumeDetector(c.volume)
         self.suppressor = Suppressor(c.suppress_for, c.escalation)
         self.now = float("-inf")
 
@@ -72,6 +76,7 @@ class BehaviourDetectors:
         self.scans.learn(records)
         self.brute.learn(records)
         self.beacons.learn(records)
+        self.volume.learn(records)
 
     def update(self, records: list[ConnRecord], now: float) -> list[BehaviourAlert]:
         """Count records (any order; an in-progress snapshot is counted by its final record,
@@ -85,14 +90,15 @@ class BehaviourDetectors:
         found: list[BehaviourAlert] = []
         for i in sorted(range(len(records)), key=lambda i: in_order(records[i])):
             r = records[i]
+            volume_alerts, volume_score = self.volume.observe(r)  # snapshots count here
             if r.in_progress:  # counted when it ends; only a login after guessing is due now
-                found += self.brute.observe(r)[0]
+                found += self.brute.observe(r)[0] + volume_alerts
                 continue
             scan_alerts, scan_score = self.scans.observe(r)
             brute_alerts, brute_score = self.brute.observe(r)
             beacon_alerts, beacon_score = self.beacons.observe(r)
-            found += scan_alerts + brute_alerts + beacon_alerts
-            scores[i] = max(scan_score, brute_score, beacon_score)
+            found += scan_alerts + brute_alerts + beacon_alerts + volume_alerts
+            scores[i] = max(scan_score, brute_score, beacon_score, volume_score)
         alerts = [a for a in found
                   if self.suppressor.allow(a.key, a.last, a.severity, a.count)]
         return BehaviourResult(alerts, scores)

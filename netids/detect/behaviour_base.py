@@ -33,7 +33,7 @@ class BehaviourAlert:
     ``uids_kept`` of them (the first ones), so an alert stays small whatever the attack's size.
     """
 
-    kind: str  # vertical_scan, horizontal_scan, scan, slow_scan, brute_force, login_after_guessing
+    kind: str  # a key of event_records.BEHAVIOUR_KINDS (vertical_scan, brute_force, beacon...)
     severity: str  # one of SEVERITIES
     source: str  # the scanner or guesser
     targets: tuple[str, ...]  # "host", "host:port" or ":port", at most a few, most hit first

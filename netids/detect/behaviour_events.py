@@ -23,6 +23,7 @@ from netids.detect.conn_records import ConnRecord
 from netids.detect.event_records import BEHAVIOUR_KINDS, EventUpdate, behaviour_score
 
 PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "icmp": "ICMP"}  # conn.log's proto -> event proto
+PAIR_KINDS = frozenset({"beacon", "exfiltration", "long_connection"})  # targets "host:port"
 
 
 class BehaviourEvents:
@@ -102,7 +103,7 @@ def alert_event(alert: BehaviourAlert, r: ConnRecord, threshold: float) -> Event
     ('brute force', '2001:db8::5', 22, 31, '31 SSH sessions ...')
     """
     dst, dst_port, dst_count = "", None, max(alert.count, len(alert.targets))
-    if (alert.service is not None or alert.kind == "beacon") and alert.targets:  # "host:port"
+    if (alert.service is not None or alert.kind in PAIR_KINDS) and alert.targets:  # host:port
         host, _, port = alert.targets[0].rpartition(":")
         dst, dst_port, dst_count = host, int(port), 1
     elif len(alert.targets) == 1:  # one host scanned

@@ -23,7 +23,8 @@ ATTACK_KINDS = frozenset({"ARP spoofing", "malformed packet", "bogus address", "
 BEHAVIOUR_KINDS = {"vertical_scan": "vertical scan", "horizontal_scan": "horizontal scan",
                    "scan": "host and port scan", "slow_scan": "slow scan",
                    "brute_force": "brute force", "login_after_guessing": "login after guessing",
-                   "beacon": "beaconing"}
+                   "beacon": "beaconing", "exfiltration": "data exfiltration",
+                   "long_connection": "long connection"}
 BEHAVIOUR_NINES = {"low": 4.0, "medium": 6.0, "high": 8.0, "critical": 10.0}
 
 _BEHAVIOUR_NAMES = frozenset(BEHAVIOUR_KINDS.values())

@@ -78,10 +78,39 @@ def test_scan_alerts_name_the_shape_simple_scan_gives_them(shared_data: Path) ->
     assert sweep[0].kind == "horizontal_scan" and "hosts on ICMP echo" in sweep[0].why
 
 
-def test_no_benign_capture_raises_an_alert(shared_data: Path) -> None:
-    noisy = {p.name: [a.why for a in alerts_of(p)] for p in files_of(shared_data, "benign")}
-    assert {name: whys for name, whys in noisy.items() if whys} == {}
-    assert len(noisy) == 50
+def test_no_benign_capture_raises_an_alert_but_long_sessions(shared_data: Path) -> None:
+    """Without learning, only long connections (IoT cloud sessions and DHCP chatter lasting
+    days) are raised on benign traffic, and never above medium."""
+    alerts = {p.name: alerts_of(p) for p in files_of(shared_data, "benign")}
+    others = {name: [a.why for a in found if a.kind != "long_connection"]
+              for name, found in alerts.items()}
+    assert {name: whys for name, whys in others.items() if whys} == {}
+    assert {a.severity for found in alerts.values() for a in found} <= {"low", "medium"}
+    assert len(alerts) == 50
+
+
+def test_a_day_of_learning_leaves_long_iot_sessions_out(shared_data: Path) -> None:
+    """Learn from the connections that started within a capture's first day (an IoT device
+    opens its long sessions early and holds them: what a day of watching it shows), then
+    detect on the connections started later: fewer alerts than without learning, at most one a week of traffic (the issue's
+    aim is under one an hour)."""
+    alerts, unlearned, days = 0, 0, 0.0
+    for path in files_of(shared_data, "benign"):
+        if not path.name.startswith("iotlab__"):
+            continue
+        tracker, records = ConnTracker(), []
+        for frames in read_batches(path, 4096):
+            records += tracker.update(decode(frames))
+        records += tracker.flush()
+        start = min(r.ts for r in records)
+        learned = [r for r in records if r.ts < start + 86400]
+        detectors = BehaviourDetectors()
+        detectors.learn(learned)
+        later = [r for r in records if r.ts >= start + 86400]
+        alerts += len(detectors.update(later, now=tracker.now))
+        unlearned += len(BehaviourDetectors().update(later, now=tracker.now))
+        days += (tracker.now - start - 86400) / 86400
+    assert days > 10 and alerts < unlearned and alerts <= days / 7
 
 
 def test_mixed_dev_episodes_are_found_and_nothing_outside_them(shared_data: Path) -> None:
