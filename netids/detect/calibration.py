@@ -255,12 +255,18 @@ class SurpriseCombiner:
                    precision=np.linalg.inv(cov).astype(np.float32),
                    range_weight=float(range_weight))
 
-    def combine(self, surprise: np.ndarray, excess: np.ndarray | None = None) -> np.ndarray:
+    def combine(self, surprise: np.ndarray, excess: np.ndarray | None = None,
+                answering: np.ndarray | None = None,
+                conversation: np.ndarray | None = None) -> np.ndarray:
         """float32 [n] raw anomaly values (0 for the typical normal packet) from surprises
         [n, k] and each packet's distance past the training range ``excess`` [n] (scaled
         units; none: 0), computed with torch's threads (numpy's BLAS would keep a spinning
-        thread per core of its own)."""
+        thread per core of its own). On rows ``answering`` their peer the ``conversation``
+        inputs read as typical (:func:`~netids.detect.scaling.conversation_inputs`)."""
         d = torch.from_numpy(np.asarray(surprise, dtype=np.float32)) - torch.from_numpy(self.mean)
+        if answering is not None and conversation is not None and len(conversation):
+            rows = torch.from_numpy(np.flatnonzero(answering))
+            d[rows.unsqueeze(1), torch.from_numpy(conversation).unsqueeze(0)] = 0.0
         raw = torch.linalg.vecdot(d @ torch.from_numpy(self.precision), d)
         if excess is not None and self.range_weight > 0:
             far = torch.from_numpy(np.asarray(excess, dtype=np.float32)) * self.range_weight

@@ -27,7 +27,9 @@ from netids.detect.scaling import (
     MAC_CLASSES,
     PACKET_NUMERIC,
     RobustScaler,
+    answering,
     categorical_codes,
+    conversation_inputs,
     past_range,
     raw_numeric,
 )
@@ -125,6 +127,9 @@ class Detector:
         self._typical = checkpoint.scaler.typical()
         self._base_names = [words.base_name(name) for name in self.input_names]
         self._kind_floor = self._kind_floors()
+        # a two-way conversation's own rate is no evidence on packets answering their peer
+        self._conversation = conversation_inputs(self.input_names)
+        self._conversation_numeric = conversation_inputs(checkpoint.numeric_names)
         self._scan_inputs, self._scanning_now = self._scan_columns()
         # a rate in words is told at its busiest window: a flood's 3,000 packets/s over the
         # last second, not the 90/s its 100 s average has reached
@@ -148,7 +153,9 @@ class Detector:
         errors, excess = self.input_errors(packets, features)
         with self._torch_threads():
             surprise = self.checkpoint.surprise.transform(errors)
-            raw = (self.checkpoint.combiner.combine(surprise, excess) if n
+            raw = (self.checkpoint.combiner.combine(surprise, excess,
+                                                    answering(packets.tcp_flags),
+                                                    self._conversation) if n
                    else np.zeros(0, np.float32))
         nines = self.checkpoint.calibrator.nines(raw / scale if scale != 1.0 else raw)
         return Scores(scores_of(nines), raw, surprise, nines)
@@ -177,7 +184,8 @@ class Detector:
         numeric = scaler.transform(raw_numeric(packets, features))
         codes = categorical_codes(packets)
         clamped = scaler.clamp(numeric)
-        excess = past_range(numeric, clamped)
+        excess = past_range(numeric, clamped, answering(packets.tcp_flags),
+                            self._conversation_numeric)
         num, pad = to_windows(clamped.astype(np.float32, copy=False), T)
         tgt, _ = to_windows(numeric.astype(np.float32, copy=False), T)
         cod, _ = to_windows(codes.astype(np.int64, copy=False), T)

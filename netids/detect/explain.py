@@ -46,7 +46,7 @@ from netids.detect.packets import (
     STATUS_NAMES,
     format_tcp_flags,
 )
-from netids.detect.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES
+from netids.detect.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES, answering
 
 TARGET_FLOOD = "target under flood"  # an event about its destination, whoever sent it
 BUSY = "busy connection"  # a conversation's rate alone, on a TCP packet answering its peer
@@ -161,8 +161,7 @@ def busy_or_flood(kind: str, tcp_flags: int) -> str:
     """
     if kind != BUSY:
         return kind
-    answering = tcp_flags >= 0 and tcp_flags & 0x10 and not tcp_flags & 0x06
-    return BUSY if answering else "flood"
+    return BUSY if answering(np.array([tcp_flags]))[0] else "flood"
 
 
 def kind_of(names: list[str], errors: list[float]) -> str:

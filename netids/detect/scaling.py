@@ -16,6 +16,7 @@ array([ 0, 10, 42, 43, 44])
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,15 +241,51 @@ def categorical_codes(packets: PacketBatch) -> np.ndarray:
     return out
 
 
-def past_range(scaled: np.ndarray, clamped: np.ndarray) -> np.ndarray:
+def past_range(scaled: np.ndarray, clamped: np.ndarray, answering: np.ndarray | None = None,
+               conversation: np.ndarray | None = None) -> np.ndarray:
     """float32 [n]: how far each row lies past the range seen in training, in scaled units
     summed over the columns; ``clamped`` is :meth:`RobustScaler.clamp` of ``scaled``. Training
-    calibrates with it and the detector scores with it: one definition for both.
+    calibrates with it and the detector scores with it: one definition for both. The
+    ``conversation`` columns do not count on rows ``answering`` their peer (see
+    :func:`conversation_inputs`).
 
     >>> past_range(np.array([[0.5, 3.0], [-2.0, 0.0]]), np.array([[0.5, 1.0], [-1.0, 0.0]]))
     array([2., 1.], dtype=float32)
+    >>> past_range(np.array([[0.5, 3.0], [-2.0, 0.0]]), np.array([[0.5, 1.0], [-1.0, 0.0]]),
+    ...            np.array([True, True]), np.array([1]))
+    array([0., 1.], dtype=float32)
     """
-    return np.abs(scaled - clamped).sum(axis=1, dtype=np.float32)
+    far = np.abs(scaled - clamped)
+    if answering is not None and conversation is not None and len(conversation):
+        far[np.ix_(np.flatnonzero(answering), conversation)] = 0.0
+    return far.sum(axis=1, dtype=np.float32)
+
+
+def conversation_inputs(names: Sequence[str]) -> np.ndarray:
+    """Positions of the inputs that measure one conversation's own rate (host pair, socket).
+
+    On a TCP packet that answers its peer (:func:`answering`) they measure a download both
+    sides take part in, at whatever speed the link gives: no evidence of an attack, yet the
+    surprise that made a model trained on slower networks flag most of a faster network's
+    traffic (docs/drift.md). Floods keep their evidence: a flood's packets do not answer, and
+    a flood of ACKs still raises its source's and its target's own rates.
+
+    >>> conversation_inputs(["src_rate_1s", "pair_rate_1s", "sock_rate_10s"]).tolist()
+    [1, 2]
+    """
+    return np.array([j for j, name in enumerate(names)
+                     if name.startswith(("pair_rate_", "sock_rate_"))], np.intp)
+
+
+def answering(tcp_flags: np.ndarray) -> np.ndarray:
+    """bool per packet: TCP acknowledging its peer without opening or resetting (ACK, no SYN
+    or RST); ``tcp_flags`` is -1 where the packet is not TCP.
+
+    >>> answering(np.array([0x18, 0x10, 0x12, 0x02, 0x14, -1])).tolist()
+    [True, True, False, False, False, False]
+    """
+    flags = np.asarray(tcp_flags)
+    return (flags >= 0) & (flags & 0x10 != 0) & (flags & 0x06 == 0)
 
 
 def raw_numeric(packets: PacketBatch, features: np.ndarray) -> np.ndarray:

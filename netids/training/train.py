@@ -39,7 +39,9 @@ from netids.detect.scaling import (
     CATEGORICAL,
     PACKET_NUMERIC,
     RobustScaler,
+    answering,
     categorical_codes,
+    conversation_inputs,
     past_range,
     raw_numeric,
     share_floors,
@@ -159,6 +161,7 @@ class _Windows:
     cod: torch.Tensor  # [W, T, n_fields] categorical codes
     pad: torch.Tensor  # [W, T] True where a window is padded past its capture's end
     excess: np.ndarray  # [W, T] distance past the training range (see Detector.input_errors)
+    answering: np.ndarray  # [W, T] TCP packets answering their peer (scaling.answering)
     split: np.ndarray  # [W] 0 / 1 / 2
     packets: int
 
@@ -180,12 +183,13 @@ class _Windows:
 def _prepare(captures: Sequence[tuple[PacketBatch, np.ndarray]], config: TrainConfig,
              rng: np.random.Generator) -> _Windows:
     T = config.window
-    raw_w, cod_w, pad_w = [], [], []
+    raw_w, cod_w, pad_w, ans_w = [], [], [], []
     for packets, feats in captures:
         r, (c, p) = _windows(raw_numeric(packets, feats), categorical_codes(packets), T)
         raw_w.append(r)
         cod_w.append(c)
         pad_w.append(p)
+        ans_w.append(to_windows(answering(packets.tcp_flags)[:, None], T)[0][:, :, 0])
     raw = np.concatenate(raw_w)  # [W, T, n_numeric], unscaled
     pad = torch.from_numpy(np.concatenate(pad_w))  # [W, T]
     split = _split(len(raw), T, config, rng)
@@ -200,12 +204,15 @@ def _prepare(captures: Sequence[tuple[PacketBatch, np.ndarray]], config: TrainCo
     W, k = raw.shape[0], raw.shape[2]
     scaled = scaler.transform(raw.reshape(W * T, k))
     clamped = scaler.clamp(scaled)
+    answers = np.concatenate(ans_w).astype(bool)  # [W, T]; padding: False
     return _Windows(
         scaler=scaler, names=names,
         target=torch.from_numpy(scaled.reshape(W, T, k)),
         num=torch.from_numpy(clamped.reshape(W, T, k)),
         cod=torch.from_numpy(np.concatenate(cod_w)), pad=pad,
-        excess=past_range(scaled, clamped).reshape(W, T), split=split,
+        excess=past_range(scaled, clamped, answers.reshape(-1),
+                          conversation_inputs(names)).reshape(W, T),
+        answering=answers, split=split,
         packets=sum(len(p) for p, _ in captures),
     )
 
@@ -274,16 +281,21 @@ def _checkpoint(model: PacketAutoencoder, data: _Windows, config: TrainConfig, f
     """Fit how rare each input's error is (training windows), then calibrate on the held-back
     windows, and pack it all with the metadata."""
     idx_train, idx_cal = data.index(0), data.index(2)
-    errors = partial(_errors, model, data.num, data.cod, data.pad, data.target, data.excess)
-    train_err, _ = errors(idx_train[:config.max_train_windows])
+    errors = partial(_errors, model, data.num, data.cod, data.pad, data.target, data.excess,
+                     data.answering)
+    train_err, _, _ = errors(idx_train[:config.max_train_windows])
     k = data.target.shape[2]
     categorical = np.arange(train_err.shape[1]) >= k  # inputs past the k numeric ones
     surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
     combiner = SurpriseCombiner.fit(surprise.transform(train_err),
                                     range_weight=config.range_weight)
     # held-back windows step past the training range as fresh traffic does: calibrated with it
-    cal_err, cal_excess = errors(idx_cal)
-    calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err), cal_excess))
+    # ... and scored as the detector scores them: a conversation's own rate does not count on
+    # packets answering their peer (scaling.conversation_inputs)
+    cal_err, cal_excess, cal_answering = errors(idx_cal)
+    conversation = conversation_inputs([*data.names, *CATEGORICAL])
+    calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err), cal_excess,
+                                                 cal_answering, conversation))
     return Checkpoint(
         config=model.config,
         state_dict=model.state_dict(),
@@ -366,10 +378,12 @@ def _evaluate_loss(model, num, cod, pad, target, idx, bs) -> float:
     return total / max(count, 1.0)
 
 
-def _errors(model, num, cod, pad, target, excess, idx) -> tuple[np.ndarray, np.ndarray]:
-    """Per-input errors [n_real_packets, k] of the given windows (padding dropped), and those
-    packets' distance past the training range (``excess`` [W, T], see ``past_range``)."""
-    out, far = [], []
+def _errors(model, num, cod, pad, target, excess, answers, idx,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-input errors [n_real_packets, k] of the given windows (padding dropped), those
+    packets' distance past the training range (``excess`` [W, T], see ``past_range``) and
+    whether each answers its peer (``answers`` [W, T])."""
+    out, far, ans = [], [], []
     with torch.inference_mode():
         for s in range(0, len(idx), 256):
             b = torch.from_numpy(idx[s:s + 256])
@@ -377,6 +391,7 @@ def _errors(model, num, cod, pad, target, excess, idx) -> tuple[np.ndarray, np.n
             err = model.errors(num[b], cod[b], p, target[b])  # [B, T, k]
             out.append(err[~p].numpy())
             far.append(excess[idx[s:s + 256]][~p.numpy()])
+            ans.append(answers[idx[s:s + 256]][~p.numpy()])
     if not out:
-        return np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
-    return np.concatenate(out), np.concatenate(far)
+        return np.zeros((0, 1), np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
+    return np.concatenate(out), np.concatenate(far), np.concatenate(ans)

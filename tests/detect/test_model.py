@@ -11,6 +11,7 @@ import torch
 from netids.detect.calibration import RANGE_WEIGHT, SurpriseCombiner
 from netids.detect.detector import Detector, Scores, ThresholdPolicy
 from netids.detect.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
+from netids.detect.scaling import answering, conversation_inputs
 from netids.training.data import read_capture
 from netids.training.train import TrainConfig, train
 
@@ -282,6 +283,30 @@ def test_scoring_runs_on_the_detectors_threads_and_gives_the_callers_back(traine
         torch.set_num_threads(before)
 
 
+def test_a_conversations_own_rate_is_no_evidence_on_packets_answering_their_peer(trained):
+    """A download at a speed training never saw: its pair and socket rates count neither as
+    surprise nor as distance past the range on TCP packets that acknowledge their peer; on
+    the others (SYNs, UDP) they still do."""
+    detector, packets, feats = trained
+    sub, inside = packets.take(slice(0, 512)), feats[:512]
+    ans = answering(sub.tcp_flags)
+    assert ans.sum() > 50 and (~ans).sum() > 50
+    beyond = inside.copy()
+    for name in ("pair_rate_1s", "sock_rate_1s"):
+        beyond[:, detector.feature_names.index(name)] = 1e6
+    _, excess_inside = detector.input_errors(sub, inside)
+    _, excess = detector.input_errors(sub, beyond)
+    np.testing.assert_allclose(excess[ans], excess_inside[ans], rtol=1e-5)
+    assert (excess[~ans] > excess_inside[~ans] + 1.0).all()
+    scores = detector.score_batch(sub, beyond)
+    combiner, conversation = detector.checkpoint.combiner, conversation_inputs(detector.input_names)
+    typical = scores.errors.copy()
+    typical[np.ix_(np.flatnonzero(ans), conversation)] = combiner.mean[conversation]
+    np.testing.assert_allclose(scores.raw, combiner.combine(typical, excess), rtol=1e-4)
+    counted = combiner.combine(scores.errors, excess)  # as before the rule
+    assert (counted[ans] > scores.raw[ans]).mean() > 0.9
+
+
 def test_the_distance_past_the_training_range_adds_to_the_raw_score(trained):
     detector, packets, feats = trained
     sub, inside = packets.take(slice(0, 64)), feats[:64]
@@ -293,7 +318,8 @@ def test_the_distance_past_the_training_range_adds_to_the_raw_score(trained):
     far = detector.score_batch(sub, beyond)
     combiner = detector.checkpoint.combiner
     assert combiner.range_weight == RANGE_WEIGHT
-    surprise_only = SurpriseCombiner(combiner.mean, combiner.precision).combine(far.errors)
+    surprise_only = SurpriseCombiner(combiner.mean, combiner.precision).combine(
+        far.errors, None, answering(sub.tcp_flags), conversation_inputs(detector.input_names))
     np.testing.assert_allclose(far.raw - surprise_only, (RANGE_WEIGHT * excess) ** 2, rtol=1e-4)
     assert (far.scores >= detector.score_batch(sub, inside).scores).all()
     assert (far.scores >= detector.threshold).all()
