@@ -47,11 +47,7 @@ from netids.training.checkpoint import CheckpointError, load_detector, read_meta
 from netids.training.in_place import Learner, LearningState, needs_learning
 from netids.training.kept import AdapterMemory, model_digest, remembered_active, trained_here
 from netids.training.quality import Concern, Limits, concerns
-from netids.training.retrain import (
-    TrafficCollector,
-    TrainingError,
-    TrainingState,
-)
+from netids.training.retrain import TrafficCollector, TrainingError, TrainingState
 from netids.training.runs import TrainingRuns
 from netids.training.train import TrainConfig
 
@@ -77,6 +73,7 @@ class Controller(TrainingRuns):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netids-pipeline")
         self._task: asyncio.Task[None] | None = None
         self._source: LiveSource | FileSource | None = None
+        self._sink: EventSink | None = None  # the running capture's (learning hands it records)
         self.learning = LearningState(seconds=settings.learn.seconds)
         self._learner: Learner | None = None
         self._learn_task: asyncio.Task[bool] | None = None
@@ -337,9 +334,9 @@ class Controller(TrainingRuns):
         self.live = LiveState(running=True, source=label, threshold=threshold,
                               events=self.live.events, message=f"monitoring {label}",
                               rate_mark=(time.monotonic(), 0))
-        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) if self.store else None
-        self._task = asyncio.create_task(self._run(
-            source, pipeline, EventSink(self.store, eve=self.eve, conns=conns), memory))
+        self._sink = EventSink(self.store, eve=self.eve, conns=ConnFeed(ConnConfig(
+            seed=secrets.randbits(63))) if self.store else None)
+        self._task = asyncio.create_task(self._run(source, pipeline, self._sink, memory))
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
                    sink: EventSink, memory: AdapterMemory | None) -> None:

@@ -70,6 +70,10 @@ async def test_on_a_quiet_network_learning_trains_when_its_time_is_up_and_activa
         assert [v.name for v in active] == [c.training.model]
         assert active[0].name.startswith("learned-")
         assert c.live.message == f"model {active[0].name}.pt active"
+        # the behaviour detectors learned from the same traffic: its failed connections,
+        # beacons, uploads and long sessions are this network's normal from now on
+        detectors = c._sink.behaviour.detectors
+        assert detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
     finally:
         await c.close()
 

@@ -54,6 +54,12 @@ class EventSink:
         """Events this stream opened, of the packet model and of the behaviour detectors."""
         return self.aggregator.opened + (self.behaviour.opened if self.behaviour else 0)
 
+    def learn_behaviour(self, records: list[ConnRecord]) -> None:
+        """The behaviour detectors learn this network's normal from ``records`` (benign
+        traffic that learning in place kept); call it on the thread that adds batches."""
+        if self.behaviour is not None:
+            self.behaviour.detectors.learn(records)
+
     def add(self, scored: ScoredBatch) -> list[EventUpdate]:
         """Fold in one batch, in stream order; return the events it opened, grew or closed."""
         updates = self.aggregator.add(scored)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from netids.detect.conn_records import ConnRecord
+from netids.detect.connections import ConnTracker
 from netids.detect.packets import PacketBatch
 from netids.training.background import train_in_process
 from netids.training.checkpoint import CheckpointError
@@ -129,6 +131,11 @@ class TrainingRuns:
             ok = await self._train(data, f"learned-{datetime.now(UTC):%Y%m%d-%H%M%S}",
                                    TrainConfig(epochs=epochs) if epochs else None,
                                    self.training.source, "learning")
+        if ok and self.training.phase == "done" and self._sink is not None and data is not None:
+            loop = asyncio.get_running_loop()
+            records = await loop.run_in_executor(None, connection_records, data[0])
+            # on the pipeline's one thread, between batches: the detectors are not shared
+            await loop.run_in_executor(self._pool, self._sink.learn_behaviour, records)
         self._learned(self.training.phase if ok else "failed")
         return ok
 
@@ -150,3 +157,12 @@ class TrainingRuns:
         self.learning.generation += 1
         self._learner = None
 
+
+
+def connection_records(packets: PacketBatch) -> list[ConnRecord]:
+    """The connections of the packets learning kept (alerted traffic left out): what the
+    behaviour detectors learn this network's normal from (how many failed connections a host
+    makes, which servers beacon or take big uploads, which services stay connected)."""
+    order = np.argsort(packets.ts, kind="stable")
+    tracker = ConnTracker()
+    return list(tracker.update(packets.take(order))) + list(tracker.flush())
