@@ -37,6 +37,7 @@ class PayloadEvents:
         self.suppressor = Suppressor(hold=hold)
         self.open: OrderedDict[tuple[str, str, str], EventUpdate] = OrderedDict()
         self.opened = 0
+        self.findings = 0  # findings folded in
 
     def update(self, findings: list[PayloadFinding] | tuple[PayloadFinding, ...], now: float,
                threshold: float) -> tuple[list[EventUpdate], list[EventUpdate]]:
@@ -44,6 +45,7 @@ class PayloadEvents:
         escalated), and those closed (quiet for ``hold``, or pushed out by ``capacity``)."""
         handed: dict[str, EventUpdate] = {}
         closed: list[EventUpdate] = []
+        self.findings += len(findings)
         for f in findings:
             event = self._grow(f, threshold, closed)
             if self.suppressor.allow("\x1f".join(_key(f)), f.ts, f.severity, event.packets):
@@ -103,7 +105,7 @@ def _severity(event: EventUpdate) -> str:
 
 def _event(f: PayloadFinding, threshold: float, sample: Sample) -> EventUpdate:
     score = behaviour_score(f.severity)
-    request = f.kind == "web_attack"  # the server's port is the target's, else the source's
+    request = f.kind != "malware_download"  # on a server: its port is the target's
     return EventUpdate(
         id=uuid.uuid4().hex, first_seen=f.ts, last_seen=f.ts, src=f.src, dst=f.dst,
         src_port=None if request else f.sport, dst_port=f.dport if request else None,
