@@ -6,7 +6,10 @@ whose line or headers span two segments, or a body that starts in a later segmen
 only as far as its first segment shows it. Selecting costs one gather of four bytes per TCP
 packet with a payload (is it an HTTP method, ``HTTP/1.``, or a TLS heartbeat record?); only
 the few that look so are parsed, in :mod:`netids.detect.payload_http` (at most
-:data:`HEAD_LIMIT` bytes each, at most ``max_parsed`` a batch). Heartbleed follows Zeek's
+:data:`HEAD_LIMIT` bytes each, at most ``max_parsed`` a batch). One thing is remembered
+across packets: a response whose head filled its packet, so the segment right after it (by
+sequence number) is read as its body's start, as servers that send head and body apart
+(Python's http.server) would otherwise hide every executable they serve. Heartbleed follows Zeek's
 ``policy/protocols/ssl/heartbleed.zeek``: a heartbeat request declaring more payload than its
 record holds (less the 3-byte header and 16 bytes of padding), and a heartbeat response on a
 connection where one was seen is the attack succeeding.
@@ -14,6 +17,7 @@ connection where one was seen is the attack succeeding.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,12 +25,20 @@ import numpy as np
 from netids.detect.behaviour_base import BoundedMap
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PROTO_TCP, PacketBatch, format_ip, summary
-from netids.detect.payload_http import HEAD_LIMIT, Hit, check_request, check_response
+from netids.detect.payload_http import (
+    HEAD_LIMIT,
+    Hit,
+    Response,
+    check_request,
+    judge_response,
+    parse_response,
+)
 
 # the first four payload bytes, big-endian, of what is parsed
 HTTP_WORDS = np.array([int.from_bytes(w, "big") for w in (
     b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"HTTP")], dtype=np.uint32)
 HEARTBEAT = 0x18  # TLS record type of a heartbeat (RFC 6520)
+ELF, MZ = 0x7F454C46, 0x4D5A  # what an executable starts with (MZ: two bytes)
 WHY_LIMIT = 400  # characters of a finding's why at most
 
 
@@ -75,6 +87,8 @@ class PayloadInspector:
     def __init__(self, max_parsed: int = 2048, capacity: int = 4096) -> None:
         self.max_parsed = max_parsed  # packets parsed per batch at most (an HTTP flood)
         self.bled: BoundedMap[tuple[str, int, str, int], bool] = BoundedMap(capacity, bool)
+        # responses whose body starts in the next segment: flow -> [its sequence number, head]
+        self.heads: BoundedMap[tuple[str, int, str, int], list] = BoundedMap(capacity, list)
         self.stats = InspectStats()
 
     def inspect(self, frames: FrameBatch, packets: PacketBatch) -> list[PayloadFinding]:
@@ -93,12 +107,35 @@ class PayloadInspector:
             if word >> 24 == HEARTBEAT:
                 hits = self._heartbeat(packets, i, head)
             elif word == HTTP_WORDS[-1]:
-                hits = check_response(head)
+                hits = self._response(packets, i, head)
+            elif word == ELF or word >> 16 == MZ:
+                hits = self._body(packets, i, head)
             else:
                 hits = check_request(head)
             found += [_finding(frames, packets, i, h) for h in hits]
         self.stats.found += len(found)
         return found
+
+    def _response(self, packets: PacketBatch, i: int, head: bytes) -> list[Hit]:
+        response = parse_response(head)
+        if response is None:
+            return []
+        if not response.body and int(packets.payload[i]) == len(head):  # body: next segment
+            self.heads.get(_conn_key(packets, i))[:] = [
+                (int(packets.seq[i]) + len(head)) & 0xFFFF_FFFF, response]
+        return judge_response(response)
+
+    def _body(self, packets: PacketBatch, i: int, head: bytes) -> list[Hit]:
+        """An executable's first bytes: a download when they follow a response's head."""
+        key = _conn_key(packets, i)
+        waiting = self.heads.peek(key)
+        if not waiting or waiting[0] != int(packets.seq[i]):
+            return []
+        self.heads.pop(key)
+        response: Response = waiting[1]
+        if judge_response(response):  # found by its head already
+            return []
+        return judge_response(dataclasses.replace(response, body=head))
 
     def _heartbeat(self, packets: PacketBatch, i: int, head: bytes) -> list[Hit]:
         """Zeek's heartbleed checks on a heartbeat record at the start of a segment."""
@@ -133,7 +170,8 @@ def select(frames: FrameBatch, packets: PacketBatch) -> tuple[np.ndarray, np.nda
     b = [frames.buf[pos + k].astype(np.uint32) for k in range(4)]
     word = (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
     heartbeat = ((word >> 16) == (HEARTBEAT << 8) | 3) & (((word >> 8) & 0xFF) <= 4)  # TLS 1.x
-    keep = np.isin(word, HTTP_WORDS) | heartbeat
+    body = (word == ELF) | ((word >> 16) == MZ)  # the start of a body sent apart from its head
+    keep = np.isin(word, HTTP_WORDS) | heartbeat | body
     return cand[keep], word[keep]
 
 

@@ -95,6 +95,17 @@ def check_request(head: bytes) -> list[Hit]:
     return hits
 
 
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A response head as far as one packet holds it."""
+
+    status: str  # the status line
+    ctype: str  # Content-Type, lower case, without parameters
+    filename: str  # Content-Disposition's file name, "" none
+    chunked: bool  # the body comes in chunks (its first bytes are a chunk's size line)
+    body: bytes  # the body's first bytes in this packet, b"" when it starts in the next
+
+
 def check_response(head: bytes) -> list[Hit]:
     """What a response head (from ``HTTP/1.``) shows of an executable being downloaded: a
     body that starts like one (``MZ``, ``\\x7fELF``), or a type or file name that says so.
@@ -104,19 +115,32 @@ def check_response(head: bytes) -> list[Hit]:
     >>> check_response(b"HTTP/1.0 200 OK\\r\\n\\r\\n\\x7fELF\\x02\\x01")[0].what
     'Linux executable (ELF)'
     """
+    response = parse_response(head)
+    return judge_response(response) if response is not None else []
+
+
+def parse_response(head: bytes) -> Response | None:
+    """The head of a response, None when ``head`` does not hold a whole one."""
     raw = head[:HEAD_LIMIT]
     cut = raw.find(b"\r\n\r\n")
     if not raw.startswith(b"HTTP/1.") or cut < 0:
-        return []
+        return None
     lines = raw[:cut].decode("utf-8", errors="replace").split("\n", MAX_LINES)[:MAX_LINES]
     headers = _headers(lines[1:])
-    body = raw[cut + 4:]
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    name = FILENAME.search(headers.get("content-disposition", ""))
+    return Response(lines[0].rstrip("\r")[:200],
+                    headers.get("content-type", "").split(";")[0].strip().lower()[:200],
+                    name.group(1).strip() if name else "",
+                    "chunked" in headers.get("transfer-encoding", "").lower(), raw[cut + 4:])
+
+
+def judge_response(response: Response) -> list[Hit]:
+    """Whether ``response`` downloads an executable: by its body's first bytes, its type or
+    its file name."""
+    body, ctype, filename = response.body, response.ctype, response.filename
+    if response.chunked:
         chunk = CHUNK_SIZE.match(body)
         body = body[chunk.end():] if chunk else body
-    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-    name = FILENAME.search(headers.get("content-disposition", ""))
-    filename = name.group(1).strip() if name else ""
     what = ""
     if body.startswith(b"MZ"):
         what = "Windows executable (MZ)"
@@ -128,10 +152,9 @@ def check_response(head: bytes) -> list[Hit]:
         what = f"executable by its name {quote(filename, 40)}"
     if not what:
         return []
-    status = quote(lines[0].rstrip("\r"), 40)
     named = f", file {quote(filename, 40)}" if filename and "name" not in what else ""
     return [Hit("malware_download", "high", what,
-                f"{what} downloaded over plain HTTP ({status}{named})")]
+                f"{what} downloaded over plain HTTP ({quote(response.status, 40)}{named})")]
 
 
 def _headers(lines: list[str]) -> dict[str, str]:
