@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 from netids.detect.behaviour_base import SEVERITIES, Suppressor
 from netids.detect.event_records import BEHAVIOUR_KINDS, EventUpdate, Sample, behaviour_score
-from netids.detect.payload import PayloadFinding
+from netids.detect.payload import WHY_LIMIT, PayloadFinding
 
 
 class PayloadEvents:
@@ -81,13 +81,29 @@ class PayloadEvents:
             event = dataclasses.replace(
                 old, first_seen=min(old.first_seen, f.ts), last_seen=max(old.last_seen, f.ts),
                 packets=old.packets + 1, score_max=score, score_mean=score,
-                explanation=f.why if worse else old.explanation, threshold=threshold,
+                explanation=_explain(old.explanation, f, worse), threshold=threshold,
                 new_samples=old.new_samples + ((dataclasses.replace(
                     sample, seq=len(old.new_samples)),) if kept else ()))
         self.open[key] = event
         while len(self.open) > self.capacity:
             closed.append(self.open.popitem(last=False)[1])
         return event
+
+
+def _explain(why: str, f: PayloadFinding, worse: bool) -> str:
+    """The why of an event grown by ``f``: the worst finding's words, and the name of every
+    other kind of attack that came with it.
+
+    >>> f = PayloadFinding("web_attack", "high", "SQL injection", "SQL injection in ...", 5.0,
+    ...                    "10.0.0.9", "10.0.0.5", 40000, 80, 3, b"", 60, 1, "TCP ...")
+    >>> _explain("path traversal in the URI ...", f, worse=False)
+    'path traversal in the URI ...; also SQL injection'
+    """
+    if worse:
+        return f.why
+    if f.what in why or len(why) > WHY_LIMIT - 40:
+        return why
+    return f"{why}; also {f.what}"
 
 
 def _key(f: PayloadFinding) -> tuple[str, str, str]:
