@@ -209,7 +209,7 @@ def make_packets(
         window=col(1024, np.int32), udp_len=col(-1, np.int32), icmp_type=col(-1, np.int16),
         icmp_code=col(-1, np.int16), arp_op=col(-1, np.int16), arp_sha=col(0, np.uint64),
         payload=col(0, np.int32), ip_len=col(40 if proto == 6 else 28, np.int32),
-        seq=col(0 if proto == 6 else -1, np.int64),
+        seq=col(0 if proto == 6 else -1, np.int64), payload_at=col(-1, np.int32),
     )
 
 

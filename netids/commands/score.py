@@ -326,6 +326,9 @@ class _EventSink:
         behaviour = self.sink.behaviour
         alerts = (f"{behaviour.alerts:,} behaviour alerts (scans, brute force, beacons) "
                   "stored as events\n" if behaviour is not None else "")
+        found = self.sink.payload.findings
+        alerts += (f"{found:,} payload findings (web attacks, executables over HTTP, "
+                   "Heartbleed) stored as events\n" if found else "")
         folded = self.sink.fold.folded
         flood = (f" ({folded:,} one-packet connections of floods counted, not stored)"
                  if folded else "")

@@ -1,8 +1,10 @@
 """The pure core: packet batches, decoding, context features, scaling, the model, calibration,
 explanations, the detector, event aggregation, connection records (Zeek conn.log), the
-behaviour detectors on them (scans, brute force, beacons: ``behaviour*.py``) and the score
-CSV's text.
+behaviour detectors on them (scans, brute force, beacons: ``behaviour*.py``), the payload
+checks (HTTP heads, executables over HTTP, Heartbleed: ``payload*.py``) and the score CSV's
+text.
 
 Arrays in, arrays out: nothing here opens a file, a socket or a database, or imports nicegui
-or sqlmodel. It imports only numpy, torch and itself; every other package may import it.
+or sqlmodel. It imports only numpy, torch, libinjection (the payload checks) and itself; every
+other package may import it.
 """

@@ -124,6 +124,7 @@ class _Decoder:
             "icmp_code": np.full(n, -1, np.int16), "arp_op": np.full(n, -1, np.int16),
             "arp_sha": np.zeros(n, np.uint64), "payload": np.full(n, -1, np.int32),
             "ip_len": np.full(n, -1, np.int32), "seq": np.full(n, -1, np.int64),
+            "payload_at": np.full(n, -1, np.int32),
         }
         if n:
             l3, etype = self.link()
@@ -324,3 +325,7 @@ class _Decoder:
         self.status[(tcp | udp | icmp) & ~decoded] |= FLAG_TRUNCATED
         payload = np.where(tcp_ok, tcp_payload, np.where(udp_ok, udp_payload, out["payload"]))
         out["payload"] = payload.astype(np.int32)
+        # where the payload starts, for the payload checks; a TCP data offset under 20 is
+        # impossible, so that segment's payload is not located
+        at = np.where(tcp_ok & (offset >= 20), l4 + offset, np.where(udp_ok, l4 + 8, -1))
+        out["payload_at"] = np.where(at >= 0, at - self.start, -1).astype(np.int32)

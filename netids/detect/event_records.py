@@ -24,7 +24,10 @@ BEHAVIOUR_KINDS = {"vertical_scan": "vertical scan", "horizontal_scan": "horizon
                    "scan": "host and port scan", "slow_scan": "slow scan",
                    "brute_force": "brute force", "login_after_guessing": "login after guessing",
                    "beacon": "beaconing", "exfiltration": "data exfiltration",
-                   "long_connection": "long connection"}
+                   "long_connection": "long connection",
+                   # the payload checks' (netids.detect.payload)
+                   "web_attack": "web attack", "malware_download": "malware download",
+                   "heartbleed": "heartbleed"}
 BEHAVIOUR_NINES = {"low": 4.0, "medium": 6.0, "high": 8.0, "critical": 10.0}
 
 _BEHAVIOUR_NAMES = frozenset(BEHAVIOUR_KINDS.values())

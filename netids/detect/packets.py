@@ -71,6 +71,7 @@ class PacketBatch:
     payload: np.ndarray  # int32, transport payload bytes (IP payload when no transport), -1 none
     ip_len: np.ndarray  # int32, IP packet length (IPv4 total length, IPv6 40 + payload), -1 none
     seq: np.ndarray  # int64, TCP sequence number, -1 none
+    payload_at: np.ndarray  # int32, TCP/UDP payload's offset in the captured frame, -1 none
 
     def __len__(self) -> int:
         return len(self.ts)

@@ -19,6 +19,7 @@ from netids.detect.decode import decode
 from netids.detect.detector import Detector, Scores
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import FLAG_L3, PacketBatch
+from netids.detect.payload import PayloadInspector
 from netids.detect.scaling import categorical_codes
 from netids.detect.scored import ScoredBatch, Verdicts
 from netids.detect.shedding import choose_sample, destination_key
@@ -54,9 +55,11 @@ class Pipeline:
         threshold: float | None = None,
         context: ContextConfig | None = None,
         adapt: bool | AdaptConfig = False,
+        payload: bool = True,
     ) -> None:
         """``adapt``: let the calibration follow this stream's clean traffic
-        (:mod:`netids.detect.adaptive`; True for the default bounds)."""
+        (:mod:`netids.detect.adaptive`; True for the default bounds). ``payload``: read the
+        HTTP heads and TLS heartbeats packets carry (:mod:`netids.detect.payload`)."""
         self.detector = detector
         self.context = ContextFeatures(context or ContextConfig())
         self.threshold = detector.threshold if threshold is None else float(threshold)
@@ -66,6 +69,7 @@ class Pipeline:
             float(np.exp(cal.knots[-1])), cal.tail_prob,
             adapt if isinstance(adapt, AdaptConfig) else None) if adapt else None
         self._handed = 0  # batches handed out for judging
+        self.payload = PayloadInspector() if payload else None
 
     def next_scale(self) -> float:
         """The calibration scale (1: as trained) of the next batch handed out for judging,
@@ -149,6 +153,7 @@ class Pipeline:
             anomalous=verdicts.anomalous,
             kinds=verdicts.kinds,
             explanations=verdicts.explanations,
+            findings=tuple(self.payload.inspect(frames, packets)) if self.payload else (),
         )
 
     def _explain(self, packets: PacketBatch, features: np.ndarray, scores: Scores,

@@ -9,6 +9,7 @@ import numpy as np
 
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
+from netids.detect.payload import PayloadFinding
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class ScoredBatch:
     explanations: list[str]  # plain words per anomalous packet ("480 SYN/s from ..., normal is 2")
     unscored: PacketBatch | None = None  # shed under overload: decoded and counted, not scored
     unread_ts: np.ndarray | None = None  # shed without decoding (deep overload): arrival times
+    findings: tuple[PayloadFinding, ...] = ()  # what the payload checks found (scored rows)
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -46,6 +46,9 @@ CATEGORIES = (  # (words in the kind, Suricata classification), first match wins
     (("malformed",), "Generic Protocol Command Decode"),
     (("spoof", "bogus"), "Potentially Bad Traffic"),
     (("brute", "guessing"), "Attempted User Privilege Gain"),
+    (("web attack",), "Web Application Attack"),
+    (("malware",), "A Network Trojan was detected"),
+    (("heartbleed",), "Attempted Information Leak"),
 )
 
 
@@ -109,6 +112,8 @@ def category(kind: str) -> str:
     ('Detection of a Network Scan', 'Attempted Denial of Service', 'Misc activity')
     >>> category("brute force"), category("login after guessing")
     ('Attempted User Privilege Gain', 'Attempted User Privilege Gain')
+    >>> category("web attack"), category("malware download"), category("heartbleed")
+    ('Web Application Attack', 'A Network Trojan was detected', 'Attempted Information Leak')
     """
     lowered = kind.lower()
     for words, name in CATEGORIES:

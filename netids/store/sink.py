@@ -5,7 +5,9 @@ write both to the store and, with ``--eve``, to the EVE file (:mod:`netids.store
 their records (every decoded packet counts, shed or not), and feeds them to the behaviour
 detectors, whose alerts become events too (:mod:`netids.detect.behaviour_events`); the
 one-shot records of a flood are counted, not handed on (:mod:`netids.detect.conn_fold`),
-except to ``on_conns`` (``score --conn`` writes every record). With a
+except to ``on_conns`` (``score --conn`` writes every record). What the payload checks found
+in a batch (:mod:`netids.detect.payload`) becomes events on the same path
+(:mod:`netids.detect.payload_events`), with or without connections. With a
 store, events an allow-list rule covers are counted against the rule instead of being stored,
 returned or sent to the EVE file (:mod:`netids.store.rules`).
 """
@@ -21,6 +23,7 @@ from netids.detect.conn_records import ConnRecord
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
 from netids.detect.keytable import TableStats, table_stats
+from netids.detect.payload_events import PayloadEvents
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 from netids.detect.tracking import ConnFeed
@@ -45,6 +48,7 @@ class EventSink:
         self.connections = 0  # records handed on (snapshots included)
         self.behaviour = BehaviourEvents() if conns is not None else None
         self.fold = FloodFold()  # a flood's one-shot records: counted, not stored
+        self.payload = PayloadEvents()
         self._conns_closed = False
         self._threshold = 1.0  # the packet model's last threshold, kept with behaviour events
         self.rules = RuleBook(store.engine) if store is not None else None
@@ -52,7 +56,8 @@ class EventSink:
     @property
     def opened(self) -> int:
         """Events this stream opened, of the packet model and of the behaviour detectors."""
-        return self.aggregator.opened + (self.behaviour.opened if self.behaviour else 0)
+        return (self.aggregator.opened + self.payload.opened
+                + (self.behaviour.opened if self.behaviour else 0))
 
     def learn_behaviour(self, records: list[ConnRecord]) -> None:
         """The behaviour detectors learn this network's normal from ``records`` (benign
@@ -64,6 +69,10 @@ class EventSink:
         """Fold in one batch, in stream order; return the events it opened, grew or closed."""
         updates = self.aggregator.add(scored)
         closed = self.aggregator.flush(float(scored.packets.ts[-1])) if len(scored) else []
+        if len(scored) and (scored.findings or self.payload.open):
+            found, ended = self.payload.update(scored.findings, float(scored.packets.ts[-1]),
+                                               scored.threshold)
+            updates, closed = updates + found, closed + ended
         if self.conns is not None:
             found, ended = self._connections(self.conns.update(scored), scored.threshold)
             updates, closed = updates + found, closed + ended
@@ -73,6 +82,7 @@ class EventSink:
         """The stream ended: close every open event and connection."""
         last = self.close_connections()
         ended = self.behaviour.flush() if self.behaviour is not None else []
+        ended += self.payload.flush()
         written = last + self._write([], self.aggregator.flush() + ended)
         if self.rules is not None:
             self.rules.sync()  # the counts of what was suppressed

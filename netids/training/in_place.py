@@ -28,12 +28,13 @@ from netids.training.train import MIN_PACKETS
 # "bogus address" (which addresses a network uses) and the "unusual ..." kinds are held.
 ALERTED_KINDS = frozenset({*SCANS, "flood", "reflection flood", "spoofed flood", "ARP spoofing",
                            "malformed packet"})
-# the connection layer's scans and password guessing count fixed evidence (Zeek's and
-# simple-scan's numbers, netids.detect.behaviour): they are alerted while learning too, and
+# the connection layer's scans and password guessing, and the payload checks, count fixed
+# evidence (Zeek's and simple-scan's numbers, netids.detect.behaviour; libinjection's
+# verdicts, netids.detect.payload): they are alerted while learning too, and
 # never pass through the packet filter below
 BEHAVIOUR_ALERTED = frozenset({BEHAVIOUR_KINDS[k] for k in (
     "vertical_scan", "horizontal_scan", "scan", "slow_scan", "brute_force",
-    "login_after_guessing")})
+    "login_after_guessing", "web_attack", "malware_download", "heartbleed")})
 HOLDING = ("learning", "training", "review")  # phases in which other kinds are held
 MAX_HOSTS = 65_536  # distinct addresses counted exactly; beyond, "65,536+"
 MAX_SUSPECTS = 4096  # addresses whose traffic around their alerts is left out, at most
