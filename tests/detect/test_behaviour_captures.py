@@ -92,8 +92,8 @@ def test_no_benign_capture_raises_an_alert_but_long_sessions(shared_data: Path) 
 def test_a_day_of_learning_leaves_long_iot_sessions_out(shared_data: Path) -> None:
     """Learn from the connections that started within a capture's first day (an IoT device
     opens its long sessions early and holds them: what a day of watching it shows), then
-    detect on the connections started later: fewer alerts than without learning, at most one a week of traffic (the issue's
-    aim is under one an hour)."""
+    detect on the connections started later: fewer alerts than without learning, at most one
+    a week of traffic (the issue's aim is under one an hour)."""
     alerts, unlearned, days = 0, 0, 0.0
     for path in files_of(shared_data, "benign"):
         if not path.name.startswith("iotlab__"):
