@@ -66,6 +66,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
     p.add_argument("--workers", type=counted(0, MAX_WORKERS),
                    help="processes judging batches beside the main one, which helps when they "
                         "are busy (default: one per core but one; 0: all in the main process)")
+    p.add_argument("--no-behaviour", dest="behaviour", action="store_false",
+                   help="score packets by their headers alone: leave the behaviour of their "
+                        "connections (scans, brute force, beacons) out of the scores")
     add_eve_options(p)
     p.add_argument("--conn", type=Path, metavar="FILE",
                    help="also write the connections as a Zeek-style conn.log (TSV)")
@@ -105,8 +108,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with scoring_pool(pipeline, workers) as pool:
         # the sink starts a writer thread: open it only once the workers are forked
-        db = bool(getattr(args, "db", None))
-        sink = _EventSink.open(settings, db) if db or settings.eve.path else None
+        db, behaviour = bool(getattr(args, "db", None)), getattr(args, "behaviour", True)
+        sink = _EventSink.open(settings, db, behaviour) \
+            if db or settings.eve.path or behaviour else None
         conns = _conn_log(conn_path, sink)
         try:
             with _open_out(args.out) as out:
@@ -126,8 +130,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"{args.capture}: the capture holds no packets")
     elapsed = time.perf_counter() - started
     learned_words = f"{learned.summary()}: " if learned else ""
+    by_behaviour = sink.sink.behaviour_flagged if sink else 0
+    through = f" ({by_behaviour} through behaviour alone)" if by_behaviour else ""
     sys.stderr.write(f"{learned_words}{s.packets} packets scored in {elapsed:.1f} s "
-                     f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
+                     f"({s.packets / elapsed:,.0f}/s), {s.anomalies + by_behaviour} anomalous"
+                     f"{through} at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
     sys.stderr.write("".join(f"{a.summary()}\n" for a in [pipeline.adapter] if a and a.summary()))
     tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
@@ -213,9 +220,14 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
 
     def write_oldest() -> None:
         text, verdicts = pool.next()
-        out.write(text)
         frames, packets, features = waiting.popleft()
         scored = pipeline.record(frames, packets, features, verdicts)
+        if sink and sink.rescoring:  # behaviour raises scores: its rows are written anew
+            scored, nines = sink.sink.rescore(scored, verdicts.nines)
+            if nines is not None:
+                text = format_rows(frames.first_index, packets, Verdicts(
+                    scored.scores, scored.anomalous, scored.kinds, scored.explanations, nines))
+        out.write(text)
         if sink:
             sink.add(scored)
         if conns:
@@ -282,7 +294,7 @@ class _EventSink:
     """``--db`` and ``--eve``: the app's event sink on a store and an EVE file of its own,
     closed with the command."""
 
-    def __init__(self, settings: Settings, db: bool) -> None:
+    def __init__(self, settings: Settings, db: bool, rescoring: bool = False) -> None:
         from netids.store.engine import open_database
         from netids.store.eve import EveLog
         from netids.store.sink import EventSink
@@ -299,18 +311,20 @@ class _EventSink:
             raise
         # uids must not repeat across runs and sensors sharing a database: a random seed
         # followed for the database and for the EVE file's behaviour events alike
-        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) if db or self.eve else None
+        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) \
+            if db or self.eve or rescoring else None
         self.sink = EventSink(self.store, eve=self.eve, conns=conns)
+        self.rescoring = rescoring  # packet scores include their connections' behaviour
 
     @classmethod
-    def open(cls, settings: Settings, db: bool) -> _EventSink:
+    def open(cls, settings: Settings, db: bool, rescoring: bool = False) -> _EventSink:
         from sqlalchemy.exc import SQLAlchemyError
 
         from netids.store.engine import safe_url
         from netids.store.eve import EveError
 
         try:
-            return cls(settings, db)
+            return cls(settings, db, rescoring)
         except EveError as exc:
             raise CommandError(str(exc)) from exc
         except (SQLAlchemyError, OSError) as exc:
@@ -324,8 +338,9 @@ class _EventSink:
     def summary(self) -> str:
         """Lines on the connections stored (none without ``--db``) and the behaviour alerts."""
         behaviour = self.sink.behaviour
+        kept = "stored as events" if self.store or self.eve else "in the scores"
         alerts = (f"{behaviour.alerts:,} behaviour alerts (scans, brute force, beacons) "
-                  "stored as events\n" if behaviour is not None else "")
+                  f"{kept}\n" if behaviour is not None else "")
         folded = self.sink.fold.folded
         flood = (f" ({folded:,} one-packet connections of floods counted, not stored)"
                  if folded else "")

@@ -45,6 +45,8 @@ class ScoredBatch:
     explanations: list[str]  # plain words per anomalous packet ("480 SYN/s from ..., normal is 2")
     unscored: PacketBatch | None = None  # shed under overload: decoded and counted, not scored
     unread_ts: np.ndarray | None = None  # shed without decoding (deep overload): arrival times
+    by_behaviour: np.ndarray | None = None  # bool [n]: anomalous through its connection's
+    # behaviour score alone (netids.detect.packet_behaviour); None: no behaviour looked up
 
     def __len__(self) -> int:
         return len(self.scores)
