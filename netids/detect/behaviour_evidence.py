@@ -28,8 +28,14 @@ from netids.detect.behaviour_base import BoundedMap
 from netids.detect.behaviour_brute import LOGIN_SERVICES, VNC_PORTS, login_service
 from netids.detect.conn_keys import ICMP4_PAIRS, ICMP6_PAIRS
 from netids.detect.conn_records import SERVICES, ConnRecord, splitmix
-from netids.detect.packets import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PacketBatch, \
-    parse_ip
+from netids.detect.packets import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    PacketBatch,
+    parse_ip,
+)
 
 SCAN, BRUTE, BEACON = 1, 2, 3  # evidence kinds; 0: none
 KIND_NAMES = ("", "scan", "brute force", "beaconing")
@@ -85,7 +91,7 @@ def address_key(text: str) -> tuple[int, int]:
     >>> address_key("10.0.0.7")[0] == int(keys[0])
     True
     """
-    hi, lo = parse_ip(text)
+    hi, lo = parse_ip(text) if text else (0, 0)  # '': no address (format_ip's 0, 0)
     return _mix(_mix(hi, 0), lo), lo
 
 
