@@ -132,17 +132,11 @@ def span_hours(ts: np.ndarray) -> float:
 
 
 def judge_capture(
-    path: str | Path,
-    detector: Detector,
-    attack: Callable[[int, int], np.ndarray],
-    *,
-    threshold: float | None = None,
-    baseline: BaselineScorer | None = None,
-    baseline_threshold: float = float("inf"),
-    baseline_name: str = "isolation forest",
-    batch_size: int = 4096,
-    done: Callable[[FrameBatch], None] | None = None, adapt: bool = False,
-    behaviour: bool = False,
+    path: str | Path, detector: Detector, attack: Callable[[int, int], np.ndarray], *,
+    threshold: float | None = None, baseline: BaselineScorer | None = None,
+    baseline_threshold: float = float("inf"), baseline_name: str = "isolation forest",
+    batch_size: int = 4096, done: Callable[[FrameBatch], None] | None = None,
+    adapt: bool = False, behaviour: bool = False,
 ) -> Judged:
     """Judge every packet of ``path`` in batches of ``batch_size``, each then told to ``done``.
 
@@ -150,23 +144,21 @@ def judge_capture(
     of the file. ``threshold`` overrides the model's own. ``baseline`` scores a featurised
     batch (higher = more anomalous); its flags (>= ``baseline_threshold``) go through the same
     event aggregation, each packet with the kind the model's explanation gives it, so both
-    methods' events are grouped alike. ``behaviour``: also each packet's nines with its
-    connection's behaviour merged in (:mod:`netids.detect.packet_behaviour`).
+    methods' events are grouped alike. ``behaviour``: also the nines ``score`` writes.
     """
     remembering = _Remembering(detector)
     pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt)
     model_events, base_events = EventCounter(), EventCounter()
     packets, raw, scores, base, attacks = [], [], [], [], []
     flagged_at, base_flagged = [], 0
-    stream, merged = (StreamBehaviour(), []) if behaviour else (None, None)
+    stream, merged = StreamBehaviour() if behaviour else None, []
     false_flags: Counter[tuple[str, str]] = Counter()
     for frames in read_batches(path, batch_size):
         frames, batch, feats = pipeline.featurise(frames)
         verdicts = pipeline.judge(batch, feats, pipeline.next_scale())
         scored = pipeline.record(frames, batch, feats, verdicts)
-        if stream is not None and merged is not None:
-            nines = stream.rescore(scored, verdicts.nines)[1]
-            merged.append(verdicts.nines if nines is None else nines)
+        if stream is not None:  # header or behaviour, as `score` has it
+            merged.append(_merged_nines(stream, scored, verdicts.nines))
         bad = np.asarray(attack(frames.first_index, len(batch)), dtype=bool)
         normal = normal_only(scored, bad)
         model_events.add(normal)
@@ -198,6 +190,14 @@ def judge_capture(
                   np.concatenate(base) if baseline is not None else None, false_flags, flagged,
                   np.sort(np.fromiter(model_events.first_seen.values(), np.float64)),
                   np.concatenate(merged) if merged else None)
+
+
+def _merged_nines(stream: StreamBehaviour, scored: ScoredBatch,
+                  nines: np.ndarray) -> np.ndarray:
+    """Each packet's nines with its connection's behaviour merged in
+    (:mod:`netids.detect.packet_behaviour`)."""
+    merged = stream.rescore(scored, nines)[1]
+    return nines if merged is None else merged
 
 
 def _judged_by(detector: Detector, scored: ScoredBatch, model: Scores, scores: np.ndarray,
