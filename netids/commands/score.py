@@ -37,6 +37,7 @@ from netids.config import Settings
 from netids.detect.connections import ConnConfig
 from netids.detect.frames import FrameBatch
 from netids.detect.keytable import TableStats, table_stats
+from netids.detect.packet_behaviour import StreamBehaviour
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.score_csv import HEADER, format_rows
@@ -108,14 +109,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with scoring_pool(pipeline, workers) as pool:
         # the sink starts a writer thread: open it only once the workers are forked
-        db, behaviour = bool(getattr(args, "db", None)), getattr(args, "behaviour", True)
-        sink = _EventSink.open(settings, db, behaviour) \
-            if db or settings.eve.path or behaviour else None
+        db = bool(getattr(args, "db", None))
+        sink = _EventSink.open(settings, db) if db or settings.eve.path else None
+        stream, rescore = _behaviour(args, sink)
         conns = _conn_log(conn_path, sink)
         try:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
-                                   done, learned.rest if learned else None, conns)
+                                   done, learned.rest if learned else None, conns, rescore)
         except OSError as exc:  # the output: a full disk, a device that refuses writes
             raise CommandError(f"{args.out}: cannot write ({exc.strerror}) after "
                                f"{pipeline.stats.packets} packets") from None
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"{args.capture}: the capture holds no packets")
     elapsed = time.perf_counter() - started
     learned_words = f"{learned.summary()}: " if learned else ""
-    by_behaviour = sink.sink.behaviour_flagged if sink else 0
+    by_behaviour = sink.sink.behaviour_flagged if sink else \
+        stream.packets.flagged if stream else 0
     through = f" ({by_behaviour} through behaviour alone)" if by_behaviour else ""
     sys.stderr.write(f"{learned_words}{s.packets} packets scored in {elapsed:.1f} s "
                      f"({s.packets / elapsed:,.0f}/s), {s.anomalies + by_behaviour} anomalous"
@@ -141,6 +143,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     tables += [conns.tracker.stats()] if conns else []
     sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n" + conn_summary)
     return 0
+
+
+def _behaviour(args: argparse.Namespace,
+               sink: _EventSink | None) -> tuple[StreamBehaviour | None, Rescore | None]:
+    """What merges behaviour into the scores (None with ``--no-behaviour``): the sink's
+    detectors, or without events to store the connections and detectors alone (the store
+    is not even imported)."""
+    if not getattr(args, "behaviour", True):
+        return None, None
+    if sink is not None:
+        return None, sink.sink.rescore
+    stream = StreamBehaviour()
+    return stream, stream.rescore
 
 
 def _conn_log(path: Path | None, sink: _EventSink | None) -> ConnLog | None:
@@ -185,6 +200,8 @@ def _pipeline(args: argparse.Namespace, settings: Settings) -> Pipeline:
 
 Task = tuple[int, PacketBatch, np.ndarray, float]  # first index, packets, features, scale
 Rows = tuple[str, Verdicts]  # CSV text of the batch, and the verdicts it shows
+# a scored batch and its nines -> with behaviour merged in, and the final nines (None: same)
+Rescore = Callable[[ScoredBatch, np.ndarray], tuple[ScoredBatch, np.ndarray | None]]
 
 
 def scoring_pool(pipeline: Pipeline, workers: int) -> OrderedPool[Task, Rows]:
@@ -203,7 +220,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
                batch_size: int = 4096,
                done: Callable[[FrameBatch], None] | None = None,
                batches: Iterable[FrameBatch] | None = None,
-               conns: ConnLog | None = None) -> Exception | None:
+               conns: ConnLog | None = None,
+               rescore: Rescore | None = None) -> Exception | None:
     """Write the CSV of ``capture`` to ``out``; return the error that ended it early: the
     file's (:class:`CaptureFileError`) or a worker's (:class:`WorkerError`).
 
@@ -213,7 +231,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     batches come back, and only then reported ``done`` (progress counts packets written, not
     packets read ahead). ``batches``: the file's frames when they are already being read
     (``--learn`` hands on those after its learning part). ``conns``: the connection log
-    (``--conn``), fed the batches in file order.
+    (``--conn``), fed the batches in file order. ``rescore``: merges behaviour into the
+    scores (:mod:`netids.detect.packet_behaviour`), each batch in file order.
     """
     out.write(",".join(HEADER) + "\n")
     waiting: deque[tuple[FrameBatch, PacketBatch, np.ndarray]] = deque()
@@ -222,8 +241,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
         text, verdicts = pool.next()
         frames, packets, features = waiting.popleft()
         scored = pipeline.record(frames, packets, features, verdicts)
-        if sink and sink.rescoring:  # behaviour raises scores: its rows are written anew
-            scored, nines = sink.sink.rescore(scored, verdicts.nines)
+        if rescore:  # behaviour raises scores: its rows are written anew
+            scored, nines = rescore(scored, verdicts.nines)
             if nines is not None:
                 text = format_rows(frames.first_index, packets, Verdicts(
                     scored.scores, scored.anomalous, scored.kinds, scored.explanations, nines))
@@ -294,7 +313,7 @@ class _EventSink:
     """``--db`` and ``--eve``: the app's event sink on a store and an EVE file of its own,
     closed with the command."""
 
-    def __init__(self, settings: Settings, db: bool, rescoring: bool = False) -> None:
+    def __init__(self, settings: Settings, db: bool) -> None:
         from netids.store.engine import open_database
         from netids.store.eve import EveLog
         from netids.store.sink import EventSink
@@ -311,20 +330,18 @@ class _EventSink:
             raise
         # uids must not repeat across runs and sensors sharing a database: a random seed
         # followed for the database and for the EVE file's behaviour events alike
-        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) \
-            if db or self.eve or rescoring else None
+        conns = ConnFeed(ConnConfig(seed=secrets.randbits(63))) if db or self.eve else None
         self.sink = EventSink(self.store, eve=self.eve, conns=conns)
-        self.rescoring = rescoring  # packet scores include their connections' behaviour
 
     @classmethod
-    def open(cls, settings: Settings, db: bool, rescoring: bool = False) -> _EventSink:
+    def open(cls, settings: Settings, db: bool) -> _EventSink:
         from sqlalchemy.exc import SQLAlchemyError
 
         from netids.store.engine import safe_url
         from netids.store.eve import EveError
 
         try:
-            return cls(settings, db, rescoring)
+            return cls(settings, db)
         except EveError as exc:
             raise CommandError(str(exc)) from exc
         except (SQLAlchemyError, OSError) as exc:
@@ -338,9 +355,8 @@ class _EventSink:
     def summary(self) -> str:
         """Lines on the connections stored (none without ``--db``) and the behaviour alerts."""
         behaviour = self.sink.behaviour
-        kept = "stored as events" if self.store or self.eve else "in the scores"
         alerts = (f"{behaviour.alerts:,} behaviour alerts (scans, brute force, beacons) "
-                  f"{kept}\n" if behaviour is not None else "")
+                  "stored as events\n" if behaviour is not None else "")
         folded = self.sink.fold.folded
         flood = (f" ({folded:,} one-packet connections of floods counted, not stored)"
                  if folded else "")
