@@ -42,11 +42,14 @@ _WORDS = ("", "its source's failed connections (host/port pairs) are {:.1f}x wha
 
 def behaviour_scores(share: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(score, nines) of behaviour shares at ``threshold``: ``s`` times the threshold's
-    nines, so a share of 1 scores ``threshold`` exactly and less stays below it.
+    nines, so a share of 1 scores ``threshold`` exactly and less stays below it. Scores stay
+    below 1, as calibrated scores do: a threshold of 1 flags nothing.
 
     >>> s, n = behaviour_scores(np.array([0.0, 0.5, 1.0, 2.0]), 0.999)
     >>> s.tolist(), np.round(n, 3).tolist()
     ([0.0, 0.9683772233983162, 0.999, 0.999999], [0.0, 1.5, 3.0, 6.0])
+    >>> bool(behaviour_scores(np.array([50.0]), 1.0)[0][0] < 1.0)
+    True
     """
     share = np.asarray(share, dtype=np.float64)
     nines_t = -math.log10(max(1.0 - threshold, 1e-300))
@@ -54,6 +57,7 @@ def behaviour_scores(share: np.ndarray, threshold: float) -> tuple[np.ndarray, n
     score = -np.expm1(-nines * math.log(10.0))
     below = np.nextafter(threshold, 0.0)
     score = np.where(share >= 1.0, np.maximum(score, threshold), np.minimum(score, below))
+    score = np.minimum(score, np.nextafter(1.0, 0.0))  # calibration's ceiling
     return np.where(share > 0.0, score, 0.0), nines
 
 
