@@ -54,6 +54,7 @@ class EventSink:
         self._conns_closed = False
         # the behaviour events of a batch whose connections :meth:`rescore` followed
         self._pending: tuple[list[EventUpdate], list[EventUpdate]] | None = None
+        self._flagged = 0  # packets anomalous through behaviour alone
         self._threshold = 1.0  # the packet model's last threshold, kept with behaviour events
         self.rules = RuleBook(store.engine) if store is not None else None
 
@@ -64,8 +65,9 @@ class EventSink:
 
     @property
     def behaviour_flagged(self) -> int:
-        """Packets anomalous through their connection's behaviour alone, so far."""
-        return self.packet_behaviour.flagged if self.packet_behaviour is not None else 0
+        """Packets anomalous through their connection's behaviour alone, so far, as
+        :meth:`add` got them (in-place learning may have held some back)."""
+        return self._flagged
 
     def rescore(self, scored: ScoredBatch,
                 nines: np.ndarray | None = None) -> tuple[ScoredBatch, np.ndarray | None]:
@@ -82,6 +84,8 @@ class EventSink:
         """Fold in one batch, in stream order; return the events it opened, grew or closed.
         Packets anomalous through behaviour alone make no packet event: their event is the
         behaviour detectors'."""
+        if scored.by_behaviour is not None:
+            self._flagged += int((scored.by_behaviour & scored.anomalous).sum())
         updates = self.aggregator.add(packet_only(scored))
         closed = self.aggregator.flush(float(scored.packets.ts[-1])) if len(scored) else []
         if self.conns is not None:
