@@ -116,19 +116,24 @@ def record_keys(r: ConnRecord, scan: bool = True, brute: bool = True,
     >>> [k for k, _, _ in record_keys(record(service="ssh"))]
     [1, 2, 3]
     """
-    client, lo = address_key(r.orig_h)
-    keys = [(SCAN, _mix(client, SCAN), lo)] if scan else []
-    if not (brute or beacon):
-        return keys
-    server, _ = address_key(r.resp_h)
+    keys = [(SCAN, *_key(SCAN, r.orig_h, "", 0))] if scan else []
     service = login_service(r) if brute else None
     if service is not None:
-        keys.append((BRUTE, _mix(_mix(_mix(client, BRUTE), server), _SERVICE_IDS[service]), lo))
+        keys.append((BRUTE, *_key(BRUTE, r.orig_h, r.resp_h, _SERVICE_IDS[service])))
     if beacon:
-        proto = _PROTO_IDS.get(r.proto, 0)
-        keys.append((BEACON, _mix(_mix(_mix(client, BEACON), server), (r.resp_p << 8) | proto),
-                     lo))
+        last = (r.resp_p << 8) | _PROTO_IDS.get(r.proto, 0)
+        keys.append((BEACON, *_key(BEACON, r.orig_h, r.resp_h, last)))
     return keys
+
+
+@lru_cache(maxsize=65536)  # hosts and pairs recur record after record
+def _key(kind: int, client: str, server: str, last: int) -> tuple[int, int]:
+    """The key of ``kind`` of a client (and server, and service or port and protocol), and
+    the client's low address half, as :func:`_packet_keys` makes it from columns."""
+    hashed, lo = address_key(client)
+    if kind == SCAN:
+        return _mix(hashed, SCAN), lo
+    return _mix(_mix(_mix(hashed, kind), address_key(server)[0]), last), lo
 
 
 class BehaviourEvidence:
