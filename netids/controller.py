@@ -335,7 +335,7 @@ class Controller(TrainingRuns):
                               events=self.live.events, message=f"monitoring {label}",
                               rate_mark=(time.monotonic(), 0))
         self._sink = EventSink(self.store, eve=self.eve, conns=ConnFeed(ConnConfig(
-            seed=secrets.randbits(63))) if self.store else None)
+            seed=secrets.randbits(63))))  # behaviour scores packets, database or not
         self._task = asyncio.create_task(self._run(source, pipeline, self._sink, memory))
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
@@ -388,10 +388,10 @@ class Controller(TrainingRuns):
 def _score_and_aggregate(pipeline: Pipeline, sink: EventSink, group: list[FrameBatch],
                          share: float, decode_shed: bool, learner: Learner | None
                          ) -> tuple[ScoredBatch, list[EventUpdate]]:
-    """Consecutive batches, as one, through the pipeline, learning (which holds back kinds
-    that depend on the network) and event aggregation, on the pipeline thread: all cost per
-    packet and per batch, and the event loop stays free for the pages."""
-    scored = pipeline.process(FrameBatch.concat(group), share, decode_shed=decode_shed)
+    """Consecutive batches, as one, through the pipeline, behaviour, learning (holding back
+    kinds that depend on the network) and events, on the pipeline thread, off the loop."""
+    scored = sink.rescore(pipeline.process(FrameBatch.concat(group), share,
+                                           decode_shed=decode_shed))[0]  # + behaviour
     if learner is not None:
         scored = learner.observe(scored)
     return scored, sink.add(scored)

@@ -144,7 +144,7 @@ def publish(live: LiveState, pipeline: Pipeline, scored: ScoredBatch | None,
     s, cap = pipeline.stats, source.stats()
     live.packets, live.tcp, live.udp, live.other = s.packets, s.tcp, s.udp, s.other
     live.shed, live.unread = s.shed, s.unread
-    live.anomalies, live.undecoded = s.anomalies, s.undecoded
+    live.anomalies, live.undecoded = s.anomalies + sink.behaviour_flagged, s.undecoded
     live.kernel_drops, live.queue_drops = cap.kernel_drops, cap.queue_drops
     live.packets_per_second, live.rate_mark = last_second_rate(
         live.rate_mark, time.monotonic(), s.packets, live.packets_per_second)

@@ -37,6 +37,7 @@ from netids.training.data import read_capture
 log = logging.getLogger(__name__)
 
 ADAPTED = "netids transformer, adapted"  # its row in the false-alarm table (--adapt)
+WITH_BEHAVIOUR = "netids + behaviour"  # the packet model's scores with behaviour merged in
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -56,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="judge the capture a second time with the threshold following its clean "
                         "traffic, as score and the live app do, and give both in the "
                         "false-alarm table (default: the calibration as trained only)")
+    p.add_argument("--no-behaviour", dest="behaviour", action="store_false",
+                   help="leave out the row of the model's scores with their connections' "
+                        "behaviour merged in (scans, brute force, beacons), as score gives them")
     p.add_argument("--threads", type=counted(1, 1024), default=2, help="torch threads")
     p.add_argument("--markdown", help="also write the table to this file")
 
@@ -120,7 +124,8 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
                                quantile=detector.threshold if threshold is None else threshold)
 
     t = time.perf_counter()
-    judged = _judge(args.capture, detector, attack, threshold, forest, settings)
+    judged = _judge(args.capture, detector, attack, threshold, forest, settings,
+                    behaviour=getattr(args, "behaviour", True))
     if getattr(args, "adapt", False):  # only the flags move: the raw scores stay the same
         adapted = _judge(args.capture, detector, attack, threshold, None, settings, adapt=True)
         judged.own.insert(1, dataclasses.replace(adapted.own[0], method=ADAPTED))
@@ -129,6 +134,8 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     labels, kind = label_of[:n], kind_of[:n]
 
     method_scores = {"netids transformer": judged.raw}
+    if judged.behaviour is not None:  # the scores `score` writes: header or behaviour
+        method_scores[WITH_BEHAVIOUR] = judged.behaviour
     if judged.baseline is not None:
         method_scores["isolation forest"] = judged.baseline
     if seed_baseline and train_packets is not None:
@@ -141,7 +148,7 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
 
 def _judge(capture: str, detector: Detector, attack: Callable[[int, int], np.ndarray],
            threshold: float | None, forest: ev.Forest | None, settings: Settings,
-           adapt: bool = False) -> drift.Judged:
+           adapt: bool = False, behaviour: bool = False) -> drift.Judged:
     """Every packet of ``capture`` judged by the model (and the forest), with a progress bar;
     ``adapt``: with the threshold following the capture's clean traffic."""
     progress = FileProgress([Path(capture)])
@@ -161,7 +168,7 @@ def _judge(capture: str, detector: Detector, attack: Callable[[int, int], np.nda
             capture, detector, attack, threshold=threshold,
             baseline=forest_scores if forest else None,
             baseline_threshold=forest.threshold if forest else float("inf"), done=done,
-            adapt=adapt)
+            adapt=adapt, behaviour=behaviour)
     except (CaptureFileError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     finally:

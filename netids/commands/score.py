@@ -37,6 +37,7 @@ from netids.config import Settings
 from netids.detect.connections import ConnConfig
 from netids.detect.frames import FrameBatch
 from netids.detect.keytable import TableStats, table_stats
+from netids.detect.packet_behaviour import StreamBehaviour
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.score_csv import HEADER, format_rows
@@ -66,6 +67,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:  # type: ign
     p.add_argument("--workers", type=counted(0, MAX_WORKERS),
                    help="processes judging batches beside the main one, which helps when they "
                         "are busy (default: one per core but one; 0: all in the main process)")
+    p.add_argument("--no-behaviour", dest="behaviour", action="store_false",
+                   help="score packets by their headers alone: leave the behaviour of their "
+                        "connections (scans, brute force, beacons) out of the scores")
     add_eve_options(p)
     p.add_argument("--conn", type=Path, metavar="FILE",
                    help="also write the connections as a Zeek-style conn.log (TSV)")
@@ -107,11 +111,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # the sink starts a writer thread: open it only once the workers are forked
         db = bool(getattr(args, "db", None))
         sink = _EventSink.open(settings, db) if db or settings.eve.path else None
+        stream, rescore = _behaviour(args, sink)
         conns = _conn_log(conn_path, sink)
         try:
             with _open_out(args.out) as out:
                 error = score_file(args.capture, out, pipeline, pool, sink, args.batch_size,
-                                   done, learned.rest if learned else None, conns)
+                                   done, learned.rest if learned else None, conns, rescore)
         except OSError as exc:  # the output: a full disk, a device that refuses writes
             raise CommandError(f"{args.out}: cannot write ({exc.strerror}) after "
                                f"{pipeline.stats.packets} packets") from None
@@ -126,14 +131,31 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"{args.capture}: the capture holds no packets")
     elapsed = time.perf_counter() - started
     learned_words = f"{learned.summary()}: " if learned else ""
+    by_behaviour = sink.sink.behaviour_flagged if sink else \
+        stream.packets.flagged if stream else 0
+    through = f" ({by_behaviour} through behaviour alone)" if by_behaviour else ""
     sys.stderr.write(f"{learned_words}{s.packets} packets scored in {elapsed:.1f} s "
-                     f"({s.packets / elapsed:,.0f}/s), {s.anomalies} anomalous at threshold "
+                     f"({s.packets / elapsed:,.0f}/s), {s.anomalies + by_behaviour} anomalous"
+                     f"{through} at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
     sys.stderr.write("".join(f"{a.summary()}\n" for a in [pipeline.adapter] if a and a.summary()))
     tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
     tables += [conns.tracker.stats()] if conns else []
     sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n" + conn_summary)
     return 0
+
+
+def _behaviour(args: argparse.Namespace,
+               sink: _EventSink | None) -> tuple[StreamBehaviour | None, Rescore | None]:
+    """What merges behaviour into the scores (None with ``--no-behaviour``): the sink's
+    detectors, or without events to store the connections and detectors alone (the store
+    is not even imported)."""
+    if not getattr(args, "behaviour", True):
+        return None, None
+    if sink is not None:
+        return None, sink.sink.rescore
+    stream = StreamBehaviour()
+    return stream, stream.rescore
 
 
 def _conn_log(path: Path | None, sink: _EventSink | None) -> ConnLog | None:
@@ -178,6 +200,8 @@ def _pipeline(args: argparse.Namespace, settings: Settings) -> Pipeline:
 
 Task = tuple[int, PacketBatch, np.ndarray, float]  # first index, packets, features, scale
 Rows = tuple[str, Verdicts]  # CSV text of the batch, and the verdicts it shows
+# a scored batch and its nines -> with behaviour merged in, and the final nines (None: same)
+Rescore = Callable[[ScoredBatch, np.ndarray], tuple[ScoredBatch, np.ndarray | None]]
 
 
 def scoring_pool(pipeline: Pipeline, workers: int) -> OrderedPool[Task, Rows]:
@@ -196,7 +220,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
                batch_size: int = 4096,
                done: Callable[[FrameBatch], None] | None = None,
                batches: Iterable[FrameBatch] | None = None,
-               conns: ConnLog | None = None) -> Exception | None:
+               conns: ConnLog | None = None,
+               rescore: Rescore | None = None) -> Exception | None:
     """Write the CSV of ``capture`` to ``out``; return the error that ended it early: the
     file's (:class:`CaptureFileError`) or a worker's (:class:`WorkerError`).
 
@@ -206,16 +231,22 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
     batches come back, and only then reported ``done`` (progress counts packets written, not
     packets read ahead). ``batches``: the file's frames when they are already being read
     (``--learn`` hands on those after its learning part). ``conns``: the connection log
-    (``--conn``), fed the batches in file order.
+    (``--conn``), fed the batches in file order. ``rescore``: merges behaviour into the
+    scores (:mod:`netids.detect.packet_behaviour`), each batch in file order.
     """
     out.write(",".join(HEADER) + "\n")
     waiting: deque[tuple[FrameBatch, PacketBatch, np.ndarray]] = deque()
 
     def write_oldest() -> None:
         text, verdicts = pool.next()
-        out.write(text)
         frames, packets, features = waiting.popleft()
         scored = pipeline.record(frames, packets, features, verdicts)
+        if rescore:  # behaviour raises scores: its rows are written anew
+            scored, nines = rescore(scored, verdicts.nines)
+            if nines is not None:
+                text = format_rows(frames.first_index, packets, Verdicts(
+                    scored.scores, scored.anomalous, scored.kinds, scored.explanations, nines))
+        out.write(text)
         if sink:
             sink.add(scored)
         if conns:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from netids.detect.behaviour_base import BehaviourAlert, Suppressor, in_order
 from netids.detect.behaviour_beacon import BeaconConfig, BeaconDetector
 from netids.detect.behaviour_brute import BruteConfig, BruteForceDetector
+from netids.detect.behaviour_evidence import BehaviourEvidence, EvidenceConfig
 from netids.detect.behaviour_scan import ScanConfig, ScanDetector
 from netids.detect.behaviour_volume import VolumeConfig, VolumeDetector
 from netids.detect.conn_records import ConnRecord
@@ -70,6 +71,10 @@ class BehaviourDetectors:
         self.volume = VolumeDetector(c.volume)
         self.suppressor = Suppressor(c.suppress_for, c.escalation)
         self.now = float("-inf")
+        # each key's latest share, for the packets' scores (behaviour_evidence.py)
+        self.evidence = BehaviourEvidence(EvidenceConfig(
+            c.scan.idle, c.brute.window, c.beacon.window,
+            c.scan.max_scanners + c.brute.max_keys + c.beacon.max_pairs))
 
     def learn(self, records: list[ConnRecord]) -> None:
         """Learn this network's normal from records of benign traffic (see each detector)."""
@@ -99,6 +104,7 @@ class BehaviourDetectors:
             beacon_alerts, beacon_score = self.beacons.observe(r)
             found += scan_alerts + brute_alerts + beacon_alerts + volume_alerts
             scores[i] = max(scan_score, brute_score, beacon_score, volume_score)
+            self.evidence.note(r, scan_score, brute_score, beacon_score, self.now)
         alerts = [a for a in found
                   if self.suppressor.allow(a.key, a.last, a.severity, a.count)]
         return BehaviourResult(alerts, scores)

@@ -131,6 +131,7 @@ def in_order(record: ConnRecord) -> tuple[float, str, int, str, int, str]:
             record.proto)
 
 
+@lru_cache(maxsize=65536)  # per record, on few addresses: ipaddress parses slowly
 def is_group_address(address: str) -> bool:
     """Multicast or broadcast: nobody answers those as a server does, so silence there is no
     failed connection (mDNS, SSDP, NetBIOS name queries to x.x.x.255).

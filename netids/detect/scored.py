@@ -47,6 +47,8 @@ class ScoredBatch:
     unscored: PacketBatch | None = None  # shed under overload: decoded and counted, not scored
     unread_ts: np.ndarray | None = None  # shed without decoding (deep overload): arrival times
     findings: tuple[PayloadFinding, ...] = ()  # what the payload checks found (scored rows)
+    by_behaviour: np.ndarray | None = None  # bool [n]: anomalous through its connection's
+    # behaviour score alone (netids.detect.packet_behaviour); None: no behaviour looked up
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from netids.detect.behaviour_events import BehaviourEvents
 from netids.detect.conn_columns import ConnRecords
 from netids.detect.conn_fold import FloodFold
@@ -23,6 +25,7 @@ from netids.detect.conn_records import ConnRecord
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
 from netids.detect.keytable import TableStats, table_stats
+from netids.detect.packet_behaviour import PacketBehaviour, packet_only
 from netids.detect.payload_events import PayloadEvents
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
@@ -47,9 +50,15 @@ class EventSink:
         self.on_conns = on_conns  # also handed each batch's records (``score --conn``)
         self.connections = 0  # records handed on (snapshots included)
         self.behaviour = BehaviourEvents() if conns is not None else None
+        # packet scores raised by the behaviour evidence (detect/packet_behaviour.py)
+        self.packet_behaviour = PacketBehaviour(self.behaviour.detectors.evidence) \
+            if self.behaviour is not None else None
         self.fold = FloodFold()  # a flood's one-shot records: counted, not stored
         self.payload = PayloadEvents()
         self._conns_closed = False
+        # the behaviour events of a batch whose connections :meth:`rescore` followed
+        self._pending: tuple[list[EventUpdate], list[EventUpdate]] | None = None
+        self._flagged = 0  # packets anomalous through behaviour alone
         self._threshold = 1.0  # the packet model's last threshold, kept with behaviour events
         self.rules = RuleBook(store.engine) if store is not None else None
 
@@ -65,16 +74,39 @@ class EventSink:
         if self.behaviour is not None:
             self.behaviour.detectors.learn(records)
 
+    @property
+    def behaviour_flagged(self) -> int:
+        """Packets anomalous through their connection's behaviour alone, so far, as
+        :meth:`add` got them (in-place learning may have held some back)."""
+        return self._flagged
+
+    def rescore(self, scored: ScoredBatch,
+                nines: np.ndarray | None = None) -> tuple[ScoredBatch, np.ndarray | None]:
+        """``scored`` with behaviour scores merged in, and the final nines (None when nothing
+        changed). Its connections are followed first, each packet scored with what was known
+        at its time; :meth:`add` then stores the behaviour events they raised."""
+        if self.packet_behaviour is None or self.conns is None:
+            return scored, None
+        self.packet_behaviour.evidence.start()
+        self._pending = self._connections(self.conns.update(scored), scored.threshold)
+        return self.packet_behaviour.rescore(scored, nines)
+
     def add(self, scored: ScoredBatch) -> list[EventUpdate]:
-        """Fold in one batch, in stream order; return the events it opened, grew or closed."""
-        updates = self.aggregator.add(scored)
+        """Fold in one batch, in stream order; return the events it opened, grew or closed.
+        Packets anomalous through behaviour alone make no packet event: their event is the
+        behaviour detectors'."""
+        if scored.by_behaviour is not None:
+            self._flagged += int((scored.by_behaviour & scored.anomalous).sum())
+        updates = self.aggregator.add(packet_only(scored))
         closed = self.aggregator.flush(float(scored.packets.ts[-1])) if len(scored) else []
         if len(scored) and (scored.findings or self.payload.open):
             found, ended = self.payload.update(scored.findings, float(scored.packets.ts[-1]),
                                                scored.threshold)
             updates, closed = updates + found, closed + ended
         if self.conns is not None:
-            found, ended = self._connections(self.conns.update(scored), scored.threshold)
+            found, ended = self._pending or self._connections(self.conns.update(scored),
+                                                              scored.threshold)
+            self._pending = None
             updates, closed = updates + found, closed + ended
         return self._write(updates, closed)
 

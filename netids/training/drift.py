@@ -37,6 +37,7 @@ from netids.detect.detector import Detector, Scores
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
 from netids.detect.frames import FrameBatch
+from netids.detect.packet_behaviour import StreamBehaviour
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
@@ -79,6 +80,7 @@ class Judged:
     flagged_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their times
     event_starts: np.ndarray = field(default_factory=lambda: np.zeros(0))  # first_seen of
     # each of the model's false events
+    behaviour: np.ndarray | None = None  # float64 [n], nines with behaviour merged in
 
 
 class EventCounter:
@@ -130,16 +132,11 @@ def span_hours(ts: np.ndarray) -> float:
 
 
 def judge_capture(
-    path: str | Path,
-    detector: Detector,
-    attack: Callable[[int, int], np.ndarray],
-    *,
-    threshold: float | None = None,
-    baseline: BaselineScorer | None = None,
-    baseline_threshold: float = float("inf"),
-    baseline_name: str = "isolation forest",
-    batch_size: int = 4096,
-    done: Callable[[FrameBatch], None] | None = None, adapt: bool = False,
+    path: str | Path, detector: Detector, attack: Callable[[int, int], np.ndarray], *,
+    threshold: float | None = None, baseline: BaselineScorer | None = None,
+    baseline_threshold: float = float("inf"), baseline_name: str = "isolation forest",
+    batch_size: int = 4096, done: Callable[[FrameBatch], None] | None = None,
+    adapt: bool = False, behaviour: bool = False,
 ) -> Judged:
     """Judge every packet of ``path`` in batches of ``batch_size``, each then told to ``done``.
 
@@ -147,18 +144,21 @@ def judge_capture(
     of the file. ``threshold`` overrides the model's own. ``baseline`` scores a featurised
     batch (higher = more anomalous); its flags (>= ``baseline_threshold``) go through the same
     event aggregation, each packet with the kind the model's explanation gives it, so both
-    methods' events are grouped alike.
+    methods' events are grouped alike. ``behaviour``: also the nines ``score`` writes.
     """
     remembering = _Remembering(detector)
     pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt)
     model_events, base_events = EventCounter(), EventCounter()
     packets, raw, scores, base, attacks = [], [], [], [], []
     flagged_at, base_flagged = [], 0
+    stream, merged = StreamBehaviour() if behaviour else None, []
     false_flags: Counter[tuple[str, str]] = Counter()
     for frames in read_batches(path, batch_size):
         frames, batch, feats = pipeline.featurise(frames)
         verdicts = pipeline.judge(batch, feats, pipeline.next_scale())
         scored = pipeline.record(frames, batch, feats, verdicts)
+        if stream is not None:  # header or behaviour, as `score` has it
+            merged.append(_merged_nines(stream, scored, verdicts.nines))
         bad = np.asarray(attack(frames.first_index, len(batch)), dtype=bool)
         normal = normal_only(scored, bad)
         model_events.add(normal)
@@ -188,7 +188,16 @@ def judge_capture(
                                 base_events.finish(), hours))
     return Judged(all_packets, np.concatenate(raw), np.concatenate(scores), own,
                   np.concatenate(base) if baseline is not None else None, false_flags, flagged,
-                  np.sort(np.fromiter(model_events.first_seen.values(), np.float64)))
+                  np.sort(np.fromiter(model_events.first_seen.values(), np.float64)),
+                  np.concatenate(merged) if merged else None)
+
+
+def _merged_nines(stream: StreamBehaviour, scored: ScoredBatch,
+                  nines: np.ndarray) -> np.ndarray:
+    """Each packet's nines with its connection's behaviour merged in
+    (:mod:`netids.detect.packet_behaviour`)."""
+    merged = stream.rescore(scored, nines)[1]
+    return nines if merged is None else merged
 
 
 def _judged_by(detector: Detector, scored: ScoredBatch, model: Scores, scores: np.ndarray,

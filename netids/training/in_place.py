@@ -27,7 +27,10 @@ from netids.training.train import MIN_PACKETS
 # network's normal: alerted while learning. "target under flood" (a busy server's clients),
 # "bogus address" (which addresses a network uses) and the "unusual ..." kinds are held.
 ALERTED_KINDS = frozenset({*SCANS, "flood", "reflection flood", "spoofed flood", "ARP spoofing",
-                           "malformed packet"})
+                           "malformed packet",
+                           # packets a scanner's or a guesser's fixed evidence flags
+                           # (netids.detect.packet_behaviour); beaconing is held
+                           "scan", "brute force"})
 # the connection layer's scans and password guessing, and the payload checks, count fixed
 # evidence (Zeek's and simple-scan's numbers, netids.detect.behaviour; libinjection's
 # verdicts, netids.detect.payload): they are alerted while learning too, and

@@ -20,6 +20,7 @@ from netids.cli import build_parser, settings_from
 from netids.commands import CommandError
 from netids.commands import score as score_command
 from netids.config import PROJECT_ROOT
+from netids.detect.packet_behaviour import StreamBehaviour
 from netids.detect.pipeline import Pipeline
 from netids.training.checkpoint import load_detector
 
@@ -114,7 +115,8 @@ def test_rows_equal_a_plain_sequential_run_of_the_pipeline(tmp_path: Path, model
     assert parallel.read_bytes() == inline.read_bytes()
 
     pipeline = Pipeline(load_detector(model), adapt=True)  # the reference, as score runs it
-    scored = [pipeline.process(frames) for frames in read_batches(capture)]
+    behaviour = StreamBehaviour()  # with each connection's behaviour merged in
+    scored = [behaviour.rescore(pipeline.process(frames))[0] for frames in read_batches(capture)]
     scores = np.concatenate([s.scores for s in scored])
     anomalous = np.concatenate([s.anomalous for s in scored])
     kinds = np.full(len(scores), "", dtype=object)
