@@ -6,8 +6,10 @@ The behaviour detectors score each connection record as a *share* of their alert
 login service) and the beaconing pair (source, destination, port, protocol).
 :class:`BehaviourEvidence` keeps the latest share of every key with evidence, as the detectors
 note it, and for a batch of packets gives each packet the largest share among the keys it
-belongs to: its source as a scanner; its (source, destination, service of the destination
-port) as a guesser, or the reverse for the server's replies; its pair as a beacon, either way.
+belongs to: its source as a scanner, on the packets a scan is made of (TCP opening without
+acknowledging, or resetting; UDP; ICMP echo requests), not the scanner host's other traffic;
+its (source, destination, service of the destination port) as a guesser, or the reverse for
+the server's replies; its pair as a beacon, either way.
 
 Packets far outnumber records, so the lookup is numpy over the batch: keys are 64-bit hashes
 (the same from a record's text addresses as from a packet's address columns), a packet is a
@@ -289,8 +291,11 @@ def _packet_keys(p: PacketBatch,
     with np.errstate(over="ignore"):
         beacon_to = (np.maximum(dport, 0) << 8 | np.maximum(pid, 0)).astype(np.uint64)
         beacon_from = (np.maximum(sport, 0) << 8 | np.maximum(pid, 0)).astype(np.uint64)
+    flags = p.tcp_flags[rows].astype(np.int64)
+    probe = np.where(tcp, ((flags & 0x02 != 0) & (flags & 0x10 == 0)) | (flags & 0x04 != 0),
+                     (pid == PROTO_UDP) | (icmp & ((itype == 8) | (itype == 128))))
     return [
-        (splitmix(src ^ u(SCAN)), np.ones(len(rows), dtype=bool)),
+        (splitmix(src ^ u(SCAN)), probe),
         (pair(src, dst, BRUTE, login_to), tcp & (login_to > 0)),
         (pair(dst, src, BRUTE, login_from), tcp & (login_from > 0)),
         (pair(src, dst, BEACON, beacon_to), known),
