@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netids.detect.dns import DnsRecord
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 from netids.detect.payload import PayloadFinding
@@ -47,6 +48,7 @@ class ScoredBatch:
     unscored: PacketBatch | None = None  # shed under overload: decoded and counted, not scored
     unread_ts: np.ndarray | None = None  # shed without decoding (deep overload): arrival times
     findings: tuple[PayloadFinding, ...] = ()  # what the payload checks found (scored rows)
+    dns: tuple[DnsRecord, ...] = ()  # the DNS queries and responses of the scored rows
 
     def __len__(self) -> int:
         return len(self.scores)
