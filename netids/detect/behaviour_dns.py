@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass
+from functools import partial
 
 from netids.detect.behaviour_base import (
     BehaviourAlert,
@@ -58,7 +59,9 @@ class DnsConfig:
     nx_window: float = 60.0  # ... within this many seconds: a burst
     nx_high: int = 500  # ... this many: high severity
     learn_at: int = 20  # distinct names of a domain in benign traffic that make it normal
-    capacity: int = 4096  # keys per table at most (least recently used forgotten first)
+    capacity: int = 2048  # keys per table at most (least recently used forgotten first)
+    exact_up_to: int = 128  # distinct names counted exactly per key (past the base), then
+    # estimated (HyperLogLog, about 2 %): at most about 9 kB a key, 40 MB for both tables
     examples: int = 3  # example labels in a why
     suppress_for: float = 3600.0  # one alert per key this long, unless it escalates
     escalation: float = 10.0
@@ -80,7 +83,8 @@ class _Tally:
 
     def restart(self, ts: float, server: str) -> None:
         self.start = self.last = ts
-        self.server, self.names, self.clients = server, Distinct(), Distinct(exact_up_to=8)
+        self.server, self.clients = server, Distinct(exact_up_to=8)
+        self.names = Distinct(self.names.exact_up_to)
         self.queries, self.length, self.entropy, self.examples = 0, 0.0, 0.0, ()
 
 
@@ -96,8 +100,9 @@ class DnsDetector:
 
     def __init__(self, config: DnsConfig | None = None) -> None:
         self.config = c = config or DnsConfig()
-        self.pairs: BoundedMap[tuple[str, str], _Tally] = BoundedMap(c.capacity, _fresh)
-        self.domains: BoundedMap[str, _Tally] = BoundedMap(c.capacity, _fresh)
+        fresh = partial(_fresh, c.exact_up_to)
+        self.pairs: BoundedMap[tuple[str, str], _Tally] = BoundedMap(c.capacity, fresh)
+        self.domains: BoundedMap[str, _Tally] = BoundedMap(c.capacity, fresh)
         self.nx: BoundedMap[str, deque[tuple[float, str]]] = BoundedMap(
             c.capacity, lambda: deque(maxlen=4 * c.nx_count))
         self.learned: set[str] = set()  # domains benign traffic asks many names of
@@ -255,5 +260,5 @@ def _short(label: str, limit: int = 24) -> str:
     return label if len(label) <= limit else label[: limit - 3] + "..."
 
 
-def _fresh() -> _Tally:
-    return _Tally(-math.inf, -math.inf, "", Distinct(), Distinct(exact_up_to=8))
+def _fresh(exact_up_to: int) -> _Tally:
+    return _Tally(-math.inf, -math.inf, "", Distinct(exact_up_to), Distinct(exact_up_to=8))
