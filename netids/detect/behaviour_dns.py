@@ -108,6 +108,14 @@ class DnsDetector:
         self.learned: set[str] = set()  # domains benign traffic asks many names of
         self.suppressor = Suppressor(hold=c.suppress_for, factor=c.escalation,
                                      capacity=c.capacity)
+        # alerts suppression held back since take_grown(), by key: the evidence an open
+        # event grows by (at most one a key, so bounded by a batch's records)
+        self.grown: dict[str, BehaviourAlert] = {}
+
+    def take_grown(self) -> list[BehaviourAlert]:
+        """The latest held-back alert of each key since the last call."""
+        grown, self.grown = list(self.grown.values()), {}
+        return grown
 
     def learn(self, records: list[DnsRecord]) -> None:
         """Take this network's normal from benign records: every domain asked
@@ -144,7 +152,7 @@ class DnsDetector:
                            (("", domain), self.domains.get(domain))):
             tally = self._count(tally, r, sub)
             alert = self._tunnel(key[0], domain, tally)
-            if alert is not None and (key[0] or tally.clients.estimate >= 2):
+            if alert is not None:
                 found.append(alert)
         return found
 
@@ -165,12 +173,11 @@ class DnsDetector:
         c = self.config
         count = t.names.estimate
         length, bits = t.length / t.queries, t.entropy / t.queries
-        if count < (c.encoded_base if encoded(length, bits) else c.base):
+        if count < (c.encoded_base if encoded(length, bits) else c.base) or (
+                not client and t.clients.estimate < 2):  # one client: its own alert says it
             return None
         severity = "high" if count >= c.high else "medium" if count >= c.medium else "low"
         key = f"dns_tunnel\x1f{client}\x1f{domain}"
-        if not self.suppressor.allow(key, t.last, severity, count):
-            return None
         who = f"from {client}" if client else f"from {t.clients.estimate} clients"
         examples = ", ".join(_short(e) for e in t.examples)
         why = (f"{count:,} distinct names under {domain} asked {who} in "
@@ -178,8 +185,15 @@ class DnsDetector:
                f"is {length:.0f} characters and {bits:.1f} bits/character of entropy on "
                f"average{' (looks encoded)' if encoded(length, bits) else ''}: DNS tunnelling "
                f"or C2 over DNS (RITA alerts from {c.base} unique subdomains)")
-        return BehaviourAlert("dns_tunnel", severity, client, (domain, t.server), "dns", t.start,
-                              t.last, count, (), why, key)
+        return self._allow(BehaviourAlert("dns_tunnel", severity, client, (domain, t.server),
+                                          "dns", t.start, t.last, count, (), why, key))
+
+    def _allow(self, alert: BehaviourAlert) -> BehaviourAlert | None:
+        if self.suppressor.allow(alert.key, alert.last, alert.severity, alert.count):
+            self.grown.pop(alert.key, None)
+            return alert
+        self.grown[alert.key] = alert
+        return None
 
     def _nxdomain(self, r: DnsRecord) -> list[BehaviourAlert]:
         c = self.config
@@ -194,16 +208,15 @@ class DnsDetector:
             return []
         severity = "high" if len(names) >= c.nx_high else "medium"
         key = f"nxdomain_burst\x1f{r.client}"
-        if not self.suppressor.allow(key, r.ts, severity, len(names)):
-            return []
         domains = Counter(registered_domain(n) for n in names).most_common(3)
         why = (f"{len(names):,} distinct names answered NXDOMAIN (no such name) to "
                f"{r.client} by {r.server} in {span_text(r.ts - seen[0][0])} (e.g. "
                f"{', '.join(_short(n) for n in sorted(names)[:3])}; under "
                f"{', '.join(d for d, _ in domains)}): a domain-generation algorithm (DGA) "
                f"looking for its command server, or a misbehaving resolver client")
-        return [BehaviourAlert("nxdomain_burst", severity, r.client, (r.server,), "dns",
-                               seen[0][0], r.ts, len(names), (), why, key)]
+        alert = self._allow(BehaviourAlert("nxdomain_burst", severity, r.client, (r.server,),
+                                           "dns", seen[0][0], r.ts, len(names), (), why, key))
+        return [alert] if alert is not None else []
 
 
 def registered_domain(name: str) -> str:

@@ -2,7 +2,9 @@
 (:mod:`netids.detect.behaviour_events`): an alert's event is an episode of its key (a client
 and a domain, or a client's NXDOMAINs); an escalation within ``hold`` of the episode's last
 alert updates the same event, a later one opens a new event, and an episode quiet for
-``hold`` is closed. At most ``capacity`` are open (the oldest close first).
+``hold`` is closed. At most ``capacity`` are open (the oldest close first). Evidence that
+suppression holds back still grows the open event (its count, last time and why), so the
+event is closed with the whole episode, as payload events are.
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ class DnsEvents:
         for alert in self.detector.update(records):
             self.alerts += 1
             updates.append(self._event(alert, threshold, closed))
+        for alert in self.detector.take_grown():  # grows its open event, not handed on
+            old = self.open.get(alert.key)
+            if old is not None:
+                self.open[alert.key] = dataclasses.replace(
+                    old, last_seen=max(old.last_seen, alert.last),
+                    packets=max(old.packets, alert.count), explanation=alert.why)
         quiet = [k for k, e in self.open.items() if e.last_seen + self.hold < now]
         return updates, closed + [self.open.pop(k) for k in quiet]
 

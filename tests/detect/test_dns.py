@@ -193,3 +193,14 @@ def test_registered_domains() -> None:
         "a.b.c.example.com", "www.bbc.co.uk", "x.y.example.com.au", "a.co.com", "example",
         "x.gov.uk")] == ["example.com", "bbc.co.uk", "example.com.au", "co.com", "example",
                          "x.gov.uk"]
+
+
+def test_held_back_evidence_grows_the_open_event() -> None:
+    events = DnsEvents()
+    records = [query(i, f"host{i}.example.com") for i in range(300)]
+    (handed,), closed = events.update(records[:150], now=150.0, threshold=0.999)
+    assert (handed.kind, handed.packets, closed) == ("DNS tunnelling", 100, [])
+    assert events.update(records[150:], now=300.0, threshold=0.999) == ([], [])
+    (final,) = events.flush()
+    assert (final.id, final.first_seen, final.last_seen) == (handed.id, 0.0, 299.0)
+    assert 290 <= final.packets <= 310 and final.explanation.startswith(f"{final.packets} ")
