@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -57,12 +58,14 @@ class DnsConfig:
     window: float = 3600.0  # seconds a (client, domain) count runs before restarting
     nx_count: int = 50  # distinct names answered NXDOMAIN to one client ...
     nx_window: float = 60.0  # ... within this many seconds: a burst
-    nx_high: int = 500  # ... this many: high severity
+    nx_high: int = 250  # ... this many: high severity (and the answers kept a client)
+    nx_capacity: int = 512  # clients whose NXDOMAIN answers are kept, at most
     learn_at: int = 20  # distinct names of a domain in benign traffic that make it normal
     capacity: int = 2048  # keys per table at most (least recently used forgotten first)
     exact_up_to: int = 128  # distinct names counted exactly per key (past the base), then
     # estimated (HyperLogLog, about 2 %): at most about 9 kB a key, 40 MB for both tables
     examples: int = 3  # example labels in a why
+    sampled: int = 256  # queries a key's mean length and entropy are taken from, per window
     suppress_for: float = 3600.0  # one alert per key this long, unless it escalates
     escalation: float = 10.0
 
@@ -76,10 +79,15 @@ class _Tally:
     server: str
     names: Distinct
     clients: Distinct
-    queries: int = 0
-    length: float = 0.0  # summed length of the subdomain parts
-    entropy: float = 0.0  # summed entropy of the subdomain parts
+    queries: int = 0  # queries sampled (the first DnsConfig.sampled of the window)
+    length: float = 0.0  # summed length of their subdomain parts
+    entropy: float = 0.0  # summed entropy of their subdomain parts
     examples: tuple[str, ...] = ()
+
+    @property
+    def looks(self) -> tuple[float, float]:
+        """Mean length and entropy of the sampled subdomain parts."""
+        return self.length / max(self.queries, 1), self.entropy / max(self.queries, 1)
 
     def restart(self, ts: float, server: str) -> None:
         self.start = self.last = ts
@@ -103,19 +111,20 @@ class DnsDetector:
         fresh = partial(_fresh, c.exact_up_to)
         self.pairs: BoundedMap[tuple[str, str], _Tally] = BoundedMap(c.capacity, fresh)
         self.domains: BoundedMap[str, _Tally] = BoundedMap(c.capacity, fresh)
-        self.nx: BoundedMap[str, deque[tuple[float, str]]] = BoundedMap(
-            c.capacity, lambda: deque(maxlen=4 * c.nx_count))
+        self.nx: BoundedMap[str, _Burst] = BoundedMap(c.nx_capacity,
+                                                      lambda: _Burst(c.nx_high))
         self.learned: set[str] = set()  # domains benign traffic asks many names of
         self.suppressor = Suppressor(hold=c.suppress_for, factor=c.escalation,
                                      capacity=c.capacity)
         # alerts suppression held back since take_grown(), by key: the evidence an open
         # event grows by (at most one a key, so bounded by a batch's records)
-        self.grown: dict[str, BehaviourAlert] = {}
+        self.grown: dict[str, Callable[[], BehaviourAlert]] = {}
 
     def take_grown(self) -> list[BehaviourAlert]:
-        """The latest held-back alert of each key since the last call."""
+        """The latest held-back alert of each key since the last call (made now: the words
+        of an alert nobody sees are not worth writing per query)."""
         grown, self.grown = list(self.grown.values()), {}
-        return grown
+        return [make() for make in grown]
 
     def learn(self, records: list[DnsRecord]) -> None:
         """Take this network's normal from benign records: every domain asked
@@ -146,77 +155,114 @@ class DnsDetector:
         domain = registered_domain(r.name)
         if domain in self.learned or domain == r.name:
             return []
-        sub = r.name[: -len(domain) - 1]
+        sub, name, client = r.name[: -len(domain) - 1], key_hash(r.name), key_hash(r.client)
         found = []
-        for key, tally in (((r.client, domain), self.pairs.get((r.client, domain))),
-                           (("", domain), self.domains.get(domain))):
-            tally = self._count(tally, r, sub)
-            alert = self._tunnel(key[0], domain, tally)
+        for who, tally in ((r.client, self.pairs.get((r.client, domain))),
+                           ("", self.domains.get(domain))):
+            self._count(tally, r, sub, name, client)
+            alert = self._tunnel(who, domain, tally)
             if alert is not None:
                 found.append(alert)
         return found
 
-    def _count(self, tally: _Tally, r: DnsRecord, sub: str) -> _Tally:
+    def _count(self, tally: _Tally, r: DnsRecord, sub: str, name: int, client: int) -> None:
         if r.ts - tally.start > self.config.window:  # new, or its window is over
             tally.restart(r.ts, r.server)
         before = tally.names.estimate
-        tally.names.add(key_hash(r.name))
-        tally.clients.add(key_hash(r.client))
-        tally.last, tally.queries = max(tally.last, r.ts), tally.queries + 1
-        tally.length += len(sub)
-        tally.entropy += entropy(sub)
+        tally.names.add(name)
+        tally.clients.add(client)
+        tally.last = max(tally.last, r.ts)
+        if tally.queries < self.config.sampled:  # what the names look like: a sample
+            tally.queries += 1
+            tally.length += len(sub)
+            tally.entropy += entropy(sub)
         if tally.names.estimate > before and len(tally.examples) < self.config.examples:
             tally.examples += (sub.split(".")[0],)
-        return tally
 
     def _tunnel(self, client: str, domain: str, t: _Tally) -> BehaviourAlert | None:
         c = self.config
         count = t.names.estimate
-        length, bits = t.length / t.queries, t.entropy / t.queries
-        if count < (c.encoded_base if encoded(length, bits) else c.base) or (
+        if count < (c.encoded_base if encoded(*t.looks) else c.base) or (
                 not client and t.clients.estimate < 2):  # one client: its own alert says it
             return None
         severity = "high" if count >= c.high else "medium" if count >= c.medium else "low"
         key = f"dns_tunnel\x1f{client}\x1f{domain}"
+        return self._allow(key, t.last, severity, count,
+                           partial(self._tunnel_alert, client, domain, t, severity, key))
+
+    def _tunnel_alert(self, client: str, domain: str, t: _Tally, severity: str,
+                      key: str) -> BehaviourAlert:
+        count, (length, bits) = t.names.estimate, t.looks
         who = f"from {client}" if client else f"from {t.clients.estimate} clients"
         examples = ", ".join(_short(e) for e in t.examples)
         why = (f"{count:,} distinct names under {domain} asked {who} in "
                f"{span_text(t.last - t.start)} (e.g. {examples}); the part before the domain "
                f"is {length:.0f} characters and {bits:.1f} bits/character of entropy on "
                f"average{' (looks encoded)' if encoded(length, bits) else ''}: DNS tunnelling "
-               f"or C2 over DNS (RITA alerts from {c.base} unique subdomains)")
-        return self._allow(BehaviourAlert("dns_tunnel", severity, client, (domain, t.server),
-                                          "dns", t.start, t.last, count, (), why, key))
+               f"or C2 over DNS (RITA alerts from {self.config.base} unique subdomains)")
+        return BehaviourAlert("dns_tunnel", severity, client, (domain, t.server), "dns",
+                              t.start, t.last, count, (), why, key)
 
-    def _allow(self, alert: BehaviourAlert) -> BehaviourAlert | None:
-        if self.suppressor.allow(alert.key, alert.last, alert.severity, alert.count):
-            self.grown.pop(alert.key, None)
-            return alert
-        self.grown[alert.key] = alert
+    def _allow(self, key: str, now: float, severity: str, count: int,
+               make: Callable[[], BehaviourAlert]) -> BehaviourAlert | None:
+        """The alert if suppression lets it out; else kept (unmade) to grow its event."""
+        if self.suppressor.allow(key, now, severity, count):
+            self.grown.pop(key, None)
+            return make()
+        self.grown[key] = make
         return None
 
     def _nxdomain(self, r: DnsRecord) -> list[BehaviourAlert]:
         c = self.config
-        seen = self.nx.get(r.client)
-        seen.append((r.ts, r.name))
-        while seen and seen[0][0] < r.ts - c.nx_window:
-            seen.popleft()
-        if len(seen) < c.nx_count:
+        burst = self.nx.get(r.client)
+        burst.add(r.ts, r.name, c.nx_window)
+        count = len(burst.names)
+        if count < c.nx_count:
             return []
-        names = {name for _, name in seen}
-        if len(names) < c.nx_count:
-            return []
-        severity = "high" if len(names) >= c.nx_high else "medium"
+        severity = "high" if count >= c.nx_high else "medium"
         key = f"nxdomain_burst\x1f{r.client}"
+        alert = self._allow(key, r.ts, severity, count,
+                            partial(self._nx_alert, r, burst, severity, key))
+        return [alert] if alert is not None else []
+
+    def _nx_alert(self, r: DnsRecord, burst: _Burst, severity: str,
+                  key: str) -> BehaviourAlert:
+        names, first = sorted(burst.names), burst.seen[0][0]
         domains = Counter(registered_domain(n) for n in names).most_common(3)
         why = (f"{len(names):,} distinct names answered NXDOMAIN (no such name) to "
-               f"{r.client} by {r.server} in {span_text(r.ts - seen[0][0])} (e.g. "
-               f"{', '.join(_short(n) for n in sorted(names)[:3])}; under "
+               f"{r.client} by {r.server} in {span_text(r.ts - first)} (e.g. "
+               f"{', '.join(_short(n) for n in names[:3])}; under "
                f"{', '.join(d for d, _ in domains)}): a domain-generation algorithm (DGA) "
                f"looking for its command server, or a misbehaving resolver client")
-        alert = self._allow(BehaviourAlert("nxdomain_burst", severity, r.client, (r.server,),
-                                           "dns", seen[0][0], r.ts, len(names), (), why, key))
-        return [alert] if alert is not None else []
+        return BehaviourAlert("nxdomain_burst", severity, r.client, (r.server,), "dns",
+                              first, r.ts, len(names), (), why, key)
+
+
+class _Burst:
+    """One client's NXDOMAIN answers in the last window: at most ``size`` of them, with a
+    count per name, so the distinct names are known at O(1) a response."""
+
+    __slots__ = ("seen", "names")
+
+    def __init__(self, size: int) -> None:
+        self.seen: deque[tuple[float, str]] = deque(maxlen=size)
+        self.names: dict[str, int] = {}
+
+    def add(self, ts: float, name: str, window: float) -> None:
+        if len(self.seen) == self.seen.maxlen:
+            self._drop()
+        self.seen.append((ts, name))
+        self.names[name] = self.names.get(name, 0) + 1
+        while self.seen and self.seen[0][0] < ts - window:
+            self._drop()
+
+    def _drop(self) -> None:
+        _, name = self.seen.popleft()
+        left = self.names[name] - 1
+        if left:
+            self.names[name] = left
+        else:
+            del self.names[name]
 
 
 def registered_domain(name: str) -> str:

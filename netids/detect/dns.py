@@ -22,7 +22,8 @@ DNS_PORT = 53
 HEADER = 12  # bytes of a DNS header (RFC 1035 4.1.1)
 MAX_LABEL, MAX_NAME = 63, 255  # RFC 1035 2.3.4
 NXDOMAIN = 3  # RCODE "name error"
-SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")  # label bytes kept as they are
+SAFE_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-_"  # label bytes kept as they are
+SAFE = frozenset(SAFE_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ class DnsReader:
     ('10.0.0.1', '10.0.0.2', False, 'www.example.com', 1)
     """
 
-    def __init__(self, max_parsed: int = 4096) -> None:
+    def __init__(self, max_parsed: int = 1024) -> None:
         self.max_parsed = max_parsed  # packets parsed per batch at most (a DNS flood)
         self.stats = DnsStats()
 
@@ -154,6 +155,6 @@ def _text(label: bytes) -> str:
     """A label as text: lower-case letters, digits, '-' and '_' as they are, every other
     byte (dots, quotes, control bytes) as ``\\xNN``, so a name splits on '.' safely."""
     low = label.lower()
-    if all(b in SAFE for b in low):
+    if not low.translate(None, SAFE_BYTES):  # nothing left once the safe bytes go
         return low.decode("ascii")
     return "".join(chr(b) if b in SAFE else f"\\x{b:02x}" for b in low)

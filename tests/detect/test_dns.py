@@ -176,6 +176,9 @@ def test_nxdomain_bursts_need_50_distinct_names_in_60_s() -> None:
         "nxdomain_burst", "medium", 50, "10.0.0.9")
     assert alert.why.startswith("50 distinct names answered NXDOMAIN (no such name) to "
                                 "10.0.0.9 by 10.0.0.1 in 24 s")
+    flood = [nx(i, i * 0.01, f"{i:x}kq.example.com") for i in range(3000)]
+    assert [(a.severity, a.count) for a in DnsDetector().update(flood)] == [
+        ("medium", 50), ("high", 250)]
 
 
 def test_state_is_bounded() -> None:
@@ -183,8 +186,8 @@ def test_state_is_bounded() -> None:
     d.update([query(i, f"h.d{i}.com", client=f"10.1.{i // 250}.{i % 250}") for i in range(2000)])
     d.update([DnsRecord(i, f"10.2.{i // 250}.{i % 250}", "10.0.0.1", True, 0, 3, 1, "x.y.com", i)
               for i in range(2000)])
-    assert len(d.pairs) == len(d.domains) == len(d.nx) == 16
-    assert d.pairs.evicted == d.domains.evicted == d.nx.evicted == 2000 - 16
+    assert len(d.pairs) == len(d.domains) == 16 and len(d.nx) == 512
+    assert d.pairs.evicted == d.domains.evicted == 2000 - 16 and d.nx.evicted == 2000 - 512
     assert d.suppressor.last.evicted == 0  # no alert: nothing remembered
 
 
