@@ -360,6 +360,9 @@ class _EventSink:
         found = self.sink.payload.findings
         alerts += (f"{found:,} payload findings (web attacks, executables over HTTP, "
                    "Heartbleed) stored as events\n" if found else "")
+        dns = self.sink.dns.alerts
+        alerts += (f"{dns:,} DNS alerts (tunnelling, NXDOMAIN bursts) stored as events\n"
+                   if dns else "")
         folded = self.sink.fold.folded
         flood = (f" ({folded:,} one-packet connections of floods counted, not stored)"
                  if folded else "")

@@ -27,7 +27,9 @@ BEHAVIOUR_KINDS = {"vertical_scan": "vertical scan", "horizontal_scan": "horizon
                    "long_connection": "long connection",
                    # the payload checks' (netids.detect.payload)
                    "web_attack": "web attack", "malware_download": "malware download",
-                   "heartbleed": "heartbleed"}
+                   "heartbleed": "heartbleed",
+                   # the DNS detectors' (netids.detect.behaviour_dns)
+                   "dns_tunnel": "DNS tunnelling", "nxdomain_burst": "NXDOMAIN burst"}
 BEHAVIOUR_NINES = {"low": 4.0, "medium": 6.0, "high": 8.0, "critical": 10.0}
 
 _BEHAVIOUR_NAMES = frozenset(BEHAVIOUR_KINDS.values())

@@ -17,6 +17,7 @@ from netids.detect.adaptive import AdaptConfig, ThresholdAdapter
 from netids.detect.context import ContextConfig, ContextFeatures
 from netids.detect.decode import decode
 from netids.detect.detector import Detector, Scores
+from netids.detect.dns import DnsReader
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import FLAG_L3, PacketBatch
 from netids.detect.payload import PayloadInspector
@@ -56,10 +57,12 @@ class Pipeline:
         context: ContextConfig | None = None,
         adapt: bool | AdaptConfig = False,
         payload: bool = True,
+        dns: bool = True,
     ) -> None:
         """``adapt``: let the calibration follow this stream's clean traffic
         (:mod:`netids.detect.adaptive`; True for the default bounds). ``payload``: read the
-        HTTP heads and TLS heartbeats packets carry (:mod:`netids.detect.payload`)."""
+        HTTP heads and TLS heartbeats packets carry (:mod:`netids.detect.payload`). ``dns``:
+        read the DNS messages (:mod:`netids.detect.dns`)."""
         self.detector = detector
         self.context = ContextFeatures(context or ContextConfig())
         self.threshold = detector.threshold if threshold is None else float(threshold)
@@ -70,6 +73,7 @@ class Pipeline:
             adapt if isinstance(adapt, AdaptConfig) else None) if adapt else None
         self._handed = 0  # batches handed out for judging
         self.payload = PayloadInspector() if payload else None
+        self.dns = DnsReader() if dns else None
 
     def next_scale(self) -> float:
         """The calibration scale (1: as trained) of the next batch handed out for judging,
@@ -154,6 +158,7 @@ class Pipeline:
             kinds=verdicts.kinds,
             explanations=verdicts.explanations,
             findings=tuple(self.payload.inspect(frames, packets)) if self.payload else (),
+            dns=tuple(self.dns.read(frames, packets)) if self.dns else (),
         )
 
     def _explain(self, packets: PacketBatch, features: np.ndarray, scores: Scores,

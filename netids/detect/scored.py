@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netids.detect.dns import DnsRecord
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 from netids.detect.payload import PayloadFinding
@@ -49,6 +50,7 @@ class ScoredBatch:
     findings: tuple[PayloadFinding, ...] = ()  # what the payload checks found (scored rows)
     by_behaviour: np.ndarray | None = None  # bool [n]: anomalous through its connection's
     # behaviour score alone (netids.detect.packet_behaviour); None: no behaviour looked up
+    dns: tuple[DnsRecord, ...] = ()  # the DNS queries and responses of the scored rows
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -7,7 +7,8 @@ detectors, whose alerts become events too (:mod:`netids.detect.behaviour_events`
 one-shot records of a flood are counted, not handed on (:mod:`netids.detect.conn_fold`),
 except to ``on_conns`` (``score --conn`` writes every record). What the payload checks found
 in a batch (:mod:`netids.detect.payload`) becomes events on the same path
-(:mod:`netids.detect.payload_events`), with or without connections. With a
+(:mod:`netids.detect.payload_events`), with or without connections, and so do the DNS
+detectors' alerts on its DNS messages (:mod:`netids.detect.dns_events`). With a
 store, events an allow-list rule covers are counted against the rule instead of being stored,
 returned or sent to the EVE file (:mod:`netids.store.rules`).
 """
@@ -22,6 +23,8 @@ from netids.detect.behaviour_events import BehaviourEvents
 from netids.detect.conn_columns import ConnRecords
 from netids.detect.conn_fold import FloodFold
 from netids.detect.conn_records import ConnRecord
+from netids.detect.dns import DnsRecord
+from netids.detect.dns_events import DnsEvents
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
 from netids.detect.keytable import TableStats, table_stats
@@ -55,6 +58,7 @@ class EventSink:
             if self.behaviour is not None else None
         self.fold = FloodFold()  # a flood's one-shot records: counted, not stored
         self.payload = PayloadEvents()
+        self.dns = DnsEvents()
         self._conns_closed = False
         # the behaviour events of a batch whose connections :meth:`rescore` followed
         self._pending: tuple[list[EventUpdate], list[EventUpdate]] | None = None
@@ -65,7 +69,7 @@ class EventSink:
     @property
     def opened(self) -> int:
         """Events this stream opened, of the packet model and of the behaviour detectors."""
-        return (self.aggregator.opened + self.payload.opened
+        return (self.aggregator.opened + self.payload.opened + self.dns.opened
                 + (self.behaviour.opened if self.behaviour else 0))
 
     def learn_behaviour(self, records: list[ConnRecord]) -> None:
@@ -73,6 +77,11 @@ class EventSink:
         traffic that learning in place kept); call it on the thread that adds batches."""
         if self.behaviour is not None:
             self.behaviour.detectors.learn(records)
+
+    def learn_dns(self, records: list[DnsRecord]) -> None:
+        """The DNS detectors learn which domains this network asks many names of, from
+        benign ``records``; call it on the thread that adds batches."""
+        self.dns.learn(records)
 
     @property
     def behaviour_flagged(self) -> int:
@@ -103,6 +112,10 @@ class EventSink:
             found, ended = self.payload.update(scored.findings, float(scored.packets.ts[-1]),
                                                scored.threshold)
             updates, closed = updates + found, closed + ended
+        if len(scored) and (scored.dns or self.dns.open):
+            found, ended = self.dns.update(scored.dns, float(scored.packets.ts[-1]),
+                                           scored.threshold)
+            updates, closed = updates + found, closed + ended
         if self.conns is not None:
             found, ended = self._pending or self._connections(self.conns.update(scored),
                                                               scored.threshold)
@@ -114,7 +127,7 @@ class EventSink:
         """The stream ended: close every open event and connection."""
         last = self.close_connections()
         ended = self.behaviour.flush() if self.behaviour is not None else []
-        ended += self.payload.flush()
+        ended += self.payload.flush() + self.dns.flush()
         written = last + self._write([], self.aggregator.flush() + ended)
         if self.rules is not None:
             self.rules.sync()  # the counts of what was suppressed
