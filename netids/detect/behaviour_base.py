@@ -12,7 +12,6 @@ import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from hashlib import blake2b
 from typing import Generic, TypeVar
 
@@ -122,11 +121,11 @@ class Suppressor:
         return True
 
 
-@lru_cache(maxsize=65536)
 def in_order(record: ConnRecord) -> tuple[float, str, int, str, int, str]:
     """The order the detectors read records in: by time, then by endpoints, never by uid
     (random per run) nor by the order a batch happened to hand them over, so that a capture
-    gives the same alerts every run."""
+    gives the same alerts every run. Not cached: a cache keyed by records kept the last
+    65,536 of them alive (tens of MiB) and hashed every field of each to save a tuple."""
     return (record.ts, record.orig_h, record.orig_p, record.resp_h, record.resp_p,
             record.proto)
 
