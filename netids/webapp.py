@@ -12,7 +12,7 @@ import gc
 import logging
 from collections.abc import Callable
 
-from nicegui import app, ui
+from nicegui import Client, app, ui
 
 from netids.capture.source import CaptureError
 from netids.config import Settings
@@ -23,6 +23,12 @@ from netids.ui.capture_form import prepare_folders, too_large_message
 from netids.ui.http_guards import SecurityHeaders, UploadLimit
 
 log = logging.getLogger(__name__)
+
+# a page whose browser has not connected its websocket within this many seconds is dropped
+# when the next dashboard is built (NiceGUI waits 60 s): a browser connects within a second
+# or two, while a page fetched by a script that never connects (a health check, the soak's
+# fetches) held its whole dashboard and made every full garbage collection longer
+UNCONNECTED_SECONDS = 15.0
 
 # LAN security hook, called once while the app is built: by default
 # ``netids.ui.login.install_auth(settings, host=settings.host)``, which keeps the app's
@@ -50,6 +56,7 @@ def build(controller: Controller, *, auth: AuthHook | None = None) -> None:
 
     @ui.page("/")
     def dashboard_page() -> None:
+        prune_unconnected()  # before building another: page fetches come faster than 60 s
         with frame.frame("Live"):
             dashboard.page(controller)
 
@@ -79,6 +86,12 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def prune_unconnected() -> None:
+    """Drop pages not connected after :data:`UNCONNECTED_SECONDS` (NiceGUI's own timer drops
+    them after 60 s)."""
+    Client.prune_instances(client_age_threshold=UNCONNECTED_SECONDS)
 
 
 async def start_monitoring(controller: Controller) -> None:
