@@ -76,7 +76,7 @@ class Controller(TrainingRuns):
         self._cancel = threading.Event()
         self._threshold = settings.threshold
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netids-pipeline")
-        self.heap = HeapTrimmer()  # freed batch memory back to the kernel: RSS stays flat
+        self.heap = HeapTrimmer()  # hands freed batch memory back to the kernel
         self._task: asyncio.Task[None] | None = None
         self._source: LiveSource | FileSource | None = None
         self.learning = LearningState(seconds=settings.learn.seconds)

@@ -8,8 +8,8 @@ so each batch page-faults on memory it used a moment ago: on the model stage tha
 process then keeps its peak heap instead of handing it back between batches (``score``).
 
 The live app runs for days beside a web server, so it does the opposite: it keeps glibc's
-defaults and every few seconds hands the free pages back (:class:`HeapTrimmer`), so that its
-RSS stays flat however batch sizes vary.
+defaults and every few seconds hands the free pages back (:class:`HeapTrimmer`), so that
+freed batch memory does not pile up as batch sizes vary.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def return_freed_memory() -> bool:
     A long-running process whose threads allocate batch-sized blocks of changing sizes (the
     live app: capture, pipeline, database writer and page threads each with an arena) leaves
     freed blocks scattered through its heaps; glibc keeps them, so its RSS climbs for as long as
-    traffic varies. False where the C library is not glibc. Takes 15-30 ms with the live app's
-    heaps; ctypes releases the GIL meanwhile.
+    traffic varies. False where the C library is not glibc. Took 16-27 ms after the pipeline's
+    batches (measured offline); ctypes releases the GIL meanwhile.
     """
     if not sys.platform.startswith("linux"):
         return False
