@@ -37,6 +37,7 @@ from netids.detect.scored import ScoredBatch
 from netids.detect.shedding import LoadShedder, SheddingConfig, batches_to_merge
 from netids.detect.tracking import ConnFeed
 from netids.live import LiveState, publish
+from netids.parallel.allocator import HeapTrimmer
 from netids.store.engine import open_database
 from netids.store.eve import EveLog, open_eve
 from netids.store.model_registry import ModelRegistry
@@ -71,6 +72,7 @@ class Controller(TrainingRuns):
         self._cancel = threading.Event()
         self._threshold = settings.threshold
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netids-pipeline")
+        self.heap = HeapTrimmer()  # hands freed batch memory back to the kernel
         self._task: asyncio.Task[None] | None = None
         self._source: LiveSource | FileSource | None = None
         self._sink: EventSink | None = None  # the running capture's (learning hands it records)
@@ -340,12 +342,10 @@ class Controller(TrainingRuns):
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
                    sink: EventSink, memory: AdapterMemory | None) -> None:
-        loop = asyncio.get_running_loop()
-        live = self.live
-        c = self.settings.capture
+        loop, live, c = asyncio.get_running_loop(), self.live, self.settings.capture
         shedder = LoadShedder(SheddingConfig.for_backlog(c.shed_load, c.shed_backlog,
                                                          c.min_scored_share))
-        merge = max(1, self.settings.capture.merge_batches)
+        merge = max(1, c.merge_batches)
         try:
             async for frames in source.batches():
                 pipeline.threshold = live.threshold
@@ -355,7 +355,7 @@ class Controller(TrainingRuns):
                 group = [frames, *source.waiting(more)]
                 scored, updates = await loop.run_in_executor(
                     self._pool, _score_and_aggregate, pipeline, sink, group, share,
-                    not shedder.deep, self._learner)
+                    not shedder.deep, self._learner, self.heap)
                 live.scored_share = share
                 self._publish(live, pipeline, scored, updates, source, sink)
         except (CaptureError, CaptureFileError) as exc:
@@ -386,12 +386,13 @@ class Controller(TrainingRuns):
 
 
 def _score_and_aggregate(pipeline: Pipeline, sink: EventSink, group: list[FrameBatch],
-                         share: float, decode_shed: bool, learner: Learner | None
-                         ) -> tuple[ScoredBatch, list[EventUpdate]]:
+                         share: float, decode_shed: bool, learner: Learner | None,
+                         heap: HeapTrimmer) -> tuple[ScoredBatch, list[EventUpdate]]:
     """Consecutive batches, as one, through the pipeline, behaviour, learning (holding back
     kinds that depend on the network) and events, on the pipeline thread, off the loop."""
     scored = sink.rescore(pipeline.process(FrameBatch.concat(group), share,
                                            decode_shed=decode_shed))[0]  # + behaviour
     if learner is not None:
         scored = learner.observe(scored)
+    heap.after_batch(time.monotonic())  # what earlier batches freed goes back to the kernel
     return scored, sink.add(scored)

@@ -122,11 +122,11 @@ class Suppressor:
         return True
 
 
-@lru_cache(maxsize=65536)
 def in_order(record: ConnRecord) -> tuple[float, str, int, str, int, str]:
     """The order the detectors read records in: by time, then by endpoints, never by uid
     (random per run) nor by the order a batch happened to hand them over, so that a capture
-    gives the same alerts every run."""
+    gives the same alerts every run. Not cached: a cache keyed by records kept up to
+    65,536 of them alive and hashed every field of each to save building a tuple."""
     return (record.ts, record.orig_h, record.orig_p, record.resp_h, record.resp_p,
             record.proto)
 
