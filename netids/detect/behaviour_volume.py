@@ -117,15 +117,20 @@ class VolumeDetector:
         it completes (before suppression), and its pair's evidence as a share of the limit it
         is nearest to (1.0: an alert is due; 0.0 under a quarter of the way, as ordinary
         traffic is)."""
-        if r.proto == "icmp" or is_group_address(r.resp_h) or r.resp_h.startswith("fe80:"):
+        if not (r.orig_bytes or r.duration) or r.proto == "icmp":
+            return [], 0.0  # sent nothing and lasted no time (a failed attempt): no evidence
+        if is_group_address(r.resp_h) or r.resp_h.startswith("fe80:"):
             return [], 0.0
         c = self.config
         pair = self.pairs.get(_pair(r))
         end = r.ts + (r.duration or 0.0)
         pair.conns[r.uid] = _Conn(r.ts, end, r.orig_bytes or 0, r.resp_bytes or 0)
-        self._forget(pair, end)
-        sent = self._sent(pair, end)
-        connected = sum(k.end - k.ts for k in pair.conns.values())
+        if len(pair.conns) == 1:  # most pairs: no sums to take
+            sent, connected = r.orig_bytes or 0, end - r.ts
+        else:
+            self._forget(pair, end)
+            sent = self._sent(pair, end)
+            connected = sum(k.end - k.ts for k in pair.conns.values())
         share = max(sent / self.upload_limit(r.orig_h),
                     (r.orig_bytes or 0) / self.upload_limit(r.orig_h, one=True),
                     connected / c.long_seconds[0])
