@@ -23,6 +23,7 @@ from netids.detect.behaviour_scan import failed_attempt
 from netids.detect.conn_records import ConnRecord
 from netids.detect.connections import ConnTracker
 from netids.detect.decode import decode
+from netids.detect.frames import FrameBatch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces)")
 SETTINGS = CaptureSettings(batch_size=512, batch_timeout=0.05)
@@ -33,8 +34,17 @@ SSH_CLIENT = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/n
 async def capture_records(lab_net, bpf: str, action: Callable[[], None]) -> list[ConnRecord]:
     """Capture on the lab's bridge while ``action`` runs in a thread; the connection
     records of what was captured, every connection written out at the end."""
-    source = LiveSource("br0", bpf, SETTINGS, netns=lab_net.switch)
     tracker, records = ConnTracker(), []
+    await capture_batches(lab_net, bpf, action,
+                          lambda batch: records.extend(tracker.update(decode(batch))))
+    return records + tracker.flush()
+
+
+async def capture_batches(lab_net, bpf: str, action: Callable[[], None],
+                          each: Callable[[FrameBatch], None]) -> None:
+    """Capture on the lab's bridge while ``action`` runs in a thread, handing ``each`` batch
+    captured on."""
+    source = LiveSource("br0", bpf, SETTINGS, netns=lab_net.switch)
     source.start()
 
     async def act_then_stop() -> None:
@@ -47,9 +57,8 @@ async def capture_records(lab_net, bpf: str, action: Callable[[], None]) -> list
 
     task = asyncio.create_task(act_then_stop())
     async for batch in source.batches():
-        records += tracker.update(decode(batch))
+        each(batch)
     await task
-    return records + tracker.flush()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ downloaded (each found)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sys
@@ -14,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from netids.capture.live import LiveSource
 from netids.detect.decode import decode
 from netids.detect.payload import PayloadFinding, PayloadInspector
-from tests.detect.test_behaviour_lab import SETTINGS, wait_for_port
+from tests.detect.test_behaviour_lab import capture_batches, wait_for_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces)")
 PORT = 8088
@@ -27,22 +25,9 @@ async def capture_findings(lab_net, action: Callable[[], None]) -> tuple[
         list[PayloadFinding], PayloadInspector]:
     """Capture the web server's traffic on the lab's bridge while ``action`` runs; what the
     payload checks find in it."""
-    source = LiveSource("br0", f"tcp port {PORT}", SETTINGS, netns=lab_net.switch)
     inspector, found = PayloadInspector(), []
-    source.start()
-
-    async def act_then_stop() -> None:
-        try:
-            await asyncio.sleep(0.2)
-            await asyncio.to_thread(action)
-            await asyncio.sleep(0.5)
-        finally:
-            source.stop()
-
-    task = asyncio.create_task(act_then_stop())
-    async for batch in source.batches():
-        found += inspector.inspect(batch, decode(batch))
-    await task
+    await capture_batches(lab_net, f"tcp port {PORT}", action,
+                          lambda batch: found.extend(inspector.inspect(batch, decode(batch))))
     return found, inspector
 
 
