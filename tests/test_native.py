@@ -74,6 +74,30 @@ def test_a_display_nobody_serves_is_one_line_too() -> None:
     assert not left
 
 
+# NiceGUI's window process, as it starts: spawned with the app's command line, it re-imports
+# app.py as __mp_main__ while the parent already serves the port
+_WINDOW_PROCESS = """
+import multiprocessing, runpy, socket, sys
+if __name__ == "__main__":
+    server = socket.create_server(("127.0.0.1", 0))
+    sys.argv = ["app.py", "--native", "--port", str(server.getsockname()[1])]
+    child = multiprocessing.get_context("spawn").Process(
+        target=runpy.run_path, args=("app.py",), kwargs={"run_name": "__mp_main__"})
+    child.start()
+    child.join(60)
+    sys.exit(child.exitcode)
+"""
+
+
+def test_the_window_process_leaves_serving_and_its_port_to_the_parent() -> None:
+    # it used to run the CLI's checks again and, whenever the parent had bound the port
+    # first (a loaded machine), exit with "cannot serve on ... port: Address already in use"
+    # instead of opening the window
+    done = subprocess.run([sys.executable, "-c", _WINDOW_PROCESS], cwd=PROJECT_ROOT,
+                          env=clean_env(), capture_output=True, text=True, timeout=90)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 @pytest.fixture
 def xvfb() -> Iterator[str]:
     """A private X server (1280x800, 24 bit); yields its DISPLAY."""
