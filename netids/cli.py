@@ -22,6 +22,7 @@ from netids.commands import (
     eve_settings,
 )
 from netids.config import Settings, load_settings, parse_size
+from netids.native import in_window_process
 
 # command name -> (module implementing it, one-line help). Only the module of the command
 # being run is imported, so `app.py export` does not pay for torch or NiceGUI.
@@ -270,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, or a usage error argparse has already printed
         return int(exc.code or 0)
+    if args.command is None and args.native and in_window_process():
+        return 0  # only opens the window: the parent serves, and holds the port by now
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

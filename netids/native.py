@@ -65,7 +65,7 @@ def prepare(environ: MutableMapping[str, str] | None = None) -> WindowMemory | N
     Raises :class:`NativeError` with the one line to show. Call it in the main process
     before ``ui.run(native=True)``.
     """
-    if multiprocessing.current_process().name != "MainProcess":
+    if in_window_process():
         return None  # the window process re-imports app.py: it must not check or install again
     env = os.environ if environ is None else environ
     problem = native_problem(env)  # reads Qt's warnings (why it cannot start): not quiet yet
@@ -78,6 +78,13 @@ def prepare(environ: MutableMapping[str, str] | None = None) -> WindowMemory | N
         env.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # Chromium's sandbox refuses root
     _arrange_cleanup()
     return WindowMemory.load(window_file(env))
+
+
+def in_window_process() -> bool:
+    """Whether this is NiceGUI's window process: it is spawned with the app's command line
+    and re-imports app.py while the parent serves, so the CLI must leave serving (and its
+    checks, such as whether the port is free) to the parent."""
+    return multiprocessing.current_process().name != "MainProcess"
 
 
 def window_file(environ: Mapping[str, str]) -> Path:

@@ -12,9 +12,7 @@ import gzip
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 
 from netids.config import PROJECT_ROOT
 from netids.store.engine import open_database
+from tests.forked_app import Run, run_forked
 from tests.support import clean_env, model_for_tests, small_pcap
 
 APP = str(PROJECT_ROOT / "app.py")
@@ -239,24 +238,27 @@ def _fill(text: str, files: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def answers(files: dict[str, str]) -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
-    """Every case run at once (each is a fresh interpreter importing torch: seconds)."""
+def answers(files: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
+    """Every case run at once, each a real ``python app.py`` process; forked from one that
+    imported torch already (a fresh interpreter spends seconds on that, 78 times)."""
     model = str(model_for_tests())
+    output = tmp_path_factory.mktemp("hostile-output")
     taken = socket.socket()  # a port another program holds
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     files["TAKEN"] = str(taken.getsockname()[1])
 
-    def run(case: Case) -> subprocess.CompletedProcess[str]:
+    def run(case: Case) -> Run:
         env = clean_env(NETIDS_USERS_FILE=str(Path(files["DIR"]) / "users.json"),
                         NETIDS_MODEL=model, NETIDS_DB=f"sqlite:///{files['DIR']}/app.sqlite")
         env.update({k: _fill(v, files) for k, v in case.env})
-        return subprocess.run([sys.executable, APP, *(_fill(a, files) for a in case.argv)],
-                              capture_output=True, text=True, timeout=600, env=env,
-                              input="a long enough password\n", cwd=files["DIR"])
+        return Run(APP, [_fill(a, files) for a in case.argv], env, files["DIR"],
+                   "a long enough password\n", str(output / case.name))
 
-    with taken, ThreadPoolExecutor(max_workers=2) as pool:  # 2 s of CPU each, unloaded
-        yield dict(zip((c.name for c in CASES), pool.map(run, CASES), strict=True))
+    with taken:
+        done = run_forked([run(c) for c in CASES], parallel=2)
+        yield dict(zip((c.name for c in CASES), done, strict=True))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -139,27 +139,27 @@ def test_the_c2_captures_are_too_short_to_beacon(shared_data: Path) -> None:
 
 
 async def test_a_curl_loop_between_lab_namespaces_is_a_beacon(lab_net) -> None:
-    """A real beacon: curl fetching a page from a real HTTP server every 2 s, captured live
-    on the lab's bridge. Timed down from the 30 s of a shell loop an operator would write, so
-    the window's minimum is timed down with it (30 s instead of 10 min)."""
+    """A real beacon: curl fetching a page from a real HTTP server every second, captured
+    live on the lab's bridge. Timed down from the 30 s of a shell loop an operator would
+    write, so the window's minimum is timed down with it (15 s instead of 10 min)."""
     a, b = lab_net.ip("a"), lab_net.ip("b")
     server = lab_net.popen("b", "python3", "-m", "http.server", "8000", "--bind", b)
     try:
         wait_for_port(lab_net, "a", b, 8000)
-        loop = (f"for i in $(seq 24); do curl -s -o /dev/null http://{b}:8000/; sleep 2; "
+        loop = (f"for i in $(seq 24); do curl -s -o /dev/null http://{b}:8000/; sleep 1; "
                 "done")
         records = await capture_records(lab_net, "tcp port 8000",
-                                        lambda: lab_net.run("a", "sh", "-c", loop, timeout=90))
+                                        lambda: lab_net.run("a", "sh", "-c", loop, timeout=60))
     finally:
         server.terminate()
         server.wait(timeout=10)
     fetches = [r for r in records if r.resp_p == 8000 and r.conn_state == "SF"]
     assert len(fetches) >= 24
-    d = BehaviourDetectors(BehaviourConfig(beacon=BeaconConfig(min_window=30.0)))
+    d = BehaviourDetectors(BehaviourConfig(beacon=BeaconConfig(min_window=15.0)))
     beacons = [x for x in d.update(records, now=max(r.ts for r in records))
                if x.kind == "beacon"]
     assert beacons and {(x.source, x.targets) for x in beacons} == {(a, (f"{b}:8000",))}
-    assert f"connections from {a} to {b}:8000 every 2 s ± 0 s" in beacons[0].why
+    assert f"connections from {a} to {b}:8000 every 1 s ± 0 s" in beacons[0].why
 
 
 def test_a_person_browsing_scores_near_zero_per_record() -> None:

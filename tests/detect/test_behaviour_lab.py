@@ -132,10 +132,11 @@ async def test_hydra_guessing_several_passwords_a_session_is_found(
     words = tmp_path / "passwords.txt"
     words.write_text("".join(f"guess{i}\n" for i in range(48)))
     b = lab_net.ip("b")
+    # -w 8: hydra waits its response timeout (32 s by default) twice before it ends
     records = await capture_records(
         lab_net, "tcp port 22",
         lambda: lab_net.run("a", "sh", "-c", f"cd {tmp_path} && exec hydra -l root "
-                            f"-P {words} -t 4 ssh://{b}",  # its hydra.restore stays in tmp
+                            f"-P {words} -t 4 -w 8 ssh://{b}",  # its hydra.restore stays in tmp
                             timeout=180, check=False))
     sessions = [r for r in records if r.service == "ssh"]
     assert 10 <= len(sessions) < 48  # hydra (libssh) tries several passwords a connection

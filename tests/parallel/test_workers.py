@@ -99,6 +99,7 @@ def test_a_killed_worker_is_an_error_not_a_hang() -> None:
 @pytest.mark.parametrize("after", [0.0, 0.05, 0.13, 0.31])
 def test_a_worker_killed_at_any_moment_is_an_error_not_a_hang(after: float) -> None:
     started = time.monotonic()
+    taken = 0
     with pytest.raises(WorkerError, match="stopped unexpectedly"), \
             OrderedPool(big_result, 2) as pool:
         victim = multiprocessing.active_children()[0]
@@ -108,12 +109,18 @@ def test_a_worker_killed_at_any_moment_is_an_error_not_a_hang(after: float) -> N
             pool.submit(x)
             x += 1
             while pool.ready():
-                pool.next()
+                assert pool.next() == big_result(taken)  # nothing lost or out of order before
+                taken += 1
             if killed_at is None and time.monotonic() - started > after:
                 os.kill(victim.pid, signal.SIGKILL)  # mid-item, mid-result, idle: any moment
+                # dead before more work goes out: on a loaded machine the kill could land
+                # after the owner had taken every result, with no worker missing yet
+                victim.join(10)
                 killed_at = x
         while pool.pending:
-            pool.next()
+            assert pool.next() == big_result(taken)
+            taken += 1
+    assert killed_at is not None and taken < x  # the run stopped at the loss, not after it
     assert time.monotonic() - started < 60
     assert multiprocessing.active_children() == []
 

@@ -4,6 +4,7 @@ marked as trained here, a refusal is the child's own sentence, a cancel ends the
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from netids.training.checkpoint import load_detector, read_metadata
 from netids.training.data import read_capture
 from netids.training.train import TrainConfig, TrainingCancelled, TrainingError
 from tests.support import SAMPLE, small_pcap
+
+# these tests check the child's plumbing, not the model's quality: a small model trains fast
+TINY = TrainConfig(d_model=16, n_layer=1, max_train_windows=200)
 
 
 def children() -> set[int]:
@@ -27,7 +31,7 @@ def test_a_model_is_trained_in_a_child_process(tmp_path: Path) -> None:
     data = read_capture(small_pcap(tmp_path / "n.pcap", 10_000))
     epochs: list[int] = []
     out = tmp_path / "m.pt"
-    report, metadata = train_in_process(data, out, TrainConfig(epochs=2), "n.pcap", "learning",
+    report, metadata = train_in_process(data, out, replace(TINY, epochs=2), "n.pcap", "learning",
                                         lambda e, *_: epochs.append(e), threading.Event())
     assert epochs == [1, 2]
     assert report.startswith("trained on 10,000 packets")
@@ -40,7 +44,7 @@ def test_a_model_is_trained_in_a_child_process(tmp_path: Path) -> None:
 def test_a_refusal_is_the_childs_sentence(tmp_path: Path) -> None:
     data = read_capture(small_pcap(tmp_path / "n.pcap", 2000))
     with pytest.raises(TrainingError, match="too little normal traffic: 2000 packets"):
-        train_in_process(data, tmp_path / "m.pt", TrainConfig(epochs=1), "n", "learning",
+        train_in_process(data, tmp_path / "m.pt", replace(TINY, epochs=1), "n", "learning",
                          lambda *_: None, threading.Event())
     assert not (tmp_path / "m.pt").exists() and not children()
 
@@ -53,6 +57,6 @@ def test_cancelling_ends_the_child(tmp_path: Path) -> None:
         cancel.set()  # after the first epoch
 
     with pytest.raises(TrainingCancelled):
-        train_in_process(data, tmp_path / "m.pt", TrainConfig(epochs=200), "s", "learning",
+        train_in_process(data, tmp_path / "m.pt", replace(TINY, epochs=200), "s", "learning",
                          progress, cancel)
     assert not (tmp_path / "m.pt").exists() and not children()
