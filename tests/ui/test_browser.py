@@ -85,12 +85,17 @@ def analyse_sample_fully(screen: Screen) -> None:
 
 
 def press(screen: Screen, label: str) -> None:
-    """Click the button labelled ``label`` (not some other text containing it), once nothing
-    covers it: a notification sliding in or out takes the click on a busy machine, as it would
-    a person's, who clicks again."""
+    """Click the button labelled ``label`` (not some other text containing it), once it stands
+    still and nothing covers it: a click aimed while a dialog still zooms in lands beside the
+    button, on the backdrop, which closes the dialog; a notification sliding in or out takes
+    the click on a busy machine, as it would a person's, who clicks again."""
     button = screen.selenium.find_element(
         By.XPATH, f'//button[.//span[normalize-space(text())="{label}"]]')
     deadline = time.monotonic() + 5
+    rect = None
+    while rect != button.rect and time.monotonic() < deadline:
+        rect = button.rect
+        time.sleep(0.1)
     while True:
         try:
             button.click()

@@ -40,7 +40,7 @@ def test_mark_as_expected_then_remove_on_the_rules_page(screen: Screen,
     next(r for r in rows if "port scan" in r.text and "10.77.0.66" in r.text).click()
     screen.should_contain("Mark as expected")
     press(screen, "Mark as expected")
-    screen.should_contain("Expires after days")
+    wait_until(lambda: "Expires after days" in screen.selenium.page_source, 20, "the rule dialog")
     src = screen.selenium.find_element(By.XPATH, '//label[.//*[contains(text(), "Source (ad'
                                                  'dress")]]//input')
     assert src.get_attribute("value") == "10.77.0.66"
