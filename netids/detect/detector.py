@@ -28,10 +28,12 @@ from netids.detect.scaling import (
     PACKET_NUMERIC,
     RobustScaler,
     answering,
+    cap_service_surprise,
     categorical_codes,
     conversation_inputs,
     past_range,
     raw_numeric,
+    service_inputs,
 )
 
 # the status input's code holds decoder bits 3.. (see scaling.CATEGORICAL): truncated, malformed
@@ -130,6 +132,7 @@ class Detector:
         # a two-way conversation's own rate is no evidence on packets answering their peer
         self._conversation = conversation_inputs(self.input_names)
         self._conversation_numeric = conversation_inputs(checkpoint.numeric_names)
+        self._services = service_inputs(self.input_names)  # weak evidence alone
         self._scan_inputs, self._scanning_now = self._scan_columns()
         # a rate in words is told at its busiest window: a flood's 3,000 packets/s over the
         # last second, not the 90/s its 100 s average has reached
@@ -152,11 +155,12 @@ class Detector:
                              f"got {features.shape[1]}")
         errors, excess = self.input_errors(packets, features)
         with self._torch_threads():
-            surprise = self.checkpoint.surprise.transform(errors)
-            raw = (self.checkpoint.combiner.combine(surprise, excess,
-                                                    answering(packets.tcp_flags),
-                                                    self._conversation) if n
-                   else np.zeros(0, np.float32))
+            combiner = self.checkpoint.combiner
+            # what does not count reads as typical, so the words tell only what counted
+            surprise = combiner.typical_at(
+                cap_service_surprise(self.checkpoint.surprise.transform(errors), self._services),
+                answering(packets.tcp_flags), self._conversation)
+            raw = combiner.combine(surprise, excess) if n else np.zeros(0, np.float32)
         nines = self.checkpoint.calibrator.nines(raw / scale if scale != 1.0 else raw)
         return Scores(scores_of(nines), raw, surprise, nines)
 

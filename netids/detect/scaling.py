@@ -16,6 +16,7 @@ array([ 0, 10, 42, 43, 44])
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -109,6 +110,12 @@ CATEGORICAL = {
 # model.PacketAutoencoder.errors), so one unseen port is as weak as a rare one, not certain
 NETWORK_FIELDS = ("protocol", "sport_class", "dport_class", "icmp_type")
 NETWORK_SHARE_FLOOR = 1e-4
+# Of them, the services (protocol, ports): no value, seen or not, is more surprising than one
+# packet in a thousand on that input. A new service is weak evidence alone, strong beside other
+# signs; a scan's many new ports are told by its rates. ICMP types are not capped: an unknown
+# type is how crafted ICMP shows, and an assigned one a network never used is rare enough.
+SERVICE_FIELDS = ("protocol", "sport_class", "dport_class")
+SERVICE_SURPRISE_CAP = -math.log(1e-3)
 PROTOCOL_NAMES = ("other link layer", "ARP", "TCP", "UDP", "ICMP", "ICMPv6", "other IP protocol",
                   "IP fragment")
 
@@ -180,6 +187,12 @@ def mac_class(packets: PacketBatch, dst_addr: np.ndarray) -> np.ndarray:
     """Code of each frame's MAC addresses, indexing :data:`MAC_CLASSES`; ``dst_addr`` is the
     :func:`address_class` of its IP destination.
 
+    A frame without MAC addresses (raw IP or a tunnel's capture, Linux loopback) is classed by
+    its IP destination, as its link layer would have carried it: whether a capture keeps the
+    link layer is a capture setting, not traffic behaviour, and a model trained on Ethernet
+    must not find every packet of a tunnel new. Only a frame without an IP address either is
+    "no MAC address".
+
     >>> from types import SimpleNamespace as P
     >>> u, b, m = 0x02_0000_000001, 0xFFFF_FFFF_FFFF, 0x01_005E_0000FB
     >>> p = P(src_mac=np.array([u, u, u, u, m, u, 0], dtype=np.uint64),
@@ -188,7 +201,10 @@ def mac_class(packets: PacketBatch, dst_addr: np.ndarray) -> np.ndarray:
     >>> [MAC_CLASSES[c] for c in mac_class(p, dst)][:4]
     ['unicast', 'broadcast', 'multicast', 'MAC does not match the IP destination']
     >>> [MAC_CLASSES[c] for c in mac_class(p, dst)][4:]
-    ['group source MAC', 'MAC does not match the IP destination', 'no MAC address']
+    ['group source MAC', 'MAC does not match the IP destination', 'unicast']
+    >>> p = P(src_mac=np.zeros(4, dtype=np.uint64), dst_mac=np.zeros(4, dtype=np.uint64))
+    >>> [MAC_CLASSES[c] for c in mac_class(p, np.array([6, 7, 3, 0]))]  # no link layer
+    ['multicast', 'broadcast', 'unicast', 'no MAC address']
     """
     group = np.uint64(1 << 40)
     dst_group = (packets.dst_mac & group) != 0
@@ -199,7 +215,9 @@ def mac_class(packets: PacketBatch, dst_addr: np.ndarray) -> np.ndarray:
     # a broadcast MAC may carry a unicast IP (subnet-directed broadcast, ARP requests)
     out[(dst_group & ~broadcast & unicast_ip) | (~dst_group & ip_group)] = 5
     out[(packets.src_mac & group) != 0] = 4
-    out[(packets.src_mac == 0) & (packets.dst_mac == 0)] = 0
+    none = (packets.src_mac == 0) & (packets.dst_mac == 0)
+    out[none] = np.select([dst_addr[none] == 0, dst_addr[none] == 7, dst_addr[none] == 6],
+                          [0, 2, 3], 1)
     return out.astype(np.int64)
 
 
@@ -261,20 +279,47 @@ def past_range(scaled: np.ndarray, clamped: np.ndarray, answering: np.ndarray | 
     return far.sum(axis=1, dtype=np.float32)
 
 
+def service_inputs(names: Sequence[str]) -> np.ndarray:
+    """Positions of the :data:`SERVICE_FIELDS` among model input ``names``.
+
+    >>> service_inputs(["length", "protocol", "icmp_type", "dport_class"]).tolist()
+    [1, 3]
+    """
+    return np.array([j for j, name in enumerate(names) if name in SERVICE_FIELDS], np.intp)
+
+
+def cap_service_surprise(surprise: np.ndarray, services: np.ndarray) -> np.ndarray:
+    """``surprise`` [n, k] with its ``services`` columns capped at
+    :data:`SERVICE_SURPRISE_CAP` (in place; returned). Training and the detector both read
+    surprises through it.
+
+    >>> cap_service_surprise(np.array([[2.0, 30.0, 30.0]]), np.array([0, 1])).round(2).tolist()
+    [[2.0, 6.91, 30.0]]
+    """
+    if len(services):
+        surprise[:, services] = np.minimum(surprise[:, services], SERVICE_SURPRISE_CAP)
+    return surprise
+
+
 def conversation_inputs(names: Sequence[str]) -> np.ndarray:
-    """Positions of the inputs that measure one conversation's own rate (host pair, socket).
+    """Positions of the inputs that measure packet rates a conversation makes: its own (host
+    pair, socket) and those of its two ends (source, destination).
 
-    On a TCP packet that answers its peer (:func:`answering`) they measure a download both
-    sides take part in, at whatever speed the link gives: no evidence of an attack, yet the
-    surprise that made a model trained on slower networks flag most of a faster network's
-    traffic (docs/drift.md). Floods keep their evidence: a flood's packets do not answer, and
-    a flood of ACKs still raises its source's and its target's own rates.
+    On a TCP packet that answers its peer (:func:`answering`) they measure a transfer both
+    sides take part in, paced by the peer's acknowledgements at whatever speed the link gives:
+    no evidence of an attack, yet the surprise that made a model trained on slower networks
+    flag most of a faster network's traffic (docs/drift.md). Floods keep their evidence: their
+    packets open (SYN), reply unasked (SYN-ACK, UDP, ICMP) or reset; a spoofed flood of ACKs
+    still brings its target new sources each second. What is given up: a flood of ACKs from
+    one real source to one target counts only by its sizes and timing.
 
-    >>> conversation_inputs(["src_rate_1s", "pair_rate_1s", "sock_rate_10s"]).tolist()
-    [1, 2]
+    >>> conversation_inputs(["src_rate_1s", "src_syn_rate_1s", "pair_rate_1s", "sock_rate_10s",
+    ...                      "dst_new_src_rate_1s"]).tolist()
+    [0, 2, 3]
     """
     return np.array([j for j, name in enumerate(names)
-                     if name.startswith(("pair_rate_", "sock_rate_"))], np.intp)
+                     if name.startswith(("pair_rate_", "sock_rate_", "src_rate_", "dst_rate_"))],
+                    np.intp)
 
 
 def answering(tcp_flags: np.ndarray) -> np.ndarray:

@@ -40,10 +40,12 @@ from netids.detect.scaling import (
     PACKET_NUMERIC,
     RobustScaler,
     answering,
+    cap_service_surprise,
     categorical_codes,
     conversation_inputs,
     past_range,
     raw_numeric,
+    service_inputs,
     share_floors,
 )
 from netids.training.checkpoint import Checkpoint
@@ -287,15 +289,17 @@ def _checkpoint(model: PacketAutoencoder, data: _Windows, config: TrainConfig, f
     k = data.target.shape[2]
     categorical = np.arange(train_err.shape[1]) >= k  # inputs past the k numeric ones
     surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
-    combiner = SurpriseCombiner.fit(surprise.transform(train_err),
+    services = service_inputs([*data.names, *CATEGORICAL])  # capped as the detector caps them
+    combiner = SurpriseCombiner.fit(cap_service_surprise(surprise.transform(train_err), services),
                                     range_weight=config.range_weight)
     # held-back windows step past the training range as fresh traffic does: calibrated with it
     # ... and scored as the detector scores them: a conversation's own rate does not count on
     # packets answering their peer (scaling.conversation_inputs)
     cal_err, cal_excess, cal_answering = errors(idx_cal)
     conversation = conversation_inputs([*data.names, *CATEGORICAL])
-    calibrator = Calibrator.fit(combiner.combine(surprise.transform(cal_err), cal_excess,
-                                                 cal_answering, conversation))
+    calibrator = Calibrator.fit(combiner.combine(
+        cap_service_surprise(surprise.transform(cal_err), services), cal_excess, cal_answering,
+        conversation))
     return Checkpoint(
         config=model.config,
         state_dict=model.state_dict(),

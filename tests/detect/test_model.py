@@ -11,7 +11,12 @@ import torch
 from netids.detect.calibration import RANGE_WEIGHT, SurpriseCombiner
 from netids.detect.detector import Detector, Scores, ThresholdPolicy
 from netids.detect.model import PRIOR_WEIGHT, ModelConfig, PacketAutoencoder
-from netids.detect.scaling import answering, conversation_inputs
+from netids.detect.scaling import (
+    SERVICE_SURPRISE_CAP,
+    answering,
+    conversation_inputs,
+    service_inputs,
+)
 from netids.training.data import read_capture
 from netids.training.train import TrainConfig, train
 
@@ -283,16 +288,16 @@ def test_scoring_runs_on_the_detectors_threads_and_gives_the_callers_back(traine
         torch.set_num_threads(before)
 
 
-def test_a_conversations_own_rate_is_no_evidence_on_packets_answering_their_peer(trained):
-    """A download at a speed training never saw: its pair and socket rates count neither as
-    surprise nor as distance past the range on TCP packets that acknowledge their peer; on
-    the others (SYNs, UDP) they still do."""
+def test_a_conversations_rates_are_no_evidence_on_packets_answering_their_peer(trained):
+    """A download at a speed training never saw: its pair, socket, source and destination
+    rates count neither as surprise nor as distance past the range on TCP packets that
+    acknowledge their peer; on the others (SYNs, UDP) they still do."""
     detector, packets, feats = trained
     sub, inside = packets.take(slice(0, 512)), feats[:512]
     ans = answering(sub.tcp_flags)
     assert ans.sum() > 50 and (~ans).sum() > 50
     beyond = inside.copy()
-    for name in ("pair_rate_1s", "sock_rate_1s"):
+    for name in ("pair_rate_1s", "sock_rate_1s", "src_rate_1s", "dst_rate_10s"):
         beyond[:, detector.feature_names.index(name)] = 1e6
     _, excess_inside = detector.input_errors(sub, inside)
     _, excess = detector.input_errors(sub, beyond)
@@ -300,10 +305,14 @@ def test_a_conversations_own_rate_is_no_evidence_on_packets_answering_their_peer
     assert (excess[~ans] > excess_inside[~ans] + 1.0).all()
     scores = detector.score_batch(sub, beyond)
     combiner, conversation = detector.checkpoint.combiner, conversation_inputs(detector.input_names)
-    typical = scores.errors.copy()
-    typical[np.ix_(np.flatnonzero(ans), conversation)] = combiner.mean[conversation]
-    np.testing.assert_allclose(scores.raw, combiner.combine(typical, excess), rtol=1e-4)
-    counted = combiner.combine(scores.errors, excess)  # as before the rule
+    # the surprises told (and explained) are those that counted: typical where they do not
+    np.testing.assert_array_equal(scores.errors[np.ix_(ans, conversation)],
+                                  np.broadcast_to(combiner.mean[conversation],
+                                                  (ans.sum(), len(conversation))))
+    assert (scores.errors[np.ix_(~ans, conversation)] != combiner.mean[conversation]).all()
+    np.testing.assert_allclose(scores.raw, combiner.combine(scores.errors, excess), rtol=1e-4)
+    errors, _ = detector.input_errors(sub, beyond)
+    counted = combiner.combine(detector.checkpoint.surprise.transform(errors), excess)  # before
     assert (counted[ans] > scores.raw[ans]).mean() > 0.9
 
 
@@ -323,3 +332,35 @@ def test_the_distance_past_the_training_range_adds_to_the_raw_score(trained):
     np.testing.assert_allclose(far.raw - surprise_only, (RANGE_WEIGHT * excess) ** 2, rtol=1e-4)
     assert (far.scores >= detector.score_batch(sub, inside).scores).all()
     assert (far.scores >= detector.threshold).all()
+
+
+def test_a_service_never_seen_in_training_is_weak_evidence_alone(trained, monkeypatch):
+    """A port or protocol the training network never used counts no more than one packet in
+    a thousand on its input: alone it stays under the threshold, while beside another sign
+    (a packet length far from normal) it is flagged. Other fields keep their full surprise."""
+    detector, packets, feats = trained
+    sub, inside = packets.take(slice(0, 256)), feats[:256]
+    surprise = detector.checkpoint.surprise
+    transform = surprise.transform
+    services = service_inputs(detector.input_names)
+    assert [detector.input_names[j] for j in services] == ["protocol", "sport_class",
+                                                          "dport_class"]
+    icmp_type = detector.input_names.index("icmp_type")
+
+    def typical_but(columns, value):
+        def spy(errors):
+            s = np.zeros_like(transform(errors))
+            s[:] = detector.checkpoint.combiner.mean
+            s[:, columns] = value
+            return s
+        return spy
+
+    monkeypatch.setattr(surprise, "transform", typical_but([services[2]], 40.0))
+    alone = detector.score_batch(sub, inside)
+    assert (alone.errors[:, services[2]] == np.float32(SERVICE_SURPRISE_CAP)).all()
+    share = (alone.scores >= detector.threshold).mean()
+    monkeypatch.setattr(surprise, "transform", typical_but([services[2], 0], 40.0))
+    beside = detector.score_batch(sub, inside)
+    assert (beside.scores >= detector.threshold).mean() > 0.9 > 0.1 > share
+    monkeypatch.setattr(surprise, "transform", typical_but([icmp_type], 40.0))
+    assert (detector.score_batch(sub, inside).errors[:, icmp_type] == 40.0).all()

@@ -8,6 +8,7 @@ import numpy as np
 
 from netids.capture.pcapfile import read_batches
 from netids.detect.decode import decode
+from netids.detect.frames import LINKTYPE_RAW, FrameBatch
 from netids.detect.packets import FLAG_SNAPPED
 from netids.detect.scaling import (
     ADDRESS_CLASSES,
@@ -71,3 +72,23 @@ def test_real_traffic_has_sane_addresses_and_a_random_spoofed_flood_does_not(
            | np.isin(codes[:, names.index("dst_addr")], [ADDRESS_CLASSES.index("reserved")])
            | np.isin(codes[:, names.index("mac")], list(bogus_mac)))
     assert odd.mean() > 0.75, odd.mean()
+
+
+def test_a_capture_without_its_link_layer_gives_the_same_codes(shared_data: Path) -> None:
+    """The IP packets of a real Ethernet capture, written as a raw-IP capture would hold them
+    (a tunnel, ``tcpdump -i any`` keeps no MACs): every categorical code is the same, the MAC
+    class included, so a model trained on Ethernet does not find a tunnel's traffic new."""
+    frames = next(iter(read_batches(shared_data / "benign/iotlab__lockly-hub-01.pcap", 4000)))
+    eth = decode(frames)
+    ip = np.array([i for i in range(len(frames))
+                   if frames.frame(i)[12:14] in (b"\x08\x00", b"\x86\xdd")])
+    assert len(ip) > 1000
+    raw = FrameBatch.from_frames([frames.frame(int(i))[14:] for i in ip], frames.ts[ip],
+                                 linktype=LINKTYPE_RAW)
+    stripped = decode(raw)
+    assert (stripped.src_mac == 0).all() and (stripped.dst_mac == 0).all()
+    with_link, without = categorical_codes(eth.take(ip)), categorical_codes(stripped)
+    mac = list(CATEGORICAL).index("mac")
+    assert set(with_link[:, mac]) <= {MAC_CLASSES.index(c)
+                                      for c in ("unicast", "broadcast", "multicast")}
+    np.testing.assert_array_equal(without, with_link)
