@@ -88,7 +88,7 @@ def test_a_checkpoint_from_before_the_range_term_scores_without_it(report, fresh
     assert old.checkpoint.combiner.range_weight == 0.0
     packets, feats = fresh
     feats = feats.copy()
-    feats[:10, old.feature_names.index("src_rate_1s")] = 1e5  # far past the training range
+    feats[:10, old.feature_names.index("src_syn_rate_1s")] = 1e5  # far past the training range
     _, excess = old.input_errors(packets, feats)
     raw = old.score_batch(packets, feats).raw
     new = Detector(report.checkpoint).score_batch(packets, feats).raw
