@@ -262,7 +262,7 @@ class SurpriseCombiner:
         [n, k] and each packet's distance past the training range ``excess`` [n] (scaled
         units; none: 0), computed with torch's threads (numpy's BLAS would keep a spinning
         thread per core of its own). On rows ``answering`` their peer the ``conversation``
-        inputs read as typical (:func:`~netids.detect.scaling.conversation_inputs`)."""
+        inputs read as typical (:func:`~netids.detect.counted.conversation_inputs`)."""
         surprise = np.asarray(surprise, dtype=np.float32)
         if answering is not None and conversation is not None:
             surprise = self.typical_at(surprise.copy(), answering, conversation)

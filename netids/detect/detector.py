@@ -20,6 +20,12 @@ import torch
 
 from netids.detect import explain as words
 from netids.detect.calibration import Calibrator, InputSurprise, SurpriseCombiner, scores_of
+from netids.detect.counted import (
+    answering,
+    cap_service_surprise,
+    conversation_inputs,
+    service_inputs,
+)
 from netids.detect.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.detect.packets import FLAG_MALFORMED, FLAG_TRUNCATED, PacketBatch, format_ip, format_mac
 from netids.detect.scaling import (
@@ -27,13 +33,9 @@ from netids.detect.scaling import (
     MAC_CLASSES,
     PACKET_NUMERIC,
     RobustScaler,
-    answering,
-    cap_service_surprise,
     categorical_codes,
-    conversation_inputs,
     past_range,
     raw_numeric,
-    service_inputs,
 )
 
 # the status input's code holds decoder bits 3.. (see scaling.CATEGORICAL): truncated, malformed

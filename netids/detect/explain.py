@@ -37,6 +37,7 @@ import re
 
 import numpy as np
 
+from netids.detect.counted import answering
 from netids.detect.packets import (
     ETHERTYPE_ARP,
     PROTO_ICMP,
@@ -46,7 +47,7 @@ from netids.detect.packets import (
     STATUS_NAMES,
     format_tcp_flags,
 )
-from netids.detect.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES, answering
+from netids.detect.scaling import ADDRESS_CLASSES, KNOWN_PORTS, PROTOCOL_NAMES
 
 TARGET_FLOOD = "target under flood"  # an event about its destination, whoever sent it
 BUSY = "busy connection"  # a conversation's rate alone, on a TCP packet answering its peer

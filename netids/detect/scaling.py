@@ -16,8 +16,6 @@ array([ 0, 10, 42, 43, 44])
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,12 +108,6 @@ CATEGORICAL = {
 # model.PacketAutoencoder.errors), so one unseen port is as weak as a rare one, not certain
 NETWORK_FIELDS = ("protocol", "sport_class", "dport_class", "icmp_type")
 NETWORK_SHARE_FLOOR = 1e-4
-# Of them, the services (protocol, ports): no value, seen or not, is more surprising than one
-# packet in a thousand on that input. A new service is weak evidence alone, strong beside other
-# signs; a scan's many new ports are told by its rates. ICMP types are not capped: an unknown
-# type is how crafted ICMP shows, and an assigned one a network never used is rare enough.
-SERVICE_FIELDS = ("protocol", "sport_class", "dport_class")
-SERVICE_SURPRISE_CAP = -math.log(1e-3)
 PROTOCOL_NAMES = ("other link layer", "ARP", "TCP", "UDP", "ICMP", "ICMPv6", "other IP protocol",
                   "IP fragment")
 
@@ -265,7 +257,7 @@ def past_range(scaled: np.ndarray, clamped: np.ndarray, answering: np.ndarray | 
     summed over the columns; ``clamped`` is :meth:`RobustScaler.clamp` of ``scaled``. Training
     calibrates with it and the detector scores with it: one definition for both. The
     ``conversation`` columns do not count on rows ``answering`` their peer (see
-    :func:`conversation_inputs`).
+    :func:`~netids.detect.counted.conversation_inputs`).
 
     >>> past_range(np.array([[0.5, 3.0], [-2.0, 0.0]]), np.array([[0.5, 1.0], [-1.0, 0.0]]))
     array([2., 1.], dtype=float32)
@@ -277,60 +269,6 @@ def past_range(scaled: np.ndarray, clamped: np.ndarray, answering: np.ndarray | 
     if answering is not None and conversation is not None and len(conversation):
         far[np.ix_(np.flatnonzero(answering), conversation)] = 0.0
     return far.sum(axis=1, dtype=np.float32)
-
-
-def service_inputs(names: Sequence[str]) -> np.ndarray:
-    """Positions of the :data:`SERVICE_FIELDS` among model input ``names``.
-
-    >>> service_inputs(["length", "protocol", "icmp_type", "dport_class"]).tolist()
-    [1, 3]
-    """
-    return np.array([j for j, name in enumerate(names) if name in SERVICE_FIELDS], np.intp)
-
-
-def cap_service_surprise(surprise: np.ndarray, services: np.ndarray) -> np.ndarray:
-    """``surprise`` [n, k] with its ``services`` columns capped at
-    :data:`SERVICE_SURPRISE_CAP` (in place; returned). Training and the detector both read
-    surprises through it.
-
-    >>> cap_service_surprise(np.array([[2.0, 30.0, 30.0]]), np.array([0, 1])).round(2).tolist()
-    [[2.0, 6.91, 30.0]]
-    """
-    if len(services):
-        surprise[:, services] = np.minimum(surprise[:, services], SERVICE_SURPRISE_CAP)
-    return surprise
-
-
-def conversation_inputs(names: Sequence[str]) -> np.ndarray:
-    """Positions of the inputs that measure packet rates a conversation makes: its own (host
-    pair, socket) and those of its two ends (source, destination).
-
-    On a TCP packet that answers its peer (:func:`answering`) they measure a transfer both
-    sides take part in, paced by the peer's acknowledgements at whatever speed the link gives:
-    no evidence of an attack, yet the surprise that made a model trained on slower networks
-    flag most of a faster network's traffic (docs/drift.md). Floods keep their evidence: their
-    packets open (SYN), reply unasked (SYN-ACK, UDP, ICMP) or reset; a spoofed flood of ACKs
-    still brings its target new sources each second. What is given up: a flood of ACKs from
-    one real source to one target counts only by its sizes and timing.
-
-    >>> conversation_inputs(["src_rate_1s", "src_syn_rate_1s", "pair_rate_1s", "sock_rate_10s",
-    ...                      "dst_new_src_rate_1s"]).tolist()
-    [0, 2, 3]
-    """
-    return np.array([j for j, name in enumerate(names)
-                     if name.startswith(("pair_rate_", "sock_rate_", "src_rate_", "dst_rate_"))],
-                    np.intp)
-
-
-def answering(tcp_flags: np.ndarray) -> np.ndarray:
-    """bool per packet: TCP acknowledging its peer without opening or resetting (ACK, no SYN
-    or RST); ``tcp_flags`` is -1 where the packet is not TCP.
-
-    >>> answering(np.array([0x18, 0x10, 0x12, 0x02, 0x14, -1])).tolist()
-    [True, True, False, False, False, False]
-    """
-    flags = np.asarray(tcp_flags)
-    return (flags >= 0) & (flags & 0x10 != 0) & (flags & 0x06 == 0)
 
 
 def raw_numeric(packets: PacketBatch, features: np.ndarray) -> np.ndarray:

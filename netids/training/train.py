@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from netids import __version__
+from netids.detect import counted
 from netids.detect.calibration import (
     MIN_CALIBRATION,
     RANGE_WEIGHT,
@@ -39,13 +40,9 @@ from netids.detect.scaling import (
     CATEGORICAL,
     PACKET_NUMERIC,
     RobustScaler,
-    answering,
-    cap_service_surprise,
     categorical_codes,
-    conversation_inputs,
     past_range,
     raw_numeric,
-    service_inputs,
     share_floors,
 )
 from netids.training.checkpoint import Checkpoint
@@ -163,7 +160,7 @@ class _Windows:
     cod: torch.Tensor  # [W, T, n_fields] categorical codes
     pad: torch.Tensor  # [W, T] True where a window is padded past its capture's end
     excess: np.ndarray  # [W, T] distance past the training range (see Detector.input_errors)
-    answering: np.ndarray  # [W, T] TCP packets answering their peer (scaling.answering)
+    answering: np.ndarray  # [W, T] TCP packets answering their peer (counted.answering)
     split: np.ndarray  # [W] 0 / 1 / 2
     packets: int
 
@@ -191,7 +188,7 @@ def _prepare(captures: Sequence[tuple[PacketBatch, np.ndarray]], config: TrainCo
         raw_w.append(r)
         cod_w.append(c)
         pad_w.append(p)
-        ans_w.append(to_windows(answering(packets.tcp_flags)[:, None], T)[0][:, :, 0])
+        ans_w.append(to_windows(counted.answering(packets.tcp_flags)[:, None], T)[0][:, :, 0])
     raw = np.concatenate(raw_w)  # [W, T, n_numeric], unscaled
     pad = torch.from_numpy(np.concatenate(pad_w))  # [W, T]
     split = _split(len(raw), T, config, rng)
@@ -213,7 +210,7 @@ def _prepare(captures: Sequence[tuple[PacketBatch, np.ndarray]], config: TrainCo
         num=torch.from_numpy(clamped.reshape(W, T, k)),
         cod=torch.from_numpy(np.concatenate(cod_w)), pad=pad,
         excess=past_range(scaled, clamped, answers.reshape(-1),
-                          conversation_inputs(names)).reshape(W, T),
+                          counted.conversation_inputs(names)).reshape(W, T),
         answering=answers, split=split,
         packets=sum(len(p) for p, _ in captures),
     )
@@ -286,20 +283,18 @@ def _checkpoint(model: PacketAutoencoder, data: _Windows, config: TrainConfig, f
     errors = partial(_errors, model, data.num, data.cod, data.pad, data.target, data.excess,
                      data.answering)
     train_err, _, _ = errors(idx_train[:config.max_train_windows])
-    k = data.target.shape[2]
-    categorical = np.arange(train_err.shape[1]) >= k  # inputs past the k numeric ones
+    categorical = np.arange(train_err.shape[1]) >= data.target.shape[2]  # past the numeric
     surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
-    services = service_inputs([*data.names, *CATEGORICAL])  # capped as the detector caps them
-    combiner = SurpriseCombiner.fit(cap_service_surprise(surprise.transform(train_err), services),
-                                    range_weight=config.range_weight)
-    # held-back windows step past the training range as fresh traffic does: calibrated with it
-    # ... and scored as the detector scores them: a conversation's own rate does not count on
-    # packets answering their peer (scaling.conversation_inputs)
+    names = [*data.names, *CATEGORICAL]
+    services = counted.service_inputs(names)  # capped as the detector caps them
+    capped = counted.cap_service_surprise(surprise.transform(train_err), services)
+    combiner = SurpriseCombiner.fit(capped, range_weight=config.range_weight)
+    # held-back windows step past the training range as fresh traffic does: calibrated with it,
+    # and scored as the detector scores them (what does not count: netids.detect.counted)
     cal_err, cal_excess, cal_answering = errors(idx_cal)
-    conversation = conversation_inputs([*data.names, *CATEGORICAL])
-    calibrator = Calibrator.fit(combiner.combine(
-        cap_service_surprise(surprise.transform(cal_err), services), cal_excess, cal_answering,
-        conversation))
+    capped = counted.cap_service_surprise(surprise.transform(cal_err), services)
+    calibrator = Calibrator.fit(combiner.combine(capped, cal_excess, cal_answering,
+                                                 counted.conversation_inputs(names)))
     return Checkpoint(
         config=model.config,
         state_dict=model.state_dict(),
