@@ -255,37 +255,18 @@ class SurpriseCombiner:
                    precision=np.linalg.inv(cov).astype(np.float32),
                    range_weight=float(range_weight))
 
-    def combine(self, surprise: np.ndarray, excess: np.ndarray | None = None,
-                answering: np.ndarray | None = None,
-                conversation: np.ndarray | None = None) -> np.ndarray:
+    def combine(self, surprise: np.ndarray, excess: np.ndarray | None = None) -> np.ndarray:
         """float32 [n] raw anomaly values (0 for the typical normal packet) from surprises
         [n, k] and each packet's distance past the training range ``excess`` [n] (scaled
         units; none: 0), computed with torch's threads (numpy's BLAS would keep a spinning
-        thread per core of its own). On rows ``answering`` their peer the ``conversation``
-        inputs read as typical (:func:`~netids.detect.counted.conversation_inputs`)."""
-        surprise = np.asarray(surprise, dtype=np.float32)
-        if answering is not None and conversation is not None:
-            surprise = self.typical_at(surprise.copy(), answering, conversation)
-        d = torch.from_numpy(surprise) - torch.from_numpy(self.mean)
+        thread per core of its own). Surprises come as they count
+        (:func:`~netids.detect.counted.as_counted`)."""
+        d = torch.from_numpy(np.asarray(surprise, dtype=np.float32)) - torch.from_numpy(self.mean)
         raw = torch.linalg.vecdot(d @ torch.from_numpy(self.precision), d)
         if excess is not None and self.range_weight > 0:
             far = torch.from_numpy(np.asarray(excess, dtype=np.float32)) * self.range_weight
             raw += far * far
         return raw.numpy()
-
-    def typical_at(self, surprise: np.ndarray, rows: np.ndarray,
-                   columns: np.ndarray) -> np.ndarray:
-        """``surprise`` [n, k] with the ``columns`` of the bool ``rows`` set to normal
-        traffic's mean, where they count for nothing (in place; returned).
-
-        >>> c = SurpriseCombiner(np.array([1.0, 2.0], np.float32), np.eye(2, dtype=np.float32))
-        >>> c.typical_at(np.full((2, 2), 9.0, np.float32), np.array([True, False]),
-        ...              np.array([1])).tolist()
-        [[9.0, 2.0], [9.0, 9.0]]
-        """
-        if len(columns):
-            surprise[np.ix_(np.flatnonzero(rows), columns)] = self.mean[columns]
-        return surprise
 
     def state(self) -> dict:
         return {"mean": self.mean.tolist(), "precision": self.precision.tolist(),

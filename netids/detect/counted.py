@@ -41,6 +41,24 @@ def cap_service_surprise(surprise: np.ndarray, services: np.ndarray) -> np.ndarr
     return surprise
 
 
+def as_counted(surprise: np.ndarray, mean: np.ndarray, services: np.ndarray,
+               answering_rows: np.ndarray, conversation: np.ndarray) -> np.ndarray:
+    """``surprise`` [n, k] as it counts (in place; returned): the ``services`` columns capped
+    (:func:`cap_service_surprise`), the ``conversation`` columns of the rows answering their
+    peer at normal traffic's ``mean``, where they count for nothing. The detector scores
+    through it and training calibrates through it; what it returns is also what the words
+    tell, so a packet is explained by what counted.
+
+    >>> as_counted(np.full((2, 3), 9.0), np.array([1.0, 2.0, 3.0]), np.array([0]),
+    ...            np.array([True, False]), np.array([1])).round(2).tolist()
+    [[6.91, 2.0, 9.0], [6.91, 9.0, 9.0]]
+    """
+    cap_service_surprise(surprise, services)
+    if len(conversation):
+        surprise[np.ix_(np.flatnonzero(answering_rows), conversation)] = mean[conversation]
+    return surprise
+
+
 def conversation_inputs(names: Sequence[str]) -> np.ndarray:
     """Positions of the inputs that measure packet rates a conversation makes: its own (host
     pair, socket) and those of its two ends (source, destination).

@@ -20,12 +20,7 @@ import torch
 
 from netids.detect import explain as words
 from netids.detect.calibration import Calibrator, InputSurprise, SurpriseCombiner, scores_of
-from netids.detect.counted import (
-    answering,
-    cap_service_surprise,
-    conversation_inputs,
-    service_inputs,
-)
+from netids.detect.counted import answering, as_counted, conversation_inputs, service_inputs
 from netids.detect.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.detect.packets import FLAG_MALFORMED, FLAG_TRUNCATED, PacketBatch, format_ip, format_mac
 from netids.detect.scaling import (
@@ -158,10 +153,8 @@ class Detector:
         errors, excess = self.input_errors(packets, features)
         with self._torch_threads():
             combiner = self.checkpoint.combiner
-            # what does not count reads as typical, so the words tell only what counted
-            surprise = combiner.typical_at(
-                cap_service_surprise(self.checkpoint.surprise.transform(errors), self._services),
-                answering(packets.tcp_flags), self._conversation)
+            surprise = as_counted(self.checkpoint.surprise.transform(errors), combiner.mean,
+                                  self._services, answering(packets.tcp_flags), self._conversation)
             raw = combiner.combine(surprise, excess) if n else np.zeros(0, np.float32)
         nines = self.checkpoint.calibrator.nines(raw / scale if scale != 1.0 else raw)
         return Scores(scores_of(nines), raw, surprise, nines)

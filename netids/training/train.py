@@ -292,9 +292,9 @@ def _checkpoint(model: PacketAutoencoder, data: _Windows, config: TrainConfig, f
     # held-back windows step past the training range as fresh traffic does: calibrated with it,
     # and scored as the detector scores them (what does not count: netids.detect.counted)
     cal_err, cal_excess, cal_answering = errors(idx_cal)
-    capped = counted.cap_service_surprise(surprise.transform(cal_err), services)
-    calibrator = Calibrator.fit(combiner.combine(capped, cal_excess, cal_answering,
-                                                 counted.conversation_inputs(names)))
+    calibrator = Calibrator.fit(combiner.combine(counted.as_counted(
+        surprise.transform(cal_err), combiner.mean, services, cal_answering,
+        counted.conversation_inputs(names)), cal_excess))
     return Checkpoint(
         config=model.config,
         state_dict=model.state_dict(),

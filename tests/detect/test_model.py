@@ -328,8 +328,7 @@ def test_the_distance_past_the_training_range_adds_to_the_raw_score(trained):
     far = detector.score_batch(sub, beyond)
     combiner = detector.checkpoint.combiner
     assert combiner.range_weight == RANGE_WEIGHT
-    surprise_only = SurpriseCombiner(combiner.mean, combiner.precision).combine(
-        far.errors, None, answering(sub.tcp_flags), conversation_inputs(detector.input_names))
+    surprise_only = SurpriseCombiner(combiner.mean, combiner.precision).combine(far.errors)
     np.testing.assert_allclose(far.raw - surprise_only, (RANGE_WEIGHT * excess) ** 2, rtol=1e-4)
     assert (far.scores >= detector.score_batch(sub, inside).scores).all()
     assert (far.scores >= detector.threshold).all()
