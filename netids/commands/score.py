@@ -36,7 +36,7 @@ from netids.commands.score_learn import learn_first
 from netids.config import Settings
 from netids.detect.connections import ConnConfig
 from netids.detect.frames import FrameBatch
-from netids.detect.keytable import TableStats, table_stats
+from netids.detect.keytable import TableStats
 from netids.detect.packet_behaviour import StreamBehaviour
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                      f"{through} at threshold "
                      f"{pipeline.threshold:.3f}, {s.undecoded} not decodable; wrote {args.out}\n")
     sys.stderr.write("".join(f"{a.summary()}\n" for a in [pipeline.adapter] if a and a.summary()))
-    tables = table_stats(pipeline.context.tables) + [pipeline.context.arp.stats()] + tables
+    tables = pipeline.context.table_stats() + tables
     tables += [conns.tracker.stats()] if conns else []
     sys.stderr.write("state: " + ", ".join(t.text() for t in tables) + "\n" + conn_summary)
     return 0

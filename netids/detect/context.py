@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from netids.detect.arpwatch import ArpWatch
+from netids.detect.asked import AskedFor
 from netids.detect.bindings import MacBindings
 from netids.detect.decay import MAX_EXPONENT, DecayedSums, mean_std, time_chunks
-from netids.detect.keytable import KeyTable
+from netids.detect.keytable import KeyTable, TableStats, table_stats
 from netids.detect.packets import PacketBatch
 
 LN2 = math.log(2.0)
@@ -78,7 +79,9 @@ PER_WINDOW = (
                              "(replies do not count)"),
     ("dst_unsolicited_rate_{w}", "replies per second reaching the destination host on "
                                  "connections it never opened: SYN-ACKs, and UDP from a lower to "
-                                 "a higher port (reflection, amplification, backscatter)"),
+                                 "a higher port, unless it asked everyone (broadcast, multicast) "
+                                 "on that port; DHCP answers never count (reflection, "
+                                 "amplification, backscatter)"),
     ("pair_rate_{w}", "packets/s from the source to the destination host"),
     ("pair_size_mean_{w}", "mean packet length from the source to the destination (bytes)"),
     ("pair_size_std_{w}", "spread of packet lengths from the source to the destination"),
@@ -145,6 +148,7 @@ class ContextFeatures:
         self.mac = DecayedSums(cap, lam, 1)  # new source IP behind the source MAC
         self.link = DecayedSums(1, lam, 1)  # new source MAC, one slot for the whole link
         self.arp = ArpWatch(config.arp_hold, config.arp_capacity)
+        self.asked = AskedFor(cap)  # who asked everyone (broadcast, multicast) for an answer
         self.src_mac = MacBindings(cap, config.mac_moved_half_life)  # source IP -> source MAC
         self.dst_mac = MacBindings(cap, config.mac_moved_half_life)  # dest IP -> dest MAC
         self.max_span = MAX_EXPONENT / float(lam.max())
@@ -153,6 +157,11 @@ class ContextFeatures:
     def evicted(self) -> int:
         """Keys recycled so far because a table was full (state is bounded, not lossless)."""
         return sum(t.evicted for t in self.tables.values())
+
+    def table_stats(self) -> list[TableStats]:
+        """Size and evictions of every bounded table, for the summary and the dashboard."""
+        return table_stats(self.tables) + [self.asked.table.stats("asked everyone"),
+                                           self.arp.stats()]
 
     def update(self, packets: PacketBatch) -> np.ndarray:
         """Feature rows (float32 [n, len(FEATURE_NAMES)]) for a batch, advancing the state."""
@@ -231,23 +240,14 @@ class ContextFeatures:
             ], axis=1)
 
     def _unsolicited(self, p: PacketBatch, keys: dict[str, np.ndarray]) -> np.ndarray:
-        """1.0 for a reply on a connection whose other direction was never seen, before this
-        packet: a SYN-ACK, or UDP from a lower to a higher port (a service answering a client).
-        Reflected and amplified floods are all such replies; so is backscatter."""
-        out = np.zeros(len(p))
-        synack = (p.tcp_flags >= 0) & (p.tcp_flags & (SYN | ACK) == (SYN | ACK))
-        rows = np.flatnonzero(synack | ((p.proto == 17) & (p.sport >= 0) & (p.sport < p.dport)))
-        if len(rows) == 0:
-            return out
-        with np.errstate(over="ignore"):
-            reverse_pair = _mix(keys["dst"][rows], keys["src"][rows])
-        reverse = _socket_key(reverse_pair, p.proto[rows], p.dport[rows], p.sport[rows])
-        known = self.tables["sock"].contains(reverse)
-        forward, first = np.unique(keys["sock"], return_index=True)
-        at = np.minimum(np.searchsorted(forward, reverse), len(forward) - 1)
-        earlier = (forward[at] == reverse) & (first[at] < rows)
-        out[rows] = ~(known | earlier)
-        return out
+        """1.0 for a reply nobody asked for (:class:`~netids.detect.asked.AskedFor`): reflected
+        and amplified floods are all such replies; so is backscatter."""
+        def reverse(rows: np.ndarray) -> np.ndarray:
+            with np.errstate(over="ignore"):
+                pair = _mix(keys["dst"][rows], keys["src"][rows])
+            return _socket_key(pair, p.proto[rows], p.dport[rows], p.sport[rows])
+
+        return self.asked.unsolicited(p, reverse, keys["sock"], self.tables["sock"])
 
     def _gaps(self, slots: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gap to the same source's previous packet (0 and flag 0 when there is none)."""

@@ -27,7 +27,7 @@ from netids.detect.dns import DnsRecord
 from netids.detect.dns_events import DnsEvents
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
-from netids.detect.keytable import TableStats, table_stats
+from netids.detect.keytable import TableStats
 from netids.detect.packet_behaviour import PacketBehaviour, packet_only
 from netids.detect.payload_events import PayloadEvents
 from netids.detect.pipeline import Pipeline
@@ -174,5 +174,5 @@ class EventSink:
         tables, then event aggregation's."""
         context = pipeline.context
         conns = [self.conns.stats()] if self.conns is not None else []
-        return (table_stats(context.tables) + [context.arp.stats()] + self.aggregator.stats()
+        return (context.table_stats() + self.aggregator.stats()
                 + conns)

@@ -210,6 +210,38 @@ def test_amplified_replies_of_a_real_attack_capture_are_unsolicited(shared_data:
     assert np.median(rate[100:]) > 10
 
 
+def test_answers_to_requests_sent_to_everyone_were_asked_for() -> None:
+    me, server = "02:00:00:00:00:05", "02:00:00:00:00:01"
+    dhcp = [Ether(src=me, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
+            / UDP(sport=68, dport=67),
+            Ether(src=server, dst=me) / IP(src="10.0.0.1", dst="10.0.0.5") / UDP(sport=67,
+                                                                                dport=68)]
+    llmnr = [Ether(src=me, dst="01:00:5e:00:00:fc") / IP(src="10.0.0.5", dst="224.0.0.252")
+             / UDP(sport=50000, dport=5355),
+             Ether(src=server, dst=me) / IP(src="10.0.0.1", dst="10.0.0.5") / UDP(sport=5355,
+                                                                                dport=50000)]
+    unasked = [Ether(src=server, dst=me) / IP(src="10.0.0.1", dst="10.0.0.5") / UDP(sport=161,
+                                                                                   dport=50000)]
+    frames = [bytes(f) for f in dhcp + llmnr + unasked]
+    f = ContextFeatures().update(packets_of(frames, np.arange(5) * 0.1))
+    assert f[:, FEATURE_NAMES.index("dst_unsolicited_rate_1s")].tolist()[:4] == [0.0] * 4
+    assert f[4, FEATURE_NAMES.index("dst_unsolicited_rate_1s")] > 0
+
+
+def test_a_real_cameras_dhcp_renewals_are_not_replies_nobody_asked_for(shared_data: Path) -> None:
+    """A week of a camera's traffic held 8,798 packets whose destination had "unsolicited
+    replies" from its DHCP renewals alone: the held-out IoT network's reflection-flood flags."""
+    path = shared_data / "benign" / "iotlab__blink-cam-01.pcap"
+    context = ContextFeatures()
+    col = FEATURE_NAMES.index("dst_unsolicited_rate_100s")
+    dhcp = 0
+    for batch in read_batches(path, batch_size=5000):
+        p = decode(batch)
+        assert context.update(p)[:, col].max() == 0.0
+        dhcp += int(np.sum((p.sport == 67) & (p.dport == 68)))
+    assert dhcp > 10
+
+
 def test_many_source_addresses_behind_one_mac_stand_out() -> None:
     steady = [bytes(Ether(src="02:00:00:00:00:05") / IP(src="10.0.0.5", dst="10.0.0.1") / UDP())]
     spoofed = [bytes(Ether(src="02:00:00:00:00:66") / IP(src=f"10.9.{i // 250}.{i % 250 + 1}",
