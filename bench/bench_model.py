@@ -41,8 +41,8 @@ def network_inputs(det: Detector, packets, feats) -> tuple[torch.Tensor, torch.T
     """The network's scaled inputs and codes for whole windows of the capture."""
     scaler = det.checkpoint.scaler
     m = len(packets) // det.window * det.window
-    num, _ = to_windows(scaler.clamp(scaler.transform(raw_numeric(packets, feats)))[:m],
-                        det.window)
+    scaled = scaler.transform(raw_numeric(packets, feats, det.packet_numeric))
+    num, _ = to_windows(scaler.clamp(scaled)[:m], det.window)
     cod, _ = to_windows(categorical_codes(packets)[:m], det.window)
     return torch.from_numpy(num.astype("float32")), torch.from_numpy(cod)
 

@@ -26,7 +26,6 @@ from netids.detect.packets import FLAG_MALFORMED, FLAG_TRUNCATED, PacketBatch, f
 from netids.detect.scaling import (
     ADDRESS_CLASSES,
     MAC_CLASSES,
-    PACKET_NUMERIC,
     RobustScaler,
     categorical_codes,
     past_range,
@@ -123,6 +122,9 @@ class Detector:
         self.threshold = checkpoint.threshold
         self.feature_names = tuple(checkpoint.feature_names)
         self.input_names = list(checkpoint.numeric_names) + list(checkpoint.categorical_names)
+        # the per-packet numeric fields this checkpoint was trained on (before its features)
+        self.packet_numeric = tuple(
+            checkpoint.numeric_names[:len(checkpoint.numeric_names) - len(self.feature_names)])
         self._typical = checkpoint.scaler.typical()
         self._base_names = [words.base_name(name) for name in self.input_names]
         self._kind_floor = self._kind_floors()
@@ -180,7 +182,7 @@ class Detector:
         if n == 0:
             return np.zeros((0, k), np.float32), np.zeros(0, np.float32)
         scaler = self.checkpoint.scaler
-        numeric = scaler.transform(raw_numeric(packets, features))
+        numeric = scaler.transform(raw_numeric(packets, features, self.packet_numeric))
         codes = categorical_codes(packets)
         clamped = scaler.clamp(numeric)
         excess = past_range(numeric, clamped, answering(packets.tcp_flags),
@@ -216,7 +218,7 @@ class Detector:
         if len(index) == 0:
             return [], []
         sub = packets.take(index)
-        values = raw_numeric(sub, features[index])
+        values = raw_numeric(sub, features[index], self.packet_numeric)
         codes = categorical_codes(sub)
         cat_values = self.categorical_values(sub, codes)
         n_num = values.shape[1]
@@ -333,7 +335,7 @@ class Detector:
         packet's TTL, a UDP datagram's TCP window)."""
         absent = np.zeros((len(values), len(self.input_names)), bool)
         for j, name in enumerate(self.input_names[:values.shape[1]]):
-            if name in PACKET_NUMERIC:
+            if name in self.packet_numeric:
                 absent[:, j] = values[:, j] < 0
         return absent
 

@@ -72,7 +72,7 @@ KIND_RULES = (
     (r"^dst_rate_|^dst_new_src_rate_", TARGET_FLOOD),
     (r"^arp_op$", "ARP anomaly"),
     (r"^tcp_flags$|^window$", "unusual flags"),
-    (r"^ttl$", "unusual TTL"),
+    (r"^ttl$|^ttl_hops$", "unusual TTL"),
     (r"^icmp_type$", "unusual ICMP"),
     (r"port_class$", "unusual port"),
     (r"^protocol$", "unusual protocol"),
@@ -85,6 +85,7 @@ KIND_RULES = (
 PHRASES = {
     "length": ("packet length {v} bytes", ""),
     "ttl": ("TTL {v}", ""),
+    "ttl_hops": ("{v} routers away (its TTL below the initial 32, 64, 128 or 255)", ""),
     "window": ("TCP window {v}", ""),
     "udp_len": ("UDP length {v} bytes", ""),
     "payload": ("payload {v} bytes", ""),

@@ -129,7 +129,8 @@ def format_table(rows: list[Row]) -> str:
 
 def model_inputs(detector: Detector, packets: PacketBatch, features: np.ndarray) -> np.ndarray:
     """The model's inputs as one flat matrix: scaled numeric values then categorical codes."""
-    num = detector.checkpoint.scaler.transform(raw_numeric(packets, features))
+    num = detector.checkpoint.scaler.transform(raw_numeric(packets, features,
+                                                         detector.packet_numeric))
     return np.concatenate([num, categorical_codes(packets).astype(np.float32)], axis=1)
 
 

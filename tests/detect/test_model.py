@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -364,3 +365,19 @@ def test_a_service_never_seen_in_training_is_weak_evidence_alone(trained, monkey
     assert (beside.scores >= detector.threshold).mean() > 0.9 > 0.1 > share
     monkeypatch.setattr(surprise, "transform", typical_but([icmp_type], 40.0))
     assert (detector.score_batch(sub, inside).errors[:, icmp_type] == 40.0).all()
+
+
+def test_systems_that_start_from_another_ttl_score_as_ours(trained):
+    """A Modbus network's controllers start their TTL at 32, ours at 64: the model reads how
+    many routers a packet crossed, not which TTL its system starts from, so the same traffic
+    scores the same from either. A packet from farther away still scores differently."""
+    detector, packets, feats = trained
+    assert "ttl_hops" in detector.packet_numeric
+    sub, inside = packets.take(slice(0, 512)), feats[:512]
+    on_lan = (sub.ttl > 32) & (sub.ttl <= 64)
+    assert on_lan.sum() > 50
+    from_32 = replace(sub, ttl=np.where(on_lan, sub.ttl - 32, sub.ttl).astype(sub.ttl.dtype))
+    farther = replace(sub, ttl=np.where(on_lan, sub.ttl - 12, sub.ttl).astype(sub.ttl.dtype))
+    ours = detector.score_batch(sub, inside).raw
+    assert np.array_equal(detector.score_batch(from_32, inside).raw, ours)
+    assert not np.array_equal(detector.score_batch(farther, inside).raw, ours)
