@@ -198,7 +198,8 @@ def _pipeline(args: argparse.Namespace, settings: Settings) -> Pipeline:
     return Pipeline(detector, threshold=args.threshold, adapt=settings.adapt_threshold)
 
 
-Task = tuple[int, PacketBatch, np.ndarray, float]  # first index, packets, features, scale
+# first index, packets, features, calibration scale, stream start
+Task = tuple[int, PacketBatch, np.ndarray, float, float | None]
 Rows = tuple[str, Verdicts]  # CSV text of the batch, and the verdicts it shows
 # a scored batch and its nines -> with behaviour merged in, and the final nines (None: same)
 Rescore = Callable[[ScoredBatch, np.ndarray], tuple[ScoredBatch, np.ndarray | None]]
@@ -210,8 +211,8 @@ def scoring_pool(pipeline: Pipeline, workers: int) -> OrderedPool[Task, Rows]:
 
 
 def judge_rows(pipeline: Pipeline, task: Task) -> Rows:
-    first_index, packets, features, scale = task
-    verdicts = pipeline.judge(packets, features, scale)
+    first_index, packets, features, scale, started = task
+    verdicts = pipeline.judge(packets, features, scale, started)
     return format_rows(first_index, packets, verdicts), verdicts
 
 
@@ -259,7 +260,8 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
         try:
             for frames in read_batches(capture, batch_size) if batches is None else batches:
                 frames, packets, features = pipeline.featurise(frames)
-                pool.submit((frames.first_index, packets, features, pipeline.next_scale()))
+                pool.submit((frames.first_index, packets, features, pipeline.next_scale(),
+                             pipeline.context.started))
                 waiting.append((frames, packets, features))
                 while pool.ready() or pool.pending >= MAX_WAITING:
                     write_oldest()

@@ -152,6 +152,7 @@ class ContextFeatures:
         self.src_mac = MacBindings(cap, config.mac_moved_half_life)  # source IP -> source MAC
         self.dst_mac = MacBindings(cap, config.mac_moved_half_life)  # dest IP -> dest MAC
         self.max_span = MAX_EXPONENT / float(lam.max())
+        self.started: float | None = None  # the stream's first packet time (its warm-up)
 
     @property
     def evicted(self) -> int:
@@ -176,6 +177,8 @@ class ContextFeatures:
         out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float32)
         if n == 0:
             return out
+        if self.started is None:
+            self.started = float(packets.ts.min())
         ts = packets.ts
         keys = _keys(packets)
         unsolicited = self._unsolicited(packets, keys)

@@ -31,6 +31,7 @@ from netids.detect.scaling import (
     past_range,
     raw_numeric,
 )
+from netids.detect.warmup import warmup_discount
 
 # the status input's code holds decoder bits 3.. (see scaling.CATEGORICAL): truncated, malformed
 STATUS_DAMAGED = (FLAG_TRUNCATED | FLAG_MALFORMED) >> 3
@@ -144,10 +145,11 @@ class Detector:
         return ThresholdPolicy(self.threshold if threshold is None else threshold)
 
     def score_batch(self, packets: PacketBatch, features: np.ndarray,
-                    scale: float = 1.0) -> Scores:
+                    scale: float = 1.0, started: float | None = None) -> Scores:
         """Score consecutive packets; ``features`` is float32 [n, F] in ``feature_names`` order.
         ``scale``: the calibration as adapted to this network (netids.detect.adaptive), read
-        as the trained one's score of ``raw / scale``."""
+        as the trained one's score of ``raw / scale``. ``started``: the stream's first packet
+        time, from which a sensor's warm-up is discounted (netids.detect.warmup)."""
         n = len(packets)
         if features.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
@@ -159,6 +161,9 @@ class Detector:
                                   self._services, answering(packets.tcp_flags), self._conversation)
             raw = combiner.combine(surprise, excess) if n else np.zeros(0, np.float32)
         nines = self.checkpoint.calibrator.nines(raw / scale if scale != 1.0 else raw)
+        discount = warmup_discount(packets.ts, started)
+        if discount is not None:
+            nines = np.maximum(nines - discount, 0.0)
         return Scores(scores_of(nines), raw, surprise, nines)
 
     @contextmanager

@@ -96,7 +96,8 @@ class Pipeline:
         if share >= 1.0:
             frames, packets, features = self.featurise(frames)
             return self.record(frames, packets, features,
-                               self.judge(packets, features, self.next_scale()))
+                               self.judge(packets, features, self.next_scale(),
+                                          self.context.started))
         if decode_shed:
             packets = decode(frames)
             keep = choose_sample(destination_key(packets), share)
@@ -117,7 +118,7 @@ class Pipeline:
         self.stats.shed += len(frames) - len(keep)
         frames = frames.take(keep)
         features = self.context.update(packets)
-        verdicts = self.judge(packets, features, self.next_scale())
+        verdicts = self.judge(packets, features, self.next_scale(), self.context.started)
         # overload: a flood may be passing, learn nothing
         scored = self.record(frames, packets, features, verdicts, learn=False)
         return dataclasses.replace(scored, unscored=unscored, unread_ts=unread_ts)
@@ -127,12 +128,14 @@ class Pipeline:
         packets = decode(frames)
         return frames, packets, self.context.update(packets)
 
-    def judge(self, packets: PacketBatch, features: np.ndarray, scale: float = 1.0) -> Verdicts:
+    def judge(self, packets: PacketBatch, features: np.ndarray, scale: float = 1.0,
+              started: float | None = None) -> Verdicts:
         """The model's verdicts on one featurised batch. They depend on that batch, the
-        threshold and the calibration ``scale`` (:meth:`next_scale`, taken when the batch is
-        handed out) alone and change no state, so batches may be judged in any order, on any thread
-        or process."""
-        scores = self.detector.score_batch(packets, features, scale)
+        threshold, the calibration ``scale`` (:meth:`next_scale`, taken when the batch is
+        handed out) and the stream's start (``self.context.started``, for the warm-up) alone
+        and change no state, so batches may be judged in any order, on any thread or
+        process."""
+        scores = self.detector.score_batch(packets, features, scale, started)
         anomalous = self.detector.policy(self.threshold).classify(scores.scores)
         kinds, explanations = self._explain(packets, features, scores, np.flatnonzero(anomalous))
         return Verdicts(scores.scores, anomalous, kinds, explanations, scores.nines, scores.raw)

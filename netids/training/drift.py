@@ -155,7 +155,7 @@ def judge_capture(
     false_flags: Counter[tuple[str, str]] = Counter()
     for frames in read_batches(path, batch_size):
         frames, batch, feats = pipeline.featurise(frames)
-        verdicts = pipeline.judge(batch, feats, pipeline.next_scale())
+        verdicts = pipeline.judge(batch, feats, pipeline.next_scale(), pipeline.context.started)
         scored = pipeline.record(frames, batch, feats, verdicts)
         if stream is not None:  # header or behaviour, as `score` has it
             merged.append(_merged_nines(stream, scored, verdicts.nines))
@@ -219,8 +219,8 @@ class _Remembering:
         self.last: Scores | None = None
 
     def score_batch(self, packets: PacketBatch, features: np.ndarray,
-                    scale: float = 1.0) -> Scores:
-        self.last = self._detector.score_batch(packets, features, scale)
+                    scale: float = 1.0, started: float | None = None) -> Scores:
+        self.last = self._detector.score_batch(packets, features, scale, started)
         return self.last
 
     def __getattr__(self, name: str) -> Any:

@@ -158,10 +158,10 @@ def test_a_failing_worker_stops_the_run_in_one_line_with_the_rows_before_it(
         tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> None:
     judge = Pipeline.judge
 
-    def judge_until_the_third_batch(self: Pipeline, packets, features, scale=1.0):  # type: ignore[no-untyped-def]
+    def judge_until_the_third_batch(self: Pipeline, packets, features, *rest):  # type: ignore[no-untyped-def]
         if packets.ts[0] >= third_batch_starts:
             raise RuntimeError("the model ran out of\nmemory")
-        return judge(self, packets, features, scale)
+        return judge(self, packets, features, *rest)
 
     capture = shared_data / "mixed_dev.pcap"
     third_batch_starts = float(list(read_batches(capture, 4096))[2].ts[0])
@@ -181,11 +181,11 @@ def test_a_killed_worker_stops_the_run_in_one_line(tmp_path: Path, model: Path,
                                                   shared_data: Path) -> None:
     judge = Pipeline.judge
 
-    def killed_at_the_third_batch(self: Pipeline, packets, features, scale=1.0):  # type: ignore[no-untyped-def]
+    def killed_at_the_third_batch(self: Pipeline, packets, features, *rest):  # type: ignore[no-untyped-def]
         in_a_worker = multiprocessing.parent_process() is not None  # the main one judges too
         if in_a_worker and packets.ts[0] >= third_batch_starts:
             os.kill(os.getpid(), signal.SIGKILL)
-        return judge(self, packets, features, scale)
+        return judge(self, packets, features, *rest)
 
     capture = shared_data / "mixed_dev.pcap"
     third_batch_starts = float(list(read_batches(capture, 4096))[2].ts[0])
