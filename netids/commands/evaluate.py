@@ -133,7 +133,7 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
     log.info("judged %d packets in %.1f s", n, time.perf_counter() - t)
     labels, kind = label_of[:n], kind_of[:n]
 
-    method_scores = {"netids transformer": judged.raw}
+    method_scores = {"netids transformer": judged.nines}
     if judged.behaviour is not None:  # the scores `score` writes: header or behaviour
         method_scores[WITH_BEHAVIOUR] = judged.behaviour
     if judged.baseline is not None:

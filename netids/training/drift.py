@@ -16,8 +16,8 @@ measures them:
 - the same for a baseline scored packet by packet (IsolationForest at its own threshold), its
   flags grouped into events by the same aggregator with the model's kind for each packet.
 
-One pass over the capture, in pipeline batches, gives all of it plus the raw scores the
-ranking metrics need.
+One pass over the capture, in pipeline batches, gives all of it plus the scores the ranking
+metrics need: the nines the detector reports, warm-up included.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class Judged:
     """One capture judged batch by batch as the pipeline judges it."""
 
     packets: PacketBatch
-    raw: np.ndarray  # float32 [n], the model's uncalibrated scores (ranking metrics)
+    nines: np.ndarray  # float64 [n], the model's scores in nines as it reports them, a
+    # sensor's warm-up included (ranking metrics)
     scores: np.ndarray  # float32 [n], calibrated 0..1
     own: list[OwnThreshold]  # the model first, then the baseline when there was one
     baseline: np.ndarray | None = None  # float [n], the baseline's scores
@@ -149,7 +150,7 @@ def judge_capture(
     remembering = _Remembering(detector)
     pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt)
     model_events, base_events = EventCounter(), EventCounter()
-    packets, raw, scores, base, attacks = [], [], [], [], []
+    packets, nines, scores, base, attacks = [], [], [], [], []
     flagged_at, base_flagged = [], 0
     stream, merged = StreamBehaviour() if behaviour else None, []
     false_flags: Counter[tuple[str, str]] = Counter()
@@ -167,7 +168,7 @@ def judge_capture(
         model = remembering.last  # the scores the pipeline judged by
         assert model is not None and len(model) == len(batch)
         packets.append(batch)
-        raw.append(model.raw)
+        nines.append(model.nines)
         scores.append(verdicts.scores)
         attacks.append(bad)
         if baseline is not None:
@@ -186,7 +187,7 @@ def judge_capture(
     if baseline is not None:
         own.append(OwnThreshold(baseline_name, baseline_threshold, n_normal, base_flagged,
                                 base_events.finish(), hours))
-    return Judged(all_packets, np.concatenate(raw), np.concatenate(scores), own,
+    return Judged(all_packets, np.concatenate(nines), np.concatenate(scores), own,
                   np.concatenate(base) if baseline is not None else None, false_flags, flagged,
                   np.sort(np.fromiter(model_events.first_seen.values(), np.float64)),
                   np.concatenate(merged) if merged else None)
@@ -211,8 +212,8 @@ def _judged_by(detector: Detector, scored: ScoredBatch, model: Scores, scores: n
 
 
 class _Remembering:
-    """A detector that remembers the scores of its last ``score_batch`` call, so the raw
-    scores and per-input errors behind a pipeline's verdicts are read, not computed twice."""
+    """A detector that remembers the scores of its last ``score_batch`` call, so the scores
+    and per-input errors behind a pipeline's verdicts are read, not computed twice."""
 
     def __init__(self, detector: Detector) -> None:
         self._detector = detector
