@@ -6,16 +6,16 @@ sizes to any model, whatever network it learnt. Measured on five held-out cases,
 flags of a capture fell in its first 10 s (docs/drift.md). So for ``WARMUP_SECONDS`` after
 the stream's first packet a packet's score is discounted: ``WARMUP_NINES`` nines at the
 first packet (one in a million normal packets instead of one in a thousand at the default
-threshold), falling linearly to none. 30 s is three half-lives of the context's 10 s window.
-A flood or a fast scan scores tens of nines and is still flagged; what is given up is the
-weakest evidence in the first half minute.
+threshold), falling linearly to none. 10 s is ten half-lives of the context's 1 s window
+and one of its 10 s window. A flood or a fast scan scores tens of nines and is still
+flagged; what is given up is the weakest evidence in a sensor's first seconds.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-WARMUP_SECONDS = 30.0
+WARMUP_SECONDS = 10.0
 WARMUP_NINES = 3.0
 
 
@@ -23,7 +23,7 @@ def warmup_discount(ts: np.ndarray, started: float | None) -> np.ndarray | None:
     """Nines to take off each packet's score (None: the stream is past its warm-up, or its
     start is not known). ``started``: the stream's first packet time.
 
-    >>> warmup_discount(np.array([100.0, 115.0, 130.0]), 100.0).tolist()
+    >>> warmup_discount(np.array([100.0, 105.0, 110.0]), 100.0).tolist()
     [3.0, 1.5, 0.0]
     >>> warmup_discount(np.array([200.0]), 100.0) is None
     True

@@ -1,4 +1,4 @@
-"""A sensor that just started asks for more evidence: its first 30 s are discounted."""
+"""A sensor that just started asks for more evidence: its first seconds are discounted."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def judged(detector: Detector, path: Path, warm: bool) -> tuple[np.ndarray, np.n
 
 
 def test_the_first_seconds_of_a_stream_need_more_evidence(detector, shared_data):
-    """On a real capture read from a cold start, the score of a packet in the first 30 s is
+    """On a real capture read from a cold start, the score of a packet in the first 10 s is
     lowered by up to 3 nines, the more the nearer the start; later packets score as they
     would without the warm-up, and nothing is flagged that would not have been."""
     path = shared_data / "benign" / "zeek__ssh.pcap"
