@@ -176,6 +176,28 @@ def test_traffic_whose_ip_moved_to_another_mac_is_marked_until_it_decays() -> No
     assert moved[4] == 1.0 and 0.9 < moved[5] < 1.0 and moved[6] == pytest.approx(0.25, abs=0.01)
 
 
+def test_the_real_hosts_own_packets_are_not_marked_while_another_mac_claims_its_address(
+) -> None:
+    """During a man in the middle the server keeps answering with its own MAC: those packets
+    carry no mark, the attacker's do; a MAC that keeps the address long enough takes it
+    over (a replaced device)."""
+    server, attacker, client = "02:00:00:00:00:01", "02:66:66:66:66:66", "02:00:00:00:00:07"
+
+    def from_server(mac: str) -> bytes:
+        return bytes(Ether(src=mac, dst=client) / IP(src="10.0.0.1", dst="10.0.0.7") / UDP())
+
+    frames = [from_server(server)] * 3 + [from_server(attacker), from_server(server)] * 3
+    f = ContextFeatures().update(packets_of(frames, np.arange(9.0)))
+    moved = f[:, FEATURE_NAMES.index("ip_mac_moved")].tolist()
+    assert moved[:3] == [0.0] * 3 and moved[4::2] == [0.0] * 3
+    assert all(m > 0.9 for m in moved[3::2])
+    context = ContextFeatures()
+    context.update(packets_of([from_server(server), from_server(attacker)], np.array([0, 1.0])))
+    later = context.update(packets_of([from_server(attacker), from_server(server)],
+                                      np.array([300.0, 301.0])))
+    assert later[:, FEATURE_NAMES.index("ip_mac_moved")].tolist()[0] == 0.0  # settled
+
+
 def test_arp_poisoning_marks_the_relayed_traffic_of_a_real_capture(shared_data: Path) -> None:
     path = shared_data / "attack" / "sanders__arppoison.pcapng"
     labels = np.loadtxt(path.with_name("sanders__arppoison.labels.csv"), delimiter=",",
