@@ -99,7 +99,8 @@ GLOBAL = (
     ("arp_mac_ips", "distinct IPs the ARP sender's MAC has claimed in the last arp_hold seconds"),
     ("ip_mac_moved", "how recently the MAC address carrying this packet's source or destination "
                      "IP changed: 1 on the change, halving every mac_moved_half_life seconds, 0 "
-                     "while bindings hold (ARP-spoofing man in the middle)"),
+                     "while bindings hold and on packets with the MAC the IP had before "
+                     "(ARP-spoofing man in the middle)"),
 )
 
 
