@@ -33,12 +33,17 @@ from netids.detect.packets import PacketBatch
 
 LN2 = math.log(2.0)
 SYN, ACK = 0x02, 0x10
-# Gaps between a source's packets are averaged as log10 of seconds, within these bounds: a
-# host that pauses for 13 s between packets 10 ms apart adds 3 decades to its log gaps, where
-# its squared gaps would grow by 169 s2 against 0.0001 s2 a packet and keep the spread far
-# above normal for minutes at the 100 s window (issue #15). A gap under a microsecond is
-# capture timestamp noise, one over an hour a sensor that was stopped.
-MIN_GAP, MAX_GAP = 1e-6, 3600.0
+# Gaps between a source's packets are averaged as log10 of seconds: a host that pauses for
+# 13 s between packets 10 ms apart adds 3 decades to its log gaps, where its squared gaps
+# would grow by 169 s2 against 0.0001 s2 a packet and keep the spread far above normal for
+# minutes at the 100 s window (issue #15). A gap under a microsecond is capture timestamp
+# noise. A gap longer than the longest window's half-life is not counted at all: the source
+# was idle longer than any window remembers, and its timing starts afresh. Counted, it gave
+# every wake-up of a device that speaks every few minutes (a Wi-Fi access point's group
+# rekeys, two EAPOL frames milliseconds apart) a gap spread of several decades: half of the
+# held-out IoT network's false flags (docs/drift.md).
+MIN_GAP = 1e-6
+FORGOTTEN = 2.0**-20  # decayed weight under which a window remembers no gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +158,7 @@ class ContextFeatures:
         self.src_mac = MacBindings(cap, config.mac_moved_half_life)  # source IP -> source MAC
         self.dst_mac = MacBindings(cap, config.mac_moved_half_life)  # dest IP -> dest MAC
         self.max_span = MAX_EXPONENT / float(lam.max())
+        self.idle_gap = 1.0 / float(lam.min())  # longer gaps are idleness, not timing
         self.started: float | None = None  # the stream's first packet time (its warm-up)
 
     @property
@@ -201,7 +207,8 @@ class ContextFeatures:
         new_service = (new["service"] & opens).astype(float)
         new_pair = (new["pair"] & opens).astype(float)
         iat, has_prev = self._gaps(slots["src"], ts)
-        log_gap = has_prev * np.log10(np.clip(iat, MIN_GAP, MAX_GAP))
+        has_prev *= iat <= self.idle_gap
+        log_gap = has_prev * np.log10(np.clip(iat, MIN_GAP, self.idle_gap))
 
         chunk, chunk_t0 = time_chunks(ts, self.max_span)
         ones = np.ones(n)
@@ -303,15 +310,17 @@ def _initiates(p: PacketBatch) -> np.ndarray:
 
 def _gap_stats(w: np.ndarray, s: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(typical gap in seconds, spread in decades) from decayed sums of log10 gaps: 0 for a
-    source with no gap yet.
+    source with no gap yet, or none the window still remembers (its gaps' weight decayed
+    under ``FORGOTTEN``, twenty half-lives: the sums are then rounding noise).
 
-    >>> typical, spread = _gap_stats(np.array([2.0, 0.0]), np.array([-4.0, 0.0]),
-    ...                              np.array([10.0, 0.0]))
+    >>> typical, spread = _gap_stats(np.array([2.0, 0.0, 1e-9]), np.array([-4.0, 0.0, -3e-9]),
+    ...                              np.array([10.0, 0.0, 1e-8]))
     >>> typical.tolist(), spread.tolist()
-    ([0.01, 0.0], [1.0, 0.0])
+    ([0.01, 0.0, 0.0], [1.0, 0.0, 0.0])
     """
     mean, std = mean_std(w, s, ss)
-    return np.where(w > 1e-12, 10.0 ** mean, 0.0), std
+    remembered = w > FORGOTTEN
+    return np.where(remembered, 10.0 ** mean, 0.0), np.where(remembered, std, 0.0)
 
 
 def _size_channels(size: np.ndarray) -> np.ndarray:

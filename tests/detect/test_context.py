@@ -114,6 +114,19 @@ def test_a_pause_does_not_keep_a_host_s_gap_spread_high_for_minutes() -> None:
     assert spread[a_minute_later] < 1.2 * spread[len(before) - 1]
 
 
+def test_a_device_that_wakes_every_few_minutes_keeps_a_steady_gap_spread() -> None:
+    """A Wi-Fi access point's group rekeys: two frames 10 ms apart every five minutes. The
+    five minutes between bursts are idleness no window remembers, not timing: the gaps that
+    count are the bursts' own, and the spread stays at zero."""
+    bursts = np.arange(20) * 300.0
+    ts = np.sort(np.concatenate([bursts, bursts + 0.01]))
+    f = ContextFeatures().update(one_host(ts))
+    for window in ("1s", "10s", "100s"):
+        assert f[:, FEATURE_NAMES.index(f"src_iat_std_{window}")].max() < 1e-6
+    typical = f[1::2, FEATURE_NAMES.index("src_iat_mean_100s")]
+    np.testing.assert_allclose(typical, 0.01, rtol=1e-3)
+
+
 def test_a_port_scan_and_a_flood_stand_out_from_a_steady_client() -> None:
     normal = [bytes(Ether() / IP(src="10.0.0.5", dst="10.0.0.1") / TCP(sport=40000, dport=443,
                                                                       flags="A"))] * 200
