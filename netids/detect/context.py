@@ -70,9 +70,10 @@ PER_WINDOW = (
     ("src_size_mean_{w}", "mean packet length sent by the source host (bytes)"),
     ("src_size_std_{w}", "spread of packet lengths sent by the source host (bytes)"),
     ("src_iat_mean_{w}", "typical gap between the source host's packets (s): the geometric "
-                         "mean, so one long pause moves it by its log, not its length"),
+                         "mean, so one long pause moves it by its log, not its length; gaps "
+                         "over the longest half-life are idleness and not counted"),
     ("src_iat_std_{w}", "spread of the gaps between the source host's packets, in decades "
-                        "(standard deviation of log10 of the gaps)"),
+                        "(standard deviation of log10 of the gaps counted)"),
     ("src_syn_rate_{w}", "TCP SYNs without ACK per second from the source host"),
     ("src_new_port_rate_{w}", "new (destination, port, protocol) services contacted per second "
                               "by the source host: distinct destination ports (replies, such as "
