@@ -11,15 +11,17 @@ normal. When :meth:`Learner.ready` (enough time and packets), the controller tra
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from netids.detect.dns import DnsRecord
 from netids.detect.event_records import BEHAVIOUR_KINDS
 from netids.detect.explain import SCANS
-from netids.detect.packets import PacketBatch
+from netids.detect.packets import PacketBatch, parse_ip
 from netids.detect.scored import ScoredBatch
 from netids.training.train import MIN_PACKETS
 
@@ -120,6 +122,7 @@ class Learner:
         self._features: list[np.ndarray] = []
         self._hosts: set[tuple[int, int]] = set()
         self._suspects: dict[int, list[float]] = {}  # address key -> [first, last alert]
+        self._dns: list[DnsRecord] = []  # of the kept packets, for the DNS detectors
 
     def observe(self, scored: ScoredBatch) -> ScoredBatch:
         """The batch with held kinds no longer anomalous; counts, keeps what is clean."""
@@ -159,6 +162,9 @@ class Learner:
             self._packets.append(p.take(keep))
             self._features.append(scored.features[keep])
             s.kept += int(keep.sum())
+            first = scored.frames.first_index  # a record's index - first: its row here
+            self._dns += [r for r in scored.dns
+                          if 0 <= r.index - first < len(keep) and keep[r.index - first]]
 
     def ready(self, now: float) -> bool:
         """Learnt long enough, with enough packets kept, to train."""
@@ -173,14 +179,29 @@ class Learner:
         if not self._packets:
             return None
         packets, features = PacketBatch.concat(self._packets), np.concatenate(self._features)
+        clean = np.ones(len(packets), dtype=bool)
+        for hi, lo in ((packets.src_hi, packets.src_lo), (packets.dst_hi, packets.dst_lo)):
+            clean &= ~near_alert(address_keys(hi, lo), packets.ts, *self._suspect_spans())
+        self.state.excluded = int((~clean).sum())
+        return packets.take(clean), features[clean]
+
+    def dns_records(self) -> list[DnsRecord]:
+        """The DNS queries and answers of the kept packets, but those of a client around its
+        alerts, as :meth:`data` leaves its packets out: what the DNS detectors learn."""
+        if not self._dns:
+            return []
+        hi, lo = np.array([parse_ip(r.client) if _is_ip(r.client) else (0, 0)
+                           for r in self._dns], dtype=np.uint64).T
+        ts = np.array([r.ts for r in self._dns])
+        near = near_alert(address_keys(hi, lo), ts, *self._suspect_spans())
+        return [r for r, n in zip(self._dns, near.tolist(), strict=True) if not n]
+
+    def _suspect_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted suspect address keys, first, last): their alerts' time spans, padded."""
         keys = np.array(sorted(self._suspects), dtype=np.uint64)
         first = np.array([self._suspects[k][0] for k in keys.tolist()]) - SUSPECT_PAD
         last = np.array([self._suspects[k][1] for k in keys.tolist()]) + SUSPECT_PAD
-        clean = np.ones(len(packets), dtype=bool)
-        for hi, lo in ((packets.src_hi, packets.src_lo), (packets.dst_hi, packets.dst_lo)):
-            clean &= ~near_alert(address_keys(hi, lo), packets.ts, keys, first, last)
-        self.state.excluded = int((~clean).sum())
-        return packets.take(clean), features[clean]
+        return keys, first, last
 
 
 def needs_learning(active: Path, shipped: Path, versions: list[dict]) -> bool:
@@ -249,3 +270,11 @@ def duration(seconds: float) -> str:
     if not minutes:
         return f"{rest} s"
     return f"{minutes} min" + (f" {rest} s" if rest else "")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

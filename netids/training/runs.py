@@ -136,6 +136,9 @@ class TrainingRuns:
             records = await loop.run_in_executor(None, connection_records, data[0])
             # on the pipeline's one thread, between batches: the detectors are not shared
             await loop.run_in_executor(self._pool, self._sink.learn_behaviour, records)
+            if learner is not None:
+                await loop.run_in_executor(self._pool, self._sink.learn_dns,
+                                           learner.dns_records())
         self._learned(self.training.phase if ok else "failed")
         return ok
 

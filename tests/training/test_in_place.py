@@ -4,6 +4,7 @@ sweep, a port scan, a SYN flood and ARP spoofing in lab traffic)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from netids.capture.pcapfile import read_batches
+from netids.detect.dns import DnsRecord
 from netids.detect.packets import parse_ip
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
@@ -112,3 +114,29 @@ def test_once_learning_ends_nothing_is_held(scored_sample: list[ScoredBatch]) ->
     learner.state.phase = "done"
     batch = next(b for b in scored_sample if "unusual flags" in b.kinds)
     assert learner.observe(batch) is batch
+
+
+def test_the_dns_of_the_kept_traffic_is_kept_for_the_dns_detectors_but_a_suspects(
+        scored_sample: list[ScoredBatch]) -> None:
+    """The DNS detectors learn from what learning kept: the sample's four clients' queries
+    and answers; not a query the scanner makes while it scans, nor one on a packet alerted
+    (both added to the batch where the alerts are)."""
+    i = next(i for i, b in enumerate(scored_sample) if any(k in ALERTED_KINDS for k in b.kinds))
+    batch = scored_sample[i]
+    loud = int(batch.anomaly_index[[k in ALERTED_KINDS for k in batch.kinds]][0])
+    quiet = int(np.flatnonzero(~batch.anomalous[loud:])[0]) + loud  # kept, after an alert
+    template = next(r for b in scored_sample for r in b.dns)
+
+    def asked(row: int, client: str, name: str) -> DnsRecord:
+        return dataclasses.replace(template, client=client, ts=float(batch.packets.ts[row]),
+                                   index=batch.frames.first_index + row, name=name)
+
+    batches = list(scored_sample)
+    added = (asked(quiet, "10.77.0.66", "evil.test"), asked(loud, "10.77.0.21", "alerted.test"))
+    batches[i] = dataclasses.replace(batch, dns=(*batch.dns, *added))
+    records = learn(batches)[0].dns_records()
+    assert len(records) > 100
+    assert {r.client for r in records} == {"10.77.0.21", "10.77.0.22", "10.77.0.23",
+                                           "10.77.0.24"}
+    names = {r.name for r in records}
+    assert "www.lab.test" in names and not names & {"evil.test", "alerted.test"}
