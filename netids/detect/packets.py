@@ -111,6 +111,19 @@ def format_ip(hi: int, lo: int) -> str:
     return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
+def is_ip(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address.
+
+    >>> is_ip("10.0.0.1"), is_ip("fe80::1"), is_ip("02:00:00:00:00:01")
+    (True, True, False)
+    """
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_ip(text: str) -> tuple[int, int]:
     """Column pair of an address written as text (the inverse of :func:`format_ip`).
 

@@ -23,7 +23,6 @@ log rotation leave them for log shippers.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ from typing import Any
 
 from netids.config import EveSettings
 from netids.detect.event_records import SEVERITIES, EventUpdate
+from netids.detect.packets import is_ip
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def eve_record(u: EventUpdate, state: str, sensor: str) -> dict[str, Any]:
         "event_type": "alert",
     }
     for side, address, port in (("src", u.src, u.src_port), ("dest", u.dst, u.dst_port)):
-        if _is_ip(address):
+        if is_ip(address):
             record[f"{side}_ip"] = address
         elif address:  # an ARP event names MAC addresses: Suricata's ether section
             record.setdefault("ether", {})[f"{side}_mac"] = address
@@ -220,14 +220,6 @@ def _open(path: Path) -> int:
 
 def _rank(severity: str) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else 0
-
-
-def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
 
 
 def _timestamp(seconds: float) -> str:

@@ -11,7 +11,6 @@ normal. When :meth:`Learner.ready` (enough time and packets), the controller tra
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from netids.detect.dns import DnsRecord
 from netids.detect.event_records import BEHAVIOUR_KINDS
 from netids.detect.explain import SCANS
-from netids.detect.packets import PacketBatch, parse_ip
+from netids.detect.packets import PacketBatch, is_ip, parse_ip
 from netids.detect.scored import ScoredBatch
 from netids.training.train import MIN_PACKETS
 
@@ -190,7 +189,7 @@ class Learner:
         alerts, as :meth:`data` leaves its packets out: what the DNS detectors learn."""
         if not self._dns:
             return []
-        hi, lo = np.array([parse_ip(r.client) if _is_ip(r.client) else (0, 0)
+        hi, lo = np.array([parse_ip(r.client) if is_ip(r.client) else (0, 0)
                            for r in self._dns], dtype=np.uint64).T
         ts = np.array([r.ts for r in self._dns])
         near = near_alert(address_keys(hi, lo), ts, *self._suspect_spans())
@@ -270,11 +269,3 @@ def duration(seconds: float) -> str:
     if not minutes:
         return f"{rest} s"
     return f"{minutes} min" + (f" {rest} s" if rest else "")
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
