@@ -5,7 +5,8 @@ A reply is a SYN-ACK, or UDP from a lower to a higher port (a service answering 
 was asked for when its destination was seen sending the other way on the same socket, or when
 its destination asked everyone: a request to a broadcast or multicast address on the
 reply's port (SSDP's M-SEARCH, LLMNR, WS-Discovery, NetBIOS), answered by one host with a
-unicast reply the request's socket cannot match. DHCP servers (67 to 68, DHCPv6 547 to 546)
+unicast reply the request's socket cannot match, within ``ASKED_SECONDS`` of the request.
+DHCP servers (67 to 68, DHCPv6 547 to 546)
 always answer a client that asked everyone, often before it has the address they answer
 to; their replies are never counted. Without these, a quiet IoT network's DHCP renewals
 read as a reflection flood on the device renewing (docs/drift.md).
@@ -14,6 +15,7 @@ read as a reflection flood on the device renewing (docs/drift.md).
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 
 import numpy as np
 
@@ -22,6 +24,9 @@ from netids.detect.packets import PacketBatch
 from netids.detect.scaling import address_class
 
 SYN, ACK = 0x02, 0x10
+# how long a request to everyone stays asked: answers come within seconds (SSDP's MX is at
+# most 5 s, LLMNR waits 1 s), and a reflected flood long after one search is not its answer
+ASKED_SECONDS = 60.0
 _GROUP_CLASSES = (6, 7)  # scaling.ADDRESS_CLASSES: multicast, broadcast
 _DHCP_SERVER_TO_CLIENT = ((67, 68), (547, 546))
 _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
@@ -75,10 +80,17 @@ class AskedFor:
         request_keys = _asking_key(_asker(p.src_mac, p.src_hi, p.src_lo), p.proto, p.sport,
                                    p.dport)[requests]
         out[rows] = ~(known_sockets.contains(reverse) | _earlier(sockets, reverse, rows)
-                      | self.table.contains(asked_all)
+                      | self._asked_lately(asked_all, p.ts[rows])
                       | _earlier_among(request_keys, requests, asked_all, rows))
         self._remember(p, to_all)
         return out
+
+    def _asked_lately(self, keys: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """bool per key: a request to everyone under it was seen within ASKED_SECONDS of
+        ``ts`` (in an earlier batch)."""
+        slots = np.fromiter(map(self.table.slot_of.get, keys.tolist(), repeat(-1)), np.int64,
+                            len(keys))
+        return (slots >= 0) & (self.table.last_seen[np.maximum(slots, 0)] >= ts - ASKED_SECONDS)
 
     def _remember(self, p: PacketBatch, to_all: np.ndarray) -> None:
         rows = np.flatnonzero(to_all)

@@ -263,6 +263,18 @@ def test_answers_to_requests_sent_to_everyone_were_asked_for() -> None:
     assert f[4, FEATURE_NAMES.index("dst_unsolicited_rate_1s")] > 0
 
 
+def test_an_answer_long_after_a_request_to_everyone_was_not_asked_for() -> None:
+    me, other = "02:00:00:00:00:05", "02:00:00:00:00:01"
+    search = bytes(Ether(src=me, dst="01:00:5e:7f:ff:fa") / IP(src="10.0.0.5",
+                   dst="239.255.255.250") / UDP(sport=50000, dport=1900))
+    answer = bytes(Ether(src=other, dst=me) / IP(src="10.0.0.1", dst="10.0.0.5") / UDP(
+        sport=1900, dport=50000))
+    context, col = ContextFeatures(), FEATURE_NAMES.index("dst_unsolicited_rate_1s")
+    context.update(packets_of([search], np.array([0.0])))
+    assert context.update(packets_of([answer], np.array([2.0])))[0, col] == 0.0
+    assert context.update(packets_of([answer], np.array([600.0])))[0, col] > 0.0
+
+
 def test_a_real_cameras_dhcp_renewals_are_not_replies_nobody_asked_for(shared_data: Path) -> None:
     """A week of a camera's traffic held 8,798 packets whose destination had "unsolicited
     replies" from its DHCP renewals alone: the held-out IoT network's reflection-flood flags."""
