@@ -5,10 +5,6 @@ import sys
 from netids.cli import main
 
 if __name__ in {"__main__", "__mp_main__"}:
-    if __name__ == "__main__":  # a process of its own (not NiceGUI's test fixtures)
-        from netids.parallel.allocator import restart_with_jemalloc
-
-        restart_with_jemalloc()
     status = main()
     if status:  # a clean return (the UI stopped, a command succeeded) must not raise SystemExit:
         sys.exit(status)  # NiceGUI's test fixtures run this file and carry on

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUNTIME_APT=(libpcap0.8 iproute2 python3-venv gcc python3-dev libjemalloc2)  # a C compiler: libinjection builds from source; jemalloc: netids/parallel/allocator.py
+RUNTIME_APT=(libpcap0.8 iproute2 python3-venv gcc python3-dev)  # a C compiler: libinjection builds from source
 NATIVE_APT=(libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-image0 libxcb-randr0
             libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libxkbfile1 libegl1
             libgl1 libgbm1 libnss3 libasound2 libxcomposite1 libxdamage1 libxrandr2 libxtst6

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from netids.config import Settings
 from netids.controller import Controller
-from tests.support import SAMPLE, AppProcess, clean_env, free_port
+from tests.support import SAMPLE
 
 # 4,000 blocks of 64 KiB (from the heap, under glibc's mmap threshold), every tenth kept: the
 # kept ones pin the heap, so free() cannot shrink it. RSS in MiB: full, freed, trimmed.
@@ -50,34 +50,3 @@ async def test_the_live_pipeline_hands_freed_memory_back(tmp_path: Path,
     assert c.live.error == "" and c.live.packets > 0
     assert c.heap.trims >= 1
     await c.close()
-
-
-RESTARTED = """
-import os
-from netids.parallel.allocator import restart_with_jemalloc
-restart_with_jemalloc()
-print("libjemalloc" in open("/proc/self/maps").read(), os.environ.get("LD_PRELOAD", "-"))
-"""
-
-
-def test_a_process_restarts_once_under_jemalloc_and_does_not_hand_it_on() -> None:
-    """jemalloc is installed with the app (scripts/setup.sh); the restarted process has it
-    loaded and keeps LD_PRELOAD out of what it runs. NETIDS_MALLOC=glibc keeps glibc's."""
-    root = Path(__file__).resolve().parents[2]
-    run = [sys.executable, "-c", RESTARTED]
-    out = subprocess.run(run, capture_output=True, text=True, check=True, cwd=root).stdout
-    assert out.split() == ["True", "-"]
-    kept = subprocess.run(run, capture_output=True, text=True, check=True, cwd=root,
-                          env={**clean_env(), "NETIDS_MALLOC": "glibc"}).stdout
-    assert kept.split() == ["False", "-"]
-
-
-def test_the_app_serves_under_jemalloc(tmp_path: Path) -> None:
-    port = free_port()
-    app = AppProcess(["--port", str(port), "--db", f"sqlite:///{tmp_path / 'j.sqlite'}"],
-                     clean_env(), tmp_path / "app.log")
-    try:
-        app.wait_http(f"http://127.0.0.1:{port}/")
-        assert "libjemalloc" in Path(f"/proc/{app.proc.pid}/maps").read_text()
-    finally:
-        app.stop()
