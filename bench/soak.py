@@ -68,6 +68,7 @@ class SoakConfig:
     http_every: float = 2.0
     browser_every: float = 10.0
     rss_every: float = 3.0
+    learn: bool = True  # the app learns the network first (a first start); False: --no-learn
 
 
 @dataclass
@@ -95,7 +96,7 @@ def run_soak(config: SoakConfig, workdir: Path, port: int) -> SoakResult:
     result = SoakResult()
     db = f"sqlite:///{workdir / 'soak.sqlite'}"
     with soak_lab() as net:
-        app = start_app(net, db, port, workdir / "app.log")
+        app = start_app(net, db, port, workdir / "app.log", config.learn)
         try:
             wait_http(app, f"http://127.0.0.1:{port}/", workdir / "app.log", timeout=120)
             asyncio.run(_measure(net, app.pid, port, config, result))
@@ -205,13 +206,17 @@ def chromium() -> object:
     return webdriver.Chrome(options=options, service=Service(driver))
 
 
-def start_app(net: LabNetwork, db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``python app.py`` monitoring the lab's bridge from start-up, in a session of its own."""
+def start_app(net: LabNetwork, db: str, port: int, log: Path,
+              learn: bool = True) -> subprocess.Popen[bytes]:
+    """``python app.py`` monitoring the lab's bridge from start-up, in a session of its own;
+    on a first start it learns the network (keeping up to 500,000 packets for 10 minutes)
+    unless ``learn`` is False."""
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port), "--db", db,
              "--interface", BRIDGE, "--netns", net.switch,
-             "--models-dir", str(log.parent / "models")],  # a model it learns stays there
+             "--models-dir", str(log.parent / "models"),  # a model it learns stays there
+             *([] if learn else ["--no-learn"])],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=app_env())
 
@@ -345,12 +350,15 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8390, help="the app's port (8390)")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium loads")
     parser.add_argument("--keep", type=Path, help="keep the database, app log and events here")
+    parser.add_argument("--no-learn", action="store_true",
+                        help="start the app with --no-learn: a sensor past learning its network "
+                             "(learning keeps up to 500,000 packets in memory)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("the soak test needs root (network namespaces, live capture)")
     config = SoakConfig(seconds=args.minutes * 60, period=args.period,
                         warmup=args.warmup * 60, max_slope=args.max_slope,
-                        browser=not args.no_browser)
+                        browser=not args.no_browser, learn=not args.no_learn)
     sigterm_as_ctrl_c()
     with tempfile.TemporaryDirectory(prefix="netids-soak-") as tmp:
         workdir = args.keep or Path(tmp)
