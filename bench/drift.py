@@ -272,7 +272,7 @@ class Bench:
     def evaluate(self, model: Path, capture: Path,
                  train: list[Path] | None = None) -> evaluate_command.Report:
         argv = ["evaluate", str(capture), "--labels", str(labels_of(capture)),
-                "--model", str(model)]
+                "--model", str(model), "--warm-up"]  # each test starts as a sensor does
         if train:
             argv += ["--train", *map(str, train), "--train-part", "0:1"]
         if self.adapt:

@@ -328,7 +328,8 @@ class Controller(TrainingRuns):
         self._source = source
         threshold = self.detector.threshold if self._threshold is None else self._threshold
         pipeline = Pipeline(self.detector, threshold=threshold,
-                            adapt=self.settings.adapt_threshold)
+                            adapt=self.settings.adapt_threshold,
+                            warmup=isinstance(source, LiveSource))  # a sensor starting up
         memory = AdapterMemory(self.settings.models_dir, self._digest) \
             if isinstance(source, LiveSource) else None  # a file may be of another network
         if memory is not None:

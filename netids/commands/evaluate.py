@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="judge the capture a second time with the threshold following its clean "
                         "traffic, as score and the live app do, and give both in the "
                         "false-alarm table (default: the calibration as trained only)")
+    p.add_argument("--warm-up", dest="warmup", action="store_true",
+                   help="discount the capture's first 10 s as a live sensor starting inside a "
+                        "running network does (default: judged from its first packet)")
     p.add_argument("--no-behaviour", dest="behaviour", action="store_false",
                    help="leave out the row of the model's scores with their connections' "
                         "behaviour merged in (scans, brute force, beacons), as score gives them")
@@ -124,10 +127,12 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
                                quantile=detector.threshold if threshold is None else threshold)
 
     t = time.perf_counter()
+    warmup = getattr(args, "warmup", False)
     judged = _judge(args.capture, detector, attack, threshold, forest, settings,
-                    behaviour=getattr(args, "behaviour", True))
+                    behaviour=getattr(args, "behaviour", True), warmup=warmup)
     if getattr(args, "adapt", False):  # only the flags move: the raw scores stay the same
-        adapted = _judge(args.capture, detector, attack, threshold, None, settings, adapt=True)
+        adapted = _judge(args.capture, detector, attack, threshold, None, settings, adapt=True,
+                         warmup=warmup)
         judged.own.insert(1, dataclasses.replace(adapted.own[0], method=ADAPTED))
     n = len(judged.packets)
     log.info("judged %d packets in %.1f s", n, time.perf_counter() - t)
@@ -148,7 +153,7 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
 
 def _judge(capture: str, detector: Detector, attack: Callable[[int, int], np.ndarray],
            threshold: float | None, forest: ev.Forest | None, settings: Settings,
-           adapt: bool = False, behaviour: bool = False) -> drift.Judged:
+           adapt: bool = False, behaviour: bool = False, warmup: bool = False) -> drift.Judged:
     """Every packet of ``capture`` judged by the model (and the forest), with a progress bar;
     ``adapt``: with the threshold following the capture's clean traffic."""
     progress = FileProgress([Path(capture)])
@@ -168,7 +173,7 @@ def _judge(capture: str, detector: Detector, attack: Callable[[int, int], np.nda
             capture, detector, attack, threshold=threshold,
             baseline=forest_scores if forest else None,
             baseline_threshold=forest.threshold if forest else float("inf"), done=done,
-            adapt=adapt, behaviour=behaviour)
+            adapt=adapt, behaviour=behaviour, warmup=warmup)
     except (CaptureFileError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     finally:

@@ -261,7 +261,7 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
             for frames in read_batches(capture, batch_size) if batches is None else batches:
                 frames, packets, features = pipeline.featurise(frames)
                 pool.submit((frames.first_index, packets, features, pipeline.next_scale(),
-                             pipeline.context.started))
+                             pipeline.started))
                 waiting.append((frames, packets, features))
                 while pool.ready() or pool.pending >= MAX_WAITING:
                     write_oldest()

@@ -58,11 +58,14 @@ class Pipeline:
         adapt: bool | AdaptConfig = False,
         payload: bool = True,
         dns: bool = True,
+        warmup: bool = False,
     ) -> None:
         """``adapt``: let the calibration follow this stream's clean traffic
         (:mod:`netids.detect.adaptive`; True for the default bounds). ``payload``: read the
         HTTP heads and TLS heartbeats packets carry (:mod:`netids.detect.payload`). ``dns``:
-        read the DNS messages (:mod:`netids.detect.dns`)."""
+        read the DNS messages (:mod:`netids.detect.dns`). ``warmup``: discount the stream's
+        first seconds (:mod:`netids.detect.warmup`): a live sensor starting inside a running
+        network; a capture file is judged from its first packet as it is."""
         self.detector = detector
         self.context = ContextFeatures(context or ContextConfig())
         self.threshold = detector.threshold if threshold is None else float(threshold)
@@ -74,6 +77,7 @@ class Pipeline:
         self._handed = 0  # batches handed out for judging
         self.payload = PayloadInspector() if payload else None
         self.dns = DnsReader() if dns else None
+        self.warmup = warmup
 
     def next_scale(self) -> float:
         """The calibration scale (1: as trained) of the next batch handed out for judging,
@@ -96,8 +100,7 @@ class Pipeline:
         if share >= 1.0:
             frames, packets, features = self.featurise(frames)
             return self.record(frames, packets, features,
-                               self.judge(packets, features, self.next_scale(),
-                                          self.context.started))
+                               self.judge(packets, features, self.next_scale(), self.started))
         if decode_shed:
             packets = decode(frames)
             keep = choose_sample(destination_key(packets), share)
@@ -118,10 +121,16 @@ class Pipeline:
         self.stats.shed += len(frames) - len(keep)
         frames = frames.take(keep)
         features = self.context.update(packets)
-        verdicts = self.judge(packets, features, self.next_scale(), self.context.started)
+        verdicts = self.judge(packets, features, self.next_scale(), self.started)
         # overload: a flood may be passing, learn nothing
         scored = self.record(frames, packets, features, verdicts, learn=False)
         return dataclasses.replace(scored, unscored=unscored, unread_ts=unread_ts)
+
+    @property
+    def started(self) -> float | None:
+        """The stream's first packet time when its warm-up is discounted, else None: what
+        :meth:`judge` takes as ``started``."""
+        return self.context.started if self.warmup else None
 
     def featurise(self, frames: FrameBatch) -> tuple[FrameBatch, PacketBatch, np.ndarray]:
         """First stage: decode and context features (advances the stream state; in order)."""
@@ -132,7 +141,7 @@ class Pipeline:
               started: float | None = None) -> Verdicts:
         """The model's verdicts on one featurised batch. They depend on that batch, the
         threshold, the calibration ``scale`` (:meth:`next_scale`, taken when the batch is
-        handed out) and the stream's start (``self.context.started``, for the warm-up) alone
+        handed out) and the stream's start (:attr:`started`, for the warm-up) alone
         and change no state, so batches may be judged in any order, on any thread or
         process."""
         scores = self.detector.score_batch(packets, features, scale, started)

@@ -9,6 +9,11 @@ first packet (one in a million normal packets instead of one in a thousand at th
 threshold), falling linearly to none. 10 s is ten half-lives of the context's 1 s window
 and one of its 10 s window. A flood or a fast scan scores tens of nines and is still
 flagged; what is given up is the weakest evidence in a sensor's first seconds.
+
+A live capture discounts its start (the sensor starts inside a running network);
+``score`` and ``evaluate`` judge a capture file from its first packet (``evaluate --warm-up``
+discounts, as ``bench/drift.py`` does): a short attack capture often starts with its attack,
+and its scan must not be discounted away.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def judge_capture(
     threshold: float | None = None, baseline: BaselineScorer | None = None,
     baseline_threshold: float = float("inf"), baseline_name: str = "isolation forest",
     batch_size: int = 4096, done: Callable[[FrameBatch], None] | None = None,
-    adapt: bool = False, behaviour: bool = False,
+    adapt: bool = False, behaviour: bool = False, warmup: bool = False,
 ) -> Judged:
     """Judge every packet of ``path`` in batches of ``batch_size``, each then told to ``done``.
 
@@ -146,9 +146,11 @@ def judge_capture(
     batch (higher = more anomalous); its flags (>= ``baseline_threshold``) go through the same
     event aggregation, each packet with the kind the model's explanation gives it, so both
     methods' events are grouped alike. ``behaviour``: also the nines ``score`` writes.
+    ``warmup``: discount the capture's first seconds as a live sensor does.
     """
     remembering = _Remembering(detector)
-    pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt)
+    pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt,
+                        warmup=warmup)
     model_events, base_events = EventCounter(), EventCounter()
     packets, nines, scores, base, attacks = [], [], [], [], []
     flagged_at, base_flagged = [], 0
@@ -156,7 +158,7 @@ def judge_capture(
     false_flags: Counter[tuple[str, str]] = Counter()
     for frames in read_batches(path, batch_size):
         frames, batch, feats = pipeline.featurise(frames)
-        verdicts = pipeline.judge(batch, feats, pipeline.next_scale(), pipeline.context.started)
+        verdicts = pipeline.judge(batch, feats, pipeline.next_scale(), pipeline.started)
         scored = pipeline.record(frames, batch, feats, verdicts)
         if stream is not None:  # header or behaviour, as `score` has it
             merged.append(_merged_nines(stream, scored, verdicts.nines))

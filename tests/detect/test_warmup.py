@@ -22,16 +22,22 @@ def detector(trained_model: Path) -> Detector:
 def judged(detector: Detector, path: Path, warm: bool) -> tuple[np.ndarray, np.ndarray,
                                                                  np.ndarray, float]:
     """(packet times, nines, flags, stream start) of a capture scored from a cold start."""
-    pipeline = Pipeline(detector)
+    pipeline = Pipeline(detector, warmup=warm)
     ts, nines, flags = [], [], []
     for frames in read_batches(path, 4096):
         _, packets, features = pipeline.featurise(frames)
-        v = pipeline.judge(packets, features, 1.0, pipeline.context.started if warm else None)
+        v = pipeline.judge(packets, features, 1.0, pipeline.started)
         ts.append(packets.ts)
         nines.append(v.nines)
         flags.append(v.anomalous)
     return (np.concatenate(ts), np.concatenate(nines), np.concatenate(flags),
             pipeline.context.started)
+
+
+def test_only_a_live_sensor_or_a_judge_who_asks_discounts_the_first_seconds(detector) -> None:
+    assert Pipeline(detector).started is None  # score, evaluate: from the first packet
+    warm = Pipeline(detector, warmup=True)
+    assert warm.started is None  # no packet yet
 
 
 def test_the_first_seconds_of_a_stream_need_more_evidence(detector, shared_data):
