@@ -140,13 +140,12 @@ def judge_capture(
     adapt: bool = False, behaviour: bool = False, warmup: bool = False,
 ) -> Judged:
     """Judge every packet of ``path`` in batches of ``batch_size``, each then told to ``done``.
-
     ``attack(first, n)`` gives the bool attack labels of packets ``first .. first + n - 1``
     of the file. ``threshold`` overrides the model's own. ``baseline`` scores a featurised
     batch (higher = more anomalous); its flags (>= ``baseline_threshold``) go through the same
     event aggregation, each packet with the kind the model's explanation gives it, so both
-    methods' events are grouped alike. ``behaviour``: also the nines ``score`` writes.
-    ``warmup``: discount the capture's first seconds as a live sensor does.
+    methods' events are grouped alike. ``behaviour``: also the nines ``score`` writes;
+    ``warmup``: the capture's first seconds discounted as a live sensor's are.
     """
     remembering = _Remembering(detector)
     pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt,
