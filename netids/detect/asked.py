@@ -19,6 +19,7 @@ from itertools import repeat
 
 import numpy as np
 
+from netids.detect.hashing import mix, socket_key
 from netids.detect.keytable import KeyTable
 from netids.detect.packets import PacketBatch
 from netids.detect.scaling import address_class
@@ -29,7 +30,6 @@ SYN, ACK = 0x02, 0x10
 ASKED_SECONDS = 60.0
 _GROUP_CLASSES = (6, 7)  # scaling.ADDRESS_CLASSES: multicast, broadcast
 _DHCP_SERVER_TO_CLIENT = ((67, 68), (547, 546))
-_M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
 
 
 class AskedFor:
@@ -115,18 +115,13 @@ def _to_everyone(p: PacketBatch) -> np.ndarray:
 def _asker(mac: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Who asks: the MAC address where the frame has one (a DHCP client asks before it has an
     address), else the IP address."""
-    with np.errstate(over="ignore"):
-        return np.where(mac != 0, mac, (hi * _M1) ^ lo)
+    return np.where(mac != 0, mac, mix(hi, lo))
 
 
 def _asking_key(asker: np.ndarray, proto: np.ndarray, own_port: np.ndarray,
                 asked_port: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        ports = ((own_port.astype(np.int64) & 0xFFFF) << 16) | (asked_port.astype(np.int64)
-                                                                & 0xFFFF)
-        h = asker * _M1 ^ ((proto.astype(np.int64).astype(np.uint64) << np.uint64(32))
-                           | ports.astype(np.uint64))
-        return (h ^ (h >> np.uint64(31))) * _M2
+    """Key of (asker, protocol, its port, the port it asked everyone on)."""
+    return socket_key(asker, proto, own_port, asked_port)
 
 
 def _earlier(keys: np.ndarray, wanted: np.ndarray, rows: np.ndarray) -> np.ndarray:

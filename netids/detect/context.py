@@ -28,6 +28,7 @@ from netids.detect.arpwatch import ArpWatch
 from netids.detect.asked import AskedFor
 from netids.detect.bindings import MacBindings
 from netids.detect.decay import MAX_EXPONENT, DecayedSums, mean_std, time_chunks
+from netids.detect.hashing import mix, socket_key
 from netids.detect.keytable import KeyTable, TableStats, table_stats
 from netids.detect.packets import PacketBatch
 
@@ -256,8 +257,8 @@ class ContextFeatures:
         and amplified floods are all such replies; so is backscatter."""
         def reverse(rows: np.ndarray) -> np.ndarray:
             with np.errstate(over="ignore"):
-                pair = _mix(keys["dst"][rows], keys["src"][rows])
-            return _socket_key(pair, p.proto[rows], p.dport[rows], p.sport[rows])
+                pair = mix(keys["dst"][rows], keys["src"][rows])
+            return socket_key(pair, p.proto[rows], p.dport[rows], p.sport[rows])
 
         return self.asked.unsolicited(p, reverse, keys["sock"], self.tables["sock"])
 
@@ -328,15 +329,6 @@ def _size_channels(size: np.ndarray) -> np.ndarray:
     return np.stack([np.ones(len(size)), size, size**2], axis=1)
 
 
-_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(31)
-
-
-def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of two uint64 columns (wrapping arithmetic)."""
-    h = (a * _M1) ^ (b + _M2 + (a << np.uint64(6)) + (a >> np.uint64(2)))
-    return (h ^ (h >> _M3)) * _M2
-
-
 def _keys(p: PacketBatch) -> dict[str, np.ndarray]:
     """Hash keys of each packet's source, destination, pair, socket and service.
 
@@ -346,13 +338,13 @@ def _keys(p: PacketBatch) -> dict[str, np.ndarray]:
     with np.errstate(over="ignore"):
         no_ip_src = (p.src_hi == 0) & (p.src_lo == 0)
         no_ip_dst = (p.dst_hi == 0) & (p.dst_lo == 0)
-        src = np.where(no_ip_src, _mix(p.src_mac, np.uint64(1)), _mix(p.src_hi, p.src_lo))
-        dst = np.where(no_ip_dst, _mix(p.dst_mac, np.uint64(1)), _mix(p.dst_hi, p.dst_lo))
-        pair = _mix(src, dst)
-        sock = _socket_key(pair, p.proto, p.sport, p.dport)
+        src = np.where(no_ip_src, mix(p.src_mac, np.uint64(1)), mix(p.src_hi, p.src_lo))
+        dst = np.where(no_ip_dst, mix(p.dst_mac, np.uint64(1)), mix(p.dst_hi, p.dst_lo))
+        pair = mix(src, dst)
+        sock = socket_key(pair, p.proto, p.sport, p.dport)
         proto = p.proto.astype(np.int64).astype(np.uint64)
         dport = (p.dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
-        service = _mix(_mix(pair, np.uint64(2)), (proto << np.uint64(32)) | dport)
+        service = mix(mix(pair, np.uint64(2)), (proto << np.uint64(32)) | dport)
     return {"src": src, "dst": dst, "pair": pair, "sock": sock, "service": service,
             "mac": p.src_mac, "src_has_ip": ~no_ip_src, "dst_has_ip": ~no_ip_dst}
 
@@ -369,13 +361,3 @@ def _binding_mac(mac: np.ndarray, ip_lo: np.ndarray, has_ip: np.ndarray) -> np.n
     unicast = (mac >> np.uint64(40)) & np.uint64(1) == 0
     specified = ip_lo & np.uint64(0xFFFF_FFFF) != 0
     return np.where(has_ip & unicast & specified, mac, np.uint64(0))
-
-
-def _socket_key(pair: np.ndarray, proto: np.ndarray, sport: np.ndarray,
-                dport: np.ndarray) -> np.ndarray:
-    """Hash key of a directed socket from its host pair's key, protocol and ports."""
-    with np.errstate(over="ignore"):
-        proto = proto.astype(np.int64).astype(np.uint64)
-        ports = (sport.astype(np.int64) & 0xFFFF).astype(np.uint64) << np.uint64(16)
-        dports = (dport.astype(np.int64) & 0xFFFF).astype(np.uint64)
-        return _mix(pair, (proto << np.uint64(32)) | ports | dports)
