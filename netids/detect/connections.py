@@ -35,7 +35,7 @@ import numpy as np
 
 from netids.detect.conn_columns import ConnColumns, ConnRecords
 from netids.detect.conn_keys import connection_keys
-from netids.detect.conn_records import SERVER_PORTS
+from netids.detect.conn_records import SERVER_PORTS, ConnRecord
 from netids.detect.conn_state import ACK, FIN, INACTIVE, RST, SYN, SYN_ACK_SENT, SYN_SENT
 from netids.detect.conn_steps import TcpTable
 from netids.detect.keytable import KeyTable, TableStats
@@ -353,3 +353,13 @@ class ConnTracker:
             history=history.tolist(), pkts=pkts, ip_bytes=self.ip_bytes[slots],
             sizes=self.sizes[slots], nsizes=self.nsizes[slots],
             in_progress=[in_progress] * len(slots), ended=[ended] * len(slots))
+
+
+def connection_records(packets: PacketBatch) -> list[ConnRecord]:
+    """Every connection of ``packets``, closed or still open at their end, whatever order the
+    batches come in: what the behaviour detectors learn a network's normal from (how many
+    failed connections a host makes, which servers beacon or take big uploads, which services
+    stay connected), from the traffic learning kept or a capture's learning part."""
+    order = np.argsort(packets.ts, kind="stable")
+    tracker = ConnTracker()
+    return list(tracker.update(packets.take(order))) + list(tracker.flush())

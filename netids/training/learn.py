@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from netids.capture.pcapfile import read_batches
+from netids.detect.conn_records import ConnRecord
+from netids.detect.connections import connection_records
 from netids.detect.context import ContextConfig, ContextFeatures
 from netids.detect.decode import decode
 from netids.detect.detector import Detector
+from netids.detect.dns import DnsReader, DnsRecord
 from netids.detect.frames import FrameBatch
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
@@ -66,6 +69,8 @@ class LearnedStart:
     seconds: float  # the learning part asked for
     learned: int  # packets in it
     rest: Iterator[FrameBatch]  # the frames after the cut, in file order
+    connections: list[ConnRecord]  # of the learning part: the behaviour detectors' normal
+    dns: list[DnsRecord]  # of the learning part: the DNS detectors' normal
     scored: Span = field(default_factory=Span)  # what ``rest`` has yielded so far
     cut_time: float = math.nan  # first packet's timestamp + seconds
 
@@ -92,8 +97,9 @@ def learn_start(path: str | Path, seconds: float, config: TrainConfig, *, thread
     the cut.
     """
     frames = read_batches(path, batch_size)
-    context = ContextFeatures()
+    context, reader = ContextFeatures(), DnsReader()
     packets: list[PacketBatch] = []
+    dns: list[DnsRecord] = []
     features: list[np.ndarray] = []
     learned = Span()
     end, head = math.inf, None
@@ -105,6 +111,7 @@ def learn_start(path: str | Path, seconds: float, config: TrainConfig, *, thread
             p = decode(part)
             packets.append(p)
             features.append(context.update(p))
+            dns += reader.read(part, p)
             learned.see(part.ts)
         if len(after):
             head = after
@@ -117,14 +124,18 @@ def learn_start(path: str | Path, seconds: float, config: TrainConfig, *, thread
                             f"({_seconds(learned.last - learned.first)}, "
                             f"{_packets(learned.packets)}): nothing is left to score; give a "
                             "shorter --learn")
-    report = train([(PacketBatch.concat(packets), np.concatenate(features).astype(np.float32))],
+    learning = PacketBatch.concat(packets)
+    del packets
+    report = train([(learning, np.concatenate(features).astype(np.float32))],
                    config, progress=progress, sources=[str(path)])
-    del packets, features  # the learning part is in the model now: free it before scoring
+    connections = connection_records(learning)
+    del learning, features  # the learning part is in the model now: free it before scoring
     report.checkpoint.metadata["learned"] = {"capture": str(path), "seconds": seconds}
     scored = Span()
     return LearnedStart(detector=Detector(report.checkpoint, threads), context=context,
                         report=report, seconds=seconds, learned=learned.packets,
-                        rest=_following(head, frames, scored), scored=scored, cut_time=end)
+                        rest=_following(head, frames, scored), connections=connections,
+                        dns=dns, scored=scored, cut_time=end)
 
 
 def cut_index(ts: np.ndarray, end: float) -> int:

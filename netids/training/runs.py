@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netids.detect.conn_records import ConnRecord
-from netids.detect.connections import ConnTracker
+from netids.detect.connections import connection_records
 from netids.detect.packets import PacketBatch
 from netids.training.background import train_in_process
 from netids.training.checkpoint import CheckpointError
@@ -159,13 +158,3 @@ class TrainingRuns:
         self.learning.phase, self.learning.message = phase, message
         self.learning.generation += 1
         self._learner = None
-
-
-
-def connection_records(packets: PacketBatch) -> list[ConnRecord]:
-    """The connections of the packets learning kept (alerted traffic left out): what the
-    behaviour detectors learn this network's normal from (how many failed connections a host
-    makes, which servers beacon or take big uploads, which services stay connected)."""
-    order = np.argsort(packets.ts, kind="stable")
-    tracker = ConnTracker()
-    return list(tracker.update(packets.take(order))) + list(tracker.flush())

@@ -89,6 +89,10 @@ def test_the_summary_says_what_was_learned_and_what_was_scored(learned: Learned,
     assert all(line.endswith(("stored in the database", "stored as events"))
                for line in lines[state + 1:]), lines[state:]
     lines = lines[:state]
+    taught = re.fullmatch(r"the behaviour detectors learned this network's normal from the "
+                          r"learning part's (\d+) connections and (\d+) DNS messages", lines[-2])
+    assert taught and int(taught.group(1)) > 0, lines[-2]  # Modbus/TCP polling, no DNS
+    lines = lines[:-2] + lines[-1:]
     assert lines[-3] == (f"note: {learned.seconds} s is less than 3 times the slowest context "
                         "window (100 s): slow statistics are still settling when learning ends, "
                         "expect more false alarms; learn 300 s or more when the capture is long "
@@ -139,6 +143,27 @@ def test_a_model_learned_from_the_start_keeps_its_promise_on_the_rest(
     theirs = sum(r["anomaly"] == "1" for r in shipped)
     # measured: learned 2 to 28, shipped 2 (gaps in seconds: 5,819)
     assert ours < 0.01 * len(learned) and theirs < 0.01 * len(shipped)
+
+
+def test_the_behaviour_detectors_learn_the_learning_part_too(shared_data: Path,
+                                                              tmp_path: Path) -> None:
+    """A smart lock's hub keeps an MQTT session to its cloud (1883) and a DHCP flow for
+    hours every day. Learned from its first two days, those services are this network's
+    normal for the behaviour detectors as for the model: no "long connection" event on them
+    in the five days scored after (there were two when only the model learned). What stays
+    is the DHCP server's flow to the hub, the other direction of what was learned."""
+    db = f"sqlite:///{tmp_path}/events.sqlite"
+    done = score(shared_data / "benign" / "iotlab__lockly-hub-01.pcap", "--learn", "172800",
+                 "--epochs", "1", "--db", db, "--out", tmp_path / "scores.csv")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"learned this network's normal from the learning part's [1-9]\d* "
+                     r"connections and \d+ DNS messages", done.stderr), done.stderr
+    out = tmp_path / "events.csv"
+    subprocess.run([sys.executable, APP, "export", "--db", db, "--format", "csv",
+                    "--out", str(out)], check=True, capture_output=True, timeout=120)
+    long_held = [(e["dest_ip"], e["dest_port"]) for e in csv.DictReader(out.open())
+                 if e["kind"] == "long connection"]
+    assert long_held == [("192.168.1.128", "68")]
 
 
 def test_scoring_starts_warm_from_the_learning_part(shared_data: Path) -> None:

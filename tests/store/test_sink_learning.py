@@ -6,11 +6,11 @@ from pathlib import Path
 
 from netids.capture.pcapfile import read_batches
 from netids.detect.conn_records import ConnRecord
+from netids.detect.connections import connection_records
 from netids.detect.decode import decode
 from netids.detect.packets import PacketBatch
 from netids.detect.tracking import ConnFeed
 from netids.store.sink import EventSink
-from netids.training.runs import connection_records
 
 
 def test_kept_packets_teach_the_behaviour_detectors_this_networks_normal(
