@@ -205,6 +205,8 @@ def _finish(sink: _EventSink | None, conns: ConnLog | None) -> tuple[list[TableS
         if sink:
             tables = sink.sink.aggregator.stats()  # before close() ends every event
             tables += [sink.sink.conns.stats()] if sink.sink.conns and not conns else []
+            answers = sink.sink.packet_behaviour
+            tables += answers.answers.stats() if answers is not None else []
             summary += sink.summary()
             sink.close()
     return tables, summary

@@ -76,3 +76,20 @@ def _event_of(keys: np.ndarray, a: np.ndarray, b: np.ndarray, t: np.ndarray) -> 
         hit = (known[at] == want) & (found < 0)
         found[hit] = rows[first[at[hit]]]
     return found
+
+
+def answered_tag(proto: np.ndarray, icmp_type: np.ndarray, icmp_code: np.ndarray,
+                 ptag: np.ndarray, udp: int, other_ip: int) -> np.ndarray:
+    """``ptag`` with each ICMP "unreachable" tagged as the protocol it answers, so that it
+    joins the conversation it refuses: port unreachable answers UDP (``udp``), protocol
+    unreachable a protocol scan (``other_ip``); the others (host, network, filtered) stay
+    ICMP, since they may answer anything (RFC 792, RFC 4443).
+
+    >>> answered_tag(np.array([1, 1, 58, 1]), np.array([3, 3, 1, 8]), np.array([3, 2, 4, 0]),
+    ...              np.array([1, 1, 58, 1]), 17, 256).tolist()
+    [17, 256, 17, 1]
+    """
+    v4 = (proto == 1) & (icmp_type == 3)
+    v6 = (proto == 58) & (icmp_type == 1)
+    port = (v4 & (icmp_code == 3)) | (v6 & (icmp_code == 4))
+    return np.where(port, udp, np.where(v4 & (icmp_code == 2), other_ip, ptag))

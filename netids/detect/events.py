@@ -59,7 +59,7 @@ import uuid
 
 import numpy as np
 
-from netids.detect.event_answers import answers
+from netids.detect.event_answers import answered_tag, answers
 from netids.detect.event_fans import FanTable
 from netids.detect.event_groups import Groups, Keyed, OpenEvent, by_source
 from netids.detect.event_records import ATTACK_KINDS, EventConfig, EventUpdate, Sample
@@ -137,6 +137,7 @@ class EventAggregator:
         proto = p.proto[idx].astype(np.int64)
         ptag = np.where(proto < 0, -2 - p.ethertype[idx].astype(np.int64),
                         np.where(np.isin(proto, OWN_TAG_PROTOS), proto, OTHER_IP))
+        ptag = answered_tag(proto, p.icmp_type[idx], p.icmp_code[idx], ptag, 17, OTHER_IP)
         kind = np.fromiter((self._kind_id(k) for k in scored.kinds), np.int64, len(idx))
         src = np.stack([p.src_hi[idx], p.src_lo[idx]], axis=1).astype(np.uint64)
         dst = np.stack([p.dst_hi[idx], p.dst_lo[idx]], axis=1).astype(np.uint64)

@@ -27,9 +27,12 @@ import math
 
 import numpy as np
 
+from netids.detect.answered import Answered
 from netids.detect.behaviour import BehaviourConfig, BehaviourDetectors
 from netids.detect.behaviour_evidence import KIND_NAMES, BehaviourEvidence
+from netids.detect.calibration import scores_of
 from netids.detect.conn_fold import FloodFold
+from netids.detect.packets import format_ip
 from netids.detect.scored import ScoredBatch
 from netids.detect.tracking import ConnFeed
 
@@ -67,43 +70,89 @@ def score_nines(scores: np.ndarray) -> np.ndarray:
 
 
 class PacketBehaviour:
-    """Merges the behaviour evidence into scored batches, counting what it flagged."""
+    """Merges the behaviour evidence into scored batches, counting what it flagged; answers
+    take the score of what they answer first (:mod:`netids.detect.answered`)."""
 
     def __init__(self, evidence: BehaviourEvidence) -> None:
         self.evidence = evidence
+        self.answers = Answered()
+        self._kind_codes: dict[tuple[str, bool], int] = {}  # (kind, by behaviour alone)
         self.flagged = 0  # packets anomalous through behaviour alone
         self.raised = 0  # packets whose score behaviour raised
+        self.answered = 0  # answers raised to what they answer
 
     def rescore(self, scored: ScoredBatch,
                 nines: np.ndarray | None = None) -> tuple[ScoredBatch, np.ndarray | None]:
         """``scored`` with each packet's score the larger of its own and its behaviour score,
-        and the final nines; (``scored``, None) when behaviour raised none. ``nines``: the
-        header scores' own (the pipeline's verdicts), else taken from the scores. The batch's
-        records are noted first, between ``evidence.start()`` and this call."""
+        then each answer's raised to what it answers, and the final nines; (``scored``, None)
+        when nothing was raised. ``nines``: the header scores' own (the pipeline's verdicts),
+        else taken from the scores. The batch's records are noted first, between
+        ``evidence.start()`` and this call."""
+        header = score_nines(scored.scores) if nines is None else nines
+        merged, final = self._behaviour(scored, header)
+        merged, answered = self._answers(merged, header if final is None else final)
+        return merged, final if answered is None else answered
+
+    def _answers(self, scored: ScoredBatch,
+                 nines: np.ndarray) -> tuple[ScoredBatch, np.ndarray | None]:
+        """``scored`` with answers raised, and its nines (None: none raised). An answer
+        made anomalous takes the kind of what it answers, and is left to the behaviour
+        detectors' event when that was anomalous through behaviour alone."""
+        alone = (np.zeros(len(scored), bool) if scored.by_behaviour is None
+                 else scored.by_behaviour)
+        codes = np.full(len(scored), -1, np.int64)
+        codes[scored.anomalous] = [
+            self._kind_codes.setdefault((k, bool(b)), len(self._kind_codes))
+            for k, b in zip(scored.kinds, alone[scored.anomalous].tolist(), strict=True)]
+        raised, kind = self.answers.raise_answers(scored.packets, nines, codes)
+        up = raised > nines
+        if not up.any():
+            return scored, None
+        self.answered += int(up.sum())
+        scores = np.where(up, scores_of(raised), scored.scores)
+        new = up & (scores >= scored.threshold) & ~scored.anomalous
+        named = list(self._kind_codes)
+        p, extra, alone = scored.packets, {}, alone.copy()
+        for i in np.flatnonzero(new).tolist():
+            what, alone[i] = named[kind[i]] if kind[i] >= 0 else ("anomalous", False)
+            extra[i] = (what if kind[i] >= 0 else "unusual traffic",
+                        f"answers a packet flagged as {what} from "
+                        f"{format_ip(p.dst_hi[i], p.dst_lo[i])}")
+        final = _with_anomalies(scored, scores, new, extra)
+        return dataclasses.replace(final, by_behaviour=alone), raised
+
+    def _behaviour(self, scored: ScoredBatch,
+                   header: np.ndarray) -> tuple[ScoredBatch, np.ndarray | None]:
         share, kind = self.evidence.lookup(scored.packets)
         if not share.any():
             return scored, None
-        header = score_nines(scored.scores) if nines is None else nines
         b_scores, b_nines = behaviour_scores(share, scored.threshold)
         raised = b_nines > header
         if not raised.any():
             return scored, None
         alone = raised & (b_scores >= scored.threshold) & ~scored.anomalous
-        anomalous = scored.anomalous | alone
-        kinds = np.empty(len(scored), dtype=object)
-        texts = np.empty(len(scored), dtype=object)
-        kinds[scored.anomalous], texts[scored.anomalous] = scored.kinds, scored.explanations
-        for i in np.flatnonzero(alone):
-            k = int(kind[i])
-            kinds[i] = KIND_NAMES[k]
-            texts[i] = "behaviour: " + _WORDS[k].format(share[i])
+        extra = {int(i): (KIND_NAMES[int(kind[i])],
+                          "behaviour: " + _WORDS[int(kind[i])].format(share[i]))
+                 for i in np.flatnonzero(alone)}
         self.flagged += int(alone.sum())
         self.raised += int(raised.sum())
-        final = dataclasses.replace(
-            scored, scores=np.where(raised, b_scores, scored.scores), anomalous=anomalous,
-            kinds=kinds[anomalous].tolist(), explanations=texts[anomalous].tolist(),
-            by_behaviour=alone)
-        return final, np.where(raised, b_nines, header)
+        final = _with_anomalies(scored, np.where(raised, b_scores, scored.scores), alone, extra)
+        return dataclasses.replace(final, by_behaviour=alone), np.where(raised, b_nines, header)
+
+
+def _with_anomalies(scored: ScoredBatch, scores: np.ndarray, new: np.ndarray,
+                    extra: dict[int, tuple[str, str]]) -> ScoredBatch:
+    """``scored`` with ``scores``, and packets ``new`` anomalous too, each with the kind and
+    words ``extra`` gives it."""
+    anomalous = scored.anomalous | new
+    kinds = np.empty(len(scored), dtype=object)
+    texts = np.empty(len(scored), dtype=object)
+    kinds[scored.anomalous], texts[scored.anomalous] = scored.kinds, scored.explanations
+    for i, (k, text) in extra.items():
+        kinds[i], texts[i] = k, text
+    return dataclasses.replace(scored, scores=scores, anomalous=anomalous,
+                               kinds=kinds[anomalous].tolist(),
+                               explanations=texts[anomalous].tolist())
 
 
 def packet_only(scored: ScoredBatch) -> ScoredBatch:

@@ -174,5 +174,5 @@ class EventSink:
         tables, then event aggregation's."""
         context = pipeline.context
         conns = [self.conns.stats()] if self.conns is not None else []
-        return (context.table_stats() + self.aggregator.stats()
-                + conns)
+        answers = self.packet_behaviour.answers.stats() if self.packet_behaviour else []
+        return context.table_stats() + self.aggregator.stats() + conns + answers

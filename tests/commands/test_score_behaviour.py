@@ -71,10 +71,22 @@ def test_ssh_guessing_scores_past_the_threshold_after_the_tenth_session(
 
 def test_benign_scores_are_unchanged_where_no_behaviour_key_has_evidence(
         tmp_path: Path, shared_data: Path) -> None:
+    """Only answers move (netids/detect/answered.py): a SYN-ACK or reset takes the score of
+    the packet it answers when that scored 2 nines or more, here the capture's first SYN;
+    nothing crosses the threshold."""
     capture = shared_data / "benign/zeek__bro.org.pcap"
     merged = scores(tmp_path, capture)
     header = scores(tmp_path, capture, "--no-behaviour")
-    assert merged == header
+    moved = [i for i, (m, h) in enumerate(zip(merged, header, strict=True)) if m != h]
+    assert len(moved) <= 0.01 * len(merged)
+    for i in moved:
+        answer, own = merged[i], header[i]
+        assert answer["tcp_flags"] in ("SA", "R", "RA") and answer["anomaly"] == own["anomaly"]
+        assert float(answer["nines"]) > float(own["nines"])
+        assert any(r["nines"] == answer["nines"] and float(r["nines"]) >= 2.0
+                   and (r["src"], r["dst"], r["sport"], r["dport"])
+                   == (answer["dst"], answer["src"], answer["dport"], answer["sport"])
+                   for r in header[:i])
 
 
 def test_behaviour_only_anomalies_raise_the_behaviour_event_not_a_packet_event(
