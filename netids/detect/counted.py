@@ -61,7 +61,11 @@ def as_counted(surprise: np.ndarray, mean: np.ndarray, services: np.ndarray,
 
 def conversation_inputs(names: Sequence[str]) -> np.ndarray:
     """Positions of the inputs that measure packet rates a conversation makes: its own (host
-    pair, socket) and those of its two ends (source, destination).
+    pair, socket) and those of its two ends (source, destination), and the rate of replies
+    nobody asked for reaching the destination: a TCP packet acknowledging its peer was asked
+    for, so a flood of unasked replies hitting its destination says nothing about it (the
+    dev mix's camera had 1,817 packets of its own TLS sessions flagged as a "reflection
+    flood" while amplified replies hit it).
 
     On a TCP packet that answers its peer (:func:`answering`) they measure a transfer both
     sides take part in, paced by the peer's acknowledgements at whatever speed the link gives:
@@ -76,7 +80,8 @@ def conversation_inputs(names: Sequence[str]) -> np.ndarray:
     [0, 2, 3]
     """
     return np.array([j for j, name in enumerate(names)
-                     if name.startswith(("pair_rate_", "sock_rate_", "src_rate_", "dst_rate_"))],
+                     if name.startswith(("pair_rate_", "sock_rate_", "src_rate_", "dst_rate_",
+                                         "dst_unsolicited_rate_"))],
                     np.intp)
 
 

@@ -292,14 +292,16 @@ def test_scoring_runs_on_the_detectors_threads_and_gives_the_callers_back(traine
 
 def test_a_conversations_rates_are_no_evidence_on_packets_answering_their_peer(trained):
     """A download at a speed training never saw: its pair, socket, source and destination
-    rates count neither as surprise nor as distance past the range on TCP packets that
+    rates, and its destination's rate of replies nobody asked for (a host under a reflection
+    flood), count neither as surprise nor as distance past the range on TCP packets that
     acknowledge their peer; on the others (SYNs, UDP) they still do."""
     detector, packets, feats = trained
     sub, inside = packets.take(slice(0, 512)), feats[:512]
     ans = answering(sub.tcp_flags)
     assert ans.sum() > 50 and (~ans).sum() > 50
     beyond = inside.copy()
-    for name in ("pair_rate_1s", "sock_rate_1s", "src_rate_1s", "dst_rate_10s"):
+    for name in ("pair_rate_1s", "sock_rate_1s", "src_rate_1s", "dst_rate_10s",
+                 "dst_unsolicited_rate_1s"):
         beyond[:, detector.feature_names.index(name)] = 1e6
     _, excess_inside = detector.input_errors(sub, inside)
     _, excess = detector.input_errors(sub, beyond)
