@@ -14,7 +14,7 @@ What answers: a TCP segment with RST, or with SYN and ACK, to the socket of a pa
 the other way within ``ANSWER_SECONDS``; an ICMP or ICMPv6 destination unreachable to the
 host pair of such a packet. Only packets scoring at least ``OPENER_NINES`` are remembered
 (one normal packet in a hundred): an answer to an ordinary packet keeps its own score. Two
-bounded tables (sockets, host pairs) remember them across batches.
+fixed direct-mapped memories (sockets, host pairs) keep them for the batches after.
 
 >>> from scapy.all import Ether, IP, TCP
 >>> from netids.detect.decode import decode
@@ -31,12 +31,12 @@ bounded tables (sockets, host pairs) remember them across batches.
 
 from __future__ import annotations
 
-from itertools import repeat
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from netids.detect.hashing import mix, socket_key
-from netids.detect.keytable import KeyTable, TableStats
+from netids.detect.keytable import TableStats
 from netids.detect.packets import PacketBatch
 
 ANSWER_SECONDS = 1.0  # an answer comes within this of what it answers (a LAN's or a
@@ -47,15 +47,65 @@ TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
 UNREACHABLE = {ICMP: 3, ICMP6: 1}  # destination unreachable, per ICMP version
 
 
+@dataclass
+class Recent:
+    """A fixed, direct-mapped memory of the last second's remembered packets, one slot per
+    key hash: no per-key work, so a flood of new sockets costs what a quiet network does. A
+    newer key takes a slot from an older one; ``lost`` counts those taken while the older was
+    still within ANSWER_SECONDS (an answer that may then keep its own score)."""
+
+    name: str
+    size: int = 1 << 16
+    key: np.ndarray = field(init=False)
+    ts: np.ndarray = field(init=False)
+    nines: np.ndarray = field(init=False)
+    kind: np.ndarray = field(init=False)
+    lost: int = 0
+
+    def __post_init__(self) -> None:
+        assert self.size & (self.size - 1) == 0, "a power of two"
+        self.key = np.zeros(self.size, np.uint64)
+        self.ts = np.full(self.size, -np.inf)
+        self.nines = np.zeros(self.size)
+        self.kind = np.full(self.size, -1, np.int64)
+
+    def put(self, keys: np.ndarray, ts: np.ndarray, nines: np.ndarray,
+            kinds: np.ndarray) -> None:
+        """Remember packets in time order (a later one under a key, or its slot, wins)."""
+        if len(keys) == 0:
+            return
+        slot = self._slot(keys)
+        last = np.unique(slot[::-1], return_index=True)[1]  # each slot's last packet
+        at = len(slot) - 1 - last
+        s = slot[at]
+        live = (self.key[s] != keys[at]) & (self.ts[s] >= ts[at] - ANSWER_SECONDS)
+        # keys of this batch that lost their slot to a later one, and fresh ones pushed out
+        self.lost += len(np.unique(keys)) - len(at) + int(live.sum())
+        self.key[s], self.ts[s], self.nines[s], self.kind[s] = keys[at], ts[at], nines[at], \
+            kinds[at]
+
+    def get(self, keys: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(nines, kind code) remembered under each key within ANSWER_SECONDS before its
+        ``ts``; (0, -1) where none."""
+        slot = self._slot(keys)
+        hit = (self.key[slot] == keys) & (ts - self.ts[slot] <= ANSWER_SECONDS)
+        return np.where(hit, self.nines[slot], 0.0), np.where(hit, self.kind[slot], -1)
+
+    def _slot(self, keys: np.ndarray) -> np.ndarray:
+        """A key's slot: its top bits, which the keys' last multiplication mixes best."""
+        return (keys >> np.uint64(64 - self.size.bit_length() + 1)).astype(np.int64)
+
+    def stats(self) -> TableStats:
+        return TableStats(self.name, int((self.key != 0).sum()), self.size, self.lost,
+                          evicted_as="taken while fresh")
+
+
 class Answered:
     """Raises answers to the score of the packet they answer, across batches."""
 
-    def __init__(self, capacity: int = 16_384) -> None:
-        # a remembered packet's directed socket, and its directed host pair: slots hold its
-        # nines and its kind's code
-        self.sockets, self.pairs = KeyTable(capacity), KeyTable(capacity)
-        self._nines = [np.zeros(capacity), np.zeros(capacity)]
-        self._kind = [np.full(capacity, -1, np.int64), np.full(capacity, -1, np.int64)]
+    def __init__(self, size: int = 1 << 16) -> None:
+        # a remembered packet's directed socket, and its directed host pair
+        self.memories = (Recent("answered sockets", size), Recent("answered pairs", size))
 
     def raise_answers(self, p: PacketBatch, nines: np.ndarray,
                       kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,20 +131,21 @@ class Answered:
                  socket_key(mix(dst, src), p.proto, p.dport, p.sport), tcp_answer, ported),
                 (mix(src, dst), mix(dst, src), icmp_answer, remembered))
         own = out.copy()  # what answers take: a packet's own score, not one it inherited
-        for t, (mine, theirs, answers, keep) in enumerate(keys):
+        for memory, (mine, theirs, answers, keep) in zip(self.memories, keys, strict=True):
             rows = np.flatnonzero(answers)
             if len(rows):
-                nines_to, kind_to = self._answered(t, rows, theirs[rows], mine, keep, p.ts,
-                                                   own, kinds)
+                nines_to, kind_to = self._answered(memory, rows, theirs[rows], mine, keep,
+                                                   p.ts, own, kinds)
                 up = nines_to > out[rows]
                 out[rows[up]], answered[rows[up]] = nines_to[up], kind_to[up]
-            self._remember(t, mine[keep], p.ts[keep], own[keep], kinds[keep])
+            memory.put(mine[keep], p.ts[keep], own[keep], kinds[keep])
         return out, answered
 
     def stats(self) -> list[TableStats]:
-        return [self.sockets.stats("answered sockets"), self.pairs.stats("answered pairs")]
+        return [memory.stats() for memory in self.memories]
 
-    def _answered(self, t: int, rows: np.ndarray, wanted: np.ndarray, mine: np.ndarray,
+    @staticmethod
+    def _answered(memory: Recent, rows: np.ndarray, wanted: np.ndarray, mine: np.ndarray,
                   keep: np.ndarray, ts: np.ndarray, nines: np.ndarray,
                   kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(nines, kind code) of what answers ``rows`` answer (their answered keys
@@ -107,26 +158,9 @@ class Answered:
         nines_to = np.where(fresh, nines[found], 0.0)
         kind_to = np.where(fresh, kinds[found], -1)
         earlier = np.flatnonzero(last < 0)
-        table = (self.sockets, self.pairs)[t]
         if len(earlier):
-            slots = np.fromiter(map(table.slot_of.get, wanted[earlier].tolist(),
-                                    repeat(-1)), np.int64, len(earlier))
-            ok = (slots >= 0) & (ts[rows[earlier]] - table.last_seen[np.maximum(slots, 0)]
-                                 <= ANSWER_SECONDS)
-            nines_to[earlier[ok]] = self._nines[t][slots[ok]]
-            kind_to[earlier[ok]] = self._kind[t][slots[ok]]
+            nines_to[earlier], kind_to[earlier] = memory.get(wanted[earlier], ts[rows[earlier]])
         return nines_to, kind_to
-
-    def _remember(self, t: int, keys: np.ndarray, ts: np.ndarray, nines: np.ndarray,
-                  kinds: np.ndarray) -> None:
-        table = (self.sockets, self.pairs)[t]
-        step = table.capacity // 2  # the most keys one lookup takes
-        for at in range(0, len(keys), step):
-            sl = slice(at, at + step)
-            slots, _ = table.lookup(keys[sl], ts[sl])
-            # the last packet under a key speaks for it (assignment keeps the last)
-            self._nines[t][slots] = nines[sl]
-            self._kind[t][slots] = kinds[sl]
 
 
 def _last_before(keys: np.ndarray, at: np.ndarray, wanted: np.ndarray,

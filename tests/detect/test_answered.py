@@ -85,15 +85,21 @@ def test_an_icmp_port_unreachable_takes_the_score_of_the_udp_probe() -> None:
     assert nines.tolist() == [5.0, 5.0, 1.0] and kind.tolist() == [NONE, 2, NONE]
 
 
-def test_its_tables_stay_bounded_under_a_flood_of_probes() -> None:
-    answered = Answered(capacity=64)
+def test_its_memory_is_fixed_under_a_flood_of_probes() -> None:
+    """A thousand new sockets in 64 slots: the memory keeps its size, counts what it lost
+    while fresh, and the newest probe is still answered."""
+    answered = Answered(size=64)
     for b in range(10):
         ports = range(1000 + 100 * b, 1100 + 100 * b)
-        answered.raise_answers(batch([probe(s) for s in ports], [float(b)] * 100),
+        answered.raise_answers(batch([probe(s) for s in ports], [b * 0.1] * 100),
                                np.full(100, 9.0), kinds(100))
-    assert len(answered.sockets) <= 64 and len(answered.pairs) == 1
-    stats = {s.name: s for s in answered.stats()}
-    assert stats["answered sockets"].evicted > 0
+    sockets, pairs = answered.stats()
+    assert (sockets.name, sockets.capacity, pairs.size) == ("answered sockets", 64, 1)
+    assert sockets.size <= 64 and sockets.evicted > 900
+    assert all(len(a) == 64 for m in answered.memories for a in (m.key, m.ts, m.nines))
+    nines, _ = answered.raise_answers(batch([reset(23, 1999)], [1.0]), np.array([0.1]),
+                                      kinds(1))
+    assert nines.tolist() == [9.0]
 
 
 def test_a_udp_scans_unreachables_join_the_scanners_event(shared_data: Path,
