@@ -70,8 +70,8 @@ def score_nines(scores: np.ndarray) -> np.ndarray:
 
 
 class PacketBehaviour:
-    """Merges the behaviour evidence into scored batches, counting what it flagged; answers
-    take the score of what they answer first (:mod:`netids.detect.answered`)."""
+    """Merges the behaviour evidence into scored batches, counting what it flagged; then
+    answers take the score of what they answer (:mod:`netids.detect.answered`)."""
 
     def __init__(self, evidence: BehaviourEvidence) -> None:
         self.evidence = evidence
@@ -79,7 +79,6 @@ class PacketBehaviour:
         self._kind_codes: dict[tuple[str, bool], int] = {}  # (kind, by behaviour alone)
         self.flagged = 0  # packets anomalous through behaviour alone
         self.raised = 0  # packets whose score behaviour raised
-        self.answered = 0  # answers raised to what they answer
 
     def rescore(self, scored: ScoredBatch,
                 nines: np.ndarray | None = None) -> tuple[ScoredBatch, np.ndarray | None]:
@@ -108,7 +107,6 @@ class PacketBehaviour:
         up = raised > nines
         if not up.any():
             return scored, None
-        self.answered += int(up.sum())
         scores = np.where(up, scores_of(raised), scored.scores)
         new = up & (scores >= scored.threshold) & ~scored.anomalous
         named = list(self._kind_codes)
