@@ -46,7 +46,7 @@ from netids.store.tables import ModelVersion
 from netids.store.writer import EventStore
 from netids.training.checkpoint import CheckpointError, load_detector, read_metadata
 from netids.training.in_place import Learner, LearningState, needs_learning
-from netids.training.kept import AdapterMemory, model_digest, remembered_active, trained_here
+from netids.training.kept import SessionMemory, model_digest, remembered_active, trained_here
 from netids.training.quality import Concern, Limits, concerns
 from netids.training.retrain import TrafficCollector, TrainingError, TrainingState
 from netids.training.runs import TrainingRuns
@@ -330,19 +330,19 @@ class Controller(TrainingRuns):
         pipeline = Pipeline(self.detector, threshold=threshold,
                             adapt=self.settings.adapt_threshold,
                             warmup=isinstance(source, LiveSource))  # a sensor starting up
-        memory = AdapterMemory(self.settings.models_dir, self._digest) \
+        memory = SessionMemory(self.settings.models_dir, self._digest) \
             if isinstance(source, LiveSource) else None  # a file may be of another network
-        if memory is not None:
-            memory.restore(pipeline.adapter)
         self.live = LiveState(running=True, source=label, threshold=threshold,
                               events=self.live.events, message=f"monitoring {label}",
                               rate_mark=(time.monotonic(), 0))
         self._sink = EventSink(self.store, eve=self.eve, conns=ConnFeed(ConnConfig(
             seed=secrets.randbits(63))))  # behaviour scores packets, database or not
+        if memory is not None:  # what this network taught the adapter and the detectors
+            memory.restore(pipeline.adapter, self._sink)
         self._task = asyncio.create_task(self._run(source, pipeline, self._sink, memory))
 
     async def _run(self, source: LiveSource | FileSource, pipeline: Pipeline,
-                   sink: EventSink, memory: AdapterMemory | None) -> None:
+                   sink: EventSink, memory: SessionMemory | None) -> None:
         loop, live, c = asyncio.get_running_loop(), self.live, self.settings.capture
         shedder = LoadShedder(SheddingConfig.for_backlog(c.shed_load, c.shed_backlog,
                                                          c.min_scored_share))

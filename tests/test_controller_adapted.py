@@ -18,7 +18,7 @@ from netids.controller import Controller
 from netids.detect.adaptive import AdapterState
 from netids.detect.pipeline import Pipeline
 from netids.training.checkpoint import load_detector, save
-from netids.training.kept import AdapterMemory, load_adapter, model_digest
+from netids.training.kept import SessionMemory, load_adapter, model_digest
 from tests.support import SAMPLE, until
 
 PORT = 47391  # the test's own UDP port on loopback
@@ -56,7 +56,7 @@ async def test_a_restart_continues_from_the_kept_state_and_a_new_model_starts_fr
         tmp_path: Path, trained_model: Path, dev_mix_state: AdapterState) -> None:
     models = tmp_path / "models"
     models.mkdir()
-    AdapterMemory(models, model_digest(trained_model)).keep(_adapter(dev_mix_state))
+    SessionMemory(models, model_digest(trained_model)).keep(_adapter(dev_mix_state))
     c = app(tmp_path, trained_model)
     try:
         await live_packets(c)
@@ -85,7 +85,7 @@ async def test_a_capture_file_is_judged_without_the_kept_state(
         tmp_path: Path, trained_model: Path, dev_mix_state: AdapterState) -> None:
     models = tmp_path / "models"
     models.mkdir()
-    AdapterMemory(models, model_digest(trained_model)).keep(_adapter(dev_mix_state))
+    SessionMemory(models, model_digest(trained_model)).keep(_adapter(dev_mix_state))
     c = app(tmp_path, trained_model)
     try:
         await c.start_file(SAMPLE)  # a recording may come from any network

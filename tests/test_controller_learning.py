@@ -1,7 +1,8 @@
 """Learning the network in place through the controller, on live captures of a veth the test
 makes (a Modbus network's traffic replayed into it) or of loopback: training by the clock on a
 quiet network, *Train now*, activation without review when nothing looks wrong, stopping the
-capture while learning, and a learned model remembered with no database at all."""
+capture while learning, and a learned model remembered with no database at all, with what
+the behaviour detectors learned."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from netids.config import LearnSettings, Settings
 from netids.controller import Controller
+from netids.training.kept import model_digest
 from netids.training.quality import Limits
 from tests.support import Veth, until, veth_pair
 
@@ -95,11 +97,16 @@ async def test_train_now_trains_early_and_without_a_database_the_models_folder_r
         replay.wait(60)
     finally:
         await c.close()
+    kept = c.settings.models_dir / "learned" / f"{model_digest(learned)}.json"
+    assert kept.is_file() and kept.stat().st_mode & 0o777 == 0o600
     again = controller(tmp_path, trained_model, 600.0, db=False)  # the next start, no database
     try:
         assert again.live.message == f"model {learned.name} active"
         await again.start_live("lo", "udp port 9")
         assert again.learning.phase == "off"  # learned once, not learned again
+        # and the behaviour detectors start from what it was learned from, not from nothing
+        detectors = again._sink.behaviour.detectors
+        assert detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
     finally:
         await again.close()
 

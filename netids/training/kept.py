@@ -8,6 +8,11 @@
 - **The threshold adapter's state** (:class:`~netids.detect.adaptive.AdapterState`), in
   ``adapted/DIGEST.npz``, keyed by the active checkpoint's SHA-256: the calibration keeps
   following this network across restarts, and a new or retrained model starts fresh.
+- **What a model learned in place was learned from, for the behaviour and DNS detectors**:
+  the connection records and DNS messages of the traffic learning kept, in
+  ``learned/DIGEST.json`` (owner-only, like every file here), keyed by the learned model's
+  SHA-256: while that model is active, every live start teaches the detectors this
+  network's normal again (long-held services, busy servers, domains of many names).
 
 Writing is best effort: a read-only or full folder is logged, never raised, since the app
 runs on without either file.
@@ -16,21 +21,26 @@ runs on without either file.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from netids.detect.adaptive import AdapterState, ThresholdAdapter
+from netids.detect.conn_records import ConnRecord
+from netids.detect.dns import DnsRecord
 from netids.training.checkpoint import CheckpointError, read_metadata
 
 log = logging.getLogger(__name__)
 
 ACTIVE_FILE = "active-model.txt"  # the active checkpoint's file name, in the models folder
 ADAPTED_DIR = "adapted"  # the adapter states, one file per model digest
+LEARNED_DIR = "learned"  # what learned models were learned from, one file per model digest
 
 
 def model_digest(path: Path) -> str:
@@ -74,23 +84,68 @@ def trained_here(models_dir: Path, shipped: Path) -> list[dict]:
 
 
 @dataclass(frozen=True, slots=True)
-class AdapterMemory:
-    """Where one live session's threshold adapter is restored from and kept: the state of
-    the model with ``digest`` in ``models_dir``."""
+class SessionMemory:
+    """Where one live session's threshold adapter and behaviour detectors are restored from,
+    and the adapter kept: what is kept for the model with ``digest`` in ``models_dir``."""
 
     models_dir: Path
     digest: str
 
-    def restore(self, adapter: ThresholdAdapter | None) -> None:
-        """Continue from the state kept for this model, if any (before the first batch)."""
+    def restore(self, adapter: ThresholdAdapter | None, sink: Learning | None = None) -> None:
+        """Continue from the state kept for this model, if any, and teach ``sink``'s
+        detectors what the model was learned from (before the first batch)."""
         state = load_adapter(self.models_dir, self.digest) if adapter is not None else None
         if adapter is not None and state is not None:
             adapter.restore(state)
+        learned = load_learned(self.models_dir, self.digest) if sink is not None else None
+        if sink is not None and learned is not None:
+            sink.learn_behaviour(learned[0])
+            sink.learn_dns(learned[1])
 
     def keep(self, adapter: ThresholdAdapter | None) -> None:
         """Keep the adapter's state for the next start, once it has learned anything."""
         if adapter is not None and (adapter.learned or adapter.scale > 1.0):
             save_adapter(self.models_dir, self.digest, adapter.state())
+
+
+class Learning(Protocol):
+    """What learns a network's normal: the event sink's behaviour and DNS detectors."""
+
+    def learn_behaviour(self, records: list[ConnRecord]) -> None: ...
+
+    def learn_dns(self, records: list[DnsRecord]) -> None: ...
+
+
+def save_learned(models_dir: Path, digest: str, connections: list[ConnRecord],
+                 dns: list[DnsRecord]) -> None:
+    """Keep what the model with ``digest`` was learned from, for its next starts."""
+    path = models_dir / LEARNED_DIR / f"{digest}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("learned normal not kept: %s: %s", path.parent, exc.strerror)
+        return
+    _write(path, json.dumps({"connections": [asdict(r) for r in connections],
+                             "dns": [asdict(r) for r in dns]}).encode())
+
+
+def load_learned(models_dir: Path,
+                 digest: str) -> tuple[list[ConnRecord], list[DnsRecord]] | None:
+    """(connection records, DNS messages) kept for the model with ``digest``; None when none
+    were kept or the file is unreadable (the detectors then start from their defaults)."""
+    path = models_dir / LEARNED_DIR / f"{digest}.json"
+    if not path.is_file():
+        return None
+    try:
+        kept = json.loads(path.read_bytes())
+        connections = [ConnRecord(**{**r, "orig_sizes": tuple(r["orig_sizes"]),
+                                     "resp_sizes": tuple(r["resp_sizes"])})
+                       for r in kept["connections"]]
+        dns = [DnsRecord(**r) for r in kept["dns"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("learned normal not restored: %s is unreadable (%s)", path, exc)
+        return None
+    return connections, dns
 
 
 def save_adapter(models_dir: Path, digest: str, state: AdapterState) -> None:

@@ -22,7 +22,7 @@ from netids.detect.packets import PacketBatch
 from netids.training.background import train_in_process
 from netids.training.checkpoint import CheckpointError
 from netids.training.in_place import LearnConfig, Learner, LearningState
-from netids.training.kept import remember_active
+from netids.training.kept import remember_active, save_learned
 from netids.training.quality import concerns
 from netids.training.retrain import TrainingCancelled, TrainingError, TrainingState
 from netids.training.train import TrainConfig
@@ -133,11 +133,13 @@ class TrainingRuns:
         if ok and self.training.phase == "done" and self._sink is not None and data is not None:
             loop = asyncio.get_running_loop()
             records = await loop.run_in_executor(None, connection_records, data[0])
+            dns = learner.dns_records() if learner is not None else []
             # on the pipeline's one thread, between batches: the detectors are not shared
             await loop.run_in_executor(self._pool, self._sink.learn_behaviour, records)
-            if learner is not None:
-                await loop.run_in_executor(self._pool, self._sink.learn_dns,
-                                           learner.dns_records())
+            await loop.run_in_executor(self._pool, self._sink.learn_dns, dns)
+            # and at every start while this model is active (netids.training.kept)
+            await loop.run_in_executor(None, save_learned, self.settings.models_dir,
+                                       self._digest, records, dns)
         self._learned(self.training.phase if ok else "failed")
         return ok
 
