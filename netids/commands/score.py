@@ -40,7 +40,7 @@ from netids.detect.keytable import TableStats
 from netids.detect.packet_behaviour import StreamBehaviour
 from netids.detect.packets import PacketBatch
 from netids.detect.pipeline import Pipeline
-from netids.detect.score_csv import HEADER, format_rows
+from netids.detect.score_csv import HEADER, format_rows, rewrite_rows
 from netids.detect.scored import ScoredBatch, Verdicts
 from netids.detect.tracking import ConnFeed
 from netids.parallel.allocator import keep_freed_memory
@@ -268,8 +268,9 @@ def score_file(capture: Path, out: TextIO, pipeline: Pipeline,
         if rescore:  # behaviour raises scores: its rows are written anew
             scored, nines = rescore(scored, verdicts.nines)
             if nines is not None:
-                text = format_rows(frames.first_index, packets, Verdicts(
-                    scored.scores, scored.anomalous, scored.kinds, scored.explanations, nines))
+                text = rewrite_rows(text, frames.first_index, packets, Verdicts(
+                    scored.scores, scored.anomalous, scored.kinds, scored.explanations, nines),
+                    nines != verdicts.nines)
         out.write(text)
         if sink:
             sink.add(scored)

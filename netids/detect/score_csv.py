@@ -33,9 +33,11 @@ MAX_SECONDS = 9e12  # microseconds of larger timestamps overflow int64 (year 287
 _MILLI = np.array([f"{i // 1000}.{i % 1000:03d}" for i in range(1001)], dtype=object)  # "0.000"..
 
 
-def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts) -> str:
+def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts,
+                index: np.ndarray | None = None) -> str:
     """CSV text of a judged batch (no header), one line per packet; ``first_index`` is the
-    file position of its first packet.
+    file position of its first packet (``index``: each packet's, when they are not
+    consecutive).
 
     >>> from netids.detect.decode import decode
     >>> from netids.detect.frames import FrameBatch
@@ -54,7 +56,8 @@ def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts) -> s
     kind[anomalies] = [_csv_text(k, quoted) for k in verdicts.kinds]
     explanation[anomalies] = [_csv_text(e, quoted) for e in verdicts.explanations]
     cols = [
-        np.array(list(map(str, range(first_index, first_index + n))), dtype=object),
+        np.array(list(map(str, range(first_index, first_index + n) if index is None
+                          else index.tolist())), dtype=object),
         _seconds(p.ts),
         _fraction(verdicts.scores),
         _hundredths(verdicts.nines),
@@ -71,6 +74,37 @@ def format_rows(first_index: int, packets: PacketBatch, verdicts: Verdicts) -> s
         kind, explanation,
     ]
     return "\n".join(map(",".join, zip(*(c.tolist() for c in cols), strict=True))) + "\n"
+
+
+def rewrite_rows(text: str, first_index: int, packets: PacketBatch, verdicts: Verdicts,
+                 changed: np.ndarray) -> str:
+    """``text`` (:func:`format_rows` of the batch) with the rows ``changed`` (bool [n])
+    written anew from ``verdicts``: a batch whose behaviour or answers raised a few scores
+    is not formatted twice.
+
+    >>> from netids.detect.decode import decode
+    >>> from netids.detect.frames import FrameBatch
+    >>> p = decode(FrameBatch.from_frames([b"\\x00" * 14] * 2, [1.0, 2.0]))
+    >>> v = Verdicts(np.array([0.5, 0.5]), np.array([False, False]), [], [], np.array([0.3, 0.3]))
+    >>> w = Verdicts(np.array([0.5, 0.999]), np.array([False, True]), ["scan"], ["why"],
+    ...              np.array([0.3, 3.0]))
+    >>> rewrite_rows(format_rows(7, p, v), 7, p, w, np.array([False, True])) == format_rows(7, p, w)
+    True
+    """
+    rows = np.flatnonzero(changed)
+    if len(rows) == 0:
+        return text
+    kinds = np.full(len(verdicts), "", dtype=object)
+    texts = np.full(len(verdicts), "", dtype=object)
+    kinds[verdicts.anomalous], texts[verdicts.anomalous] = verdicts.kinds, verdicts.explanations
+    flagged = verdicts.anomalous[rows]
+    sub = Verdicts(verdicts.scores[rows], flagged, kinds[rows][flagged].tolist(),
+                   texts[rows][flagged].tolist(), verdicts.nines[rows])
+    lines = text.split("\n")
+    new = format_rows(first_index, packets.take(rows), sub, first_index + rows).split("\n")
+    for row, line in zip(rows.tolist(), new, strict=False):
+        lines[row] = line
+    return "\n".join(lines)
 
 
 def _integers(values: np.ndarray) -> np.ndarray:
