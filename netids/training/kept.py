@@ -119,14 +119,9 @@ class Learning(Protocol):
 def save_learned(models_dir: Path, digest: str, connections: list[ConnRecord],
                  dns: list[DnsRecord]) -> None:
     """Keep what the model with ``digest`` was learned from, for its next starts."""
-    path = models_dir / LEARNED_DIR / f"{digest}.json"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        log.warning("learned normal not kept: %s: %s", path.parent, exc.strerror)
-        return
-    _write(path, json.dumps({"connections": [asdict(r) for r in connections],
-                             "dns": [asdict(r) for r in dns]}).encode())
+    _keep(models_dir / LEARNED_DIR / f"{digest}.json", "learned normal",
+          json.dumps({"connections": [asdict(r) for r in connections],
+                      "dns": [asdict(r) for r in dns]}).encode())
 
 
 def load_learned(models_dir: Path,
@@ -152,17 +147,11 @@ def save_adapter(models_dir: Path, digest: str, state: AdapterState) -> None:
     """Keep an adapter's state for the model with ``digest``."""
     lengths = np.array([len(s) for s in state.samples], np.int64)
     values = np.concatenate(state.samples) if state.samples else np.zeros(0)
-    path = models_dir / ADAPTED_DIR / f"{digest}.npz"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        log.warning("threshold adaptation not kept: %s: %s", path.parent, exc.strerror)
-        return
     with tempfile.TemporaryFile() as buffer:
         np.savez(buffer, scale=np.float64(state.scale), learned=np.int64(state.learned),
                  lengths=lengths, values=values.astype(np.float64))
         buffer.seek(0)
-        _write(path, buffer.read())
+        _keep(models_dir / ADAPTED_DIR / f"{digest}.npz", "threshold adaptation", buffer.read())
 
 
 def load_adapter(models_dir: Path, digest: str) -> AdapterState | None:
@@ -183,6 +172,17 @@ def load_adapter(models_dir: Path, digest: str) -> AdapterState | None:
         return None
     samples = np.split(values, np.cumsum(lengths)[:-1]) if len(lengths) else []
     return AdapterState(scale, learned, tuple(samples))
+
+
+def _keep(path: Path, what: str, data: bytes) -> None:
+    """Write ``data`` to ``path``, making its folder; a folder that cannot be made is logged
+    as ``what`` not kept."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("%s not kept: %s: %s", what, path.parent, exc.strerror)
+        return
+    _write(path, data)
 
 
 def _write(path: Path, data: bytes) -> None:
