@@ -32,7 +32,7 @@ from netids.commands import (
 )
 from netids.commands.progress import TerminalBar
 from netids.commands.score_conn import ConnLog
-from netids.commands.score_learn import learn_first
+from netids.commands.score_learn import learn_first, teach
 from netids.config import Settings
 from netids.detect.connections import ConnConfig
 from netids.detect.frames import FrameBatch
@@ -46,7 +46,6 @@ from netids.detect.tracking import ConnFeed
 from netids.parallel.allocator import keep_freed_memory
 from netids.parallel.workers import OrderedPool, WorkerError, can_fork
 from netids.training.checkpoint import CheckpointError, load_detector
-from netids.training.learn import LearnedStart
 from netids.training.train import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         db = bool(getattr(args, "db", None))
         sink = _EventSink.open(settings, db) if db or settings.eve.path else None
         stream, rescore = _behaviour(args, sink)
-        _teach(learned, sink, stream)
+        teach(learned, sink.sink if sink else None, stream)
         conns = _conn_log(conn_path, sink)
         try:
             with _open_out(args.out) as out:
@@ -158,25 +157,6 @@ def _behaviour(args: argparse.Namespace,
         return None, sink.sink.rescore
     stream = StreamBehaviour()
     return stream, stream.rescore
-
-
-def _teach(learned: LearnedStart | None, sink: _EventSink | None,
-           stream: StreamBehaviour | None) -> None:
-    """With ``--learn``: the behaviour and DNS detectors learn this network's normal from the
-    learning part too (long-held services, busy servers, domains of many names), as the
-    model did, and say so."""
-    if learned is None or (sink is None and stream is None):
-        return
-    if sink is not None:
-        sink.sink.learn_behaviour(learned.connections)
-        sink.sink.learn_dns(learned.dns)
-        dns = f" and {len(learned.dns):,} DNS messages"
-    else:
-        assert stream is not None
-        stream.detectors.learn(learned.connections)
-        dns = ""  # no DNS detectors without events to store
-    sys.stderr.write(f"the behaviour detectors learned this network's normal from the learning "
-                     f"part's {len(learned.connections):,} connections{dns}\n")
 
 
 def _conn_log(path: Path | None, sink: _EventSink | None) -> ConnLog | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
 
 from netids.capture.pcapfile import CaptureFileError
 from netids.commands import CommandError
@@ -19,6 +20,10 @@ from netids.config import Settings
 from netids.training.checkpoint import save
 from netids.training.learn import LearnedStart, learn_start, settle_note
 from netids.training.train import TrainConfig, TrainingError
+
+if TYPE_CHECKING:  # the store is imported only with --db or an EVE file
+    from netids.detect.packet_behaviour import StreamBehaviour
+    from netids.store.sink import EventSink
 
 
 def learn_first(args: argparse.Namespace, settings: Settings) -> LearnedStart | None:
@@ -57,6 +62,26 @@ def learn_first(args: argparse.Namespace, settings: Settings) -> LearnedStart | 
          f"{report.seconds:.0f} s; the model's threshold is {report.checkpoint.threshold:g}"
          f"{saved}")
     return learned
+
+
+def teach(learned: LearnedStart | None, sink: EventSink | None,
+          stream: StreamBehaviour | None) -> None:
+    """With ``--learn``: the behaviour and DNS detectors learn this network's normal from the
+    learning part too (long-held services, busy servers, domains of many names), as the
+    model did, and say so. ``sink``: the event sink, when events are stored; ``stream``: the
+    behaviour merged into scores without one."""
+    if learned is None or (sink is None and stream is None):
+        return
+    if sink is not None:
+        sink.learn_behaviour(learned.connections)
+        sink.learn_dns(learned.dns)
+        dns = f" and {len(learned.dns):,} DNS messages"
+    else:
+        assert stream is not None
+        stream.detectors.learn(learned.connections)
+        dns = ""  # no DNS detectors without events to store
+    _say(f"the behaviour detectors learned this network's normal from the learning part's "
+         f"{len(learned.connections):,} connections{dns}")
 
 
 def _epoch_line(epoch: int, train_loss: float, val_loss: float) -> None:
