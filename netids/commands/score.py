@@ -183,10 +183,7 @@ def _finish(sink: _EventSink | None, conns: ConnLog | None) -> tuple[list[TableS
         summary = conns.close() if conns else ""
     finally:
         if sink:
-            tables = sink.sink.aggregator.stats()  # before close() ends every event
-            tables += [sink.sink.conns.stats()] if sink.sink.conns and not conns else []
-            answers = sink.sink.packet_behaviour
-            tables += answers.answers.stats() if answers is not None else []
+            tables = sink.sink.own_tables(connections=not conns)  # before close() ends events
             summary += sink.summary()
             sink.close()
     return tables, summary

@@ -127,9 +127,10 @@ class Answered:
             icmp_answer |= (p.proto == proto) & (p.icmp_type == kind)
         remembered = (p.ip_version > 0) & (out >= OPENER_NINES)
         ported = remembered & (tcp | (p.proto == UDP)) & (p.sport >= 0)
-        keys = ((socket_key(mix(src, dst), p.proto, p.sport, p.dport),
-                 socket_key(mix(dst, src), p.proto, p.dport, p.sport), tcp_answer, ported),
-                (mix(src, dst), mix(dst, src), icmp_answer, remembered))
+        pair, back = mix(src, dst), mix(dst, src)  # each direction's host pair
+        keys = ((socket_key(pair, p.proto, p.sport, p.dport),
+                 socket_key(back, p.proto, p.dport, p.sport), tcp_answer, ported),
+                (pair, back, icmp_answer, remembered))
         own = out.copy()  # what answers take: a packet's own score, not one it inherited
         for memory, (mine, theirs, answers, keep) in zip(self.memories, keys, strict=True):
             rows = np.flatnonzero(answers)

@@ -171,8 +171,13 @@ class EventSink:
 
     def tables(self, pipeline: Pipeline) -> list[TableStats]:
         """Size and evictions of every bounded table of the stream: ``pipeline``'s context
-        tables, then event aggregation's."""
-        context = pipeline.context
-        conns = [self.conns.stats()] if self.conns is not None else []
+        tables, then the sink's own (:meth:`own_tables`)."""
+        return pipeline.context.table_stats() + self.own_tables()
+
+    def own_tables(self, connections: bool = True) -> list[TableStats]:
+        """Size and evictions of the sink's own bounded tables: event aggregation's, the
+        connection tracker's (unless ``connections`` is False: a connection log tells it)
+        and the answers' memories."""
+        conns = [self.conns.stats()] if connections and self.conns is not None else []
         answers = self.packet_behaviour.answers.stats() if self.packet_behaviour else []
-        return context.table_stats() + self.aggregator.stats() + conns + answers
+        return self.aggregator.stats() + conns + answers
