@@ -62,10 +62,9 @@ class Controller(TrainingRuns):
         self.settings, self.quality = settings, quality or Limits()
         self.live = LiveState()
         self.detector: Detector | None = None
-        self.model_error = ""
+        self.model_error = self.db_error = ""
         self.store: EventStore | None = None
         self.engine: Engine | None = None
-        self.db_error = ""
         self.eve: EveLog | None = None  # --eve: stored events as EVE lines too
         self.training = TrainingState()
         self._collector: TrafficCollector | None = None
@@ -260,7 +259,8 @@ class Controller(TrainingRuns):
         data = collector.data()
         if data is None:
             return self._training_failed("no traffic was captured for training")
-        return await self._train(data, name, config, state.source, "training page")
+        return await self._train(data, collector.dns_records(), name, config, state.source,
+                                 "training page")
 
     def cancel_training(self) -> None:
         self._cancel.set()
@@ -285,6 +285,7 @@ class Controller(TrainingRuns):
         if not self.load_model(Path(versions[name].path)):
             return False
         await asyncio.get_running_loop().run_in_executor(None, self.registry.activate, name)
+        await self._teach_capture()
         return True
 
     async def accept_trained(self) -> bool:
@@ -294,7 +295,7 @@ class Controller(TrainingRuns):
             return False
         path = self.settings.models_dir / f"{state.model}.pt"
         if not (await self.activate_model(state.model) if self.engine is not None
-                else self._activate_trained(path)):
+                else await self._activate_trained(path)):
             return False
         state.phase, state.generation = "done", state.generation + 1
         if self.learning.phase == "review":

@@ -2,7 +2,8 @@
 makes (a Modbus network's traffic replayed into it) or of loopback: training by the clock on a
 quiet network, *Train now*, activation without review when nothing looks wrong, stopping the
 capture while learning, and a learned model remembered with no database at all, with what
-the behaviour detectors learned."""
+the behaviour detectors learned; a model held for review, or trained on the training page,
+teaches them too once it is active."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from netids.config import LearnSettings, Settings
 from netids.controller import Controller
 from netids.training.kept import model_digest
 from netids.training.quality import Limits
+from netids.training.train import TrainConfig
 from tests.support import Veth, until, veth_pair
 
 MODBUS = "benign/zeek__modbusBig.pcap"  # 13,622 packets over 58 s, Modbus/TCP polling
 # nothing asks for review: the activation path a model with no concerns takes
 TRUSTING = Limits(min_packets=0, min_seconds=0.0, min_hosts=0, max_protocol_share=math.inf,
                   max_val_loss=math.inf, max_val_over_train=math.inf, min_tail_packets=0.0)
+DOUBTING = replace(TRUSTING, min_packets=10**9)  # every model is held for a person's review
 
 
 @pytest.fixture
@@ -137,5 +140,47 @@ async def test_stopping_the_capture_ends_learning_and_the_next_capture_starts_ov
         await c.start_live("lo", "udp port 9")
         assert c.learning is not first and c.learning.phase == "learning"
         assert c.learning.packets == 0 and c.learning.started > first.started
+    finally:
+        await c.close()
+
+
+async def test_a_learned_model_held_for_review_teaches_the_detectors_once_accepted(
+        veth: Veth, tmp_path: Path, trained_model: Path, shared_data: Path) -> None:
+    c = controller(tmp_path, trained_model, 600.0, quality=DOUBTING)
+    try:
+        await c.start_live(veth.host_end, "tcp")
+        replay = veth.replay(shared_data / MODBUS, 4)
+        await until(c.can_train_learned, 60, "enough packets kept to train now")
+        assert c.train_learned_now()
+        await until(lambda: c.learning.phase in ("done", "review", "failed"), 240, "training")
+        assert c.learning.phase == "review", (c.learning.phase, c.training.error)
+        detectors = c._sink.behaviour.detectors
+        assert not detectors.scans.learned  # held back: the shipped model's defaults still
+        assert await c.accept_trained()
+        assert c.learning.phase == "done"
+        assert detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
+        replay.wait(60)
+    finally:
+        await c.close()
+
+
+async def test_a_model_trained_on_the_training_page_teaches_the_detectors_of_later_captures(
+        veth: Veth, tmp_path: Path, trained_model: Path, shared_data: Path) -> None:
+    c = controller(tmp_path, trained_model, 600.0, quality=TRUSTING)
+    try:
+        await c.start_training_capture(veth.host_end, "tcp")
+        replay = veth.replay(shared_data / MODBUS, 4)
+        await until(lambda: c.training.packets >= 8000, 60, "enough packets to train on")
+        replay.wait(60)
+        assert await c.stop_and_train("page-1", TrainConfig(epochs=1, max_train_windows=400))
+        assert c.training.phase == "done", (c.training.phase, c.training.error)
+        trained = c.settings.models_dir / "page-1.pt"
+        assert (c.settings.models_dir / "learned" / f"{model_digest(trained)}.json").is_file()
+        await c.start_live("lo", "udp port 9")
+        detectors = c._sink.behaviour.detectors
+        assert detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
+        assert await c.activate_model("default")  # rolled back: the shipped model taught nothing
+        await c.start_live("lo", "udp port 9")
+        assert not c._sink.behaviour.detectors.scans.learned
     finally:
         await c.close()

@@ -8,11 +8,12 @@
 - **The threshold adapter's state** (:class:`~netids.detect.adaptive.AdapterState`), in
   ``adapted/DIGEST.npz``, keyed by the active checkpoint's SHA-256: the calibration keeps
   following this network across restarts, and a new or retrained model starts fresh.
-- **What a model learned in place was learned from, for the behaviour and DNS detectors**:
-  the connection records and DNS messages of the traffic learning kept, in
-  ``learned/DIGEST.json`` (owner-only, like every file here), keyed by the learned model's
-  SHA-256: while that model is active, every live start teaches the detectors this
-  network's normal again (long-held services, busy servers, domains of many names).
+- **What a model trained here was trained on, for the behaviour and DNS detectors**: the
+  connection records and DNS messages of the traffic learning in place or the training page
+  kept, in ``learned/DIGEST.json`` (owner-only, like every file here), keyed by the model's
+  SHA-256: whenever that model is made active (at once, after review, or rolled back to),
+  and at every live start while it is, the detectors learn this network's normal again
+  (long-held services, busy servers, domains of many names).
 
 Writing is best effort: a read-only or full folder is logged, never raised, since the app
 runs on without either file.
@@ -33,7 +34,9 @@ import numpy as np
 
 from netids.detect.adaptive import AdapterState, ThresholdAdapter
 from netids.detect.conn_records import ConnRecord
+from netids.detect.connections import connection_records
 from netids.detect.dns import DnsRecord
+from netids.detect.packets import PacketBatch
 from netids.training.checkpoint import CheckpointError, read_metadata
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,13 @@ def save_learned(models_dir: Path, digest: str, connections: list[ConnRecord],
     _keep(models_dir / LEARNED_DIR / f"{digest}.json", "learned normal",
           json.dumps({"connections": [asdict(r) for r in connections],
                       "dns": [asdict(r) for r in dns]}).encode())
+
+
+def keep_learned(models_dir: Path, model: Path, packets: PacketBatch,
+                 dns: list[DnsRecord]) -> None:
+    """Keep what the checkpoint ``model`` was trained on for the behaviour and DNS detectors:
+    the connection records of ``packets``, and ``dns``, the DNS messages among them."""
+    save_learned(models_dir, model_digest(model), connection_records(packets), dns)
 
 
 def load_learned(models_dir: Path,

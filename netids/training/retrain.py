@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from netids.detect.dns import DnsRecord
 from netids.detect.packets import PacketBatch
 from netids.detect.scored import ScoredBatch
 from netids.training.quality import Concern
@@ -44,13 +45,15 @@ class TrainingState:
 
 
 class TrafficCollector:
-    """Keeps the packets and features of scored batches, up to ``max_packets``."""
+    """Keeps the packets and features of scored batches, up to ``max_packets``, and the DNS
+    messages among them (what the DNS detectors learn with the model)."""
 
     def __init__(self, state: TrainingState, max_packets: int = 500_000) -> None:
         self.state = state
         self.max_packets = max_packets
         self._packets: list[PacketBatch] = []
         self._features: list[np.ndarray] = []
+        self._dns: list[DnsRecord] = []
         self._count = 0
 
     def __call__(self, scored: ScoredBatch) -> None:
@@ -60,6 +63,8 @@ class TrafficCollector:
         take = min(room, len(scored))
         self._packets.append(scored.packets.take(slice(0, take)))
         self._features.append(scored.features[:take])
+        first = scored.frames.first_index  # a record's index - first: its row in the batch
+        self._dns += [r for r in scored.dns if 0 <= r.index - first < take]
         self._count += take
         self.state.packets = self._count
         self.state.generation += 1
@@ -68,6 +73,10 @@ class TrafficCollector:
         if not self._packets:
             return None
         return PacketBatch.concat(self._packets), np.concatenate(self._features)
+
+    def dns_records(self) -> list[DnsRecord]:
+        """The DNS queries and answers of the kept packets."""
+        return list(self._dns)
 
 
 def describe(report: TrainReport) -> str:

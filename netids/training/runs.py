@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from netids.detect.connections import connection_records
+from netids.capture.live import LiveSource
+from netids.detect.dns import DnsRecord
 from netids.detect.packets import PacketBatch
 from netids.training.background import train_in_process
 from netids.training.checkpoint import CheckpointError
 from netids.training.in_place import LearnConfig, Learner, LearningState
-from netids.training.kept import remember_active, save_learned
+from netids.training.kept import keep_learned, load_learned, remember_active
 from netids.training.quality import concerns
 from netids.training.retrain import TrainingCancelled, TrainingError, TrainingState
 from netids.training.train import TrainConfig
@@ -35,10 +36,12 @@ READY_CHECK_SECONDS = 1.0  # how often learning asks whether it is ready, packet
 class TrainingRuns:
     """Background training and learning in place, for the controller."""
 
-    async def _train(self, data: tuple[PacketBatch, np.ndarray], name: str,
-                     config: TrainConfig | None, source: str, how: str) -> bool:
+    async def _train(self, data: tuple[PacketBatch, np.ndarray], dns: list[DnsRecord],
+                     name: str, config: TrainConfig | None, source: str, how: str) -> bool:
         """Train ``models/NAME.pt`` in a background process (the pages stay responsive),
-        record it, and make it active unless its concerns hold it for review."""
+        record it with what it was trained on for the behaviour and DNS detectors (``dns``:
+        the DNS messages among ``data``'s packets), and make it active unless its concerns
+        hold it for review."""
         state, out = self.training, self.settings.models_dir / f"{name}.pt"
         state.phase, state.model, state.generation = "training", name, state.generation + 1
         self._cancel.clear()
@@ -54,26 +57,43 @@ class TrainingRuns:
             log.exception("training failed")
             return self._training_failed(f"training failed: {exc}")
         state.report = report
+        await loop.run_in_executor(None, keep_learned, self.settings.models_dir, out, data[0], dns)
         state.concerns = concerns(metadata, metadata["threshold"], self.quality)
         await loop.run_in_executor(None, self.registry.add, name, out, metadata,
                                    not state.concerns)
         if state.concerns:  # the page asks before activating it (activate_model)
             state.phase = "review"
-        elif not self._activate_trained(out):
+        elif not await self._activate_trained(out):
             return self._training_failed(f"the new model could not be loaded: {self.model_error}")
         else:
             state.phase = "done"
         state.generation += 1
         return True
 
-    def _activate_trained(self, path: Path) -> bool:
-        """Load a model trained here; without a database the models folder remembers it
-        (:mod:`netids.training.kept`), so the next start uses it and does not learn again."""
+    async def _activate_trained(self, path: Path) -> bool:
+        """Load a model trained here and teach the live capture what it was trained on;
+        without a database the models folder remembers it (:mod:`netids.training.kept`), so
+        the next start uses it and does not learn again."""
         if not self.load_model(path):
             return False
         if self.engine is None:
             remember_active(self.settings.models_dir, path)
+        await self._teach_capture()
         return True
+
+    async def _teach_capture(self) -> None:
+        """The running live capture's behaviour and DNS detectors learn the normal of the
+        model just made active, when it was trained here (its connections and DNS messages,
+        kept by :func:`~netids.training.kept.keep_learned`); a model from elsewhere teaches
+        nothing."""
+        if self._sink is None or not self.live.running or not isinstance(self._source, LiveSource):
+            return
+        loop = asyncio.get_running_loop()
+        learned = await loop.run_in_executor(None, load_learned, self.settings.models_dir,
+                                             self._digest)
+        if learned is not None:  # on the pipeline's one thread: the detectors are not shared
+            await loop.run_in_executor(self._pool, self._sink.learn_behaviour, learned[0])
+            await loop.run_in_executor(self._pool, self._sink.learn_dns, learned[1])
 
     # -- learning the network in place (netids.training.in_place) -----------------------------
     def _begin_learning(self) -> None:
@@ -127,19 +147,10 @@ class TrainingRuns:
         if data is None:
             ok = self._training_failed("learning kept no traffic to train on")
         else:
-            ok = await self._train(data, f"learned-{datetime.now(UTC):%Y%m%d-%H%M%S}",
+            ok = await self._train(data, learner.dns_records() if learner is not None else [],
+                                   f"learned-{datetime.now(UTC):%Y%m%d-%H%M%S}",
                                    TrainConfig(epochs=epochs) if epochs else None,
                                    self.training.source, "learning")
-        if ok and self.training.phase == "done" and self._sink is not None and data is not None:
-            loop = asyncio.get_running_loop()
-            records = await loop.run_in_executor(None, connection_records, data[0])
-            dns = learner.dns_records() if learner is not None else []
-            # on the pipeline's one thread, between batches: the detectors are not shared
-            await loop.run_in_executor(self._pool, self._sink.learn_behaviour, records)
-            await loop.run_in_executor(self._pool, self._sink.learn_dns, dns)
-            # and at every start while this model is active (netids.training.kept)
-            await loop.run_in_executor(None, save_learned, self.settings.models_dir,
-                                       self._digest, records, dns)
         self._learned(self.training.phase if ok else "failed")
         return ok
 
