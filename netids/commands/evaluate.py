@@ -37,7 +37,6 @@ from netids.training.data import read_capture
 log = logging.getLogger(__name__)
 
 ADAPTED = "netids transformer, adapted"  # its row in the false-alarm table (--adapt)
-WITH_BEHAVIOUR = "netids + behaviour"  # the packet model's scores with behaviour merged in
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -140,7 +139,7 @@ def evaluate(args: argparse.Namespace, settings: Settings, *,
 
     method_scores = {"netids transformer": judged.nines}
     if judged.behaviour is not None:  # the scores `score` writes: header or behaviour
-        method_scores[WITH_BEHAVIOUR] = judged.behaviour
+        method_scores[drift.WITH_BEHAVIOUR] = judged.behaviour
     if judged.baseline is not None:
         method_scores["isolation forest"] = judged.baseline
     if seed_baseline and train_packets is not None:

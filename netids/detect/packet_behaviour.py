@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from netids.detect.answered import Answered
 from netids.detect.behaviour import BehaviourConfig, BehaviourDetectors
+from netids.detect.behaviour_base import BehaviourAlert
 from netids.detect.behaviour_evidence import KIND_NAMES, BehaviourEvidence
 from netids.detect.calibration import scores_of
+from netids.detect.conn_columns import ConnRecords
 from netids.detect.conn_fold import FloodFold
 from netids.detect.packets import format_ip
 from netids.detect.scored import ScoredBatch
@@ -171,25 +174,30 @@ class StreamBehaviour:
     """The connection layer and the behaviour detectors of one stream, for packet scores
     alone (``score`` without a database, ``evaluate``): no events, nothing stored."""
 
-    def __init__(self, conns: ConnFeed | None = None,
-                 config: BehaviourConfig | None = None) -> None:
+    def __init__(self, conns: ConnFeed | None = None, config: BehaviourConfig | None = None,
+                 alerted: Callable[[list[BehaviourAlert]], None] | None = None) -> None:
+        """``alerted``: told the detectors' alerts as they come (``evaluate`` counts the
+        false ones); without it they are dropped."""
         self.conns = conns or ConnFeed()
         self.fold = FloodFold()  # a flood's one-shots are no evidence (conn_fold.py)
         self.detectors = BehaviourDetectors(config)
         self.packets = PacketBehaviour(self.detectors.evidence)
+        self.alerted = alerted
 
     def rescore(self, scored: ScoredBatch,
                 nines: np.ndarray | None = None) -> tuple[ScoredBatch, np.ndarray | None]:
         """Follow the batch's connections (the records it completes become evidence), then
         :meth:`PacketBehaviour.rescore` it."""
         self.detectors.evidence.start()
-        records = self.fold.keep(self.conns.update(scored))
-        if len(records):
-            self.detectors.update(records, self.conns.tracker.now)
+        self._observe(self.fold.keep(self.conns.update(scored)))
         return self.packets.rescore(scored, nines)
 
     def finish(self) -> None:
         """The stream ended: every connection still open is evidence too."""
-        records = self.fold.keep(self.conns.flush())
+        self._observe(self.fold.keep(self.conns.flush()))
+
+    def _observe(self, records: ConnRecords) -> None:
         if len(records):
-            self.detectors.update(records, self.conns.tracker.now)
+            alerts = self.detectors.update(records, self.conns.tracker.now)
+            if alerts and self.alerted is not None:
+                self.alerted(alerts)

@@ -33,15 +33,17 @@ from typing import Any, cast
 import numpy as np
 
 from netids.capture.pcapfile import read_batches
+from netids.detect.behaviour_base import BehaviourAlert
 from netids.detect.detector import Detector, Scores
 from netids.detect.event_records import EventConfig, EventUpdate
 from netids.detect.events import EventAggregator
 from netids.detect.frames import FrameBatch
-from netids.detect.packet_behaviour import StreamBehaviour
-from netids.detect.packets import PacketBatch
+from netids.detect.packet_behaviour import StreamBehaviour, packet_only
+from netids.detect.packets import PacketBatch, is_ip, parse_ip
 from netids.detect.pipeline import Pipeline
 from netids.detect.scored import ScoredBatch
 
+WITH_BEHAVIOUR = "netids + behaviour"  # the scores `score` writes and the app flags
 BaselineScorer = Callable[[PacketBatch, np.ndarray], np.ndarray]  # (packets, features) -> scores
 
 
@@ -74,7 +76,7 @@ class Judged:
     nines: np.ndarray  # float64 [n], the model's scores in nines as it reports them, a
     # sensor's warm-up included (ranking metrics)
     scores: np.ndarray  # float32 [n], calibrated 0..1
-    own: list[OwnThreshold]  # the model first, then the baseline when there was one
+    own: list[OwnThreshold]  # the model first, as the app flags (with behaviour), the baseline
     baseline: np.ndarray | None = None  # float [n], the baseline's scores
     false_flags: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind,
     # explanation) of the model's flagged normal packets
@@ -132,6 +134,42 @@ def span_hours(ts: np.ndarray) -> float:
     return float(ts.max() - ts.min()) / 3600.0 if len(ts) else 0.0
 
 
+class _AsTheAppFlags:
+    """The packet scores with behaviour and answers merged in, as ``score`` writes them and
+    the app flags, and what they flag among normal packets: packet events as the event sink
+    makes them (anomalies of behaviour alone left to the detectors), and each behaviour alert
+    whose source sent no attack packet as one false event more."""
+
+    def __init__(self) -> None:
+        self.alerts: list[BehaviourAlert] = []
+        self.stream = StreamBehaviour(alerted=self.alerts.extend)
+        self.events = EventCounter()
+        self.flagged = 0
+        self.nines: list[np.ndarray] = []
+        self.attackers: set[tuple[int, int]] = set()  # source addresses of attack packets
+
+    def add(self, scored: ScoredBatch, nines: np.ndarray, attack: np.ndarray) -> ScoredBatch:
+        """Merge one batch's behaviour in; its normal packets as the app flags them."""
+        merged, raised = self.stream.rescore(scored, nines)
+        self.nines.append(nines if raised is None else raised)
+        normal = normal_only(merged, attack)
+        self.events.add(packet_only(normal))
+        self.flagged += int(normal.anomalous.sum())
+        if attack.any():
+            p = scored.packets
+            pairs = np.unique(np.stack([p.src_hi[attack], p.src_lo[attack]], axis=1), axis=0)
+            self.attackers.update(map(tuple, pairs.tolist()))
+        return normal
+
+    def own(self, threshold: float, normal: int, hours: float) -> OwnThreshold:
+        """The figures at ``threshold``, once the stream has ended."""
+        self.stream.finish()
+        false = sum(not is_ip(a.source) or parse_ip(a.source) not in self.attackers
+                    for a in self.alerts)
+        return OwnThreshold(WITH_BEHAVIOUR, threshold, normal, self.flagged,
+                            self.events.finish() + false, hours)
+
+
 def judge_capture(
     path: str | Path, detector: Detector, attack: Callable[[int, int], np.ndarray], *,
     threshold: float | None = None, baseline: BaselineScorer | None = None,
@@ -145,25 +183,27 @@ def judge_capture(
     batch (higher = more anomalous); its flags (>= ``baseline_threshold``) go through the same
     event aggregation, each packet with the kind the model's explanation gives it, so both
     methods' events are grouped alike. ``behaviour``: also the nines ``score`` writes;
-    ``warmup``: the capture's first seconds discounted as a live sensor's are.
+    ``warmup``: the capture's first seconds discounted as a live sensor's are. With
+    ``behaviour``, the flags, explanations and event starts kept are the app's (header,
+    behaviour or answer), and its own-threshold figures follow the model's.
     """
     remembering = _Remembering(detector)
     pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt,
                         warmup=warmup)
     model_events, base_events = EventCounter(), EventCounter()
-    packets, nines, scores, base, attacks = [], [], [], [], []
-    flagged_at, base_flagged = [], 0
-    stream, merged = StreamBehaviour() if behaviour else None, []
-    false_flags: Counter[tuple[str, str]] = Counter()
+    packets, nines, scores, base, attacks, flagged_at = [], [], [], [], [], []
+    base_flagged = header_flagged = 0
+    app, false_flags = _AsTheAppFlags() if behaviour else None, Counter[tuple[str, str]]()
     for frames in read_batches(path, batch_size):
         frames, batch, feats = pipeline.featurise(frames)
         verdicts = pipeline.judge(batch, feats, pipeline.next_scale(), pipeline.started)
         scored = pipeline.record(frames, batch, feats, verdicts)
-        if stream is not None:  # header or behaviour, as `score` has it
-            merged.append(_merged_nines(stream, scored, verdicts.nines))
         bad = np.asarray(attack(frames.first_index, len(batch)), dtype=bool)
         normal = normal_only(scored, bad)
         model_events.add(normal)
+        header_flagged += int(normal.anomalous.sum())
+        if app is not None:  # header or behaviour, as `score` has it
+            normal = app.add(scored, verdicts.nines, bad)
         flagged_at.append(batch.ts[normal.anomalous])
         false_flags.update(zip(normal.kinds, normal.explanations, strict=True))
         model = remembering.last  # the scores the pipeline judged by
@@ -183,23 +223,18 @@ def judge_capture(
         raise ValueError(f"{path}: the capture holds no packets")
     all_packets, n_normal = PacketBatch.concat(packets), int((~np.concatenate(attacks)).sum())
     hours, flagged = span_hours(all_packets.ts), np.concatenate(flagged_at)
-    own = [OwnThreshold("netids transformer", pipeline.threshold, n_normal, len(flagged),
+    own = [OwnThreshold("netids transformer", pipeline.threshold, n_normal, header_flagged,
                         model_events.finish(), hours)]
+    if app is not None:
+        own.append(app.own(pipeline.threshold, n_normal, hours))
     if baseline is not None:
         own.append(OwnThreshold(baseline_name, baseline_threshold, n_normal, base_flagged,
                                 base_events.finish(), hours))
+    starts = (model_events if app is None else app.events).first_seen.values()
     return Judged(all_packets, np.concatenate(nines), np.concatenate(scores), own,
                   np.concatenate(base) if baseline is not None else None, false_flags, flagged,
-                  np.sort(np.fromiter(model_events.first_seen.values(), np.float64)),
-                  np.concatenate(merged) if merged else None)
-
-
-def _merged_nines(stream: StreamBehaviour, scored: ScoredBatch,
-                  nines: np.ndarray) -> np.ndarray:
-    """Each packet's nines with its connection's behaviour merged in
-    (:mod:`netids.detect.packet_behaviour`)."""
-    merged = stream.rescore(scored, nines)[1]
-    return nines if merged is None else merged
+                  np.sort(np.fromiter(starts, np.float64)),
+                  np.concatenate(app.nines) if app is not None else None)
 
 
 def _judged_by(detector: Detector, scored: ScoredBatch, model: Scores, scores: np.ndarray,

@@ -31,6 +31,7 @@ ARP_POISON = "attack/sanders__arppoison.pcapng"  # 52 benign packets, then a Mit
 BENIGN = "benign/sanders__http_espn_fail.pcapng"  # 569 packets over 95 s
 IF_TRAINING = "benign/zeek__cwd-navigation.pcap"  # 8,317 packets
 SMALL = "benign/zeek__smb2.pcap"  # 1,178 packets
+UDP_SCAN = "attack/evilfingers__UDP_SCAN.pcap"  # nmap -sU: 1,034 probes, 993 unreachables
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +154,24 @@ def test_attack_packets_never_count(data, detector):
                                threshold=1.0).own[0].flagged == 0
 
 
+def test_as_the_app_flags_answers_and_behaviour_alerts_count_too(data, detector):
+    """``behaviour``: the figures of what the app flags. A real UDP scan labelled normal:
+    the target's ICMP unreachables take the score of the probes they answer, and the scan
+    detector's alerts on the scanner are events, all false; labelled as it is, none is."""
+    capture = data / UDP_SCAN
+    as_normal = drift.judge_capture(capture, detector, lambda first, n: np.zeros(n, bool),
+                                    behaviour=True)
+    header, app = as_normal.own
+    assert (header.method, app.method) == ("netids transformer", drift.WITH_BEHAVIOUR)
+    assert app.flagged >= header.flagged + 900  # the answers
+    assert app.events > header.events  # the answers join the probes' events; alerts add
+    assert sum(as_normal.false_flags.values()) == app.flagged == len(as_normal.flagged_at)
+    labels = labels_of(capture)
+    labelled = drift.judge_capture(capture, detector, lambda first, n: labels[first:first + n],
+                                   behaviour=True)
+    assert (labelled.own[1].flagged, labelled.own[1].events) == (0, 0)
+
+
 def test_the_baseline_flags_at_its_own_threshold_and_makes_events_alike(data, detector):
     capture = data / ARP_POISON
     labels = labels_of(capture)
@@ -195,10 +214,11 @@ def test_evaluate_prints_both_methods_at_their_own_thresholds(data, capsys):
     out = capsys.readouterr().out
     assert "| all | 112 | netids transformer |" in out  # the ranking table is still there
     table = out[out.index("| method | own threshold"):].splitlines()
-    model, forest = (line.split("|") for line in table[2:4])
+    model, app, forest = (line.split("|") for line in table[2:5])
     assert model[1].strip() == "netids transformer" and float(model[2]) == 0.5
+    assert app[1].strip() == "netids + behaviour" and float(app[2]) == 0.5  # as the app flags
     assert forest[1].strip() == "isolation forest"
-    assert int(model[3]) == int(forest[3]) == 53  # normal packets
+    assert int(model[3]) == int(app[3]) == int(forest[3]) == 53  # normal packets
     with pytest.raises(SystemExit) as refused:  # a usage error, found while parsing
         run_evaluate([str(capture), "--labels", labels, "--threshold", "2"])
     assert refused.value.code == 2
