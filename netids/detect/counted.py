@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from netids.detect.packets import PacketBatch
+
 # The services among scaling.NETWORK_FIELDS (protocol, ports): no value, seen or not, is more
 # surprising than one packet in a thousand on that input. A new service is weak evidence
 # alone, strong beside other signs; a scan's many new ports are told by its rates. ICMP types
@@ -42,21 +44,89 @@ def cap_service_surprise(surprise: np.ndarray, services: np.ndarray) -> np.ndarr
 
 
 def as_counted(surprise: np.ndarray, mean: np.ndarray, services: np.ndarray,
-               answering_rows: np.ndarray, conversation: np.ndarray) -> np.ndarray:
+               packet_roles: np.ndarray, uncounted: dict[int, np.ndarray]) -> np.ndarray:
     """``surprise`` [n, k] as it counts (in place; returned): the ``services`` columns capped
-    (:func:`cap_service_surprise`), the ``conversation`` columns of the rows answering their
-    peer at normal traffic's ``mean``, where they count for nothing. The detector scores
-    through it and training calibrates through it; what it returns is also what the words
-    tell, so a packet is explained by what counted.
+    (:func:`cap_service_surprise`), and on the rows of each role (``packet_roles``, see
+    :func:`roles`) its ``uncounted`` columns (:func:`uncounted_inputs`) at normal traffic's
+    ``mean``, where they count for nothing. The detector scores through it and training
+    calibrates through it; what it returns is also what the words tell, so a packet is
+    explained by what counted.
 
     >>> as_counted(np.full((2, 3), 9.0), np.array([1.0, 2.0, 3.0]), np.array([0]),
-    ...            np.array([True, False]), np.array([1])).round(2).tolist()
+    ...            np.array([ANSWERING, 0]), {ANSWERING: np.array([1])}).round(2).tolist()
     [[6.91, 2.0, 9.0], [6.91, 9.0, 9.0]]
     """
     cap_service_surprise(surprise, services)
-    if len(conversation):
-        surprise[np.ix_(np.flatnonzero(answering_rows), conversation)] = mean[conversation]
+    for role, columns in uncounted.items():
+        rows = np.flatnonzero(packet_roles == role)
+        if len(rows) and len(columns):
+            surprise[np.ix_(rows, columns)] = mean[columns]
     return surprise
+
+
+ANSWERING, REQUESTING = 1, 2  # packet roles (roles); 0: neither
+# where clients' ports start: Linux's default range is 32768-60999, IANA's (Windows, BSD)
+# 49152-65535; services answer from below it (NAT-T's 4500 to a client's 1813 is a reply)
+EPHEMERAL = 32768
+SOCKET_RATE, FLOW_PACKETS = "sock_rate_100s", 8  # a socket this busy (100 s half-life) flows
+
+
+def roles(tcp_flags: np.ndarray, proto: np.ndarray, sport: np.ndarray, dport: np.ndarray,
+          flowing: np.ndarray) -> np.ndarray:
+    """int8 per packet: :data:`ANSWERING` for TCP acknowledging its peer (:func:`answering`),
+    :data:`REQUESTING` for UDP from a client's port (:data:`EPHEMERAL` or above) to a lower
+    one on a socket already ``flowing`` (:func:`flowing`): a client asking a service it
+    talks to, no reply, asked for or not. A scan's probes each open a socket and keep what
+    they show. Else 0. Ports are -1 where absent.
+
+    >>> roles(np.array([0x10, 0x02, -1, -1, -1, -1, -1]), np.array([6, 6, 17, 17, 17, 17, 17]),
+    ...       np.array([443, 5, 50000, 53, 500, 4500, 50000]),
+    ...       np.array([5, 443, 53, 50000, 500, 1813, 53]),
+    ...       np.array([True] * 6 + [False])).tolist()
+    [1, 0, 2, 0, 0, 0, 0]
+    """
+    out = np.zeros(len(tcp_flags), np.int8)
+    out[answering(tcp_flags)] = ANSWERING
+    dport, sport = np.asarray(dport), np.asarray(sport)
+    out[(np.asarray(proto) == 17) & (dport >= 0) & (sport >= EPHEMERAL) & (sport > dport)
+        & flowing] = REQUESTING
+    return out
+
+
+def flowing(features: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """bool per packet: its socket carried :data:`FLOW_PACKETS` or more (this one included),
+    by the longest window's decayed count, in ``features`` [n, F] named ``names`` (all False
+    without that window).
+
+    >>> flowing(np.array([[0.01], [0.2]]), ["sock_rate_100s"]).tolist()
+    [False, True]
+    """
+    if SOCKET_RATE not in names:
+        return np.zeros(len(features), bool)
+    # a decayed count c reads as the rate c * lambda * ln 2 (netids.detect.context)
+    return features[:, list(names).index(SOCKET_RATE)] >= FLOW_PACKETS * 0.01 * math.log(2)
+
+
+def uncounted_inputs(names: Sequence[str]) -> dict[int, np.ndarray]:
+    """For each role of :func:`roles`, the positions among ``names`` that count for nothing on
+    its packets: on packets answering their peer, the conversation's rates
+    (:func:`conversation_inputs`); on UDP requests, the destination's rate of replies nobody
+    asked for (:func:`unsolicited_inputs`)."""
+    return {ANSWERING: conversation_inputs(names), REQUESTING: unsolicited_inputs(names)}
+
+
+def unsolicited_inputs(names: Sequence[str]) -> np.ndarray:
+    """Positions of the destination's rates of replies nobody asked for: no evidence on a
+    request. A client asking a server that a flood of unasked replies hits asks as it always
+    did; the flood's own packets are replies (a later lab run's iperf3 clients had 3,200 UDP
+    requests to a server flagged as a "reflection flood" while the lab's attacks reached it,
+    docs/drift.md).
+
+    >>> unsolicited_inputs(["dst_rate_1s", "dst_unsolicited_rate_1s", "length"]).tolist()
+    [1]
+    """
+    return np.array([j for j, name in enumerate(names)
+                     if name.startswith("dst_unsolicited_rate_")], np.intp)
 
 
 def conversation_inputs(names: Sequence[str]) -> np.ndarray:
@@ -83,6 +153,13 @@ def conversation_inputs(names: Sequence[str]) -> np.ndarray:
                      if name.startswith(("pair_rate_", "sock_rate_", "src_rate_", "dst_rate_",
                                          "dst_unsolicited_rate_"))],
                     np.intp)
+
+
+def packet_roles(packets: PacketBatch, features: np.ndarray,
+                 names: Sequence[str]) -> np.ndarray:
+    """:func:`roles` of a batch's packets, their context ``features`` named ``names``."""
+    return roles(packets.tcp_flags, packets.proto, packets.sport, packets.dport,
+                 flowing(features, names))
 
 
 def answering(tcp_flags: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import torch
 
 from netids.detect import explain as words
 from netids.detect.calibration import Calibrator, InputSurprise, SurpriseCombiner, scores_of
-from netids.detect.counted import answering, as_counted, conversation_inputs, service_inputs
+from netids.detect.counted import as_counted, packet_roles, service_inputs, uncounted_inputs
 from netids.detect.model import ModelConfig, PacketAutoencoder, to_windows
 from netids.detect.packets import FLAG_MALFORMED, FLAG_TRUNCATED, PacketBatch, format_ip, format_mac
 from netids.detect.scaling import (
@@ -129,9 +129,10 @@ class Detector:
         self._typical = checkpoint.scaler.typical()
         self._base_names = [words.base_name(name) for name in self.input_names]
         self._kind_floor = self._kind_floors()
-        # a two-way conversation's own rate is no evidence on packets answering their peer
-        self._conversation = conversation_inputs(self.input_names)
-        self._conversation_numeric = conversation_inputs(checkpoint.numeric_names)
+        # a two-way conversation's own rate is no evidence on packets answering their peer,
+        # nor unasked replies to a host on the requests it receives (netids.detect.counted)
+        self._uncounted = uncounted_inputs(self.input_names)
+        self._uncounted_numeric = uncounted_inputs(checkpoint.numeric_names)
         self._services = service_inputs(self.input_names)  # weak evidence alone
         self._scan_inputs, self._scanning_now = self._scan_columns()
         # a rate in words is told at its busiest window: a flood's 3,000 packets/s over the
@@ -158,7 +159,9 @@ class Detector:
         with self._torch_threads():
             combiner = self.checkpoint.combiner
             surprise = as_counted(self.checkpoint.surprise.transform(errors), combiner.mean,
-                                  self._services, answering(packets.tcp_flags), self._conversation)
+                                  self._services, packet_roles(packets, features,
+                                                               self.feature_names),
+                                  self._uncounted)
             raw = combiner.combine(surprise, excess) if n else np.zeros(0, np.float32)
         nines = self.checkpoint.calibrator.nines(raw / scale if scale != 1.0 else raw)
         discount = warmup_discount(packets.ts, started)
@@ -190,8 +193,8 @@ class Detector:
         numeric = scaler.transform(raw_numeric(packets, features, self.packet_numeric))
         codes = categorical_codes(packets)
         clamped = scaler.clamp(numeric)
-        excess = past_range(numeric, clamped, answering(packets.tcp_flags),
-                            self._conversation_numeric)
+        excess = past_range(numeric, clamped, packet_roles(packets, features, self.feature_names),
+                            self._uncounted_numeric)
         num, pad = to_windows(clamped.astype(np.float32, copy=False), T)
         tgt, _ = to_windows(numeric.astype(np.float32, copy=False), T)
         cod, _ = to_windows(codes.astype(np.int64, copy=False), T)

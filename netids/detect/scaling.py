@@ -255,23 +255,25 @@ def categorical_codes(packets: PacketBatch) -> np.ndarray:
     return out
 
 
-def past_range(scaled: np.ndarray, clamped: np.ndarray, answering: np.ndarray | None = None,
-               conversation: np.ndarray | None = None) -> np.ndarray:
+def past_range(scaled: np.ndarray, clamped: np.ndarray, roles: np.ndarray | None = None,
+               uncounted: dict[int, np.ndarray] | None = None) -> np.ndarray:
     """float32 [n]: how far each row lies past the range seen in training, in scaled units
     summed over the columns; ``clamped`` is :meth:`RobustScaler.clamp` of ``scaled``. Training
-    calibrates with it and the detector scores with it: one definition for both. The
-    ``conversation`` columns do not count on rows ``answering`` their peer (see
-    :func:`~netids.detect.counted.conversation_inputs`).
+    calibrates with it and the detector scores with it: one definition for both. On the rows
+    of each role (``roles``) its ``uncounted`` columns do not count (see
+    :func:`~netids.detect.counted.uncounted_inputs`).
 
     >>> past_range(np.array([[0.5, 3.0], [-2.0, 0.0]]), np.array([[0.5, 1.0], [-1.0, 0.0]]))
     array([2., 1.], dtype=float32)
     >>> past_range(np.array([[0.5, 3.0], [-2.0, 0.0]]), np.array([[0.5, 1.0], [-1.0, 0.0]]),
-    ...            np.array([True, True]), np.array([1]))
+    ...            np.array([1, 1]), {1: np.array([1])})
     array([0., 1.], dtype=float32)
     """
     far = np.abs(scaled - clamped)
-    if answering is not None and conversation is not None and len(conversation):
-        far[np.ix_(np.flatnonzero(answering), conversation)] = 0.0
+    for role, columns in (uncounted or {}).items():
+        rows = np.flatnonzero(roles == role)
+        if len(rows) and len(columns):
+            far[np.ix_(rows, columns)] = 0.0
     return far.sum(axis=1, dtype=np.float32)
 
 

@@ -160,7 +160,7 @@ class _Windows:
     cod: torch.Tensor  # [W, T, n_fields] categorical codes
     pad: torch.Tensor  # [W, T] True where a window is padded past its capture's end
     excess: np.ndarray  # [W, T] distance past the training range (see Detector.input_errors)
-    answering: np.ndarray  # [W, T] TCP packets answering their peer (counted.answering)
+    roles: np.ndarray  # [W, T] int8 packet roles (counted.roles): what counts on each
     split: np.ndarray  # [W] 0 / 1 / 2
     packets: int
 
@@ -182,13 +182,14 @@ class _Windows:
 def _prepare(captures: Sequence[tuple[PacketBatch, np.ndarray]], config: TrainConfig,
              rng: np.random.Generator) -> _Windows:
     T = config.window
-    raw_w, cod_w, pad_w, ans_w = [], [], [], []
+    raw_w, cod_w, pad_w, role_w = [], [], [], []
     for packets, feats in captures:
         r, (c, p) = _windows(raw_numeric(packets, feats), categorical_codes(packets), T)
         raw_w.append(r)
         cod_w.append(c)
         pad_w.append(p)
-        ans_w.append(to_windows(counted.answering(packets.tcp_flags)[:, None], T)[0][:, :, 0])
+        role_w.append(to_windows(counted.packet_roles(packets, feats, FEATURE_NAMES)[:, None],
+                                 T)[0][:, :, 0])
     raw = np.concatenate(raw_w)  # [W, T, n_numeric], unscaled
     pad = torch.from_numpy(np.concatenate(pad_w))  # [W, T]
     split = _split(len(raw), T, config, rng)
@@ -203,15 +204,15 @@ def _prepare(captures: Sequence[tuple[PacketBatch, np.ndarray]], config: TrainCo
     W, k = raw.shape[0], raw.shape[2]
     scaled = scaler.transform(raw.reshape(W * T, k))
     clamped = scaler.clamp(scaled)
-    answers = np.concatenate(ans_w).astype(bool)  # [W, T]; padding: False
+    roles = np.concatenate(role_w).astype(np.int8)  # [W, T]; padding: 0
     return _Windows(
         scaler=scaler, names=names,
         target=torch.from_numpy(scaled.reshape(W, T, k)),
         num=torch.from_numpy(clamped.reshape(W, T, k)),
         cod=torch.from_numpy(np.concatenate(cod_w)), pad=pad,
-        excess=past_range(scaled, clamped, answers.reshape(-1),
-                          counted.conversation_inputs(names)).reshape(W, T),
-        answering=answers, split=split,
+        excess=past_range(scaled, clamped, roles.reshape(-1),
+                          counted.uncounted_inputs(names)).reshape(W, T),
+        roles=roles, split=split,
         packets=sum(len(p) for p, _ in captures),
     )
 
@@ -281,7 +282,7 @@ def _checkpoint(model: PacketAutoencoder, data: _Windows, config: TrainConfig, f
     windows, and pack it all with the metadata."""
     idx_train, idx_cal = data.index(0), data.index(2)
     errors = partial(_errors, model, data.num, data.cod, data.pad, data.target, data.excess,
-                     data.answering)
+                     data.roles)
     train_err, _, _ = errors(idx_train[:config.max_train_windows])
     categorical = np.arange(train_err.shape[1]) >= data.target.shape[2]  # past the numeric
     surprise = InputSurprise.fit(train_err, min_tail_scale=np.where(categorical, 1.0, 0.0))
@@ -291,10 +292,10 @@ def _checkpoint(model: PacketAutoencoder, data: _Windows, config: TrainConfig, f
     combiner = SurpriseCombiner.fit(capped, range_weight=config.range_weight)
     # held-back windows step past the training range as fresh traffic does: calibrated with it,
     # and scored as the detector scores them (what does not count: netids.detect.counted)
-    cal_err, cal_excess, cal_answering = errors(idx_cal)
+    cal_err, cal_excess, cal_roles = errors(idx_cal)
     calibrator = Calibrator.fit(combiner.combine(counted.as_counted(
-        surprise.transform(cal_err), combiner.mean, services, cal_answering,
-        counted.conversation_inputs(names)), cal_excess))
+        surprise.transform(cal_err), combiner.mean, services, cal_roles,
+        counted.uncounted_inputs(names)), cal_excess))
     return Checkpoint(
         config=model.config,
         state_dict=model.state_dict(),
@@ -377,11 +378,11 @@ def _evaluate_loss(model, num, cod, pad, target, idx, bs) -> float:
     return total / max(count, 1.0)
 
 
-def _errors(model, num, cod, pad, target, excess, answers, idx,
+def _errors(model, num, cod, pad, target, excess, roles, idx,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-input errors [n_real_packets, k] of the given windows (padding dropped), those
     packets' distance past the training range (``excess`` [W, T], see ``past_range``) and
-    whether each answers its peer (``answers`` [W, T])."""
+    their roles (``roles`` [W, T], see ``counted.roles``)."""
     out, far, ans = [], [], []
     with torch.inference_mode():
         for s in range(0, len(idx), 256):
@@ -390,7 +391,7 @@ def _errors(model, num, cod, pad, target, excess, answers, idx,
             err = model.errors(num[b], cod[b], p, target[b])  # [B, T, k]
             out.append(err[~p].numpy())
             far.append(excess[idx[s:s + 256]][~p.numpy()])
-            ans.append(answers[idx[s:s + 256]][~p.numpy()])
+            ans.append(roles[idx[s:s + 256]][~p.numpy()])
     if not out:
-        return np.zeros((0, 1), np.float32), np.zeros(0, np.float32), np.zeros(0, bool)
+        return np.zeros((0, 1), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int8)
     return np.concatenate(out), np.concatenate(far), np.concatenate(ans)
