@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +53,25 @@ def controller(tmp_path: Path, trained_model: Path, seconds: float, *, db: bool 
     return c
 
 
+async def learn_now(c: Controller, veth: Veth, shared_data: Path) -> subprocess.Popen:
+    """Start learning on the veth, replay the Modbus network into it, and press *Train now*
+    as soon as enough is kept (minutes early); return once training ended, with the replay."""
+    await c.start_live(veth.host_end, "tcp")
+    assert c.learning.phase == "learning"
+    assert not c.can_train_learned() and not c.train_learned_now()  # nothing kept yet
+    replay = veth.replay(shared_data / MODBUS, 4)
+    await until(c.can_train_learned, 60, "enough packets kept to train now")
+    assert c.train_learned_now()
+    await until(lambda: c.learning.phase in ("done", "review", "failed"), 240, "training")
+    return replay
+
+
+def taught(c: Controller) -> bool:
+    """The running capture's behaviour detectors learned this network's normal."""
+    detectors = c._sink.behaviour.detectors
+    return detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
+
+
 async def test_on_a_quiet_network_learning_trains_when_its_time_is_up_and_activates(
         veth: Veth, tmp_path: Path, trained_model: Path, shared_data: Path) -> None:
     c = controller(tmp_path, trained_model, 30.0, quality=TRUSTING)
@@ -77,8 +97,7 @@ async def test_on_a_quiet_network_learning_trains_when_its_time_is_up_and_activa
         assert c.live.message == f"model {active[0].name}.pt active"
         # the behaviour detectors learned from the same traffic: its failed connections,
         # beacons, uploads and long sessions are this network's normal from now on
-        detectors = c._sink.behaviour.detectors
-        assert detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
+        assert taught(c)
     finally:
         await c.close()
 
@@ -87,13 +106,7 @@ async def test_train_now_trains_early_and_without_a_database_the_models_folder_r
         veth: Veth, tmp_path: Path, trained_model: Path, shared_data: Path) -> None:
     c = controller(tmp_path, trained_model, 600.0, db=False, quality=TRUSTING)
     try:
-        await c.start_live(veth.host_end, "tcp")
-        assert c.learning.phase == "learning"
-        assert not c.can_train_learned() and not c.train_learned_now()  # nothing kept yet
-        replay = veth.replay(shared_data / MODBUS, 4)
-        await until(c.can_train_learned, 60, "enough packets kept to train now")
-        assert c.train_learned_now()  # ten minutes early
-        await until(lambda: c.learning.phase in ("done", "review", "failed"), 240, "training")
+        replay = await learn_now(c, veth, shared_data)
         assert c.learning.phase == "done", (c.learning.phase, c.training.error)
         learned = c.settings.models_dir / f"{c.training.model}.pt"
         assert learned.is_file()
@@ -108,8 +121,7 @@ async def test_train_now_trains_early_and_without_a_database_the_models_folder_r
         await again.start_live("lo", "udp port 9")
         assert again.learning.phase == "off"  # learned once, not learned again
         # and the behaviour detectors start from what it was learned from, not from nothing
-        detectors = again._sink.behaviour.detectors
-        assert detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
+        assert taught(again)
     finally:
         await again.close()
 
@@ -148,17 +160,11 @@ async def test_a_learned_model_held_for_review_teaches_the_detectors_once_accept
         veth: Veth, tmp_path: Path, trained_model: Path, shared_data: Path) -> None:
     c = controller(tmp_path, trained_model, 600.0, quality=DOUBTING)
     try:
-        await c.start_live(veth.host_end, "tcp")
-        replay = veth.replay(shared_data / MODBUS, 4)
-        await until(c.can_train_learned, 60, "enough packets kept to train now")
-        assert c.train_learned_now()
-        await until(lambda: c.learning.phase in ("done", "review", "failed"), 240, "training")
+        replay = await learn_now(c, veth, shared_data)
         assert c.learning.phase == "review", (c.learning.phase, c.training.error)
-        detectors = c._sink.behaviour.detectors
-        assert not detectors.scans.learned  # held back: the shipped model's defaults still
+        assert not taught(c)  # held back: the shipped model's defaults still
         assert await c.accept_trained()
-        assert c.learning.phase == "done"
-        assert detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
+        assert c.learning.phase == "done" and taught(c)
         replay.wait(60)
     finally:
         await c.close()
@@ -177,10 +183,9 @@ async def test_a_model_trained_on_the_training_page_teaches_the_detectors_of_lat
         trained = c.settings.models_dir / "page-1.pt"
         assert (c.settings.models_dir / "learned" / f"{model_digest(trained)}.json").is_file()
         await c.start_live("lo", "udp port 9")
-        detectors = c._sink.behaviour.detectors
-        assert detectors.scans.learned and detectors.volume.learned and detectors.beacons.learned
+        assert taught(c)
         assert await c.activate_model("default")  # rolled back: the shipped model taught nothing
         await c.start_live("lo", "udp port 9")
-        assert not c._sink.behaviour.detectors.scans.learned
+        assert not taught(c)
     finally:
         await c.close()
