@@ -182,18 +182,17 @@ def judge_capture(
     of the file. ``threshold`` overrides the model's own. ``baseline`` scores a featurised
     batch (higher = more anomalous); its flags (>= ``baseline_threshold``) go through the same
     event aggregation, each packet with the kind the model's explanation gives it, so both
-    methods' events are grouped alike. ``behaviour``: also the nines ``score`` writes;
-    ``warmup``: the capture's first seconds discounted as a live sensor's are. With
-    ``behaviour``, the flags, explanations and event starts kept are the app's (header,
-    behaviour or answer), and its own-threshold figures follow the model's.
-    """
+    methods' events are grouped alike. ``behaviour``: also what the app flags (header,
+    behaviour, answers; its nines, flags, words and event starts are those kept);
+    ``warmup``: the capture's first seconds discounted as a live sensor's are."""
     remembering = _Remembering(detector)
     pipeline = Pipeline(cast(Detector, remembering), threshold=threshold, adapt=adapt,
                         warmup=warmup)
-    model_events, base_events = EventCounter(), EventCounter()
-    packets, nines, scores, base, attacks, flagged_at = [], [], [], [], [], []
-    base_flagged = header_flagged = 0
+    model_events, header_flagged = EventCounter(), 0
+    packets, nines, scores, attacks, flagged_at = [], [], [], [], []
     app, false_flags = _AsTheAppFlags() if behaviour else None, Counter[tuple[str, str]]()
+    forest = _Baseline(detector, baseline, baseline_threshold, baseline_name) \
+        if baseline is not None else None
     for frames in read_batches(path, batch_size):
         frames, batch, feats = pipeline.featurise(frames)
         verdicts = pipeline.judge(batch, feats, pipeline.next_scale(), pipeline.started)
@@ -208,15 +207,11 @@ def judge_capture(
         false_flags.update(zip(normal.kinds, normal.explanations, strict=True))
         model = remembering.last  # the scores the pipeline judged by
         assert model is not None and len(model) == len(batch)
-        packets.append(batch)
-        nines.append(model.nines)
-        scores.append(verdicts.scores)
-        attacks.append(bad)
-        if baseline is not None:
-            base.append(np.asarray(baseline(batch, feats), dtype=np.float64))
-            flags = _judged_by(detector, scored, model, base[-1], baseline_threshold, bad)
-            base_events.add(flags)
-            base_flagged += int(flags.anomalous.sum())
+        for kept, value in ((packets, batch), (nines, model.nines),
+                            (scores, verdicts.scores), (attacks, bad)):
+            kept.append(value)
+        if forest is not None:
+            forest.add(scored, model, bad)
         if done is not None:
             done(frames)
     if not packets:
@@ -227,14 +222,36 @@ def judge_capture(
                         model_events.finish(), hours)]
     if app is not None:
         own.append(app.own(pipeline.threshold, n_normal, hours))
-    if baseline is not None:
-        own.append(OwnThreshold(baseline_name, baseline_threshold, n_normal, base_flagged,
-                                base_events.finish(), hours))
+    if forest is not None:
+        own.append(forest.own(n_normal, hours))
     starts = (model_events if app is None else app.events).first_seen.values()
     return Judged(all_packets, np.concatenate(nines), np.concatenate(scores), own,
-                  np.concatenate(base) if baseline is not None else None, false_flags, flagged,
+                  np.concatenate(forest.scores) if forest is not None else None, false_flags,
+                  flagged,
                   np.sort(np.fromiter(starts, np.float64)),
                   np.concatenate(app.nines) if app is not None else None)
+
+
+class _Baseline:
+    """A baseline's scores of each batch, and what they flag among normal packets at its own
+    threshold, grouped into events with the model's kinds and words."""
+
+    def __init__(self, detector: Detector, scorer: BaselineScorer, threshold: float,
+                 name: str) -> None:
+        self.detector, self.scorer, self.threshold, self.name = detector, scorer, threshold, name
+        self.scores: list[np.ndarray] = []
+        self.events, self.flagged = EventCounter(), 0
+
+    def add(self, scored: ScoredBatch, model: Scores, attack: np.ndarray) -> None:
+        self.scores.append(np.asarray(self.scorer(scored.packets, scored.features),
+                                      dtype=np.float64))
+        flags = _judged_by(self.detector, scored, model, self.scores[-1], self.threshold, attack)
+        self.events.add(flags)
+        self.flagged += int(flags.anomalous.sum())
+
+    def own(self, normal: int, hours: float) -> OwnThreshold:
+        return OwnThreshold(self.name, self.threshold, normal, self.flagged,
+                            self.events.finish(), hours)
 
 
 def _judged_by(detector: Detector, scored: ScoredBatch, model: Scores, scores: np.ndarray,
