@@ -57,11 +57,25 @@ def as_counted(surprise: np.ndarray, mean: np.ndarray, services: np.ndarray,
     [[6.91, 2.0, 9.0], [6.91, 9.0, 9.0]]
     """
     cap_service_surprise(surprise, services)
+    return set_uncounted(surprise, packet_roles, uncounted, mean)
+
+
+def set_uncounted(values: np.ndarray, packet_roles: np.ndarray,
+                  uncounted: dict[int, np.ndarray], typical: np.ndarray) -> np.ndarray:
+    """``values`` [n, k] with each role's ``uncounted`` columns set, on that role's rows, to
+    their ``typical`` [k] value (in place; returned): the one rule of what counts for
+    nothing, for the surprise (:func:`as_counted`) and the distance past the training range
+    (:func:`~netids.detect.scaling.past_range`).
+
+    >>> set_uncounted(np.ones((2, 2)), np.array([1, 0]), {1: np.array([1])},
+    ...               np.zeros(2)).tolist()
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
     for role, columns in uncounted.items():
         rows = np.flatnonzero(packet_roles == role)
         if len(rows) and len(columns):
-            surprise[np.ix_(rows, columns)] = mean[columns]
-    return surprise
+            values[np.ix_(rows, columns)] = typical[columns]
+    return values
 
 
 ANSWERING, REQUESTING = 1, 2  # packet roles (roles); 0: neither
@@ -72,10 +86,10 @@ SOCKET_RATE, FLOW_PACKETS = "sock_rate_100s", 8  # a socket this busy (100 s hal
 
 
 def roles(tcp_flags: np.ndarray, proto: np.ndarray, sport: np.ndarray, dport: np.ndarray,
-          flowing: np.ndarray) -> np.ndarray:
+          flows: np.ndarray) -> np.ndarray:
     """int8 per packet: :data:`ANSWERING` for TCP acknowledging its peer (:func:`answering`),
     :data:`REQUESTING` for UDP from a client's port (:data:`EPHEMERAL` or above) to a lower
-    one on a socket already ``flowing`` (:func:`flowing`): a client asking a service it
+    one on a socket that already ``flows`` (:func:`flowing`): a client asking a service it
     talks to, no reply, asked for or not. A scan's probes each open a socket and keep what
     they show. Else 0. Ports are -1 where absent.
 
@@ -89,7 +103,7 @@ def roles(tcp_flags: np.ndarray, proto: np.ndarray, sport: np.ndarray, dport: np
     out[answering(tcp_flags)] = ANSWERING
     dport, sport = np.asarray(dport), np.asarray(sport)
     out[(np.asarray(proto) == 17) & (dport >= 0) & (sport >= EPHEMERAL) & (sport > dport)
-        & flowing] = REQUESTING
+        & flows] = REQUESTING
     return out
 
 

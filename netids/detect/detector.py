@@ -155,13 +155,12 @@ class Detector:
         if features.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} feature columns, "
                              f"got {features.shape[1]}")
-        errors, excess = self.input_errors(packets, features)
+        roles = packet_roles(packets, features, self.feature_names)
+        errors, excess = self.input_errors(packets, features, roles)
         with self._torch_threads():
             combiner = self.checkpoint.combiner
             surprise = as_counted(self.checkpoint.surprise.transform(errors), combiner.mean,
-                                  self._services, packet_roles(packets, features,
-                                                               self.feature_names),
-                                  self._uncounted)
+                                  self._services, roles, self._uncounted)
             raw = combiner.combine(surprise, excess) if n else np.zeros(0, np.float32)
         nines = self.checkpoint.calibrator.nines(raw / scale if scale != 1.0 else raw)
         discount = warmup_discount(packets.ts, started)
@@ -180,11 +179,12 @@ class Detector:
         finally:
             torch.set_num_threads(before)
 
-    def input_errors(self, packets: PacketBatch,
-                     features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def input_errors(self, packets: PacketBatch, features: np.ndarray,
+                     roles: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(float32 [n, n_inputs] reconstruction error of every model input, not normalised;
         float32 [n] distance of each packet's numeric inputs past the training range, in
-        scaled units summed over the inputs)."""
+        scaled units summed over the inputs). ``roles``: the packets' roles
+        (:func:`~netids.detect.counted.packet_roles`), when the caller has them already."""
         n, T = len(packets), self.window
         k = len(self.input_names)
         if n == 0:
@@ -193,8 +193,9 @@ class Detector:
         numeric = scaler.transform(raw_numeric(packets, features, self.packet_numeric))
         codes = categorical_codes(packets)
         clamped = scaler.clamp(numeric)
-        excess = past_range(numeric, clamped, packet_roles(packets, features, self.feature_names),
-                            self._uncounted_numeric)
+        if roles is None:
+            roles = packet_roles(packets, features, self.feature_names)
+        excess = past_range(numeric, clamped, roles, self._uncounted_numeric)
         num, pad = to_windows(clamped.astype(np.float32, copy=False), T)
         tgt, _ = to_windows(numeric.astype(np.float32, copy=False), T)
         cod, _ = to_windows(codes.astype(np.int64, copy=False), T)

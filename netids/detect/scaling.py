@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from netids.detect.counted import set_uncounted
 from netids.detect.packets import ETHERTYPE_ARP, FLAG_FRAGMENT, IPV4_MAPPED_LO, PacketBatch
 
 # per-packet numeric fields (before the context feature columns): PacketBatch columns, and
@@ -270,10 +271,8 @@ def past_range(scaled: np.ndarray, clamped: np.ndarray, roles: np.ndarray | None
     array([0., 1.], dtype=float32)
     """
     far = np.abs(scaled - clamped)
-    for role, columns in (uncounted or {}).items():
-        rows = np.flatnonzero(roles == role)
-        if len(rows) and len(columns):
-            far[np.ix_(rows, columns)] = 0.0
+    if roles is not None and uncounted:
+        set_uncounted(far, roles, uncounted, np.zeros(far.shape[1]))
     return far.sum(axis=1, dtype=np.float32)
 
 

@@ -100,10 +100,8 @@ class SessionMemory:
         state = load_adapter(self.models_dir, self.digest) if adapter is not None else None
         if adapter is not None and state is not None:
             adapter.restore(state)
-        learned = load_learned(self.models_dir, self.digest) if sink is not None else None
-        if sink is not None and learned is not None:
-            sink.learn_behaviour(learned[0])
-            sink.learn_dns(learned[1])
+        if sink is not None:
+            teach_learned(self.models_dir, self.digest, sink)
 
     def keep(self, adapter: ThresholdAdapter | None) -> None:
         """Keep the adapter's state for the next start, once it has learned anything."""
@@ -132,6 +130,15 @@ def keep_learned(models_dir: Path, model: Path, packets: PacketBatch,
     """Keep what the checkpoint ``model`` was trained on for the behaviour and DNS detectors:
     the connection records of ``packets``, and ``dns``, the DNS messages among them."""
     save_learned(models_dir, model_digest(model), connection_records(packets), dns)
+
+
+def teach_learned(models_dir: Path, digest: str, sink: Learning) -> None:
+    """``sink``'s detectors learn what the model with ``digest`` was trained on, when it was
+    trained here (nothing kept: they keep their defaults)."""
+    learned = load_learned(models_dir, digest)
+    if learned is not None:
+        sink.learn_behaviour(learned[0])
+        sink.learn_dns(learned[1])
 
 
 def load_learned(models_dir: Path,

@@ -23,7 +23,7 @@ from netids.detect.packets import PacketBatch
 from netids.training.background import train_in_process
 from netids.training.checkpoint import CheckpointError
 from netids.training.in_place import LearnConfig, Learner, LearningState
-from netids.training.kept import keep_learned, load_learned, remember_active
+from netids.training.kept import keep_learned, remember_active, teach_learned
 from netids.training.quality import concerns
 from netids.training.retrain import TrainingCancelled, TrainingError, TrainingState
 from netids.training.train import TrainConfig
@@ -88,12 +88,9 @@ class TrainingRuns:
         nothing."""
         if self._sink is None or not self.live.running or not isinstance(self._source, LiveSource):
             return
-        loop = asyncio.get_running_loop()
-        learned = await loop.run_in_executor(None, load_learned, self.settings.models_dir,
-                                             self._digest)
-        if learned is not None:  # on the pipeline's one thread: the detectors are not shared
-            await loop.run_in_executor(self._pool, self._sink.learn_behaviour, learned[0])
-            await loop.run_in_executor(self._pool, self._sink.learn_dns, learned[1])
+        # on the pipeline's one thread, between batches: the detectors are not shared
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, teach_learned, self.settings.models_dir, self._digest, self._sink)
 
     # -- learning the network in place (netids.training.in_place) -----------------------------
     def _begin_learning(self) -> None:
