@@ -16,7 +16,8 @@ and measured with ``evaluate``'s own code (:func:`netids.commands.evaluate.evalu
   (flagged share, false events/h), and the last 40 % with every shared attack capture mixed
   on top (ROC-AUC, header-visible detection at 1 % false alarms);
 - **another run**: train on a benign lab run, test on another lab run (other seed and
-  length) with its attacks;
+  length; ``lab --varied``: clients join, leave and pause, load and a background job
+  differ) with its attacks;
 - **another network**: train as the shipped model was (lab minutes plus the first 70 % of
   the shared benign captures) but without a held-out group of networks (the IoT lab, the
   Zeek traces), test on that group; the shipped model on the same captures for reference.
@@ -60,8 +61,9 @@ SHIPPED_PART = "0:0.7"  # the shipped model's share of each benign capture (docs
 MAX_GAP = "3600"  # test data: idle gaps over an hour cut (the capture was stopped)
 MAX_ATTACK_PACKETS = "600"  # per attack capture, as in the evaluation set of docs/detector.md
 ATTACK_SEED = "3"
-LAB_A = {"seed": 21, "duration": 300, "attacks": "none"}  # benign: training, lab minutes
-LAB_B = {"seed": 22, "duration": 240, "attacks": "all"}  # another run, with the lab's attacks
+LAB_A = {"seed": 21, "duration": 300, "attacks": "none", "varied": False}  # training
+# another run: its clients join, leave and pause, load and background differ (lab --varied)
+LAB_B = {"seed": 22, "duration": 240, "attacks": "all", "varied": True}
 WARMUP = 60.0  # s: false flags this early in the test data come from fresh context state
 NEAR_ATTACK = 10.0  # s: false flags this close to an attack packet are its side effects
 HELD_OUT = {"iotlab": "iotlab__", "zeek": "zeek__"}  # group name -> file name prefix
@@ -210,8 +212,10 @@ class Bench:
     def another_run(self, lab_a: Path, lab_b: Path) -> Row:
         model = self.train(f"run_{stem_of(lab_a)}", [lab_a])
         a, b = self.lab_a, self.lab_b
-        row = Row("another run", f"lab run seed {b['seed']}, {b['duration']} s, its attacks "
-                                 f"(trained on seed {a['seed']}, {a['duration']} s)", model.name)
+        life = "varied, " if b["varied"] else ""
+        row = Row("another run", f"lab run seed {b['seed']}, {b['duration']} s, {life}its "
+                                 f"attacks (trained on seed {a['seed']}, {a['duration']} s)",
+                  model.name)
         self.measure(row, model, lab_b, lab_b)
         return row
 
@@ -311,8 +315,8 @@ class Bench:
         self.app(f"mix {name}", *argv)
         return out
 
-    def lab_run(self, seed: int, duration: int, attacks: str) -> Path | None:
-        name = f"lab_seed{seed}_{duration}s_{attacks}"
+    def lab_run(self, seed: int, duration: int, attacks: str, varied: bool) -> Path | None:
+        name = f"lab_seed{seed}_{duration}s_{attacks}" + ("_varied" if varied else "")
         out = self.out / "lab" / f"{name}.pcap"
         if out.is_file() and labels_of(out).is_file():
             return out
@@ -320,7 +324,8 @@ class Bench:
             print(f"skipped {name}: the lab needs root (or put {out} there)", file=sys.stderr)
             return None
         self.app(f"lab {name}", "lab", "--out", str(out.parent), "--name", name,
-                 "--duration", str(duration), "--attacks", attacks, "--seed", str(seed))
+                 "--duration", str(duration), "--attacks", attacks, "--seed", str(seed),
+                 *(["--varied"] if varied else []))
         return out
 
     def attacks(self) -> list[Path]:

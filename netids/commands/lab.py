@@ -32,6 +32,9 @@ def add_parser(sub: Any, name: str) -> None:
     )
     p.add_argument("--seed", type=counted(0, 2**32 - 1), default=0,
                    help="seed of the clients' behaviour")
+    p.add_argument("--varied", action="store_true",
+                   help="clients join, leave and pause, load and a background job vary by "
+                        "seed (default: every client busy from start to end)")
     p.add_argument("--snaplen", type=counted(64, 262144), default=None,
                    help="bytes kept of each frame (default: all)")
 
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         attacks = parse_attacks(args.attacks)
         report = run_lab(
-            args.out, args.name, args.duration, attacks, seed=args.seed, settings=capture
+            args.out, args.name, args.duration, attacks, seed=args.seed, settings=capture,
+            varied=args.varied,
         )
     except (LabError, CaptureError) as exc:
         raise CommandError(str(exc)) from exc
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.pcap}: {report.packets} packets, {report.attack_packets} attack ({kinds}); "
         f"labels in {report.labels}"
     )
+    if args.varied:
+        print(f"life: {report.life.describe()}")  # noqa: T201
     if report.skipped:
         print(f"skipped for lack of time: {', '.join(report.skipped)}")  # noqa: T201
     if report.kernel_drops or report.queue_drops:

@@ -29,12 +29,14 @@ from netids.capture.pcapfile import PcapWriter
 from netids.config import CaptureSettings
 from netids.detect.frames import LINKTYPE_ETHERNET, FrameBatch
 from netids.lab.attacks import Attack
+from netids.lab.life import Life, plan_life
 from netids.lab.network import BRIDGE, Host, LabError, LabNetwork, remove_stale_namespaces
 from netids.lab.scenario import (
     ATTACKER,
     CLIENTS,
     HOSTS,
     remove_resolv_confs,
+    run_background,
     run_client,
     start_servers,
 )
@@ -61,6 +63,8 @@ class LabReport:
     skipped: list[str] = field(default_factory=list)
     kernel_drops: int = 0
     queue_drops: int = 0
+    life: Life = field(default_factory=Life)
+    started: float = 0.0  # wall-clock time the clients started; the life plan counts from it
 
 
 def run_lab(
@@ -71,8 +75,12 @@ def run_lab(
     *,
     seed: int = 0,
     settings: CaptureSettings | None = None,
+    varied: bool = False,
 ) -> LabReport:
-    """Run one lab session of ``duration`` seconds; write NAME.pcap and NAME.labels.csv."""
+    """Run one lab session of ``duration`` seconds; write NAME.pcap and NAME.labels.csv.
+
+    ``varied``: clients join, leave and pause, load and a background job vary by ``seed``
+    (:mod:`netids.lab.life`); otherwise every client runs from start to end."""
     if not 3 <= duration <= 3600:
         raise LabError("lab duration must be between 3 and 3600 seconds")
     for tool in ("nmap", "hping3", "arpspoof", "dnsmasq", "iperf3", "curl", "wget", "dig", "ping"):
@@ -83,7 +91,8 @@ def run_lab(
             )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = LabReport(out / f"{name}.pcap", out / f"{name}.labels.csv")
+    report = LabReport(out / f"{name}.pcap", out / f"{name}.labels.csv",
+                       life=plan_life(seed, duration, CLIENTS, varied=varied))
     settings = settings or CaptureSettings()
     remove_stale_namespaces()
     previous = None  # `kill` tears the lab down like Ctrl-C does
@@ -118,11 +127,15 @@ async def _session(
     source.start()
     labeller = _Labeller(net.hosts[ATTACKER], report.spans)
     writer = asyncio.create_task(_write(source, report, labeller))
-    t0 = time.time()
+    t0 = report.started = time.time()
+    life = report.life.clients
     tasks = [
-        asyncio.create_task(run_client(net, c, rng.randrange(2**32), t0 + duration))
+        asyncio.create_task(run_client(net, c, rng.randrange(2**32), t0 + duration, life[c]))
         for c in CLIENTS
     ]
+    if report.life.background is not None:
+        job = run_background(net, report.life.background, rng.randrange(2**32), t0 + duration)
+        tasks.append(asyncio.create_task(job))
     tasks.append(asyncio.create_task(_attacks(net, attacks, report, t0, duration)))
     try:
         await asyncio.wait(tasks, timeout=duration + 30)

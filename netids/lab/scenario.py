@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from netids.lab.life import Background, ClientLife
 from netids.lab.network import LabError, LabNetwork
 
 HOSTS = {"srv": 10, "web2": 11, "dns": 53, "c1": 21, "c2": 22, "c3": 23, "c4": 24, "atk": 66}
@@ -24,6 +25,7 @@ DOMAIN = "lab.test"
 NAMES = ("www", "files", "cdn", "api", "mail", "intranet", "nosuch", "missing")
 FILE_SIZES = (300, 1200, 4000, 9000, 20000, 48000, 120000, 350000, 1000000)
 FILE_WEIGHTS = (12, 14, 14, 12, 10, 8, 5, 3, 1)
+ALWAYS = ClientLife()
 
 
 def start_servers(net: LabNetwork, tmp: Path) -> None:
@@ -104,25 +106,55 @@ def _wait_listening(net: LabNetwork, host: str, port: int, timeout: float = 5.0)
     raise LabError(f"{host}: nothing listens on port {port} after {timeout:.0f} s")
 
 
-async def run_client(net: LabNetwork, host: str, seed: int, end: float) -> None:
+async def run_client(
+    net: LabNetwork, host: str, seed: int, end: float, life: ClientLife = ALWAYS
+) -> None:
     """Normal behaviour of one client until ``end``: web, DNS, ping and bulk UDP/TCP.
 
     Activity comes in sessions: every few actions the mean pause between actions is drawn
-    again, so clients alternate between busy and quiet stretches.
+    again, so clients alternate between busy and quiet stretches. ``life`` (seconds after
+    this call) says when the client joins, pauses and leaves, and scales its pace; what it
+    runs is stopped when it falls silent.
     """
     rng = random.Random(seed)
     port = str(5201 + CLIENTS.index(host))
     srv, web2, dns = net.ip("srv"), net.ip("web2"), net.ip("dns")
     pause, left_in_session = 1.0, 0
+    t0 = time.time()
     while time.time() < end - 0.5:
+        now = time.time() - t0
+        wait = life.wait(now)
+        if wait is None:
+            return
+        if wait > 0:
+            await asyncio.sleep(min(wait, end - time.time()))
+            continue
         if left_in_session <= 0:
             pause, left_in_session = rng.uniform(0.15, 2.5), rng.randint(3, 15)
         left_in_session -= 1
-        left = end - time.time()
+        left = min(end - time.time(), life.active_for(now))
         cmd = _client_action(rng, port, srv, web2, dns)
         with contextlib.suppress(TimeoutError):
             await net.exec(host, *cmd, timeout=min(10.0, max(0.5, left)))
-        await asyncio.sleep(min(rng.expovariate(1 / pause), 4.0))
+        load = life.load(time.time() - t0)
+        await asyncio.sleep(min(rng.expovariate(load / pause), 4.0 / load))
+
+
+async def run_background(net: LabNetwork, job: Background, seed: int, end: float) -> None:
+    """A periodic job until ``end``: health checks of a web server or a ping sweep."""
+    rng = random.Random(seed)
+    await asyncio.sleep(rng.uniform(0, job.period))
+    while time.time() < end - 0.5:
+        targets = [net.ip(t) for t in job.targets]
+        if job.kind == "health":
+            cmds = [["curl", "-s", "-o", "/dev/null", "-I", "--max-time", "2",
+                     f"http://{ip}/"] for ip in targets]  # fmt: skip
+        else:
+            cmds = [["ping", "-c", "1", "-W", "1", ip] for ip in targets]
+        for cmd in cmds:
+            with contextlib.suppress(TimeoutError):
+                await net.exec(job.host, *cmd, timeout=3.0)
+        await asyncio.sleep(job.period * rng.uniform(0.9, 1.1))
 
 
 def _client_action(rng: random.Random, port: str, srv: str, web2: str, dns: str) -> list[str]:

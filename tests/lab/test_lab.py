@@ -19,6 +19,7 @@ from netids.lab.network import (
     remove_stale_namespaces,
 )
 from netids.lab.recorder import run_lab
+from netids.lab.scenario import HOSTS
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
@@ -90,3 +91,31 @@ def test_lab_command_refuses_bad_arguments_in_one_line(tmp_path: Path, capsys) -
     assert main(["lab", "--out", str(tmp_path), "--duration", "1"]) == 2
     assert "between 3 and 3600 seconds" in capsys.readouterr().err
     assert lab_namespaces(f"{PREFIX}{os.getpid()}-") == []
+
+
+@pytest.mark.slow
+def test_a_varied_run_keeps_its_hosts_to_their_plan(tmp_path: Path) -> None:
+    report = run_lab(tmp_path, "varied", 24, [], seed=6, varied=True)
+    life, ip = report.life, {h: bytes([10, 77, 0, n]) for h, n in HOSTS.items()}
+    assert life.background is not None and life.background.kind == "ping"
+
+    starts: dict[bytes, list[float]] = {}  # each host's new TCP sessions, UDP and echoes
+    echoes: dict[bytes, int] = {}
+    for batch in read_batches(tmp_path / "varied.pcap"):
+        for i in range(len(batch)):
+            f = batch.frame(i)
+            if f[12:14] != b"\x08\x00":
+                continue
+            proto, body = f[23], f[14 + (f[14] & 15) * 4:]
+            echo = proto == 1 and body[0] == 8
+            echoes[f[26:30]] = echoes.get(f[26:30], 0) + echo
+            if echo or proto == 17 or (proto == 6 and body[13] & 0x12 == 0x02):
+                starts.setdefault(f[26:30], []).append(float(batch.ts[i]) - report.started)
+    for name, client in life.clients.items():
+        times = starts.get(ip[name], [])
+        assert times, f"{name} sent nothing"
+        assert min(times) >= client.join - 0.2, f"{name} began before it joined"
+        assert max(times) <= client.leave + 0.5, f"{name} went on after it left"
+        for a, b in client.pauses:
+            assert not [t for t in times if a + 0.5 < t < b - 0.2], f"{name} paused {a}-{b}"
+    assert echoes[ip[life.background.host]] >= 2 * len(life.background.targets)  # two rounds
