@@ -17,7 +17,7 @@ from netids.detect.event_records import (
     Sample,
     severity,
 )
-from netids.detect.explain import SCANS
+from netids.detect.explain import SCANS, TARGET_FLOOD
 from netids.detect.packets import format_ip
 from netids.detect.scored import ScoredBatch
 from netids.detect.sketches import DistinctCount, TopK
@@ -157,6 +157,21 @@ class Groups:
 
     def ports(self, n: int) -> tuple[int, int, int, int]:
         return self.sport_lo[n], self.sport_hi[n], self.dport_lo[n], self.dport_hi[n]
+
+
+BY_DESTINATION = (TARGET_FLOOD, "reflection flood")  # kinds whose evidence is the destination's
+
+
+def by_destination(kind: str) -> bool:
+    """Whether events of ``kind`` are keyed by their destination alone, their sources
+    counted: what made the packets anomalous is the traffic reaching that host (packets
+    hitting a busy host, replies it never asked for), so a flooded server's normal clients
+    join the one event about it instead of each being named as the source of a flood.
+
+    >>> [by_destination(k) for k in ("target under flood", "reflection flood", "flood")]
+    [True, True, False]
+    """
+    return kind in BY_DESTINATION
 
 
 def by_source(kind: str) -> bool:

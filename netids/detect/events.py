@@ -1,9 +1,10 @@
 """Anomaly events: anomalous packets with the same key, close in time, merged into one event.
 
-The key is (source, destination, protocol, kind of deviation); a "target under flood" is keyed
-by its destination alone from its first packet, as one event with many sources: what made its
-packets anomalous is the traffic reaching that host, so their senders (a flooded server's
-normal clients) are not named as the source of a flood. A scan (port scan, host sweep) is
+The key is (source, destination, protocol, kind of deviation); a "target under flood" or a
+"reflection flood" is keyed by its destination alone from its first packet, as one event with
+many sources: what made its packets anomalous is the traffic reaching that host (or the
+replies it never asked for), so their senders (a flooded server's normal clients) are not
+named as the source of a flood. A scan (port scan, host sweep) is
 keyed by its source alone, also from its first packet: one event per scanner and protocol,
 its targets counted (and named while there is one), not one per probed host. Anomalous
 answers join the event of the conversation's opener: a scanned host's resets and a flooded
@@ -61,9 +62,8 @@ import numpy as np
 
 from netids.detect.event_answers import answered_tag, answers
 from netids.detect.event_fans import FanTable
-from netids.detect.event_groups import Groups, Keyed, OpenEvent, by_source
+from netids.detect.event_groups import Groups, Keyed, OpenEvent, by_destination, by_source
 from netids.detect.event_records import ATTACK_KINDS, EventConfig, EventUpdate, Sample
-from netids.detect.explain import TARGET_FLOOD
 from netids.detect.keytable import TableStats
 from netids.detect.packets import PacketBatch, format_ip, format_mac, protocol_name, summary
 from netids.detect.scored import ScoredBatch
@@ -153,7 +153,7 @@ class EventAggregator:
         cutoff = now - cfg.gap
         many_in[own] = self._fan_in.mark(hash64(dst_h[own], tag_h[own]), src_h[own], ts[own],
                                          cutoff)
-        many_in |= own & (kind == self._kind_id(TARGET_FLOOD))
+        many_in |= own & np.isin(kind, self._by_destination_ids())
         many_out[own] = self._fan_out.mark(hash64(src_h[own], tag_h[own]), dst_h[own], ts[own],
                                            cutoff)
         many_out |= own & np.isin(kind, self._by_source_ids())
@@ -315,6 +315,10 @@ class EventAggregator:
         """Open events of a key of their own (the cap's count; "many -> many" ones aside)."""
         self._many_many &= self._open.keys()
         return len(self._open) - len(self._many_many)
+
+    def _by_destination_ids(self) -> list[int]:
+        """Ids of the kinds keyed by their destination alone (see :func:`by_destination`)."""
+        return [i for i, name in enumerate(self._kind_names) if by_destination(name)]
 
     def _by_source_ids(self) -> list[int]:
         """Ids of the kinds keyed by their source alone (see :func:`by_source`)."""

@@ -224,11 +224,13 @@ def test_flood_trickling_in_ends_in_one_merged_event_after_a_handful() -> None:
     assert sum(e.packets for e in events.values()) == 500
 
 
-def test_a_target_under_flood_is_one_event_about_the_target_not_its_clients() -> None:
-    # normal clients of a flooded server: only the traffic reaching it is unusual
+@pytest.mark.parametrize("kind", [TARGET_FLOOD, "reflection flood"])
+def test_a_target_under_flood_is_one_event_about_the_target_not_its_clients(kind: str) -> None:
+    # normal clients of a flooded server (or of one hit by replies it never asked for, as a
+    # lab run's DNS clients while a UDP flood hit their server): only what reaches it is unusual
     pk = make_packets(6, src=["10.0.0.21", "10.0.0.24"] * 3, dst="10.0.0.10", dport=80)
-    (event,) = EventAggregator().add(scored(pk, kinds=TARGET_FLOOD))
-    assert (event.src, event.dst, event.kind) == ("", "10.0.0.10", TARGET_FLOOD)
+    (event,) = EventAggregator().add(scored(pk, kinds=kind))
+    assert (event.src, event.dst, event.kind) == ("", "10.0.0.10", kind)
     assert (event.packets, event.src_count) == (6, 2)
     flood = EventAggregator().add(scored(pk, kinds="flood"))  # the senders' doing: theirs
     assert sorted(e.src for e in flood) == ["10.0.0.21", "10.0.0.24"]
