@@ -114,21 +114,30 @@ async def run_client(
     Activity comes in sessions: every few actions the mean pause between actions is drawn
     again, so clients alternate between busy and quiet stretches. ``life`` (seconds after
     this call) says when the client joins, pauses and leaves, and scales its pace; what it
-    runs is stopped when it falls silent.
+    runs is stopped when it falls silent, and its link is down before it joins and after it
+    leaves, so joining brings the housekeeping a host coming up sends (IPv6 duplicate
+    address detection, multicast listener reports, router solicitations).
     """
     rng = random.Random(seed)
     port = str(5201 + CLIENTS.index(host))
     srv, web2, dns = net.ip("srv"), net.ip("web2"), net.ip("dns")
     pause, left_in_session = 1.0, 0
     t0 = time.time()
+    linked = life.join <= 0
+    if not linked:  # not on the network yet: its link comes up when it joins
+        await _set_link(net, host, up=False)
     while time.time() < end - 0.5:
         now = time.time() - t0
         wait = life.wait(now)
-        if wait is None:
+        if wait is None:  # it leaves: its link goes down, as a laptop's does
+            await _set_link(net, host, up=False)
             return
         if wait > 0:
             await asyncio.sleep(min(wait, end - time.time()))
             continue
+        if not linked:
+            await _set_link(net, host, up=True)
+            linked = True
         if left_in_session <= 0:
             pause, left_in_session = rng.uniform(0.15, 2.5), rng.randint(3, 15)
         left_in_session -= 1
@@ -138,6 +147,10 @@ async def run_client(
             await net.exec(host, *cmd, timeout=min(10.0, max(0.5, left)))
         load = life.load(time.time() - t0)
         await asyncio.sleep(min(rng.expovariate(load / pause), 4.0 / load))
+
+
+async def _set_link(net: LabNetwork, host: str, *, up: bool) -> None:
+    await net.exec(host, "ip", "link", "set", "eth0", "up" if up else "down", timeout=5.0)
 
 
 async def run_background(net: LabNetwork, job: Background, seed: int, end: float) -> None:

@@ -101,9 +101,11 @@ def test_a_varied_run_keeps_its_hosts_to_their_plan(tmp_path: Path) -> None:
 
     starts: dict[bytes, list[float]] = {}  # each host's new TCP sessions, UDP and echoes
     echoes: dict[bytes, int] = {}
+    sent: dict[bytes, list[float]] = {}  # each MAC's frames, whatever they hold
     for batch in read_batches(tmp_path / "varied.pcap"):
         for i in range(len(batch)):
             f = batch.frame(i)
+            sent.setdefault(f[6:12], []).append(float(batch.ts[i]) - report.started)
             if f[12:14] != b"\x08\x00":
                 continue
             proto, body = f[23], f[14 + (f[14] & 15) * 4:]
@@ -116,6 +118,8 @@ def test_a_varied_run_keeps_its_hosts_to_their_plan(tmp_path: Path) -> None:
         assert times, f"{name} sent nothing"
         assert min(times) >= client.join - 0.2, f"{name} began before it joined"
         assert max(times) <= client.leave + 0.5, f"{name} went on after it left"
+        frames = sent[bytes([2, 0x77, 0, 0, 0, HOSTS[name]])]
+        assert min(frames) >= client.join - 0.2 and max(frames) <= client.leave + 0.5  # link
         for a, b in client.pauses:
             assert not [t for t in times if a + 0.5 < t < b - 0.2], f"{name} paused {a}-{b}"
     assert echoes[ip[life.background.host]] >= 2 * len(life.background.targets)  # two rounds
