@@ -123,3 +123,16 @@ def test_a_varied_run_keeps_its_hosts_to_their_plan(tmp_path: Path) -> None:
         for a, b in client.pauses:
             assert not [t for t in times if a + 0.5 < t < b - 0.2], f"{name} paused {a}-{b}"
     assert echoes[ip[life.background.host]] >= 2 * len(life.background.targets)  # two rounds
+
+
+@pytest.mark.slow
+def test_the_lab_command_prints_a_varied_runs_plan(tmp_path: Path, capsys) -> None:
+    from netids.cli import main
+    from netids.lab.life import plan_life
+    from netids.lab.scenario import CLIENTS
+
+    assert main(["lab", "--out", str(tmp_path), "--duration", "8", "--attacks", "none",
+                 "--seed", "4", "--varied"]) == 0
+    out = capsys.readouterr().out
+    assert f"life: {plan_life(4, 8.0, CLIENTS, varied=True).describe()}\n" in out
+    assert "joins at" in out and "leaves at" in out and "pings" in out
