@@ -57,6 +57,7 @@ upserts by ``id``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import numpy as np
 
@@ -153,10 +154,10 @@ class EventAggregator:
         cutoff = now - cfg.gap
         many_in[own] = self._fan_in.mark(hash64(dst_h[own], tag_h[own]), src_h[own], ts[own],
                                          cutoff)
-        many_in |= own & np.isin(kind, self._by_destination_ids())
+        many_in |= own & np.isin(kind, self._ids_of(by_destination))
         many_out[own] = self._fan_out.mark(hash64(src_h[own], tag_h[own]), dst_h[own], ts[own],
                                            cutoff)
-        many_out |= own & np.isin(kind, self._by_source_ids())
+        many_out |= own & np.isin(kind, self._ids_of(by_source))
         pair = own & ~many_in & ~many_out  # keyed by both hosts: many such pairs at once merge
         many_in[pair] = many_out[pair] = self._fan_pairs.mark(
             tag_h[pair], hash64(src_h[pair], dst_h[pair]), ts[pair], cutoff)
@@ -316,13 +317,9 @@ class EventAggregator:
         self._many_many &= self._open.keys()
         return len(self._open) - len(self._many_many)
 
-    def _by_destination_ids(self) -> list[int]:
-        """Ids of the kinds keyed by their destination alone (see :func:`by_destination`)."""
-        return [i for i, name in enumerate(self._kind_names) if by_destination(name)]
-
-    def _by_source_ids(self) -> list[int]:
-        """Ids of the kinds keyed by their source alone (see :func:`by_source`)."""
-        return [i for i, name in enumerate(self._kind_names) if by_source(name)]
+    def _ids_of(self, keyed_by: Callable[[str], bool]) -> list[int]:
+        """Ids of the kinds ``keyed_by`` (:func:`by_destination`, :func:`by_source`) holds."""
+        return [i for i, name in enumerate(self._kind_names) if keyed_by(name)]
 
     def _kind_id(self, name: str) -> int:
         kid = self._kinds.get(name)
