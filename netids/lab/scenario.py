@@ -156,14 +156,14 @@ async def _set_link(net: LabNetwork, host: str, *, up: bool) -> None:
 async def run_background(net: LabNetwork, job: Background, seed: int, end: float) -> None:
     """A periodic job until ``end``: health checks of a web server or a ping sweep."""
     rng = random.Random(seed)
+    targets = [net.ip(t) for t in job.targets]
+    if job.kind == "health":
+        cmds = [["curl", "-s", "-o", "/dev/null", "-I", "--max-time", "2",
+                 f"http://{ip}/"] for ip in targets]  # fmt: skip
+    else:
+        cmds = [["ping", "-c", "1", "-W", "1", ip] for ip in targets]
     await asyncio.sleep(rng.uniform(0, job.period))
     while time.time() < end - 0.5:
-        targets = [net.ip(t) for t in job.targets]
-        if job.kind == "health":
-            cmds = [["curl", "-s", "-o", "/dev/null", "-I", "--max-time", "2",
-                     f"http://{ip}/"] for ip in targets]  # fmt: skip
-        else:
-            cmds = [["ping", "-c", "1", "-W", "1", ip] for ip in targets]
         for cmd in cmds:
             with contextlib.suppress(TimeoutError):
                 await net.exec(job.host, *cmd, timeout=3.0)
