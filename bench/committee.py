@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
 import sys
 from pathlib import Path
 
@@ -27,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from netids import cli  # noqa: E402
 from netids.commands import evaluate as evaluate_command  # noqa: E402
+from netids.detect.calibration import nines_of  # noqa: E402
+from netids.lab.mixing import labels_path  # noqa: E402
 from netids.training import drift  # noqa: E402
 from netids.training import evaluate as ev  # noqa: E402
 
@@ -38,14 +39,14 @@ def main() -> int:
     parser.add_argument("--attacks", type=Path, required=True,
                         help="the same normal traffic with attacks on top (labelled)")
     args = parser.parse_args()
-    benign, attacks, threshold = [], [], math.inf
+    benign, attacks, threshold = [], [], float("inf")
     for model in args.models:
         b = judge(model, args.benign)
         a = judge(model, args.attacks)
         benign.append(b.method_scores[drift.WITH_BEHAVIOUR])
         attacks.append(a.method_scores[drift.WITH_BEHAVIOUR])
         labels, kinds = a.labels, a.kinds
-        threshold = min(threshold, -math.log10(1.0 - b.judged.own[0].threshold))
+        threshold = min(threshold, float(nines_of(b.judged.own[0].threshold)))
     rows = [(m.name, b, a) for m, b, a in zip(args.models, benign, attacks, strict=True)]
     rows += [("median", np.median(benign, axis=0), np.median(attacks, axis=0)),
              ("least", np.min(benign, axis=0), np.min(attacks, axis=0))]
@@ -61,8 +62,7 @@ def main() -> int:
 
 
 def judge(model: Path, capture: Path) -> evaluate_command.Report:
-    labels = capture.with_name(capture.name.removesuffix(".pcap") + ".labels.csv")
-    argv = ["evaluate", str(capture), "--labels", str(labels), "--model", str(model),
+    argv = ["evaluate", str(capture), "--labels", str(labels_path(capture)), "--model", str(model),
             "--warm-up", "--no-baselines"]
     parser = cli.build_parser(argv)
     parsed, _ = parser.parse_known_args(argv)
